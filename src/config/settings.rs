@@ -1,0 +1,144 @@
+//! Validated settings: what every part of slawatch is built from.
+//!
+//! These are produced only by `config::load` (file + `SLAWATCH__SECTION__KEY` environment, then
+//! one validating pass), so by the time anything starts every duration is a `Duration`, every
+//! time zone a `Tz`, every secret read from its file or the environment. `check-config` prints
+//! exactly these, secrets redacted.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use serde::Serialize;
+
+use crate::domain::Language;
+use crate::tracker::policy::PolicySet;
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub store: StoreSettings,
+    pub http: HttpSettings,
+    pub desk: DeskSettings,
+    pub policies: PolicySet,
+    pub sources: Vec<SourceSettings>,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreSettings {
+    /// `sqlite://path/to/file.db` (created if missing) or `postgres://user@host/db`.
+    pub url: String,
+    /// Database password, from `password_file` or the environment; never logged.
+    pub password: Option<Secret>,
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    pub bind: SocketAddr,
+    /// Bearer token required by write endpoints, when set.
+    pub token: Option<Secret>,
+    /// Base URL of the status page as the desk reaches it (links in alerts).
+    pub public_url: String,
+}
+
+/// Who the desk is: its addresses, its domains, what to ignore.
+#[derive(Debug, Clone)]
+pub struct DeskSettings {
+    /// Lower-cased addresses the desk answers from (and receives at).
+    pub support_addresses: Vec<String>,
+    /// The desk's own domains: senders there are colleagues, not customers.
+    pub internal_domains: Vec<String>,
+    /// Lower-cased sender addresses or `@domain` entries whose mail is never an inquiry.
+    pub ignore_senders: Vec<String>,
+    /// Subjects (case-insensitive substrings) whose mail is never an inquiry.
+    pub ignore_subjects: Vec<String>,
+    /// Subject prefixes that mark the desk's own automatic acknowledgement, in addition to
+    /// `Auto-Submitted` and vendor auto-reply headers.
+    pub auto_ack_subjects: Vec<String>,
+    pub default_language: Language,
+    /// Time zone for display (alerts, reports); instants stay UTC.
+    pub time_zone: Tz,
+}
+
+#[derive(Debug, Clone)]
+pub struct SourceSettings {
+    /// The source's name: its key under `[sources]`, used in metrics and the ledger.
+    pub name: String,
+    pub kind: SourceKind,
+}
+
+#[derive(Debug, Clone)]
+pub enum SourceKind {
+    Imap(ImapSettings),
+    Maildir(MaildirSettings),
+}
+
+#[derive(Debug, Clone)]
+pub struct ImapSettings {
+    pub host: String,
+    pub port: u16,
+    pub security: ImapSecurity,
+    /// Extra PEM CA certificates trusted besides the system/webpki roots (private mail servers).
+    pub ca_file: Option<PathBuf>,
+    pub username: String,
+    pub password: Secret,
+    /// Folders whose messages are inquiries.
+    pub inbox_folders: Vec<String>,
+    /// Folders holding the desk's replies; empty = the SPECIAL-USE `\Sent` folder(s).
+    pub sent_folders: Vec<String>,
+    /// Backfill messages delivered on or after this instant (first run only).
+    pub since: Option<DateTime<Utc>>,
+    /// IDLE is re-issued at least this often (≤ 5 minutes finds dead connections in time).
+    pub idle_timeout: Duration,
+    /// Poll interval when the server has no IDLE.
+    pub poll_interval: Duration,
+    /// Bytes of body text fetched after the headers (language detection, previews).
+    pub body_prefix_bytes: u32,
+    /// Bound on every network round trip.
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ImapSecurity {
+    /// Implicit TLS (port 993).
+    Tls,
+    /// Plain connect then STARTTLS (port 143); refused if the server does not offer it.
+    Starttls,
+    /// No TLS: loopback only, unless `allow_insecure = true`.
+    Plain,
+}
+
+#[derive(Debug, Clone)]
+pub struct MaildirSettings {
+    /// The Maildir root (its `cur`/`new` are the INBOX; subfolders are `.Name`).
+    pub path: PathBuf,
+    /// Folder names (`INBOX` = the root) whose messages are inquiries.
+    pub inbox_folders: Vec<String>,
+    /// Folder names holding the desk's replies.
+    pub sent_folders: Vec<String>,
+    /// How often the folders are rescanned (inotify is not used: it misses NFS and renames
+    /// across mounts; a scan of `new`/`cur` names is cheap).
+    pub scan_interval: Duration,
+}
+
+/// A secret value: printed as `<redacted>`, never in logs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}

@@ -1,0 +1,292 @@
+//! `Event`: every decision the tracker makes, as written to the append-only ledger.
+//!
+//! Inquiry state is never stored directly: it is what you get by applying these events in order
+//! (`Tracker::apply`). A restart replays the ledger to the same state, and an auditor reads the
+//! same events to see why each number is what it is. Events are serialized as JSON with the
+//! variant name in `"type"`; changing a field's meaning needs a new variant, never an edit.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{Channel, InquiryId, Language};
+use crate::tracker::observation::AckVia;
+use crate::tracker::policy::PolicyRecord;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    /// A policy version was used for the first time. Its parameters are kept so reports can show
+    /// what was in force, whatever the configuration says today.
+    PolicyActivated { at: DateTime<Utc>, policy: PolicyRecord },
+    /// A customer message or call opened an inquiry; its clock runs from `received_at`.
+    InquiryOpened(Box<InquiryOpened>),
+    /// A message was seen but is not an inquiry, for the stored reason.
+    InquiryExcluded(Box<InquiryExcluded>),
+    /// Another customer message joined an open inquiry; the clock keeps running from the oldest.
+    FollowUpAttached {
+        inquiry_id: InquiryId,
+        external_id: String,
+        received_at: DateTime<Utc>,
+    },
+    /// A message became part of a thread without opening or answering anything (a reply from
+    /// the desk, an automatic acknowledgement, a forward to colleagues). Keeps the thread index.
+    MessageLinked {
+        external_id: String,
+        thread_id: String,
+        at: DateTime<Utc>,
+        role: LinkRole,
+    },
+    /// An inquiry got its first response.
+    InquiryResponded(Box<InquiryResponded>),
+    /// A message from the desk that answers nothing, and why.
+    ReplyUnmatched {
+        external_id: String,
+        source: String,
+        at: DateTime<Utc>,
+        reason: UnmatchedReason,
+    },
+    /// A warn instant of an open inquiry passed.
+    InquiryWarned {
+        inquiry_id: InquiryId,
+        index: u8,
+        at: DateTime<Utc>,
+    },
+    /// The deadline of an open inquiry passed unanswered: counted `missed` now.
+    InquiryBreached {
+        inquiry_id: InquiryId,
+        at: DateTime<Utc>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InquiryOpened {
+    pub inquiry_id: InquiryId,
+    pub channel: Channel,
+    pub source: String,
+    /// Message-ID or call id of the message or call that opened it.
+    pub external_id: String,
+    pub thread_id: String,
+    /// The customer key: an email address or an E.164 number.
+    pub customer: String,
+    pub customer_name: Option<String>,
+    pub subject: String,
+    pub language: Language,
+    pub language_source: LanguageSource,
+    pub received_at: DateTime<Utc>,
+    pub first_seen_at: DateTime<Utc>,
+    /// The sender's own `Date:`, recorded only.
+    pub date_header: Option<DateTime<Utc>>,
+    pub deadline_at: DateTime<Utc>,
+    /// One instant per configured warn offset, in order.
+    pub warn_at: Vec<DateTime<Utc>>,
+    /// Version of the policy in force when it opened.
+    pub policy: String,
+    pub kind: InquiryKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InquiryExcluded {
+    pub inquiry_id: InquiryId,
+    pub channel: Channel,
+    pub source: String,
+    pub external_id: String,
+    pub thread_id: String,
+    pub customer: String,
+    pub customer_name: Option<String>,
+    pub subject: String,
+    pub language: Language,
+    pub received_at: DateTime<Utc>,
+    pub first_seen_at: DateTime<Utc>,
+    pub reason: ExclusionReason,
+    /// Human-readable evidence, e.g. the header that decided it (`Auto-Submitted: auto-replied`).
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InquiryResponded {
+    pub inquiry_id: InquiryId,
+    /// When the customer was answered.
+    pub at: DateTime<Utc>,
+    /// `at - received_at`, in whole seconds (never negative).
+    pub response_seconds: i64,
+    pub kind: ResponseKind,
+    /// Who answered: the desk address that sent the reply, or the person who acked.
+    pub responder: String,
+    /// Message-ID or call id of the response, when there is one.
+    pub external_id: Option<String>,
+    /// `met` if answered by the deadline and the deadline had not been counted as missed.
+    pub outcome: Outcome,
+    pub via: Option<AckVia>,
+    pub note: Option<String>,
+}
+
+/// First inquiry of a conversation, or a customer message after the desk had replied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InquiryKind {
+    First,
+    NextReply,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LanguageSource {
+    Header,
+    Text,
+    Line,
+    Default,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResponseKind {
+    Email,
+    Phone,
+    Manual,
+}
+
+impl ResponseKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResponseKind::Email => "email",
+            ResponseKind::Phone => "phone",
+            ResponseKind::Manual => "manual",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Met,
+    Missed,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 2] = [Outcome::Met, Outcome::Missed];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Met => "met",
+            Outcome::Missed => "missed",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkRole {
+    /// A reply to the customer (it may also have answered inquiries: see `InquiryResponded`).
+    Reply,
+    /// The desk's automatic acknowledgement: never stops the clock.
+    AutoAcknowledgement,
+    /// Sent only to colleagues.
+    InternalForward,
+    /// A customer message in a thread that opens nothing (e.g. next-reply tracking is off).
+    CustomerMessage,
+}
+
+/// Why a desk message answered nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnmatchedReason {
+    /// No `In-Reply-To`/`References`: it cannot be tied to any inquiry.
+    NotThreaded,
+    /// It threads to messages slawatch has not seen (yet); kept in case they arrive.
+    UnknownThread,
+    /// Its sender is not a support address.
+    NotFromSupport,
+    /// It threads to a conversation with nothing open.
+    NothingOpen,
+}
+
+/// Why a message is not an inquiry. The code is stored, reported and used as the `reason`
+/// metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExclusionReason {
+    /// `Auto-Submitted` other than `no` (RFC 3834).
+    AutoSubmitted,
+    /// A vendor auto-reply header (`X-Autoreply` and kin).
+    AutoReply,
+    /// `Precedence: bulk|list|junk`.
+    Precedence,
+    /// A bounce or delivery status notification.
+    Bounce,
+    /// `List-Id` / `List-Unsubscribe`.
+    MailingList,
+    /// `X-Loop`.
+    MailLoop,
+    /// Flagged as spam by the mail system.
+    Spam,
+    /// Sent from one of the desk's own domains or addresses.
+    InternalSender,
+    /// Matched a configured ignore list.
+    Ignored,
+    /// One of slawatch's own alert mails that came back.
+    OwnAlert,
+    /// No usable sender address: nobody could be answered.
+    NoSender,
+}
+
+impl ExclusionReason {
+    pub const ALL: [ExclusionReason; 11] = [
+        ExclusionReason::AutoSubmitted,
+        ExclusionReason::AutoReply,
+        ExclusionReason::Precedence,
+        ExclusionReason::Bounce,
+        ExclusionReason::MailingList,
+        ExclusionReason::MailLoop,
+        ExclusionReason::Spam,
+        ExclusionReason::InternalSender,
+        ExclusionReason::Ignored,
+        ExclusionReason::OwnAlert,
+        ExclusionReason::NoSender,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExclusionReason::AutoSubmitted => "auto_submitted",
+            ExclusionReason::AutoReply => "auto_reply",
+            ExclusionReason::Precedence => "precedence",
+            ExclusionReason::Bounce => "bounce",
+            ExclusionReason::MailingList => "mailing_list",
+            ExclusionReason::MailLoop => "mail_loop",
+            ExclusionReason::Spam => "spam",
+            ExclusionReason::InternalSender => "internal_sender",
+            ExclusionReason::Ignored => "ignored",
+            ExclusionReason::OwnAlert => "own_alert",
+            ExclusionReason::NoSender => "no_sender",
+        }
+    }
+}
+
+impl Event {
+    /// The variant name as stored in the ledger's `kind` column.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::PolicyActivated { .. } => "policy_activated",
+            Event::InquiryOpened(_) => "inquiry_opened",
+            Event::InquiryExcluded(_) => "inquiry_excluded",
+            Event::FollowUpAttached { .. } => "follow_up_attached",
+            Event::MessageLinked { .. } => "message_linked",
+            Event::InquiryResponded(_) => "inquiry_responded",
+            Event::ReplyUnmatched { .. } => "reply_unmatched",
+            Event::InquiryWarned { .. } => "inquiry_warned",
+            Event::InquiryBreached { .. } => "inquiry_breached",
+        }
+    }
+
+    /// The inquiry the event is about, if any (indexed in the ledger).
+    pub fn inquiry_id(&self) -> Option<&InquiryId> {
+        match self {
+            Event::InquiryOpened(e) => Some(&e.inquiry_id),
+            Event::InquiryExcluded(e) => Some(&e.inquiry_id),
+            Event::InquiryResponded(e) => Some(&e.inquiry_id),
+            Event::FollowUpAttached { inquiry_id, .. }
+            | Event::InquiryWarned { inquiry_id, .. }
+            | Event::InquiryBreached { inquiry_id, .. } => Some(inquiry_id),
+            Event::PolicyActivated { .. } | Event::MessageLinked { .. } | Event::ReplyUnmatched { .. } => None,
+        }
+    }
+}

@@ -1,0 +1,21 @@
+//! The tracker: all SLA rules, as pure functions.
+//!
+//! `Tracker::decide(observation, now)` looks at the current state and returns the events the
+//! observation causes; `Tracker::apply(event)` folds an event into the state. The daemon appends
+//! decided events to the ledger and then applies them; a restart applies the whole ledger. No
+//! sockets, no clock reads, no database here: `now` is an argument, so every rule is tested with
+//! any clock in microseconds.
+//!
+//! What the rules are (received time, what is an inquiry, threads, what is a response, policy
+//! versions) is written in DESIGN.md; each function below names the rule it implements.
+
+pub mod classify;
+pub mod event;
+pub mod language;
+pub mod observation;
+pub mod policy;
+mod state;
+
+pub use event::Event;
+pub use observation::Observation;
+pub use state::{Inquiry, InquiryState, SlaStatus, Tracker, TrackerRules};
