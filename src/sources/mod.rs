@@ -73,3 +73,15 @@ impl EngineSink {
         }
     }
 }
+
+/// How a source reports its health (implemented by the metrics registry; tests may record it).
+/// `kind` values are short snake_case codes such as `connect`, `tls`, `auth`, `timeout`,
+/// `protocol`, `io`, or a [`crate::tracker::observation::ParseProblem`] code.
+pub trait SourceHealth: Send + Sync + 'static {
+    /// The source reached its server (or folder) and is working (`true`), or lost it (`false`).
+    fn set_up(&self, source: &str, up: bool);
+    /// A sync round completed at `at`.
+    fn succeeded(&self, source: &str, at: chrono::DateTime<chrono::Utc>);
+    /// Something went wrong; counted per kind.
+    fn error(&self, source: &str, kind: &str);
+}
