@@ -1,1 +1,2 @@
-//! telemetry
+//! Metrics (placeholder until the telemetry module lands).
+pub struct Metrics;

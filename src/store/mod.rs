@@ -1,1 +1,3 @@
-//! store
+//! Ledger store (placeholder until the store module lands).
+#[derive(Clone)]
+pub struct Store;

@@ -26,24 +26,31 @@ pub enum Event {
     FollowUpAttached {
         inquiry_id: InquiryId,
         external_id: String,
+        digest: String,
         received_at: DateTime<Utc>,
     },
     /// A message became part of a thread without opening or answering anything (a reply from
     /// the desk, an automatic acknowledgement, a forward to colleagues). Keeps the thread index.
     MessageLinked {
         external_id: String,
+        digest: String,
         thread_id: String,
         at: DateTime<Utc>,
         role: LinkRole,
     },
     /// An inquiry got its first response.
     InquiryResponded(Box<InquiryResponded>),
-    /// A message from the desk that answers nothing, and why.
+    /// A message from the desk that answers nothing, and why. One that threads to messages not
+    /// seen yet keeps its references: it answers the inquiry if that message arrives later
+    /// (a quick reply can be read before the message it answers).
     ReplyUnmatched {
         external_id: String,
+        digest: String,
         source: String,
         at: DateTime<Utc>,
         reason: UnmatchedReason,
+        responder: String,
+        references: Vec<String>,
     },
     /// A warn instant of an open inquiry passed.
     InquiryWarned {
@@ -66,6 +73,8 @@ pub struct InquiryOpened {
     /// Message-ID or call id of the message or call that opened it.
     pub external_id: String,
     pub thread_id: String,
+    /// Header digest of the message (dedupes re-fetches); none for calls.
+    pub digest: Option<String>,
     /// The customer key: an email address or an E.164 number.
     pub customer: String,
     pub customer_name: Option<String>,
@@ -91,6 +100,7 @@ pub struct InquiryExcluded {
     pub source: String,
     pub external_id: String,
     pub thread_id: String,
+    pub digest: Option<String>,
     pub customer: String,
     pub customer_name: Option<String>,
     pub subject: String,
@@ -196,8 +206,16 @@ pub enum UnmatchedReason {
     UnknownThread,
     /// Its sender is not a support address.
     NotFromSupport,
-    /// It threads to a conversation with nothing open.
-    NothingOpen,
+}
+
+impl UnmatchedReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UnmatchedReason::NotThreaded => "not_threaded",
+            UnmatchedReason::UnknownThread => "unknown_thread",
+            UnmatchedReason::NotFromSupport => "not_from_support",
+        }
+    }
 }
 
 /// Why a message is not an inquiry. The code is stored, reported and used as the `reason`

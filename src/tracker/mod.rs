@@ -14,8 +14,8 @@ pub mod event;
 pub mod language;
 pub mod observation;
 pub mod policy;
-mod state;
+pub mod state;
 
 pub use event::Event;
 pub use observation::Observation;
-pub use state::{Inquiry, InquiryState, SlaStatus, Tracker, TrackerRules};
+pub use state::{Inquiry, InquiryState, OpenStatus, SlaStatus, Tracker, TrackerRules};

@@ -1,8 +1,662 @@
 //! Tracker state and the decide/apply pair.
+//!
+//! `decide` reads the state and returns events; `apply` is the only code that changes the
+//! state. Everything the state holds is derived from events, so replaying the ledger rebuilds it
+//! exactly. The maps below are the indexes the rules need: which thread a Message-ID belongs to,
+//! which inquiry of a thread is open, which message bytes were already seen.
 
-/// Placeholder until the state lands.
-pub struct Tracker;
-pub struct TrackerRules;
-pub struct Inquiry;
-pub enum InquiryState {}
-pub enum SlaStatus {}
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::config::DeskSettings;
+use crate::domain::{Channel, InquiryId, Language};
+use crate::tracker::classify::{OutboundKind, classify_inbound, classify_outbound};
+use crate::tracker::event::{
+    Event, ExclusionReason, InquiryExcluded, InquiryKind, InquiryOpened, InquiryResponded, LinkRole, Outcome,
+    ResponseKind, UnmatchedReason,
+};
+use crate::tracker::language::detect_language;
+use crate::tracker::observation::{ManualAck, Mail, Observation, Stage};
+use crate::tracker::policy::PolicySet;
+
+/// What the rules are configured with.
+#[derive(Debug, Clone)]
+pub struct TrackerRules {
+    pub desk: DeskSettings,
+    pub policies: PolicySet,
+}
+
+/// Where an inquiry stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InquiryState {
+    Open,
+    Responded,
+    Excluded,
+}
+
+impl InquiryState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InquiryState::Open => "open",
+            InquiryState::Responded => "responded",
+            InquiryState::Excluded => "excluded",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<InquiryState> {
+        [InquiryState::Open, InquiryState::Responded, InquiryState::Excluded]
+            .into_iter()
+            .find(|v| v.as_str() == s)
+    }
+}
+
+/// Whether the promise was kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SlaStatus {
+    Pending,
+    Met,
+    Missed,
+}
+
+/// How an open inquiry is doing, for the `open_inquiries{state}` gauge and the wallboard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OpenStatus {
+    Ok,
+    Warning,
+    Breached,
+}
+
+impl OpenStatus {
+    pub const ALL: [OpenStatus; 3] = [OpenStatus::Ok, OpenStatus::Warning, OpenStatus::Breached];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OpenStatus::Ok => "ok",
+            OpenStatus::Warning => "warning",
+            OpenStatus::Breached => "breached",
+        }
+    }
+}
+
+/// A stage alert raised for an inquiry (delivery records come with the notifiers).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AlertMark {
+    /// `warning` or `breach`.
+    pub stage: &'static str,
+    pub at: DateTime<Utc>,
+}
+
+/// One inquiry as derived from its events: the JSON shape of the API.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Inquiry {
+    pub id: InquiryId,
+    pub channel: Channel,
+    pub source: String,
+    pub external_id: String,
+    pub thread_id: String,
+    pub customer: String,
+    pub customer_name: Option<String>,
+    pub subject: String,
+    pub language: Language,
+    pub received_at: DateTime<Utc>,
+    pub first_seen_at: DateTime<Utc>,
+    pub deadline_at: Option<DateTime<Utc>>,
+    pub warn_at: Vec<DateTime<Utc>>,
+    pub responded_at: Option<DateTime<Utc>>,
+    pub response_seconds: Option<i64>,
+    pub response_kind: Option<ResponseKind>,
+    pub responder: Option<String>,
+    pub state: InquiryState,
+    pub sla: SlaStatus,
+    pub excluded_reason: Option<ExclusionReason>,
+    pub excluded_detail: Option<String>,
+    pub policy: Option<String>,
+    pub kind: Option<InquiryKind>,
+    pub follow_ups: u32,
+    pub breached_at: Option<DateTime<Utc>>,
+    pub alerts: Vec<AlertMark>,
+}
+
+impl Inquiry {
+    /// The open inquiry's status, or `None` when it is not open.
+    pub fn open_status(&self) -> Option<OpenStatus> {
+        if self.state != InquiryState::Open {
+            None
+        } else if self.breached_at.is_some() {
+            Some(OpenStatus::Breached)
+        } else if self.alerts.iter().any(|a| a.stage == "warning") {
+            Some(OpenStatus::Warning)
+        } else {
+            Some(OpenStatus::Ok)
+        }
+    }
+
+    fn warned(&self, index: u8) -> bool {
+        self.alerts.iter().filter(|a| a.stage == "warning").count() > index as usize
+    }
+}
+
+/// Why an observation was refused (only manual acks can be).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Rejected {
+    #[error("no inquiry {0}")]
+    UnknownInquiry(InquiryId),
+    #[error("inquiry {0} is {1}, not open")]
+    NotOpen(InquiryId, &'static str),
+    #[error("the acknowledgement time {at} is before the inquiry was received ({received})")]
+    AckBeforeReceipt { at: DateTime<Utc>, received: DateTime<Utc> },
+}
+
+/// A desk reply whose thread was not known when it was read.
+#[derive(Debug, Clone)]
+struct PendingReply {
+    external_id: String,
+    at: DateTime<Utc>,
+    responder: String,
+}
+
+/// The state of every inquiry and the indexes the rules need.
+#[derive(Debug)]
+pub struct Tracker {
+    rules: Arc<TrackerRules>,
+    inquiries: HashMap<InquiryId, Inquiry>,
+    /// Inquiries by received time, newest last: the API's order and paging key.
+    by_received: BTreeSet<(DateTime<Utc>, InquiryId)>,
+    /// Every Message-ID (or call id) seen → its thread.
+    thread_of: HashMap<String, String>,
+    /// Header digests of every message seen: a re-fetch of the same bytes is dropped.
+    seen_digests: HashSet<String>,
+    /// Thread → its open inquiry.
+    open_in_thread: HashMap<String, InquiryId>,
+    /// Threads the desk has replied in: a later customer message is a next reply.
+    replied_threads: HashSet<String>,
+    /// Replies read before the message they answer: referenced id → replies.
+    pending_replies: HashMap<String, Vec<PendingReply>>,
+    /// Policy versions already recorded in the ledger.
+    policies_seen: HashSet<String>,
+}
+
+impl Tracker {
+    pub fn new(rules: Arc<TrackerRules>) -> Tracker {
+        Tracker {
+            rules,
+            inquiries: HashMap::new(),
+            by_received: BTreeSet::new(),
+            thread_of: HashMap::new(),
+            seen_digests: HashSet::new(),
+            open_in_thread: HashMap::new(),
+            replied_threads: HashSet::new(),
+            pending_replies: HashMap::new(),
+            policies_seen: HashSet::new(),
+        }
+    }
+
+    pub fn rules(&self) -> &TrackerRules {
+        &self.rules
+    }
+
+    pub fn get(&self, id: &InquiryId) -> Option<&Inquiry> {
+        self.inquiries.get(id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.inquiries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.inquiries.is_empty()
+    }
+
+    /// Inquiries newest first.
+    pub fn newest_first(&self) -> impl Iterator<Item = &Inquiry> {
+        self.by_received.iter().rev().filter_map(|(_, id)| self.inquiries.get(id))
+    }
+
+    /// Inquiries received strictly before `(at, id)`, newest first (cursor paging).
+    pub fn newest_before(&self, at: DateTime<Utc>, id: &InquiryId) -> impl Iterator<Item = &Inquiry> {
+        self.by_received
+            .range(..(at, id.clone()))
+            .rev()
+            .filter_map(|(_, id)| self.inquiries.get(id))
+    }
+
+    pub fn open(&self) -> impl Iterator<Item = &Inquiry> {
+        self.open_in_thread.values().filter_map(|id| self.inquiries.get(id))
+    }
+
+    /// The events an observation causes at `now`. Nothing changes until they are applied.
+    pub fn decide(&self, observation: &Observation, now: DateTime<Utc>) -> Result<Vec<Event>, Rejected> {
+        Ok(match observation {
+            Observation::MessageReceived(mail) => self.decide_received(mail),
+            Observation::MessageSent(mail) => self.decide_sent(mail),
+            Observation::ManualAck(ack) => self.decide_ack(ack)?,
+            Observation::DeadlineReached { inquiry_id, stage } => self.decide_deadline(inquiry_id, *stage, now),
+        })
+    }
+
+    /// `decide` then `apply` each event; returns the events (tests and replay-free callers).
+    pub fn observe(&mut self, observation: &Observation, now: DateTime<Utc>) -> Result<Vec<Event>, Rejected> {
+        let events = self.decide(observation, now)?;
+        for e in &events {
+            self.apply(e);
+        }
+        Ok(events)
+    }
+
+    // ---- inbound mail -------------------------------------------------------------------
+
+    /// DESIGN.md "What is an inquiry" and "Threads".
+    fn decide_received(&self, mail: &Mail) -> Vec<Event> {
+        if self.seen_digests.contains(&mail.digest) {
+            return Vec::new();
+        }
+        let external_id = self.external_id(mail);
+        let thread_id = self.thread_for(mail).unwrap_or_else(|| external_id.clone());
+        let customer = mail.from.clone().unwrap_or_default();
+        let (language, language_source) =
+            detect_language(mail.content_language.as_deref(), &mail.text_sample, self.rules.desk.default_language);
+
+        if let Some(exclusion) = classify_inbound(mail, &self.rules.desk) {
+            return vec![Event::InquiryExcluded(Box::new(InquiryExcluded {
+                inquiry_id: InquiryId::derive(Channel::Email, &external_id),
+                channel: Channel::Email,
+                source: mail.source.clone(),
+                external_id,
+                thread_id,
+                digest: Some(mail.digest.clone()),
+                customer: customer.email,
+                customer_name: customer.name,
+                subject: mail.subject.clone(),
+                language,
+                received_at: mail.delivered_at,
+                first_seen_at: mail.seen_at,
+                reason: exclusion.reason,
+                detail: exclusion.detail,
+            }))];
+        }
+
+        if let Some(open) = self.open_in_thread.get(&thread_id) {
+            // A second customer message before any reply: the clock keeps running from the oldest.
+            return vec![Event::FollowUpAttached {
+                inquiry_id: open.clone(),
+                external_id,
+                digest: mail.digest.clone(),
+                received_at: mail.delivered_at,
+            }];
+        }
+
+        let kind = if self.replied_threads.contains(&thread_id) { InquiryKind::NextReply } else { InquiryKind::First };
+        let policy = self.rules.policies.select(Channel::Email, language, &mail.source, &customer.email);
+        if kind == InquiryKind::NextReply && !policy.next_reply {
+            return vec![Event::MessageLinked {
+                external_id,
+                digest: mail.digest.clone(),
+                thread_id,
+                at: mail.delivered_at,
+                role: LinkRole::CustomerMessage,
+            }];
+        }
+
+        let mut events = Vec::new();
+        let record = policy.record();
+        if !self.policies_seen.contains(&record.version) {
+            events.push(Event::PolicyActivated { at: mail.seen_at, policy: record.clone() });
+        }
+        let (deadline_at, warn_at) = policy.deadlines(mail.delivered_at);
+        let inquiry_id = InquiryId::derive(Channel::Email, &external_id);
+        events.push(Event::InquiryOpened(Box::new(InquiryOpened {
+            inquiry_id: inquiry_id.clone(),
+            channel: Channel::Email,
+            source: mail.source.clone(),
+            external_id: external_id.clone(),
+            thread_id,
+            digest: Some(mail.digest.clone()),
+            customer: customer.email,
+            customer_name: customer.name,
+            subject: mail.subject.clone(),
+            language,
+            language_source,
+            received_at: mail.delivered_at,
+            first_seen_at: mail.seen_at,
+            date_header: mail.date_header,
+            deadline_at,
+            warn_at,
+            policy: record.version,
+            kind,
+        })));
+
+        // A reply read earlier that references this very message answers it now.
+        if let Some(reply) = self
+            .pending_replies
+            .get(&mail.message_id)
+            .and_then(|replies| replies.iter().filter(|r| r.at >= mail.delivered_at).min_by_key(|r| r.at))
+        {
+            events.push(responded_by_email(
+                &inquiry_id,
+                mail.delivered_at,
+                deadline_at,
+                false,
+                reply.at,
+                &reply.responder,
+                &reply.external_id,
+            ));
+        }
+        events
+    }
+
+    // ---- the desk's mail ----------------------------------------------------------------
+
+    /// DESIGN.md "What is a response".
+    fn decide_sent(&self, mail: &Mail) -> Vec<Event> {
+        if self.seen_digests.contains(&mail.digest) {
+            return Vec::new();
+        }
+        let external_id = self.external_id(mail);
+        let responder = mail.from.as_ref().map(|a| a.email.clone()).unwrap_or_default();
+        let unmatched = |reason, references: Vec<String>| Event::ReplyUnmatched {
+            external_id: external_id.clone(),
+            digest: mail.digest.clone(),
+            source: mail.source.clone(),
+            at: mail.delivered_at,
+            reason,
+            responder: responder.clone(),
+            references,
+        };
+        let linked = |thread_id: String, role| Event::MessageLinked {
+            external_id: external_id.clone(),
+            digest: mail.digest.clone(),
+            thread_id,
+            at: mail.delivered_at,
+            role,
+        };
+
+        let thread = self.thread_for(mail);
+        match classify_outbound(mail, &self.rules.desk) {
+            OutboundKind::NotFromSupport => vec![unmatched(UnmatchedReason::NotFromSupport, Vec::new())],
+            OutboundKind::AutoAcknowledgement => {
+                vec![linked(thread.unwrap_or_else(|| external_id.clone()), LinkRole::AutoAcknowledgement)]
+            }
+            OutboundKind::InternalForward => {
+                vec![linked(thread.unwrap_or_else(|| external_id.clone()), LinkRole::InternalForward)]
+            }
+            OutboundKind::Reply => {
+                let references = referenced_ids(mail);
+                if references.is_empty() {
+                    return vec![unmatched(UnmatchedReason::NotThreaded, Vec::new())];
+                }
+                let Some(thread_id) = thread else {
+                    return vec![unmatched(UnmatchedReason::UnknownThread, references)];
+                };
+                let mut events = vec![linked(thread_id.clone(), LinkRole::Reply)];
+                if let Some(inquiry) = self.open_in_thread.get(&thread_id).and_then(|id| self.inquiries.get(id))
+                    && inquiry.received_at <= mail.delivered_at
+                    && let Some(deadline_at) = inquiry.deadline_at
+                {
+                    events.push(responded_by_email(
+                        &inquiry.id,
+                        inquiry.received_at,
+                        deadline_at,
+                        inquiry.breached_at.is_some(),
+                        mail.delivered_at,
+                        &responder,
+                        &external_id,
+                    ));
+                }
+                events
+            }
+        }
+    }
+
+    // ---- manual acknowledgement and deadlines ----------------------------------------------
+
+    fn decide_ack(&self, ack: &ManualAck) -> Result<Vec<Event>, Rejected> {
+        let inquiry = self
+            .inquiries
+            .get(&ack.inquiry_id)
+            .ok_or_else(|| Rejected::UnknownInquiry(ack.inquiry_id.clone()))?;
+        if inquiry.state != InquiryState::Open {
+            return Err(Rejected::NotOpen(inquiry.id.clone(), inquiry.state.as_str()));
+        }
+        if ack.at < inquiry.received_at {
+            return Err(Rejected::AckBeforeReceipt { at: ack.at, received: inquiry.received_at });
+        }
+        let in_time = inquiry.breached_at.is_none() && inquiry.deadline_at.is_some_and(|d| ack.at <= d);
+        Ok(vec![Event::InquiryResponded(Box::new(InquiryResponded {
+            inquiry_id: inquiry.id.clone(),
+            at: ack.at,
+            response_seconds: (ack.at - inquiry.received_at).num_seconds().max(0),
+            kind: ResponseKind::Manual,
+            responder: ack.by.clone(),
+            external_id: None,
+            outcome: if in_time { Outcome::Met } else { Outcome::Missed },
+            via: Some(ack.via),
+            note: ack.note.clone(),
+        }))])
+    }
+
+    /// The scheduler's instants. Stale ones (inquiry answered meanwhile, stage already fired,
+    /// instant not reached) cause nothing, so the scheduler may be generous.
+    fn decide_deadline(&self, id: &InquiryId, stage: Stage, now: DateTime<Utc>) -> Vec<Event> {
+        let Some(inquiry) = self.inquiries.get(id) else { return Vec::new() };
+        if inquiry.state != InquiryState::Open || inquiry.breached_at.is_some() {
+            return Vec::new();
+        }
+        match stage {
+            Stage::Warning(index) => match inquiry.warn_at.get(index as usize) {
+                Some(at) if *at <= now && !inquiry.warned(index) => {
+                    vec![Event::InquiryWarned { inquiry_id: id.clone(), index, at: *at }]
+                }
+                _ => Vec::new(),
+            },
+            Stage::Breach => match inquiry.deadline_at {
+                Some(at) if at <= now => vec![Event::InquiryBreached { inquiry_id: id.clone(), at }],
+                _ => Vec::new(),
+            },
+        }
+    }
+
+    // ---- helpers ----------------------------------------------------------------------------
+
+    /// The Message-ID, made unique when another message already used it.
+    fn external_id(&self, mail: &Mail) -> String {
+        if self.thread_of.contains_key(&mail.message_id) {
+            format!("{}#{}", mail.message_id, &mail.digest[..mail.digest.len().min(12)])
+        } else {
+            mail.message_id.clone()
+        }
+    }
+
+    /// The thread of the nearest known message this one refers to: `In-Reply-To` first, then
+    /// `References` from the most recent.
+    fn thread_for(&self, mail: &Mail) -> Option<String> {
+        referenced_ids(mail).iter().find_map(|id| self.thread_of.get(id).cloned())
+    }
+
+    // ---- apply ----------------------------------------------------------------------------
+
+    /// Folds one event into the state. Total: an event about an unknown inquiry is ignored.
+    pub fn apply(&mut self, event: &Event) {
+        match event {
+            Event::PolicyActivated { policy, .. } => {
+                self.policies_seen.insert(policy.version.clone());
+            }
+            Event::InquiryOpened(e) => {
+                self.index_message(&e.external_id, &e.thread_id, e.digest.as_deref());
+                self.open_in_thread.insert(e.thread_id.clone(), e.inquiry_id.clone());
+                self.pending_replies.remove(&e.external_id);
+                self.insert(Inquiry {
+                    id: e.inquiry_id.clone(),
+                    channel: e.channel,
+                    source: e.source.clone(),
+                    external_id: e.external_id.clone(),
+                    thread_id: e.thread_id.clone(),
+                    customer: e.customer.clone(),
+                    customer_name: e.customer_name.clone(),
+                    subject: e.subject.clone(),
+                    language: e.language,
+                    received_at: e.received_at,
+                    first_seen_at: e.first_seen_at,
+                    deadline_at: Some(e.deadline_at),
+                    warn_at: e.warn_at.clone(),
+                    responded_at: None,
+                    response_seconds: None,
+                    response_kind: None,
+                    responder: None,
+                    state: InquiryState::Open,
+                    sla: SlaStatus::Pending,
+                    excluded_reason: None,
+                    excluded_detail: None,
+                    policy: Some(e.policy.clone()),
+                    kind: Some(e.kind),
+                    follow_ups: 0,
+                    breached_at: None,
+                    alerts: Vec::new(),
+                });
+            }
+            Event::InquiryExcluded(e) => {
+                self.index_message(&e.external_id, &e.thread_id, e.digest.as_deref());
+                self.insert(Inquiry {
+                    id: e.inquiry_id.clone(),
+                    channel: e.channel,
+                    source: e.source.clone(),
+                    external_id: e.external_id.clone(),
+                    thread_id: e.thread_id.clone(),
+                    customer: e.customer.clone(),
+                    customer_name: e.customer_name.clone(),
+                    subject: e.subject.clone(),
+                    language: e.language,
+                    received_at: e.received_at,
+                    first_seen_at: e.first_seen_at,
+                    deadline_at: None,
+                    warn_at: Vec::new(),
+                    responded_at: None,
+                    response_seconds: None,
+                    response_kind: None,
+                    responder: None,
+                    state: InquiryState::Excluded,
+                    sla: SlaStatus::Pending,
+                    excluded_reason: Some(e.reason),
+                    excluded_detail: Some(e.detail.clone()),
+                    policy: None,
+                    kind: None,
+                    follow_ups: 0,
+                    breached_at: None,
+                    alerts: Vec::new(),
+                });
+            }
+            Event::FollowUpAttached { inquiry_id, external_id, digest, .. } => {
+                let thread = self.inquiries.get(inquiry_id).map(|i| i.thread_id.clone());
+                if let Some(thread) = thread {
+                    self.index_message(external_id, &thread, Some(digest));
+                }
+                if let Some(i) = self.inquiries.get_mut(inquiry_id) {
+                    i.follow_ups += 1;
+                }
+            }
+            Event::MessageLinked { external_id, digest, thread_id, role, .. } => {
+                self.index_message(external_id, thread_id, Some(digest));
+                if *role == LinkRole::Reply {
+                    self.replied_threads.insert(thread_id.clone());
+                }
+            }
+            Event::ReplyUnmatched { external_id, digest, at, reason, responder, references, .. } => {
+                self.seen_digests.insert(digest.clone());
+                if *reason == UnmatchedReason::UnknownThread {
+                    for r in references {
+                        self.pending_replies.entry(r.clone()).or_default().push(PendingReply {
+                            external_id: external_id.clone(),
+                            at: *at,
+                            responder: responder.clone(),
+                        });
+                    }
+                }
+            }
+            Event::InquiryResponded(e) => {
+                if let Some(i) = self.inquiries.get_mut(&e.inquiry_id) {
+                    i.state = InquiryState::Responded;
+                    i.responded_at = Some(e.at);
+                    i.response_seconds = Some(e.response_seconds);
+                    i.response_kind = Some(e.kind);
+                    i.responder = Some(e.responder.clone());
+                    i.sla = match e.outcome {
+                        Outcome::Met => SlaStatus::Met,
+                        Outcome::Missed => SlaStatus::Missed,
+                    };
+                    if self.open_in_thread.get(&i.thread_id) == Some(&i.id) {
+                        self.open_in_thread.remove(&i.thread_id);
+                    }
+                    // Any response in a thread makes the next customer message a next reply.
+                    self.replied_threads.insert(i.thread_id.clone());
+                }
+            }
+            Event::InquiryWarned { inquiry_id, at, .. } => {
+                if let Some(i) = self.inquiries.get_mut(inquiry_id) {
+                    i.alerts.push(AlertMark { stage: "warning", at: *at });
+                }
+            }
+            Event::InquiryBreached { inquiry_id, at } => {
+                if let Some(i) = self.inquiries.get_mut(inquiry_id) {
+                    i.breached_at = Some(*at);
+                    i.sla = SlaStatus::Missed;
+                    i.alerts.push(AlertMark { stage: "breach", at: *at });
+                }
+            }
+        }
+    }
+
+    fn insert(&mut self, inquiry: Inquiry) {
+        self.by_received.insert((inquiry.received_at, inquiry.id.clone()));
+        self.inquiries.insert(inquiry.id.clone(), inquiry);
+    }
+
+    fn index_message(&mut self, external_id: &str, thread_id: &str, digest: Option<&str>) {
+        self.thread_of.insert(external_id.to_string(), thread_id.to_string());
+        // A disambiguated id (`<id>#digest`) is still reachable by the id replies quote.
+        if let Some((plain, _)) = external_id.split_once('#') {
+            self.thread_of.entry(plain.to_string()).or_insert_with(|| thread_id.to_string());
+        }
+        if let Some(d) = digest {
+            self.seen_digests.insert(d.to_string());
+        }
+    }
+}
+
+/// `In-Reply-To` first, then `References` from the most recent, without duplicates.
+fn referenced_ids(mail: &Mail) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for id in mail.in_reply_to.iter().chain(mail.references.iter().rev()) {
+        if !out.contains(id) {
+            out.push(id.clone());
+        }
+    }
+    out
+}
+
+fn responded_by_email(
+    inquiry_id: &InquiryId,
+    received_at: DateTime<Utc>,
+    deadline_at: DateTime<Utc>,
+    already_breached: bool,
+    at: DateTime<Utc>,
+    responder: &str,
+    external_id: &str,
+) -> Event {
+    let met = !already_breached && at <= deadline_at;
+    Event::InquiryResponded(Box::new(InquiryResponded {
+        inquiry_id: inquiry_id.clone(),
+        at,
+        response_seconds: (at - received_at).num_seconds().max(0),
+        kind: ResponseKind::Email,
+        responder: responder.to_string(),
+        external_id: Some(external_id.to_string()),
+        outcome: if met { Outcome::Met } else { Outcome::Missed },
+        via: None,
+        note: None,
+    }))
+}
