@@ -18,6 +18,7 @@
 //! - [`config`]: file + environment → validated [`config::Settings`].
 
 pub mod config;
+pub mod daemon;
 pub mod domain;
 pub mod engine;
 pub mod http;

@@ -1,1 +1,237 @@
-fn main() {}
+//! The `slawatch` command: the daemon and the tools around it.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use chrono::{DateTime, Utc};
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use slawatch::config::{self, Settings};
+use slawatch::domain::InquiryId;
+use slawatch::engine::replay;
+use slawatch::store::{Store, Verification};
+use slawatch::tracker::{InquiryState, TrackerRules};
+
+#[derive(Parser)]
+#[command(name = "slawatch", version, about = "Watches a support desk keep its first-response promise.")]
+struct Cli {
+    /// Configuration file (TOML). Keys can be overridden as SLAWATCH__SECTION__KEY.
+    #[arg(long, global = true, default_value = "config/slawatch.toml", env = "SLAWATCH_CONFIG")]
+    config: PathBuf,
+    /// Log format.
+    #[arg(long, global = true, value_parser = ["text", "json"], default_value = "text")]
+    log_format: String,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon (the default).
+    Run,
+    /// Validate the configuration and print the effective settings (secrets redacted).
+    CheckConfig,
+    /// List inquiries from the ledger, newest first.
+    Inquiries {
+        /// open, responded, excluded or all.
+        #[arg(long, default_value = "open")]
+        state: String,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Record that an inquiry was answered on another channel (goes through the running daemon).
+    Ack {
+        id: String,
+        /// Who answered.
+        #[arg(long)]
+        by: String,
+        #[arg(long, value_parser = ["phone", "email", "other"], default_value = "other")]
+        via: String,
+        /// When the customer was answered (RFC 3339; default now).
+        #[arg(long)]
+        at: Option<DateTime<Utc>>,
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Ledger checks for auditors.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Walk the hash chain: print the head hash, or name the first broken link and exit 1.
+    Verify,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(&cli.log_format);
+    // One TLS provider for the whole process (IMAP, HTTP clients): ring.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn load(path: &std::path::Path) -> anyhow::Result<Settings> {
+    config::load(path).map_err(anyhow::Error::new)
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command.unwrap_or(Command::Run) {
+        Command::Run => {
+            let settings = load(&cli.config)?;
+            let shutdown = CancellationToken::new();
+            let on_signal = shutdown.clone();
+            tokio::spawn(async move {
+                wait_for_signal().await;
+                on_signal.cancel();
+            });
+            slawatch::daemon::run(settings, slawatch::scheduler::Clock::System, shutdown, None).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::CheckConfig => match config::load(&cli.config) {
+            Ok(settings) => {
+                println!("{}", serde_json::to_string_pretty(&settings.effective())?);
+                eprintln!("configuration OK: {}", cli.config.display());
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                Ok(ExitCode::FAILURE)
+            }
+        },
+        Command::Inquiries { state, limit } => {
+            let settings = load(&cli.config)?;
+            let wanted = match state.as_str() {
+                "all" => None,
+                s => Some(InquiryState::parse(s).with_context(|| format!("--state {s}: expected open, responded, excluded or all"))?),
+            };
+            let store = Store::open(&settings.store.url).await?;
+            let rules = std::sync::Arc::new(TrackerRules { desk: settings.desk.clone(), policies: settings.policies.clone() });
+            let (tracker, _) = replay(&store, rules).await?;
+            let now = Utc::now();
+            println!("{:<17} {:<6} {:<3} {:<10} {:<9} {:<20} {:>8}  {:<30} SUBJECT", "ID", "CHAN", "LNG", "STATE", "SLA", "RECEIVED (UTC)", "LEFT", "CUSTOMER");
+            for i in tracker.newest_first().filter(|i| wanted.is_none_or(|w| i.state == w)).take(limit) {
+                let left = match (i.state, i.deadline_at) {
+                    (InquiryState::Open, Some(d)) => format_left(d - now),
+                    _ => "-".to_string(),
+                };
+                println!(
+                    "{:<17} {:<6} {:<3} {:<10} {:<9} {:<20} {:>8}  {:<30} {}",
+                    i.id,
+                    i.channel.as_str(),
+                    i.language.as_str(),
+                    i.state.as_str(),
+                    format!("{:?}", i.sla).to_lowercase(),
+                    i.received_at.format("%Y-%m-%d %H:%M:%S"),
+                    left,
+                    truncate(&i.customer, 30),
+                    truncate(&i.subject, 60)
+                );
+            }
+            store.close().await;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ack { id, by, via, at, note } => {
+            let settings = load(&cli.config)?;
+            let url = format!("http://{}/api/v1/inquiries/{}/ack", settings.http.bind, InquiryId(id.clone()));
+            let client = reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(10))
+                .connect_timeout(std::time::Duration::from_secs(3))
+                .build()?;
+            let mut request = client.post(&url).json(&serde_json::json!({ "by": by, "via": via, "at": at, "note": note }));
+            if let Some(token) = &settings.http.token {
+                request = request.bearer_auth(token.expose());
+            }
+            let response = request
+                .send()
+                .await
+                .with_context(|| format!("the daemon is not reachable at {url}; is `slawatch run` running?"))?;
+            let status = response.status();
+            let body: serde_json::Value = response.json().await.unwrap_or_default();
+            if !status.is_success() {
+                bail!("ack refused ({status}): {}", body.get("error").and_then(|e| e.as_str()).unwrap_or("no reason given"));
+            }
+            println!("acknowledged {id}: sla {}", body.get("sla").and_then(|v| v.as_str()).unwrap_or("?"));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit { command: AuditCommand::Verify } => {
+            let settings = load(&cli.config)?;
+            let store = Store::open(&settings.store.url).await?;
+            let verification = store.verify().await?;
+            store.close().await;
+            match verification {
+                Verification::Intact { events, head_hash } => {
+                    println!("ledger intact: {events} events");
+                    println!("head hash: {head_hash}");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Verification::Broken { seq, expected, found, problem } => {
+                    println!("ledger BROKEN at event {seq}: {problem}");
+                    println!("expected hash: {expected}");
+                    println!("found hash:    {found}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+    }
+}
+
+fn format_left(d: chrono::Duration) -> String {
+    let secs = d.num_seconds();
+    let sign = if secs < 0 { "-" } else { "" };
+    let secs = secs.abs();
+    if secs >= 3600 { format!("{sign}{}h{:02}m", secs / 3600, (secs % 3600) / 60) } else { format!("{sign}{}m{:02}s", secs / 60, secs % 60) }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max { s.to_string() } else { s.chars().take(max - 1).chain(['…']).collect() }
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

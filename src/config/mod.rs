@@ -1,5 +1,13 @@
 //! Configuration: TOML file + `SLAWATCH__SECTION__KEY` environment → validated [`Settings`].
+//!
+//! Two phases: the file and the environment are merged into a plain tree, then one validating
+//! pass ([`load`]) turns it into typed settings or a list of every problem with its key path.
+//! Nothing else in slawatch reads configuration.
 
+mod load;
+mod reader;
 mod settings;
 
+pub use load::{ConfigError, ENV_PREFIX, load, load_with_env, redact_url};
+pub use reader::Problem;
 pub use settings::*;

@@ -79,6 +79,9 @@ pub struct ImapSettings {
     pub host: String,
     pub port: u16,
     pub security: ImapSecurity,
+    /// Permits `security = "plain"` to a host that is not loopback (passwords cross the network
+    /// in clear: for lab setups only).
+    pub allow_insecure: bool,
     /// Extra PEM CA certificates trusted besides the system/webpki roots (private mail servers).
     pub ca_file: Option<PathBuf>,
     pub username: String,

@@ -1,1 +1,116 @@
-//! notify
+//! Notifiers: where alerts go.
+//!
+//! The engine hands every warning and breach, once it is in the ledger, to a [`Notifier`] as a
+//! typed [`Alert`]. Delivery channels (SMTP, webhook, Alertmanager) plug in behind the same trait;
+//! the built-in one writes a structured log line per alert, or one digest line when many fall
+//! due at once (e.g. inquiries that went overdue while the daemon was down).
+
+use std::future::Future;
+use std::pin::Pin;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::domain::{Channel, InquiryId, Language};
+
+/// Which alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertKind {
+    Warning,
+    Breach,
+}
+
+impl AlertKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertKind::Warning => "warning",
+            AlertKind::Breach => "breach",
+        }
+    }
+}
+
+/// One alert about one inquiry.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Alert {
+    pub kind: AlertKind,
+    pub inquiry_id: InquiryId,
+    pub channel: Channel,
+    pub language: Language,
+    pub customer: String,
+    pub subject: String,
+    pub received_at: DateTime<Utc>,
+    pub deadline_at: DateTime<Utc>,
+    /// The instant the alert is about (the warn instant or the deadline).
+    pub due_at: DateTime<Utc>,
+    /// Link to the inquiry on the status page / API.
+    pub link: String,
+}
+
+impl Alert {
+    /// One line a person reads on a lock screen: `[SLA 5 min left] email/ar — x@y: subject`.
+    pub fn headline(&self) -> String {
+        let status = match self.kind {
+            AlertKind::Warning => {
+                let left = (self.deadline_at - self.due_at).num_minutes().max(0);
+                format!("SLA {left} min left")
+            }
+            AlertKind::Breach => "SLA breached".to_string(),
+        };
+        format!("[{status}] {}/{} — {}: {}", self.channel, self.language, self.customer, self.subject)
+    }
+}
+
+/// Why a delivery failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{notifier}: {message}")]
+pub struct DeliveryError {
+    pub notifier: String,
+    pub message: String,
+}
+
+/// A delivery channel.
+pub trait Notifier: Send + Sync + 'static {
+    /// Short name, the `notifier` metric label.
+    fn name(&self) -> &str;
+    /// Delivers a batch of alerts that fell due together; returns one result per alert.
+    fn deliver<'a>(&'a self, alerts: &'a [Alert]) -> Pin<Box<dyn Future<Output = Vec<Result<(), DeliveryError>>> + Send + 'a>>;
+}
+
+/// Above this many alerts in one batch the log notifier writes a digest line instead.
+pub const DIGEST_THRESHOLD: usize = 10;
+
+/// Writes alerts as structured log lines (`target = "slawatch::alert"`).
+#[derive(Debug, Default)]
+pub struct LogNotifier;
+
+impl Notifier for LogNotifier {
+    fn name(&self) -> &str {
+        "log"
+    }
+
+    fn deliver<'a>(&'a self, alerts: &'a [Alert]) -> Pin<Box<dyn Future<Output = Vec<Result<(), DeliveryError>>> + Send + 'a>> {
+        Box::pin(async move {
+            if alerts.len() > DIGEST_THRESHOLD {
+                let ids: Vec<&str> = alerts.iter().map(|a| a.inquiry_id.as_str()).collect();
+                tracing::warn!(target: "slawatch::alert", count = alerts.len(), inquiries = ?ids, "SLA alert digest: {} alerts fell due together.", alerts.len());
+            } else {
+                for a in alerts {
+                    tracing::warn!(
+                        target: "slawatch::alert",
+                        kind = a.kind.as_str(),
+                        inquiry = %a.inquiry_id,
+                        channel = %a.channel,
+                        language = %a.language,
+                        received_at = %a.received_at.to_rfc3339(),
+                        deadline_at = %a.deadline_at.to_rfc3339(),
+                        link = %a.link,
+                        "{}",
+                        a.headline()
+                    );
+                }
+            }
+            alerts.iter().map(|_| Ok(())).collect()
+        })
+    }
+}

@@ -1,1 +1,132 @@
-//! scheduler
+//! The scheduler: every future deadline in one ordered set.
+//!
+//! Each open inquiry contributes its warn instants and its breach instant; the engine waits until
+//! the earliest one (`Clock::sleep_until`) and hands every due `(inquiry, stage)` to the tracker
+//! as `Observation::DeadlineReached`. Nothing ever scans all inquiries on a timer: inserting and
+//! removing are `O(log n)`, finding the next instant is `O(1)`.
+//!
+//! The set lives inside the engine task, which is also the only code that inserts into it, so the
+//! wait is simply re-armed on every loop turn (no separate task and `Notify` are needed). At
+//! start-up it is rebuilt from the ledger; instants already in the past fire at once, in one batch.
+
+mod clock;
+
+pub use clock::Clock;
+
+use std::collections::{BTreeSet, HashMap};
+
+use chrono::{DateTime, Utc};
+
+use crate::domain::InquiryId;
+use crate::tracker::Event;
+use crate::tracker::observation::Stage;
+
+/// The ordered set of pending instants.
+#[derive(Debug, Default)]
+pub struct Deadlines {
+    queue: BTreeSet<(DateTime<Utc>, InquiryId, Stage)>,
+    by_inquiry: HashMap<InquiryId, Vec<(DateTime<Utc>, Stage)>>,
+}
+
+impl Deadlines {
+    pub fn new() -> Deadlines {
+        Deadlines::default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// The earliest pending instant.
+    pub fn next(&self) -> Option<DateTime<Utc>> {
+        self.queue.first().map(|(at, _, _)| *at)
+    }
+
+    pub fn insert(&mut self, id: &InquiryId, at: DateTime<Utc>, stage: Stage) {
+        if self.queue.insert((at, id.clone(), stage)) {
+            self.by_inquiry.entry(id.clone()).or_default().push((at, stage));
+        }
+    }
+
+    /// Forgets every instant of an inquiry (it was answered).
+    pub fn remove_inquiry(&mut self, id: &InquiryId) {
+        if let Some(entries) = self.by_inquiry.remove(id) {
+            for (at, stage) in entries {
+                self.queue.remove(&(at, id.clone(), stage));
+            }
+        }
+    }
+
+    /// Removes and returns every instant at or before `now`, earliest first.
+    pub fn pop_due(&mut self, now: DateTime<Utc>) -> Vec<(InquiryId, Stage)> {
+        let mut due = Vec::new();
+        while let Some((at, _, _)) = self.queue.first() {
+            if *at > now {
+                break;
+            }
+            let Some((at, id, stage)) = self.queue.pop_first() else { break };
+            if let Some(entries) = self.by_inquiry.get_mut(&id) {
+                entries.retain(|e| *e != (at, stage));
+                if entries.is_empty() {
+                    self.by_inquiry.remove(&id);
+                }
+            }
+            due.push((id, stage));
+        }
+        due
+    }
+
+    /// Keeps the set in step with an applied event.
+    pub fn follow(&mut self, event: &Event) {
+        match event {
+            Event::InquiryOpened(e) => {
+                for (i, at) in e.warn_at.iter().enumerate() {
+                    self.insert(&e.inquiry_id, *at, Stage::Warning(i.min(u8::MAX as usize) as u8));
+                }
+                self.insert(&e.inquiry_id, e.deadline_at, Stage::Breach);
+            }
+            Event::InquiryResponded(e) => self.remove_inquiry(&e.inquiry_id),
+            Event::InquiryBreached { inquiry_id, .. } => self.remove_inquiry(inquiry_id),
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn pops_due_instants_in_order_and_leaves_the_rest() {
+        let mut d = Deadlines::new();
+        let a = InquiryId("a".into());
+        let b = InquiryId("b".into());
+        d.insert(&a, t("2026-11-24T10:15:00Z"), Stage::Breach);
+        d.insert(&a, t("2026-11-24T10:10:00Z"), Stage::Warning(0));
+        d.insert(&b, t("2026-11-24T10:05:00Z"), Stage::Breach);
+        assert_eq!(d.next(), Some(t("2026-11-24T10:05:00Z")));
+        let due = d.pop_due(t("2026-11-24T10:10:00Z"));
+        assert_eq!(due, vec![(b.clone(), Stage::Breach), (a.clone(), Stage::Warning(0))]);
+        assert_eq!(d.next(), Some(t("2026-11-24T10:15:00Z")));
+        assert!(d.pop_due(t("2026-11-24T10:14:59Z")).is_empty());
+    }
+
+    #[test]
+    fn removing_an_answered_inquiry_drops_all_its_instants() {
+        let mut d = Deadlines::new();
+        let a = InquiryId("a".into());
+        d.insert(&a, t("2026-11-24T10:10:00Z"), Stage::Warning(0));
+        d.insert(&a, t("2026-11-24T10:15:00Z"), Stage::Breach);
+        d.remove_inquiry(&a);
+        assert!(d.is_empty());
+        assert_eq!(d.next(), None);
+    }
+}

@@ -1,0 +1,475 @@
+//! Loading: TOML file, then `SLAWATCH__SECTION__KEY` environment overrides, then one validating
+//! pass into [`Settings`]. Every problem is reported with its key path; nothing starts with a
+//! half-valid configuration.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{NaiveDate, NaiveTime, TimeZone, Utc};
+use chrono_tz::Tz;
+use serde_json::{Value, json};
+
+use super::reader::{Problem, Problems, Table};
+use super::settings::*;
+use crate::domain::{Channel, Language};
+use crate::tracker::policy::{BusinessHours, Calendar, Policy, PolicyRule, PolicySet};
+
+/// Why the configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read configuration {path}: {message}")]
+    Read { path: PathBuf, message: String },
+    #[error("{} problem(s) in the configuration:\n{}", .0.len(), .0.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<Problem>),
+}
+
+/// Environment prefix: `SLAWATCH__HTTP__BIND=0.0.0.0:9750` overrides `[http] bind`.
+pub const ENV_PREFIX: &str = "SLAWATCH";
+
+/// Loads and validates the configuration at `path`, with environment overrides.
+pub fn load(path: &Path) -> Result<Settings, ConfigError> {
+    let env: Vec<(String, String)> = std::env::vars().filter(|(k, _)| k.starts_with("SLAWATCH__")).collect();
+    load_with_env(path, env)
+}
+
+/// Like [`load`], with the environment given (tests).
+pub fn load_with_env(path: &Path, env: Vec<(String, String)>) -> Result<Settings, ConfigError> {
+    let read_err = |e: config::ConfigError| ConfigError::Read { path: path.to_path_buf(), message: e.to_string() };
+    let file_source = config::File::from(path).format(config::FileFormat::Toml).required(true);
+    let file_only: Value = config::Config::builder()
+        .add_source(file_source.clone())
+        .build()
+        .and_then(|c| c.try_deserialize())
+        .map_err(read_err)?;
+    let env_source = config::Environment::with_prefix(ENV_PREFIX)
+        .prefix_separator("__")
+        .separator("__")
+        .try_parsing(true)
+        .source(Some(env.into_iter().collect()));
+    let merged: Value = config::Config::builder()
+        .add_source(file_source)
+        .add_source(env_source)
+        .build()
+        .and_then(|c| c.try_deserialize())
+        .map_err(read_err)?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    validate(&merged, &file_only, base).map_err(ConfigError::Invalid)
+}
+
+fn validate(root: &Value, file_only: &Value, base: &Path) -> Result<Settings, Vec<Problem>> {
+    let mut p = Problems::default();
+    let mut top = Table::root(root);
+
+    let mut t = top.table("store", &mut p);
+    let store = StoreSettings {
+        url: t.string("url", &mut p).unwrap_or_else(|| "sqlite://data/slawatch.db".to_string()),
+        password: secret(&mut t, "password", file_only, false, base, &mut p),
+    };
+    if !(store.url.starts_with("sqlite:") || store.url.starts_with("postgres://") || store.url.starts_with("postgresql://")) {
+        p.push("store.url", format!("`{}` must start with sqlite: or postgres://", redact_url(&store.url)));
+    }
+    t.finish(&mut p);
+
+    let mut t = top.table("http", &mut p);
+    let bind_text = t.string("bind", &mut p).unwrap_or_else(|| "127.0.0.1:9750".to_string());
+    let bind = bind_text.parse::<SocketAddr>().unwrap_or_else(|_| {
+        p.push("http.bind", format!("`{bind_text}` is not an address like 127.0.0.1:9750"));
+        SocketAddr::from(([127, 0, 0, 1], 9750))
+    });
+    let token = secret(&mut t, "token", file_only, false, base, &mut p);
+    let public_url = t.string("public_url", &mut p).unwrap_or_else(|| format!("http://{bind}"));
+    t.finish(&mut p);
+    let http = HttpSettings { bind, token, public_url: public_url.trim_end_matches('/').to_string() };
+
+    let mut t = top.table("desk", &mut p);
+    let lower = |v: Vec<String>| v.into_iter().map(|s| s.trim().to_lowercase()).collect::<Vec<_>>();
+    let support_addresses = lower(t.string_list("support_addresses", &mut p));
+    if support_addresses.is_empty() {
+        p.push("desk.support_addresses", "at least one support address is required (the desk answers from it)");
+    }
+    for (i, a) in support_addresses.iter().enumerate() {
+        if !a.contains('@') {
+            p.push(format!("desk.support_addresses[{i}]"), format!("`{a}` is not an email address"));
+        }
+    }
+    let default_language = match t.string("default_language", &mut p) {
+        None => Language::En,
+        Some(s) => Language::parse(&s).unwrap_or_else(|| {
+            p.push("desk.default_language", format!("`{s}` is not one of en, es, ar"));
+            Language::En
+        }),
+    };
+    let time_zone = time_zone(&mut t, "time_zone", &mut p).unwrap_or(chrono_tz::UTC);
+    let desk = DeskSettings {
+        support_addresses,
+        internal_domains: lower(t.string_list("internal_domains", &mut p)),
+        ignore_senders: lower(t.string_list("ignore_senders", &mut p)),
+        ignore_subjects: lower(t.string_list("ignore_subjects", &mut p)),
+        auto_ack_subjects: lower(t.string_list("auto_ack_subjects", &mut p)),
+        default_language,
+        time_zone,
+    };
+    t.finish(&mut p);
+
+    let policies = policies(&mut top, &mut p);
+    let sources = sources(&mut top, file_only, base, &mut p);
+    top.finish(&mut p);
+
+    if p.0.is_empty() {
+        Ok(Settings { store, http, desk, policies, sources })
+    } else {
+        Err(p.0)
+    }
+}
+
+fn policies(top: &mut Table, p: &mut Problems) -> PolicySet {
+    let mut t = top.table("policy", p);
+    let default = policy(&mut t, "policy", &Policy::default(), p);
+    let mut rules = Vec::new();
+    if let Some(list) = t.raw("rules") {
+        match list {
+            Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    let path = format!("policy.rules[{i}]");
+                    let mut r = Table::at(&path, item);
+                    let mut rule_policy = policy(&mut r, &path, &default, p);
+                    match r.string("name", p) {
+                        Some(n) => rule_policy.name = n,
+                        None => p.push(format!("{path}.name"), "is required (it names the policy version)"),
+                    }
+                    let channels = r
+                        .string_list("channels", p)
+                        .into_iter()
+                        .filter_map(|c| Channel::parse(&c).or_else(|| {
+                            p.push(format!("{path}.channels"), format!("`{c}` is not email or phone"));
+                            None
+                        }))
+                        .collect();
+                    let languages = r
+                        .string_list("languages", p)
+                        .into_iter()
+                        .filter_map(|l| Language::parse(&l).or_else(|| {
+                            p.push(format!("{path}.languages"), format!("`{l}` is not one of en, es, ar"));
+                            None
+                        }))
+                        .collect();
+                    let sources = r.string_list("sources", p);
+                    let senders = r.string_list("senders", p).into_iter().map(|s| s.to_lowercase()).collect();
+                    r.finish(p);
+                    rules.push(PolicyRule { channels, languages, sources, senders, policy: rule_policy });
+                }
+            }
+            _ => p.push("policy.rules", "must be a list of tables ([[policy.rules]])"),
+        }
+    }
+    t.finish(p);
+    PolicySet { default, rules }
+}
+
+/// The policy keys of a table, defaults from `base`.
+fn policy(t: &mut Table, path: &str, base: &Policy, p: &mut Problems) -> Policy {
+    let target = t.duration("target", base.target, p);
+    if target.is_zero() {
+        p.push(format!("{path}.target"), "must be longer than zero");
+    }
+    let warn_offsets = if t.raw("warn").is_some() {
+        t.string_list("warn", p)
+            .iter()
+            .filter_map(|w| match super::reader::parse_duration(w) {
+                Ok(d) if d < target => Some(d),
+                Ok(_) => {
+                    p.push(format!("{path}.warn"), format!("`{w}` is not before the target ({})", humantime::format_duration(target)));
+                    None
+                }
+                Err(e) => {
+                    p.push(format!("{path}.warn"), e);
+                    None
+                }
+            })
+            .collect()
+    } else {
+        base.warn_offsets.clone()
+    };
+    let renotify_every = t.duration("renotify_every", base.renotify_every, p);
+    let renotify_max = t.u64("renotify_max", base.renotify_max as u64, p).min(u32::MAX as u64) as u32;
+    let next_reply = t.bool("next_reply", base.next_reply, p);
+    let calendar = match t.raw("calendar") {
+        None => base.calendar.clone(),
+        Some(Value::String(s)) if s == "24x7" => Calendar::Always,
+        Some(Value::Object(_)) => {
+            let mut c = t.table("calendar", p);
+            let cal = business_hours(&mut c, p);
+            c.finish(p);
+            cal.map(Calendar::BusinessHours).unwrap_or(Calendar::Always)
+        }
+        Some(_) => {
+            p.push(format!("{path}.calendar"), "must be \"24x7\" or a table with time_zone, weekday hours and holidays");
+            Calendar::Always
+        }
+    };
+    let name = base.name.clone();
+    Policy { name, target, warn_offsets, renotify_every, renotify_max, calendar, next_reply }
+}
+
+const WEEKDAYS: [&str; 7] = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"];
+
+fn business_hours(t: &mut Table, p: &mut Problems) -> Option<BusinessHours> {
+    let tz = time_zone(t, "time_zone", p);
+    if tz.is_none() && t.raw("time_zone").is_none() {
+        p.push(t.path("time_zone"), "is required for business hours (e.g. \"Europe/Madrid\")");
+    }
+    let mut weekly: [Vec<(NaiveTime, NaiveTime)>; 7] = Default::default();
+    for (i, day) in WEEKDAYS.iter().enumerate() {
+        for range in t.string_list(day, p) {
+            let parsed = range.split_once('-').and_then(|(a, b)| {
+                let a = NaiveTime::parse_from_str(a.trim(), "%H:%M").ok()?;
+                let b = match b.trim() {
+                    "24:00" => NaiveTime::MIN,
+                    b => NaiveTime::parse_from_str(b, "%H:%M").ok()?,
+                };
+                Some((a, b))
+            });
+            match parsed {
+                Some(r) => weekly[i].push(r),
+                None => p.push(t.path(day), format!("`{range}` is not a range like 09:00-17:00")),
+            }
+        }
+        weekly[i].sort();
+    }
+    if weekly.iter().all(Vec::is_empty) {
+        p.push(t.path("monday"), "business hours need at least one open range in the week");
+    }
+    let mut holidays = std::collections::BTreeSet::new();
+    for h in t.string_list("holidays", p) {
+        match NaiveDate::parse_from_str(h.trim(), "%Y-%m-%d") {
+            Ok(d) => {
+                holidays.insert(d);
+            }
+            Err(_) => p.push(t.path("holidays"), format!("`{h}` is not a date like 2026-12-25")),
+        }
+    }
+    Some(BusinessHours { time_zone: tz?, weekly, holidays })
+}
+
+fn time_zone(t: &mut Table, key: &str, p: &mut Problems) -> Option<Tz> {
+    let s = t.string(key, p)?;
+    s.parse::<Tz>().map_err(|_| p.push(t.path(key), format!("`{s}` is not an IANA time zone such as Europe/Madrid"))).ok()
+}
+
+fn sources(top: &mut Table, file_only: &Value, base: &Path, p: &mut Problems) -> Vec<SourceSettings> {
+    let mut t = top.table("sources", p);
+    let mut out = Vec::new();
+    for name in t.keys() {
+        let mut s = t.table(&name, p);
+        let kind = s.string("type", p);
+        let kind = match kind.as_deref() {
+            Some("imap") => imap(&mut s, &name, file_only, base, p).map(SourceKind::Imap),
+            Some("maildir") => maildir(&mut s, base, p).map(SourceKind::Maildir),
+            Some(other) => {
+                p.push(s.path("type"), format!("`{other}` is not a source type (imap, maildir)"));
+                None
+            }
+            None => {
+                p.push(s.path("type"), "is required (imap or maildir)");
+                None
+            }
+        };
+        s.finish(p);
+        if let Some(kind) = kind {
+            out.push(SourceSettings { name, kind });
+        }
+    }
+    t.finish(p);
+    if out.is_empty() && p.0.is_empty() {
+        p.push("sources", "no source configured: add [sources.NAME] with type = \"imap\" or \"maildir\"");
+    }
+    out
+}
+
+fn imap(s: &mut Table, name: &str, file_only: &Value, base: &Path, p: &mut Problems) -> Option<ImapSettings> {
+    let host = s.required_string("host", p);
+    let security = match s.string("security", p).as_deref() {
+        None | Some("tls") => ImapSecurity::Tls,
+        Some("starttls") => ImapSecurity::Starttls,
+        Some("plain") => ImapSecurity::Plain,
+        Some(other) => {
+            p.push(s.path("security"), format!("`{other}` is not tls, starttls or plain"));
+            ImapSecurity::Tls
+        }
+    };
+    let default_port = if security == ImapSecurity::Tls { 993 } else { 143 };
+    let port = s.u64("port", default_port, p);
+    if port == 0 || port > 65535 {
+        p.push(s.path("port"), format!("{port} is not a TCP port"));
+    }
+    let allow_insecure = s.bool("allow_insecure", false, p);
+    if security == ImapSecurity::Plain && !allow_insecure && host.as_deref().is_some_and(|h| !is_loopback(h)) {
+        p.push(s.path("security"), "plain IMAP sends the password in clear: only to a loopback host, or set allow_insecure = true");
+    }
+    let ca_file = s.string("ca_file", p).map(|f| base.join(f));
+    if let Some(f) = &ca_file
+        && !f.is_file()
+    {
+        p.push(s.path("ca_file"), format!("{} does not exist", f.display()));
+    }
+    let username = s.required_string("username", p);
+    let password = secret(s, "password", file_only, true, base, p);
+    let mut inbox_folders = s.string_list("inbox_folders", p);
+    if inbox_folders.is_empty() {
+        inbox_folders.push("INBOX".to_string());
+    }
+    let sent_folders = s.string_list("sent_folders", p);
+    let since = s.string("since", p).and_then(|d| match NaiveDate::parse_from_str(&d, "%Y-%m-%d") {
+        Ok(d) => Some(Utc.from_utc_datetime(&d.and_time(NaiveTime::MIN))),
+        Err(_) => {
+            p.push(s.path("since"), format!("`{d}` is not a date like 2026-11-01"));
+            None
+        }
+    });
+    let idle_timeout = s.duration("idle_timeout", Duration::from_secs(5 * 60), p);
+    if idle_timeout > Duration::from_secs(29 * 60) {
+        p.push(s.path("idle_timeout"), "must be at most 29m (RFC 2177); 5m finds dead connections in time");
+    }
+    let poll_interval = s.duration("poll_interval", Duration::from_secs(60), p);
+    let body_prefix_bytes = s.u64("body_prefix_bytes", 2048, p).min(1 << 20) as u32;
+    let timeout = s.duration("timeout", Duration::from_secs(60), p);
+    let _ = name;
+    Some(ImapSettings {
+        host: host?,
+        port: port as u16,
+        security,
+        allow_insecure,
+        ca_file,
+        username: username?,
+        password: password?,
+        inbox_folders,
+        sent_folders,
+        since,
+        idle_timeout,
+        poll_interval,
+        body_prefix_bytes,
+        timeout,
+    })
+}
+
+fn maildir(s: &mut Table, base: &Path, p: &mut Problems) -> Option<MaildirSettings> {
+    let path = s.required_string("path", p).map(|f| base.join(f));
+    let mut inbox_folders = s.string_list("inbox_folders", p);
+    if inbox_folders.is_empty() {
+        inbox_folders.push("INBOX".to_string());
+    }
+    let mut sent_folders = s.string_list("sent_folders", p);
+    if sent_folders.is_empty() {
+        sent_folders.push("Sent".to_string());
+    }
+    let scan_interval = s.duration("scan_interval", Duration::from_secs(2), p);
+    Some(MaildirSettings { path: path?, inbox_folders, sent_folders, scan_interval })
+}
+
+/// A secret from `KEY_file` (a path) or the environment (`SLAWATCH__…__KEY`), never written in the
+/// configuration file itself.
+fn secret(t: &mut Table, key: &str, file_only: &Value, required: bool, base: &Path, p: &mut Problems) -> Option<Secret> {
+    let path = t.path(key);
+    let in_file = path.split('.').try_fold(file_only, |v, k| v.get(k)).is_some();
+    let file_key = format!("{key}_file");
+    let from_file = t.string(&file_key, p);
+    let direct = t.string(key, p);
+    if in_file {
+        p.push(&path, format!("secrets are not written in the configuration file: use {file_key} or the environment variable {}", env_name(&path)));
+        return None;
+    }
+    if let Some(v) = direct {
+        return Some(Secret::new(v));
+    }
+    if let Some(f) = from_file {
+        let f = base.join(f);
+        return match std::fs::read_to_string(&f) {
+            Ok(v) => Some(Secret::new(v.trim_end_matches(['\r', '\n']))),
+            Err(e) => {
+                p.push(t.path(&file_key), format!("cannot read {}: {e}", f.display()));
+                None
+            }
+        };
+    }
+    if required {
+        p.push(&path, format!("is required: set {file_key} or the environment variable {}", env_name(&path)));
+    }
+    None
+}
+
+fn env_name(path: &str) -> String {
+    format!("{ENV_PREFIX}__{}", path.replace('.', "__").to_uppercase())
+}
+
+fn is_loopback(host: &str) -> bool {
+    host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// `postgres://user:secret@host/db` → `postgres://user:<redacted>@host/db`.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:<redacted>{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+impl Settings {
+    /// The effective configuration as `check-config` prints it: every value, secrets redacted.
+    pub fn effective(&self) -> Value {
+        let secret = |s: &Option<Secret>| s.as_ref().map(|_| "<redacted>");
+        let policies: Vec<Value> = self
+            .policies
+            .all()
+            .enumerate()
+            .map(|(i, pol)| {
+                let mut v = serde_json::to_value(pol.record()).unwrap_or(Value::Null);
+                if i > 0 {
+                    let r = &self.policies.rules[i - 1];
+                    v["when"] = json!({
+                        "channels": r.channels, "languages": r.languages,
+                        "sources": r.sources, "senders": r.senders,
+                    });
+                }
+                v
+            })
+            .collect();
+        let sources: Vec<Value> = self
+            .sources
+            .iter()
+            .map(|s| match &s.kind {
+                SourceKind::Imap(i) => json!({
+                    "name": s.name, "type": "imap", "host": i.host, "port": i.port, "security": i.security,
+                    "allow_insecure": i.allow_insecure, "ca_file": i.ca_file, "username": i.username,
+                    "password": "<redacted>", "inbox_folders": i.inbox_folders,
+                    "sent_folders": if i.sent_folders.is_empty() { json!("SPECIAL-USE \\Sent") } else { json!(i.sent_folders) },
+                    "since": i.since, "idle_timeout": humantime::format_duration(i.idle_timeout).to_string(),
+                    "poll_interval": humantime::format_duration(i.poll_interval).to_string(),
+                    "body_prefix_bytes": i.body_prefix_bytes, "timeout": humantime::format_duration(i.timeout).to_string(),
+                }),
+                SourceKind::Maildir(m) => json!({
+                    "name": s.name, "type": "maildir", "path": m.path, "inbox_folders": m.inbox_folders,
+                    "sent_folders": m.sent_folders, "scan_interval": humantime::format_duration(m.scan_interval).to_string(),
+                }),
+            })
+            .collect();
+        json!({
+            "store": { "url": redact_url(&self.store.url), "password": secret(&self.store.password) },
+            "http": { "bind": self.http.bind.to_string(), "token": secret(&self.http.token), "public_url": self.http.public_url },
+            "desk": {
+                "support_addresses": self.desk.support_addresses, "internal_domains": self.desk.internal_domains,
+                "ignore_senders": self.desk.ignore_senders, "ignore_subjects": self.desk.ignore_subjects,
+                "auto_ack_subjects": self.desk.auto_ack_subjects, "default_language": self.desk.default_language,
+                "time_zone": self.desk.time_zone.name(),
+            },
+            "policies": policies,
+            "sources": sources,
+        })
+    }
+}

@@ -1,0 +1,111 @@
+//! The daemon: builds every part from validated settings and runs them until shutdown.
+//!
+//! Order matters: the ledger is opened and replayed before anything listens, so the first
+//! `/metrics` scrape and the first API answer already reflect every past event; sources start
+//! last and resume from the cursors committed with their last batch.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, RwLock};
+
+use anyhow::Context;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{Settings, SourceKind};
+use crate::engine::{Engine, EngineHandle, Shared, replay};
+use crate::notify::{LogNotifier, Notifier};
+use crate::scheduler::Clock;
+use crate::sources::{EngineSink, SourceHealth};
+use crate::store::Store;
+use crate::telemetry::Metrics;
+use crate::tracker::TrackerRules;
+
+/// Room for source batches waiting for the engine: enough to keep IMAP fetches flowing, small
+/// enough that a stalled ledger slows sources down instead of filling memory.
+const INPUT_QUEUE: usize = 16;
+
+/// Runs the daemon until `shutdown` is cancelled. `bound` receives the HTTP address once it
+/// listens (tests bind port 0).
+pub async fn run(
+    settings: Settings,
+    clock: Clock,
+    shutdown: CancellationToken,
+    bound: Option<oneshot::Sender<SocketAddr>>,
+) -> anyhow::Result<()> {
+    let store = Store::open(&settings.store.url)
+        .await
+        .with_context(|| format!("opening the ledger at {}", crate::config::redact_url(&settings.store.url)))?;
+    let rules = Arc::new(TrackerRules { desk: settings.desk.clone(), policies: settings.policies.clone() });
+    let started = std::time::Instant::now();
+    let (tracker, deadlines) = replay(&store, rules).await.context("replaying the ledger")?;
+    tracing::info!(
+        inquiries = tracker.len(),
+        pending_deadlines = deadlines.len(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "Ledger replayed."
+    );
+
+    let source_names: Vec<String> = settings.sources.iter().map(|s| s.name.clone()).collect();
+    let metrics = Arc::new(Metrics::new(env!("CARGO_PKG_VERSION"), &source_names));
+    let shared = Arc::new(Shared {
+        tracker: RwLock::new(tracker),
+        metrics: metrics.clone(),
+        store: store.clone(),
+        pending_sources: Mutex::new(source_names.iter().cloned().collect()),
+    });
+
+    let (input_tx, input_rx) = mpsc::channel(INPUT_QUEUE);
+    let (command_tx, command_rx) = mpsc::channel(16);
+    let tasks = TaskTracker::new();
+    let notifier: Arc<dyn Notifier> = Arc::new(LogNotifier);
+    let engine = Engine {
+        shared: shared.clone(),
+        clock,
+        notifier,
+        public_url: settings.http.public_url.clone(),
+        input: input_rx,
+        commands: command_rx,
+        shutdown: shutdown.clone(),
+    };
+    tasks.spawn(engine.run(deadlines));
+
+    let listener = tokio::net::TcpListener::bind(settings.http.bind)
+        .await
+        .with_context(|| format!("binding the HTTP server to {}", settings.http.bind))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "HTTP listening (metrics, API, status page).");
+    if let Some(bound) = bound {
+        let _ = bound.send(addr);
+    }
+    let state = crate::http::AppState { shared: shared.clone(), engine: EngineHandle::new(command_tx), token: settings.http.token.clone() };
+    let http_shutdown = shutdown.clone();
+    tasks.spawn(async move {
+        if let Err(e) = crate::http::serve(listener, state, http_shutdown).await {
+            tracing::error!(error = %e, "HTTP server failed.");
+        }
+    });
+
+    let sink = EngineSink::new(input_tx);
+    let health: Arc<dyn SourceHealth> = metrics.clone();
+    for source in settings.sources {
+        let cursors = store.cursors(&source.name).await.context("reading source cursors")?;
+        let (name, sink, health, stop) = (source.name, sink.clone(), health.clone(), shutdown.clone());
+        match source.kind {
+            SourceKind::Maildir(m) => {
+                tasks.spawn(crate::sources::maildir::run(name, m, cursors, sink, health, stop));
+            }
+            SourceKind::Imap(i) => {
+                tasks.spawn(crate::sources::imap::run(name, i, cursors, sink, health, stop));
+            }
+        }
+    }
+    drop(sink);
+    tasks.close();
+
+    shutdown.cancelled().await;
+    tracing::info!("Shutting down.");
+    tasks.wait().await;
+    store.close().await;
+    Ok(())
+}
