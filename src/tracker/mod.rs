@@ -19,3 +19,6 @@ pub mod state;
 pub use event::Event;
 pub use observation::Observation;
 pub use state::{Inquiry, InquiryState, OpenStatus, SlaStatus, Tracker, TrackerRules};
+
+#[cfg(test)]
+mod tests;
