@@ -11,3 +11,6 @@ mod settings;
 pub use load::{ConfigError, ENV_PREFIX, load, load_with_env, redact_url};
 pub use reader::Problem;
 pub use settings::*;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Runs slawatch's whole test suite on a fresh Debian machine with a Rust toolchain:
+# installs the real servers the tests talk to (Dovecot for IMAP/LMTP, Prometheus' promtool),
+# then runs every unit and integration test. Tests never skip: a missing server fails them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+need_packages=()
+command -v dovecot >/dev/null 2>&1 || [ -x /usr/sbin/dovecot ] || need_packages+=(dovecot-imapd dovecot-lmtpd)
+[ -x /usr/lib/dovecot/lmtp ] || need_packages+=(dovecot-lmtpd)
+command -v promtool >/dev/null 2>&1 || need_packages+=(prometheus)
+command -v openssl >/dev/null 2>&1 || need_packages+=(openssl)
+command -v sqlite3 >/dev/null 2>&1 || need_packages+=(sqlite3)
+if [ ${#need_packages[@]} -gt 0 ]; then
+  echo "Installing test servers: ${need_packages[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_packages[@]}" >/dev/null
+fi
+
+cargo test --locked "$@"
