@@ -33,12 +33,20 @@ pub async fn run(
     shutdown: CancellationToken,
     bound: Option<oneshot::Sender<SocketAddr>>,
 ) -> anyhow::Result<()> {
-    let store = Store::open(&settings.store.url)
-        .await
-        .with_context(|| format!("opening the ledger at {}", crate::config::redact_url(&settings.store.url)))?;
-    let rules = Arc::new(TrackerRules { desk: settings.desk.clone(), policies: settings.policies.clone() });
+    let store = Store::open(&settings.store.url).await.with_context(|| {
+        format!(
+            "opening the ledger at {}",
+            crate::config::redact_url(&settings.store.url)
+        )
+    })?;
+    let rules = Arc::new(TrackerRules {
+        desk: settings.desk.clone(),
+        policies: settings.policies.clone(),
+    });
     let started = std::time::Instant::now();
-    let (tracker, deadlines) = replay(&store, rules).await.context("replaying the ledger")?;
+    let (tracker, deadlines) = replay(&store, rules)
+        .await
+        .context("replaying the ledger")?;
     tracing::info!(
         inquiries = tracker.len(),
         pending_deadlines = deadlines.len(),
@@ -78,7 +86,11 @@ pub async fn run(
     if let Some(bound) = bound {
         let _ = bound.send(addr);
     }
-    let state = crate::http::AppState { shared: shared.clone(), engine: EngineHandle::new(command_tx), token: settings.http.token.clone() };
+    let state = crate::http::AppState {
+        shared: shared.clone(),
+        engine: EngineHandle::new(command_tx),
+        token: settings.http.token.clone(),
+    };
     let http_shutdown = shutdown.clone();
     tasks.spawn(async move {
         if let Err(e) = crate::http::serve(listener, state, http_shutdown).await {
@@ -89,14 +101,22 @@ pub async fn run(
     let sink = EngineSink::new(input_tx);
     let health: Arc<dyn SourceHealth> = metrics.clone();
     for source in settings.sources {
-        let cursors = store.cursors(&source.name).await.context("reading source cursors")?;
-        let (name, sink, health, stop) = (source.name, sink.clone(), health.clone(), shutdown.clone());
+        let cursors = store
+            .cursors(&source.name)
+            .await
+            .context("reading source cursors")?;
+        let (name, sink, health, stop) =
+            (source.name, sink.clone(), health.clone(), shutdown.clone());
         match source.kind {
             SourceKind::Maildir(m) => {
-                tasks.spawn(crate::sources::maildir::run(name, m, cursors, sink, health, stop));
+                tasks.spawn(crate::sources::maildir::run(
+                    name, m, cursors, sink, health, stop,
+                ));
             }
             SourceKind::Imap(i) => {
-                tasks.spawn(crate::sources::imap::run(name, i, cursors, sink, health, stop));
+                tasks.spawn(crate::sources::imap::run(
+                    name, i, cursors, sink, health, stop,
+                ));
             }
         }
     }

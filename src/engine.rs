@@ -28,7 +28,10 @@ pub struct Shared {
 
 impl Shared {
     pub fn is_ready(&self) -> bool {
-        self.pending_sources.lock().map(|p| p.is_empty()).unwrap_or(false)
+        self.pending_sources
+            .lock()
+            .map(|p| p.is_empty())
+            .unwrap_or(false)
     }
 }
 
@@ -46,7 +49,10 @@ pub enum AckError {
 /// A request to the engine from the CLI or the API.
 #[derive(Debug)]
 pub enum Command {
-    Ack { ack: ManualAck, reply: oneshot::Sender<Result<Inquiry, AckError>> },
+    Ack {
+        ack: ManualAck,
+        reply: oneshot::Sender<Result<Inquiry, AckError>>,
+    },
 }
 
 /// Cheap handle for sending commands to the engine.
@@ -63,7 +69,10 @@ impl EngineHandle {
     /// Records a manual acknowledgement; returns the inquiry as it is afterwards.
     pub async fn ack(&self, ack: ManualAck) -> Result<Inquiry, AckError> {
         let (reply, answer) = oneshot::channel();
-        self.commands.send(Command::Ack { ack, reply }).await.map_err(|_| AckError::Stopped)?;
+        self.commands
+            .send(Command::Ack { ack, reply })
+            .await
+            .map_err(|_| AckError::Stopped)?;
         answer.await.map_err(|_| AckError::Stopped)?
     }
 }
@@ -81,7 +90,10 @@ pub struct Engine {
 }
 
 /// Builds the in-memory state from the ledger: the start-up replay.
-pub async fn replay(store: &Store, rules: Arc<crate::tracker::TrackerRules>) -> Result<(Tracker, crate::scheduler::Deadlines), crate::store::StoreError> {
+pub async fn replay(
+    store: &Store,
+    rules: Arc<crate::tracker::TrackerRules>,
+) -> Result<(Tracker, crate::scheduler::Deadlines), crate::store::StoreError> {
     let mut tracker = Tracker::new(rules);
     let mut deadlines = crate::scheduler::Deadlines::new();
     for entry in store.events().await? {
@@ -97,7 +109,11 @@ impl Engine {
         loop {
             // Deadlines wait until every source has finished its first sync: a backfilled
             // inquiry must not be declared missed before its reply, later in the backfill, is read.
-            let next = if self.shared.is_ready() { deadlines.next() } else { None };
+            let next = if self.shared.is_ready() {
+                deadlines.next()
+            } else {
+                None
+            };
             let clock = self.clock;
             tokio::select! {
                 biased;
@@ -115,35 +131,57 @@ impl Engine {
         tracing::info!("Engine stopped.");
     }
 
-    async fn handle_submission(&mut self, submission: crate::sources::Submission, deadlines: &mut crate::scheduler::Deadlines) {
+    async fn handle_submission(
+        &mut self,
+        submission: crate::sources::Submission,
+        deadlines: &mut crate::scheduler::Deadlines,
+    ) {
         let crate::sources::Submission { batch, committed } = submission;
         let now = self.clock.now();
         let observations: Vec<Observation> = batch.observations;
         let events = self.decide_and_apply(&observations, now);
-        let cursors: Vec<(String, crate::sources::CursorUpdate)> =
-            batch.cursors.into_iter().map(|c| (batch.source.clone(), c)).collect();
+        let cursors: Vec<(String, crate::sources::CursorUpdate)> = batch
+            .cursors
+            .into_iter()
+            .map(|c| (batch.source.clone(), c))
+            .collect();
         let result = self.commit(now, &events, &cursors, deadlines).await;
         if result.is_ok() && batch.initial_sync_done {
             let ready = {
-                let mut pending = self.shared.pending_sources.lock().unwrap_or_else(|e| e.into_inner());
+                let mut pending = self
+                    .shared
+                    .pending_sources
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
                 pending.remove(&batch.source);
                 pending.is_empty()
             };
             tracing::info!(source = %batch.source, "Source finished its first sync.");
             if ready {
-                tracing::info!(pending_deadlines = deadlines.len(), "Every source has synced; deadlines are live.");
+                tracing::info!(
+                    pending_deadlines = deadlines.len(),
+                    "Every source has synced; deadlines are live."
+                );
             }
         }
         let _ = committed.send(result);
     }
 
-    async fn handle_command(&mut self, command: Command, deadlines: &mut crate::scheduler::Deadlines) {
+    async fn handle_command(
+        &mut self,
+        command: Command,
+        deadlines: &mut crate::scheduler::Deadlines,
+    ) {
         match command {
             Command::Ack { ack, reply } => {
                 let now = self.clock.now();
                 let id = ack.inquiry_id.clone();
                 let decided = {
-                    let mut tracker = self.shared.tracker.write().unwrap_or_else(|e| e.into_inner());
+                    let mut tracker = self
+                        .shared
+                        .tracker
+                        .write()
+                        .unwrap_or_else(|e| e.into_inner());
                     tracker.observe(&Observation::ManualAck(ack), now)
                 };
                 let answer = match decided {
@@ -185,10 +223,18 @@ impl Engine {
     }
 
     /// Decides and applies a batch under one write lock.
-    fn decide_and_apply(&self, observations: &[Observation], now: chrono::DateTime<chrono::Utc>) -> Vec<Event> {
+    fn decide_and_apply(
+        &self,
+        observations: &[Observation],
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Vec<Event> {
         let mut events = Vec::new();
         {
-            let mut tracker = self.shared.tracker.write().unwrap_or_else(|e| e.into_inner());
+            let mut tracker = self
+                .shared
+                .tracker
+                .write()
+                .unwrap_or_else(|e| e.into_inner());
             for observation in observations {
                 // Only manual acks can be rejected, and they do not come in batches.
                 if let Ok(decided) = tracker.observe(observation, now) {
@@ -201,7 +247,11 @@ impl Engine {
     }
 
     fn record_metrics(&self, events: &[Event]) {
-        let tracker = self.shared.tracker.read().unwrap_or_else(|e| e.into_inner());
+        let tracker = self
+            .shared
+            .tracker
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
         for event in events {
             self.shared.metrics.record(event, &tracker);
         }
@@ -222,10 +272,21 @@ impl Engine {
         }
         if let Err(e) = self.shared.store.append(now, events, cursors).await {
             tracing::error!(error = %e, "Ledger append failed; rebuilding state from the ledger.");
-            let rules = Arc::new(self.shared.tracker.read().unwrap_or_else(|p| p.into_inner()).rules().clone());
+            let rules = Arc::new(
+                self.shared
+                    .tracker
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .rules()
+                    .clone(),
+            );
             match replay(&self.shared.store, rules).await {
                 Ok((tracker, rebuilt)) => {
-                    *self.shared.tracker.write().unwrap_or_else(|p| p.into_inner()) = tracker;
+                    *self
+                        .shared
+                        .tracker
+                        .write()
+                        .unwrap_or_else(|p| p.into_inner()) = tracker;
                     *deadlines = rebuilt;
                 }
                 Err(e2) => tracing::error!(error = %e2, "Replay after a failed append failed too."),
@@ -234,7 +295,11 @@ impl Engine {
         }
         let mut alerts = Vec::new();
         {
-            let tracker = self.shared.tracker.read().unwrap_or_else(|p| p.into_inner());
+            let tracker = self
+                .shared
+                .tracker
+                .read()
+                .unwrap_or_else(|p| p.into_inner());
             for event in events {
                 deadlines.follow(event);
                 if let Some(alert) = self.alert_for(event, &tracker) {

@@ -15,10 +15,19 @@ use slawatch::store::{Store, Verification};
 use slawatch::tracker::{InquiryState, TrackerRules};
 
 #[derive(Parser)]
-#[command(name = "slawatch", version, about = "Watches a support desk keep its first-response promise.")]
+#[command(
+    name = "slawatch",
+    version,
+    about = "Watches a support desk keep its first-response promise."
+)]
 struct Cli {
     /// Configuration file (TOML). Keys can be overridden as SLAWATCH__SECTION__KEY.
-    #[arg(long, global = true, default_value = "config/slawatch.toml", env = "SLAWATCH_CONFIG")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "config/slawatch.toml",
+        env = "SLAWATCH_CONFIG"
+    )]
     config: PathBuf,
     /// Log format.
     #[arg(long, global = true, value_parser = ["text", "json"], default_value = "text")]
@@ -92,7 +101,9 @@ fn main() -> ExitCode {
 fn init_tracing(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if format == "json" {
         builder.json().init();
     } else {
@@ -114,7 +125,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 wait_for_signal().await;
                 on_signal.cancel();
             });
-            slawatch::daemon::run(settings, slawatch::scheduler::Clock::System, shutdown, None).await?;
+            slawatch::daemon::run(settings, slawatch::scheduler::Clock::System, shutdown, None)
+                .await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::CheckConfig => match config::load(&cli.config) {
@@ -132,14 +144,26 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let settings = load(&cli.config)?;
             let wanted = match state.as_str() {
                 "all" => None,
-                s => Some(InquiryState::parse(s).with_context(|| format!("--state {s}: expected open, responded, excluded or all"))?),
+                s => Some(InquiryState::parse(s).with_context(|| {
+                    format!("--state {s}: expected open, responded, excluded or all")
+                })?),
             };
             let store = Store::open(&settings.store.url).await?;
-            let rules = std::sync::Arc::new(TrackerRules { desk: settings.desk.clone(), policies: settings.policies.clone() });
+            let rules = std::sync::Arc::new(TrackerRules {
+                desk: settings.desk.clone(),
+                policies: settings.policies.clone(),
+            });
             let (tracker, _) = replay(&store, rules).await?;
             let now = Utc::now();
-            println!("{:<17} {:<6} {:<3} {:<10} {:<9} {:<20} {:>8}  {:<30} SUBJECT", "ID", "CHAN", "LNG", "STATE", "SLA", "RECEIVED (UTC)", "LEFT", "CUSTOMER");
-            for i in tracker.newest_first().filter(|i| wanted.is_none_or(|w| i.state == w)).take(limit) {
+            println!(
+                "{:<17} {:<6} {:<3} {:<10} {:<9} {:<20} {:>8}  {:<30} SUBJECT",
+                "ID", "CHAN", "LNG", "STATE", "SLA", "RECEIVED (UTC)", "LEFT", "CUSTOMER"
+            );
+            for i in tracker
+                .newest_first()
+                .filter(|i| wanted.is_none_or(|w| i.state == w))
+                .take(limit)
+            {
                 let left = match (i.state, i.deadline_at) {
                     (InquiryState::Open, Some(d)) => format_left(d - now),
                     _ => "-".to_string(),
@@ -160,30 +184,51 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             store.close().await;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Ack { id, by, via, at, note } => {
+        Command::Ack {
+            id,
+            by,
+            via,
+            at,
+            note,
+        } => {
             let settings = load(&cli.config)?;
-            let url = format!("http://{}/api/v1/inquiries/{}/ack", settings.http.bind, InquiryId(id.clone()));
+            let url = format!(
+                "http://{}/api/v1/inquiries/{}/ack",
+                settings.http.bind,
+                InquiryId(id.clone())
+            );
             let client = reqwest::Client::builder()
                 .timeout(std::time::Duration::from_secs(10))
                 .connect_timeout(std::time::Duration::from_secs(3))
                 .build()?;
-            let mut request = client.post(&url).json(&serde_json::json!({ "by": by, "via": via, "at": at, "note": note }));
+            let mut request = client
+                .post(&url)
+                .json(&serde_json::json!({ "by": by, "via": via, "at": at, "note": note }));
             if let Some(token) = &settings.http.token {
                 request = request.bearer_auth(token.expose());
             }
-            let response = request
-                .send()
-                .await
-                .with_context(|| format!("the daemon is not reachable at {url}; is `slawatch run` running?"))?;
+            let response = request.send().await.with_context(|| {
+                format!("the daemon is not reachable at {url}; is `slawatch run` running?")
+            })?;
             let status = response.status();
             let body: serde_json::Value = response.json().await.unwrap_or_default();
             if !status.is_success() {
-                bail!("ack refused ({status}): {}", body.get("error").and_then(|e| e.as_str()).unwrap_or("no reason given"));
+                bail!(
+                    "ack refused ({status}): {}",
+                    body.get("error")
+                        .and_then(|e| e.as_str())
+                        .unwrap_or("no reason given")
+                );
             }
-            println!("acknowledged {id}: sla {}", body.get("sla").and_then(|v| v.as_str()).unwrap_or("?"));
+            println!(
+                "acknowledged {id}: sla {}",
+                body.get("sla").and_then(|v| v.as_str()).unwrap_or("?")
+            );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Audit { command: AuditCommand::Verify } => {
+        Command::Audit {
+            command: AuditCommand::Verify,
+        } => {
             let settings = load(&cli.config)?;
             let store = Store::open(&settings.store.url).await?;
             let verification = store.verify().await?;
@@ -194,7 +239,12 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     println!("head hash: {head_hash}");
                     Ok(ExitCode::SUCCESS)
                 }
-                Verification::Broken { seq, expected, found, problem } => {
+                Verification::Broken {
+                    seq,
+                    expected,
+                    found,
+                    problem,
+                } => {
                     println!("ledger BROKEN at event {seq}: {problem}");
                     println!("expected hash: {expected}");
                     println!("found hash:    {found}");
@@ -209,24 +259,33 @@ fn format_left(d: chrono::Duration) -> String {
     let secs = d.num_seconds();
     let sign = if secs < 0 { "-" } else { "" };
     let secs = secs.abs();
-    if secs >= 3600 { format!("{sign}{}h{:02}m", secs / 3600, (secs % 3600) / 60) } else { format!("{sign}{}m{:02}s", secs / 60, secs % 60) }
+    if secs >= 3600 {
+        format!("{sign}{}h{:02}m", secs / 3600, (secs % 3600) / 60)
+    } else {
+        format!("{sign}{}m{:02}s", secs / 60, secs % 60)
+    }
 }
 
 fn truncate(s: &str, max: usize) -> String {
-    if s.chars().count() <= max { s.to_string() } else { s.chars().take(max - 1).chain(['…']).collect() }
+    if s.chars().count() <= max {
+        s.to_string()
+    } else {
+        s.chars().take(max - 1).chain(['…']).collect()
+    }
 }
 
 async fn wait_for_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

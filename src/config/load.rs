@@ -29,14 +29,21 @@ pub const ENV_PREFIX: &str = "SLAWATCH";
 
 /// Loads and validates the configuration at `path`, with environment overrides.
 pub fn load(path: &Path) -> Result<Settings, ConfigError> {
-    let env: Vec<(String, String)> = std::env::vars().filter(|(k, _)| k.starts_with("SLAWATCH__")).collect();
+    let env: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("SLAWATCH__"))
+        .collect();
     load_with_env(path, env)
 }
 
 /// Like [`load`], with the environment given (tests).
 pub fn load_with_env(path: &Path, env: Vec<(String, String)>) -> Result<Settings, ConfigError> {
-    let read_err = |e: config::ConfigError| ConfigError::Read { path: path.to_path_buf(), message: e.to_string() };
-    let file_source = config::File::from(path).format(config::FileFormat::Toml).required(true);
+    let read_err = |e: config::ConfigError| ConfigError::Read {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
+    let file_source = config::File::from(path)
+        .format(config::FileFormat::Toml)
+        .required(true);
     let file_only: Value = config::Config::builder()
         .add_source(file_source.clone())
         .build()
@@ -63,40 +70,75 @@ fn validate(root: &Value, file_only: &Value, base: &Path) -> Result<Settings, Ve
 
     let mut t = top.table("store", &mut p);
     let store = StoreSettings {
-        url: t.string("url", &mut p).unwrap_or_else(|| "sqlite://data/slawatch.db".to_string()),
+        url: t
+            .string("url", &mut p)
+            .unwrap_or_else(|| "sqlite://data/slawatch.db".to_string()),
         password: secret(&mut t, "password", file_only, false, base, &mut p),
     };
-    if !(store.url.starts_with("sqlite:") || store.url.starts_with("postgres://") || store.url.starts_with("postgresql://")) {
-        p.push("store.url", format!("`{}` must start with sqlite: or postgres://", redact_url(&store.url)));
+    if !(store.url.starts_with("sqlite:")
+        || store.url.starts_with("postgres://")
+        || store.url.starts_with("postgresql://"))
+    {
+        p.push(
+            "store.url",
+            format!(
+                "`{}` must start with sqlite: or postgres://",
+                redact_url(&store.url)
+            ),
+        );
     }
     t.finish(&mut p);
 
     let mut t = top.table("http", &mut p);
-    let bind_text = t.string("bind", &mut p).unwrap_or_else(|| "127.0.0.1:9750".to_string());
+    let bind_text = t
+        .string("bind", &mut p)
+        .unwrap_or_else(|| "127.0.0.1:9750".to_string());
     let bind = bind_text.parse::<SocketAddr>().unwrap_or_else(|_| {
-        p.push("http.bind", format!("`{bind_text}` is not an address like 127.0.0.1:9750"));
+        p.push(
+            "http.bind",
+            format!("`{bind_text}` is not an address like 127.0.0.1:9750"),
+        );
         SocketAddr::from(([127, 0, 0, 1], 9750))
     });
     let token = secret(&mut t, "token", file_only, false, base, &mut p);
-    let public_url = t.string("public_url", &mut p).unwrap_or_else(|| format!("http://{bind}"));
+    let public_url = t
+        .string("public_url", &mut p)
+        .unwrap_or_else(|| format!("http://{bind}"));
     t.finish(&mut p);
-    let http = HttpSettings { bind, token, public_url: public_url.trim_end_matches('/').to_string() };
+    let http = HttpSettings {
+        bind,
+        token,
+        public_url: public_url.trim_end_matches('/').to_string(),
+    };
 
     let mut t = top.table("desk", &mut p);
-    let lower = |v: Vec<String>| v.into_iter().map(|s| s.trim().to_lowercase()).collect::<Vec<_>>();
+    let lower = |v: Vec<String>| {
+        v.into_iter()
+            .map(|s| s.trim().to_lowercase())
+            .collect::<Vec<_>>()
+    };
     let support_addresses = lower(t.string_list("support_addresses", &mut p));
     if support_addresses.is_empty() {
-        p.push("desk.support_addresses", "at least one support address is required (the desk answers from it)");
+        p.push(
+            "desk.support_addresses",
+            "at least one support address is required (the desk answers from it)",
+        );
     }
     for (i, a) in support_addresses.iter().enumerate() {
         if !a.contains('@') {
-            p.push(format!("desk.support_addresses[{i}]"), format!("`{a}` is not an email address"));
+            p.push(
+                format!("desk.support_addresses[{i}]"),
+                format!("`{a}` is not an email address"),
+            );
         }
     }
     let default_language = match t.string("default_language", &mut p) {
         None => Language::En,
         Some(s) => Language::parse(&s).unwrap_or_else(|| {
-            p.push("desk.default_language", format!("`{s}` is not one of en, es, ar"));
+            p.push(
+                "desk.default_language",
+                format!("`{s}` is not one of en, es, ar"),
+            );
             Language::En
         }),
     };
@@ -117,7 +159,13 @@ fn validate(root: &Value, file_only: &Value, base: &Path) -> Result<Settings, Ve
     top.finish(&mut p);
 
     if p.0.is_empty() {
-        Ok(Settings { store, http, desk, policies, sources })
+        Ok(Settings {
+            store,
+            http,
+            desk,
+            policies,
+            sources,
+        })
     } else {
         Err(p.0)
     }
@@ -136,31 +184,57 @@ fn policies(top: &mut Table, p: &mut Problems) -> PolicySet {
                     let mut rule_policy = policy(&mut r, &path, &default, p);
                     match r.string("name", p) {
                         Some(n) => rule_policy.name = n,
-                        None => p.push(format!("{path}.name"), "is required (it names the policy version)"),
+                        None => p.push(
+                            format!("{path}.name"),
+                            "is required (it names the policy version)",
+                        ),
                     }
                     let channels = r
                         .string_list("channels", p)
                         .into_iter()
-                        .filter_map(|c| Channel::parse(&c).or_else(|| {
-                            p.push(format!("{path}.channels"), format!("`{c}` is not email or phone"));
-                            None
-                        }))
+                        .filter_map(|c| {
+                            Channel::parse(&c).or_else(|| {
+                                p.push(
+                                    format!("{path}.channels"),
+                                    format!("`{c}` is not email or phone"),
+                                );
+                                None
+                            })
+                        })
                         .collect();
                     let languages = r
                         .string_list("languages", p)
                         .into_iter()
-                        .filter_map(|l| Language::parse(&l).or_else(|| {
-                            p.push(format!("{path}.languages"), format!("`{l}` is not one of en, es, ar"));
-                            None
-                        }))
+                        .filter_map(|l| {
+                            Language::parse(&l).or_else(|| {
+                                p.push(
+                                    format!("{path}.languages"),
+                                    format!("`{l}` is not one of en, es, ar"),
+                                );
+                                None
+                            })
+                        })
                         .collect();
                     let sources = r.string_list("sources", p);
-                    let senders = r.string_list("senders", p).into_iter().map(|s| s.to_lowercase()).collect();
+                    let senders = r
+                        .string_list("senders", p)
+                        .into_iter()
+                        .map(|s| s.to_lowercase())
+                        .collect();
                     r.finish(p);
-                    rules.push(PolicyRule { channels, languages, sources, senders, policy: rule_policy });
+                    rules.push(PolicyRule {
+                        channels,
+                        languages,
+                        sources,
+                        senders,
+                        policy: rule_policy,
+                    });
                 }
             }
-            _ => p.push("policy.rules", "must be a list of tables ([[policy.rules]])"),
+            _ => p.push(
+                "policy.rules",
+                "must be a list of tables ([[policy.rules]])",
+            ),
         }
     }
     t.finish(p);
@@ -179,7 +253,13 @@ fn policy(t: &mut Table, path: &str, base: &Policy, p: &mut Problems) -> Policy 
             .filter_map(|w| match super::reader::parse_duration(w) {
                 Ok(d) if d < target => Some(d),
                 Ok(_) => {
-                    p.push(format!("{path}.warn"), format!("`{w}` is not before the target ({})", humantime::format_duration(target)));
+                    p.push(
+                        format!("{path}.warn"),
+                        format!(
+                            "`{w}` is not before the target ({})",
+                            humantime::format_duration(target)
+                        ),
+                    );
                     None
                 }
                 Err(e) => {
@@ -192,7 +272,9 @@ fn policy(t: &mut Table, path: &str, base: &Policy, p: &mut Problems) -> Policy 
         base.warn_offsets.clone()
     };
     let renotify_every = t.duration("renotify_every", base.renotify_every, p);
-    let renotify_max = t.u64("renotify_max", base.renotify_max as u64, p).min(u32::MAX as u64) as u32;
+    let renotify_max = t
+        .u64("renotify_max", base.renotify_max as u64, p)
+        .min(u32::MAX as u64) as u32;
     let next_reply = t.bool("next_reply", base.next_reply, p);
     let calendar = match t.raw("calendar") {
         None => base.calendar.clone(),
@@ -204,20 +286,42 @@ fn policy(t: &mut Table, path: &str, base: &Policy, p: &mut Problems) -> Policy 
             cal.map(Calendar::BusinessHours).unwrap_or(Calendar::Always)
         }
         Some(_) => {
-            p.push(format!("{path}.calendar"), "must be \"24x7\" or a table with time_zone, weekday hours and holidays");
+            p.push(
+                format!("{path}.calendar"),
+                "must be \"24x7\" or a table with time_zone, weekday hours and holidays",
+            );
             Calendar::Always
         }
     };
     let name = base.name.clone();
-    Policy { name, target, warn_offsets, renotify_every, renotify_max, calendar, next_reply }
+    Policy {
+        name,
+        target,
+        warn_offsets,
+        renotify_every,
+        renotify_max,
+        calendar,
+        next_reply,
+    }
 }
 
-const WEEKDAYS: [&str; 7] = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"];
+const WEEKDAYS: [&str; 7] = [
+    "monday",
+    "tuesday",
+    "wednesday",
+    "thursday",
+    "friday",
+    "saturday",
+    "sunday",
+];
 
 fn business_hours(t: &mut Table, p: &mut Problems) -> Option<BusinessHours> {
     let tz = time_zone(t, "time_zone", p);
     if tz.is_none() && t.raw("time_zone").is_none() {
-        p.push(t.path("time_zone"), "is required for business hours (e.g. \"Europe/Madrid\")");
+        p.push(
+            t.path("time_zone"),
+            "is required for business hours (e.g. \"Europe/Madrid\")",
+        );
     }
     let mut weekly: [Vec<(NaiveTime, NaiveTime)>; 7] = Default::default();
     for (i, day) in WEEKDAYS.iter().enumerate() {
@@ -232,13 +336,19 @@ fn business_hours(t: &mut Table, p: &mut Problems) -> Option<BusinessHours> {
             });
             match parsed {
                 Some(r) => weekly[i].push(r),
-                None => p.push(t.path(day), format!("`{range}` is not a range like 09:00-17:00")),
+                None => p.push(
+                    t.path(day),
+                    format!("`{range}` is not a range like 09:00-17:00"),
+                ),
             }
         }
         weekly[i].sort();
     }
     if weekly.iter().all(Vec::is_empty) {
-        p.push(t.path("monday"), "business hours need at least one open range in the week");
+        p.push(
+            t.path("monday"),
+            "business hours need at least one open range in the week",
+        );
     }
     let mut holidays = std::collections::BTreeSet::new();
     for h in t.string_list("holidays", p) {
@@ -246,18 +356,37 @@ fn business_hours(t: &mut Table, p: &mut Problems) -> Option<BusinessHours> {
             Ok(d) => {
                 holidays.insert(d);
             }
-            Err(_) => p.push(t.path("holidays"), format!("`{h}` is not a date like 2026-12-25")),
+            Err(_) => p.push(
+                t.path("holidays"),
+                format!("`{h}` is not a date like 2026-12-25"),
+            ),
         }
     }
-    Some(BusinessHours { time_zone: tz?, weekly, holidays })
+    Some(BusinessHours {
+        time_zone: tz?,
+        weekly,
+        holidays,
+    })
 }
 
 fn time_zone(t: &mut Table, key: &str, p: &mut Problems) -> Option<Tz> {
     let s = t.string(key, p)?;
-    s.parse::<Tz>().map_err(|_| p.push(t.path(key), format!("`{s}` is not an IANA time zone such as Europe/Madrid"))).ok()
+    s.parse::<Tz>()
+        .map_err(|_| {
+            p.push(
+                t.path(key),
+                format!("`{s}` is not an IANA time zone such as Europe/Madrid"),
+            )
+        })
+        .ok()
 }
 
-fn sources(top: &mut Table, file_only: &Value, base: &Path, p: &mut Problems) -> Vec<SourceSettings> {
+fn sources(
+    top: &mut Table,
+    file_only: &Value,
+    base: &Path,
+    p: &mut Problems,
+) -> Vec<SourceSettings> {
     let mut t = top.table("sources", p);
     let mut out = Vec::new();
     for name in t.keys() {
@@ -267,7 +396,10 @@ fn sources(top: &mut Table, file_only: &Value, base: &Path, p: &mut Problems) ->
             Some("imap") => imap(&mut s, &name, file_only, base, p).map(SourceKind::Imap),
             Some("maildir") => maildir(&mut s, base, p).map(SourceKind::Maildir),
             Some(other) => {
-                p.push(s.path("type"), format!("`{other}` is not a source type (imap, maildir)"));
+                p.push(
+                    s.path("type"),
+                    format!("`{other}` is not a source type (imap, maildir)"),
+                );
                 None
             }
             None => {
@@ -282,29 +414,48 @@ fn sources(top: &mut Table, file_only: &Value, base: &Path, p: &mut Problems) ->
     }
     t.finish(p);
     if out.is_empty() && p.0.is_empty() {
-        p.push("sources", "no source configured: add [sources.NAME] with type = \"imap\" or \"maildir\"");
+        p.push(
+            "sources",
+            "no source configured: add [sources.NAME] with type = \"imap\" or \"maildir\"",
+        );
     }
     out
 }
 
-fn imap(s: &mut Table, name: &str, file_only: &Value, base: &Path, p: &mut Problems) -> Option<ImapSettings> {
+fn imap(
+    s: &mut Table,
+    name: &str,
+    file_only: &Value,
+    base: &Path,
+    p: &mut Problems,
+) -> Option<ImapSettings> {
     let host = s.required_string("host", p);
     let security = match s.string("security", p).as_deref() {
         None | Some("tls") => ImapSecurity::Tls,
         Some("starttls") => ImapSecurity::Starttls,
         Some("plain") => ImapSecurity::Plain,
         Some(other) => {
-            p.push(s.path("security"), format!("`{other}` is not tls, starttls or plain"));
+            p.push(
+                s.path("security"),
+                format!("`{other}` is not tls, starttls or plain"),
+            );
             ImapSecurity::Tls
         }
     };
-    let default_port = if security == ImapSecurity::Tls { 993 } else { 143 };
+    let default_port = if security == ImapSecurity::Tls {
+        993
+    } else {
+        143
+    };
     let port = s.u64("port", default_port, p);
     if port == 0 || port > 65535 {
         p.push(s.path("port"), format!("{port} is not a TCP port"));
     }
     let allow_insecure = s.bool("allow_insecure", false, p);
-    if security == ImapSecurity::Plain && !allow_insecure && host.as_deref().is_some_and(|h| !is_loopback(h)) {
+    if security == ImapSecurity::Plain
+        && !allow_insecure
+        && host.as_deref().is_some_and(|h| !is_loopback(h))
+    {
         p.push(s.path("security"), "plain IMAP sends the password in clear: only to a loopback host, or set allow_insecure = true");
     }
     let ca_file = s.string("ca_file", p).map(|f| base.join(f));
@@ -320,16 +471,24 @@ fn imap(s: &mut Table, name: &str, file_only: &Value, base: &Path, p: &mut Probl
         inbox_folders.push("INBOX".to_string());
     }
     let sent_folders = s.string_list("sent_folders", p);
-    let since = s.string("since", p).and_then(|d| match NaiveDate::parse_from_str(&d, "%Y-%m-%d") {
-        Ok(d) => Some(Utc.from_utc_datetime(&d.and_time(NaiveTime::MIN))),
-        Err(_) => {
-            p.push(s.path("since"), format!("`{d}` is not a date like 2026-11-01"));
-            None
-        }
-    });
+    let since =
+        s.string("since", p)
+            .and_then(|d| match NaiveDate::parse_from_str(&d, "%Y-%m-%d") {
+                Ok(d) => Some(Utc.from_utc_datetime(&d.and_time(NaiveTime::MIN))),
+                Err(_) => {
+                    p.push(
+                        s.path("since"),
+                        format!("`{d}` is not a date like 2026-11-01"),
+                    );
+                    None
+                }
+            });
     let idle_timeout = s.duration("idle_timeout", Duration::from_secs(5 * 60), p);
     if idle_timeout > Duration::from_secs(29 * 60) {
-        p.push(s.path("idle_timeout"), "must be at most 29m (RFC 2177); 5m finds dead connections in time");
+        p.push(
+            s.path("idle_timeout"),
+            "must be at most 29m (RFC 2177); 5m finds dead connections in time",
+        );
     }
     let poll_interval = s.duration("poll_interval", Duration::from_secs(60), p);
     let body_prefix_bytes = s.u64("body_prefix_bytes", 2048, p).min(1 << 20) as u32;
@@ -364,14 +523,29 @@ fn maildir(s: &mut Table, base: &Path, p: &mut Problems) -> Option<MaildirSettin
         sent_folders.push("Sent".to_string());
     }
     let scan_interval = s.duration("scan_interval", Duration::from_secs(2), p);
-    Some(MaildirSettings { path: path?, inbox_folders, sent_folders, scan_interval })
+    Some(MaildirSettings {
+        path: path?,
+        inbox_folders,
+        sent_folders,
+        scan_interval,
+    })
 }
 
 /// A secret from `KEY_file` (a path) or the environment (`SLAWATCH__…__KEY`), never written in the
 /// configuration file itself.
-fn secret(t: &mut Table, key: &str, file_only: &Value, required: bool, base: &Path, p: &mut Problems) -> Option<Secret> {
+fn secret(
+    t: &mut Table,
+    key: &str,
+    file_only: &Value,
+    required: bool,
+    base: &Path,
+    p: &mut Problems,
+) -> Option<Secret> {
     let path = t.path(key);
-    let in_file = path.split('.').try_fold(file_only, |v, k| v.get(k)).is_some();
+    let in_file = path
+        .split('.')
+        .try_fold(file_only, |v, k| v.get(k))
+        .is_some();
     let file_key = format!("{key}_file");
     let from_file = t.string(&file_key, p);
     let direct = t.string(key, p);
@@ -387,13 +561,22 @@ fn secret(t: &mut Table, key: &str, file_only: &Value, required: bool, base: &Pa
         return match std::fs::read_to_string(&f) {
             Ok(v) => Some(Secret::new(v.trim_end_matches(['\r', '\n']))),
             Err(e) => {
-                p.push(t.path(&file_key), format!("cannot read {}: {e}", f.display()));
+                p.push(
+                    t.path(&file_key),
+                    format!("cannot read {}: {e}", f.display()),
+                );
                 None
             }
         };
     }
     if required {
-        p.push(&path, format!("is required: set {file_key} or the environment variable {}", env_name(&path)));
+        p.push(
+            &path,
+            format!(
+                "is required: set {file_key} or the environment variable {}",
+                env_name(&path)
+            ),
+        );
     }
     None
 }

@@ -26,7 +26,10 @@ pub struct Problems(pub Vec<Problem>);
 
 impl Problems {
     pub fn push(&mut self, key: impl Into<String>, message: impl Into<String>) {
-        self.0.push(Problem { key: key.into(), message: message.into() });
+        self.0.push(Problem {
+            key: key.into(),
+            message: message.into(),
+        });
     }
 }
 
@@ -39,21 +42,35 @@ pub struct Table<'a> {
 
 impl<'a> Table<'a> {
     pub fn root(value: &'a Value) -> Table<'a> {
-        Table { path: String::new(), map: value.as_object(), read: BTreeSet::new() }
+        Table {
+            path: String::new(),
+            map: value.as_object(),
+            read: BTreeSet::new(),
+        }
     }
 
     /// A table at an explicit path (items of a list of tables).
     pub fn at(path: &str, value: &'a Value) -> Table<'a> {
-        Table { path: path.to_string(), map: value.as_object(), read: BTreeSet::new() }
+        Table {
+            path: path.to_string(),
+            map: value.as_object(),
+            read: BTreeSet::new(),
+        }
     }
 
     pub fn path(&self, key: &str) -> String {
-        if self.path.is_empty() { key.to_string() } else { format!("{}.{key}", self.path) }
+        if self.path.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}.{key}", self.path)
+        }
     }
 
     /// The keys present (for maps of named entries such as `[sources.NAME]`).
     pub fn keys(&self) -> Vec<String> {
-        self.map.map(|m| m.keys().cloned().collect()).unwrap_or_default()
+        self.map
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default()
     }
 
     pub fn raw(&mut self, key: &str) -> Option<&'a Value> {
@@ -71,7 +88,11 @@ impl<'a> Table<'a> {
                 None
             }
         };
-        Table { path, map, read: BTreeSet::new() }
+        Table {
+            path,
+            map,
+            read: BTreeSet::new(),
+        }
     }
 
     /// A string; numbers and booleans (as environment overrides parse them) are accepted as text.
@@ -89,7 +110,9 @@ impl<'a> Table<'a> {
 
     pub fn required_string(&mut self, key: &str, problems: &mut Problems) -> Option<String> {
         let v = self.string(key, problems);
-        if v.as_deref().is_none_or(|s| s.trim().is_empty()) && self.map.is_some_and(|m| !m.contains_key(key)) {
+        if v.as_deref().is_none_or(|s| s.trim().is_empty())
+            && self.map.is_some_and(|m| !m.contains_key(key))
+        {
             problems.push(self.path(key), "is required");
         }
         v.filter(|s| !s.trim().is_empty())
@@ -145,7 +168,11 @@ impl<'a> Table<'a> {
                 })
                 .collect(),
             // A single value (e.g. from the environment) is a list of one; commas separate more.
-            Some(Value::String(s)) => s.split(',').map(|p| p.trim().to_string()).filter(|p| !p.is_empty()).collect(),
+            Some(Value::String(s)) => s
+                .split(',')
+                .map(|p| p.trim().to_string())
+                .filter(|p| !p.is_empty())
+                .collect(),
             Some(_) => {
                 problems.push(self.path(key), "must be a list of strings");
                 Vec::new()
@@ -164,5 +191,6 @@ impl<'a> Table<'a> {
 }
 
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s.trim()).map_err(|e| format!("`{s}` is not a duration like 15m or 90s ({e})"))
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("`{s}` is not a duration like 15m or 90s ({e})"))
 }

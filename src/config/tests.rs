@@ -76,16 +76,27 @@ type = "pop3"
         "sources.other.type:",
     ];
     for e in expect {
-        assert!(found.iter().any(|f| f.starts_with(e)), "missing `{e}` in {found:#?}");
+        assert!(
+            found.iter().any(|f| f.starts_with(e)),
+            "missing `{e}` in {found:#?}"
+        );
     }
 }
 
 #[test]
 fn warn_offsets_must_come_before_the_target() {
     let dir = tempfile::tempdir().unwrap();
-    let path = write(dir.path(), &format!("{MINIMAL}\n[policy]\ntarget = \"15m\"\nwarn = [\"20m\"]\n"));
+    let path = write(
+        dir.path(),
+        &format!("{MINIMAL}\n[policy]\ntarget = \"15m\"\nwarn = [\"20m\"]\n"),
+    );
     let found = problems(load_with_env(&path, vec![]));
-    assert!(found.iter().any(|f| f.starts_with("policy.warn:") && f.contains("not before the target")), "{found:?}");
+    assert!(
+        found
+            .iter()
+            .any(|f| f.starts_with("policy.warn:") && f.contains("not before the target")),
+        "{found:?}"
+    );
 }
 
 #[test]
@@ -93,14 +104,22 @@ fn environment_variables_override_file_keys() {
     let dir = tempfile::tempdir().unwrap();
     let path = write(dir.path(), MINIMAL);
     let env = vec![
-        ("SLAWATCH__HTTP__BIND".to_string(), "127.0.0.1:19750".to_string()),
+        (
+            "SLAWATCH__HTTP__BIND".to_string(),
+            "127.0.0.1:19750".to_string(),
+        ),
         ("SLAWATCH__POLICY__TARGET".to_string(), "10m".to_string()),
-        ("SLAWATCH__SOURCES__MAIL__SCAN_INTERVAL".to_string(), "5s".to_string()),
+        (
+            "SLAWATCH__SOURCES__MAIL__SCAN_INTERVAL".to_string(),
+            "5s".to_string(),
+        ),
     ];
     let s = load_with_env(&path, env).unwrap();
     assert_eq!(s.http.bind.port(), 19750);
     assert_eq!(s.policies.default.target.as_secs(), 600);
-    let SourceKind::Maildir(m) = &s.sources[0].kind else { panic!() };
+    let SourceKind::Maildir(m) = &s.sources[0].kind else {
+        panic!()
+    };
     assert_eq!(m.scan_interval.as_secs(), 5);
 }
 
@@ -117,22 +136,40 @@ username = "support@example.com"
 "#;
     let inline = write(dir.path(), &format!("{imap}password = \"hunter2\"\n"));
     let found = problems(load_with_env(&inline, vec![]));
-    assert!(found.iter().any(|f| f.starts_with("sources.support.password: secrets are not written")), "{found:?}");
-    assert!(found.iter().all(|f| !f.contains("hunter2")), "a problem message leaks the secret: {found:?}");
+    assert!(
+        found
+            .iter()
+            .any(|f| f.starts_with("sources.support.password: secrets are not written")),
+        "{found:?}"
+    );
+    assert!(
+        found.iter().all(|f| !f.contains("hunter2")),
+        "a problem message leaks the secret: {found:?}"
+    );
 
     std::fs::write(dir.path().join("imap-password"), "s3cret\n").unwrap();
-    let from_file = write(dir.path(), &format!("{imap}password_file = \"imap-password\"\n"));
+    let from_file = write(
+        dir.path(),
+        &format!("{imap}password_file = \"imap-password\"\n"),
+    );
     let s = load_with_env(&from_file, vec![]).unwrap();
-    let SourceKind::Imap(i) = &s.sources[0].kind else { panic!() };
+    let SourceKind::Imap(i) = &s.sources[0].kind else {
+        panic!()
+    };
     assert_eq!(i.password.expose(), "s3cret");
     assert_eq!(format!("{:?}", i.password), "<redacted>");
     let printed = serde_json::to_string(&s.effective()).unwrap();
     assert!(!printed.contains("s3cret") && printed.contains("<redacted>"));
 
     let bare = write(dir.path(), imap);
-    let env = vec![("SLAWATCH__SOURCES__SUPPORT__PASSWORD".to_string(), "from-env".to_string())];
+    let env = vec![(
+        "SLAWATCH__SOURCES__SUPPORT__PASSWORD".to_string(),
+        "from-env".to_string(),
+    )];
     let s = load_with_env(&bare, env).unwrap();
-    let SourceKind::Imap(i) = &s.sources[0].kind else { panic!() };
+    let SourceKind::Imap(i) = &s.sources[0].kind else {
+        panic!()
+    };
     assert_eq!(i.password.expose(), "from-env");
 }
 
@@ -146,33 +183,63 @@ fn business_hours_calendars_are_parsed_in_their_time_zone() {
         ),
     );
     let s = load_with_env(&path, vec![]).unwrap();
-    let crate::tracker::policy::Calendar::BusinessHours(h) = &s.policies.default.calendar else { panic!() };
+    let crate::tracker::policy::Calendar::BusinessHours(h) = &s.policies.default.calendar else {
+        panic!()
+    };
     assert_eq!(h.time_zone, chrono_tz::Asia::Riyadh);
     assert_eq!(h.weekly[0].len(), 2);
     assert_eq!(h.weekly[6].len(), 1);
     assert_eq!(h.holidays.len(), 1);
 
-    let bad = write(dir.path(), &format!("{MINIMAL}\n[policy.calendar]\nmonday = [\"9-5\"]\n"));
+    let bad = write(
+        dir.path(),
+        &format!("{MINIMAL}\n[policy.calendar]\nmonday = [\"9-5\"]\n"),
+    );
     let found = problems(load_with_env(&bad, vec![]));
-    assert!(found.iter().any(|f| f.starts_with("policy.calendar.time_zone: is required")), "{found:?}");
-    assert!(found.iter().any(|f| f.starts_with("policy.calendar.monday:")), "{found:?}");
+    assert!(
+        found
+            .iter()
+            .any(|f| f.starts_with("policy.calendar.time_zone: is required")),
+        "{found:?}"
+    );
+    assert!(
+        found
+            .iter()
+            .any(|f| f.starts_with("policy.calendar.monday:")),
+        "{found:?}"
+    );
 }
 
 #[test]
 fn plain_imap_is_refused_off_loopback_unless_explicitly_allowed() {
     let dir = tempfile::tempdir().unwrap();
     let base = "[desk]\nsupport_addresses = [\"support@example.com\"]\n[sources.s]\ntype = \"imap\"\nusername = \"u\"\nsecurity = \"plain\"\n";
-    let env = || vec![("SLAWATCH__SOURCES__S__PASSWORD".to_string(), "p".to_string())];
+    let env = || {
+        vec![(
+            "SLAWATCH__SOURCES__S__PASSWORD".to_string(),
+            "p".to_string(),
+        )]
+    };
     let remote = write(dir.path(), &format!("{base}host = \"imap.example.com\"\n"));
-    assert!(problems(load_with_env(&remote, env())).iter().any(|f| f.starts_with("sources.s.security:")));
+    assert!(
+        problems(load_with_env(&remote, env()))
+            .iter()
+            .any(|f| f.starts_with("sources.s.security:"))
+    );
     let local = write(dir.path(), &format!("{base}host = \"127.0.0.1\"\n"));
     assert!(load_with_env(&local, env()).is_ok());
-    let allowed = write(dir.path(), &format!("{base}host = \"imap.example.com\"\nallow_insecure = true\n"));
+    let allowed = write(
+        dir.path(),
+        &format!("{base}host = \"imap.example.com\"\nallow_insecure = true\n"),
+    );
     assert!(load_with_env(&allowed, env()).is_ok());
 }
 
 #[test]
 fn urls_with_passwords_are_redacted() {
-    assert_eq!(redact_url("postgres://app:pw@db:5432/x"), "postgres://app:<redacted>@db:5432/x");
+    assert_eq!(
+        redact_url("postgres://app:pw@db:5432/x"),
+        "postgres://app:<redacted>@db:5432/x"
+    );
     assert_eq!(redact_url("sqlite://data/x.db"), "sqlite://data/x.db");
 }

@@ -57,7 +57,10 @@ impl Alert {
             }
             AlertKind::Breach => "SLA breached".to_string(),
         };
-        format!("[{status}] {}/{} — {}: {}", self.channel, self.language, self.customer, self.subject)
+        format!(
+            "[{status}] {}/{} — {}: {}",
+            self.channel, self.language, self.customer, self.subject
+        )
     }
 }
 
@@ -74,7 +77,10 @@ pub trait Notifier: Send + Sync + 'static {
     /// Short name, the `notifier` metric label.
     fn name(&self) -> &str;
     /// Delivers a batch of alerts that fell due together; returns one result per alert.
-    fn deliver<'a>(&'a self, alerts: &'a [Alert]) -> Pin<Box<dyn Future<Output = Vec<Result<(), DeliveryError>>> + Send + 'a>>;
+    fn deliver<'a>(
+        &'a self,
+        alerts: &'a [Alert],
+    ) -> Pin<Box<dyn Future<Output = Vec<Result<(), DeliveryError>>> + Send + 'a>>;
 }
 
 /// Above this many alerts in one batch the log notifier writes a digest line instead.
@@ -89,7 +95,10 @@ impl Notifier for LogNotifier {
         "log"
     }
 
-    fn deliver<'a>(&'a self, alerts: &'a [Alert]) -> Pin<Box<dyn Future<Output = Vec<Result<(), DeliveryError>>> + Send + 'a>> {
+    fn deliver<'a>(
+        &'a self,
+        alerts: &'a [Alert],
+    ) -> Pin<Box<dyn Future<Output = Vec<Result<(), DeliveryError>>> + Send + 'a>> {
         Box::pin(async move {
             if alerts.len() > DIGEST_THRESHOLD {
                 let ids: Vec<&str> = alerts.iter().map(|a| a.inquiry_id.as_str()).collect();

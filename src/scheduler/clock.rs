@@ -17,13 +17,19 @@ pub const MAX_SLEEP: Duration = Duration::from_secs(30);
 pub enum Clock {
     System,
     /// `utc` corresponds to tokio instant `at`.
-    Anchored { utc: DateTime<Utc>, at: Instant },
+    Anchored {
+        utc: DateTime<Utc>,
+        at: Instant,
+    },
 }
 
 impl Clock {
     /// A clock whose "now" is `utc` at this tokio instant and advances with tokio time.
     pub fn anchored(utc: DateTime<Utc>) -> Clock {
-        Clock::Anchored { utc, at: Instant::now() }
+        Clock::Anchored {
+            utc,
+            at: Instant::now(),
+        }
     }
 
     pub fn now(&self) -> DateTime<Utc> {

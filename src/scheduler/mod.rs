@@ -48,7 +48,10 @@ impl Deadlines {
 
     pub fn insert(&mut self, id: &InquiryId, at: DateTime<Utc>, stage: Stage) {
         if self.queue.insert((at, id.clone(), stage)) {
-            self.by_inquiry.entry(id.clone()).or_default().push((at, stage));
+            self.by_inquiry
+                .entry(id.clone())
+                .or_default()
+                .push((at, stage));
         }
     }
 
@@ -68,7 +71,9 @@ impl Deadlines {
             if *at > now {
                 break;
             }
-            let Some((at, id, stage)) = self.queue.pop_first() else { break };
+            let Some((at, id, stage)) = self.queue.pop_first() else {
+                break;
+            };
             if let Some(entries) = self.by_inquiry.get_mut(&id) {
                 entries.retain(|e| *e != (at, stage));
                 if entries.is_empty() {
@@ -85,7 +90,11 @@ impl Deadlines {
         match event {
             Event::InquiryOpened(e) => {
                 for (i, at) in e.warn_at.iter().enumerate() {
-                    self.insert(&e.inquiry_id, *at, Stage::Warning(i.min(u8::MAX as usize) as u8));
+                    self.insert(
+                        &e.inquiry_id,
+                        *at,
+                        Stage::Warning(i.min(u8::MAX as usize) as u8),
+                    );
                 }
                 self.insert(&e.inquiry_id, e.deadline_at, Stage::Breach);
             }
@@ -114,7 +123,10 @@ mod tests {
         d.insert(&b, t("2026-11-24T10:05:00Z"), Stage::Breach);
         assert_eq!(d.next(), Some(t("2026-11-24T10:05:00Z")));
         let due = d.pop_due(t("2026-11-24T10:10:00Z"));
-        assert_eq!(due, vec![(b.clone(), Stage::Breach), (a.clone(), Stage::Warning(0))]);
+        assert_eq!(
+            due,
+            vec![(b.clone(), Stage::Breach), (a.clone(), Stage::Warning(0))]
+        );
         assert_eq!(d.next(), Some(t("2026-11-24T10:15:00Z")));
         assert!(d.pop_due(t("2026-11-24T10:14:59Z")).is_empty());
     }

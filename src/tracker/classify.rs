@@ -22,24 +22,42 @@ pub fn classify_inbound(mail: &Mail, desk: &DeskSettings) -> Option<Exclusion> {
     if let Some(v) = &mail.signals.auto_submitted
         && v != "no"
     {
-        return Some(Exclusion { reason: ExclusionReason::AutoSubmitted, detail: format!("Auto-Submitted: {v}") });
+        return Some(Exclusion {
+            reason: ExclusionReason::AutoSubmitted,
+            detail: format!("Auto-Submitted: {v}"),
+        });
     }
     let from = mail.from.as_ref()?;
     if desk.internal_domains.iter().any(|d| d == from.domain()) {
-        return Some(Exclusion { reason: ExclusionReason::InternalSender, detail: from.email.clone() });
+        return Some(Exclusion {
+            reason: ExclusionReason::InternalSender,
+            detail: from.email.clone(),
+        });
     }
     None
 }
 
 pub fn classify_outbound(mail: &Mail, desk: &DeskSettings) -> OutboundKind {
-    let Some(from) = &mail.from else { return OutboundKind::NotFromSupport };
+    let Some(from) = &mail.from else {
+        return OutboundKind::NotFromSupport;
+    };
     if !desk.support_addresses.contains(&from.email) {
         return OutboundKind::NotFromSupport;
     }
-    if mail.signals.auto_submitted.as_deref().is_some_and(|v| v != "no") {
+    if mail
+        .signals
+        .auto_submitted
+        .as_deref()
+        .is_some_and(|v| v != "no")
+    {
         return OutboundKind::AutoAcknowledgement;
     }
-    if mail.to.iter().chain(&mail.cc).all(|a| desk.internal_domains.iter().any(|d| d == a.domain())) {
+    if mail
+        .to
+        .iter()
+        .chain(&mail.cc)
+        .all(|a| desk.internal_domains.iter().any(|d| d == a.domain()))
+    {
         return OutboundKind::InternalForward;
     }
     OutboundKind::Reply

@@ -3,7 +3,11 @@
 use crate::domain::Language;
 use crate::tracker::event::LanguageSource;
 
-pub fn detect_language(content_language: Option<&str>, text: &str, default: Language) -> (Language, LanguageSource) {
+pub fn detect_language(
+    content_language: Option<&str>,
+    text: &str,
+    default: Language,
+) -> (Language, LanguageSource) {
     if let Some(l) = content_language.and_then(Language::parse) {
         return (l, LanguageSource::Header);
     }

@@ -15,11 +15,11 @@ use crate::config::DeskSettings;
 use crate::domain::{Channel, InquiryId, Language};
 use crate::tracker::classify::{OutboundKind, classify_inbound, classify_outbound};
 use crate::tracker::event::{
-    Event, ExclusionReason, InquiryExcluded, InquiryKind, InquiryOpened, InquiryResponded, LinkRole, Outcome,
-    ResponseKind, UnmatchedReason,
+    Event, ExclusionReason, InquiryExcluded, InquiryKind, InquiryOpened, InquiryResponded,
+    LinkRole, Outcome, ResponseKind, UnmatchedReason,
 };
 use crate::tracker::language::detect_language;
-use crate::tracker::observation::{ManualAck, Mail, Observation, Stage};
+use crate::tracker::observation::{Mail, ManualAck, Observation, Stage};
 use crate::tracker::policy::PolicySet;
 
 /// What the rules are configured with.
@@ -48,9 +48,13 @@ impl InquiryState {
     }
 
     pub fn parse(s: &str) -> Option<InquiryState> {
-        [InquiryState::Open, InquiryState::Responded, InquiryState::Excluded]
-            .into_iter()
-            .find(|v| v.as_str() == s)
+        [
+            InquiryState::Open,
+            InquiryState::Responded,
+            InquiryState::Excluded,
+        ]
+        .into_iter()
+        .find(|v| v.as_str() == s)
     }
 }
 
@@ -150,7 +154,10 @@ pub enum Rejected {
     #[error("inquiry {0} is {1}, not open")]
     NotOpen(InquiryId, &'static str),
     #[error("the acknowledgement time {at} is before the inquiry was received ({received})")]
-    AckBeforeReceipt { at: DateTime<Utc>, received: DateTime<Utc> },
+    AckBeforeReceipt {
+        at: DateTime<Utc>,
+        received: DateTime<Utc>,
+    },
 }
 
 /// A desk reply whose thread was not known when it was read.
@@ -215,11 +222,18 @@ impl Tracker {
 
     /// Inquiries newest first.
     pub fn newest_first(&self) -> impl Iterator<Item = &Inquiry> {
-        self.by_received.iter().rev().filter_map(|(_, id)| self.inquiries.get(id))
+        self.by_received
+            .iter()
+            .rev()
+            .filter_map(|(_, id)| self.inquiries.get(id))
     }
 
     /// Inquiries received strictly before `(at, id)`, newest first (cursor paging).
-    pub fn newest_before(&self, at: DateTime<Utc>, id: &InquiryId) -> impl Iterator<Item = &Inquiry> {
+    pub fn newest_before(
+        &self,
+        at: DateTime<Utc>,
+        id: &InquiryId,
+    ) -> impl Iterator<Item = &Inquiry> {
         self.by_received
             .range(..(at, id.clone()))
             .rev()
@@ -227,21 +241,33 @@ impl Tracker {
     }
 
     pub fn open(&self) -> impl Iterator<Item = &Inquiry> {
-        self.open_in_thread.values().filter_map(|id| self.inquiries.get(id))
+        self.open_in_thread
+            .values()
+            .filter_map(|id| self.inquiries.get(id))
     }
 
     /// The events an observation causes at `now`. Nothing changes until they are applied.
-    pub fn decide(&self, observation: &Observation, now: DateTime<Utc>) -> Result<Vec<Event>, Rejected> {
+    pub fn decide(
+        &self,
+        observation: &Observation,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Event>, Rejected> {
         Ok(match observation {
             Observation::MessageReceived(mail) => self.decide_received(mail),
             Observation::MessageSent(mail) => self.decide_sent(mail),
             Observation::ManualAck(ack) => self.decide_ack(ack)?,
-            Observation::DeadlineReached { inquiry_id, stage } => self.decide_deadline(inquiry_id, *stage, now),
+            Observation::DeadlineReached { inquiry_id, stage } => {
+                self.decide_deadline(inquiry_id, *stage, now)
+            }
         })
     }
 
     /// `decide` then `apply` each event; returns the events (tests and replay-free callers).
-    pub fn observe(&mut self, observation: &Observation, now: DateTime<Utc>) -> Result<Vec<Event>, Rejected> {
+    pub fn observe(
+        &mut self,
+        observation: &Observation,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Event>, Rejected> {
         let events = self.decide(observation, now)?;
         for e in &events {
             self.apply(e);
@@ -259,8 +285,11 @@ impl Tracker {
         let external_id = self.external_id(mail);
         let thread_id = self.thread_for(mail).unwrap_or_else(|| external_id.clone());
         let customer = mail.from.clone().unwrap_or_default();
-        let (language, language_source) =
-            detect_language(mail.content_language.as_deref(), &mail.text_sample, self.rules.desk.default_language);
+        let (language, language_source) = detect_language(
+            mail.content_language.as_deref(),
+            &mail.text_sample,
+            self.rules.desk.default_language,
+        );
 
         if let Some(exclusion) = classify_inbound(mail, &self.rules.desk) {
             return vec![Event::InquiryExcluded(Box::new(InquiryExcluded {
@@ -291,8 +320,15 @@ impl Tracker {
             }];
         }
 
-        let kind = if self.replied_threads.contains(&thread_id) { InquiryKind::NextReply } else { InquiryKind::First };
-        let policy = self.rules.policies.select(Channel::Email, language, &mail.source, &customer.email);
+        let kind = if self.replied_threads.contains(&thread_id) {
+            InquiryKind::NextReply
+        } else {
+            InquiryKind::First
+        };
+        let policy =
+            self.rules
+                .policies
+                .select(Channel::Email, language, &mail.source, &customer.email);
         if kind == InquiryKind::NextReply && !policy.next_reply {
             return vec![Event::MessageLinked {
                 external_id,
@@ -306,7 +342,10 @@ impl Tracker {
         let mut events = Vec::new();
         let record = policy.record();
         if !self.policies_seen.contains(&record.version) {
-            events.push(Event::PolicyActivated { at: mail.seen_at, policy: record.clone() });
+            events.push(Event::PolicyActivated {
+                at: mail.seen_at,
+                policy: record.clone(),
+            });
         }
         let (deadline_at, warn_at) = policy.deadlines(mail.delivered_at);
         let inquiry_id = InquiryId::derive(Channel::Email, &external_id);
@@ -335,7 +374,12 @@ impl Tracker {
         if let Some(reply) = self
             .pending_replies
             .get(&mail.message_id)
-            .and_then(|replies| replies.iter().filter(|r| r.at >= mail.delivered_at).min_by_key(|r| r.at))
+            .and_then(|replies| {
+                replies
+                    .iter()
+                    .filter(|r| r.at >= mail.delivered_at)
+                    .min_by_key(|r| r.at)
+            })
         {
             events.push(responded_by_email(
                 &inquiry_id,
@@ -358,7 +402,11 @@ impl Tracker {
             return Vec::new();
         }
         let external_id = self.external_id(mail);
-        let responder = mail.from.as_ref().map(|a| a.email.clone()).unwrap_or_default();
+        let responder = mail
+            .from
+            .as_ref()
+            .map(|a| a.email.clone())
+            .unwrap_or_default();
         let unmatched = |reason, references: Vec<String>| Event::ReplyUnmatched {
             external_id: external_id.clone(),
             digest: mail.digest.clone(),
@@ -378,12 +426,20 @@ impl Tracker {
 
         let thread = self.thread_for(mail);
         match classify_outbound(mail, &self.rules.desk) {
-            OutboundKind::NotFromSupport => vec![unmatched(UnmatchedReason::NotFromSupport, Vec::new())],
+            OutboundKind::NotFromSupport => {
+                vec![unmatched(UnmatchedReason::NotFromSupport, Vec::new())]
+            }
             OutboundKind::AutoAcknowledgement => {
-                vec![linked(thread.unwrap_or_else(|| external_id.clone()), LinkRole::AutoAcknowledgement)]
+                vec![linked(
+                    thread.unwrap_or_else(|| external_id.clone()),
+                    LinkRole::AutoAcknowledgement,
+                )]
             }
             OutboundKind::InternalForward => {
-                vec![linked(thread.unwrap_or_else(|| external_id.clone()), LinkRole::InternalForward)]
+                vec![linked(
+                    thread.unwrap_or_else(|| external_id.clone()),
+                    LinkRole::InternalForward,
+                )]
             }
             OutboundKind::Reply => {
                 let references = referenced_ids(mail);
@@ -394,7 +450,10 @@ impl Tracker {
                     return vec![unmatched(UnmatchedReason::UnknownThread, references)];
                 };
                 let mut events = vec![linked(thread_id.clone(), LinkRole::Reply)];
-                if let Some(inquiry) = self.open_in_thread.get(&thread_id).and_then(|id| self.inquiries.get(id))
+                if let Some(inquiry) = self
+                    .open_in_thread
+                    .get(&thread_id)
+                    .and_then(|id| self.inquiries.get(id))
                     && inquiry.received_at <= mail.delivered_at
                     && let Some(deadline_at) = inquiry.deadline_at
                 {
@@ -421,12 +480,19 @@ impl Tracker {
             .get(&ack.inquiry_id)
             .ok_or_else(|| Rejected::UnknownInquiry(ack.inquiry_id.clone()))?;
         if inquiry.state != InquiryState::Open {
-            return Err(Rejected::NotOpen(inquiry.id.clone(), inquiry.state.as_str()));
+            return Err(Rejected::NotOpen(
+                inquiry.id.clone(),
+                inquiry.state.as_str(),
+            ));
         }
         if ack.at < inquiry.received_at {
-            return Err(Rejected::AckBeforeReceipt { at: ack.at, received: inquiry.received_at });
+            return Err(Rejected::AckBeforeReceipt {
+                at: ack.at,
+                received: inquiry.received_at,
+            });
         }
-        let in_time = inquiry.breached_at.is_none() && inquiry.deadline_at.is_some_and(|d| ack.at <= d);
+        let in_time =
+            inquiry.breached_at.is_none() && inquiry.deadline_at.is_some_and(|d| ack.at <= d);
         Ok(vec![Event::InquiryResponded(Box::new(InquiryResponded {
             inquiry_id: inquiry.id.clone(),
             at: ack.at,
@@ -434,7 +500,11 @@ impl Tracker {
             kind: ResponseKind::Manual,
             responder: ack.by.clone(),
             external_id: None,
-            outcome: if in_time { Outcome::Met } else { Outcome::Missed },
+            outcome: if in_time {
+                Outcome::Met
+            } else {
+                Outcome::Missed
+            },
             via: Some(ack.via),
             note: ack.note.clone(),
         }))])
@@ -443,19 +513,28 @@ impl Tracker {
     /// The scheduler's instants. Stale ones (inquiry answered meanwhile, stage already fired,
     /// instant not reached) cause nothing, so the scheduler may be generous.
     fn decide_deadline(&self, id: &InquiryId, stage: Stage, now: DateTime<Utc>) -> Vec<Event> {
-        let Some(inquiry) = self.inquiries.get(id) else { return Vec::new() };
+        let Some(inquiry) = self.inquiries.get(id) else {
+            return Vec::new();
+        };
         if inquiry.state != InquiryState::Open || inquiry.breached_at.is_some() {
             return Vec::new();
         }
         match stage {
             Stage::Warning(index) => match inquiry.warn_at.get(index as usize) {
                 Some(at) if *at <= now && !inquiry.warned(index) => {
-                    vec![Event::InquiryWarned { inquiry_id: id.clone(), index, at: *at }]
+                    vec![Event::InquiryWarned {
+                        inquiry_id: id.clone(),
+                        index,
+                        at: *at,
+                    }]
                 }
                 _ => Vec::new(),
             },
             Stage::Breach => match inquiry.deadline_at {
-                Some(at) if at <= now => vec![Event::InquiryBreached { inquiry_id: id.clone(), at }],
+                Some(at) if at <= now => vec![Event::InquiryBreached {
+                    inquiry_id: id.clone(),
+                    at,
+                }],
                 _ => Vec::new(),
             },
         }
@@ -466,7 +545,11 @@ impl Tracker {
     /// The Message-ID, made unique when another message already used it.
     fn external_id(&self, mail: &Mail) -> String {
         if self.thread_of.contains_key(&mail.message_id) {
-            format!("{}#{}", mail.message_id, &mail.digest[..mail.digest.len().min(12)])
+            format!(
+                "{}#{}",
+                mail.message_id,
+                &mail.digest[..mail.digest.len().min(12)]
+            )
         } else {
             mail.message_id.clone()
         }
@@ -475,7 +558,9 @@ impl Tracker {
     /// The thread of the nearest known message this one refers to: `In-Reply-To` first, then
     /// `References` from the most recent.
     fn thread_for(&self, mail: &Mail) -> Option<String> {
-        referenced_ids(mail).iter().find_map(|id| self.thread_of.get(id).cloned())
+        referenced_ids(mail)
+            .iter()
+            .find_map(|id| self.thread_of.get(id).cloned())
     }
 
     // ---- apply ----------------------------------------------------------------------------
@@ -488,7 +573,8 @@ impl Tracker {
             }
             Event::InquiryOpened(e) => {
                 self.index_message(&e.external_id, &e.thread_id, e.digest.as_deref());
-                self.open_in_thread.insert(e.thread_id.clone(), e.inquiry_id.clone());
+                self.open_in_thread
+                    .insert(e.thread_id.clone(), e.inquiry_id.clone());
                 self.pending_replies.remove(&e.external_id);
                 self.insert(Inquiry {
                     id: e.inquiry_id.clone(),
@@ -550,7 +636,12 @@ impl Tracker {
                     alerts: Vec::new(),
                 });
             }
-            Event::FollowUpAttached { inquiry_id, external_id, digest, .. } => {
+            Event::FollowUpAttached {
+                inquiry_id,
+                external_id,
+                digest,
+                ..
+            } => {
                 let thread = self.inquiries.get(inquiry_id).map(|i| i.thread_id.clone());
                 if let Some(thread) = thread {
                     self.index_message(external_id, &thread, Some(digest));
@@ -559,21 +650,38 @@ impl Tracker {
                     i.follow_ups += 1;
                 }
             }
-            Event::MessageLinked { external_id, digest, thread_id, role, .. } => {
+            Event::MessageLinked {
+                external_id,
+                digest,
+                thread_id,
+                role,
+                ..
+            } => {
                 self.index_message(external_id, thread_id, Some(digest));
                 if *role == LinkRole::Reply {
                     self.replied_threads.insert(thread_id.clone());
                 }
             }
-            Event::ReplyUnmatched { external_id, digest, at, reason, responder, references, .. } => {
+            Event::ReplyUnmatched {
+                external_id,
+                digest,
+                at,
+                reason,
+                responder,
+                references,
+                ..
+            } => {
                 self.seen_digests.insert(digest.clone());
                 if *reason == UnmatchedReason::UnknownThread {
                     for r in references {
-                        self.pending_replies.entry(r.clone()).or_default().push(PendingReply {
-                            external_id: external_id.clone(),
-                            at: *at,
-                            responder: responder.clone(),
-                        });
+                        self.pending_replies
+                            .entry(r.clone())
+                            .or_default()
+                            .push(PendingReply {
+                                external_id: external_id.clone(),
+                                at: *at,
+                                responder: responder.clone(),
+                            });
                     }
                 }
             }
@@ -597,29 +705,39 @@ impl Tracker {
             }
             Event::InquiryWarned { inquiry_id, at, .. } => {
                 if let Some(i) = self.inquiries.get_mut(inquiry_id) {
-                    i.alerts.push(AlertMark { stage: "warning", at: *at });
+                    i.alerts.push(AlertMark {
+                        stage: "warning",
+                        at: *at,
+                    });
                 }
             }
             Event::InquiryBreached { inquiry_id, at } => {
                 if let Some(i) = self.inquiries.get_mut(inquiry_id) {
                     i.breached_at = Some(*at);
                     i.sla = SlaStatus::Missed;
-                    i.alerts.push(AlertMark { stage: "breach", at: *at });
+                    i.alerts.push(AlertMark {
+                        stage: "breach",
+                        at: *at,
+                    });
                 }
             }
         }
     }
 
     fn insert(&mut self, inquiry: Inquiry) {
-        self.by_received.insert((inquiry.received_at, inquiry.id.clone()));
+        self.by_received
+            .insert((inquiry.received_at, inquiry.id.clone()));
         self.inquiries.insert(inquiry.id.clone(), inquiry);
     }
 
     fn index_message(&mut self, external_id: &str, thread_id: &str, digest: Option<&str>) {
-        self.thread_of.insert(external_id.to_string(), thread_id.to_string());
+        self.thread_of
+            .insert(external_id.to_string(), thread_id.to_string());
         // A disambiguated id (`<id>#digest`) is still reachable by the id replies quote.
         if let Some((plain, _)) = external_id.split_once('#') {
-            self.thread_of.entry(plain.to_string()).or_insert_with(|| thread_id.to_string());
+            self.thread_of
+                .entry(plain.to_string())
+                .or_insert_with(|| thread_id.to_string());
         }
         if let Some(d) = digest {
             self.seen_digests.insert(d.to_string());

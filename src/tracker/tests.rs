@@ -4,8 +4,10 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 
-use super::event::{Event, ExclusionReason, InquiryKind, LinkRole, Outcome, ResponseKind, UnmatchedReason};
-use super::observation::{AckVia, Address, ManualAck, Mail, Observation, Stage};
+use super::event::{
+    Event, ExclusionReason, InquiryKind, LinkRole, Outcome, ResponseKind, UnmatchedReason,
+};
+use super::observation::{AckVia, Address, Mail, ManualAck, Observation, Stage};
 use super::policy::{Policy, PolicySet};
 use super::state::{InquiryState, Rejected, SlaStatus, Tracker, TrackerRules};
 use crate::config::DeskSettings;
@@ -28,7 +30,10 @@ fn desk() -> DeskSettings {
 }
 
 fn tracker_with(policy: Policy) -> Tracker {
-    Tracker::new(Arc::new(TrackerRules { desk: desk(), policies: PolicySet::single(policy) }))
+    Tracker::new(Arc::new(TrackerRules {
+        desk: desk(),
+        policies: PolicySet::single(policy),
+    }))
 }
 
 fn tracker() -> Tracker {
@@ -36,7 +41,10 @@ fn tracker() -> Tracker {
 }
 
 fn addr(email: &str) -> Address {
-    Address { name: None, email: email.into() }
+    Address {
+        name: None,
+        email: email.into(),
+    }
 }
 
 /// A customer message delivered at `at`.
@@ -48,7 +56,10 @@ fn customer(id: &str, at: &str) -> Mail {
         digest: format!("digest-{id}"),
         delivered_at: t(at),
         seen_at: t(at) + Duration::seconds(1),
-        from: Some(Address { name: Some("Ana Ruiz".into()), email: "ana@customer.test".into() }),
+        from: Some(Address {
+            name: Some("Ana Ruiz".into()),
+            email: "ana@customer.test".into(),
+        }),
         to: vec![addr("support@example.com")],
         subject: format!("Question {id}"),
         text_sample: "I need help with my invoice, it shows the wrong amount for November.".into(),
@@ -97,7 +108,9 @@ fn a_customer_message_opens_an_inquiry_timed_from_server_delivery() {
     m.date_header = Some(t("2026-11-24T09:20:00Z")); // the sender's clock is 40 minutes off
     let events = tr.observe(&received(m), t("2026-11-24T10:00:01Z")).unwrap();
     assert_eq!(kinds(&events), ["policy_activated", "inquiry_opened"]);
-    let Event::InquiryOpened(open) = &events[1] else { panic!() };
+    let Event::InquiryOpened(open) = &events[1] else {
+        panic!()
+    };
     assert_eq!(open.received_at, t("2026-11-24T10:00:00Z"));
     assert_eq!(open.deadline_at, t("2026-11-24T10:15:00Z"));
     assert_eq!(open.warn_at, vec![t("2026-11-24T10:10:00Z")]);
@@ -108,7 +121,12 @@ fn a_customer_message_opens_an_inquiry_timed_from_server_delivery() {
     assert_eq!((i.state, i.sla), (InquiryState::Open, SlaStatus::Pending));
 
     // The policy is recorded once, not per inquiry.
-    let events = tr.observe(&received(customer("m2", "2026-11-24T10:01:00Z")), t("2026-11-24T10:01:01Z")).unwrap();
+    let events = tr
+        .observe(
+            &received(customer("m2", "2026-11-24T10:01:00Z")),
+            t("2026-11-24T10:01:01Z"),
+        )
+        .unwrap();
     assert_eq!(kinds(&events), ["inquiry_opened"]);
 }
 
@@ -116,26 +134,43 @@ fn a_customer_message_opens_an_inquiry_timed_from_server_delivery() {
 fn the_same_message_read_twice_is_counted_once() {
     let mut tr = tracker();
     let m = customer("m1", "2026-11-24T10:00:00Z");
-    tr.observe(&received(m.clone()), t("2026-11-24T10:00:01Z")).unwrap();
+    tr.observe(&received(m.clone()), t("2026-11-24T10:00:01Z"))
+        .unwrap();
     let mut again = m;
     again.folder = "INBOX".into();
     again.seen_at = t("2026-11-24T11:00:00Z"); // e.g. re-fetched after a UIDVALIDITY change
-    assert!(tr.observe(&received(again), t("2026-11-24T11:00:00Z")).unwrap().is_empty());
+    assert!(
+        tr.observe(&received(again), t("2026-11-24T11:00:00Z"))
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(tr.len(), 1);
 }
 
 #[test]
 fn a_reused_message_id_on_different_bytes_is_a_second_inquiry() {
     let mut tr = tracker();
-    tr.observe(&received(customer("dup", "2026-11-24T10:00:00Z")), t("2026-11-24T10:00:01Z")).unwrap();
+    tr.observe(
+        &received(customer("dup", "2026-11-24T10:00:00Z")),
+        t("2026-11-24T10:00:01Z"),
+    )
+    .unwrap();
     let mut other = customer("dup", "2026-11-24T10:05:00Z");
     other.digest = "digest-other".into();
     other.from = Some(addr("someone.else@customer2.test"));
-    let events = tr.observe(&received(other), t("2026-11-24T10:05:01Z")).unwrap();
+    let events = tr
+        .observe(&received(other), t("2026-11-24T10:05:01Z"))
+        .unwrap();
     // Kept under a disambiguated id, never dropped.
     assert_eq!(kinds(&events), ["inquiry_opened"]);
-    let Event::InquiryOpened(open) = &events[0] else { panic!() };
-    assert!(open.external_id.starts_with("<dup>#"), "{}", open.external_id);
+    let Event::InquiryOpened(open) = &events[0] else {
+        panic!()
+    };
+    assert!(
+        open.external_id.starts_with("<dup>#"),
+        "{}",
+        open.external_id
+    );
     assert_eq!(open.customer, "someone.else@customer2.test");
     assert_eq!(tr.len(), 2);
 }
@@ -143,10 +178,16 @@ fn a_reused_message_id_on_different_bytes_is_a_second_inquiry() {
 #[test]
 fn a_follow_up_before_any_reply_keeps_the_oldest_clock() {
     let mut tr = tracker();
-    tr.observe(&received(customer("m1", "2026-11-24T10:00:00Z")), t("2026-11-24T10:00:01Z")).unwrap();
+    tr.observe(
+        &received(customer("m1", "2026-11-24T10:00:00Z")),
+        t("2026-11-24T10:00:01Z"),
+    )
+    .unwrap();
     let mut second = customer("m2", "2026-11-24T10:08:00Z");
     second.in_reply_to = vec!["<m1>".into()];
-    let events = tr.observe(&received(second), t("2026-11-24T10:08:01Z")).unwrap();
+    let events = tr
+        .observe(&received(second), t("2026-11-24T10:08:01Z"))
+        .unwrap();
     assert_eq!(kinds(&events), ["follow_up_attached"]);
     let i = tr.get(&id_of("m1")).unwrap();
     assert_eq!(i.deadline_at, Some(t("2026-11-24T10:15:00Z")));
@@ -157,8 +198,17 @@ fn a_follow_up_before_any_reply_keeps_the_oldest_clock() {
 #[test]
 fn a_threaded_reply_from_the_desk_in_time_is_met() {
     let mut tr = tracker();
-    tr.observe(&received(customer("m1", "2026-11-24T10:00:00Z")), t("2026-11-24T10:00:01Z")).unwrap();
-    let events = tr.observe(&sent(reply("r1", "m1", "2026-11-24T10:12:30Z")), t("2026-11-24T10:12:31Z")).unwrap();
+    tr.observe(
+        &received(customer("m1", "2026-11-24T10:00:00Z")),
+        t("2026-11-24T10:00:01Z"),
+    )
+    .unwrap();
+    let events = tr
+        .observe(
+            &sent(reply("r1", "m1", "2026-11-24T10:12:30Z")),
+            t("2026-11-24T10:12:31Z"),
+        )
+        .unwrap();
     assert_eq!(kinds(&events), ["message_linked", "inquiry_responded"]);
     let i = tr.get(&id_of("m1")).unwrap();
     assert_eq!(i.state, InquiryState::Responded);
@@ -171,10 +221,15 @@ fn a_threaded_reply_from_the_desk_in_time_is_met() {
 #[test]
 fn a_reply_threaded_only_through_references_to_a_follow_up_answers() {
     let mut tr = tracker();
-    tr.observe(&received(customer("m1", "2026-11-24T10:00:00Z")), t("2026-11-24T10:00:01Z")).unwrap();
+    tr.observe(
+        &received(customer("m1", "2026-11-24T10:00:00Z")),
+        t("2026-11-24T10:00:01Z"),
+    )
+    .unwrap();
     let mut follow = customer("m2", "2026-11-24T10:03:00Z");
     follow.references = vec!["<m1>".into()];
-    tr.observe(&received(follow), t("2026-11-24T10:03:01Z")).unwrap();
+    tr.observe(&received(follow), t("2026-11-24T10:03:01Z"))
+        .unwrap();
     let mut r = reply("r1", "m2", "2026-11-24T10:05:00Z");
     r.in_reply_to.clear();
     r.references = vec!["<unknown-older>".into(), "<m2>".into()];
@@ -186,56 +241,104 @@ fn a_reply_threaded_only_through_references_to_a_follow_up_answers() {
 #[test]
 fn a_late_reply_is_missed_and_counted_at_the_breach_not_again() {
     let mut tr = tracker();
-    tr.observe(&received(customer("m1", "2026-11-24T10:00:00Z")), t("2026-11-24T10:00:01Z")).unwrap();
-    let breach = Observation::DeadlineReached { inquiry_id: id_of("m1"), stage: Stage::Breach };
+    tr.observe(
+        &received(customer("m1", "2026-11-24T10:00:00Z")),
+        t("2026-11-24T10:00:01Z"),
+    )
+    .unwrap();
+    let breach = Observation::DeadlineReached {
+        inquiry_id: id_of("m1"),
+        stage: Stage::Breach,
+    };
     let events = tr.observe(&breach, t("2026-11-24T10:15:00Z")).unwrap();
     assert_eq!(kinds(&events), ["inquiry_breached"]);
-    let Event::InquiryBreached { at, .. } = &events[0] else { panic!() };
+    let Event::InquiryBreached { at, .. } = &events[0] else {
+        panic!()
+    };
     assert_eq!(*at, t("2026-11-24T10:15:00Z"));
     assert_eq!(tr.get(&id_of("m1")).unwrap().sla, SlaStatus::Missed);
 
-    let events = tr.observe(&sent(reply("r1", "m1", "2026-11-24T10:40:00Z")), t("2026-11-24T10:40:01Z")).unwrap();
-    let Event::InquiryResponded(r) = &events[1] else { panic!() };
+    let events = tr
+        .observe(
+            &sent(reply("r1", "m1", "2026-11-24T10:40:00Z")),
+            t("2026-11-24T10:40:01Z"),
+        )
+        .unwrap();
+    let Event::InquiryResponded(r) = &events[1] else {
+        panic!()
+    };
     assert_eq!(r.outcome, Outcome::Missed);
     assert_eq!(r.response_seconds, 2400);
     let i = tr.get(&id_of("m1")).unwrap();
-    assert_eq!((i.state, i.sla), (InquiryState::Responded, SlaStatus::Missed));
+    assert_eq!(
+        (i.state, i.sla),
+        (InquiryState::Responded, SlaStatus::Missed)
+    );
 }
 
 #[test]
 fn a_late_reply_read_before_the_scheduler_fired_is_still_missed() {
     let mut tr = tracker();
-    tr.observe(&received(customer("m1", "2026-11-24T10:00:00Z")), t("2026-11-24T10:00:01Z")).unwrap();
-    let events = tr.observe(&sent(reply("r1", "m1", "2026-11-24T10:15:01Z")), t("2026-11-24T10:15:02Z")).unwrap();
-    let Event::InquiryResponded(r) = &events[1] else { panic!() };
+    tr.observe(
+        &received(customer("m1", "2026-11-24T10:00:00Z")),
+        t("2026-11-24T10:00:01Z"),
+    )
+    .unwrap();
+    let events = tr
+        .observe(
+            &sent(reply("r1", "m1", "2026-11-24T10:15:01Z")),
+            t("2026-11-24T10:15:02Z"),
+        )
+        .unwrap();
+    let Event::InquiryResponded(r) = &events[1] else {
+        panic!()
+    };
     assert_eq!(r.outcome, Outcome::Missed);
 }
 
 #[test]
 fn the_desks_auto_acknowledgement_never_stops_the_clock() {
     let mut tr = tracker();
-    tr.observe(&received(customer("m1", "2026-11-24T10:00:00Z")), t("2026-11-24T10:00:01Z")).unwrap();
+    tr.observe(
+        &received(customer("m1", "2026-11-24T10:00:00Z")),
+        t("2026-11-24T10:00:01Z"),
+    )
+    .unwrap();
     let mut ack = reply("ack1", "m1", "2026-11-24T10:00:05Z");
     ack.signals.auto_submitted = Some("auto-replied".into());
     let events = tr.observe(&sent(ack), t("2026-11-24T10:00:06Z")).unwrap();
     assert_eq!(kinds(&events), ["message_linked"]);
-    let Event::MessageLinked { role, .. } = &events[0] else { panic!() };
+    let Event::MessageLinked { role, .. } = &events[0] else {
+        panic!()
+    };
     assert_eq!(*role, LinkRole::AutoAcknowledgement);
     assert_eq!(tr.get(&id_of("m1")).unwrap().state, InquiryState::Open);
     // …and a customer answer to the auto-ack is still the same inquiry, not a next reply.
     let mut again = customer("m2", "2026-11-24T10:02:00Z");
     again.in_reply_to = vec!["<ack1>".into()];
-    assert_eq!(kinds(&tr.observe(&received(again), t("2026-11-24T10:02:01Z")).unwrap()), ["follow_up_attached"]);
+    assert_eq!(
+        kinds(
+            &tr.observe(&received(again), t("2026-11-24T10:02:01Z"))
+                .unwrap()
+        ),
+        ["follow_up_attached"]
+    );
 }
 
 #[test]
 fn a_forward_only_to_colleagues_is_not_a_response() {
     let mut tr = tracker();
-    tr.observe(&received(customer("m1", "2026-11-24T10:00:00Z")), t("2026-11-24T10:00:01Z")).unwrap();
+    tr.observe(
+        &received(customer("m1", "2026-11-24T10:00:00Z")),
+        t("2026-11-24T10:00:01Z"),
+    )
+    .unwrap();
     let mut fwd = reply("f1", "m1", "2026-11-24T10:03:00Z");
     fwd.to = vec![addr("billing@example.com")];
     let events = tr.observe(&sent(fwd), t("2026-11-24T10:03:01Z")).unwrap();
-    let Event::MessageLinked { role, .. } = &events[0] else { panic!() };
+    let Event::MessageLinked { role, .. } = &events[0] else {
+        panic!()
+    };
     assert_eq!(*role, LinkRole::InternalForward);
     assert_eq!(tr.get(&id_of("m1")).unwrap().state, InquiryState::Open);
 }
@@ -243,23 +346,43 @@ fn a_forward_only_to_colleagues_is_not_a_response() {
 #[test]
 fn a_reply_without_thread_headers_answers_nothing_and_is_counted() {
     let mut tr = tracker();
-    tr.observe(&received(customer("m1", "2026-11-24T10:00:00Z")), t("2026-11-24T10:00:01Z")).unwrap();
+    tr.observe(
+        &received(customer("m1", "2026-11-24T10:00:00Z")),
+        t("2026-11-24T10:00:01Z"),
+    )
+    .unwrap();
     let mut r = reply("r1", "m1", "2026-11-24T10:03:00Z");
     r.in_reply_to.clear();
     r.references.clear();
     let events = tr.observe(&sent(r), t("2026-11-24T10:03:01Z")).unwrap();
-    assert!(matches!(events[..], [Event::ReplyUnmatched { reason: UnmatchedReason::NotThreaded, .. }]));
+    assert!(matches!(
+        events[..],
+        [Event::ReplyUnmatched {
+            reason: UnmatchedReason::NotThreaded,
+            ..
+        }]
+    ));
     assert_eq!(tr.get(&id_of("m1")).unwrap().state, InquiryState::Open);
 }
 
 #[test]
 fn mail_in_sent_from_a_non_support_address_answers_nothing() {
     let mut tr = tracker();
-    tr.observe(&received(customer("m1", "2026-11-24T10:00:00Z")), t("2026-11-24T10:00:01Z")).unwrap();
+    tr.observe(
+        &received(customer("m1", "2026-11-24T10:00:00Z")),
+        t("2026-11-24T10:00:01Z"),
+    )
+    .unwrap();
     let mut r = reply("r1", "m1", "2026-11-24T10:03:00Z");
     r.from = Some(addr("intern@gmail.test"));
     let events = tr.observe(&sent(r), t("2026-11-24T10:03:01Z")).unwrap();
-    assert!(matches!(events[..], [Event::ReplyUnmatched { reason: UnmatchedReason::NotFromSupport, .. }]));
+    assert!(matches!(
+        events[..],
+        [Event::ReplyUnmatched {
+            reason: UnmatchedReason::NotFromSupport,
+            ..
+        }]
+    ));
     assert_eq!(tr.get(&id_of("m1")).unwrap().state, InquiryState::Open);
 }
 
@@ -267,10 +390,29 @@ fn mail_in_sent_from_a_non_support_address_answers_nothing() {
 fn a_reply_read_before_the_message_it_answers_still_answers_it() {
     let mut tr = tracker();
     // The Sent folder was read first (e.g. a quick reply, or backfill order).
-    let events = tr.observe(&sent(reply("r1", "m1", "2026-11-24T10:04:00Z")), t("2026-11-24T10:04:01Z")).unwrap();
-    assert!(matches!(events[..], [Event::ReplyUnmatched { reason: UnmatchedReason::UnknownThread, .. }]));
-    let events = tr.observe(&received(customer("m1", "2026-11-24T10:00:00Z")), t("2026-11-24T10:04:02Z")).unwrap();
-    assert_eq!(kinds(&events), ["policy_activated", "inquiry_opened", "inquiry_responded"]);
+    let events = tr
+        .observe(
+            &sent(reply("r1", "m1", "2026-11-24T10:04:00Z")),
+            t("2026-11-24T10:04:01Z"),
+        )
+        .unwrap();
+    assert!(matches!(
+        events[..],
+        [Event::ReplyUnmatched {
+            reason: UnmatchedReason::UnknownThread,
+            ..
+        }]
+    ));
+    let events = tr
+        .observe(
+            &received(customer("m1", "2026-11-24T10:00:00Z")),
+            t("2026-11-24T10:04:02Z"),
+        )
+        .unwrap();
+    assert_eq!(
+        kinds(&events),
+        ["policy_activated", "inquiry_opened", "inquiry_responded"]
+    );
     let i = tr.get(&id_of("m1")).unwrap();
     assert_eq!((i.sla, i.response_seconds), (SlaStatus::Met, Some(240)));
 }
@@ -278,12 +420,24 @@ fn a_reply_read_before_the_message_it_answers_still_answers_it() {
 #[test]
 fn a_customer_message_after_the_reply_opens_a_next_reply_inquiry() {
     let mut tr = tracker();
-    tr.observe(&received(customer("m1", "2026-11-24T10:00:00Z")), t("2026-11-24T10:00:01Z")).unwrap();
-    tr.observe(&sent(reply("r1", "m1", "2026-11-24T10:05:00Z")), t("2026-11-24T10:05:01Z")).unwrap();
+    tr.observe(
+        &received(customer("m1", "2026-11-24T10:00:00Z")),
+        t("2026-11-24T10:00:01Z"),
+    )
+    .unwrap();
+    tr.observe(
+        &sent(reply("r1", "m1", "2026-11-24T10:05:00Z")),
+        t("2026-11-24T10:05:01Z"),
+    )
+    .unwrap();
     let mut next = customer("m2", "2026-11-24T11:00:00Z");
     next.in_reply_to = vec!["<r1>".into()];
-    let events = tr.observe(&received(next), t("2026-11-24T11:00:01Z")).unwrap();
-    let Event::InquiryOpened(open) = &events[0] else { panic!("{events:?}") };
+    let events = tr
+        .observe(&received(next), t("2026-11-24T11:00:01Z"))
+        .unwrap();
+    let Event::InquiryOpened(open) = &events[0] else {
+        panic!("{events:?}")
+    };
     assert_eq!(open.kind, InquiryKind::NextReply);
     assert_eq!(open.thread_id, "<m1>");
     assert_eq!(open.deadline_at, t("2026-11-24T11:15:00Z"));
@@ -294,12 +448,28 @@ fn next_reply_tracking_can_be_switched_off_by_policy() {
     let mut policy = Policy::default();
     policy.next_reply = false;
     let mut tr = tracker_with(policy);
-    tr.observe(&received(customer("m1", "2026-11-24T10:00:00Z")), t("2026-11-24T10:00:01Z")).unwrap();
-    tr.observe(&sent(reply("r1", "m1", "2026-11-24T10:05:00Z")), t("2026-11-24T10:05:01Z")).unwrap();
+    tr.observe(
+        &received(customer("m1", "2026-11-24T10:00:00Z")),
+        t("2026-11-24T10:00:01Z"),
+    )
+    .unwrap();
+    tr.observe(
+        &sent(reply("r1", "m1", "2026-11-24T10:05:00Z")),
+        t("2026-11-24T10:05:01Z"),
+    )
+    .unwrap();
     let mut next = customer("m2", "2026-11-24T11:00:00Z");
     next.in_reply_to = vec!["<r1>".into()];
-    let events = tr.observe(&received(next), t("2026-11-24T11:00:01Z")).unwrap();
-    assert!(matches!(events[..], [Event::MessageLinked { role: LinkRole::CustomerMessage, .. }]));
+    let events = tr
+        .observe(&received(next), t("2026-11-24T11:00:01Z"))
+        .unwrap();
+    assert!(matches!(
+        events[..],
+        [Event::MessageLinked {
+            role: LinkRole::CustomerMessage,
+            ..
+        }]
+    ));
     assert_eq!(tr.len(), 1);
 }
 
@@ -309,14 +479,23 @@ fn automatic_mail_is_excluded_with_its_reason_and_never_scheduled() {
     let mut m = customer("ooo", "2026-11-24T10:00:00Z");
     m.signals.auto_submitted = Some("auto-replied".into());
     let events = tr.observe(&received(m), t("2026-11-24T10:00:01Z")).unwrap();
-    let Event::InquiryExcluded(e) = &events[0] else { panic!() };
+    let Event::InquiryExcluded(e) = &events[0] else {
+        panic!()
+    };
     assert_eq!(e.reason, ExclusionReason::AutoSubmitted);
     assert!(e.detail.contains("auto-replied"));
     let i = tr.get(&id_of("ooo")).unwrap();
     assert_eq!(i.state, InquiryState::Excluded);
     assert_eq!(i.deadline_at, None);
-    let breach = Observation::DeadlineReached { inquiry_id: id_of("ooo"), stage: Stage::Breach };
-    assert!(tr.observe(&breach, t("2026-11-24T12:00:00Z")).unwrap().is_empty());
+    let breach = Observation::DeadlineReached {
+        inquiry_id: id_of("ooo"),
+        stage: Stage::Breach,
+    };
+    assert!(
+        tr.observe(&breach, t("2026-11-24T12:00:00Z"))
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[test]
@@ -331,59 +510,156 @@ fn outlooks_auto_response_suppress_alone_is_a_real_customer() {
 #[test]
 fn warnings_and_breach_fire_once_at_their_instants_and_not_after_a_response() {
     let mut tr = tracker();
-    tr.observe(&received(customer("m1", "2026-11-24T10:00:00Z")), t("2026-11-24T10:00:01Z")).unwrap();
-    let warn = Observation::DeadlineReached { inquiry_id: id_of("m1"), stage: Stage::Warning(0) };
+    tr.observe(
+        &received(customer("m1", "2026-11-24T10:00:00Z")),
+        t("2026-11-24T10:00:01Z"),
+    )
+    .unwrap();
+    let warn = Observation::DeadlineReached {
+        inquiry_id: id_of("m1"),
+        stage: Stage::Warning(0),
+    };
     // Too early: nothing.
-    assert!(tr.observe(&warn, t("2026-11-24T10:09:59Z")).unwrap().is_empty());
+    assert!(
+        tr.observe(&warn, t("2026-11-24T10:09:59Z"))
+            .unwrap()
+            .is_empty()
+    );
     let events = tr.observe(&warn, t("2026-11-24T10:10:00Z")).unwrap();
-    assert!(matches!(events[..], [Event::InquiryWarned { index: 0, .. }]));
-    assert_eq!(tr.get(&id_of("m1")).unwrap().open_status(), Some(super::state::OpenStatus::Warning));
+    assert!(matches!(
+        events[..],
+        [Event::InquiryWarned { index: 0, .. }]
+    ));
+    assert_eq!(
+        tr.get(&id_of("m1")).unwrap().open_status(),
+        Some(super::state::OpenStatus::Warning)
+    );
     // Once only.
-    assert!(tr.observe(&warn, t("2026-11-24T10:10:01Z")).unwrap().is_empty());
-    tr.observe(&sent(reply("r1", "m1", "2026-11-24T10:14:00Z")), t("2026-11-24T10:14:01Z")).unwrap();
-    let breach = Observation::DeadlineReached { inquiry_id: id_of("m1"), stage: Stage::Breach };
-    assert!(tr.observe(&breach, t("2026-11-24T10:15:00Z")).unwrap().is_empty());
+    assert!(
+        tr.observe(&warn, t("2026-11-24T10:10:01Z"))
+            .unwrap()
+            .is_empty()
+    );
+    tr.observe(
+        &sent(reply("r1", "m1", "2026-11-24T10:14:00Z")),
+        t("2026-11-24T10:14:01Z"),
+    )
+    .unwrap();
+    let breach = Observation::DeadlineReached {
+        inquiry_id: id_of("m1"),
+        stage: Stage::Breach,
+    };
+    assert!(
+        tr.observe(&breach, t("2026-11-24T10:15:00Z"))
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(tr.get(&id_of("m1")).unwrap().sla, SlaStatus::Met);
 }
 
 #[test]
 fn manual_acks_answer_open_inquiries_and_are_refused_otherwise() {
     let mut tr = tracker();
-    tr.observe(&received(customer("m1", "2026-11-24T10:00:00Z")), t("2026-11-24T10:00:01Z")).unwrap();
+    tr.observe(
+        &received(customer("m1", "2026-11-24T10:00:00Z")),
+        t("2026-11-24T10:00:01Z"),
+    )
+    .unwrap();
     let ack = |at: &str, id: InquiryId| {
-        Observation::ManualAck(ManualAck { inquiry_id: id, by: "Laila".into(), via: AckVia::Phone, at: t(at), note: Some("called back".into()) })
+        Observation::ManualAck(ManualAck {
+            inquiry_id: id,
+            by: "Laila".into(),
+            via: AckVia::Phone,
+            at: t(at),
+            note: Some("called back".into()),
+        })
     };
     assert_eq!(
-        tr.observe(&ack("2026-11-24T10:05:00Z", InquiryId("nope".into())), t("2026-11-24T10:05:00Z")),
+        tr.observe(
+            &ack("2026-11-24T10:05:00Z", InquiryId("nope".into())),
+            t("2026-11-24T10:05:00Z")
+        ),
         Err(Rejected::UnknownInquiry(InquiryId("nope".into())))
     );
     assert!(matches!(
-        tr.observe(&ack("2026-11-24T09:59:00Z", id_of("m1")), t("2026-11-24T10:05:00Z")),
+        tr.observe(
+            &ack("2026-11-24T09:59:00Z", id_of("m1")),
+            t("2026-11-24T10:05:00Z")
+        ),
         Err(Rejected::AckBeforeReceipt { .. })
     ));
-    let events = tr.observe(&ack("2026-11-24T10:05:00Z", id_of("m1")), t("2026-11-24T10:06:00Z")).unwrap();
-    let Event::InquiryResponded(r) = &events[0] else { panic!() };
-    assert_eq!((r.kind, r.outcome, r.response_seconds), (ResponseKind::Manual, Outcome::Met, 300));
-    assert_eq!((r.responder.as_str(), r.via, r.note.as_deref()), ("Laila", Some(AckVia::Phone), Some("called back")));
-    assert!(matches!(tr.observe(&ack("2026-11-24T10:07:00Z", id_of("m1")), t("2026-11-24T10:07:00Z")), Err(Rejected::NotOpen(..))));
+    let events = tr
+        .observe(
+            &ack("2026-11-24T10:05:00Z", id_of("m1")),
+            t("2026-11-24T10:06:00Z"),
+        )
+        .unwrap();
+    let Event::InquiryResponded(r) = &events[0] else {
+        panic!()
+    };
+    assert_eq!(
+        (r.kind, r.outcome, r.response_seconds),
+        (ResponseKind::Manual, Outcome::Met, 300)
+    );
+    assert_eq!(
+        (r.responder.as_str(), r.via, r.note.as_deref()),
+        ("Laila", Some(AckVia::Phone), Some("called back"))
+    );
+    assert!(matches!(
+        tr.observe(
+            &ack("2026-11-24T10:07:00Z", id_of("m1")),
+            t("2026-11-24T10:07:00Z")
+        ),
+        Err(Rejected::NotOpen(..))
+    ));
 }
 
 #[test]
 fn replaying_the_events_rebuilds_the_same_state() {
     let mut tr = tracker();
     let mut log = Vec::new();
-    let mut feed = |tr: &mut Tracker, o: Observation, now: &str| log.extend(tr.observe(&o, t(now)).unwrap());
-    feed(&mut tr, received(customer("a", "2026-11-24T10:00:00Z")), "2026-11-24T10:00:01Z");
-    feed(&mut tr, received(customer("b", "2026-11-24T10:01:00Z")), "2026-11-24T10:01:01Z");
-    feed(&mut tr, sent(reply("ra", "a", "2026-11-24T10:04:00Z")), "2026-11-24T10:04:01Z");
-    feed(&mut tr, Observation::DeadlineReached { inquiry_id: id_of("b"), stage: Stage::Warning(0) }, "2026-11-24T10:11:00Z");
-    feed(&mut tr, Observation::DeadlineReached { inquiry_id: id_of("b"), stage: Stage::Breach }, "2026-11-24T10:16:00Z");
+    let mut feed =
+        |tr: &mut Tracker, o: Observation, now: &str| log.extend(tr.observe(&o, t(now)).unwrap());
+    feed(
+        &mut tr,
+        received(customer("a", "2026-11-24T10:00:00Z")),
+        "2026-11-24T10:00:01Z",
+    );
+    feed(
+        &mut tr,
+        received(customer("b", "2026-11-24T10:01:00Z")),
+        "2026-11-24T10:01:01Z",
+    );
+    feed(
+        &mut tr,
+        sent(reply("ra", "a", "2026-11-24T10:04:00Z")),
+        "2026-11-24T10:04:01Z",
+    );
+    feed(
+        &mut tr,
+        Observation::DeadlineReached {
+            inquiry_id: id_of("b"),
+            stage: Stage::Warning(0),
+        },
+        "2026-11-24T10:11:00Z",
+    );
+    feed(
+        &mut tr,
+        Observation::DeadlineReached {
+            inquiry_id: id_of("b"),
+            stage: Stage::Breach,
+        },
+        "2026-11-24T10:16:00Z",
+    );
     let mut next = customer("a2", "2026-11-24T12:00:00Z");
     next.in_reply_to = vec!["<ra>".into()];
     feed(&mut tr, received(next), "2026-11-24T12:00:01Z");
 
     // Through JSON, as the ledger stores them.
-    let stored: Vec<Event> = log.iter().map(|e| serde_json::from_str(&serde_json::to_string(e).unwrap()).unwrap()).collect();
+    let stored: Vec<Event> = log
+        .iter()
+        .map(|e| serde_json::from_str(&serde_json::to_string(e).unwrap()).unwrap())
+        .collect();
     let mut replayed = tracker();
     for e in &stored {
         replayed.apply(e);
@@ -391,13 +667,26 @@ fn replaying_the_events_rebuilds_the_same_state() {
     let view = |tr: &Tracker| serde_json::to_value(tr.newest_first().collect::<Vec<_>>()).unwrap();
     assert_eq!(view(&tr), view(&replayed));
     // And the replayed state goes on deciding the same way: re-reading a known message is a no-op.
-    assert!(replayed.observe(&received(customer("a", "2026-11-24T10:00:00Z")), t("2026-11-24T13:00:00Z")).unwrap().is_empty());
+    assert!(
+        replayed
+            .observe(
+                &received(customer("a", "2026-11-24T10:00:00Z")),
+                t("2026-11-24T13:00:00Z")
+            )
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[test]
 fn a_policy_change_never_rewrites_past_inquiries() {
     let mut tr = tracker();
-    let events = tr.observe(&received(customer("old", "2026-11-24T10:00:00Z")), t("2026-11-24T10:00:01Z")).unwrap();
+    let events = tr
+        .observe(
+            &received(customer("old", "2026-11-24T10:00:00Z")),
+            t("2026-11-24T10:00:01Z"),
+        )
+        .unwrap();
     let mut stricter = Policy::default();
     stricter.target = std::time::Duration::from_secs(10 * 60);
     stricter.warn_offsets = vec![std::time::Duration::from_secs(5 * 60)];
@@ -408,8 +697,16 @@ fn a_policy_change_never_rewrites_past_inquiries() {
     }
     let old = tr2.get(&id_of("old")).unwrap();
     assert_eq!(old.deadline_at, Some(t("2026-11-24T10:15:00Z")));
-    assert_eq!(old.policy.as_deref(), Some(Policy::default().version().as_str()));
-    let events = tr2.observe(&received(customer("new", "2026-11-24T11:00:00Z")), t("2026-11-24T11:00:01Z")).unwrap();
+    assert_eq!(
+        old.policy.as_deref(),
+        Some(Policy::default().version().as_str())
+    );
+    let events = tr2
+        .observe(
+            &received(customer("new", "2026-11-24T11:00:00Z")),
+            t("2026-11-24T11:00:01Z"),
+        )
+        .unwrap();
     assert_eq!(kinds(&events), ["policy_activated", "inquiry_opened"]);
     let new = tr2.get(&id_of("new")).unwrap();
     assert_eq!(new.deadline_at, Some(t("2026-11-24T11:10:00Z")));
