@@ -17,7 +17,10 @@ use crate::tracker::policy::PolicyRecord;
 pub enum Event {
     /// A policy version was used for the first time. Its parameters are kept so reports can show
     /// what was in force, whatever the configuration says today.
-    PolicyActivated { at: DateTime<Utc>, policy: PolicyRecord },
+    PolicyActivated {
+        at: DateTime<Utc>,
+        policy: PolicyRecord,
+    },
     /// A customer message or call opened an inquiry; its clock runs from `received_at`.
     InquiryOpened(Box<InquiryOpened>),
     /// A message was seen but is not an inquiry, for the stored reason.
@@ -286,7 +289,9 @@ impl Event {
             Event::FollowUpAttached { inquiry_id, .. }
             | Event::InquiryWarned { inquiry_id, .. }
             | Event::InquiryBreached { inquiry_id, .. } => Some(inquiry_id),
-            Event::PolicyActivated { .. } | Event::MessageLinked { .. } | Event::ReplyUnmatched { .. } => None,
+            Event::PolicyActivated { .. }
+            | Event::MessageLinked { .. }
+            | Event::ReplyUnmatched { .. } => None,
         }
     }
 }

@@ -104,7 +104,9 @@ impl Calendar {
     pub fn add(&self, start: DateTime<Utc>, span: Duration) -> DateTime<Utc> {
         let span = chrono::Duration::from_std(span).unwrap_or(chrono::Duration::MAX);
         match self {
-            Calendar::Always => start.checked_add_signed(span).unwrap_or(DateTime::<Utc>::MAX_UTC),
+            Calendar::Always => start
+                .checked_add_signed(span)
+                .unwrap_or(DateTime::<Utc>::MAX_UTC),
             Calendar::BusinessHours(hours) => hours.add(start, span),
         }
     }
@@ -117,7 +119,11 @@ impl Calendar {
                 for (index, intervals) in h.weekly.iter().enumerate() {
                     let day = Weekday::try_from(index as u8).unwrap_or(Weekday::Mon);
                     for (a, b) in intervals {
-                        out.push_str(&format!(" {day}:{}-{}", a.format("%H:%M"), b.format("%H:%M")));
+                        out.push_str(&format!(
+                            " {day}:{}-{}",
+                            a.format("%H:%M"),
+                            b.format("%H:%M")
+                        ));
                     }
                 }
                 if !h.holidays.is_empty() {
@@ -149,10 +155,15 @@ impl BusinessHours {
             }
             for (open, close) in &self.weekly[day.weekday().num_days_from_monday() as usize] {
                 // An interval ending at or before its start (e.g. 18:00–00:00) closes the next day.
-                let close_day = if close <= open { day.succ_opt() } else { Some(day) };
-                let (Some(open_at), Some(close_at)) =
-                    (self.instant(day, *open), close_day.and_then(|d| self.instant(d, *close)))
-                else {
+                let close_day = if close <= open {
+                    day.succ_opt()
+                } else {
+                    Some(day)
+                };
+                let (Some(open_at), Some(close_at)) = (
+                    self.instant(day, *open),
+                    close_day.and_then(|d| self.instant(d, *close)),
+                ) else {
                     continue;
                 };
                 if close_at <= start {
@@ -180,7 +191,10 @@ impl BusinessHours {
                 // In a spring-forward gap: walk forward minute by minute to the first valid time.
                 (1..=180).find_map(|m| {
                     let t = local + chrono::Duration::minutes(m);
-                    self.time_zone.from_local_datetime(&t).earliest().map(|t| t.with_timezone(&Utc))
+                    self.time_zone
+                        .from_local_datetime(&t)
+                        .earliest()
+                        .map(|t| t.with_timezone(&Utc))
                 })
             }
         }
@@ -207,10 +221,19 @@ pub struct PolicyRule {
 
 impl PolicySet {
     pub fn single(policy: Policy) -> PolicySet {
-        PolicySet { default: policy, rules: Vec::new() }
+        PolicySet {
+            default: policy,
+            rules: Vec::new(),
+        }
     }
 
-    pub fn select(&self, channel: Channel, language: Language, source: &str, sender: &str) -> &Policy {
+    pub fn select(
+        &self,
+        channel: Channel,
+        language: Language,
+        source: &str,
+        sender: &str,
+    ) -> &Policy {
         self.rules
             .iter()
             .find(|r| {
@@ -264,11 +287,21 @@ mod tests {
         let nine = NaiveTime::from_hms_opt(9, 0, 0).unwrap();
         let five = NaiveTime::from_hms_opt(17, 0, 0).unwrap();
         let day = vec![(nine, five)];
-        let weekly = [day.clone(), day.clone(), day.clone(), day.clone(), day, vec![], vec![]];
+        let weekly = [
+            day.clone(),
+            day.clone(),
+            day.clone(),
+            day.clone(),
+            day,
+            vec![],
+            vec![],
+        ];
         BusinessHours {
             time_zone: chrono_tz::Europe::Madrid,
             weekly,
-            holidays: [NaiveDate::from_ymd_opt(2026, 12, 25).unwrap()].into_iter().collect(),
+            holidays: [NaiveDate::from_ymd_opt(2026, 12, 25).unwrap()]
+                .into_iter()
+                .collect(),
         }
     }
 
@@ -328,7 +361,13 @@ mod tests {
                 policy: arabic,
             }],
         };
-        assert_eq!(set.select(Channel::Email, Language::Ar, "imap", "a@b").name, "arabic");
-        assert_eq!(set.select(Channel::Email, Language::Es, "imap", "a@b").name, "default");
+        assert_eq!(
+            set.select(Channel::Email, Language::Ar, "imap", "a@b").name,
+            "arabic"
+        );
+        assert_eq!(
+            set.select(Channel::Email, Language::Es, "imap", "a@b").name,
+            "default"
+        );
     }
 }
