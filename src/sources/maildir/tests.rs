@@ -288,3 +288,102 @@ async fn large_file_is_read_bounded() {
     assert_eq!(ids(&first), vec![("<big@x.example>".to_string(), "in")]);
     h.stop().await;
 }
+
+/// The bundled sample mailbox parses and classifies as its README says.
+#[test]
+fn sample_mailbox_matches_its_readme() {
+    use crate::domain::Language;
+    use crate::tracker::classify::{OutboundKind, classify_inbound, classify_outbound};
+    use crate::tracker::event::ExclusionReason as R;
+    use crate::tracker::language::detect_language;
+
+    let desk = crate::config::DeskSettings {
+        support_addresses: vec![
+            "support@example.com".into(),
+            "soporte@example.com".into(),
+            "daam@example.com".into(),
+        ],
+        internal_domains: vec!["example.com".into()],
+        ignore_senders: vec![],
+        ignore_subjects: vec![],
+        auto_ack_subjects: vec!["Auto:".into()],
+        default_language: Language::En,
+        time_zone: chrono_tz::UTC,
+    };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/sample-maildir");
+    let (found, errors) = scan(&settings(&root), &BTreeMap::new());
+    assert_eq!(errors, 0);
+    let mut inbound = Vec::new();
+    let mut outbound = Vec::new();
+    for f in &found {
+        let (bytes, complete) = read_message(&f.path).unwrap();
+        assert!(complete);
+        let env = Envelope {
+            source: "sample".into(),
+            folder: f.folder.clone(),
+            delivered_at: f.delivered_at,
+            seen_at: f.delivered_at,
+        };
+        let m = mail::parse_complete_message(&bytes, &env);
+        let expected_problems: &[_] = if m.message_id_synthetic {
+            &[crate::tracker::observation::ParseProblem::MissingMessageId]
+        } else {
+            &[]
+        };
+        assert_eq!(m.problems, expected_problems, "{}", m.subject);
+        match f.role {
+            Role::Inbox => {
+                let excl = classify_inbound(&m, &desk).map(|e| e.reason);
+                let lang =
+                    detect_language(m.content_language.as_deref(), &m.text_sample, Language::En).0;
+                inbound.push((m.delivered_at.format("%d %H:%M").to_string(), excl, lang));
+            }
+            Role::Sent => outbound.push((
+                m.delivered_at.format("%d %H:%M").to_string(),
+                classify_outbound(&m, &desk),
+                m.in_reply_to.is_empty(),
+            )),
+        }
+    }
+    let s = |x: &str| x.to_string();
+    use Language::{Ar, En, Es};
+    assert_eq!(
+        inbound,
+        vec![
+            (s("21 09:12"), None, En),
+            (s("21 11:40"), None, Es),
+            (s("21 14:05"), None, Ar),
+            (s("22 08:30"), None, En),
+            (s("22 10:02"), None, Es),
+            (s("22 10:07"), None, Es),
+            (s("22 15:20"), None, En),
+            (s("22 15:50"), None, En),
+            (s("22 16:02"), Some(R::AutoSubmitted), En),
+            (s("22 17:45"), Some(R::Bounce), En),
+            (s("23 06:00"), Some(R::MailingList), En),
+            (s("23 08:15"), Some(R::InternalSender), En),
+            (s("23 09:03"), None, En),
+            (s("23 11:20"), None, En),
+            (s("23 13:45"), None, Ar),
+            (s("23 19:10"), None, Es),
+            (s("23 22:40"), None, En),
+        ]
+    );
+    use OutboundKind::{AutoAcknowledgement, InternalForward, Reply};
+    assert_eq!(
+        outbound,
+        vec![
+            (s("21 09:20"), Reply, false),
+            (s("21 11:52"), Reply, false),
+            (s("21 14:25"), InternalForward, true),
+            (s("21 14:45"), Reply, false),
+            (s("22 08:31"), AutoAcknowledgement, false),
+            (s("22 10:15"), Reply, false),
+            (s("22 15:30"), Reply, false),
+            (s("22 15:58"), Reply, false),
+            (s("23 09:09"), Reply, false),
+            (s("23 11:29"), Reply, true),
+            (s("23 13:52"), Reply, false),
+        ]
+    );
+}
