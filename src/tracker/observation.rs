@@ -85,8 +85,9 @@ pub struct Mail {
     /// header bytes when the message has none.
     pub message_id: String,
     pub message_id_synthetic: bool,
-    /// sha256 hex of the header block and body prefix: tells a re-fetch of the same message from a
-    /// different message that reuses a Message-ID.
+    /// sha256 hex of the header block (up to and including the first empty line): tells a
+    /// re-fetch of the same message from a different message that reuses a Message-ID, and is the
+    /// same whether the body was fetched whole, truncated or not at all.
     pub digest: String,
     /// Server delivery time (IMAP INTERNALDATE, Maildir delivery time): the received time.
     pub delivered_at: DateTime<Utc>,
