@@ -349,8 +349,10 @@ mod tests {
 
     #[test]
     fn first_matching_rule_wins() {
-        let mut arabic = Policy::default();
-        arabic.name = "arabic".into();
+        let arabic = Policy {
+            name: "arabic".into(),
+            ..Policy::default()
+        };
         let set = PolicySet {
             default: Policy::default(),
             rules: vec![PolicyRule {
