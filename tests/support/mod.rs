@@ -1,0 +1,4 @@
+//! Shared helpers for integration tests: real servers on 127.0.0.1, each in its own temp dir.
+#![allow(dead_code)]
+
+pub mod dovecot;
