@@ -1,0 +1,187 @@
+//! Backfill throughput of the IMAP source against a local Dovecot, compared with a bare
+//! `UID FETCH 1:*` of the same items over the same kind of connection (IMAPS).
+//!
+//! `cargo bench --bench imap_backfill [-- N]` (default 20,000 messages, 10 % in Sent). The
+//! mailbox is written straight into the Maildir before Dovecot starts (mtime = INTERNALDATE),
+//! and indexed, and read once, before anything is timed. The engine (ledger) cost is not part of
+//! this figure: the sink counts and commits at once.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use futures_util::TryStreamExt;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use slawatch::config::{ImapSecurity, ImapSettings, Secret};
+use slawatch::sources::{EngineSink, SourceHealth, imap};
+use support::dovecot::{Dovecot, PASSWORD, USER};
+use tokio_util::sync::CancellationToken;
+
+const PREFIX: u32 = 4096;
+
+struct NoHealth;
+impl SourceHealth for NoHealth {
+    fn set_up(&self, _: &str, _: bool) {}
+    fn succeeded(&self, _: &str, _: chrono::DateTime<chrono::Utc>) {}
+    fn error(&self, source: &str, kind: &str) {
+        eprintln!("source {source}: error {kind}");
+    }
+}
+
+fn message(i: usize, folder: &str) -> Vec<u8> {
+    format!(
+        "From: Customer {i} <c{i}@example.org>\r\nTo: support@desk.example\r\n\
+         Subject: Question number {i} about my order\r\nMessage-ID: <{folder}{i}@example.org>\r\n\
+         Date: Tue, 2 Jan 2024 03:00:00 +0000\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n\
+         {}\r\n",
+        "Hello, I have a question about my order and would like some help. ".repeat(12)
+    )
+    .into_bytes()
+}
+
+async fn through_run(d: &Dovecot, n: usize) -> Duration {
+    let settings = ImapSettings {
+        host: "localhost".into(),
+        port: d.imaps_port,
+        security: ImapSecurity::Tls,
+        ca_file: Some(d.cert_path()),
+        username: USER.into(),
+        password: Secret::new(PASSWORD),
+        inbox_folders: vec!["INBOX".into()],
+        sent_folders: Vec::new(),
+        since: None,
+        idle_timeout: Duration::from_secs(300),
+        poll_interval: Duration::from_secs(60),
+        body_prefix_bytes: PREFIX,
+        timeout: Duration::from_secs(30),
+        allow_insecure: false,
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<slawatch::sources::Submission>(4);
+    let count = Arc::new(AtomicUsize::new(0));
+    let counted = count.clone();
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let mut done_tx = Some(done_tx);
+        while let Some(sub) = rx.recv().await {
+            counted.fetch_add(sub.batch.observations.len(), Ordering::Relaxed);
+            if sub.batch.initial_sync_done
+                && let Some(t) = done_tx.take()
+            {
+                let _ = t.send(());
+            }
+            let _ = sub.committed.send(Ok(()));
+        }
+    });
+    let shutdown = CancellationToken::new();
+    let began = Instant::now();
+    let task = tokio::spawn(imap::run(
+        "bench".into(),
+        settings,
+        Vec::new(),
+        EngineSink::new(tx),
+        Arc::new(NoHealth),
+        shutdown.clone(),
+    ));
+    done_rx.await.expect("initial sync");
+    let took = began.elapsed();
+    shutdown.cancel();
+    let _ = task.await;
+    assert_eq!(count.load(Ordering::Relaxed), n, "messages observed");
+    took
+}
+
+/// The floor: one connection per folder, `UID FETCH 1:*`, responses parsed by async-imap.
+async fn bare_fetch(d: &Dovecot) -> (usize, Duration) {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(d.cert_path()).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let began = Instant::now();
+    let mut total = 0;
+    for folder in ["INBOX", "Sent"] {
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", d.imaps_port))
+            .await
+            .unwrap();
+        let stream = tls
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await
+            .unwrap();
+        let mut client = async_imap::Client::new(stream);
+        client.read_response().await.unwrap();
+        let mut session = client
+            .login(USER, PASSWORD)
+            .await
+            .map_err(|(e, _)| e)
+            .unwrap();
+        session.examine(folder).await.unwrap();
+        let fetches: Vec<_> = session
+            .uid_fetch(
+                "1:*",
+                format!("(UID INTERNALDATE BODY.PEEK[HEADER] BODY.PEEK[TEXT]<0.{PREFIX}>)"),
+            )
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        total += fetches.len();
+        let _ = session.logout().await;
+    }
+    (total, began.elapsed())
+}
+
+fn main() {
+    let n: usize = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(20_000);
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut d = Dovecot::configure();
+    let populate = Instant::now();
+    let base = SystemTime::UNIX_EPOCH + Duration::from_secs(1_704_164_645);
+    for i in 0..n {
+        let folder = if i % 10 == 9 { "Sent" } else { "INBOX" };
+        d.maildir_drop(
+            folder,
+            &format!("{}.M{i}P1.bench", 1_704_164_645 + i),
+            &message(i, folder),
+            base + Duration::from_secs(i as u64),
+        );
+    }
+    d.launch();
+    d.doveadm(&["mailbox", "status", "-u", USER, "messages", "INBOX", "Sent"]);
+    println!(
+        "populated {n} messages in {:.2} s",
+        populate.elapsed().as_secs_f64()
+    );
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (warm, _) = bare_fetch(&d).await;
+        assert_eq!(warm, n, "messages in the mailbox");
+        let run = through_run(&d, n).await;
+        let (_, bare) = bare_fetch(&d).await;
+        let run_rate = n as f64 / run.as_secs_f64();
+        let bare_rate = n as f64 / bare.as_secs_f64();
+        println!(
+            "imap::run backfill: {n} messages in {:.2} s = {run_rate:.0} msgs/s",
+            run.as_secs_f64()
+        );
+        println!(
+            "bare UID FETCH 1:*: {n} messages in {:.2} s = {bare_rate:.0} msgs/s",
+            bare.as_secs_f64()
+        );
+        println!("ratio run/bare: {:.2}", run_rate / bare_rate);
+    });
+}
