@@ -100,9 +100,6 @@ pub struct ImapSettings {
     pub body_prefix_bytes: u32,
     /// Bound on every network round trip.
     pub timeout: Duration,
-    /// Permits `security = "plain"` to a non-loopback host (the password then crosses the
-    /// network unencrypted); without it the source refuses to connect.
-    pub allow_insecure: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
