@@ -34,7 +34,13 @@ pub fn parse_instant(text: &str) -> Option<DateTime<Utc>> {
 ///
 /// `prev_hash` enters as its 64-character hex text (not the 32 raw bytes), so the whole input is
 /// printable text that `printf '%s' … | sha256sum` reproduces.
-pub fn link_hash(prev_hash: &str, seq: i64, recorded_at: &str, kind: &str, payload: &str) -> String {
+pub fn link_hash(
+    prev_hash: &str,
+    seq: i64,
+    recorded_at: &str,
+    kind: &str,
+    payload: &str,
+) -> String {
     let mut h = Sha256::new();
     h.update(prev_hash.as_bytes());
     h.update(seq.to_string().as_bytes());
@@ -105,7 +111,10 @@ impl ChainChecker {
                     self.next_seq - 1
                 )
             } else {
-                format!("seq {} is out of order (expected seq {})", row.seq, self.next_seq)
+                format!(
+                    "seq {} is out of order (expected seq {})",
+                    row.seq, self.next_seq
+                )
             };
             return Err(broken(&self.prev_hash, row.prev_hash, problem));
         }
@@ -231,7 +240,13 @@ mod tests {
     #[test]
     fn checker_accepts_a_chain_and_rejects_a_gap() {
         let p = r#"{"type":"inquiry_breached","inquiry_id":"e1","at":"2026-03-01T09:05:07Z"}"#;
-        let h1 = link_hash(GENESIS, 1, "2026-03-01T09:05:07.000000Z", "inquiry_breached", p);
+        let h1 = link_hash(
+            GENESIS,
+            1,
+            "2026-03-01T09:05:07.000000Z",
+            "inquiry_breached",
+            p,
+        );
         let h2 = link_hash(&h1, 2, "2026-03-01T09:05:07.000000Z", "inquiry_breached", p);
         let mut c = ChainChecker::default();
         c.check(row(1, GENESIS, &h1, p)).unwrap();
@@ -248,7 +263,9 @@ mod tests {
         c.check(row(1, GENESIS, &h1, p)).unwrap();
         let h3 = link_hash(&h2, 3, "2026-03-01T09:05:07.000000Z", "inquiry_breached", p);
         match c.check(row(3, &h2, &h3, p)) {
-            Err(Verification::Broken { seq: 3, problem, .. }) => {
+            Err(Verification::Broken {
+                seq: 3, problem, ..
+            }) => {
                 assert!(problem.contains("missing"), "{problem}")
             }
             other => panic!("unexpected {other:?}"),
@@ -258,7 +275,13 @@ mod tests {
     #[test]
     fn checker_rejects_mismatched_index_columns() {
         let p = r#"{"type":"inquiry_breached","inquiry_id":"e1","at":"2026-03-01T09:05:07Z"}"#;
-        let h1 = link_hash(GENESIS, 1, "2026-03-01T09:05:07.000000Z", "inquiry_breached", p);
+        let h1 = link_hash(
+            GENESIS,
+            1,
+            "2026-03-01T09:05:07.000000Z",
+            "inquiry_breached",
+            p,
+        );
         let mut r = row(1, GENESIS, &h1, p);
         r.inquiry_id = Some("e2");
         match ChainChecker::default().check(r) {

@@ -96,7 +96,10 @@ pub fn redact_url(url: &str) -> String {
         let query = query
             .split('&')
             .map(|pair| match pair.split_once('=') {
-                Some((k, _)) if k.eq_ignore_ascii_case("password") || k.eq_ignore_ascii_case("sslpassword") => {
+                Some((k, _))
+                    if k.eq_ignore_ascii_case("password")
+                        || k.eq_ignore_ascii_case("sslpassword") =>
+                {
                     format!("{k}=***")
                 }
                 _ => pair.to_string(),
@@ -123,7 +126,10 @@ mod tests {
             "postgres://u:***@h/db?sslmode=require&password=***"
         );
         assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
-        assert_eq!(redact_url("sqlite://data/ledger.db"), "sqlite://data/ledger.db");
+        assert_eq!(
+            redact_url("sqlite://data/ledger.db"),
+            "sqlite://data/ledger.db"
+        );
         assert_eq!(redact_url("sqlite::memory:"), "sqlite::memory:");
     }
 }

@@ -342,9 +342,7 @@ impl Store {
             .fetch_optional(pool)
             .await
             .map_err(StoreError::db("read cursor"))?;
-        value
-            .map(|v| decode_cursor(source, key, &v))
-            .transpose()
+        value.map(|v| decode_cursor(source, key, &v)).transpose()
     }
 
     /// Every cursor of `source`, by key.
