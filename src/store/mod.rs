@@ -1,3 +1,440 @@
-//! Ledger store (placeholder until the store module lands).
-#[derive(Clone)]
-pub struct Store;
+//! The store: the append-only, hash-chained ledger of tracker [`Event`]s and the sources' durable
+//! cursors, in one database.
+//!
+//! It owns every byte slawatch persists about inquiries. Inquiry state is derived by replaying
+//! the ledger ([`Store::for_each_event`]); a source resumes from its cursor ([`Store::cursors`]).
+//! Both are written by [`Store::append`] in **one transaction**, so after a crash at any point
+//! either a whole batch (its events and its cursors) is there or none of it is: nothing is
+//! lost, nothing is counted twice. SQLite is the backend today; PostgreSQL will be a second
+//! [`Store`] variant running the same statements ([`sql`] keeps them, and isolates the few
+//! dialect differences).
+//!
+//! # Tables
+//!
+//! - `ledger(seq, recorded_at, kind, inquiry_id, payload, prev_hash, hash)`: one row per event.
+//!   `seq` is 1, 2, 3, … without gaps. `recorded_at` is the commit's instant as RFC 3339 UTC with
+//!   exactly six fractional digits (`2026-03-01T09:05:07.123456Z`). `kind` is the event's
+//!   `"type"` ([`Event::kind`]). `payload` is the event's JSON exactly as hashed. `inquiry_id`
+//!   (indexed, not hashed) mirrors the payload's `inquiry_id` for per-inquiry look-ups;
+//!   [`Store::verify`] checks that it agrees with the payload. Triggers refuse `UPDATE` and
+//!   `DELETE` on the table (a guard against accidents, not against an attacker).
+//! - `cursors(source, key, value, updated_at)`: JSON cursor per source and key.
+//! - `meta(key, value)`: `ledger_format` (`1`), a description of the hash and the genesis value.
+//!
+//! # Hash chain (ledger format 1)
+//!
+//! For the row with sequence number `seq`:
+//!
+//! ```text
+//! canonical = "{seq}\n{recorded_at}\n{kind}\n{payload}"        (\n is one LF byte, 0x0a)
+//! hash      = lower-case hex( sha256( prev_hash ‖ canonical ) )
+//! ```
+//!
+//! where `seq` is written in decimal without padding, the other three are the exact stored
+//! strings (UTF-8), `prev_hash` is the *hex text* (64 characters) of the previous row's `hash`,
+//! and ‖ is plain concatenation, without separator. The first row (seq 1) has `prev_hash` =
+//! 64 zeros. Everything hashed is stored, so the chain can be recomputed from the database
+//! alone, without slawatch.
+//!
+//! ## Recomputing a hash by hand
+//!
+//! With the `sqlite3` shell and coreutils (the `hex()` round trip keeps the bytes exact, whatever
+//! the shell does with newlines):
+//!
+//! ```sh
+//! sqlite3 ledger.db "SELECT hex(prev_hash || seq || char(10) || recorded_at || char(10)
+//!                    || kind || char(10) || payload) FROM ledger WHERE seq = 42" \
+//!   | xxd -r -p | sha256sum
+//! sqlite3 ledger.db "SELECT hash FROM ledger WHERE seq = 42"     # must be the same
+//! ```
+//!
+//! The whole chain, and its links:
+//!
+//! ```sh
+//! sqlite3 ledger.db "SELECT seq, hash, hex(prev_hash || seq || char(10) || recorded_at
+//!                    || char(10) || kind || char(10) || payload) FROM ledger ORDER BY seq" |
+//! while IFS='|' read -r seq hash canon; do
+//!   got=$(printf '%s' "$canon" | xxd -r -p | sha256sum | cut -d' ' -f1)
+//!   [ "$got" = "$hash" ] || echo "seq $seq: content does not match its hash"
+//! done
+//! sqlite3 ledger.db "SELECT b.seq FROM ledger a JOIN ledger b ON b.seq = a.seq + 1
+//!                    WHERE b.prev_hash <> a.hash"                # must print nothing
+//! sqlite3 ledger.db "SELECT count(*) = max(seq) AND min(seq) = 1 FROM ledger"  # must print 1
+//! ```
+//!
+//! ## What the chain shows, and what it cannot
+//!
+//! Editing any hashed field of a row, deleting or reordering rows, or inserting a row with a
+//! wrong link breaks the chain at the first affected seq, which [`Store::verify`] names.
+//! A chain only proves itself consistent: whoever can write the file could drop the last rows,
+//! or rewrite the chain from some row onwards with fresh hashes. To catch that, compare
+//! [`Store::head`] with a head recorded elsewhere (a report, an alert mail, a log line).
+//!
+//! # Concurrency and durability
+//!
+//! One writer is assumed (the engine), but concurrent appends cannot fork the chain: the head is
+//! read inside the writing transaction, which on SQLite starts with `BEGIN IMMEDIATE` and so
+//! holds the write lock from its first statement. Reads page through the ledger by seq
+//! (keyset pagination), in constant memory and without holding one long read transaction.
+//! See [`sqlite`] for the pragmas and the durability they give.
+
+mod chain;
+mod error;
+mod sql;
+mod sqlite;
+
+use chrono::{DateTime, Utc};
+use sqlx::SqlitePool;
+
+pub use chain::{GENESIS, LEDGER_FORMAT, format_instant, link_hash};
+pub use error::{StoreError, redact_url};
+
+use crate::domain::InquiryId;
+use crate::sources::CursorUpdate;
+use crate::tracker::event::Event;
+use chain::{ChainChecker, RowRef};
+use sql::Dialect;
+
+/// Rows fetched per page when walking the ledger: large enough to amortize the query, small
+/// enough that a page of `InquiryOpened` events stays a few megabytes.
+const PAGE_ROWS: i64 = 10_000;
+
+/// One store for the whole daemon. Cloning is cheap (a pool handle).
+#[derive(Debug, Clone)]
+pub enum Store {
+    Sqlite(SqlitePool),
+}
+
+/// One ledger row, decoded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LedgerEntry {
+    pub seq: i64,
+    /// The commit's instant, at the stored (microsecond) precision.
+    pub recorded_at: DateTime<Utc>,
+    pub event: Event,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// The outcome of [`Store::verify`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verification {
+    /// Every row links to the one before and matches its hash.
+    Intact { events: u64, head_hash: String },
+    /// The first row that does not. `expected`/`found` are hashes (the recomputed hash or link
+    /// vs the stored one), except where `problem` says they are index column values.
+    Broken {
+        seq: i64,
+        expected: String,
+        found: String,
+        problem: String,
+    },
+}
+
+/// A stored row as read: `(seq, recorded_at, kind, inquiry_id, payload, prev_hash, hash)`.
+type RawRow = (i64, String, String, Option<String>, String, String, String);
+
+impl Store {
+    /// Opens `sqlite://path/file.db` (parent directories and file created if missing; an
+    /// absolute path is `sqlite:///var/lib/…`) or `sqlite::memory:` and applies the embedded
+    /// migrations. `postgres://` is recognized but not supported yet.
+    pub async fn open(url: &str) -> Result<Store, StoreError> {
+        let shown = redact_url(url);
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Err(StoreError::Unsupported {
+                url: shown,
+                reason: "PostgreSQL is not supported by this build yet; use a sqlite:// URL"
+                    .to_string(),
+            });
+        }
+        if !url.starts_with("sqlite:") {
+            return Err(StoreError::InvalidUrl {
+                url: shown,
+                reason: "expected sqlite://path/to/file.db or sqlite::memory:".to_string(),
+            });
+        }
+        Ok(Store::Sqlite(sqlite::open(url, &shown).await?))
+    }
+
+    fn dialect(&self) -> Dialect {
+        match self {
+            Store::Sqlite(_) => Dialect::Sqlite,
+        }
+    }
+
+    /// Appends `events` in order, extending the chain, and upserts `cursors` (per source and
+    /// key), all in one transaction stamped `recorded_at`. Returns the new entries. Empty
+    /// `events` with some cursors is a cursor-only commit; both empty is a no-op.
+    pub async fn append(
+        &self,
+        recorded_at: DateTime<Utc>,
+        events: &[Event],
+        cursors: &[(String, CursorUpdate)],
+    ) -> Result<Vec<LedgerEntry>, StoreError> {
+        if events.is_empty() && cursors.is_empty() {
+            return Ok(Vec::new());
+        }
+        let stamp = format_instant(recorded_at);
+        // Re-read so the returned instant is exactly what replay will see (microseconds).
+        let recorded_at = chain::parse_instant(&stamp).unwrap_or(recorded_at);
+
+        // Everything that can fail without the database fails before the transaction.
+        let payloads = events
+            .iter()
+            .map(|e| {
+                serde_json::to_string(e).map_err(|source| StoreError::Serialize {
+                    what: format!("{} event", e.kind()),
+                    source,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let cursor_rows = cursors
+            .iter()
+            .map(|(source, c)| {
+                serde_json::to_string(&c.value)
+                    .map(|v| (source.as_str(), c.key.as_str(), v))
+                    .map_err(|e| StoreError::Serialize {
+                        what: format!("cursor {source}/{}", c.key),
+                        source: e,
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+
+        let dialect = self.dialect();
+        let Store::Sqlite(pool) = self;
+        let mut tx = pool
+            .begin_with(dialect.begin_write())
+            .await
+            .map_err(StoreError::db("append: begin"))?;
+        if let Some(lock) = dialect.lock_ledger() {
+            sqlx::query(lock)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::db("append: lock ledger"))?;
+        }
+        let head: Option<(i64, String)> = sqlx::query_as(sql::HEAD)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(StoreError::db("append: read head"))?;
+        let (mut seq, mut prev_hash) = head.unwrap_or_else(|| (0, GENESIS.to_string()));
+
+        let mut entries = Vec::with_capacity(events.len());
+        for (event, payload) in events.iter().zip(payloads) {
+            seq += 1;
+            let kind = event.kind();
+            let hash = link_hash(&prev_hash, seq, &stamp, kind, &payload);
+            sqlx::query(sql::INSERT_EVENT)
+                .bind(seq)
+                .bind(stamp.as_str())
+                .bind(kind)
+                .bind(event.inquiry_id().map(InquiryId::as_str))
+                .bind(payload)
+                .bind(prev_hash.as_str())
+                .bind(hash.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::db("append: insert event"))?;
+            let prev = std::mem::replace(&mut prev_hash, hash.clone());
+            entries.push(LedgerEntry {
+                seq,
+                recorded_at,
+                event: event.clone(),
+                prev_hash: prev,
+                hash,
+            });
+        }
+        for (source, key, value) in cursor_rows {
+            sqlx::query(sql::UPSERT_CURSOR)
+                .bind(source)
+                .bind(key)
+                .bind(value)
+                .bind(stamp.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::db("append: upsert cursor"))?;
+        }
+        tx.commit()
+            .await
+            .map_err(StoreError::db("append: commit"))?;
+        Ok(entries)
+    }
+
+    async fn page(&self, after_seq: i64, limit: i64) -> Result<Vec<RawRow>, StoreError> {
+        let Store::Sqlite(pool) = self;
+        sqlx::query_as(sql::PAGE)
+            .bind(after_seq)
+            .bind(limit)
+            .fetch_all(pool)
+            .await
+            .map_err(StoreError::db("read ledger page"))
+    }
+
+    /// Up to `limit` entries with `seq > after_seq`, in seq order (for incremental readers).
+    pub async fn events_after(
+        &self,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<LedgerEntry>, StoreError> {
+        self.page(after_seq, i64::from(limit))
+            .await?
+            .into_iter()
+            .map(decode)
+            .collect()
+    }
+
+    /// Calls `f` with every entry in seq order, one page at a time, in constant memory; returns
+    /// how many entries were seen. This is the replay path at start-up. `f` may stop the walk by
+    /// returning an error, which is passed through.
+    pub async fn for_each_event<E, F>(&self, mut f: F) -> Result<u64, E>
+    where
+        F: FnMut(LedgerEntry) -> Result<(), E>,
+        E: From<StoreError>,
+    {
+        let mut after = i64::MIN;
+        let mut count = 0u64;
+        loop {
+            let rows = self.page(after, PAGE_ROWS).await?;
+            let full = rows.len() as i64 == PAGE_ROWS;
+            for row in rows {
+                after = row.0;
+                f(decode(row)?)?;
+                count += 1;
+            }
+            if !full {
+                return Ok(count);
+            }
+        }
+    }
+
+    /// Every entry in seq order, collected. Convenient for tests and small ledgers; the daemon's
+    /// replay uses [`Store::for_each_event`], which does not hold the whole ledger in memory.
+    pub async fn events(&self) -> Result<Vec<LedgerEntry>, StoreError> {
+        let mut all = Vec::new();
+        self.for_each_event(|e| {
+            all.push(e);
+            Ok::<(), StoreError>(())
+        })
+        .await?;
+        Ok(all)
+    }
+
+    /// The entries about one inquiry, in seq order.
+    pub async fn events_for_inquiry(&self, id: &InquiryId) -> Result<Vec<LedgerEntry>, StoreError> {
+        let Store::Sqlite(pool) = self;
+        let rows: Vec<RawRow> = sqlx::query_as(sql::FOR_INQUIRY)
+            .bind(id.as_str())
+            .fetch_all(pool)
+            .await
+            .map_err(StoreError::db("read inquiry events"))?;
+        rows.into_iter().map(decode).collect()
+    }
+
+    /// The cursor `key` of `source`, if one was committed.
+    pub async fn cursor(
+        &self,
+        source: &str,
+        key: &str,
+    ) -> Result<Option<serde_json::Value>, StoreError> {
+        let Store::Sqlite(pool) = self;
+        let value: Option<String> = sqlx::query_scalar(sql::CURSOR)
+            .bind(source)
+            .bind(key)
+            .fetch_optional(pool)
+            .await
+            .map_err(StoreError::db("read cursor"))?;
+        value.map(|v| decode_cursor(source, key, &v)).transpose()
+    }
+
+    /// Every cursor of `source`, by key.
+    pub async fn cursors(
+        &self,
+        source: &str,
+    ) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
+        let Store::Sqlite(pool) = self;
+        let rows: Vec<(String, String)> = sqlx::query_as(sql::CURSORS)
+            .bind(source)
+            .fetch_all(pool)
+            .await
+            .map_err(StoreError::db("read cursors"))?;
+        rows.into_iter()
+            .map(|(key, v)| {
+                let value = decode_cursor(source, &key, &v)?;
+                Ok((key, value))
+            })
+            .collect()
+    }
+
+    /// Recomputes the whole chain in seq order, in constant memory, and reports the first row
+    /// that is missing, out of place, not linked to its predecessor, not matching its hash, or
+    /// whose index columns disagree with its payload. Payloads are not decoded into events, so
+    /// this works on ledgers written by any version using the same format.
+    pub async fn verify(&self) -> Result<Verification, StoreError> {
+        let mut checker = ChainChecker::default();
+        let mut after = i64::MIN;
+        loop {
+            let rows = self.page(after, PAGE_ROWS).await?;
+            let full = rows.len() as i64 == PAGE_ROWS;
+            for (seq, recorded_at, kind, inquiry_id, payload, prev_hash, hash) in &rows {
+                let row = RowRef {
+                    seq: *seq,
+                    recorded_at,
+                    kind,
+                    inquiry_id: inquiry_id.as_deref(),
+                    payload,
+                    prev_hash,
+                    hash,
+                };
+                if let Err(broken) = checker.check(row) {
+                    return Ok(broken);
+                }
+                after = *seq;
+            }
+            if !full {
+                return Ok(checker.finish());
+            }
+            debug_assert_eq!(after, checker.last_seq());
+        }
+    }
+
+    /// The last row's `(seq, hash)`, or `None` for an empty ledger.
+    pub async fn head(&self) -> Result<Option<(i64, String)>, StoreError> {
+        let Store::Sqlite(pool) = self;
+        sqlx::query_as(sql::HEAD)
+            .fetch_optional(pool)
+            .await
+            .map_err(StoreError::db("read head"))
+    }
+
+    /// Closes every connection (on SQLite this also checkpoints the WAL into the main file).
+    pub async fn close(&self) {
+        let Store::Sqlite(pool) = self;
+        pool.close().await;
+    }
+}
+
+fn decode(row: RawRow) -> Result<LedgerEntry, StoreError> {
+    let (seq, recorded_at, _kind, _inquiry_id, payload, prev_hash, hash) = row;
+    let recorded_at = chain::parse_instant(&recorded_at).ok_or_else(|| StoreError::CorruptRow {
+        seq,
+        problem: format!("recorded_at {recorded_at:?} is not an RFC 3339 instant"),
+    })?;
+    let event = serde_json::from_str(&payload).map_err(|e| StoreError::CorruptRow {
+        seq,
+        problem: format!("payload is not a known event: {e}"),
+    })?;
+    Ok(LedgerEntry {
+        seq,
+        recorded_at,
+        event,
+        prev_hash,
+        hash,
+    })
+}
+
+fn decode_cursor(source: &str, key: &str, value: &str) -> Result<serde_json::Value, StoreError> {
+    serde_json::from_str(value).map_err(|e| StoreError::CorruptCursor {
+        source_name: source.to_string(),
+        key: key.to_string(),
+        problem: format!("value is not JSON: {e}"),
+    })
+}

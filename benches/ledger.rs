@@ -1,0 +1,137 @@
+//! Ledger throughput: append (batches of 500 events with a cursor), replay and verify, on a
+//! temporary SQLite file.
+//!
+//! `cargo bench --bench ledger`; the number of events is `SLAWATCH_BENCH_EVENTS` (default
+//! 200000). Targets: append ≥ 20,000 events/s, replay of 1M events in a few seconds, verify of
+//! 5M events ≤ 30 s.
+
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, TimeZone, Utc};
+use slawatch::domain::{Channel, InquiryId, Language};
+use slawatch::sources::CursorUpdate;
+use slawatch::store::{Store, StoreError, Verification};
+use slawatch::tracker::event::{Event, InquiryKind, InquiryOpened, LanguageSource, LinkRole};
+
+const BATCH: usize = 500;
+
+/// A realistic mix: one inquiry opened, warned, answered-by-link and breached per four events.
+fn event(i: usize, t0: DateTime<Utc>) -> Event {
+    let at = t0 + chrono::Duration::seconds(i as i64);
+    let id = InquiryId::derive(Channel::Email, &format!("<m{i}@customer.example>"));
+    match i % 4 {
+        0 => Event::InquiryOpened(Box::new(InquiryOpened {
+            inquiry_id: id,
+            channel: Channel::Email,
+            source: "mail".into(),
+            external_id: format!("<m{i}@customer.example>"),
+            thread_id: format!("<m{i}@customer.example>"),
+            customer: format!("customer{i}@example.com"),
+            customer_name: Some("Customer Name".into()),
+            subject: "استفسار عن الفاتورة رقم 4711 / Consulta sobre la factura".into(),
+            language: Language::Ar,
+            language_source: LanguageSource::Text,
+            received_at: at,
+            first_seen_at: at + chrono::Duration::seconds(2),
+            date_header: Some(at),
+            deadline_at: at + chrono::Duration::minutes(15),
+            warn_at: vec![at + chrono::Duration::minutes(10)],
+            policy: "default@1".into(),
+            kind: InquiryKind::First,
+        })),
+        1 => Event::InquiryWarned {
+            inquiry_id: id,
+            index: 0,
+            at,
+        },
+        2 => Event::MessageLinked {
+            external_id: format!("<r{i}@desk.example>"),
+            thread_id: format!("<m{i}@customer.example>"),
+            at,
+            role: LinkRole::Reply,
+        },
+        _ => Event::InquiryBreached { inquiry_id: id, at },
+    }
+}
+
+fn rate(n: u64, d: Duration) -> String {
+    format!("{:>10.0} events/s", n as f64 / d.as_secs_f64())
+}
+
+#[tokio::main]
+async fn main() -> Result<(), StoreError> {
+    let n: usize = std::env::var("SLAWATCH_BENCH_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("ledger.db");
+    let store = Store::open(&format!("sqlite://{}", path.display())).await?;
+    let t0 = Utc.with_ymd_and_hms(2026, 3, 1, 9, 0, 0).unwrap();
+    println!(
+        "ledger bench: {n} events, batches of {BATCH}, file {}",
+        path.display()
+    );
+
+    let mut append_time = Duration::ZERO;
+    let mut written = 0usize;
+    while written < n {
+        let len = BATCH.min(n - written);
+        let batch: Vec<Event> = (written..written + len).map(|i| event(i, t0)).collect();
+        let cursor = vec![(
+            "mail".to_string(),
+            CursorUpdate {
+                key: "INBOX".into(),
+                value: serde_json::json!({"uidvalidity": 7, "last_uid": written + len}),
+            },
+        )];
+        let start = Instant::now();
+        store.append(Utc::now(), &batch, &cursor).await?;
+        append_time += start.elapsed();
+        written += len;
+    }
+    println!(
+        "append : {} ({:.2} s)",
+        rate(n as u64, append_time),
+        append_time.as_secs_f64()
+    );
+
+    let start = Instant::now();
+    let mut opened = 0u64;
+    let replayed = store
+        .for_each_event(|e| {
+            if matches!(e.event, Event::InquiryOpened(_)) {
+                opened += 1;
+            }
+            Ok::<(), StoreError>(())
+        })
+        .await?;
+    let d = start.elapsed();
+    assert_eq!(replayed, n as u64);
+    println!(
+        "replay : {} ({:.2} s, {opened} opened)",
+        rate(replayed, d),
+        d.as_secs_f64()
+    );
+
+    let start = Instant::now();
+    let verdict = store.verify().await?;
+    let d = start.elapsed();
+    let Verification::Intact { events, .. } = verdict else {
+        panic!("a freshly written ledger must verify: {verdict:?}");
+    };
+    println!(
+        "verify : {} ({:.2} s; 5M events would take ~{:.0} s)",
+        rate(events, d),
+        d.as_secs_f64(),
+        d.as_secs_f64() * 5_000_000.0 / events.max(1) as f64
+    );
+    store.close().await;
+    let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    println!(
+        "file   : {:.1} MiB ({} bytes/event)",
+        size as f64 / 1048576.0,
+        size / n.max(1) as u64
+    );
+    Ok(())
+}

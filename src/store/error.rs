@@ -1,0 +1,135 @@
+//! [`StoreError`]: what went wrong in the store, and where (URL, operation, seq, cursor key).
+//!
+//! URLs are always shown through [`redact_url`], so a password in a `postgres://` URL never
+//! reaches a log line or an error message.
+
+/// Everything the store can fail with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The URL names a backend this build cannot open (yet).
+    #[error("store {url}: {reason}")]
+    Unsupported { url: String, reason: String },
+    /// The URL could not be understood.
+    #[error("store URL {url} is invalid: {reason}")]
+    InvalidUrl { url: String, reason: String },
+    /// The database could not be created or opened.
+    #[error("cannot open store {url}: {source}")]
+    Open {
+        url: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    /// The file's parent directory could not be created.
+    #[error("cannot create the directory for store {url}: {source}")]
+    CreateDir {
+        url: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The embedded schema migrations failed.
+    #[error("cannot migrate store {url}: {source}")]
+    Migrate {
+        url: String,
+        #[source]
+        source: sqlx::migrate::MigrateError,
+    },
+    /// The database was written by a newer ledger format than this build knows.
+    #[error("store {url} has ledger format {found}, this build understands format {supported}")]
+    Format {
+        url: String,
+        found: String,
+        supported: String,
+    },
+    /// A query failed; `op` says which store operation ran it.
+    #[error("store {op} failed: {source}")]
+    Database {
+        op: &'static str,
+        #[source]
+        source: sqlx::Error,
+    },
+    /// An event or cursor value could not be turned into JSON.
+    #[error("cannot serialize {what}: {source}")]
+    Serialize {
+        what: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A stored ledger row cannot be read back (bad JSON, unknown event, bad timestamp).
+    #[error("ledger row seq {seq} is unreadable: {problem}")]
+    CorruptRow { seq: i64, problem: String },
+    /// A stored cursor cannot be read back.
+    #[error("cursor {source_name}/{key} is unreadable: {problem}")]
+    CorruptCursor {
+        source_name: String,
+        key: String,
+        problem: String,
+    },
+}
+
+impl StoreError {
+    pub(crate) fn db(op: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+        move |source| StoreError::Database { op, source }
+    }
+}
+
+/// The URL with any password replaced by `***`: the `user:password@` part of the authority and
+/// `password=`/`sslpassword=` query parameters.
+pub fn redact_url(url: &str) -> String {
+    let mut out = url.to_string();
+    if let Some(scheme_end) = out.find("://") {
+        let rest_start = scheme_end + 3;
+        let authority_end = out[rest_start..]
+            .find(['/', '?', '#'])
+            .map_or(out.len(), |i| rest_start + i);
+        if let Some(at) = out[rest_start..authority_end].rfind('@') {
+            let userinfo = &out[rest_start..rest_start + at];
+            if let Some(colon) = userinfo.find(':') {
+                let pw_start = rest_start + colon + 1;
+                let pw_end = rest_start + at;
+                out.replace_range(pw_start..pw_end, "***");
+            }
+        }
+    }
+    if let Some(q) = out.find('?') {
+        let (head, query) = out.split_at(q + 1);
+        let query = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((k, _))
+                    if k.eq_ignore_ascii_case("password")
+                        || k.eq_ignore_ascii_case("sslpassword") =>
+                {
+                    format!("{k}=***")
+                }
+                _ => pair.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("&");
+        out = format!("{head}{query}");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact_url("postgres://slawatch:s3cr3t@db.example:5432/sla"),
+            "postgres://slawatch:***@db.example:5432/sla"
+        );
+        assert_eq!(
+            redact_url("postgres://u:p%40ss@h/db?sslmode=require&password=x"),
+            "postgres://u:***@h/db?sslmode=require&password=***"
+        );
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(
+            redact_url("sqlite://data/ledger.db"),
+            "sqlite://data/ledger.db"
+        );
+        assert_eq!(redact_url("sqlite::memory:"), "sqlite::memory:");
+    }
+}

@@ -1,0 +1,105 @@
+//! Opening the SQLite backend: URL handling, pragmas, pool shape and embedded migrations.
+//!
+//! Pragmas, and why:
+//! - `journal_mode=WAL`: readers (API, reports, `verify`) never block the writer and the writer
+//!   never blocks them; a commit is one append to the `-wal` file.
+//! - `synchronous=NORMAL`: in WAL mode SQLite then syncs the WAL only at checkpoints, not at every
+//!   commit. SQLite documents that this is always consistent (never corrupts) and that committed
+//!   transactions survive an *application* crash (`kill -9`, panic, OOM kill) whatever the
+//!   setting, because the data is already in the operating system's page cache; what it gives up
+//!   is durability of the last transactions across an *OS crash or power loss*, which may roll
+//!   them back. Because a batch's events and its source cursors commit together, such a
+//!   rollback rewinds both, and the sources read the same messages again: nothing is lost and
+//!   nothing is counted twice. `FULL` would add an fsync per commit for no gain in that sense.
+//! - `busy_timeout=5s`: a second writer (another process, the `ack` CLI) waits for the lock
+//!   instead of failing at once.
+//! - `foreign_keys=ON`: enforced if a later migration declares any.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::SqlitePool;
+use sqlx::migrate::Migrator;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+
+use super::StoreError;
+use super::chain::LEDGER_FORMAT;
+use super::sql;
+
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// How long a connection waits for another writer's lock before failing with "database is locked".
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Connections for a file database: one writer at a time (the write lock), plus readers for the
+/// API and reports running beside it.
+const FILE_POOL_SIZE: u32 = 4;
+
+fn is_memory(url: &str) -> bool {
+    url.contains(":memory:") || url.contains("mode=memory")
+}
+
+/// Opens (creating if needed) and migrates the database at `url`; `shown` is the redacted URL
+/// for messages.
+pub async fn open(url: &str, shown: &str) -> Result<SqlitePool, StoreError> {
+    let in_memory = is_memory(url);
+    let options = SqliteConnectOptions::from_str(url)
+        .map_err(|e| StoreError::InvalidUrl {
+            url: shown.to_string(),
+            reason: e.to_string(),
+        })?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(BUSY_TIMEOUT)
+        .foreign_keys(true);
+
+    let pool_options = if in_memory {
+        // An in-memory database lives as long as its last connection: keep exactly one, forever.
+        SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+    } else {
+        let file = options.get_filename();
+        if let Some(parent) = file.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|source| StoreError::CreateDir {
+                url: shown.to_string(),
+                source,
+            })?;
+        }
+        SqlitePoolOptions::new().max_connections(FILE_POOL_SIZE)
+    };
+
+    let pool = pool_options
+        .connect_with(options)
+        .await
+        .map_err(|source| StoreError::Open {
+            url: shown.to_string(),
+            source,
+        })?;
+    MIGRATOR
+        .run(&pool)
+        .await
+        .map_err(|source| StoreError::Migrate {
+            url: shown.to_string(),
+            source,
+        })?;
+
+    let format: Option<String> = sqlx::query_scalar(sql::LEDGER_FORMAT)
+        .fetch_optional(&pool)
+        .await
+        .map_err(StoreError::db("read ledger format"))?;
+    match format.as_deref() {
+        Some(LEDGER_FORMAT) => Ok(pool),
+        other => {
+            pool.close().await;
+            Err(StoreError::Format {
+                url: shown.to_string(),
+                found: other.unwrap_or("(none)").to_string(),
+                supported: LEDGER_FORMAT.to_string(),
+            })
+        }
+    }
+}

@@ -1,0 +1,692 @@
+//! Store tests against real SQLite files: round trips, atomic batches, reopen, and tampering
+//! done the way an intruder would do it, with the `sqlite3` command-line tool.
+//!
+//! The tamper tests need `sqlite3` (and the hand-recomputation test `xxd` and `sha256sum`) on
+//! `PATH`; they fail, never skip, when it is missing.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use serde_json::json;
+use slawatch::domain::{Channel, InquiryId, Language};
+use slawatch::sources::CursorUpdate;
+use slawatch::store::{GENESIS, LedgerEntry, Store, StoreError, Verification, link_hash};
+use slawatch::tracker::event::{
+    Event, InquiryKind, InquiryOpened, LanguageSource, LinkRole, UnmatchedReason,
+};
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 3, 1, 9, 0, 0).unwrap()
+}
+
+fn opened(id: &str, subject: &str, at: DateTime<Utc>) -> Event {
+    Event::InquiryOpened(Box::new(InquiryOpened {
+        inquiry_id: InquiryId(id.into()),
+        channel: Channel::Email,
+        source: "mail".into(),
+        external_id: format!("<{id}@customer.example>"),
+        thread_id: format!("<{id}@customer.example>"),
+        customer: "x@customer.example".into(),
+        customer_name: Some("Customer".into()),
+        subject: subject.into(),
+        language: Language::Ar,
+        language_source: LanguageSource::Text,
+        received_at: at,
+        first_seen_at: at + Duration::seconds(3),
+        date_header: None,
+        deadline_at: at + Duration::minutes(15),
+        warn_at: vec![at + Duration::minutes(10)],
+        policy: "default@1".into(),
+        kind: InquiryKind::First,
+    }))
+}
+
+fn breached(id: &str, at: DateTime<Utc>) -> Event {
+    Event::InquiryBreached {
+        inquiry_id: InquiryId(id.into()),
+        at,
+    }
+}
+
+/// `n` varied events: with and without an inquiry id, with non-ASCII text.
+fn sample(n: usize) -> Vec<Event> {
+    (0..n)
+        .map(|i| {
+            let at = t0() + Duration::seconds(i as i64);
+            let id = format!("e{i}");
+            match i % 5 {
+                0 => opened(&id, "استفسار عن الفاتورة — ¿ayuda?", at),
+                1 => Event::InquiryWarned {
+                    inquiry_id: InquiryId(id),
+                    index: 0,
+                    at,
+                },
+                2 => Event::MessageLinked {
+                    external_id: format!("<r{i}@desk.example>"),
+                    thread_id: "<t@x>".into(),
+                    at,
+                    role: LinkRole::Reply,
+                },
+                3 => Event::ReplyUnmatched {
+                    external_id: format!("<u{i}@desk.example>"),
+                    source: "mail".into(),
+                    at,
+                    reason: UnmatchedReason::NotThreaded,
+                },
+                _ => breached(&id, at),
+            }
+        })
+        .collect()
+}
+
+fn cursor(source: &str, key: &str, value: serde_json::Value) -> (String, CursorUpdate) {
+    (
+        source.to_string(),
+        CursorUpdate {
+            key: key.to_string(),
+            value,
+        },
+    )
+}
+
+struct TempDb {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+}
+
+impl TempDb {
+    fn new() -> TempDb {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("state").join("ledger.db");
+        TempDb { _dir: dir, path }
+    }
+
+    fn url(&self) -> String {
+        format!("sqlite://{}", self.path.display())
+    }
+
+    async fn open(&self) -> Store {
+        Store::open(&self.url()).await.expect("open store")
+    }
+
+    /// A store holding `n` sample events in batches of 4, closed again.
+    async fn with_events(n: usize) -> TempDb {
+        let db = TempDb::new();
+        let store = db.open().await;
+        for (i, chunk) in sample(n).chunks(4).enumerate() {
+            store
+                .append(t0() + Duration::minutes(i as i64), chunk, &[])
+                .await
+                .expect("append");
+        }
+        store.close().await;
+        db
+    }
+}
+
+/// Runs `sqlite3 db sql`; panics if the tool is missing.
+fn sqlite3(db: &Path, sql: &str) -> std::process::Output {
+    Command::new("sqlite3")
+        .arg(db)
+        .arg(sql)
+        .output()
+        .unwrap_or_else(|e| panic!("the sqlite3 command-line tool is required by this test: {e}"))
+}
+
+fn sqlite3_ok(db: &Path, sql: &str) -> String {
+    let out = sqlite3(db, sql);
+    assert!(
+        out.status.success(),
+        "sqlite3 failed on {sql:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
+async fn verify_file(db: &TempDb) -> Verification {
+    let store = db.open().await;
+    let v = store.verify().await.expect("verify runs");
+    store.close().await;
+    v
+}
+
+fn expect_broken(v: Verification, at: i64) -> (String, String, String) {
+    match v {
+        Verification::Broken {
+            seq,
+            expected,
+            found,
+            problem,
+        } => {
+            assert_eq!(seq, at, "broken at the wrong seq: {problem}");
+            (expected, found, problem)
+        }
+        Verification::Intact { .. } => panic!("tampering at seq {at} was not detected"),
+    }
+}
+
+#[tokio::test]
+async fn append_and_replay_round_trip() {
+    let store = Store::open("sqlite::memory:").await.unwrap();
+    assert_eq!(store.head().await.unwrap(), None);
+    let events = sample(12);
+    let mut written: Vec<LedgerEntry> = Vec::new();
+    for (i, chunk) in events.chunks(5).enumerate() {
+        let at = t0() + Duration::nanoseconds(1_234_567_891) + Duration::minutes(i as i64);
+        let entries = store.append(at, chunk, &[]).await.unwrap();
+        assert_eq!(entries.len(), chunk.len());
+        // The returned instant is what was stored: microsecond precision.
+        assert!(
+            entries
+                .iter()
+                .all(|e| e.recorded_at.timestamp_subsec_nanos() == 234_567_000)
+        );
+        written.extend(entries);
+    }
+    let read = store.events().await.unwrap();
+    assert_eq!(read, written);
+    assert_eq!(
+        read.iter().map(|e| e.event.clone()).collect::<Vec<_>>(),
+        events
+    );
+    assert_eq!(
+        read.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        (1..=12).collect::<Vec<_>>()
+    );
+    assert_eq!(read[0].prev_hash, GENESIS);
+    for pair in read.windows(2) {
+        assert_eq!(pair[1].prev_hash, pair[0].hash);
+    }
+    assert_eq!(
+        store.head().await.unwrap(),
+        Some((12, read[11].hash.clone()))
+    );
+
+    let mine = store
+        .events_for_inquiry(&InquiryId("e5".into()))
+        .await
+        .unwrap();
+    assert_eq!(mine.len(), 1);
+    assert_eq!(mine[0].seq, 6);
+    assert!(matches!(mine[0].event, Event::InquiryOpened(_)));
+
+    let page = store.events_after(10, 100).await.unwrap();
+    assert_eq!(page.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![11, 12]);
+
+    let mut seen = 0;
+    let n = store
+        .for_each_event(|e| {
+            seen += 1;
+            assert_eq!(e.seq, seen);
+            Ok::<(), StoreError>(())
+        })
+        .await
+        .unwrap();
+    assert_eq!(n, 12);
+}
+
+#[tokio::test]
+async fn replay_pages_through_more_than_one_page() {
+    let store = Store::open("sqlite::memory:").await.unwrap();
+    let events: Vec<Event> = (0..25_003)
+        .map(|i| breached(&format!("e{i}"), t0()))
+        .collect();
+    for chunk in events.chunks(5_000) {
+        store.append(t0(), chunk, &[]).await.unwrap();
+    }
+    let mut last = 0;
+    let n = store
+        .for_each_event(|e| {
+            assert_eq!(e.seq, last + 1);
+            last = e.seq;
+            Ok::<(), StoreError>(())
+        })
+        .await
+        .unwrap();
+    assert_eq!(n, 25_003);
+    match store.verify().await.unwrap() {
+        Verification::Intact { events, head_hash } => {
+            assert_eq!(events, 25_003);
+            assert_eq!(Some((25_003, head_hash)), store.head().await.unwrap());
+        }
+        broken => panic!("{broken:?}"),
+    }
+}
+
+#[tokio::test]
+async fn cursors_are_committed_with_events_and_upserted() {
+    let store = Store::open("sqlite::memory:").await.unwrap();
+    assert_eq!(store.cursor("mail", "INBOX").await.unwrap(), None);
+    store
+        .append(
+            t0(),
+            &sample(2),
+            &[
+                cursor("mail", "INBOX", json!({"uidvalidity": 7, "last_uid": 10})),
+                cursor("mail", "Sent", json!({"uidvalidity": 7, "last_uid": 3})),
+                cursor("calls", "log", json!({"offset": 100})),
+            ],
+        )
+        .await
+        .unwrap();
+    // Cursor-only commit: no event, no chain change.
+    let head = store.head().await.unwrap();
+    let none = store
+        .append(
+            t0(),
+            &[],
+            &[cursor(
+                "mail",
+                "INBOX",
+                json!({"uidvalidity": 7, "last_uid": 12}),
+            )],
+        )
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+    assert_eq!(store.head().await.unwrap(), head);
+    assert_eq!(
+        store.cursor("mail", "INBOX").await.unwrap(),
+        Some(json!({"uidvalidity": 7, "last_uid": 12}))
+    );
+    assert_eq!(
+        store.cursors("mail").await.unwrap(),
+        vec![
+            (
+                "INBOX".to_string(),
+                json!({"uidvalidity": 7, "last_uid": 12})
+            ),
+            ("Sent".to_string(), json!({"uidvalidity": 7, "last_uid": 3})),
+        ]
+    );
+    assert_eq!(store.cursors("nobody").await.unwrap(), vec![]);
+    assert!(store.append(t0(), &[], &[]).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_failing_batch_leaves_neither_events_nor_cursors() {
+    let store = Store::open("sqlite::memory:").await.unwrap();
+    store
+        .append(t0(), &sample(3), &[cursor("mail", "INBOX", json!(1))])
+        .await
+        .unwrap();
+    let head = store.head().await.unwrap();
+
+    // Make the database refuse part of a batch, after other rows of it were written.
+    let Store::Sqlite(pool) = &store;
+    sqlx::query(
+        "CREATE TRIGGER refuse_cursor BEFORE INSERT ON cursors WHEN NEW.source = 'broken' \
+         BEGIN SELECT RAISE(ABORT, 'refused for the test'); END",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "CREATE TRIGGER refuse_event BEFORE INSERT ON ledger WHEN NEW.inquiry_id = 'poison' \
+         BEGIN SELECT RAISE(ABORT, 'refused for the test'); END",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
+
+    // A cursor fails after every event and another cursor were inserted.
+    let err = store
+        .append(
+            t0(),
+            &sample(5),
+            &[
+                cursor("mail", "INBOX", json!(2)),
+                cursor("broken", "x", json!(0)),
+            ],
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("upsert cursor"), "{err}");
+    // An event fails in the middle of a batch.
+    let mut events = sample(2);
+    events.push(breached("poison", t0()));
+    events.extend(sample(2));
+    let err = store
+        .append(t0(), &events, &[cursor("mail", "INBOX", json!(3))])
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("insert event"), "{err}");
+
+    assert_eq!(store.head().await.unwrap(), head);
+    assert_eq!(store.events().await.unwrap().len(), 3);
+    assert_eq!(store.cursor("mail", "INBOX").await.unwrap(), Some(json!(1)));
+    assert_eq!(store.cursor("broken", "x").await.unwrap(), None);
+
+    // And the store goes on from the same head.
+    let next = store.append(t0(), &sample(1), &[]).await.unwrap();
+    assert_eq!(next[0].seq, 4);
+    assert_eq!(Some(next[0].prev_hash.clone()), head.map(|(_, h)| h));
+}
+
+#[tokio::test]
+async fn a_cancelled_append_is_all_or_nothing() {
+    let db = TempDb::new();
+    let store = db.open().await;
+    let events = sample(500);
+    for delay_us in [0u64, 50, 200, 1_000, 5_000] {
+        let before = store.events().await.unwrap().len();
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_micros(delay_us),
+            store.append(t0(), &events, &[cursor("mail", "INBOX", json!(before))]),
+        )
+        .await;
+        let after = store.events().await.unwrap().len();
+        assert!(
+            after == before || after == before + 500,
+            "{before} -> {after}"
+        );
+        let cursor = store.cursor("mail", "INBOX").await.unwrap();
+        assert_eq!(cursor.is_some_and(|c| c == json!(before)), after > before);
+    }
+    assert!(matches!(
+        store.verify().await.unwrap(),
+        Verification::Intact { .. }
+    ));
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_appends_do_not_fork_the_chain() {
+    let db = TempDb::new();
+    let store = db.open().await;
+    let mut tasks = Vec::new();
+    for w in 0..4 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..25 {
+                store
+                    .append(t0(), &[breached(&format!("w{w}-{i}"), t0())], &[])
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    match store.verify().await.unwrap() {
+        Verification::Intact { events, .. } => assert_eq!(events, 100),
+        broken => panic!("{broken:?}"),
+    }
+    store.close().await;
+}
+
+#[tokio::test]
+async fn reopen_after_close_keeps_the_chain() {
+    let db = TempDb::new();
+    assert!(!db.path.exists());
+    let store = db.open().await;
+    let first = store
+        .append(t0(), &sample(3), &[cursor("mail", "INBOX", json!(3))])
+        .await
+        .unwrap();
+    store.close().await;
+    assert!(db.path.exists(), "file and parent directory are created");
+
+    let store = db.open().await;
+    assert_eq!(
+        store.head().await.unwrap(),
+        Some((3, first[2].hash.clone()))
+    );
+    assert_eq!(store.cursor("mail", "INBOX").await.unwrap(), Some(json!(3)));
+    let more = store.append(t0(), &sample(2), &[]).await.unwrap();
+    assert_eq!(more[0].seq, 4);
+    assert_eq!(more[0].prev_hash, first[2].hash);
+    store.close().await;
+
+    match verify_file(&db).await {
+        Verification::Intact { events, head_hash } => {
+            assert_eq!(events, 5);
+            assert_eq!(head_hash, more[1].hash);
+        }
+        broken => panic!("{broken:?}"),
+    }
+}
+
+#[tokio::test]
+async fn an_intact_ledger_verifies_with_its_head_hash() {
+    let db = TempDb::with_events(10).await;
+    let store = db.open().await;
+    let (seq, hash) = store.head().await.unwrap().unwrap();
+    assert_eq!(seq, 10);
+    assert_eq!(
+        store.verify().await.unwrap(),
+        Verification::Intact {
+            events: 10,
+            head_hash: hash
+        }
+    );
+    store.close().await;
+
+    let empty = Store::open("sqlite::memory:").await.unwrap();
+    assert_eq!(
+        empty.verify().await.unwrap(),
+        Verification::Intact {
+            events: 0,
+            head_hash: GENESIS.to_string()
+        }
+    );
+}
+
+#[tokio::test]
+async fn a_plain_update_or_delete_is_refused() {
+    let db = TempDb::with_events(3).await;
+    let out = sqlite3(&db.path, "UPDATE ledger SET kind = 'x' WHERE seq = 2");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("append-only"));
+    let out = sqlite3(&db.path, "DELETE FROM ledger WHERE seq = 3");
+    assert!(!out.status.success());
+    assert!(matches!(
+        verify_file(&db).await,
+        Verification::Intact { events: 3, .. }
+    ));
+}
+
+/// Removes the append-only guards, as an intruder would, then runs `sql`.
+fn tamper(db: &TempDb, sql: &str) {
+    sqlite3_ok(
+        &db.path,
+        &format!("DROP TRIGGER ledger_no_update; DROP TRIGGER ledger_no_delete; {sql}"),
+    );
+}
+
+#[tokio::test]
+async fn a_changed_payload_breaks_at_exactly_that_seq() {
+    let db = TempDb::with_events(10).await;
+    let stored_hash = sqlite3_ok(&db.path, "SELECT hash FROM ledger WHERE seq = 6");
+    tamper(
+        &db,
+        "UPDATE ledger SET payload = replace(payload, '\"language\":\"ar\"', '\"language\":\"en\"') WHERE seq = 6",
+    );
+    let (expected, found, problem) = expect_broken(verify_file(&db).await, 6);
+    assert_eq!(found, stored_hash.trim());
+    assert_eq!(expected.len(), 64);
+    assert!(problem.contains("content"), "{problem}");
+}
+
+#[tokio::test]
+async fn a_changed_timestamp_or_kind_breaks_at_that_seq() {
+    let db = TempDb::with_events(10).await;
+    tamper(
+        &db,
+        "UPDATE ledger SET recorded_at = '2026-03-01T09:01:00.000001Z' WHERE seq = 4",
+    );
+    expect_broken(verify_file(&db).await, 4);
+
+    let db = TempDb::with_events(10).await;
+    tamper(
+        &db,
+        "UPDATE ledger SET kind = 'inquiry_warned' WHERE seq = 5",
+    );
+    expect_broken(verify_file(&db).await, 5);
+}
+
+#[tokio::test]
+async fn a_changed_inquiry_index_is_detected() {
+    let db = TempDb::with_events(10).await;
+    tamper(&db, "UPDATE ledger SET inquiry_id = 'e999' WHERE seq = 5");
+    let (expected, found, _) = expect_broken(verify_file(&db).await, 5);
+    assert_eq!((expected.as_str(), found.as_str()), ("e4", "e999"));
+}
+
+#[tokio::test]
+async fn a_deleted_row_breaks_the_chain_at_the_next_seq() {
+    let db = TempDb::with_events(10).await;
+    tamper(&db, "DELETE FROM ledger WHERE seq = 5");
+    let (_, _, problem) = expect_broken(verify_file(&db).await, 6);
+    assert!(problem.contains("missing"), "{problem}");
+
+    // Deleting and renumbering the rest to hide the gap changes every later hash.
+    let db = TempDb::with_events(10).await;
+    tamper(
+        &db,
+        "DELETE FROM ledger WHERE seq = 5; UPDATE ledger SET seq = seq - 1 WHERE seq > 5",
+    );
+    expect_broken(verify_file(&db).await, 5);
+
+    // Deleting the first row.
+    let db = TempDb::with_events(10).await;
+    tamper(&db, "DELETE FROM ledger WHERE seq = 1");
+    expect_broken(verify_file(&db).await, 2);
+}
+
+#[tokio::test]
+async fn reordered_rows_break_the_chain() {
+    let db = TempDb::with_events(10).await;
+    // Swap the contents of seq 3 and 4, each keeping its own hash fields.
+    tamper(
+        &db,
+        "UPDATE ledger SET seq = -3 WHERE seq = 3; \
+         UPDATE ledger SET seq = 3 WHERE seq = 4; \
+         UPDATE ledger SET seq = 4 WHERE seq = -3;",
+    );
+    expect_broken(verify_file(&db).await, 3);
+}
+
+#[tokio::test]
+async fn forged_rows_are_detected() {
+    let db = TempDb::with_events(10).await;
+    let store = db.open().await;
+    let (head_seq, head_hash) = store.head().await.unwrap().unwrap();
+    store.close().await;
+    let seq = head_seq + 1;
+    let at = "2026-03-01T10:00:00.000000Z";
+    let payload = serde_json::to_string(&breached("e3", t0())).unwrap();
+    let insert = |prev: &str, hash: &str| {
+        format!(
+            "INSERT INTO ledger (seq, recorded_at, kind, inquiry_id, payload, prev_hash, hash) \
+             VALUES ({seq}, '{at}', 'inquiry_breached', 'e3', '{payload}', '{prev}', '{hash}')"
+        )
+    };
+
+    // A well-formed hash over the wrong predecessor (as if chained to an empty ledger).
+    let wrong = link_hash(GENESIS, seq, at, "inquiry_breached", &payload);
+    sqlite3_ok(&db.path, &insert(GENESIS, &wrong));
+    let (expected, found, problem) = expect_broken(verify_file(&db).await, seq);
+    assert_eq!(
+        (expected.as_str(), found.as_str()),
+        (head_hash.as_str(), GENESIS)
+    );
+    assert!(problem.contains("prev_hash"), "{problem}");
+
+    // The right link, but a hash computed over the wrong predecessor.
+    tamper(&db, &format!("DELETE FROM ledger WHERE seq = {seq}"));
+    sqlite3_ok(&db.path, &insert(&head_hash, &wrong));
+    let (expected, found, _) = expect_broken(verify_file(&db).await, seq);
+    assert_eq!(found, wrong);
+    assert_eq!(
+        expected,
+        link_hash(&head_hash, seq, at, "inquiry_breached", &payload)
+    );
+
+    // A row slipped in before the chain starts.
+    let db = TempDb::with_events(3).await;
+    sqlite3_ok(
+        &db.path,
+        &format!(
+            "INSERT INTO ledger (seq, recorded_at, kind, inquiry_id, payload, prev_hash, hash) \
+             VALUES (0, '{at}', 'inquiry_breached', 'e3', '{payload}', '{GENESIS}', '{wrong}')"
+        ),
+    );
+    let (_, _, problem) = expect_broken(verify_file(&db).await, 0);
+    assert!(problem.contains("out of order"), "{problem}");
+}
+
+#[tokio::test]
+async fn an_unreadable_payload_is_an_error_naming_its_seq() {
+    let db = TempDb::with_events(3).await;
+    let store = db.open().await;
+    let (_, head_hash) = store.head().await.unwrap().unwrap();
+    store.close().await;
+    // Correctly chained, so verify accepts it; replay must refuse it without panicking.
+    let at = "2026-03-01T10:00:00.000000Z";
+    let payload = r#"{"type":"from_the_future","x":1}"#;
+    let hash = link_hash(&head_hash, 4, at, "from_the_future", payload);
+    sqlite3_ok(
+        &db.path,
+        &format!(
+            "INSERT INTO ledger VALUES (4, '{at}', 'from_the_future', NULL, '{payload}', '{head_hash}', '{hash}')"
+        ),
+    );
+    let store = db.open().await;
+    assert!(matches!(
+        store.verify().await.unwrap(),
+        Verification::Intact { events: 4, .. }
+    ));
+    match store.events().await {
+        Err(StoreError::CorruptRow { seq: 4, problem }) => {
+            assert!(problem.contains("payload"), "{problem}")
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    store.close().await;
+}
+
+#[tokio::test]
+async fn an_auditor_can_recompute_a_hash_with_sqlite3_and_sha256sum() {
+    let db = TempDb::with_events(6).await;
+    // Seq 6 is an InquiryOpened with an Arabic subject.
+    let script = format!(
+        "sqlite3 '{}' \"SELECT hex(prev_hash || seq || char(10) || recorded_at || char(10) || kind || char(10) || payload) FROM ledger WHERE seq = 6\" | xxd -r -p | sha256sum | cut -d' ' -f1",
+        db.path.display()
+    );
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .expect("sh runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let recomputed = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        recomputed.trim().len(),
+        64,
+        "sqlite3, xxd and sha256sum are required: {recomputed:?}"
+    );
+    let stored = sqlite3_ok(&db.path, "SELECT hash FROM ledger WHERE seq = 6");
+    assert_eq!(recomputed.trim(), stored.trim());
+}
+
+#[tokio::test]
+async fn unsupported_and_invalid_urls_are_clear_and_redacted() {
+    let err = Store::open("postgres://sla:hunter2@db.example/sla")
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, StoreError::Unsupported { .. }), "{msg}");
+    assert!(msg.contains("postgres://sla:***@db.example/sla"), "{msg}");
+    assert!(!msg.contains("hunter2"), "{msg}");
+
+    let err = Store::open("mysql://u:p@h/db").await.unwrap_err();
+    assert!(matches!(err, StoreError::InvalidUrl { .. }), "{err}");
+    assert!(!err.to_string().contains(":p@"), "{err}");
+}
