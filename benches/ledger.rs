@@ -26,6 +26,7 @@ fn event(i: usize, t0: DateTime<Utc>) -> Event {
             source: "mail".into(),
             external_id: format!("<m{i}@customer.example>"),
             thread_id: format!("<m{i}@customer.example>"),
+            digest: Some(format!("{i:064x}")),
             customer: format!("customer{i}@example.com"),
             customer_name: Some("Customer Name".into()),
             subject: "استفسار عن الفاتورة رقم 4711 / Consulta sobre la factura".into(),
@@ -46,6 +47,7 @@ fn event(i: usize, t0: DateTime<Utc>) -> Event {
         },
         2 => Event::MessageLinked {
             external_id: format!("<r{i}@desk.example>"),
+            digest: format!("{:064x}", i + 1_000_000_000),
             thread_id: format!("<m{i}@customer.example>"),
             at,
             role: LinkRole::Reply,

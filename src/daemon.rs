@@ -109,6 +109,7 @@ pub async fn run(
             (source.name, sink.clone(), health.clone(), shutdown.clone());
         match source.kind {
             SourceKind::Maildir(m) => {
+                let cursors = cursors.into_iter().collect();
                 tasks.spawn(crate::sources::maildir::run(
                     name, m, cursors, sink, health, stop,
                 ));

@@ -27,9 +27,11 @@ use slawatch::tracker::{Event, Observation, Tracker, TrackerRules};
 
 const TOKEN: &str = "test-token";
 
-/// The ledger store the handlers read events from.
-fn test_store() -> Store {
-    Store
+/// A real (in-memory SQLite) ledger holding the world's events, which the handlers read.
+async fn test_store(events: &[Event]) -> Store {
+    let store = Store::open("sqlite::memory:").await.expect("in-memory ledger");
+    store.append(Utc::now(), events, &[]).await.expect("append the world's events");
+    store
 }
 
 fn tracker() -> Tracker {
@@ -100,13 +102,15 @@ struct World {
 
 impl World {
     /// A world with `specs` opened (in that order) and `answered` responded in time.
-    fn new(specs: &[Spec], answered: &[InquiryId], pending: &[&str], token: bool) -> World {
+    async fn new(specs: &[Spec], answered: &[InquiryId], pending: &[&str], token: bool) -> World {
         let mut tracker = tracker();
         let metrics = Arc::new(Metrics::new("test", &["inbox".to_string()]));
+        let mut ledger = Vec::new();
         for s in specs {
             let e = opened(s);
             tracker.apply(&e);
             metrics.record(&e, &tracker);
+            ledger.push(e);
         }
         for id in answered {
             let received = tracker.get(id).map(|i| i.received_at).unwrap_or_default();
@@ -123,11 +127,12 @@ impl World {
             }));
             tracker.apply(&e);
             metrics.record(&e, &tracker);
+            ledger.push(e);
         }
         let shared = Arc::new(Shared {
             tracker: RwLock::new(tracker),
             metrics,
-            store: test_store(),
+            store: test_store(&ledger).await,
             pending_sources: Mutex::new(pending.iter().map(|s| s.to_string()).collect()),
         });
         let (tx, rx) = mpsc::channel(8);
@@ -228,24 +233,24 @@ fn base() -> DateTime<Utc> {
     Utc::now() - TimeDelta::hours(2)
 }
 
-fn mixed_world_at(b: DateTime<Utc>) -> World {
+async fn mixed_world_at(b: DateTime<Utc>) -> World {
     let specs = vec![
         spec(1, Channel::Email, Language::En, b),
         spec(2, Channel::Phone, Language::Ar, b + TimeDelta::minutes(10)),
         spec(3, Channel::Email, Language::Es, b + TimeDelta::minutes(20)),
         spec(4, Channel::Email, Language::Ar, b + TimeDelta::minutes(30)),
     ];
-    World::new(&specs, &[id(1, Channel::Email)], &[], true)
+    World::new(&specs, &[id(1, Channel::Email)], &[], true).await
 }
 
-fn mixed_world() -> World {
-    mixed_world_at(base())
+async fn mixed_world() -> World {
+    mixed_world_at(base()).await
 }
 
 #[tokio::test]
 async fn list_filters_by_state_channel_language_and_time() {
     let b = base();
-    let w = mixed_world_at(b);
+    let w = mixed_world_at(b).await;
     let (status, all) = w.get_json("/api/v1/inquiries").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(ids_of(&all).len(), 4);
@@ -312,7 +317,7 @@ async fn paging_visits_every_inquiry_once() {
         Language::Es,
         b + TimeDelta::seconds(70),
     ));
-    let w = World::new(&specs, &[], &[], false);
+    let w = World::new(&specs, &[], &[], false).await;
 
     let mut seen = Vec::new();
     let mut uri = "/api/v1/inquiries?limit=4".to_string();
@@ -353,7 +358,7 @@ async fn paging_visits_every_inquiry_once() {
 
 #[tokio::test]
 async fn bad_parameters_are_400_naming_the_parameter() {
-    let w = mixed_world();
+    let w = mixed_world().await;
     for (query, parameter) in [
         ("state=closed", "state"),
         ("channel=fax", "channel"),
@@ -377,14 +382,17 @@ async fn bad_parameters_are_400_naming_the_parameter() {
 
 #[tokio::test]
 async fn one_inquiry_with_its_events_or_404() {
-    let w = mixed_world();
+    let w = mixed_world().await;
     let id2 = id(2, Channel::Phone);
     let (status, body) = w.get_json(&format!("/api/v1/inquiries/{id2}")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["id"], id2.0.as_str());
     assert_eq!(body["channel"], "phone");
     assert_eq!(body["state"], "open");
-    assert!(body["events"].is_array());
+    let events = body["events"].as_array().expect("events");
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["event"]["type"], "inquiry_opened");
+    assert!(events[0]["hash"].as_str().is_some_and(|h| h.len() == 64));
     let (status, body) = w.get_json("/api/v1/inquiries/e000000000000000").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(body["error"].is_string());
@@ -392,7 +400,7 @@ async fn one_inquiry_with_its_events_or_404() {
 
 #[tokio::test]
 async fn ack_needs_the_token_and_an_open_inquiry() {
-    let w = mixed_world();
+    let w = mixed_world().await;
     let open = id(3, Channel::Email);
     let body = serde_json::json!({"by": "Ana", "via": "phone", "note": "called back"});
 
@@ -467,7 +475,7 @@ async fn ack_needs_the_token_and_an_open_inquiry() {
 #[tokio::test]
 async fn ack_without_a_configured_token_is_open() {
     let b = Utc::now() - TimeDelta::minutes(2);
-    let w = World::new(&[spec(7, Channel::Email, Language::En, b)], &[], &[], false);
+    let w = World::new(&[spec(7, Channel::Email, Language::En, b)], &[], &[], false).await;
     let (status, _, inquiry) = w
         .ack(
             &id(7, Channel::Email).0,
@@ -481,7 +489,7 @@ async fn ack_without_a_configured_token_is_open() {
 
 #[tokio::test]
 async fn health_and_readiness() {
-    let w = World::new(&[], &[], &["imap-main", "maildir"], false);
+    let w = World::new(&[], &[], &["imap-main", "maildir"], false).await;
     let (status, _, body) = w.get("/healthz").await;
     assert_eq!((status, body.as_str()), (StatusCode::OK, "ok"));
     let (status, _, body) = w.get("/readyz").await;
@@ -499,7 +507,7 @@ async fn health_and_readiness() {
 
 #[tokio::test]
 async fn metrics_are_served_with_the_text_format_content_type() {
-    let w = mixed_world();
+    let w = mixed_world().await;
     let (status, headers, body) = w.get("/metrics").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
@@ -545,7 +553,7 @@ async fn status_page_escapes_text_and_orders_by_time_left() {
     arabic.subject = "استفسار عن الطلب".into();
     let mut specs = specs;
     specs.push(arabic);
-    let w = World::new(&specs, &[], &[], false);
+    let w = World::new(&specs, &[], &[], false).await;
 
     let (status, headers, html) = w.get("/").await;
     assert_eq!(status, StatusCode::OK);
@@ -577,7 +585,7 @@ async fn status_page_escapes_text_and_orders_by_time_left() {
 
 #[tokio::test]
 async fn serve_stops_on_shutdown() {
-    let w = World::new(&[], &[], &[], false);
+    let w = World::new(&[], &[], &[], false).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");

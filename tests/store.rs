@@ -27,6 +27,7 @@ fn opened(id: &str, subject: &str, at: DateTime<Utc>) -> Event {
         source: "mail".into(),
         external_id: format!("<{id}@customer.example>"),
         thread_id: format!("<{id}@customer.example>"),
+        digest: Some(format!("digest-{id}")),
         customer: "x@customer.example".into(),
         customer_name: Some("Customer".into()),
         subject: subject.into(),
@@ -64,15 +65,19 @@ fn sample(n: usize) -> Vec<Event> {
                 },
                 2 => Event::MessageLinked {
                     external_id: format!("<r{i}@desk.example>"),
+                    digest: format!("digest-r{i}"),
                     thread_id: "<t@x>".into(),
                     at,
                     role: LinkRole::Reply,
                 },
                 3 => Event::ReplyUnmatched {
                     external_id: format!("<u{i}@desk.example>"),
+                    digest: format!("digest-u{i}"),
                     source: "mail".into(),
                     at,
                     reason: UnmatchedReason::NotThreaded,
+                    responder: "support@desk.example".into(),
+                    references: Vec::new(),
                 },
                 _ => breached(&id, at),
             }
