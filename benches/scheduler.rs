@@ -6,8 +6,6 @@
 //! SLAWATCH_BENCH_SPREAD_SECS). Figures to reach: every change within 50 ms, RSS ≤ 150 MB.
 
 use std::collections::BTreeSet;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -15,14 +13,14 @@ use chrono::Utc;
 use slawatch::config::DeskSettings;
 use slawatch::domain::Language;
 use slawatch::engine::{Engine, Shared, replay};
-use slawatch::notify::{Alert, DeliveryError, Notifier};
+use slawatch::notify::{Alert, Delivery, Notifier};
 use slawatch::scheduler::Clock;
 use slawatch::sources::{EngineSink, SourceBatch};
 use slawatch::store::Store;
 use slawatch::telemetry::Metrics;
+use slawatch::tracker::TrackerRules;
 use slawatch::tracker::observation::{Address, Mail, Observation};
 use slawatch::tracker::policy::{Policy, PolicySet};
-use slawatch::tracker::TrackerRules;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -33,10 +31,7 @@ impl Notifier for Lateness {
     fn name(&self) -> &str {
         "bench"
     }
-    fn deliver<'a>(
-        &'a self,
-        alerts: &'a [Alert],
-    ) -> Pin<Box<dyn Future<Output = Vec<Result<(), DeliveryError>>> + Send + 'a>> {
+    fn deliver<'a>(&'a self, alerts: &'a [Alert]) -> Delivery<'a> {
         let now = Utc::now();
         let mut l = self.0.lock().unwrap();
         for a in alerts {
@@ -66,11 +61,18 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 #[tokio::main]
 async fn main() {
-    let n: usize = std::env::var("SLAWATCH_BENCH_N").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
-    let spread: i64 =
-        std::env::var("SLAWATCH_BENCH_SPREAD_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(120);
+    let n: usize = std::env::var("SLAWATCH_BENCH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let spread: i64 = std::env::var("SLAWATCH_BENCH_SPREAD_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(120);
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&format!("sqlite://{}/bench.db", dir.path().display())).await.unwrap();
+    let store = Store::open(&format!("sqlite://{}/bench.db", dir.path().display()))
+        .await
+        .unwrap();
     let desk = DeskSettings {
         support_addresses: vec!["support@example.com".into()],
         internal_domains: vec!["example.com".into()],
@@ -80,7 +82,10 @@ async fn main() {
         default_language: Language::En,
         time_zone: chrono_tz::UTC,
     };
-    let rules = Arc::new(TrackerRules { desk, policies: PolicySet::single(Policy::default()) });
+    let rules = Arc::new(TrackerRules {
+        desk,
+        policies: PolicySet::single(Policy::default()),
+    });
     let (tracker, deadlines) = replay(&store, rules).await.unwrap();
     let shared = Arc::new(Shared {
         tracker: RwLock::new(tracker),
@@ -112,7 +117,8 @@ async fn main() {
     for start in (0..n).step_by(chunk) {
         let observations = (start..(start + chunk).min(n))
             .map(|i| {
-                let delivered_at = base + chrono::Duration::milliseconds(i as i64 * spread * 1000 / n as i64);
+                let delivered_at =
+                    base + chrono::Duration::milliseconds(i as i64 * spread * 1000 / n as i64);
                 Observation::MessageReceived(Mail {
                     source: "bench".into(),
                     folder: "INBOX".into(),
@@ -120,8 +126,14 @@ async fn main() {
                     digest: format!("{i:064x}"),
                     delivered_at,
                     seen_at: Utc::now(),
-                    from: Some(Address { name: None, email: format!("customer{i}@customer.test") }),
-                    to: vec![Address { name: None, email: "support@example.com".into() }],
+                    from: Some(Address {
+                        name: None,
+                        email: format!("customer{i}@customer.test"),
+                    }),
+                    to: vec![Address {
+                        name: None,
+                        email: "support@example.com".into(),
+                    }],
                     subject: format!("Question {i}"),
                     ..Mail::default()
                 })

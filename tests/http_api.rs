@@ -29,8 +29,13 @@ const TOKEN: &str = "test-token";
 
 /// A real (in-memory SQLite) ledger holding the world's events, which the handlers read.
 async fn test_store(events: &[Event]) -> Store {
-    let store = Store::open("sqlite::memory:").await.expect("in-memory ledger");
-    store.append(Utc::now(), events, &[]).await.expect("append the world's events");
+    let store = Store::open("sqlite::memory:")
+        .await
+        .expect("in-memory ledger");
+    store
+        .append(Utc::now(), events, &[])
+        .await
+        .expect("append the world's events");
     store
 }
 

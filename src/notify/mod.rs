@@ -72,15 +72,15 @@ pub struct DeliveryError {
     pub message: String,
 }
 
+/// What a delivery returns: one result per alert of the batch.
+pub type Delivery<'a> = Pin<Box<dyn Future<Output = Vec<Result<(), DeliveryError>>> + Send + 'a>>;
+
 /// A delivery channel.
 pub trait Notifier: Send + Sync + 'static {
     /// Short name, the `notifier` metric label.
     fn name(&self) -> &str;
     /// Delivers a batch of alerts that fell due together; returns one result per alert.
-    fn deliver<'a>(
-        &'a self,
-        alerts: &'a [Alert],
-    ) -> Pin<Box<dyn Future<Output = Vec<Result<(), DeliveryError>>> + Send + 'a>>;
+    fn deliver<'a>(&'a self, alerts: &'a [Alert]) -> Delivery<'a>;
 }
 
 /// Above this many alerts in one batch the log notifier writes a digest line instead.
@@ -95,10 +95,7 @@ impl Notifier for LogNotifier {
         "log"
     }
 
-    fn deliver<'a>(
-        &'a self,
-        alerts: &'a [Alert],
-    ) -> Pin<Box<dyn Future<Output = Vec<Result<(), DeliveryError>>> + Send + 'a>> {
+    fn deliver<'a>(&'a self, alerts: &'a [Alert]) -> Delivery<'a> {
         Box::pin(async move {
             if alerts.len() > DIGEST_THRESHOLD {
                 let ids: Vec<&str> = alerts.iter().map(|a| a.inquiry_id.as_str()).collect();

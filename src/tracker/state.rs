@@ -520,6 +520,9 @@ impl Tracker {
             return Vec::new();
         }
         match stage {
+            // A warning whose deadline has passed too is no warning: the breach says it all
+            // (e.g. inquiries that went overdue while the daemon was down).
+            Stage::Warning(_) if inquiry.deadline_at.is_some_and(|d| d <= now) => Vec::new(),
             Stage::Warning(index) => match inquiry.warn_at.get(index as usize) {
                 Some(at) if *at <= now && !inquiry.warned(index) => {
                     vec![Event::InquiryWarned {

@@ -445,8 +445,10 @@ fn a_customer_message_after_the_reply_opens_a_next_reply_inquiry() {
 
 #[test]
 fn next_reply_tracking_can_be_switched_off_by_policy() {
-    let mut policy = Policy::default();
-    policy.next_reply = false;
+    let policy = Policy {
+        next_reply: false,
+        ..Policy::default()
+    };
     let mut tr = tracker_with(policy);
     tr.observe(
         &received(customer("m1", "2026-11-24T10:00:00Z")),
@@ -687,9 +689,11 @@ fn a_policy_change_never_rewrites_past_inquiries() {
             t("2026-11-24T10:00:01Z"),
         )
         .unwrap();
-    let mut stricter = Policy::default();
-    stricter.target = std::time::Duration::from_secs(10 * 60);
-    stricter.warn_offsets = vec![std::time::Duration::from_secs(5 * 60)];
+    let stricter = Policy {
+        target: std::time::Duration::from_secs(10 * 60),
+        warn_offsets: vec![std::time::Duration::from_secs(5 * 60)],
+        ..Policy::default()
+    };
     // Restart with the new policy: the past is replayed as it was decided.
     let mut tr2 = tracker_with(stricter.clone());
     for e in &events {
@@ -737,4 +741,30 @@ fn paging_walks_every_inquiry_once_newest_first() {
     }
     assert_eq!(seen.len(), 25);
     assert!(seen.windows(2).all(|w| w[0] > w[1]));
+}
+
+#[test]
+fn a_warning_that_comes_due_after_its_deadline_is_skipped_for_the_breach() {
+    let mut tr = tracker();
+    tr.observe(
+        &received(customer("m1", "2026-11-24T10:00:00Z")),
+        t("2026-11-24T10:00:01Z"),
+    )
+    .unwrap();
+    // The daemon was down from 10:05 to 11:00: both instants are due at once.
+    let warn = Observation::DeadlineReached {
+        inquiry_id: id_of("m1"),
+        stage: Stage::Warning(0),
+    };
+    let breach = Observation::DeadlineReached {
+        inquiry_id: id_of("m1"),
+        stage: Stage::Breach,
+    };
+    assert!(
+        tr.observe(&warn, t("2026-11-24T11:00:00Z"))
+            .unwrap()
+            .is_empty()
+    );
+    let events = tr.observe(&breach, t("2026-11-24T11:00:00Z")).unwrap();
+    assert!(matches!(events[..], [Event::InquiryBreached { .. }]));
 }
