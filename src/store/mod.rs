@@ -6,8 +6,8 @@
 //! Both are written by [`Store::append`] in **one transaction**, so after a crash at any point
 //! either a whole batch (its events and its cursors) is there or none of it is: nothing is
 //! lost, nothing is counted twice. SQLite is the backend today; PostgreSQL will be a second
-//! [`Store`] variant running the same statements ([`sql`] keeps them, and isolates the few
-//! dialect differences).
+//! [`Store`] variant running the same statements (the `sql` submodule keeps them and isolates the
+//! few dialect differences).
 //!
 //! # Tables
 //!
@@ -76,7 +76,7 @@
 //! read inside the writing transaction, which on SQLite starts with `BEGIN IMMEDIATE` and so
 //! holds the write lock from its first statement. Reads page through the ledger by seq
 //! (keyset pagination), in constant memory and without holding one long read transaction.
-//! See [`sqlite`] for the pragmas and the durability they give.
+//! See the `sqlite` submodule for the pragmas and the durability they give.
 
 mod chain;
 mod error;
@@ -218,23 +218,15 @@ impl Store {
             .map_err(StoreError::db("append: read head"))?;
         let (mut seq, mut prev_hash) = head.unwrap_or_else(|| (0, GENESIS.to_string()));
 
+        // Chain first (pure), then write the rows in a few multi-row inserts.
         let mut entries = Vec::with_capacity(events.len());
+        let mut rows = Vec::with_capacity(events.len());
         for (event, payload) in events.iter().zip(payloads) {
             seq += 1;
             let kind = event.kind();
             let hash = link_hash(&prev_hash, seq, &stamp, kind, &payload);
-            sqlx::query(sql::INSERT_EVENT)
-                .bind(seq)
-                .bind(stamp.as_str())
-                .bind(kind)
-                .bind(event.inquiry_id().map(InquiryId::as_str))
-                .bind(payload)
-                .bind(prev_hash.as_str())
-                .bind(hash.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(StoreError::db("append: insert event"))?;
             let prev = std::mem::replace(&mut prev_hash, hash.clone());
+            rows.push((kind, event.inquiry_id().map(InquiryId::as_str), payload));
             entries.push(LedgerEntry {
                 seq,
                 recorded_at,
@@ -242,6 +234,27 @@ impl Store {
                 prev_hash: prev,
                 hash,
             });
+        }
+        let mut next = 0;
+        for size in sql::insert_chunks(rows.len()) {
+            let mut insert = sqlx::query(sql::insert_events(size));
+            for i in next..next + size {
+                let (kind, inquiry_id, payload) = &rows[i];
+                let entry = &entries[i];
+                insert = insert
+                    .bind(entry.seq)
+                    .bind(stamp.as_str())
+                    .bind(*kind)
+                    .bind(*inquiry_id)
+                    .bind(payload.as_str())
+                    .bind(entry.prev_hash.as_str())
+                    .bind(entry.hash.as_str());
+            }
+            insert
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::db("append: insert events"))?;
+            next += size;
         }
         for (source, key, value) in cursor_rows {
             sqlx::query(sql::UPSERT_CURSOR)

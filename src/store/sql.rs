@@ -34,8 +34,63 @@ impl Dialect {
 /// The last row: `(seq, hash)`.
 pub const HEAD: &str = "SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1";
 
-pub const INSERT_EVENT: &str = "INSERT INTO ledger (seq, recorded_at, kind, inquiry_id, payload, prev_hash, hash) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7)";
+/// Most ledger rows one `INSERT` carries. A batch of `n` rows is written as `n / 64` inserts of
+/// 64 rows plus one insert per set bit of the remainder (32, 16, …, 1), so a 500-event batch is
+/// 14 statements instead of 500 round trips, and only seven statement texts exist (all cached
+/// as prepared statements). 64 × 7 = 448 parameters stays far below both SQLite's (32766) and
+/// PostgreSQL's (65535) limits.
+pub const MAX_ROWS_PER_INSERT: usize = 64;
+
+/// Columns bound per ledger row by [`insert_events`].
+pub const LEDGER_COLUMNS: usize = 7;
+
+/// `INSERT INTO ledger … VALUES (…), (…)` for `rows` rows, `rows` a power of two up to
+/// [`MAX_ROWS_PER_INSERT`]; bind `seq, recorded_at, kind, inquiry_id, payload, prev_hash, hash`
+/// per row.
+pub fn insert_events(rows: usize) -> &'static str {
+    static STATEMENTS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let all = STATEMENTS.get_or_init(|| {
+        (0..=MAX_ROWS_PER_INSERT.trailing_zeros())
+            .map(|bit| {
+                let n = 1usize << bit;
+                let values = (0..n)
+                    .map(|r| {
+                        let b = r * LEDGER_COLUMNS;
+                        format!(
+                            "(${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                            b + 1,
+                            b + 2,
+                            b + 3,
+                            b + 4,
+                            b + 5,
+                            b + 6,
+                            b + 7
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                format!(
+                    "INSERT INTO ledger (seq, recorded_at, kind, inquiry_id, payload, prev_hash, hash) VALUES {values}"
+                )
+            })
+            .collect()
+    });
+    debug_assert!(rows.is_power_of_two() && rows <= MAX_ROWS_PER_INSERT);
+    &all[rows.trailing_zeros() as usize]
+}
+
+/// How a batch of `n` rows is cut into [`insert_events`] statements: full chunks, then the
+/// remainder's powers of two, largest first.
+pub fn insert_chunks(n: usize) -> impl Iterator<Item = usize> {
+    let full = n / MAX_ROWS_PER_INSERT;
+    let rest = n % MAX_ROWS_PER_INSERT;
+    std::iter::repeat_n(MAX_ROWS_PER_INSERT, full).chain(
+        (0..MAX_ROWS_PER_INSERT.trailing_zeros())
+            .rev()
+            .map(|bit| 1usize << bit)
+            .filter(move |size| rest & size != 0),
+    )
+}
 
 pub const UPSERT_CURSOR: &str = "INSERT INTO cursors (source, key, value, updated_at) VALUES ($1, $2, $3, $4) \
      ON CONFLICT (source, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at";
@@ -52,3 +107,27 @@ pub const CURSOR: &str = "SELECT value FROM cursors WHERE source = $1 AND key = 
 pub const CURSORS: &str = "SELECT key, value FROM cursors WHERE source = $1 ORDER BY key";
 
 pub const LEDGER_FORMAT: &str = "SELECT value FROM meta WHERE key = 'ledger_format'";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_are_cut_into_power_of_two_inserts() {
+        assert_eq!(
+            insert_chunks(500).collect::<Vec<_>>(),
+            vec![64, 64, 64, 64, 64, 64, 64, 32, 16, 4]
+        );
+        assert_eq!(insert_chunks(0).count(), 0);
+        assert_eq!(insert_chunks(1).collect::<Vec<_>>(), vec![1]);
+        for n in 0..300 {
+            assert_eq!(insert_chunks(n).sum::<usize>(), n);
+        }
+        assert!(
+            insert_events(2).ends_with(
+                "VALUES ($1, $2, $3, $4, $5, $6, $7), ($8, $9, $10, $11, $12, $13, $14)"
+            )
+        );
+        assert!(insert_events(64).contains("$448)"));
+    }
+}
