@@ -96,10 +96,13 @@ pub async fn replay(
 ) -> Result<(Tracker, crate::scheduler::Deadlines), crate::store::StoreError> {
     let mut tracker = Tracker::new(rules);
     let mut deadlines = crate::scheduler::Deadlines::new();
-    for entry in store.events().await? {
-        tracker.apply(&entry.event);
-        deadlines.follow(&entry.event);
-    }
+    store
+        .for_each_event(|entry| {
+            tracker.apply(&entry.event);
+            deadlines.follow(&entry.event);
+            Ok::<(), crate::store::StoreError>(())
+        })
+        .await?;
     Ok((tracker, deadlines))
 }
 
