@@ -1,0 +1,249 @@
+//! The real `slawatch` binary as a child process, for end-to-end tests: a temp config, a ledger
+//! in a temp dir, HTTP on a free loopback port, plain HTTP/1.1 requests over std sockets.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Daemon {
+    pub dir: PathBuf,
+    pub addr: SocketAddr,
+    config: PathBuf,
+    env: Vec<(String, String)>,
+    child: Option<Child>,
+    runs: u32,
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Daemon {
+    /// Writes `config` (TOML; `{dir}` and `{port}` are substituted) into `dir` without starting.
+    pub fn configure(dir: &Path, config: &str, env: &[(&str, &str)]) -> Daemon {
+        let port = free_port();
+        let text = config
+            .replace("{dir}", &dir.display().to_string())
+            .replace("{port}", &port.to_string());
+        let path = dir.join("slawatch.toml");
+        std::fs::write(&path, text).unwrap();
+        Daemon {
+            dir: dir.to_path_buf(),
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            config: path,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            child: None,
+            runs: 0,
+        }
+    }
+
+    pub fn log_path(&self, run: u32) -> PathBuf {
+        self.dir.join(format!("daemon-{run}.log"))
+    }
+
+    /// The log of the latest run.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path(self.runs)).unwrap_or_default()
+    }
+
+    pub fn start(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        self.runs += 1;
+        let log = std::fs::File::create(self.log_path(self.runs)).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_slawatch"))
+            .arg("--config")
+            .arg(&self.config)
+            .arg("run")
+            .envs(self.env.iter().cloned())
+            .env("RUST_LOG", "info,sqlx=warn")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start slawatch");
+        self.child = Some(child);
+        self.wait_for("HTTP to answer", Duration::from_secs(30), |d| {
+            d.get("/healthz").0 == 200
+        });
+    }
+
+    /// Waits until `/readyz` says every source finished its first sync.
+    pub fn wait_ready(&self, within: Duration) {
+        self.wait_for("every source's first sync (/readyz 200)", within, |d| {
+            d.get("/readyz").0 == 200
+        });
+    }
+
+    pub fn wait_for(&self, what: &str, within: Duration, cond: impl Fn(&Daemon) -> bool) {
+        let until = Instant::now() + within;
+        while Instant::now() < until {
+            if cond(self) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "timed out after {within:?} waiting for {what}; daemon log:\n{}",
+            self.log()
+        );
+    }
+
+    /// SIGTERM and wait; returns the exit status success.
+    pub fn stop(&mut self) -> bool {
+        let Some(mut child) = self.child.take() else {
+            return true;
+        };
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        let until = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < until {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        false
+    }
+
+    /// `kill -9`: no chance to flush or say goodbye.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    /// Runs another subcommand with the same config and environment.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_slawatch"))
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .envs(self.env.iter().cloned())
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("run slawatch")
+    }
+
+    pub fn get(&self, path: &str) -> (u16, String) {
+        request(self.addr, "GET", path, None)
+    }
+
+    pub fn get_json(&self, path: &str) -> serde_json::Value {
+        let (status, body) = self.get(path);
+        assert_eq!(status, 200, "GET {path}: {body}");
+        serde_json::from_str(&body).unwrap()
+    }
+
+    /// Every inquiry through the paged API.
+    pub fn inquiries(&self) -> Vec<serde_json::Value> {
+        let mut out = Vec::new();
+        let mut path = "/api/v1/inquiries?limit=1000".to_string();
+        loop {
+            let page = self.get_json(&path);
+            out.extend(page["inquiries"].as_array().unwrap().iter().cloned());
+            match page["next_cursor"].as_str() {
+                Some(c) => path = format!("/api/v1/inquiries?limit=1000&cursor={c}"),
+                None => return out,
+            }
+        }
+    }
+
+    /// The value of one metric series in `/metrics`, e.g.
+    /// `slawatch_source_up{source="support"}`.
+    pub fn metric(&self, series: &str) -> Option<f64> {
+        let (_, text) = self.get("/metrics");
+        text.lines()
+            .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+            .and_then(|l| l[series.len()..].trim().parse().ok())
+    }
+
+    /// Runs an SQL query on the ledger file with the `sqlite3` tool (read-only).
+    pub fn sql(&self, query: &str) -> String {
+        let out = Command::new("sqlite3")
+            .arg("-readonly")
+            .arg(self.dir.join("ledger.db"))
+            .arg(query)
+            .output()
+            .expect("the sqlite3 command-line tool is required (Debian: apt-get install sqlite3)");
+        assert!(
+            out.status.success(),
+            "sqlite3 failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A minimal HTTP/1.1 client: enough for a loopback test, no TLS, `Connection: close`.
+pub fn request(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else {
+        return (0, String::new());
+    };
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let body = body.unwrap_or("");
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    if s.write_all(req.as_bytes()).is_err() {
+        return (0, String::new());
+    }
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = match text.split_once("\r\n\r\n") {
+        Some((head, rest))
+            if head
+                .to_ascii_lowercase()
+                .contains("transfer-encoding: chunked") =>
+        {
+            dechunk(rest)
+        }
+        Some((_, rest)) => rest.to_string(),
+        None => String::new(),
+    };
+    (status, body)
+}
+
+fn dechunk(mut rest: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, tail)) = rest.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if n == 0 || tail.len() < n {
+            break;
+        }
+        out.push_str(&tail[..n]);
+        rest = tail[n..].trim_start_matches("\r\n");
+    }
+    out
+}
