@@ -1,10 +1,14 @@
-//! Backfill throughput of the IMAP source against a local Dovecot, compared with a bare
-//! `UID FETCH 1:*` of the same items over the same kind of connection (IMAPS).
+//! Email figures against a local Dovecot over IMAPS, all in one run:
 //!
-//! `cargo bench --bench imap_backfill [-- N]` (default 20,000 messages, 10 % in Sent). The
-//! mailbox is written straight into the Maildir before Dovecot starts (mtime = INTERNALDATE),
-//! and indexed, and read once, before anything is timed. The engine (ledger) cost is not part of
-//! this figure: the sink counts and commits at once.
+//! - backfill of N messages (default 20,000, 10 % in Sent) by the IMAP source alone into a
+//!   counting sink, and **end to end** by the real daemon binary into its SQLite ledger (spawn →
+//!   `/readyz`), both compared with a bare `UID FETCH 1:*` of the same items over the same kind
+//!   of connection;
+//! - detection latency with IDLE: APPEND → the inquiry visible in `/api/v1/inquiries`, p50/p99;
+//! - the daemon's resident memory after all that.
+//!
+//! `cargo bench --bench imap_backfill [-- N]`. The mailbox is written straight into the Maildir
+//! before Dovecot starts (mtime = INTERNALDATE), indexed and read once before anything is timed.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -18,6 +22,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use slawatch::config::{ImapSecurity, ImapSettings, Secret};
 use slawatch::sources::{EngineSink, SourceHealth, imap};
+use support::daemon::Daemon;
 use support::dovecot::{Dovecot, PASSWORD, USER};
 use tokio_util::sync::CancellationToken;
 
@@ -183,5 +188,99 @@ fn main() {
             bare.as_secs_f64()
         );
         println!("ratio run/bare: {:.2}", run_rate / bare_rate);
+
+        let dir = tempfile::tempdir().unwrap();
+        let (e2e, daemon) = through_daemon(&d, dir.path(), n);
+        let (_, bare2) = bare_fetch(&d).await;
+        let e2e_rate = n as f64 / e2e.as_secs_f64();
+        let bare2_rate = n as f64 / bare2.as_secs_f64();
+        println!(
+            "daemon end to end (spawn -> ledger -> /readyz): {n} messages in {:.2} s = {e2e_rate:.0} msgs/s",
+            e2e.as_secs_f64()
+        );
+        println!(
+            "bare UID FETCH 1:* (again): {:.2} s = {bare2_rate:.0} msgs/s; daemon takes {:.2}x the bare fetch time",
+            bare2.as_secs_f64(),
+            e2e.as_secs_f64() / bare2.as_secs_f64()
+        );
+        detection_latency(&d, &daemon, 100);
+        println!("daemon memory: {}", daemon_memory(&daemon));
     });
+}
+
+/// The release daemon backfilling the mailbox into its ledger: spawn until `/readyz`.
+fn through_daemon(d: &Dovecot, dir: &std::path::Path, n: usize) -> (Duration, Daemon) {
+    let config = format!(
+        "[store]\nurl = \"sqlite://{{dir}}/ledger.db\"\n[http]\nbind = \"127.0.0.1:{{port}}\"\n\
+         [desk]\nsupport_addresses = [\"support@desk.example\"]\n\
+         [sources.support]\ntype = \"imap\"\nhost = \"127.0.0.1\"\nport = {}\nca_file = \"{}\"\n\
+         username = \"{USER}\"\nsent_folders = [\"Sent\"]\nbody_prefix_bytes = {PREFIX}\n",
+        d.imaps_port,
+        d.cert_path().display()
+    );
+    let mut daemon = Daemon::configure(
+        dir,
+        &config,
+        &[("SLAWATCH__SOURCES__SUPPORT__PASSWORD", PASSWORD)],
+    );
+    let began = Instant::now();
+    daemon.start();
+    daemon.wait_ready(Duration::from_secs(600));
+    let took = began.elapsed();
+    let rows: usize = daemon
+        .sql("SELECT count(*) FROM ledger WHERE kind IN ('inquiry_opened', 'reply_unmatched')")
+        .parse()
+        .unwrap();
+    assert_eq!(rows, n, "every message in the ledger");
+    (took, daemon)
+}
+
+/// APPEND one message at a time and time until the API lists it.
+fn detection_latency(d: &Dovecot, daemon: &Daemon, samples: usize) {
+    let mut took = Vec::with_capacity(samples);
+    for i in 0..samples {
+        let subject = format!("latency probe {i}");
+        let raw = format!(
+            "From: Probe <probe{i}@example.org>\r\nTo: support@desk.example\r\nSubject: {subject}\r\n\
+             Message-ID: <probe{i}@example.org>\r\n\r\nHello, is anyone there?\r\n"
+        );
+        let began = Instant::now();
+        d.append("INBOX", raw.as_bytes(), chrono::Utc::now());
+        loop {
+            let page = daemon.get_json("/api/v1/inquiries?limit=1");
+            if page["inquiries"][0]["subject"] == subject.as_str() {
+                break;
+            }
+            assert!(
+                began.elapsed() < Duration::from_secs(30),
+                "probe {i} never appeared"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        took.push(began.elapsed().as_secs_f64());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    took.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let p = |q: f64| took[((took.len() - 1) as f64 * q).round() as usize];
+    println!(
+        "detection latency with IDLE (APPEND -> API), {samples} probes: p50 {:.3} s, p99 {:.3} s, max {:.3} s",
+        p(0.5),
+        p(0.99),
+        took[took.len() - 1]
+    );
+}
+
+fn daemon_memory(daemon: &Daemon) -> String {
+    let pid = daemon.pid().expect("daemon running");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<f64>().ok())
+            .map(|kb| format!("{:.1} MB", kb / 1024.0))
+            .unwrap_or_default()
+    };
+    format!("RSS {} (peak {})", field("VmRSS:"), field("VmHWM:"))
 }
