@@ -32,6 +32,7 @@ fn event(i: usize, t0: DateTime<Utc>) -> Event {
             subject: "استفسار عن الفاتورة رقم 4711 / Consulta sobre la factura".into(),
             language: Language::Ar,
             language_source: LanguageSource::Text,
+            reply_to: Vec::new(),
             received_at: at,
             first_seen_at: at + chrono::Duration::seconds(2),
             date_header: Some(at),

@@ -78,6 +78,7 @@ fn tracker_with_open_inquiries(now: DateTime<Utc>) -> Tracker {
             subject: format!("Question {n}"),
             language,
             language_source: LanguageSource::Header,
+            reply_to: Vec::new(),
             received_at,
             first_seen_at: received_at,
             date_header: None,

@@ -76,7 +76,9 @@ pub async fn run(
         commands: command_rx,
         shutdown: shutdown.clone(),
     };
-    tasks.spawn(engine.run(deadlines));
+    // Watched apart from the other tasks: if the engine ends, nothing is recorded any more, so
+    // the daemon must stop (and be restarted) rather than serve frozen numbers.
+    let mut engine_task = tokio::spawn(engine.run(deadlines));
 
     let listener = tokio::net::TcpListener::bind(settings.http.bind)
         .await
@@ -124,9 +126,22 @@ pub async fn run(
     drop(sink);
     tasks.close();
 
-    shutdown.cancelled().await;
+    let engine_died = tokio::select! {
+        _ = shutdown.cancelled() => false,
+        result = &mut engine_task => {
+            tracing::error!(outcome = ?result.err(), "The engine stopped unexpectedly; shutting down.");
+            shutdown.cancel();
+            true
+        }
+    };
     tracing::info!("Shutting down.");
     tasks.wait().await;
+    if !engine_died {
+        let _ = engine_task.await;
+    }
     store.close().await;
+    if engine_died {
+        anyhow::bail!("the engine stopped unexpectedly");
+    }
     Ok(())
 }

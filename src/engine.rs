@@ -1,19 +1,33 @@
 //! The engine: the one writer of the ledger.
 //!
 //! It owns the order of everything: observations from sources, manual acks from the CLI/API and
-//! instants from the scheduler all go through one task, which asks the tracker for events,
-//! appends them (with the source cursors) to the ledger in one transaction, applies them to the
-//! in-memory state, updates metrics and reschedules deadlines. Readers (HTTP, CLI) look at the
-//! shared state under a read lock; they never write.
+//! instants from the scheduler all go through one task. For each input it has the tracker decide
+//! and apply the events (under the state's write lock), appends them — with the source's cursors
+//! — to the ledger in one transaction, and only once they are in the ledger counts them in the
+//! metrics, reschedules deadlines and hands alerts to the notifier.
+//!
+//! The in-memory state may be ahead of the ledger only while an append is being retried: a
+//! failed append is retried with backoff (the sources wait, their queue is bounded) and is never
+//! rolled back, so memory and ledger cannot disagree once the append succeeds. If the daemon stops
+//! before that, the uncommitted batch is simply read again after the restart (its cursor was not
+//! committed either). Readers (HTTP, CLI) look at the shared state under a read lock.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-use crate::store::Store;
+use crate::domain::InquiryId;
+use crate::notify::{Alert, AlertKind, Notifier};
+use crate::scheduler::{Clock, Deadlines};
+use crate::sources::{CursorUpdate, Submission};
+use crate::store::{Store, StoreError};
 use crate::telemetry::Metrics;
-use crate::tracker::observation::ManualAck;
+use crate::tracker::observation::{ManualAck, Stage};
 use crate::tracker::state::Rejected;
 use crate::tracker::{Event, Inquiry, Observation, Tracker};
 
@@ -77,78 +91,130 @@ impl EngineHandle {
     }
 }
 
+/// How long deadlines of a source that has not finished its first sync are held back. Holding
+/// them lets a backfill read the replies to old inquiries before those are declared missed; the
+/// cap makes sure a source that never syncs (server down, folder missing) cannot silence alerts.
+pub const SYNC_GRACE: Duration = Duration::from_secs(120);
+
+/// Bound on one alert delivery, so a hanging notifier cannot pile up tasks.
+pub const ALERT_DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Longest pause between two attempts at a failing ledger append.
+const MAX_APPEND_BACKOFF: Duration = Duration::from_secs(30);
+
 /// Everything the engine task needs.
 pub struct Engine {
     pub shared: Arc<Shared>,
-    pub clock: crate::scheduler::Clock,
-    pub notifier: Arc<dyn crate::notify::Notifier>,
+    pub clock: Clock,
+    pub notifier: Arc<dyn Notifier>,
     /// Base URL for links in alerts.
     pub public_url: String,
-    pub input: mpsc::Receiver<crate::sources::Submission>,
+    pub input: mpsc::Receiver<Submission>,
     pub commands: mpsc::Receiver<Command>,
-    pub shutdown: tokio_util::sync::CancellationToken,
+    pub shutdown: CancellationToken,
 }
 
 /// Builds the in-memory state from the ledger: the start-up replay.
 pub async fn replay(
     store: &Store,
     rules: Arc<crate::tracker::TrackerRules>,
-) -> Result<(Tracker, crate::scheduler::Deadlines), crate::store::StoreError> {
+) -> Result<(Tracker, Deadlines), StoreError> {
     let mut tracker = Tracker::new(rules);
-    let mut deadlines = crate::scheduler::Deadlines::new();
+    let mut deadlines = Deadlines::new();
     store
         .for_each_event(|entry| {
             tracker.apply(&entry.event);
             deadlines.follow(&entry.event);
-            Ok::<(), crate::store::StoreError>(())
+            Ok::<(), StoreError>(())
         })
         .await?;
     Ok((tracker, deadlines))
 }
 
+/// Deadlines held back while their source finishes its first sync.
+#[derive(Debug)]
+struct SyncGate {
+    /// After this instant nothing is held any more.
+    grace_end: DateTime<Utc>,
+    held: Vec<(InquiryId, Stage, String)>,
+    warned: bool,
+}
+
+/// Why the engine loop woke up.
+enum Wake {
+    Shutdown,
+    Command(Command),
+    Submission(Submission),
+    Deadline,
+}
+
 impl Engine {
     /// Runs until shutdown. `deadlines` comes from [`replay`].
-    pub async fn run(mut self, mut deadlines: crate::scheduler::Deadlines) {
+    pub async fn run(mut self, mut deadlines: Deadlines) {
+        let deliveries = TaskTracker::new();
+        let mut gate = SyncGate {
+            grace_end: self.clock.now()
+                + chrono::Duration::from_std(SYNC_GRACE).unwrap_or_default(),
+            held: Vec::new(),
+            warned: false,
+        };
         loop {
-            // Deadlines wait until every source has finished its first sync: a backfilled
-            // inquiry must not be declared missed before its reply, later in the backfill, is read.
-            let next = if self.shared.is_ready() {
-                deadlines.next()
-            } else {
-                None
+            let grace = (!gate.held.is_empty()).then_some(gate.grace_end);
+            let next = match (deadlines.next(), grace) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
             };
             let clock = self.clock;
-            tokio::select! {
+            let wake = tokio::select! {
                 biased;
-                _ = self.shutdown.cancelled() => break,
-                Some(command) = self.commands.recv() => self.handle_command(command, &mut deadlines).await,
-                Some(submission) = self.input.recv() => self.handle_submission(submission, &mut deadlines).await,
+                _ = self.shutdown.cancelled() => Wake::Shutdown,
+                Some(command) = self.commands.recv() => Wake::Command(command),
+                Some(submission) = self.input.recv() => Wake::Submission(submission),
                 _ = async move {
                     match next {
                         Some(at) => clock.sleep_until(at).await,
                         None => std::future::pending().await,
                     }
-                } => self.fire_due(&mut deadlines).await,
+                } => Wake::Deadline,
+            };
+            match wake {
+                Wake::Shutdown => break,
+                Wake::Command(c) => self.handle_command(c, &mut deadlines, &deliveries).await,
+                Wake::Submission(s) => {
+                    self.handle_submission(s, &mut deadlines, &mut gate, &deliveries)
+                        .await
+                }
+                Wake::Deadline => self.fire_due(&mut deadlines, &mut gate, &deliveries).await,
             }
+        }
+        deliveries.close();
+        if tokio::time::timeout(ALERT_DELIVERY_TIMEOUT, deliveries.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("Alert deliveries still running at shutdown were abandoned.");
         }
         tracing::info!("Engine stopped.");
     }
 
     async fn handle_submission(
         &mut self,
-        submission: crate::sources::Submission,
-        deadlines: &mut crate::scheduler::Deadlines,
+        submission: Submission,
+        deadlines: &mut Deadlines,
+        gate: &mut SyncGate,
+        deliveries: &TaskTracker,
     ) {
-        let crate::sources::Submission { batch, committed } = submission;
+        let Submission { batch, committed } = submission;
         let now = self.clock.now();
-        let observations: Vec<Observation> = batch.observations;
-        let events = self.decide_and_apply(&observations, now);
-        let cursors: Vec<(String, crate::sources::CursorUpdate)> = batch
+        let events = self.decide_and_apply(&batch.observations, now);
+        let cursors: Vec<(String, CursorUpdate)> = batch
             .cursors
             .into_iter()
             .map(|c| (batch.source.clone(), c))
             .collect();
-        let result = self.commit(now, &events, &cursors, deadlines).await;
+        let result = self
+            .commit(now, &events, &cursors, deadlines, deliveries)
+            .await;
         if result.is_ok() && batch.initial_sync_done {
             let ready = {
                 let mut pending = self
@@ -159,11 +225,18 @@ impl Engine {
                 pending.remove(&batch.source);
                 pending.is_empty()
             };
+            // Its held deadlines are due now.
+            for (id, stage, _) in gate
+                .held
+                .extract_if(.., |(_, _, source)| *source == batch.source)
+            {
+                deadlines.insert(&id, now, stage);
+            }
             tracing::info!(source = %batch.source, "Source finished its first sync.");
             if ready {
                 tracing::info!(
                     pending_deadlines = deadlines.len(),
-                    "Every source has synced; deadlines are live."
+                    "Every source has synced."
                 );
             }
         }
@@ -173,148 +246,177 @@ impl Engine {
     async fn handle_command(
         &mut self,
         command: Command,
-        deadlines: &mut crate::scheduler::Deadlines,
+        deadlines: &mut Deadlines,
+        deliveries: &TaskTracker,
     ) {
         match command {
             Command::Ack { ack, reply } => {
                 let now = self.clock.now();
                 let id = ack.inquiry_id.clone();
-                let decided = {
-                    let mut tracker = self
-                        .shared
-                        .tracker
-                        .write()
-                        .unwrap_or_else(|e| e.into_inner());
-                    tracker.observe(&Observation::ManualAck(ack), now)
-                };
+                let decided = self
+                    .write_tracker()
+                    .observe(&Observation::ManualAck(ack), now);
                 let answer = match decided {
                     Err(rejected) => Err(AckError::Rejected(rejected)),
-                    Ok(events) => {
-                        self.record_metrics(&events);
-                        match self.commit(now, &events, &[], deadlines).await {
-                            Ok(()) => self
-                                .shared
-                                .tracker
-                                .read()
-                                .unwrap_or_else(|e| e.into_inner())
-                                .get(&id)
-                                .cloned()
-                                .ok_or(AckError::Store("inquiry vanished after the ack".into())),
-                            Err(e) => Err(AckError::Store(e)),
-                        }
-                    }
+                    Ok(events) => match self.commit(now, &events, &[], deadlines, deliveries).await
+                    {
+                        Ok(()) => self
+                            .read_tracker()
+                            .get(&id)
+                            .cloned()
+                            .ok_or(AckError::Store("inquiry vanished after the ack".into())),
+                        Err(e) => Err(AckError::Store(e)),
+                    },
                 };
                 let _ = reply.send(answer);
             }
         }
     }
 
-    async fn fire_due(&mut self, deadlines: &mut crate::scheduler::Deadlines) {
+    /// Fires every due instant, except those of inquiries whose source is still in its first
+    /// sync (held until it finishes, or until the grace period ends).
+    async fn fire_due(
+        &mut self,
+        deadlines: &mut Deadlines,
+        gate: &mut SyncGate,
+        deliveries: &TaskTracker,
+    ) {
         let now = self.clock.now();
-        let due = deadlines.pop_due(now);
+        let mut due = deadlines.pop_due(now);
+        if now >= gate.grace_end && !gate.held.is_empty() {
+            let pending: Vec<String> = self.pending_sources();
+            if !gate.warned {
+                tracing::warn!(
+                    sources = ?pending,
+                    grace_seconds = SYNC_GRACE.as_secs(),
+                    "Sources have not finished their first sync; their deadlines fire anyway."
+                );
+                gate.warned = true;
+            }
+            due.extend(gate.held.drain(..).map(|(id, stage, _)| (id, stage)));
+        }
         if due.is_empty() {
             return;
+        }
+        if now < gate.grace_end {
+            let pending = self.pending_sources();
+            if !pending.is_empty() {
+                let tracker = self.read_tracker();
+                let mut fire = Vec::with_capacity(due.len());
+                for (id, stage) in due {
+                    match tracker.get(&id).map(|i| &i.source) {
+                        Some(source) if pending.contains(source) => {
+                            gate.held.push((id, stage, source.clone()))
+                        }
+                        _ => fire.push((id, stage)),
+                    }
+                }
+                drop(tracker);
+                due = fire;
+            }
         }
         let observations: Vec<Observation> = due
             .into_iter()
             .map(|(inquiry_id, stage)| Observation::DeadlineReached { inquiry_id, stage })
             .collect();
         let events = self.decide_and_apply(&observations, now);
-        if let Err(e) = self.commit(now, &events, &[], deadlines).await {
-            tracing::error!(error = %e, "Could not record passed deadlines; they will be retried.");
-        }
+        // `commit` retries until the ledger takes the events; an error means shutdown.
+        let _ = self.commit(now, &events, &[], deadlines, deliveries).await;
+    }
+
+    fn pending_sources(&self) -> Vec<String> {
+        self.shared
+            .pending_sources
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .cloned()
+            .collect()
+    }
+
+    fn read_tracker(&self) -> std::sync::RwLockReadGuard<'_, Tracker> {
+        self.shared
+            .tracker
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write_tracker(&self) -> std::sync::RwLockWriteGuard<'_, Tracker> {
+        self.shared
+            .tracker
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     /// Decides and applies a batch under one write lock.
-    fn decide_and_apply(
-        &self,
-        observations: &[Observation],
-        now: chrono::DateTime<chrono::Utc>,
-    ) -> Vec<Event> {
+    fn decide_and_apply(&self, observations: &[Observation], now: DateTime<Utc>) -> Vec<Event> {
+        let mut tracker = self.write_tracker();
         let mut events = Vec::new();
-        {
-            let mut tracker = self
-                .shared
-                .tracker
-                .write()
-                .unwrap_or_else(|e| e.into_inner());
-            for observation in observations {
-                // Only manual acks can be rejected, and they do not come in batches.
-                if let Ok(decided) = tracker.observe(observation, now) {
-                    events.extend(decided);
-                }
+        for observation in observations {
+            // Only manual acks can be rejected, and they do not come in batches.
+            if let Ok(decided) = tracker.observe(observation, now) {
+                events.extend(decided);
             }
         }
-        self.record_metrics(&events);
         events
     }
 
-    fn record_metrics(&self, events: &[Event]) {
-        let tracker = self
-            .shared
-            .tracker
-            .read()
-            .unwrap_or_else(|e| e.into_inner());
-        for event in events {
-            self.shared.metrics.record(event, &tracker);
-        }
-    }
-
-    /// Appends the events (and cursors) to the ledger, then schedules deadlines and sends alerts.
-    /// If the ledger refuses the batch, the in-memory state is rebuilt from the ledger so the two
-    /// never disagree, and the source is told to retry.
+    /// Appends the events (and cursors) to the ledger, retrying with backoff until it succeeds or
+    /// the daemon shuts down; then counts them, schedules their deadlines and sends their alerts.
     async fn commit(
         &mut self,
-        now: chrono::DateTime<chrono::Utc>,
+        now: DateTime<Utc>,
         events: &[Event],
-        cursors: &[(String, crate::sources::CursorUpdate)],
-        deadlines: &mut crate::scheduler::Deadlines,
+        cursors: &[(String, CursorUpdate)],
+        deadlines: &mut Deadlines,
+        deliveries: &TaskTracker,
     ) -> Result<(), String> {
         if events.is_empty() && cursors.is_empty() {
             return Ok(());
         }
-        if let Err(e) = self.shared.store.append(now, events, cursors).await {
-            tracing::error!(error = %e, "Ledger append failed; rebuilding state from the ledger.");
-            let rules = Arc::new(
-                self.shared
-                    .tracker
-                    .read()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .rules()
-                    .clone(),
+        let mut pause = Duration::from_millis(500);
+        let mut attempt = 1u32;
+        while let Err(e) = self.shared.store.append(now, events, cursors).await {
+            tracing::error!(
+                error = %e,
+                attempt,
+                events = events.len(),
+                "Ledger append failed; retrying (sources wait meanwhile)."
             );
-            match replay(&self.shared.store, rules).await {
-                Ok((tracker, rebuilt)) => {
-                    *self
-                        .shared
-                        .tracker
-                        .write()
-                        .unwrap_or_else(|p| p.into_inner()) = tracker;
-                    *deadlines = rebuilt;
+            tokio::select! {
+                _ = self.shutdown.cancelled() => {
+                    return Err(format!("shutting down with {} events not written: {e}", events.len()));
                 }
-                Err(e2) => tracing::error!(error = %e2, "Replay after a failed append failed too."),
+                _ = tokio::time::sleep(pause) => {}
             }
-            return Err(e.to_string());
+            pause = (pause * 2).min(MAX_APPEND_BACKOFF);
+            attempt += 1;
         }
         let mut alerts = Vec::new();
         {
-            let tracker = self
-                .shared
-                .tracker
-                .read()
-                .unwrap_or_else(|p| p.into_inner());
+            let tracker = self.read_tracker();
             for event in events {
+                self.shared.metrics.record(event, &tracker);
                 deadlines.follow(event);
-                if let Some(alert) = self.alert_for(event, &tracker) {
-                    alerts.push(alert);
-                }
+                alerts.extend(self.alert_for(event, &tracker));
             }
         }
         if !alerts.is_empty() {
             let notifier = self.notifier.clone();
             let metrics = self.shared.metrics.clone();
-            tokio::spawn(async move {
-                let results = notifier.deliver(&alerts).await;
+            deliveries.spawn(async move {
+                let results = match tokio::time::timeout(ALERT_DELIVERY_TIMEOUT, notifier.deliver(&alerts)).await {
+                    Ok(results) => results,
+                    Err(_) => alerts
+                        .iter()
+                        .map(|_| {
+                            Err(crate::notify::DeliveryError {
+                                notifier: notifier.name().to_string(),
+                                message: format!("no answer within {ALERT_DELIVERY_TIMEOUT:?}"),
+                            })
+                        })
+                        .collect(),
+                };
                 for (alert, result) in alerts.iter().zip(results) {
                     if let Err(e) = &result {
                         tracing::warn!(error = %e, inquiry = %alert.inquiry_id, "Alert delivery failed.");
@@ -326,8 +428,7 @@ impl Engine {
         Ok(())
     }
 
-    fn alert_for(&self, event: &Event, tracker: &Tracker) -> Option<crate::notify::Alert> {
-        use crate::notify::{Alert, AlertKind};
+    fn alert_for(&self, event: &Event, tracker: &Tracker) -> Option<Alert> {
         let (kind, id, due_at) = match event {
             Event::InquiryWarned { inquiry_id, at, .. } => (AlertKind::Warning, inquiry_id, *at),
             Event::InquiryBreached { inquiry_id, at } => (AlertKind::Breach, inquiry_id, *at),

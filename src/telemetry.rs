@@ -554,6 +554,7 @@ mod tests {
             subject: format!("Question {n}"),
             language,
             language_source: LanguageSource::Header,
+            reply_to: Vec::new(),
             received_at,
             first_seen_at: received_at + TimeDelta::seconds(2),
             date_header: None,
@@ -799,6 +800,7 @@ mod tests {
             reason: UnmatchedReason::NotThreaded,
             responder: "support@desk.example".into(),
             references: Vec::new(),
+            recipients: Vec::new(),
         };
         feed(&metrics, &mut tracker, unmatched);
         let bounce = [("channel", "email"), ("reason", "bounce")];

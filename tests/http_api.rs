@@ -87,6 +87,7 @@ fn opened(s: &Spec) -> Event {
         subject: s.subject.clone(),
         language: s.language,
         language_source: LanguageSource::Header,
+        reply_to: Vec::new(),
         received_at: s.received_at,
         first_seen_at: s.received_at + TimeDelta::seconds(1),
         date_header: None,

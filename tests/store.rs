@@ -33,6 +33,7 @@ fn opened(id: &str, subject: &str, at: DateTime<Utc>) -> Event {
         subject: subject.into(),
         language: Language::Ar,
         language_source: LanguageSource::Text,
+        reply_to: Vec::new(),
         received_at: at,
         first_seen_at: at + Duration::seconds(3),
         date_header: None,
@@ -78,6 +79,7 @@ fn sample(n: usize) -> Vec<Event> {
                     reason: UnmatchedReason::NotThreaded,
                     responder: "support@desk.example".into(),
                     references: Vec::new(),
+                    recipients: Vec::new(),
                 },
                 _ => breached(&id, at),
             }

@@ -247,7 +247,7 @@ fn policy(t: &mut Table, path: &str, base: &Policy, p: &mut Problems) -> Policy 
     if target.is_zero() {
         p.push(format!("{path}.target"), "must be longer than zero");
     }
-    let warn_offsets = if t.raw("warn").is_some() {
+    let mut warn_offsets: Vec<Duration> = if t.raw("warn").is_some() {
         t.string_list("warn", p)
             .iter()
             .filter_map(|w| match super::reader::parse_duration(w) {
@@ -271,6 +271,9 @@ fn policy(t: &mut Table, path: &str, base: &Policy, p: &mut Problems) -> Policy 
     } else {
         base.warn_offsets.clone()
     };
+    // Warnings are numbered by their order in time.
+    warn_offsets.sort();
+    warn_offsets.dedup();
     let renotify_every = t.duration("renotify_every", base.renotify_every, p);
     let renotify_max = t
         .u64("renotify_max", base.renotify_max as u64, p)

@@ -31,6 +31,11 @@ pub enum Event {
         external_id: String,
         digest: String,
         received_at: DateTime<Utc>,
+        /// When slawatch read it, who sent it and its subject: enough to open a next-reply
+        /// inquiry from it if a reply written before it is read only afterwards.
+        first_seen_at: DateTime<Utc>,
+        customer: String,
+        subject: String,
     },
     /// A message became part of a thread without opening or answering anything (a reply from
     /// the desk, an automatic acknowledgement, a forward to colleagues). Keeps the thread index.
@@ -54,6 +59,8 @@ pub enum Event {
         reason: UnmatchedReason,
         responder: String,
         references: Vec<String>,
+        /// To and Cc addresses: a late-matched reply must still go to the customer.
+        recipients: Vec<String>,
     },
     /// A warn instant of an open inquiry passed.
     InquiryWarned {
@@ -89,6 +96,8 @@ pub struct InquiryOpened {
     /// The sender's own `Date:`, recorded only.
     pub date_header: Option<DateTime<Utc>>,
     pub deadline_at: DateTime<Utc>,
+    /// The customer's `Reply-To` addresses: a reply to them answers too.
+    pub reply_to: Vec<String>,
     /// One instant per configured warn offset, in order.
     pub warn_at: Vec<DateTime<Utc>>,
     /// Version of the policy in force when it opened.
@@ -147,6 +156,8 @@ pub enum LanguageSource {
     Header,
     Text,
     Line,
+    /// Inherited from the conversation (a next reply opened from a message already read).
+    Thread,
     Default,
 }
 
@@ -195,6 +206,8 @@ pub enum LinkRole {
     AutoAcknowledgement,
     /// Sent only to colleagues.
     InternalForward,
+    /// Sent to someone outside the desk who is not the customer (e.g. forwarded to a supplier).
+    Forward,
     /// A customer message in a thread that opens nothing (e.g. next-reply tracking is off).
     CustomerMessage,
 }

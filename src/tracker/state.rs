@@ -16,7 +16,7 @@ use crate::domain::{Channel, InquiryId, Language};
 use crate::tracker::classify::{OutboundKind, classify_inbound, classify_outbound};
 use crate::tracker::event::{
     Event, ExclusionReason, InquiryExcluded, InquiryKind, InquiryOpened, InquiryResponded,
-    LinkRole, Outcome, ResponseKind, UnmatchedReason,
+    LanguageSource, LinkRole, Outcome, ResponseKind, UnmatchedReason,
 };
 use crate::tracker::language::detect_language;
 use crate::tracker::observation::{Mail, ManualAck, Observation, Stage};
@@ -88,12 +88,33 @@ impl OpenStatus {
     }
 }
 
+/// Which alert stage was raised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertStage {
+    Warning,
+    Breach,
+}
+
 /// A stage alert raised for an inquiry (delivery records come with the notifiers).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AlertMark {
-    /// `warning` or `breach`.
-    pub stage: &'static str,
+    pub stage: AlertStage,
+    /// Which warn offset, for warnings.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index: Option<u8>,
     pub at: DateTime<Utc>,
+}
+
+/// A customer message attached to an open inquiry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FollowUp {
+    pub external_id: String,
+    pub digest: String,
+    pub received_at: DateTime<Utc>,
+    pub first_seen_at: DateTime<Utc>,
+    pub customer: String,
+    pub subject: String,
 }
 
 /// One inquiry as derived from its events: the JSON shape of the API.
@@ -125,6 +146,14 @@ pub struct Inquiry {
     pub follow_ups: u32,
     pub breached_at: Option<DateTime<Utc>>,
     pub alerts: Vec<AlertMark>,
+    /// The customer's `Reply-To` addresses (a reply may go there).
+    #[serde(skip)]
+    pub reply_to: Vec<String>,
+    #[serde(skip)]
+    pub language_source: Option<LanguageSource>,
+    /// The follow-up messages, oldest first.
+    #[serde(skip)]
+    pub follow_up_messages: Vec<FollowUp>,
 }
 
 impl Inquiry {
@@ -134,7 +163,7 @@ impl Inquiry {
             None
         } else if self.breached_at.is_some() {
             Some(OpenStatus::Breached)
-        } else if self.alerts.iter().any(|a| a.stage == "warning") {
+        } else if self.alerts.iter().any(|a| a.stage == AlertStage::Warning) {
             Some(OpenStatus::Warning)
         } else {
             Some(OpenStatus::Ok)
@@ -142,7 +171,16 @@ impl Inquiry {
     }
 
     fn warned(&self, index: u8) -> bool {
-        self.alerts.iter().filter(|a| a.stage == "warning").count() > index as usize
+        self.alerts
+            .iter()
+            .any(|a| a.stage == AlertStage::Warning && a.index == Some(index))
+    }
+
+    /// Whether a message to these recipients reaches the customer.
+    fn addressed_by(&self, recipients: &[String]) -> bool {
+        recipients
+            .iter()
+            .any(|r| *r == self.customer || self.reply_to.contains(r))
     }
 }
 
@@ -166,6 +204,7 @@ struct PendingReply {
     external_id: String,
     at: DateTime<Utc>,
     responder: String,
+    recipients: Vec<String>,
 }
 
 /// The state of every inquiry and the indexes the rules need.
@@ -187,6 +226,10 @@ pub struct Tracker {
     pending_replies: HashMap<String, Vec<PendingReply>>,
     /// Policy versions already recorded in the ledger.
     policies_seen: HashSet<String>,
+    /// Message-ID → sender of the customer messages seen: a second delivery of the same message
+    /// (another alias, a redelivery: other `Received:` lines, so another digest) is the same
+    /// inquiry, not a new one.
+    sender_of: HashMap<String, String>,
 }
 
 impl Tracker {
@@ -201,6 +244,7 @@ impl Tracker {
             replied_threads: HashSet::new(),
             pending_replies: HashMap::new(),
             policies_seen: HashSet::new(),
+            sender_of: HashMap::new(),
         }
     }
 
@@ -282,6 +326,15 @@ impl Tracker {
         if self.seen_digests.contains(&mail.digest) {
             return Vec::new();
         }
+        let sender = mail.from.as_ref().map(|a| a.email.as_str()).unwrap_or("");
+        if self
+            .sender_of
+            .get(&mail.message_id)
+            .is_some_and(|s| s == sender)
+        {
+            // The same message delivered again (another alias, a redelivery).
+            return Vec::new();
+        }
         let external_id = self.external_id(mail);
         let thread_id = self.thread_for(mail).unwrap_or_else(|| external_id.clone());
         let customer = mail.from.clone().unwrap_or_default();
@@ -317,6 +370,9 @@ impl Tracker {
                 external_id,
                 digest: mail.digest.clone(),
                 received_at: mail.delivered_at,
+                first_seen_at: mail.seen_at,
+                customer: customer.email,
+                subject: mail.subject.clone(),
             }];
         }
 
@@ -364,13 +420,20 @@ impl Tracker {
             received_at: mail.delivered_at,
             first_seen_at: mail.seen_at,
             date_header: mail.date_header,
+            reply_to: mail.reply_to.iter().map(|a| a.email.clone()).collect(),
             deadline_at,
             warn_at,
             policy: record.version,
             kind,
         })));
 
-        // A reply read earlier that references this very message answers it now.
+        // A reply read earlier that references this very message, and goes to its sender,
+        // answers it now.
+        let reaches_customer = |r: &&PendingReply| {
+            r.recipients
+                .iter()
+                .any(|to| *to == sender || mail.reply_to.iter().any(|a| a.email == *to))
+        };
         if let Some(reply) = self
             .pending_replies
             .get(&mail.message_id)
@@ -378,6 +441,7 @@ impl Tracker {
                 replies
                     .iter()
                     .filter(|r| r.at >= mail.delivered_at)
+                    .filter(reaches_customer)
                     .min_by_key(|r| r.at)
             })
         {
@@ -407,6 +471,12 @@ impl Tracker {
             .as_ref()
             .map(|a| a.email.clone())
             .unwrap_or_default();
+        let recipients: Vec<String> = mail
+            .to
+            .iter()
+            .chain(&mail.cc)
+            .map(|a| a.email.clone())
+            .collect();
         let unmatched = |reason, references: Vec<String>| Event::ReplyUnmatched {
             external_id: external_id.clone(),
             digest: mail.digest.clone(),
@@ -415,6 +485,7 @@ impl Tracker {
             reason,
             responder: responder.clone(),
             references,
+            recipients: recipients.clone(),
         };
         let linked = |thread_id: String, role| Event::MessageLinked {
             external_id: external_id.clone(),
@@ -449,11 +520,19 @@ impl Tracker {
                 let Some(thread_id) = thread else {
                     return vec![unmatched(UnmatchedReason::UnknownThread, references)];
                 };
-                let mut events = vec![linked(thread_id.clone(), LinkRole::Reply)];
-                if let Some(inquiry) = self
+                let open = self
                     .open_in_thread
                     .get(&thread_id)
-                    .and_then(|id| self.inquiries.get(id))
+                    .and_then(|id| self.inquiries.get(id));
+                // Only a message that goes to the customer is a response; one forwarded to a
+                // third party (a supplier, a courier) keeps the thread but answers nothing.
+                if let Some(inquiry) = open
+                    && !inquiry.addressed_by(&recipients)
+                {
+                    return vec![linked(thread_id, LinkRole::Forward)];
+                }
+                let mut events = vec![linked(thread_id.clone(), LinkRole::Reply)];
+                if let Some(inquiry) = open
                     && inquiry.received_at <= mail.delivered_at
                     && let Some(deadline_at) = inquiry.deadline_at
                 {
@@ -466,6 +545,7 @@ impl Tracker {
                         &responder,
                         &external_id,
                     ));
+                    events.extend(self.next_reply_from_follow_ups(inquiry, mail.delivered_at));
                 }
                 events
             }
@@ -493,7 +573,7 @@ impl Tracker {
         }
         let in_time =
             inquiry.breached_at.is_none() && inquiry.deadline_at.is_some_and(|d| ack.at <= d);
-        Ok(vec![Event::InquiryResponded(Box::new(InquiryResponded {
+        let mut events = vec![Event::InquiryResponded(Box::new(InquiryResponded {
             inquiry_id: inquiry.id.clone(),
             at: ack.at,
             response_seconds: (ack.at - inquiry.received_at).num_seconds().max(0),
@@ -507,7 +587,75 @@ impl Tracker {
             },
             via: Some(ack.via),
             note: ack.note.clone(),
-        }))])
+        }))];
+        events.extend(self.next_reply_from_follow_ups(inquiry, ack.at));
+        Ok(events)
+    }
+
+    /// Customer messages attached to `inquiry` that arrived after it was answered at `at` (they
+    /// were read before the answer was) are a next reply: opened from the oldest of them, the
+    /// others attached to it. Nothing when the policy does not track next replies.
+    fn next_reply_from_follow_ups(&self, inquiry: &Inquiry, at: DateTime<Utc>) -> Vec<Event> {
+        let mut later = inquiry
+            .follow_up_messages
+            .iter()
+            .filter(|f| f.received_at > at);
+        let Some(first) = later.next() else {
+            return Vec::new();
+        };
+        let policy = self.rules.policies.select(
+            inquiry.channel,
+            inquiry.language,
+            &inquiry.source,
+            &first.customer,
+        );
+        if !policy.next_reply {
+            return Vec::new();
+        }
+        let mut events = Vec::new();
+        let record = policy.record();
+        if !self.policies_seen.contains(&record.version) {
+            events.push(Event::PolicyActivated {
+                at: first.first_seen_at,
+                policy: record.clone(),
+            });
+        }
+        let (deadline_at, warn_at) = policy.deadlines(first.received_at);
+        let id = InquiryId::derive(inquiry.channel, &first.external_id);
+        events.push(Event::InquiryOpened(Box::new(InquiryOpened {
+            inquiry_id: id.clone(),
+            channel: inquiry.channel,
+            source: inquiry.source.clone(),
+            external_id: first.external_id.clone(),
+            thread_id: inquiry.thread_id.clone(),
+            digest: Some(first.digest.clone()),
+            customer: first.customer.clone(),
+            customer_name: inquiry
+                .customer_name
+                .clone()
+                .filter(|_| first.customer == inquiry.customer),
+            subject: first.subject.clone(),
+            language: inquiry.language,
+            language_source: LanguageSource::Thread,
+            received_at: first.received_at,
+            first_seen_at: first.first_seen_at,
+            date_header: None,
+            reply_to: inquiry.reply_to.clone(),
+            deadline_at,
+            warn_at,
+            policy: record.version,
+            kind: InquiryKind::NextReply,
+        })));
+        events.extend(later.map(|f| Event::FollowUpAttached {
+            inquiry_id: id.clone(),
+            external_id: f.external_id.clone(),
+            digest: f.digest.clone(),
+            received_at: f.received_at,
+            first_seen_at: f.first_seen_at,
+            customer: f.customer.clone(),
+            subject: f.subject.clone(),
+        }));
+        events
     }
 
     /// The scheduler's instants. Stale ones (inquiry answered meanwhile, stage already fired,
@@ -578,7 +726,10 @@ impl Tracker {
                 self.index_message(&e.external_id, &e.thread_id, e.digest.as_deref());
                 self.open_in_thread
                     .insert(e.thread_id.clone(), e.inquiry_id.clone());
-                self.pending_replies.remove(&e.external_id);
+                let plain_id = e.external_id.split('#').next().unwrap_or(&e.external_id);
+                self.pending_replies.remove(plain_id);
+                self.sender_of
+                    .insert(plain_id.to_string(), e.customer.clone());
                 self.insert(Inquiry {
                     id: e.inquiry_id.clone(),
                     channel: e.channel,
@@ -606,10 +757,16 @@ impl Tracker {
                     follow_ups: 0,
                     breached_at: None,
                     alerts: Vec::new(),
+                    reply_to: e.reply_to.clone(),
+                    language_source: Some(e.language_source),
+                    follow_up_messages: Vec::new(),
                 });
             }
             Event::InquiryExcluded(e) => {
                 self.index_message(&e.external_id, &e.thread_id, e.digest.as_deref());
+                let plain_id = e.external_id.split('#').next().unwrap_or(&e.external_id);
+                self.sender_of
+                    .insert(plain_id.to_string(), e.customer.clone());
                 self.insert(Inquiry {
                     id: e.inquiry_id.clone(),
                     channel: e.channel,
@@ -637,20 +794,38 @@ impl Tracker {
                     follow_ups: 0,
                     breached_at: None,
                     alerts: Vec::new(),
+                    reply_to: Vec::new(),
+                    language_source: None,
+                    follow_up_messages: Vec::new(),
                 });
             }
             Event::FollowUpAttached {
                 inquiry_id,
                 external_id,
                 digest,
-                ..
+                received_at,
+                first_seen_at,
+                customer,
+                subject,
             } => {
                 let thread = self.inquiries.get(inquiry_id).map(|i| i.thread_id.clone());
                 if let Some(thread) = thread {
                     self.index_message(external_id, &thread, Some(digest));
                 }
+                let plain_id = external_id.split('#').next().unwrap_or(external_id);
+                self.sender_of
+                    .insert(plain_id.to_string(), customer.clone());
                 if let Some(i) = self.inquiries.get_mut(inquiry_id) {
                     i.follow_ups += 1;
+                    i.follow_up_messages.push(FollowUp {
+                        external_id: external_id.clone(),
+                        digest: digest.clone(),
+                        received_at: *received_at,
+                        first_seen_at: *first_seen_at,
+                        customer: customer.clone(),
+                        subject: subject.clone(),
+                    });
+                    i.follow_up_messages.sort_by_key(|f| f.received_at);
                 }
             }
             Event::MessageLinked {
@@ -672,6 +847,7 @@ impl Tracker {
                 reason,
                 responder,
                 references,
+                recipients,
                 ..
             } => {
                 self.seen_digests.insert(digest.clone());
@@ -684,6 +860,7 @@ impl Tracker {
                                 external_id: external_id.clone(),
                                 at: *at,
                                 responder: responder.clone(),
+                                recipients: recipients.clone(),
                             });
                     }
                 }
@@ -706,10 +883,15 @@ impl Tracker {
                     self.replied_threads.insert(i.thread_id.clone());
                 }
             }
-            Event::InquiryWarned { inquiry_id, at, .. } => {
+            Event::InquiryWarned {
+                inquiry_id,
+                index,
+                at,
+            } => {
                 if let Some(i) = self.inquiries.get_mut(inquiry_id) {
                     i.alerts.push(AlertMark {
-                        stage: "warning",
+                        stage: AlertStage::Warning,
+                        index: Some(*index),
                         at: *at,
                     });
                 }
@@ -719,7 +901,8 @@ impl Tracker {
                     i.breached_at = Some(*at);
                     i.sla = SlaStatus::Missed;
                     i.alerts.push(AlertMark {
-                        stage: "breach",
+                        stage: AlertStage::Breach,
+                        index: None,
                         at: *at,
                     });
                 }

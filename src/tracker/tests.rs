@@ -768,3 +768,163 @@ fn a_warning_that_comes_due_after_its_deadline_is_skipped_for_the_breach() {
     let events = tr.observe(&breach, t("2026-11-24T11:00:00Z")).unwrap();
     assert!(matches!(events[..], [Event::InquiryBreached { .. }]));
 }
+
+#[test]
+fn a_threaded_message_to_a_third_party_is_not_a_response() {
+    let mut tr = tracker();
+    tr.observe(
+        &received(customer("m1", "2026-11-24T10:00:00Z")),
+        t("2026-11-24T10:00:01Z"),
+    )
+    .unwrap();
+    let mut fwd = reply("f1", "m1", "2026-11-24T10:03:00Z");
+    fwd.to = vec![addr("dispatch@courier.test")];
+    let events = tr.observe(&sent(fwd), t("2026-11-24T10:03:01Z")).unwrap();
+    assert!(
+        matches!(
+            events[..],
+            [Event::MessageLinked {
+                role: LinkRole::Forward,
+                ..
+            }]
+        ),
+        "{events:?}"
+    );
+    assert_eq!(tr.get(&id_of("m1")).unwrap().state, InquiryState::Open);
+}
+
+#[test]
+fn a_reply_to_the_customers_reply_to_address_answers() {
+    let mut tr = tracker();
+    let mut m = customer("m1", "2026-11-24T10:00:00Z");
+    m.reply_to = vec![addr("ana.private@home.test")];
+    tr.observe(&received(m), t("2026-11-24T10:00:01Z")).unwrap();
+    let mut r = reply("r1", "m1", "2026-11-24T10:04:00Z");
+    r.to = vec![addr("ana.private@home.test")];
+    tr.observe(&sent(r), t("2026-11-24T10:04:01Z")).unwrap();
+    assert_eq!(tr.get(&id_of("m1")).unwrap().sla, SlaStatus::Met);
+}
+
+#[test]
+fn a_customer_answer_read_before_the_desks_reply_still_opens_a_next_reply() {
+    // A at 10:00, the desk replies R at 10:05, the customer answers B at 10:06; the inbox is
+    // read before the sent folder, so B first looks like a follow-up of the open A.
+    let mut tr = tracker();
+    let mut log = Vec::new();
+    log.extend(
+        tr.observe(
+            &received(customer("a", "2026-11-24T10:00:00Z")),
+            t("2026-11-24T10:00:01Z"),
+        )
+        .unwrap(),
+    );
+    let mut b = customer("b", "2026-11-24T10:06:00Z");
+    b.in_reply_to = vec!["<r>".into()];
+    b.references = vec!["<a>".into(), "<r>".into()];
+    let events = tr.observe(&received(b), t("2026-11-24T10:06:01Z")).unwrap();
+    assert_eq!(kinds(&events), ["follow_up_attached"]);
+    log.extend(events);
+    let events = tr
+        .observe(
+            &sent(reply("r", "a", "2026-11-24T10:05:00Z")),
+            t("2026-11-24T10:07:00Z"),
+        )
+        .unwrap();
+    assert_eq!(
+        kinds(&events),
+        ["message_linked", "inquiry_responded", "inquiry_opened"]
+    );
+    log.extend(events);
+    let a = tr.get(&id_of("a")).unwrap();
+    assert_eq!((a.sla, a.response_seconds), (SlaStatus::Met, Some(300)));
+    let b = tr.get(&id_of("b")).unwrap();
+    assert_eq!(
+        (b.state, b.kind),
+        (InquiryState::Open, Some(InquiryKind::NextReply))
+    );
+    assert_eq!(b.received_at, t("2026-11-24T10:06:00Z"));
+    assert_eq!(b.deadline_at, Some(t("2026-11-24T10:21:00Z")));
+    // …and the same after a replay of the ledger.
+    let mut replayed = tracker();
+    for e in &log {
+        replayed.apply(e);
+    }
+    assert_eq!(
+        replayed.get(&id_of("b")).unwrap().kind,
+        Some(InquiryKind::NextReply)
+    );
+    assert_eq!(replayed.open().count(), 1);
+}
+
+#[test]
+fn the_same_message_delivered_twice_is_one_inquiry() {
+    let mut tr = tracker();
+    tr.observe(
+        &received(customer("m1", "2026-11-24T10:00:00Z")),
+        t("2026-11-24T10:00:01Z"),
+    )
+    .unwrap();
+    // Delivered again through another alias: other Received: lines, so another header digest.
+    let mut copy = customer("m1", "2026-11-24T10:00:02Z");
+    copy.digest = "digest-m1-second-delivery".into();
+    assert!(
+        tr.observe(&received(copy), t("2026-11-24T10:00:03Z"))
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(tr.len(), 1);
+}
+
+#[test]
+fn each_warn_offset_fires_once_whatever_the_order() {
+    let policy = Policy {
+        warn_offsets: vec![
+            std::time::Duration::from_secs(300),
+            std::time::Duration::from_secs(600),
+        ],
+        ..Policy::default()
+    };
+    let mut tr = tracker_with(policy);
+    tr.observe(
+        &received(customer("m1", "2026-11-24T10:00:00Z")),
+        t("2026-11-24T10:00:01Z"),
+    )
+    .unwrap();
+    let warn = |i| Observation::DeadlineReached {
+        inquiry_id: id_of("m1"),
+        stage: Stage::Warning(i),
+    };
+    // The later offset's instant is handled first (e.g. both held during a sync).
+    assert_eq!(
+        kinds(&tr.observe(&warn(1), t("2026-11-24T10:10:00Z")).unwrap()),
+        ["inquiry_warned"]
+    );
+    assert_eq!(
+        kinds(&tr.observe(&warn(0), t("2026-11-24T10:10:00Z")).unwrap()),
+        ["inquiry_warned"]
+    );
+    assert!(
+        tr.observe(&warn(0), t("2026-11-24T10:10:01Z"))
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        tr.observe(&warn(1), t("2026-11-24T10:10:01Z"))
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
+fn an_early_read_reply_to_someone_else_does_not_answer_a_later_read_message() {
+    let mut tr = tracker();
+    let mut r = reply("r1", "m1", "2026-11-24T10:04:00Z");
+    r.to = vec![addr("dispatch@courier.test")];
+    tr.observe(&sent(r), t("2026-11-24T10:04:01Z")).unwrap();
+    tr.observe(
+        &received(customer("m1", "2026-11-24T10:00:00Z")),
+        t("2026-11-24T10:04:02Z"),
+    )
+    .unwrap();
+    assert_eq!(tr.get(&id_of("m1")).unwrap().state, InquiryState::Open);
+}
