@@ -214,7 +214,7 @@ fn through_daemon(d: &Dovecot, dir: &std::path::Path, n: usize) -> (Duration, Da
         "[store]\nurl = \"sqlite://{{dir}}/ledger.db\"\n[http]\nbind = \"127.0.0.1:{{port}}\"\n\
          [desk]\nsupport_addresses = [\"support@desk.example\"]\n\
          [sources.support]\ntype = \"imap\"\nhost = \"127.0.0.1\"\nport = {}\nca_file = \"{}\"\n\
-         username = \"{USER}\"\nsent_folders = [\"Sent\"]\nbody_prefix_bytes = {PREFIX}\n",
+         username = \"{USER}\"\nsent_folders = [\"Sent\"]\nsince = \"all\"\nbody_prefix_bytes = {PREFIX}\n",
         d.imaps_port,
         d.cert_path().display()
     );

@@ -105,6 +105,7 @@ async fn main() {
         input: input_rx,
         commands: command_rx,
         shutdown: shutdown.clone(),
+        sync_grace: slawatch::engine::SYNC_GRACE,
     };
     let task = tokio::spawn(engine.run(deadlines));
     let sink = EngineSink::new(input_tx);

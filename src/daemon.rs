@@ -33,10 +33,13 @@ pub async fn run(
     shutdown: CancellationToken,
     bound: Option<oneshot::Sender<SocketAddr>>,
 ) -> anyhow::Result<()> {
+    for warning in settings.warnings() {
+        tracing::warn!("{warning}");
+    }
     let store = Store::open(&settings.store.url).await.with_context(|| {
         format!(
             "opening the ledger at {}",
-            crate::config::redact_url(&settings.store.url)
+            crate::store::redact_url(&settings.store.url)
         )
     })?;
     let rules = Arc::new(TrackerRules {
@@ -75,6 +78,7 @@ pub async fn run(
         input: input_rx,
         commands: command_rx,
         shutdown: shutdown.clone(),
+        sync_grace: crate::engine::SYNC_GRACE,
     };
     // Watched apart from the other tasks: if the engine ends, nothing is recorded any more, so
     // the daemon must stop (and be restarted) rather than serve frozen numbers.
@@ -127,16 +131,21 @@ pub async fn run(
     tasks.close();
 
     let engine_died = tokio::select! {
+        biased;
         _ = shutdown.cancelled() => false,
         result = &mut engine_task => {
-            tracing::error!(outcome = ?result.err(), "The engine stopped unexpectedly; shutting down.");
-            shutdown.cancel();
-            true
+            // The engine also ends when shutdown was asked for; only otherwise is it a death.
+            let died = !shutdown.is_cancelled();
+            if died {
+                tracing::error!(outcome = ?result.err(), "The engine stopped unexpectedly; shutting down.");
+                shutdown.cancel();
+            }
+            died
         }
     };
     tracing::info!("Shutting down.");
     tasks.wait().await;
-    if !engine_died {
+    if !engine_task.is_finished() {
         let _ = engine_task.await;
     }
     store.close().await;

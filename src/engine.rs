@@ -112,6 +112,8 @@ pub struct Engine {
     pub input: mpsc::Receiver<Submission>,
     pub commands: mpsc::Receiver<Command>,
     pub shutdown: CancellationToken,
+    /// How long deadlines of a source still in its first sync are held ([`SYNC_GRACE`]).
+    pub sync_grace: Duration,
 }
 
 /// Builds the in-memory state from the ledger: the start-up replay.
@@ -154,7 +156,7 @@ impl Engine {
         let deliveries = TaskTracker::new();
         let mut gate = SyncGate {
             grace_end: self.clock.now()
-                + chrono::Duration::from_std(SYNC_GRACE).unwrap_or_default(),
+                + chrono::Duration::from_std(self.sync_grace).unwrap_or_default(),
             held: Vec::new(),
             warned: false,
         };
@@ -288,7 +290,7 @@ impl Engine {
             if !gate.warned {
                 tracing::warn!(
                     sources = ?pending,
-                    grace_seconds = SYNC_GRACE.as_secs(),
+                    grace_seconds = self.sync_grace.as_secs(),
                     "Sources have not finished their first sync; their deadlines fire anyway."
                 );
                 gate.warned = true;

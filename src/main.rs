@@ -132,6 +132,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::CheckConfig => match config::load(&cli.config) {
             Ok(settings) => {
                 println!("{}", serde_json::to_string_pretty(&settings.effective())?);
+                for warning in settings.warnings() {
+                    eprintln!("warning: {warning}");
+                }
                 eprintln!("configuration OK: {}", cli.config.display());
                 Ok(ExitCode::SUCCESS)
             }

@@ -229,7 +229,8 @@ fn a_real_mailbox_is_tracked_end_to_end_and_survives_a_restart() {
         "alerts repeated after restart:\n{}",
         daemon.log()
     );
-    assert!(daemon.stop());
+    let stopped = daemon.stop();
+    assert!(stopped, "no clean shutdown:\n{}", daemon.log());
 }
 
 #[test]
@@ -324,7 +325,8 @@ fn a_wrong_password_shows_the_source_down_while_the_daemon_keeps_serving() {
         "the password leaked into the log:\n{}",
         daemon.log()
     );
-    assert!(daemon.stop());
+    let stopped = daemon.stop();
+    assert!(stopped, "no clean shutdown:\n{}", daemon.log());
 }
 
 #[test]

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use super::reader::{Problem, Problems, Table};
 use super::settings::*;
 use crate::domain::{Channel, Language};
+use crate::store::redact_url;
 use crate::tracker::policy::{BusinessHours, Calendar, Policy, PolicyRule, PolicySet};
 
 /// Why the configuration cannot be used.
@@ -23,6 +24,9 @@ pub enum ConfigError {
     #[error("{} problem(s) in the configuration:\n{}", .0.len(), .0.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"))]
     Invalid(Vec<Problem>),
 }
+
+/// Days an IMAP source backfills on its first start when `since` is not set.
+pub const DEFAULT_BACKFILL_DAYS: i64 = 7;
 
 /// Environment prefix: `SLAWATCH__HTTP__BIND=0.0.0.0:9750` overrides `[http] bind`.
 pub const ENV_PREFIX: &str = "SLAWATCH";
@@ -75,6 +79,16 @@ fn validate(root: &Value, file_only: &Value, base: &Path) -> Result<Settings, Ve
             .unwrap_or_else(|| "sqlite://data/slawatch.db".to_string()),
         password: secret(&mut t, "password", file_only, false, base, &mut p),
     };
+    let url_in_file = file_only
+        .get("store")
+        .and_then(|s| s.get("url"))
+        .and_then(Value::as_str);
+    if url_in_file.is_some_and(|u| redact_url(u) != u) {
+        p.push(
+            "store.url",
+            "a password is written in the URL in the configuration file: use password_file or SLAWATCH__STORE__PASSWORD",
+        );
+    }
     if !(store.url.starts_with("sqlite:")
         || store.url.starts_with("postgres://")
         || store.url.starts_with("postgresql://"))
@@ -474,18 +488,22 @@ fn imap(
         inbox_folders.push("INBOX".to_string());
     }
     let sent_folders = s.string_list("sent_folders", p);
-    let since =
-        s.string("since", p)
-            .and_then(|d| match NaiveDate::parse_from_str(&d, "%Y-%m-%d") {
-                Ok(d) => Some(Utc.from_utc_datetime(&d.and_time(NaiveTime::MIN))),
-                Err(_) => {
-                    p.push(
-                        s.path("since"),
-                        format!("`{d}` is not a date like 2026-11-01"),
-                    );
-                    None
-                }
-            });
+    // Without `since`, the first start backfills one week: enough for replies to recent mail,
+    // without turning years of old unanswered mail into fresh "missed" inquiries.
+    let since = match s.string("since", p).as_deref() {
+        None => Some(Utc::now() - chrono::Duration::days(DEFAULT_BACKFILL_DAYS)),
+        Some("all") => None,
+        Some(d) => match NaiveDate::parse_from_str(d, "%Y-%m-%d") {
+            Ok(d) => Some(Utc.from_utc_datetime(&d.and_time(NaiveTime::MIN))),
+            Err(_) => {
+                p.push(
+                    s.path("since"),
+                    format!("`{d}` is not a date like 2026-11-01, or \"all\""),
+                );
+                None
+            }
+        },
+    };
     let idle_timeout = s.duration("idle_timeout", Duration::from_secs(5 * 60), p);
     if idle_timeout > Duration::from_secs(29 * 60) {
         p.push(
@@ -592,21 +610,19 @@ fn is_loopback(host: &str) -> bool {
     host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
-/// `postgres://user:secret@host/db` → `postgres://user:<redacted>@host/db`.
-pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}{user}:<redacted>{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
-    }
-}
-
 impl Settings {
+    /// Things that are allowed but probably not meant: printed by `check-config`, logged by `run`.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if !self.http.bind.ip().is_loopback() && self.http.token.is_none() {
+            out.push(format!(
+                "http.bind {} is reachable from other hosts and http.token is not set: anyone who can reach it can read customer addresses and acknowledge inquiries",
+                self.http.bind
+            ));
+        }
+        out
+    }
+
     /// The effective configuration as `check-config` prints it: every value, secrets redacted.
     pub fn effective(&self) -> Value {
         let secret = |s: &Option<Secret>| s.as_ref().map(|_| "<redacted>");

@@ -8,7 +8,7 @@ mod load;
 mod reader;
 mod settings;
 
-pub use load::{ConfigError, ENV_PREFIX, load, load_with_env, redact_url};
+pub use load::{ConfigError, ENV_PREFIX, load, load_with_env};
 pub use reader::Problem;
 pub use settings::*;
 

@@ -236,10 +236,42 @@ fn plain_imap_is_refused_off_loopback_unless_explicitly_allowed() {
 }
 
 #[test]
-fn urls_with_passwords_are_redacted() {
-    assert_eq!(
-        redact_url("postgres://app:pw@db:5432/x"),
-        "postgres://app:<redacted>@db:5432/x"
+fn a_password_in_the_store_url_in_the_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        &format!("{MINIMAL}\n[store]\nurl = \"postgres://app:pw@db:5432/x\"\n"),
     );
-    assert_eq!(redact_url("sqlite://data/x.db"), "sqlite://data/x.db");
+    let found = problems(load_with_env(&path, vec![]));
+    assert!(
+        found.iter().any(|f| f.starts_with("store.url: a password")),
+        "{found:?}"
+    );
+    assert!(found.iter().all(|f| !f.contains(":pw@")), "{found:?}");
+}
+
+#[test]
+fn a_public_bind_without_a_token_is_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), MINIMAL);
+    let public = vec![(
+        "SLAWATCH__HTTP__BIND".to_string(),
+        "0.0.0.0:9750".to_string(),
+    )];
+    assert_eq!(
+        load_with_env(&path, public.clone())
+            .unwrap()
+            .warnings()
+            .len(),
+        1
+    );
+    let mut with_token = public;
+    with_token.push(("SLAWATCH__HTTP__TOKEN".to_string(), "t".to_string()));
+    assert!(
+        load_with_env(&path, with_token)
+            .unwrap()
+            .warnings()
+            .is_empty()
+    );
+    assert!(load_with_env(&path, vec![]).unwrap().warnings().is_empty());
 }

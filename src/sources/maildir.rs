@@ -193,7 +193,19 @@ async fn deliver(
         for item in chunk {
             let seen_at = Utc::now();
             let read_path = item.path.clone();
-            let read = tokio::task::spawn_blocking(move || read_message(&read_path)).await;
+            let unique = item.unique.clone();
+            let read = tokio::task::spawn_blocking(move || match read_message(&read_path) {
+                // Renamed between scan and read (new → cur, or a flag change): read it under its
+                // new name now, so the cursor never moves past an unread message.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    match relocate(&read_path, &unique) {
+                        Some(moved) => read_message(&moved),
+                        None => Err(e),
+                    }
+                }
+                other => other,
+            })
+            .await;
             let envelope = Envelope {
                 source: name.to_string(),
                 folder: item.folder.clone(),
@@ -204,8 +216,11 @@ async fn deliver(
                 Ok(Ok((bytes, true))) => Some(mail::parse_complete_message(&bytes, &envelope)),
                 Ok(Ok((bytes, false))) => Some(mail::parse_message(&bytes, &envelope)),
                 Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {
-                    // Renamed between scan and read (new → cur): found again by the next scan.
-                    continue;
+                    // Gone from the folder altogether (expunged or moved to another folder)
+                    // between the scan and the read: there is nothing left to read.
+                    health.error(name, "io");
+                    tracing::warn!(source = %name, path = %item.path.display(), "Maildir message vanished before it could be read; skipped.");
+                    None
                 }
                 Ok(Err(e)) => {
                     health.error(name, "io");
@@ -369,6 +384,22 @@ pub fn delivery_time(file_name: &str) -> Option<DateTime<Utc>> {
 
 /// Reads a message's header block and at most [`BODY_PREFIX_BYTES`] of body. Returns the bytes
 /// and whether they are the whole file.
+/// The current path of the message `unique` that was at `path` (same folder, `cur` or `new`).
+fn relocate(path: &Path, unique: &str) -> Option<PathBuf> {
+    let folder = path.parent()?.parent()?;
+    ["cur", "new"].into_iter().find_map(|sub| {
+        std::fs::read_dir(folder.join(sub))
+            .ok()?
+            .filter_map(Result::ok)
+            .find(|e| {
+                e.file_name()
+                    .to_str()
+                    .is_some_and(|n| unique_name(n) == unique)
+            })
+            .map(|e| e.path())
+    })
+}
+
 fn read_message(path: &Path) -> std::io::Result<(Vec<u8>, bool)> {
     let file = std::fs::File::open(path)?;
     let len = file.metadata()?.len();

@@ -1,10 +1,15 @@
 //! The tracker: all SLA rules, as pure functions.
 //!
 //! `Tracker::decide(observation, now)` looks at the current state and returns the events the
-//! observation causes; `Tracker::apply(event)` folds an event into the state. The daemon appends
-//! decided events to the ledger and then applies them; a restart applies the whole ledger. No
-//! sockets, no clock reads, no database here: `now` is an argument, so every rule is tested with
-//! any clock in microseconds.
+//! observation causes; `Tracker::apply(event)` folds an event into the state. The engine decides
+//! and applies, then appends the events to the ledger (retrying until it succeeds, see
+//! `engine`); a restart applies the whole ledger. No sockets, no clock reads, no database here:
+//! `now` is an argument, so every rule is tested with any clock in microseconds.
+//!
+//! Folders are read independently (inbox and sent are separate IMAP connections), so messages
+//! may be observed out of order; the rules are written so the outcome does not depend on it: a
+//! reply read before the message it answers waits for it, and a customer message read before the
+//! reply that preceded it becomes a next-reply inquiry when that reply is read.
 //!
 //! What the rules are (received time, what is an inquiry, threads, what is a response, policy
 //! versions) is written in DESIGN.md; each function below names the rule it implements.

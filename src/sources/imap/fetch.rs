@@ -113,7 +113,7 @@ fn fetched(attrs: &[AttributeValue<'_>]) -> Option<Fetched> {
     let mut uid = None;
     let mut internal_date = None;
     let mut size = None;
-    let mut header: &[u8] = &[];
+    let mut header: Option<&[u8]> = None;
     let mut text: &[u8] = &[];
     for a in attrs {
         match a {
@@ -125,7 +125,7 @@ fn fetched(attrs: &[AttributeValue<'_>]) -> Option<Fetched> {
                 data: Some(d),
                 ..
             }
-            | AttributeValue::Rfc822Header(Some(d)) => header = d.as_ref(),
+            | AttributeValue::Rfc822Header(Some(d)) => header = Some(d.as_ref()),
             AttributeValue::BodySection {
                 section: Some(SectionPath::Full(MessageSection::Text)),
                 data: Some(d),
@@ -135,6 +135,9 @@ fn fetched(attrs: &[AttributeValue<'_>]) -> Option<Fetched> {
             _ => {}
         }
     }
+    // A FETCH response without the header section is not our message data: e.g. an unsolicited
+    // `* n FETCH (UID x FLAGS (…))` when another client changes flags during our fetch.
+    let header = header?;
     let mut raw = Vec::with_capacity(header.len() + text.len());
     raw.extend_from_slice(header);
     raw.extend_from_slice(text);
@@ -280,6 +283,26 @@ mod tests {
         ] {
             assert_eq!(parse_internal_date(s), None, "{s:?}");
         }
+    }
+
+    #[test]
+    fn a_flags_only_fetch_response_is_not_a_message() {
+        let flags_only = [AttributeValue::Uid(7), AttributeValue::Flags(vec![])];
+        assert!(fetched(&flags_only).is_none());
+        let header = std::borrow::Cow::Borrowed(&b"Subject: x\r\n\r\n"[..]);
+        let message = [
+            AttributeValue::Uid(7),
+            AttributeValue::BodySection {
+                section: Some(SectionPath::Full(MessageSection::Header)),
+                index: None,
+                data: Some(header),
+            },
+        ];
+        let got = fetched(&message).expect("a message");
+        assert_eq!(
+            (got.uid, got.raw.as_slice()),
+            (7, &b"Subject: x\r\n\r\n"[..])
+        );
     }
 
     #[test]

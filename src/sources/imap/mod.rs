@@ -13,7 +13,8 @@
 //! Guarantees:
 //! - read-only: folders are opened with `EXAMINE` and read with `BODY.PEEK`, no flag is ever set;
 //! - nothing lost, nothing counted twice: the cursor advances only after the engine committed the
-//!   batch that carries it, and a reconnect resumes from the last committed cursor;
+//!   batch that carries it, and a reconnect resumes from the last committed cursor; folders are
+//!   read concurrently, and the tracker's rules do not depend on the order messages arrive in;
 //! - bounded: every network read and write, and every command, is bounded by `timeout`; IDLE is
 //!   re-issued every `idle_timeout`; a hung server is a `timeout` error and a reconnect;
 //! - a UIDVALIDITY change re-reads the folder (since `since`); the tracker drops the duplicates.

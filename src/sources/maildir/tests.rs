@@ -387,3 +387,18 @@ fn sample_mailbox_matches_its_readme() {
         ]
     );
 }
+
+#[test]
+fn a_message_renamed_after_the_scan_is_found_under_its_new_name() {
+    let dir = tempfile::tempdir().unwrap();
+    for sub in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(dir.path().join(sub)).unwrap();
+    }
+    let unique = "1795252805.M2P1002.mail.example.com";
+    // Listed in new/ by the scan, then moved to cur/ with flags by a mail client.
+    let listed = dir.path().join("new").join(unique);
+    let moved = dir.path().join("cur").join(format!("{unique}:2,S"));
+    std::fs::write(&moved, b"Subject: x\r\n\r\nbody\r\n").unwrap();
+    assert_eq!(super::relocate(&listed, unique), Some(moved));
+    assert_eq!(super::relocate(&listed, "1795252805.M9P9.other"), None);
+}

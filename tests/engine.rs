@@ -1,0 +1,303 @@
+//! The engine with a controlled clock and a real (SQLite) ledger: deadlines held while a source
+//! syncs, the grace cap, alerts once, and a failing ledger write that neither loses nor double
+//! counts anything.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use slawatch::config::DeskSettings;
+use slawatch::domain::{Channel, InquiryId, Language};
+use slawatch::engine::{Engine, Shared, replay};
+use slawatch::notify::{Alert, AlertKind, Delivery, Notifier};
+use slawatch::scheduler::Clock;
+use slawatch::sources::{EngineSink, SourceBatch};
+use slawatch::store::Store;
+use slawatch::telemetry::Metrics;
+use slawatch::tracker::observation::{Address, Mail, Observation};
+use slawatch::tracker::policy::{Policy, PolicySet};
+use slawatch::tracker::{SlaStatus, TrackerRules};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// The engine runs on real time from an anchored UTC instant: the ledger's SQLite works on its
+/// own threads, which a paused tokio clock would skip past. Instants are placed a second or two
+/// ahead, and conditions are polled with generous limits.
+const GRACE: Duration = Duration::from_secs(3);
+
+async fn until(what: &str, cond: impl Fn() -> bool) {
+    let limit = tokio::time::Instant::now() + Duration::from_secs(15);
+    while !cond() {
+        assert!(
+            tokio::time::Instant::now() < limit,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[derive(Default)]
+struct Recorder(Mutex<Vec<(AlertKind, InquiryId)>>);
+
+impl Notifier for Recorder {
+    fn name(&self) -> &str {
+        "test"
+    }
+    fn deliver<'a>(&'a self, alerts: &'a [Alert]) -> Delivery<'a> {
+        self.0
+            .lock()
+            .unwrap()
+            .extend(alerts.iter().map(|a| (a.kind, a.inquiry_id.clone())));
+        Box::pin(async move { alerts.iter().map(|_| Ok(())).collect() })
+    }
+}
+
+struct World {
+    shared: Arc<Shared>,
+    sink: EngineSink,
+    alerts: Arc<Recorder>,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, 0).unwrap()
+}
+
+/// The engine with its clock anchored at [`t0`] (advancing in real time) and a short sync grace.
+async fn world(store: Store, sources: &[&str]) -> World {
+    let desk = DeskSettings {
+        support_addresses: vec!["support@example.com".into()],
+        internal_domains: vec!["example.com".into()],
+        ignore_senders: vec![],
+        ignore_subjects: vec![],
+        auto_ack_subjects: vec![],
+        default_language: Language::En,
+        time_zone: chrono_tz::UTC,
+    };
+    let rules = Arc::new(TrackerRules {
+        desk,
+        policies: PolicySet::single(Policy::default()),
+    });
+    let (tracker, deadlines) = replay(&store, rules).await.unwrap();
+    let names: Vec<String> = sources.iter().map(|s| s.to_string()).collect();
+    let shared = Arc::new(Shared {
+        tracker: RwLock::new(tracker),
+        metrics: Arc::new(Metrics::new("test", &names)),
+        store,
+        pending_sources: Mutex::new(names.iter().cloned().collect::<BTreeSet<_>>()),
+    });
+    let alerts = Arc::new(Recorder::default());
+    let (input_tx, input_rx) = mpsc::channel(4);
+    let (_commands_tx, commands_rx) = mpsc::channel(1);
+    let shutdown = CancellationToken::new();
+    let engine = Engine {
+        shared: shared.clone(),
+        clock: Clock::anchored(t0()),
+        notifier: alerts.clone(),
+        public_url: "http://127.0.0.1:9750".into(),
+        input: input_rx,
+        commands: commands_rx,
+        shutdown: shutdown.clone(),
+        sync_grace: GRACE,
+    };
+    let task = tokio::spawn(engine.run(deadlines));
+    World {
+        shared,
+        sink: EngineSink::new(input_tx),
+        alerts,
+        shutdown,
+        task,
+    }
+}
+
+fn mail(source: &str, id: &str, received: DateTime<Utc>) -> Observation {
+    Observation::MessageReceived(Mail {
+        source: source.into(),
+        folder: "INBOX".into(),
+        message_id: format!("<{id}>"),
+        digest: format!("digest-{id}"),
+        delivered_at: received,
+        seen_at: t0(),
+        from: Some(Address {
+            name: None,
+            email: format!("{id}@customer.test"),
+        }),
+        to: vec![Address {
+            name: None,
+            email: "support@example.com".into(),
+        }],
+        subject: format!("question {id}"),
+        ..Mail::default()
+    })
+}
+
+fn batch(source: &str, observations: Vec<Observation>, done: bool) -> SourceBatch {
+    SourceBatch {
+        source: source.into(),
+        observations,
+        cursors: vec![],
+        initial_sync_done: done,
+    }
+}
+
+fn sla(w: &World, id: &str) -> SlaStatus {
+    let tracker = w.shared.tracker.read().unwrap();
+    tracker
+        .get(&InquiryId::derive(Channel::Email, &format!("<{id}>")))
+        .unwrap()
+        .sla
+}
+
+fn breaches(w: &World) -> usize {
+    w.alerts
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| *k == AlertKind::Breach)
+        .count()
+}
+
+async fn memory_store() -> Store {
+    Store::open("sqlite::memory:").await.unwrap()
+}
+
+#[tokio::test]
+async fn deadlines_wait_for_their_own_sources_first_sync_only() {
+    let w = world(memory_store().await, &["slow", "fast"]).await;
+    let an_hour_ago = t0() - chrono::Duration::hours(1);
+    let slow = batch("slow", vec![mail("slow", "s1", an_hour_ago)], false);
+    w.sink.submit(slow).await.unwrap();
+    let fast = batch("fast", vec![mail("fast", "f1", an_hour_ago)], true);
+    w.sink.submit(fast).await.unwrap();
+    // The synced source's overdue inquiry breaches at once; the other waits for its sync (its
+    // reply may be further down the backfill).
+    until("f1 to breach", || sla(&w, "f1") == SlaStatus::Missed).await;
+    assert_eq!(sla(&w, "s1"), SlaStatus::Pending);
+    w.sink.submit(batch("slow", vec![], true)).await.unwrap();
+    until("s1 to breach once its source synced", || {
+        sla(&w, "s1") == SlaStatus::Missed
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // One breach alert each, no stale "5 min left" warning for either.
+    assert_eq!(breaches(&w), 2);
+    assert_eq!(w.alerts.0.lock().unwrap().len(), 2);
+    w.shutdown.cancel();
+    w.task.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_source_that_never_syncs_cannot_silence_alerts_past_the_grace_period() {
+    let w = world(memory_store().await, &["broken"]).await;
+    let started = tokio::time::Instant::now();
+    let overdue = mail("broken", "b1", t0() - chrono::Duration::hours(1));
+    w.sink
+        .submit(batch("broken", vec![overdue], false))
+        .await
+        .unwrap();
+    until("b1 to breach after the grace period", || {
+        sla(&w, "b1") == SlaStatus::Missed
+    })
+    .await;
+    let took = started.elapsed();
+    assert!(
+        took >= GRACE,
+        "fired after {took:?}, before the grace period ended"
+    );
+    assert_eq!(breaches(&w), 1);
+    w.shutdown.cancel();
+    w.task.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_warning_and_a_breach_fire_at_their_instants_once() {
+    let w = world(memory_store().await, &["s"]).await;
+    // Received so that the 10-minute warning is 1 s away and the 15-minute breach 2 s after it.
+    let received = t0() - chrono::Duration::minutes(10) + chrono::Duration::seconds(1);
+    let received = received - chrono::Duration::minutes(5) + chrono::Duration::seconds(2);
+    let started = tokio::time::Instant::now();
+    w.sink
+        .submit(batch("s", vec![mail("s", "m1", received)], true))
+        .await
+        .unwrap();
+    let id = InquiryId::derive(Channel::Email, "<m1>");
+    until("the warning", || !w.alerts.0.lock().unwrap().is_empty()).await;
+    assert_eq!(
+        w.alerts.0.lock().unwrap().as_slice(),
+        [(AlertKind::Warning, id.clone())]
+    );
+    assert_eq!(sla(&w, "m1"), SlaStatus::Pending);
+    until("the breach", || breaches(&w) == 1).await;
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(3),
+        "breach fired early, after {took:?}"
+    );
+    assert_eq!(sla(&w, "m1"), SlaStatus::Missed);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        w.alerts.0.lock().unwrap().len(),
+        2,
+        "each stage alerted once"
+    );
+    w.shutdown.cancel();
+    w.task.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_failing_ledger_write_is_retried_and_counted_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&format!("sqlite://{}/ledger.db", dir.path().display()))
+        .await
+        .unwrap();
+    let Store::Sqlite(pool) = &store;
+    sqlx::query("CREATE TRIGGER refuse BEFORE INSERT ON ledger BEGIN SELECT RAISE(ABORT, 'disk full (test)'); END")
+        .execute(pool)
+        .await
+        .unwrap();
+    let w = world(store.clone(), &["s"]).await;
+    let sink = w.sink.clone();
+    let submitted = tokio::spawn(async move {
+        sink.submit(batch("s", vec![mail("s", "m1", t0())], true))
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert!(
+        !submitted.is_finished(),
+        "the batch must wait while the ledger refuses it"
+    );
+    let received = |w: &World| {
+        let tracker = w.shared.tracker.read().unwrap();
+        w.shared.metrics.render(&tracker, Utc::now()).unwrap()
+    };
+    assert!(
+        received(&w)
+            .contains(r#"slawatch_inquiries_received_total{channel="email",language="en"} 0"#)
+    );
+    sqlx::query("DROP TRIGGER refuse")
+        .execute(pool)
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), submitted)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(
+        received(&w)
+            .contains(r#"slawatch_inquiries_received_total{channel="email",language="en"} 1"#)
+    );
+    let opened = store
+        .events()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| e.event.kind() == "inquiry_opened")
+        .count();
+    assert_eq!(opened, 1);
+    w.shutdown.cancel();
+    w.task.await.unwrap();
+}
