@@ -121,7 +121,8 @@ async fn main() {
     // breach instants (2 min) follow, spread over `spread` seconds.
     let load_started = Instant::now();
     let base = Utc::now() - chrono::Duration::minutes(1) + chrono::Duration::seconds(20);
-    let chunk = 5_000;
+    // As the IMAP source submits (500 messages per UID FETCH chunk).
+    let chunk = 500;
     for start in (0..n).step_by(chunk) {
         let observations = (start..(start + chunk).min(n))
             .map(|i| {

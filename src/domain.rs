@@ -81,9 +81,12 @@ impl fmt::Display for Language {
 
 /// Stable identifier of an inquiry: derived from the channel and the external id of the message
 /// or call that opened it, so replaying the same input always yields the same id.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+///
+/// Stored inline (16 characters, no heap allocation): the id is cloned into every index of the
+/// tracker and the scheduler, so with 100,000 open inquiries this saves several allocations each.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct InquiryId(pub String);
+pub struct InquiryId(pub smol_str::SmolStr);
 
 impl InquiryId {
     pub fn derive(channel: Channel, external_id: &str) -> InquiryId {
@@ -93,11 +96,16 @@ impl InquiryId {
             Channel::Email => 'e',
             Channel::Phone => 'p',
         };
-        InquiryId(format!("{prefix}{}", &hex::encode(digest)[..15]))
+        InquiryId::from_display(format!("{prefix}{}", &hex::encode(digest)[..15]))
     }
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// An id from any text (ids from requests, test fixtures).
+    pub fn from_display(text: impl AsRef<str>) -> InquiryId {
+        InquiryId(text.as_ref().into())
     }
 }
 

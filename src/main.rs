@@ -198,7 +198,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let url = format!(
                 "http://{}/api/v1/inquiries/{}/ack",
                 settings.http.bind,
-                InquiryId(id.clone())
+                InquiryId::from_display(&id)
             );
             let client = reqwest::Client::builder()
                 .timeout(std::time::Duration::from_secs(10))

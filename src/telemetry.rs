@@ -405,20 +405,15 @@ impl Metrics {
         let mut open = [[[0i64; OpenStatus::ALL.len()]; Language::ALL.len()]; Channel::ALL.len()];
         let mut oldest: [Option<DateTime<Utc>>; Channel::ALL.len()] = [None; Channel::ALL.len()];
         let mut next: [Option<DateTime<Utc>>; Channel::ALL.len()] = [None; Channel::ALL.len()];
-        for inquiry in tracker.open() {
-            let Some(status) = open_status_at(inquiry, now) else {
-                continue;
-            };
+        for inquiry in tracker.open_summaries() {
+            let status = inquiry.status_at(now);
             let c = channel_index(inquiry.channel);
             open[c][language_index(inquiry.language)][status_index(status)] += 1;
             if oldest[c].is_none_or(|o| inquiry.received_at < o) {
                 oldest[c] = Some(inquiry.received_at);
             }
-            if inquiry.breached_at.is_none()
-                && let Some(d) = inquiry.deadline_at
-                && next[c].is_none_or(|n| d < n)
-            {
-                next[c] = Some(d);
+            if !inquiry.breached && next[c].is_none_or(|n| inquiry.deadline_at < n) {
+                next[c] = Some(inquiry.deadline_at);
             }
         }
         for (ci, channel) in Channel::ALL.into_iter().enumerate() {
@@ -566,10 +561,7 @@ mod tests {
     }
 
     fn id_of(event: &Event) -> InquiryId {
-        event
-            .inquiry_id()
-            .cloned()
-            .unwrap_or_else(|| InquiryId(String::new()))
+        event.inquiry_id().cloned().unwrap_or_default()
     }
 
     fn responded(id: &InquiryId, after: TimeDelta, outcome: Outcome) -> Event {

@@ -358,7 +358,11 @@ async fn paging_visits_every_inquiry_once() {
         .await;
     assert_eq!(second["next_cursor"], Value::Null);
     let both: BTreeSet<String> = ids_of(&first).into_iter().chain(ids_of(&second)).collect();
-    let expected: BTreeSet<String> = [id(100, Channel::Email).0, id(101, Channel::Phone).0].into();
+    let expected: BTreeSet<String> = [
+        id(100, Channel::Email).0.to_string(),
+        id(101, Channel::Phone).0.to_string(),
+    ]
+    .into();
     assert_eq!(both, expected);
 }
 

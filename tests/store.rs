@@ -60,7 +60,7 @@ fn sample(n: usize) -> Vec<Event> {
             match i % 5 {
                 0 => opened(&id, "استفسار عن الفاتورة — ¿ayuda?", at),
                 1 => Event::InquiryWarned {
-                    inquiry_id: InquiryId(id),
+                    inquiry_id: InquiryId(id.into()),
                     index: 0,
                     at,
                 },

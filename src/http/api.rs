@@ -154,7 +154,7 @@ pub fn page(tracker: &crate::tracker::Tracker, q: &ListQuery) -> Page {
     // `(until, "")` excludes everything received at `until` or later).
     let mut start = q.cursor.clone();
     if let Some(until) = q.until {
-        let bound = (until, InquiryId(String::new()));
+        let bound = (until, InquiryId::default());
         if start.as_ref().is_none_or(|s| bound < *s) {
             start = Some(bound);
         }
@@ -210,7 +210,7 @@ pub async fn one(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<InquiryWithEvents>, ApiError> {
-    let id = InquiryId(id);
+    let id = InquiryId(id.into());
     let inquiry = state
         .tracker()
         .get(&id)
@@ -258,7 +258,7 @@ pub async fn ack(
         _ => ApiError::BadRequest(e.body_text()),
     })?;
     let now = Utc::now();
-    let id = InquiryId(id);
+    let id = InquiryId(id.into());
     let ack = validate_ack(&id, body, now)?;
 
     // Answer 404/409/400 from the state first; the engine checks again (the state may change
@@ -384,7 +384,7 @@ fn decode_cursor(value: &str) -> Result<(DateTime<Utc>, InquiryId), ApiError> {
     let text = String::from_utf8(bytes).map_err(|_| bad())?;
     let (at, id) = text.split_once('|').ok_or_else(bad)?;
     let at = DateTime::parse_from_rfc3339(at).map_err(|_| bad())?;
-    Ok((at.with_timezone(&Utc), InquiryId(id.to_string())))
+    Ok((at.with_timezone(&Utc), InquiryId(id.into())))
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ mod clock;
 
 pub use clock::Clock;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
 
@@ -22,10 +22,14 @@ use crate::tracker::Event;
 use crate::tracker::observation::Stage;
 
 /// The ordered set of pending instants.
+///
+/// Instants of an inquiry that was answered are not searched out and removed: they stay until
+/// they come due and are then ignored by the tracker (it decides nothing for an inquiry that is
+/// no longer open). That keeps the set to one B-tree entry per instant, with no per-inquiry
+/// index, at the price of a wake-up for nothing at most once per stale instant.
 #[derive(Debug, Default)]
 pub struct Deadlines {
     queue: BTreeSet<(DateTime<Utc>, InquiryId, Stage)>,
-    by_inquiry: HashMap<InquiryId, Vec<(DateTime<Utc>, Stage)>>,
 }
 
 impl Deadlines {
@@ -33,6 +37,7 @@ impl Deadlines {
         Deadlines::default()
     }
 
+    /// Pending instants, stale ones included.
     pub fn len(&self) -> usize {
         self.queue.len()
     }
@@ -47,60 +52,31 @@ impl Deadlines {
     }
 
     pub fn insert(&mut self, id: &InquiryId, at: DateTime<Utc>, stage: Stage) {
-        if self.queue.insert((at, id.clone(), stage)) {
-            self.by_inquiry
-                .entry(id.clone())
-                .or_default()
-                .push((at, stage));
-        }
-    }
-
-    /// Forgets every instant of an inquiry (it was answered).
-    pub fn remove_inquiry(&mut self, id: &InquiryId) {
-        if let Some(entries) = self.by_inquiry.remove(id) {
-            for (at, stage) in entries {
-                self.queue.remove(&(at, id.clone(), stage));
-            }
-        }
+        self.queue.insert((at, id.clone(), stage));
     }
 
     /// Removes and returns every instant at or before `now`, earliest first.
     pub fn pop_due(&mut self, now: DateTime<Utc>) -> Vec<(InquiryId, Stage)> {
         let mut due = Vec::new();
-        while let Some((at, _, _)) = self.queue.first() {
-            if *at > now {
-                break;
+        while self.queue.first().is_some_and(|(at, _, _)| *at <= now) {
+            if let Some((_, id, stage)) = self.queue.pop_first() {
+                due.push((id, stage));
             }
-            let Some((at, id, stage)) = self.queue.pop_first() else {
-                break;
-            };
-            if let Some(entries) = self.by_inquiry.get_mut(&id) {
-                entries.retain(|e| *e != (at, stage));
-                if entries.is_empty() {
-                    self.by_inquiry.remove(&id);
-                }
-            }
-            due.push((id, stage));
         }
         due
     }
 
-    /// Keeps the set in step with an applied event.
+    /// Keeps the set in step with an applied event: an opened inquiry brings its instants.
     pub fn follow(&mut self, event: &Event) {
-        match event {
-            Event::InquiryOpened(e) => {
-                for (i, at) in e.warn_at.iter().enumerate() {
-                    self.insert(
-                        &e.inquiry_id,
-                        *at,
-                        Stage::Warning(i.min(u8::MAX as usize) as u8),
-                    );
-                }
-                self.insert(&e.inquiry_id, e.deadline_at, Stage::Breach);
+        if let Event::InquiryOpened(e) = event {
+            for (i, at) in e.warn_at.iter().enumerate() {
+                self.insert(
+                    &e.inquiry_id,
+                    *at,
+                    Stage::Warning(i.min(u8::MAX as usize) as u8),
+                );
             }
-            Event::InquiryResponded(e) => self.remove_inquiry(&e.inquiry_id),
-            Event::InquiryBreached { inquiry_id, .. } => self.remove_inquiry(inquiry_id),
-            _ => {}
+            self.insert(&e.inquiry_id, e.deadline_at, Stage::Breach);
         }
     }
 }
@@ -132,13 +108,15 @@ mod tests {
     }
 
     #[test]
-    fn removing_an_answered_inquiry_drops_all_its_instants() {
+    fn an_instant_exactly_at_now_is_due() {
         let mut d = Deadlines::new();
-        let a = InquiryId("a".into());
-        d.insert(&a, t("2026-11-24T10:10:00Z"), Stage::Warning(0));
+        let a = InquiryId("zzz".into());
         d.insert(&a, t("2026-11-24T10:15:00Z"), Stage::Breach);
-        d.remove_inquiry(&a);
-        assert!(d.is_empty());
-        assert_eq!(d.next(), None);
+        d.insert(&a, t("2026-11-24T10:15:00.001Z"), Stage::Warning(0));
+        assert_eq!(
+            d.pop_due(t("2026-11-24T10:15:00Z")),
+            vec![(a, Stage::Breach)]
+        );
+        assert_eq!(d.len(), 1);
     }
 }

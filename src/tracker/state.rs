@@ -207,29 +207,73 @@ struct PendingReply {
     recipients: Vec<String>,
 }
 
+/// What metrics and wallboards need of an open inquiry, kept compact in the open-thread index so
+/// that scanning 100,000 open inquiries touches a few megabytes, not every inquiry record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenSummary {
+    pub id: InquiryId,
+    pub channel: Channel,
+    pub language: Language,
+    pub received_at: DateTime<Utc>,
+    pub deadline_at: DateTime<Utc>,
+    /// The earliest warn instant, if any.
+    pub first_warn_at: Option<DateTime<Utc>>,
+    pub warned: bool,
+    pub breached: bool,
+}
+
+impl OpenSummary {
+    /// The status at `now`: instants already passed count even before the scheduler fired them
+    /// (during a first sync, deadlines are held; the gauge shows the truth meanwhile).
+    pub fn status_at(&self, now: DateTime<Utc>) -> OpenStatus {
+        if self.breached || self.deadline_at <= now {
+            OpenStatus::Breached
+        } else if self.warned || self.first_warn_at.is_some_and(|w| w <= now) {
+            OpenStatus::Warning
+        } else {
+            OpenStatus::Ok
+        }
+    }
+}
+
+/// A 64-bit key for a string (digests, message ids, senders) in the large dedupe indexes: 8 bytes
+/// instead of a heap string per message. The chance of any collision among a million keys is
+/// about 3 in 100 million.
+fn key64(text: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    text.hash(&mut hasher);
+    hasher.finish()
+}
+
 /// The state of every inquiry and the indexes the rules need.
+///
+/// Sized for 100,000 open inquiries in well under 150 MB: inquiry records are boxed (a map
+/// bucket holds a pointer, not 400 bytes), thread ids are shared, dedupe keys are 64-bit.
 #[derive(Debug)]
 pub struct Tracker {
     rules: Arc<TrackerRules>,
-    inquiries: HashMap<InquiryId, Inquiry>,
+    inquiries: HashMap<InquiryId, Box<Inquiry>>,
     /// Inquiries by received time, newest last: the API's order and paging key.
     by_received: BTreeSet<(DateTime<Utc>, InquiryId)>,
     /// Every Message-ID (or call id) seen → its thread.
-    thread_of: HashMap<String, String>,
+    thread_of: HashMap<String, Arc<str>>,
     /// Header digests of every message seen: a re-fetch of the same bytes is dropped.
-    seen_digests: HashSet<String>,
+    seen_digests: HashSet<u64>,
     /// Thread → its open inquiry.
-    open_in_thread: HashMap<String, InquiryId>,
+    open_in_thread: HashMap<Arc<str>, OpenSummary>,
     /// Threads the desk has replied in: a later customer message is a next reply.
-    replied_threads: HashSet<String>,
+    replied_threads: HashSet<Arc<str>>,
     /// Replies read before the message they answer: referenced id → replies.
     pending_replies: HashMap<String, Vec<PendingReply>>,
     /// Policy versions already recorded in the ledger.
     policies_seen: HashSet<String>,
-    /// Message-ID → sender of the customer messages seen: a second delivery of the same message
-    /// (another alias, a redelivery: other `Received:` lines, so another digest) is the same
-    /// inquiry, not a new one.
-    sender_of: HashMap<String, String>,
+    /// Message-ID → sender of the customer messages seen (both as [`key64`]): a second delivery
+    /// of the same message (another alias, a redelivery: other `Received:` lines, so another
+    /// digest) is the same inquiry, not a new one.
+    sender_of: HashMap<u64, u64>,
+    /// Thread ids, shared by the indexes above.
+    threads: HashSet<Arc<str>>,
 }
 
 impl Tracker {
@@ -245,6 +289,7 @@ impl Tracker {
             pending_replies: HashMap::new(),
             policies_seen: HashSet::new(),
             sender_of: HashMap::new(),
+            threads: HashSet::new(),
         }
     }
 
@@ -253,7 +298,7 @@ impl Tracker {
     }
 
     pub fn get(&self, id: &InquiryId) -> Option<&Inquiry> {
-        self.inquiries.get(id)
+        self.inquiries.get(id).map(|b| &**b)
     }
 
     pub fn len(&self) -> usize {
@@ -269,7 +314,7 @@ impl Tracker {
         self.by_received
             .iter()
             .rev()
-            .filter_map(|(_, id)| self.inquiries.get(id))
+            .filter_map(|(_, id)| self.get(id))
     }
 
     /// Inquiries received strictly before `(at, id)`, newest first (cursor paging).
@@ -281,13 +326,16 @@ impl Tracker {
         self.by_received
             .range(..(at, id.clone()))
             .rev()
-            .filter_map(|(_, id)| self.inquiries.get(id))
+            .filter_map(|(_, id)| self.get(id))
     }
 
     pub fn open(&self) -> impl Iterator<Item = &Inquiry> {
-        self.open_in_thread
-            .values()
-            .filter_map(|id| self.inquiries.get(id))
+        self.open_in_thread.values().filter_map(|o| self.get(&o.id))
+    }
+
+    /// The open inquiries in compact form (cheap to scan: metrics, wallboard headlines).
+    pub fn open_summaries(&self) -> impl Iterator<Item = &OpenSummary> {
+        self.open_in_thread.values()
     }
 
     /// The events an observation causes at `now`. Nothing changes until they are applied.
@@ -323,14 +371,14 @@ impl Tracker {
 
     /// DESIGN.md "What is an inquiry" and "Threads".
     fn decide_received(&self, mail: &Mail) -> Vec<Event> {
-        if self.seen_digests.contains(&mail.digest) {
+        if self.seen_digests.contains(&key64(&mail.digest)) {
             return Vec::new();
         }
         let sender = mail.from.as_ref().map(|a| a.email.as_str()).unwrap_or("");
         if self
             .sender_of
-            .get(&mail.message_id)
-            .is_some_and(|s| s == sender)
+            .get(&key64(&mail.message_id))
+            .is_some_and(|s| *s == key64(sender))
         {
             // The same message delivered again (another alias, a redelivery).
             return Vec::new();
@@ -363,10 +411,10 @@ impl Tracker {
             }))];
         }
 
-        if let Some(open) = self.open_in_thread.get(&thread_id) {
+        if let Some(open) = self.open_in_thread.get(thread_id.as_str()) {
             // A second customer message before any reply: the clock keeps running from the oldest.
             return vec![Event::FollowUpAttached {
-                inquiry_id: open.clone(),
+                inquiry_id: open.id.clone(),
                 external_id,
                 digest: mail.digest.clone(),
                 received_at: mail.delivered_at,
@@ -376,7 +424,7 @@ impl Tracker {
             }];
         }
 
-        let kind = if self.replied_threads.contains(&thread_id) {
+        let kind = if self.replied_threads.contains(thread_id.as_str()) {
             InquiryKind::NextReply
         } else {
             InquiryKind::First
@@ -462,7 +510,7 @@ impl Tracker {
 
     /// DESIGN.md "What is a response".
     fn decide_sent(&self, mail: &Mail) -> Vec<Event> {
-        if self.seen_digests.contains(&mail.digest) {
+        if self.seen_digests.contains(&key64(&mail.digest)) {
             return Vec::new();
         }
         let external_id = self.external_id(mail);
@@ -522,8 +570,8 @@ impl Tracker {
                 };
                 let open = self
                     .open_in_thread
-                    .get(&thread_id)
-                    .and_then(|id| self.inquiries.get(id));
+                    .get(thread_id.as_str())
+                    .and_then(|o| self.get(&o.id));
                 // Only a message that goes to the customer is a response; one forwarded to a
                 // third party (a supplier, a courier) keeps the thread but answers nothing.
                 if let Some(inquiry) = open
@@ -711,7 +759,7 @@ impl Tracker {
     fn thread_for(&self, mail: &Mail) -> Option<String> {
         referenced_ids(mail)
             .iter()
-            .find_map(|id| self.thread_of.get(id).cloned())
+            .find_map(|id| self.thread_of.get(id).map(|t| t.to_string()))
     }
 
     // ---- apply ----------------------------------------------------------------------------
@@ -724,12 +772,23 @@ impl Tracker {
             }
             Event::InquiryOpened(e) => {
                 self.index_message(&e.external_id, &e.thread_id, e.digest.as_deref());
-                self.open_in_thread
-                    .insert(e.thread_id.clone(), e.inquiry_id.clone());
+                let thread = self.share_thread(&e.thread_id);
+                self.open_in_thread.insert(
+                    thread,
+                    OpenSummary {
+                        id: e.inquiry_id.clone(),
+                        channel: e.channel,
+                        language: e.language,
+                        received_at: e.received_at,
+                        deadline_at: e.deadline_at,
+                        first_warn_at: e.warn_at.iter().min().copied(),
+                        warned: false,
+                        breached: false,
+                    },
+                );
                 let plain_id = e.external_id.split('#').next().unwrap_or(&e.external_id);
                 self.pending_replies.remove(plain_id);
-                self.sender_of
-                    .insert(plain_id.to_string(), e.customer.clone());
+                self.sender_of.insert(key64(plain_id), key64(&e.customer));
                 self.insert(Inquiry {
                     id: e.inquiry_id.clone(),
                     channel: e.channel,
@@ -765,8 +824,7 @@ impl Tracker {
             Event::InquiryExcluded(e) => {
                 self.index_message(&e.external_id, &e.thread_id, e.digest.as_deref());
                 let plain_id = e.external_id.split('#').next().unwrap_or(&e.external_id);
-                self.sender_of
-                    .insert(plain_id.to_string(), e.customer.clone());
+                self.sender_of.insert(key64(plain_id), key64(&e.customer));
                 self.insert(Inquiry {
                     id: e.inquiry_id.clone(),
                     channel: e.channel,
@@ -813,8 +871,7 @@ impl Tracker {
                     self.index_message(external_id, &thread, Some(digest));
                 }
                 let plain_id = external_id.split('#').next().unwrap_or(external_id);
-                self.sender_of
-                    .insert(plain_id.to_string(), customer.clone());
+                self.sender_of.insert(key64(plain_id), key64(customer));
                 if let Some(i) = self.inquiries.get_mut(inquiry_id) {
                     i.follow_ups += 1;
                     i.follow_up_messages.push(FollowUp {
@@ -837,7 +894,8 @@ impl Tracker {
             } => {
                 self.index_message(external_id, thread_id, Some(digest));
                 if *role == LinkRole::Reply {
-                    self.replied_threads.insert(thread_id.clone());
+                    let thread = self.share_thread(thread_id);
+                    self.replied_threads.insert(thread);
                 }
             }
             Event::ReplyUnmatched {
@@ -850,7 +908,7 @@ impl Tracker {
                 recipients,
                 ..
             } => {
-                self.seen_digests.insert(digest.clone());
+                self.seen_digests.insert(key64(digest));
                 if *reason == UnmatchedReason::UnknownThread {
                     for r in references {
                         self.pending_replies
@@ -876,11 +934,15 @@ impl Tracker {
                         Outcome::Met => SlaStatus::Met,
                         Outcome::Missed => SlaStatus::Missed,
                     };
-                    if self.open_in_thread.get(&i.thread_id) == Some(&i.id) {
-                        self.open_in_thread.remove(&i.thread_id);
+                    let thread_id = i.thread_id.clone();
+                    if self.open_in_thread.get(thread_id.as_str()).map(|o| &o.id)
+                        == Some(&e.inquiry_id)
+                    {
+                        self.open_in_thread.remove(thread_id.as_str());
                     }
                     // Any response in a thread makes the next customer message a next reply.
-                    self.replied_threads.insert(i.thread_id.clone());
+                    let thread = self.share_thread(&thread_id);
+                    self.replied_threads.insert(thread);
                 }
             }
             Event::InquiryWarned {
@@ -894,6 +956,9 @@ impl Tracker {
                         index: Some(*index),
                         at: *at,
                     });
+                    if let Some(open) = self.open_in_thread.get_mut(i.thread_id.as_str()) {
+                        open.warned = true;
+                    }
                 }
             }
             Event::InquiryBreached { inquiry_id, at } => {
@@ -905,6 +970,9 @@ impl Tracker {
                         index: None,
                         at: *at,
                     });
+                    if let Some(open) = self.open_in_thread.get_mut(i.thread_id.as_str()) {
+                        open.breached = true;
+                    }
                 }
             }
         }
@@ -913,20 +981,30 @@ impl Tracker {
     fn insert(&mut self, inquiry: Inquiry) {
         self.by_received
             .insert((inquiry.received_at, inquiry.id.clone()));
-        self.inquiries.insert(inquiry.id.clone(), inquiry);
+        self.inquiries.insert(inquiry.id.clone(), Box::new(inquiry));
+    }
+
+    /// The shared copy of a thread id.
+    fn share_thread(&mut self, thread_id: &str) -> Arc<str> {
+        if let Some(shared) = self.threads.get(thread_id) {
+            return shared.clone();
+        }
+        let shared: Arc<str> = Arc::from(thread_id);
+        self.threads.insert(shared.clone());
+        shared
     }
 
     fn index_message(&mut self, external_id: &str, thread_id: &str, digest: Option<&str>) {
-        self.thread_of
-            .insert(external_id.to_string(), thread_id.to_string());
+        let thread = self.share_thread(thread_id);
         // A disambiguated id (`<id>#digest`) is still reachable by the id replies quote.
         if let Some((plain, _)) = external_id.split_once('#') {
             self.thread_of
                 .entry(plain.to_string())
-                .or_insert_with(|| thread_id.to_string());
+                .or_insert_with(|| thread.clone());
         }
+        self.thread_of.insert(external_id.to_string(), thread);
         if let Some(d) = digest {
-            self.seen_digests.insert(d.to_string());
+            self.seen_digests.insert(key64(d));
         }
     }
 }
