@@ -123,8 +123,10 @@ pub struct Inquiry {
     pub id: InquiryId,
     pub channel: Channel,
     pub source: String,
-    pub external_id: String,
-    pub thread_id: String,
+    /// Message-ID or call id; for the first message of a conversation the same shared text as
+    /// `thread_id`.
+    pub external_id: Arc<str>,
+    pub thread_id: Arc<str>,
     pub customer: String,
     pub customer_name: Option<String>,
     pub subject: String,
@@ -257,7 +259,7 @@ pub struct Tracker {
     /// Inquiries by received time, newest last: the API's order and paging key.
     by_received: BTreeSet<(DateTime<Utc>, InquiryId)>,
     /// Every Message-ID (or call id) seen → its thread.
-    thread_of: HashMap<String, Arc<str>>,
+    thread_of: HashMap<Arc<str>, Arc<str>>,
     /// Header digests of every message seen: a re-fetch of the same bytes is dropped.
     seen_digests: HashSet<u64>,
     /// Thread → its open inquiry.
@@ -675,7 +677,7 @@ impl Tracker {
             channel: inquiry.channel,
             source: inquiry.source.clone(),
             external_id: first.external_id.clone(),
-            thread_id: inquiry.thread_id.clone(),
+            thread_id: inquiry.thread_id.to_string(),
             digest: Some(first.digest.clone()),
             customer: first.customer.clone(),
             customer_name: inquiry
@@ -743,7 +745,7 @@ impl Tracker {
 
     /// The Message-ID, made unique when another message already used it.
     fn external_id(&self, mail: &Mail) -> String {
-        if self.thread_of.contains_key(&mail.message_id) {
+        if self.thread_of.contains_key(mail.message_id.as_str()) {
             format!(
                 "{}#{}",
                 mail.message_id,
@@ -759,7 +761,7 @@ impl Tracker {
     fn thread_for(&self, mail: &Mail) -> Option<String> {
         referenced_ids(mail)
             .iter()
-            .find_map(|id| self.thread_of.get(id).map(|t| t.to_string()))
+            .find_map(|id| self.thread_of.get(id.as_str()).map(|t| t.to_string()))
     }
 
     // ---- apply ----------------------------------------------------------------------------
@@ -771,10 +773,10 @@ impl Tracker {
                 self.policies_seen.insert(policy.version.clone());
             }
             Event::InquiryOpened(e) => {
-                self.index_message(&e.external_id, &e.thread_id, e.digest.as_deref());
-                let thread = self.share_thread(&e.thread_id);
+                let (external_id, thread) =
+                    self.index_message(&e.external_id, &e.thread_id, e.digest.as_deref());
                 self.open_in_thread.insert(
-                    thread,
+                    thread.clone(),
                     OpenSummary {
                         id: e.inquiry_id.clone(),
                         channel: e.channel,
@@ -793,8 +795,8 @@ impl Tracker {
                     id: e.inquiry_id.clone(),
                     channel: e.channel,
                     source: e.source.clone(),
-                    external_id: e.external_id.clone(),
-                    thread_id: e.thread_id.clone(),
+                    external_id,
+                    thread_id: thread,
                     customer: e.customer.clone(),
                     customer_name: e.customer_name.clone(),
                     subject: e.subject.clone(),
@@ -822,15 +824,16 @@ impl Tracker {
                 });
             }
             Event::InquiryExcluded(e) => {
-                self.index_message(&e.external_id, &e.thread_id, e.digest.as_deref());
+                let (external_id, thread) =
+                    self.index_message(&e.external_id, &e.thread_id, e.digest.as_deref());
                 let plain_id = e.external_id.split('#').next().unwrap_or(&e.external_id);
                 self.sender_of.insert(key64(plain_id), key64(&e.customer));
                 self.insert(Inquiry {
                     id: e.inquiry_id.clone(),
                     channel: e.channel,
                     source: e.source.clone(),
-                    external_id: e.external_id.clone(),
-                    thread_id: e.thread_id.clone(),
+                    external_id,
+                    thread_id: thread,
                     customer: e.customer.clone(),
                     customer_name: e.customer_name.clone(),
                     subject: e.subject.clone(),
@@ -935,14 +938,11 @@ impl Tracker {
                         Outcome::Missed => SlaStatus::Missed,
                     };
                     let thread_id = i.thread_id.clone();
-                    if self.open_in_thread.get(thread_id.as_str()).map(|o| &o.id)
-                        == Some(&e.inquiry_id)
-                    {
-                        self.open_in_thread.remove(thread_id.as_str());
+                    if self.open_in_thread.get(&*thread_id).map(|o| &o.id) == Some(&e.inquiry_id) {
+                        self.open_in_thread.remove(&*thread_id);
                     }
                     // Any response in a thread makes the next customer message a next reply.
-                    let thread = self.share_thread(&thread_id);
-                    self.replied_threads.insert(thread);
+                    self.replied_threads.insert(thread_id);
                 }
             }
             Event::InquiryWarned {
@@ -956,7 +956,7 @@ impl Tracker {
                         index: Some(*index),
                         at: *at,
                     });
-                    if let Some(open) = self.open_in_thread.get_mut(i.thread_id.as_str()) {
+                    if let Some(open) = self.open_in_thread.get_mut(&*i.thread_id) {
                         open.warned = true;
                     }
                 }
@@ -970,7 +970,7 @@ impl Tracker {
                         index: None,
                         at: *at,
                     });
-                    if let Some(open) = self.open_in_thread.get_mut(i.thread_id.as_str()) {
+                    if let Some(open) = self.open_in_thread.get_mut(&*i.thread_id) {
                         open.breached = true;
                     }
                 }
@@ -994,18 +994,30 @@ impl Tracker {
         shared
     }
 
-    fn index_message(&mut self, external_id: &str, thread_id: &str, digest: Option<&str>) {
+    /// Records a message in its thread; returns the shared copies of its id and thread id.
+    fn index_message(
+        &mut self,
+        external_id: &str,
+        thread_id: &str,
+        digest: Option<&str>,
+    ) -> (Arc<str>, Arc<str>) {
         let thread = self.share_thread(thread_id);
+        let id: Arc<str> = if external_id == thread_id {
+            thread.clone()
+        } else {
+            Arc::from(external_id)
+        };
         // A disambiguated id (`<id>#digest`) is still reachable by the id replies quote.
         if let Some((plain, _)) = external_id.split_once('#') {
             self.thread_of
-                .entry(plain.to_string())
+                .entry(Arc::from(plain))
                 .or_insert_with(|| thread.clone());
         }
-        self.thread_of.insert(external_id.to_string(), thread);
+        self.thread_of.insert(id.clone(), thread.clone());
         if let Some(d) = digest {
             self.seen_digests.insert(key64(d));
         }
+        (id, thread)
     }
 }
 
