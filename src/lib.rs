@@ -14,6 +14,7 @@
 //! - [`scheduler`]: every future deadline in one ordered set;
 //! - [`notify`]: alert delivery;
 //! - [`http`]: metrics, health, JSON API;
+//! - [`report`]: compliance reports for auditors, derived from the ledger;
 //! - [`engine`]: wires them together and owns the one writer of the ledger;
 //! - [`config`]: file + environment → validated [`config::Settings`].
 
@@ -23,6 +24,7 @@ pub mod domain;
 pub mod engine;
 pub mod http;
 pub mod notify;
+pub mod report;
 pub mod scheduler;
 pub mod sources;
 pub mod store;
