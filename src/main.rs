@@ -1,16 +1,18 @@
 //! The `slawatch` command: the daemon and the tools around it.
 
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use slawatch::config::{self, Settings};
 use slawatch::domain::InquiryId;
 use slawatch::engine::replay;
+use slawatch::report;
 use slawatch::store::{Store, Verification};
 use slawatch::tracker::{InquiryState, TrackerRules};
 
@@ -63,6 +65,30 @@ enum Command {
         at: Option<DateTime<Utc>>,
         #[arg(long)]
         note: Option<String>,
+    },
+    /// Compliance report for auditors, derived from the ledger (inquiries received in
+    /// [from, to)).
+    Report {
+        /// Start of the period: a date (local midnight in --tz) or an RFC 3339 instant.
+        #[arg(long, required_unless_present = "year", conflicts_with = "year")]
+        from: Option<String>,
+        /// End of the period (exclusive): a date or an RFC 3339 instant.
+        #[arg(long, required_unless_present = "year", conflicts_with = "year")]
+        to: Option<String>,
+        /// A calendar year, month by month: the yearly review.
+        #[arg(long)]
+        year: Option<i32>,
+        /// Time zone for days, months and shown times (default: the desk's).
+        #[arg(long)]
+        tz: Option<String>,
+        #[arg(long, value_parser = ["html", "csv", "json"], default_value = "html")]
+        format: String,
+        /// Write here instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Mask customer addresses and numbers.
+        #[arg(long)]
+        mask: bool,
     },
     /// Ledger checks for auditors.
     Audit {
@@ -226,15 +252,96 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Report {
+            from,
+            to,
+            year,
+            tz,
+            format,
+            out,
+            mask,
+        } => {
+            let settings = load(&cli.config)?;
+            let tz: chrono_tz::Tz = match tz {
+                Some(name) => name
+                    .parse()
+                    .map_err(|_| anyhow::anyhow!("--tz {name}: not a known time zone"))?,
+                None => settings.desk.time_zone,
+            };
+            let (from, to, title) = match (year, from, to) {
+                (Some(y), _, _) => {
+                    let start = report::local_midnight(tz, y, 1, 1)
+                        .with_context(|| format!("--year {y}: out of range"))?;
+                    let end = report::local_midnight(tz, y + 1, 1, 1)
+                        .with_context(|| format!("--year {y}: out of range"))?;
+                    (
+                        start.with_timezone(&Utc),
+                        end.with_timezone(&Utc),
+                        format!("Yearly service review {y}"),
+                    )
+                }
+                (None, Some(f), Some(t)) => {
+                    let from = parse_when(&f, tz).with_context(|| format!("--from {f}"))?;
+                    let to = parse_when(&t, tz).with_context(|| format!("--to {t}"))?;
+                    (from, to, format!("Service report {f} to {t}"))
+                }
+                _ => bail!("give --from and --to, or --year"),
+            };
+            let params = report::ReportParams {
+                from,
+                to,
+                time_zone: tz,
+                mask,
+                title,
+            };
+            let store = Store::open(&settings.store.url).await?;
+            let rules = std::sync::Arc::new(TrackerRules {
+                desk: settings.desk.clone(),
+                policies: settings.policies.clone(),
+            });
+            let total = store.head().await?.map(|h| h.0).unwrap_or(0).max(0) as u64;
+            let mut bar = progress::Bar::new(total);
+            let data = report::build(&store, rules, &params, &mut |n| bar.set(n)).await;
+            bar.finish();
+            store.close().await;
+            let data = data?;
+            let mut sink: Box<dyn std::io::Write> = match &out {
+                Some(path) => Box::new(std::io::BufWriter::new(
+                    std::fs::File::create(path)
+                        .with_context(|| format!("cannot create {}", path.display()))?,
+                )),
+                None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+            };
+            match format.as_str() {
+                "csv" => report::csv::render(&data, &mut sink)?,
+                "json" => report::json::render(&data, &mut sink)?,
+                _ => report::html::render(&data, &mut sink)?,
+            }
+            sink.flush()?;
+            if let Some(path) = &out {
+                eprintln!(
+                    "report written: {} ({} inquiries, compliance {})",
+                    path.display(),
+                    data.totals.received,
+                    report::format_ratio(data.totals.compliance)
+                );
+            }
+            if data.ledger.intact {
+                Ok(ExitCode::SUCCESS)
+            } else {
+                eprintln!("ledger verification failed: {}", data.ledger.verification);
+                Ok(ExitCode::FAILURE)
+            }
+        }
         Command::Audit {
             command: AuditCommand::Verify,
         } => {
             let settings = load(&cli.config)?;
             let store = Store::open(&settings.store.url).await?;
             let verification = store.verify().await?;
-            store.close().await;
             match verification {
                 Verification::Intact { events, head_hash } => {
+                    store.close().await;
                     println!("ledger intact: {events} events");
                     println!("head hash: {head_hash}");
                     Ok(ExitCode::SUCCESS)
@@ -245,11 +352,72 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     found,
                     problem,
                 } => {
-                    println!("ledger BROKEN at event {seq}: {problem}");
+                    let label = match store.row_label(seq).await {
+                        Ok(Some((kind, inquiry))) => {
+                            format!("kind {kind}, inquiry {}", inquiry.as_deref().unwrap_or("-"))
+                        }
+                        Ok(None) => "no such row".to_string(),
+                        Err(e) => format!("row unreadable: {e}"),
+                    };
+                    store.close().await;
+                    println!("ledger BROKEN at event seq {seq} ({label}): {problem}");
                     println!("expected hash: {expected}");
                     println!("found hash:    {found}");
                     Ok(ExitCode::FAILURE)
                 }
+            }
+        }
+    }
+}
+
+/// `2026-03-01` (local midnight in `tz`) or an RFC 3339 instant.
+fn parse_when(s: &str, tz: chrono_tz::Tz) -> anyhow::Result<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    let date = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .context("expected YYYY-MM-DD or an RFC 3339 instant")?;
+    report::local_midnight(tz, date.year(), date.month(), date.day())
+        .map(|t| t.with_timezone(&Utc))
+        .context("no such local date")
+}
+
+/// Progress on a terminal only: nothing is drawn when stderr is a pipe or a log file.
+mod progress {
+    use std::io::{IsTerminal, Write};
+
+    pub struct Bar {
+        total: u64,
+        shown: bool,
+    }
+
+    impl Bar {
+        pub fn new(total: u64) -> Bar {
+            Bar {
+                total,
+                shown: std::io::stderr().is_terminal() && total > 50_000,
+            }
+        }
+
+        pub fn set(&mut self, done: u64) {
+            if !self.shown {
+                return;
+            }
+            let total = self.total.max(1);
+            let filled = (done.min(total) * 30 / total) as usize;
+            let mut err = std::io::stderr().lock();
+            let _ = write!(
+                err,
+                "\r[{}{}] {done}/{total} events",
+                "#".repeat(filled),
+                " ".repeat(30 - filled)
+            );
+            let _ = err.flush();
+        }
+
+        pub fn finish(&mut self) {
+            if self.shown {
+                let _ = writeln!(std::io::stderr());
             }
         }
     }
