@@ -90,6 +90,7 @@ pub async fn run(
         shared: shared.clone(),
         engine: EngineHandle::new(command_tx),
         token: settings.http.token.clone(),
+        report_token: settings.http.report_token.clone(),
     };
     let http_shutdown = shutdown.clone();
     tasks.spawn(async move {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use chrono::{DateTime, Datelike, Utc};
+use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
@@ -281,8 +281,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     )
                 }
                 (None, Some(f), Some(t)) => {
-                    let from = parse_when(&f, tz).with_context(|| format!("--from {f}"))?;
-                    let to = parse_when(&t, tz).with_context(|| format!("--to {t}"))?;
+                    let from = report::parse_when(&f, tz)
+                        .with_context(|| format!("--from {f}: expected YYYY-MM-DD or RFC 3339"))?;
+                    let to = report::parse_when(&t, tz)
+                        .with_context(|| format!("--to {t}: expected YYYY-MM-DD or RFC 3339"))?;
                     (from, to, format!("Service report {f} to {t}"))
                 }
                 _ => bail!("give --from and --to, or --year"),
@@ -368,18 +370,6 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
     }
-}
-
-/// `2026-03-01` (local midnight in `tz`) or an RFC 3339 instant.
-fn parse_when(s: &str, tz: chrono_tz::Tz) -> anyhow::Result<DateTime<Utc>> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Ok(t.with_timezone(&Utc));
-    }
-    let date = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
-        .context("expected YYYY-MM-DD or an RFC 3339 instant")?;
-    report::local_midnight(tz, date.year(), date.month(), date.day())
-        .map(|t| t.with_timezone(&Utc))
-        .context("no such local date")
 }
 
 /// Progress on a terminal only: nothing is drawn when stderr is a pipe or a log file.

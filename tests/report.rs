@@ -637,3 +637,156 @@ async fn html_report_prints_to_pdf_and_png_with_its_figures_and_charts() {
         "screenshot has content"
     );
 }
+
+mod http {
+    //! `GET /api/v1/report`: the same report, behind its own read-only token.
+
+    use std::collections::BTreeSet;
+    use std::sync::{Arc, Mutex, RwLock};
+
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode, header};
+    use serde_json::Value;
+    use tower::ServiceExt;
+
+    use slawatch::config::{DeskSettings, Secret};
+    use slawatch::domain::Language;
+    use slawatch::engine::{EngineHandle, Shared};
+    use slawatch::http::{AppState, router};
+    use slawatch::store::Store;
+    use slawatch::telemetry::Metrics;
+    use slawatch::tracker::policy::{Policy, PolicySet};
+    use slawatch::tracker::{Tracker, TrackerRules};
+
+    const WRITE: &str = "write-token";
+    const READ: &str = "auditor-token";
+
+    async fn state(report_token: Option<&str>) -> AppState {
+        let store = Store::open("sqlite::memory:").await.expect("ledger");
+        store
+            .append(chrono::Utc::now(), &super::fixture(), &[])
+            .await
+            .expect("append");
+        let desk = DeskSettings {
+            support_addresses: vec!["support@desk.example".into()],
+            internal_domains: vec!["desk.example".into()],
+            ignore_senders: Vec::new(),
+            ignore_subjects: Vec::new(),
+            auto_ack_subjects: Vec::new(),
+            default_language: Language::En,
+            time_zone: chrono_tz::UTC,
+        };
+        let tracker = Tracker::new(Arc::new(TrackerRules {
+            desk,
+            policies: PolicySet::single(Policy::default()),
+        }));
+        let (tx, _rx) = tokio::sync::mpsc::channel(1);
+        AppState {
+            shared: Arc::new(Shared {
+                tracker: RwLock::new(tracker),
+                metrics: Arc::new(Metrics::new("test", &["mail".to_string()])),
+                store,
+                pending_sources: Mutex::new(BTreeSet::new()),
+            }),
+            engine: EngineHandle::new(tx),
+            token: Some(Secret::new(WRITE)),
+            report_token: report_token.map(Secret::new),
+        }
+    }
+
+    async fn get(state: &AppState, uri: &str, token: Option<&str>) -> (StatusCode, String, String) {
+        let mut request = Request::get(uri);
+        if let Some(t) = token {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        let response = router(state.clone())
+            .oneshot(request.body(Body::empty()).expect("request"))
+            .await
+            .unwrap_or_else(|e| match e {});
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 24)
+            .await
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
+        (status, content_type, body)
+    }
+
+    const URI: &str = "/api/v1/report?from=2026-03-01&to=2026-03-03";
+
+    #[tokio::test]
+    async fn disabled_without_a_report_token() {
+        let state = state(None).await;
+        let (status, _, body) = get(&state, URI, Some(WRITE)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert!(
+            body.contains("reports disabled: set http.report_token"),
+            "{body}"
+        );
+    }
+
+    #[tokio::test]
+    async fn needs_the_read_only_token_not_the_write_token() {
+        let state = state(Some(READ)).await;
+        assert_eq!(get(&state, URI, None).await.0, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            get(&state, URI, Some(WRITE)).await.0,
+            StatusCode::UNAUTHORIZED
+        );
+        let (status, content_type, body) = get(&state, URI, Some(READ)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(content_type.starts_with("text/html"), "{content_type}");
+        assert!(body.contains("id=\"chart-heatmap\""));
+        // The report token is read-only: it cannot acknowledge.
+        let ack = Request::post("/api/v1/inquiries/d/ack")
+            .header(header::AUTHORIZATION, format!("Bearer {READ}"))
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(r#"{"by":"x","via":"phone"}"#))
+            .expect("request");
+        let response = router(state.clone())
+            .oneshot(ack)
+            .await
+            .unwrap_or_else(|e| match e {});
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    }
+
+    #[tokio::test]
+    async fn serves_json_and_csv_with_the_cli_figures() {
+        let state = state(Some(READ)).await;
+        let (status, content_type, body) =
+            get(&state, &format!("{URI}&format=json"), Some(READ)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(content_type, "application/json");
+        let json: Value = serde_json::from_str(&body).expect("json");
+        assert_eq!(json["totals"]["received"], 6);
+        assert_eq!(json["totals"]["compliance"], 0.5);
+        let (status, content_type, body) =
+            get(&state, &format!("{URI}&format=csv&mask=true"), Some(READ)).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(content_type.starts_with("text/csv"));
+        assert_eq!(body.lines().count(), 7, "header + 6 inquiries");
+        assert!(body.contains("a***@c***.example"));
+    }
+
+    #[tokio::test]
+    async fn bad_parameters_are_400_naming_the_parameter() {
+        let state = state(Some(READ)).await;
+        for (uri, parameter) in [
+            ("/api/v1/report?to=2026-03-03", "from"),
+            ("/api/v1/report?from=yesterday&to=2026-03-03", "from"),
+            ("/api/v1/report?from=2026-03-03&to=2026-03-01", "to"),
+            (&format!("{URI}&format=pdf"), "format"),
+            (&format!("{URI}&tz=Mars/Base"), "tz"),
+        ] {
+            let (status, _, body) = get(&state, uri, Some(READ)).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {body}");
+            let json: Value = serde_json::from_str(&body).expect("json error");
+            assert_eq!(json["parameter"], parameter, "{uri}");
+        }
+    }
+}

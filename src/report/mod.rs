@@ -329,7 +329,7 @@ pub async fn build(
     store: &Store,
     rules: Arc<TrackerRules>,
     params: &ReportParams,
-    progress: &mut dyn FnMut(u64),
+    progress: &mut (dyn FnMut(u64) + Send),
 ) -> Result<ReportData, ReportError> {
     if params.from >= params.to {
         return Err(ReportError::EmptyPeriod {
@@ -687,6 +687,15 @@ pub fn local_midnight(tz: Tz, year: i32, month: u32, day: u32) -> Option<DateTim
         tz.from_local_datetime(&date.and_hms_opt(h, 0, 0)?)
             .earliest()
     })
+}
+
+/// `2026-03-01` (local midnight in `tz`) or an RFC 3339 instant.
+pub fn parse_when(s: &str, tz: Tz) -> Option<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Some(t.with_timezone(&Utc));
+    }
+    let date = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()?;
+    local_midnight(tz, date.year(), date.month(), date.day()).map(|t| t.with_timezone(&Utc))
 }
 
 /// `ana@desk.example` → `a***@d***.example`; `+34911222333` → `+*********33`.
