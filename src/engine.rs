@@ -53,6 +53,9 @@ pub enum Command {
         ack: ManualAck,
         reply: oneshot::Sender<Result<Inquiry, AckError>>,
     },
+    /// Append one of the monitor's own events (heartbeat, source down/up) to the ledger. They
+    /// change no inquiry; they let reports prove when the monitor was watching.
+    Record(Event),
 }
 
 /// Cheap handle for sending commands to the engine.
@@ -74,6 +77,12 @@ impl EngineHandle {
             .await
             .map_err(|_| AckError::Stopped)?;
         answer.await.map_err(|_| AckError::Stopped)?
+    }
+
+    /// Queues a monitor event for the ledger (see [`Command::Record`]); `false` if the engine
+    /// has stopped.
+    pub async fn record(&self, event: Event) -> bool {
+        self.commands.send(Command::Record(event)).await.is_ok()
     }
 }
 
@@ -205,6 +214,18 @@ impl Engine {
                     }
                 };
                 let _ = reply.send(answer);
+            }
+            Command::Record(event) => {
+                let now = self.clock.now();
+                self.shared
+                    .tracker
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .apply(&event);
+                self.record_metrics(std::slice::from_ref(&event));
+                if let Err(e) = self.commit(now, &[event], &[], deadlines).await {
+                    tracing::error!(error = %e, "Could not record a monitor event.");
+                }
             }
         }
     }

@@ -724,6 +724,12 @@ impl Tracker {
                     });
                 }
             }
+            // The monitor's own record (coverage for reports): no inquiry state.
+            Event::MonitorStarted { .. }
+            | Event::MonitorHeartbeat { .. }
+            | Event::MonitorStopped { .. }
+            | Event::SourceDown { .. }
+            | Event::SourceUp { .. } => {}
         }
     }
 
