@@ -63,13 +63,7 @@ sent_folders = ["Sent"]
         let store = Store::open(&format!("sqlite://{}", db.display()))
             .await
             .expect("open ledger");
-        // One commit per event, as the engine would write them.
-        for e in events {
-            store
-                .append(Utc::now(), std::slice::from_ref(e), &[])
-                .await
-                .expect("append");
-        }
+        store.append(Utc::now(), events, &[]).await.expect("append");
         store.close().await;
         World { dir, config, db }
     }
@@ -294,6 +288,49 @@ fn fixture() -> Vec<Event> {
     let g = at(2, 0);
     ev.push(opened(&spec("g", Channel::Email, Language::En, g, "after")));
     ev.push(responded("g", g, 30, Outcome::Met));
+    ev.extend(monitor_record());
+    ev
+}
+
+/// The monitor's own record, appended after the inquiries (the report orders by instant):
+/// started 02-27 00:00, heartbeats every 5 min until 03-01 10:50, then a crash (no stop);
+/// restarted 03-01 11:06 (c, received 11:00, is seen at 11:08: detected late, in that gap);
+/// source `mail` down 03-02 07:55–08:20 (d, received 08:00, falls in it); heartbeats until
+/// 03-03 00:25 and a clean stop at 00:30, after the period.
+fn monitor_record() -> Vec<Event> {
+    let t = |s: &str| s.parse::<DateTime<Utc>>().expect("instant");
+    let beats = |from: &str, to: &str| {
+        let (from, to) = (t(from), t(to));
+        let mut out = Vec::new();
+        let mut at = from;
+        while at <= to {
+            out.push(Event::MonitorHeartbeat { at });
+            at += Duration::minutes(5);
+        }
+        out
+    };
+    let started = |at: &str| Event::MonitorStarted {
+        at: t(at),
+        version: "0.1.0".into(),
+    };
+    let mut ev = vec![started("2026-02-27T00:00:00Z")];
+    ev.extend(beats("2026-02-27T00:05:00Z", "2026-03-01T10:50:00Z"));
+    ev.push(started("2026-03-01T11:06:00Z"));
+    ev.extend(beats("2026-03-01T11:10:00Z", "2026-03-02T07:50:00Z"));
+    ev.push(Event::SourceDown {
+        source: "mail".into(),
+        at: t("2026-03-02T07:55:00Z"),
+        error_kind: "connect".into(),
+    });
+    ev.extend(beats("2026-03-02T07:55:00Z", "2026-03-02T08:15:00Z"));
+    ev.push(Event::SourceUp {
+        source: "mail".into(),
+        at: t("2026-03-02T08:20:00Z"),
+    });
+    ev.extend(beats("2026-03-02T08:20:00Z", "2026-03-03T00:25:00Z"));
+    ev.push(Event::MonitorStopped {
+        at: t("2026-03-03T00:30:00Z"),
+    });
     ev
 }
 
@@ -479,6 +516,26 @@ async fn report_figures_match_the_hand_computed_fixture() {
     assert_eq!(late.len(), 1);
     assert_eq!(late[0]["id"], "c");
     assert_eq!(late[0]["detection_seconds"], 480);
+    assert_eq!(late[0]["gap"], 0);
+    // Coverage: the crash gap (10:50–11:06, 16 min, c received in it and seen late) and the
+    // source outage (07:55–08:20, d received in it, seen in time).
+    let coverage = &json["coverage"];
+    assert_eq!(coverage["recorded"], true);
+    assert_eq!(coverage["daemon_down_seconds"], 16 * 60);
+    let gaps = coverage["gaps"].as_array().expect("gaps");
+    assert_eq!(gaps.len(), 2, "{gaps:?}");
+    assert_eq!(gaps[0]["start"], "2026-03-01T10:50:00Z");
+    assert_eq!(gaps[0]["end"], "2026-03-01T11:06:00Z");
+    assert_eq!(gaps[0]["scope"], "daemon");
+    assert_eq!(gaps[0]["cause"], "not_running");
+    assert_eq!(gaps[0]["inquiries_received"], 1);
+    assert_eq!(gaps[0]["detected_late"], 1);
+    assert_eq!(gaps[1]["scope"], "source");
+    assert_eq!(gaps[1]["source"], "mail");
+    assert_eq!(gaps[1]["cause"], "connect");
+    assert_eq!(gaps[1]["seconds"], 25 * 60);
+    assert_eq!(gaps[1]["inquiries_received"], 1);
+    assert_eq!(gaps[1]["detected_late"], 0);
     // The ledger head, verified.
     let head = sqlite3(
         &world.db,
@@ -596,6 +653,8 @@ async fn html_report_prints_to_pdf_and_png_with_its_figures_and_charts() {
         "Breaches (2)",
         "Exclusions (1)",
         "auto_submitted",
+        "Monitoring coverage",
+        "16m00s",
         "intact",
     ] {
         assert!(

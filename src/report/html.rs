@@ -275,9 +275,44 @@ fn document(d: &ReportData) -> String {
     h.push_str("</table>");
 
     let c = &d.coverage;
+    h.push_str("<h2>Monitoring coverage</h2>");
+    if !c.recorded {
+        h.push_str(
+            "<p class=\"banner\">This ledger holds no monitor start, heartbeat or source \
+                    events: when the monitor was running cannot be proven for this period.</p>",
+        );
+    }
     let _ = write!(
         h,
-        "<h2>Monitoring coverage</h2><p>Detection latency (first seen − received) over {} \
+        "<p>The daemon was not watching for <b id=\"daemon-down\">{}</b> of the period; \
+         <b id=\"gaps\">{}</b> gap(s) in all.</p>",
+        format_seconds(c.daemon_down_seconds),
+        c.gaps.len()
+    );
+    if !c.gaps.is_empty() {
+        h.push_str("<table id=\"coverage-gaps\"><tr><th>#</th><th>From</th><th>To</th><th class=\"n\">Length</th><th>What</th><th>Cause</th><th class=\"n\">Received during</th><th class=\"n\">Detected late</th></tr>");
+        for (n, g) in c.gaps.iter().enumerate() {
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+                n + 1,
+                esc(&local(d, g.start)),
+                esc(&local(d, g.end)),
+                format_seconds(g.seconds),
+                match &g.source {
+                    Some(s) => format!("source {}", esc(s)),
+                    None => "daemon".into(),
+                },
+                esc(&g.cause),
+                g.inquiries_received,
+                g.detected_late
+            );
+        }
+        h.push_str("</table>");
+    }
+    let _ = write!(
+        h,
+        "<p>Detection latency (first seen − received) over {} \
          inquiries: p50 {}, p99 {}, max {}. Inquiries detected more than {} after they were \
          received: <b id=\"late-detections\">{}</b>.</p>",
         c.detection.answered,
@@ -288,16 +323,19 @@ fn document(d: &ReportData) -> String {
         c.late_detections.len()
     );
     if !c.late_detections.is_empty() {
-        h.push_str("<table><tr><th>Inquiry</th><th>Source</th><th>Received</th><th>First seen</th><th class=\"n\">Late by</th></tr>");
+        h.push_str("<table><tr><th>Inquiry</th><th>Source</th><th>Received</th><th>First seen</th><th class=\"n\">Late by</th><th>Gap</th></tr>");
         for l in &c.late_detections {
             let _ = write!(
                 h,
-                "<tr><td class=\"mono\">{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td></tr>",
+                "<tr><td class=\"mono\">{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
                 esc(&l.id),
                 esc(&l.source),
                 esc(&local(d, l.received_at)),
                 esc(&local(d, l.first_seen_at)),
-                format_seconds(l.detection_seconds)
+                format_seconds(l.detection_seconds),
+                l.gap
+                    .map(|g| format!("#{}", g + 1))
+                    .unwrap_or_else(|| "—".into())
             );
         }
         h.push_str("</table>");
@@ -486,7 +524,10 @@ fn distribution_chart(h: &mut String, d: &ReportData) {
         };
         let late = b.le_seconds.is_none_or(|s| s > 900);
         let label = match b.le_seconds {
-            Some(s) => format!("≤{}", format_seconds(s)),
+            Some(s) if s % 86400 == 0 => format!("≤{}d", s / 86400),
+            Some(s) if s % 3600 == 0 => format!("≤{}h", s / 3600),
+            Some(s) if s % 60 == 0 => format!("≤{}m", s / 60),
+            Some(s) => format!("≤{s}s"),
             None => ">1d".to_string(),
         };
         let _ = write!(

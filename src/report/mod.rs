@@ -19,9 +19,12 @@
 //!   answered inquiries;
 //! - policy versions: from `PolicyActivated` events, with their parameters and the date each
 //!   was first used, plus how many inquiries of the period each governed;
-//! - monitoring coverage: inquiries the monitor saw more than [`LATE_DETECTION`] after they
-//!   were received (`first_seen_at - received_at`), i.e. detected late because a source or the
-//!   daemon was not watching.
+//! - monitoring coverage: the periods the daemon was not running (from `monitor_started`,
+//!   `monitor_heartbeat` and `monitor_stopped` events: a restart without a stop, or heartbeats
+//!   silent for more than [`HEARTBEAT_SILENCE`]) and the periods a source was down
+//!   (`source_down` → `source_up`), each with the inquiries received during it and how many of
+//!   them were detected late; and every inquiry the monitor saw more than [`LATE_DETECTION`]
+//!   after it was received (`first_seen_at - received_at`), attributed to its gap.
 //!
 //! Instants are kept in UTC; `time_zone` (the desk's by default) decides the calendar used to
 //! group by day, month and hour of week, and how times are shown.
@@ -56,6 +59,10 @@ use crate::tracker::{Inquiry, InquiryState, SlaStatus, Tracker, TrackerRules};
 /// Detection latency above which an inquiry counts as detected late (a monitoring gap):
 /// sources poll or IDLE within seconds, so five minutes means nobody was watching.
 pub const LATE_DETECTION: chrono::Duration = chrono::Duration::minutes(5);
+
+/// Heartbeat silence longer than this is a gap: two missed beats and a minute of slack.
+pub const HEARTBEAT_SILENCE: chrono::Duration =
+    chrono::Duration::seconds(2 * crate::monitor::HEARTBEAT_EVERY.as_secs() as i64 + 60);
 
 /// Upper bounds (seconds) of the response-time distribution chart; the 600 and 900 marks are
 /// the warning and the promise.
@@ -269,11 +276,39 @@ pub struct LateDetection {
     pub received_at: DateTime<Utc>,
     pub first_seen_at: DateTime<Utc>,
     pub detection_seconds: i64,
+    /// Index in [`Coverage::gaps`] of the gap it was received in, if any.
+    pub gap: Option<usize>,
+}
+
+/// A period in which the monitor was not (fully) watching, clipped to the report's period.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Gap {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub seconds: i64,
+    /// `daemon` (not running) or `source`.
+    pub scope: String,
+    /// The source, for a source gap.
+    pub source: Option<String>,
+    /// Why: `stopped`, `not_running` (no stop recorded: crashed or killed), `no_heartbeat`,
+    /// `no_record` (before the first recorded start), or the source's error kind.
+    pub cause: String,
+    /// Inquiries (and excluded messages) received during the gap.
+    pub inquiries_received: u64,
+    /// Of those, how many the monitor saw more than the threshold after they were received.
+    pub detected_late: u64,
 }
 
 /// The monitor's own gaps, as far as the ledger proves them.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Coverage {
+    /// Whether the ledger holds monitor events (`monitor_started` …) at all; ledgers written
+    /// before they existed cannot prove coverage, and the report says so.
+    pub recorded: bool,
+    /// Daemon and source gaps overlapping the period, by start.
+    pub gaps: Vec<Gap>,
+    /// Seconds of the period the daemon was not watching (daemon gaps only).
+    pub daemon_down_seconds: i64,
     pub late_threshold_seconds: i64,
     /// Inquiries detected later than the threshold, oldest first.
     pub late_detections: Vec<LateDetection>,
@@ -342,6 +377,7 @@ pub async fn build(
     let mut responses: HashMap<InquiryId, InquiryResponded> = HashMap::new();
     let mut in_period: HashSet<InquiryId> = HashSet::new();
     let mut policies: Vec<(DateTime<Utc>, PolicyRecord)> = Vec::new();
+    let mut monitor: Vec<Event> = Vec::new();
     let (from, to) = (params.from, params.to);
     let mut seen = 0u64;
     store
@@ -357,6 +393,12 @@ pub async fn build(
                 Event::InquiryResponded(e) if in_period.contains(&e.inquiry_id) => {
                     responses.insert(e.inquiry_id.clone(), (**e).clone());
                 }
+                Event::MonitorStarted { .. }
+                | Event::MonitorStopped { .. }
+                | Event::SourceDown { .. }
+                | Event::SourceUp { .. } => monitor.push(entry.event.clone()),
+                // Heartbeats are many: keep only the instant.
+                Event::MonitorHeartbeat { at } => monitor.push(Event::MonitorHeartbeat { at: *at }),
                 _ => {}
             }
             tracker.apply(&entry.event);
@@ -368,7 +410,18 @@ pub async fn build(
         })
         .await?;
     progress(seen);
-    Ok(derive(&tracker, &responses, policies, ledger, params))
+    let gaps = gaps(&monitor, params.from, params.to.min(Utc::now()));
+    let recorded = monitor
+        .iter()
+        .any(|e| matches!(e, Event::MonitorStarted { .. }));
+    Ok(derive(
+        &tracker,
+        &responses,
+        policies,
+        (recorded, gaps),
+        ledger,
+        params,
+    ))
 }
 
 async fn check_ledger(store: &Store) -> Result<LedgerCheck, StoreError> {
@@ -402,6 +455,7 @@ fn derive(
     tracker: &Tracker,
     responses: &HashMap<InquiryId, InquiryResponded>,
     policies: Vec<(DateTime<Utc>, PolicyRecord)>,
+    (recorded, mut gaps): (bool, Vec<Gap>),
     ledger: LedgerCheck,
     params: &ReportParams,
 ) -> ReportData {
@@ -490,13 +544,28 @@ fn derive(
             });
         } else {
             detection_times.push(detection);
-            if (i.first_seen_at - i.received_at) > LATE_DETECTION {
+        }
+        let late = (i.first_seen_at - i.received_at) > LATE_DETECTION;
+        let mut in_gap = None;
+        for (n, g) in gaps.iter_mut().enumerate() {
+            let concerned = g.source.as_ref().is_none_or(|s| *s == i.source);
+            if concerned && i.received_at >= g.start && i.received_at <= g.end {
+                g.inquiries_received += 1;
+                if late {
+                    g.detected_late += 1;
+                }
+                in_gap.get_or_insert(n);
+            }
+        }
+        if i.state != InquiryState::Excluded {
+            if late {
                 late_detections.push(LateDetection {
                     id: i.id.to_string(),
                     source: i.source.clone(),
                     received_at: i.received_at,
                     first_seen_at: i.first_seen_at,
                     detection_seconds: detection,
+                    gap: in_gap,
                 });
             }
             if let Some(p) = &i.policy {
@@ -646,6 +715,13 @@ fn derive(
         exclusions,
         policies,
         coverage: Coverage {
+            recorded,
+            daemon_down_seconds: gaps
+                .iter()
+                .filter(|g| g.scope == "daemon")
+                .map(|g| g.seconds)
+                .sum(),
+            gaps,
             late_threshold_seconds: LATE_DETECTION.num_seconds(),
             late_detections,
             detection: Percentiles::of(detection_times),
@@ -653,6 +729,97 @@ fn derive(
         ledger,
         inquiries: rows,
     }
+}
+
+/// Daemon and source gaps from the monitor events (in ledger order), clipped to
+/// `[from, until)`; `until` is the end of the period or now, whichever is earlier.
+fn gaps(monitor: &[Event], from: DateTime<Utc>, until: DateTime<Utc>) -> Vec<Gap> {
+    // (start, end, source, cause)
+    type RawGap = (DateTime<Utc>, DateTime<Utc>, Option<String>, String);
+    let mut raw: Vec<RawGap> = Vec::new();
+    // Last instant the daemon was known alive, and whether it stopped cleanly then.
+    let mut alive: Option<(DateTime<Utc>, bool)> = None;
+    let mut first_start: Option<DateTime<Utc>> = None;
+    let mut down: HashMap<String, (DateTime<Utc>, String)> = HashMap::new();
+    for e in monitor {
+        match e {
+            Event::MonitorStarted { at, .. } => {
+                first_start.get_or_insert(*at);
+                if let Some((last, stopped)) = alive {
+                    let cause = if stopped { "stopped" } else { "not_running" };
+                    raw.push((last, *at, None, cause.into()));
+                }
+                // Sources start afresh: a source down before the gap is covered by it.
+                for (source, (since, kind)) in down.drain() {
+                    let end = alive.map(|a| a.0).unwrap_or(*at).max(since);
+                    raw.push((since, end, Some(source), kind));
+                }
+                alive = Some((*at, false));
+            }
+            Event::MonitorHeartbeat { at } => {
+                if let Some((last, false)) = alive
+                    && *at - last > HEARTBEAT_SILENCE
+                {
+                    raw.push((last, *at, None, "no_heartbeat".into()));
+                }
+                if alive.is_some() {
+                    alive = Some((*at, false));
+                }
+            }
+            Event::MonitorStopped { at } => {
+                for (source, (since, kind)) in down.drain() {
+                    raw.push((since, *at, Some(source), kind));
+                }
+                alive = Some((*at, true));
+            }
+            Event::SourceDown {
+                source,
+                at,
+                error_kind,
+            } => {
+                down.entry(source.clone())
+                    .or_insert((*at, error_kind.clone()));
+            }
+            Event::SourceUp { source, at } => {
+                if let Some((since, kind)) = down.remove(source) {
+                    raw.push((since, *at, Some(source.clone()), kind));
+                }
+            }
+            _ => {}
+        }
+    }
+    // Still open at the end.
+    for (source, (since, kind)) in down {
+        raw.push((since, until, Some(source), kind));
+    }
+    match alive {
+        Some((last, true)) => raw.push((last, until, None, "stopped".into())),
+        Some((last, false)) if until - last > HEARTBEAT_SILENCE => {
+            raw.push((last, until, None, "no_heartbeat".into()))
+        }
+        _ => {}
+    }
+    if let Some(first) = first_start {
+        raw.push((from, first, None, "no_record".into()));
+    }
+    let mut out: Vec<Gap> = raw
+        .into_iter()
+        .filter_map(|(start, end, source, cause)| {
+            let (start, end) = (start.max(from), end.min(until));
+            (start < end).then(|| Gap {
+                start,
+                end,
+                seconds: (end - start).num_seconds(),
+                scope: if source.is_some() { "source" } else { "daemon" }.into(),
+                source,
+                cause,
+                inquiries_received: 0,
+                detected_late: 0,
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| (a.start, &a.source).cmp(&(b.start, &b.source)));
+    out
 }
 
 fn sla_str(i: &Inquiry) -> &'static str {
