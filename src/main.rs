@@ -374,41 +374,35 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
 
 /// Progress on a terminal only: nothing is drawn when stderr is a pipe or a log file.
 mod progress {
-    use std::io::{IsTerminal, Write};
+    use std::io::IsTerminal;
 
-    pub struct Bar {
-        total: u64,
-        shown: bool,
-    }
+    use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+    pub struct Bar(ProgressBar);
 
     impl Bar {
         pub fn new(total: u64) -> Bar {
-            Bar {
-                total,
-                shown: std::io::stderr().is_terminal() && total > 50_000,
+            let target = if std::io::stderr().is_terminal() {
+                ProgressDrawTarget::stderr()
+            } else {
+                ProgressDrawTarget::hidden()
+            };
+            let bar = ProgressBar::with_draw_target(Some(total), target);
+            if let Ok(style) =
+                ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} events ({eta} left)")
+            {
+                bar.set_style(style.progress_chars("=> "));
             }
+            bar.set_message("replaying the ledger");
+            Bar(bar)
         }
 
         pub fn set(&mut self, done: u64) {
-            if !self.shown {
-                return;
-            }
-            let total = self.total.max(1);
-            let filled = (done.min(total) * 30 / total) as usize;
-            let mut err = std::io::stderr().lock();
-            let _ = write!(
-                err,
-                "\r[{}{}] {done}/{total} events",
-                "#".repeat(filled),
-                " ".repeat(30 - filled)
-            );
-            let _ = err.flush();
+            self.0.set_position(done);
         }
 
         pub fn finish(&mut self) {
-            if self.shown {
-                let _ = writeln!(std::io::stderr());
-            }
+            self.0.finish_and_clear();
         }
     }
 }

@@ -343,6 +343,8 @@ fn report(world: &World, format: &str, extra: &[&str]) -> String {
     args.extend(extra);
     let out = world.slawatch(&args);
     assert!(out.status.success(), "{}", text(&out));
+    // No progress bar into a pipe.
+    assert!(out.stderr.is_empty(), "{}", text(&out));
     String::from_utf8(out.stdout).expect("utf-8 report")
 }
 
