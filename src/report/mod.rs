@@ -52,7 +52,7 @@ use serde::Serialize;
 
 use crate::domain::InquiryId;
 use crate::store::{Store, StoreError, Verification};
-use crate::tracker::event::{Event, InquiryResponded};
+use crate::tracker::event::Event;
 use crate::tracker::policy::PolicyRecord;
 use crate::tracker::{Inquiry, InquiryState, SlaStatus, Tracker, TrackerRules};
 
@@ -358,6 +358,13 @@ pub struct ReportData {
     pub inquiries: Vec<InquiryRow>,
 }
 
+/// What a report needs of a response beyond the tracker's inquiry state.
+struct ResponseExtra {
+    external_id: Option<String>,
+    via: Option<crate::tracker::observation::AckVia>,
+    note: Option<String>,
+}
+
 /// Verifies the chain, replays the ledger and derives the report for `params`.
 /// `progress` is called with the number of events replayed so far (every 10,000).
 pub async fn build(
@@ -372,43 +379,54 @@ pub async fn build(
             to: params.to,
         });
     }
-    let ledger = check_ledger(store).await?;
     let mut tracker = Tracker::new(rules);
-    let mut responses: HashMap<InquiryId, InquiryResponded> = HashMap::new();
+    let mut responses: HashMap<InquiryId, ResponseExtra> = HashMap::new();
     let mut in_period: HashSet<InquiryId> = HashSet::new();
     let mut policies: Vec<(DateTime<Utc>, PolicyRecord)> = Vec::new();
     let mut monitor: Vec<Event> = Vec::new();
     let (from, to) = (params.from, params.to);
     let mut seen = 0u64;
-    store
-        .for_each_event(|entry| {
-            match &entry.event {
-                Event::PolicyActivated { at, policy } => policies.push((*at, policy.clone())),
-                Event::InquiryOpened(e) if e.received_at >= from && e.received_at < to => {
-                    in_period.insert(e.inquiry_id.clone());
-                }
-                Event::InquiryExcluded(e) if e.received_at >= from && e.received_at < to => {
-                    in_period.insert(e.inquiry_id.clone());
-                }
-                Event::InquiryResponded(e) if in_period.contains(&e.inquiry_id) => {
-                    responses.insert(e.inquiry_id.clone(), (**e).clone());
-                }
-                Event::MonitorStarted { .. }
-                | Event::MonitorStopped { .. }
-                | Event::SourceDown { .. }
-                | Event::SourceUp { .. } => monitor.push(entry.event.clone()),
-                // Heartbeats are many: keep only the instant.
-                Event::MonitorHeartbeat { at } => monitor.push(Event::MonitorHeartbeat { at: *at }),
-                _ => {}
+    // The chain is verified while the replay runs: two passes over the ledger, in parallel.
+    let replay = store.for_each_event(|entry| {
+        match &entry.event {
+            Event::PolicyActivated { at, policy } => policies.push((*at, policy.clone())),
+            Event::InquiryOpened(e) if e.received_at >= from && e.received_at < to => {
+                in_period.insert(e.inquiry_id.clone());
             }
-            tracker.apply(&entry.event);
-            seen += 1;
-            if seen.is_multiple_of(10_000) {
-                progress(seen);
+            Event::InquiryExcluded(e) if e.received_at >= from && e.received_at < to => {
+                in_period.insert(e.inquiry_id.clone());
             }
-            Ok::<(), StoreError>(())
-        })
-        .await?;
+            Event::InquiryResponded(e)
+                if in_period.contains(&e.inquiry_id)
+                    && (e.external_id.is_some() || e.via.is_some() || e.note.is_some()) =>
+            {
+                responses.insert(
+                    e.inquiry_id.clone(),
+                    ResponseExtra {
+                        external_id: e.external_id.clone(),
+                        via: e.via,
+                        note: e.note.clone(),
+                    },
+                );
+            }
+            Event::MonitorStarted { .. }
+            | Event::MonitorStopped { .. }
+            | Event::SourceDown { .. }
+            | Event::SourceUp { .. } => monitor.push(entry.event.clone()),
+            // Heartbeats are many: keep only the instant.
+            Event::MonitorHeartbeat { at } => monitor.push(Event::MonitorHeartbeat { at: *at }),
+            _ => {}
+        }
+        tracker.apply(&entry.event);
+        seen += 1;
+        if seen.is_multiple_of(10_000) {
+            progress(seen);
+        }
+        Ok::<(), StoreError>(())
+    });
+    let (ledger, replayed) = tokio::join!(check_ledger(store), replay);
+    let ledger = ledger?;
+    replayed?;
     progress(seen);
     let gaps = gaps(&monitor, params.from, params.to.min(Utc::now()));
     let recorded = monitor
@@ -453,7 +471,7 @@ async fn check_ledger(store: &Store) -> Result<LedgerCheck, StoreError> {
 
 fn derive(
     tracker: &Tracker,
-    responses: &HashMap<InquiryId, InquiryResponded>,
+    responses: &HashMap<InquiryId, ResponseExtra>,
     policies: Vec<(DateTime<Utc>, PolicyRecord)>,
     (recorded, mut gaps): (bool, Vec<Gap>),
     ledger: LedgerCheck,
