@@ -14,6 +14,9 @@ command -v dovecot >/dev/null 2>&1 || [ -x /usr/sbin/dovecot ] || need_packages+
 command -v promtool >/dev/null 2>&1 || need_packages+=(prometheus)
 command -v openssl >/dev/null 2>&1 || need_packages+=(openssl)
 command -v sqlite3 >/dev/null 2>&1 || need_packages+=(sqlite3)
+# The HTML report is printed by headless Chromium and checked with poppler's tools.
+command -v chromium >/dev/null 2>&1 || need_packages+=(chromium)
+command -v pdftotext >/dev/null 2>&1 || need_packages+=(poppler-utils)
 if [ ${#need_packages[@]} -gt 0 ]; then
   echo "Installing test servers: ${need_packages[*]}"
   $SUDO apt-get update -qq

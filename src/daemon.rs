@@ -3,6 +3,10 @@
 //! Order matters: the ledger is opened and replayed before anything listens, so the first
 //! `/metrics` scrape and the first API answer already reflect every past event; sources start
 //! last and resume from the cursors committed with their last batch.
+//!
+//! The daemon also keeps the monitor's own record in the ledger (see [`crate::monitor`]):
+//! `monitor_started` after the replay, heartbeats and source transitions while it runs, and
+//! `monitor_stopped` after a clean shutdown.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
@@ -14,12 +18,13 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{Settings, SourceKind};
 use crate::engine::{Engine, EngineHandle, Shared, replay};
+use crate::monitor::LedgerHealth;
 use crate::notify::{LogNotifier, Notifier};
 use crate::scheduler::Clock;
 use crate::sources::{EngineSink, SourceHealth};
 use crate::store::Store;
 use crate::telemetry::Metrics;
-use crate::tracker::TrackerRules;
+use crate::tracker::{Event, TrackerRules};
 
 /// Room for source batches waiting for the engine: enough to keep IMAP fetches flowing, small
 /// enough that a stalled ledger slows sources down instead of filling memory.
@@ -56,6 +61,18 @@ pub async fn run(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "Ledger replayed."
     );
+    // Before the engine starts, so this is the only writer: the monitor's coverage begins here.
+    store
+        .append(
+            clock.now(),
+            &[Event::MonitorStarted {
+                at: clock.now(),
+                version: env!("CARGO_PKG_VERSION").to_string(),
+            }],
+            &[],
+        )
+        .await
+        .context("recording the start in the ledger")?;
 
     let source_names: Vec<String> = settings.sources.iter().map(|s| s.name.clone()).collect();
     let metrics = Arc::new(Metrics::new(env!("CARGO_PKG_VERSION"), &source_names));
@@ -92,10 +109,12 @@ pub async fn run(
     if let Some(bound) = bound {
         let _ = bound.send(addr);
     }
+    let engine_handle = EngineHandle::new(command_tx);
     let state = crate::http::AppState {
         shared: shared.clone(),
-        engine: EngineHandle::new(command_tx),
+        engine: engine_handle.clone(),
         token: settings.http.token.clone(),
+        report_token: settings.http.report_token.clone(),
     };
     let http_shutdown = shutdown.clone();
     tasks.spawn(async move {
@@ -105,7 +124,14 @@ pub async fn run(
     });
 
     let sink = EngineSink::new(input_tx);
-    let health: Arc<dyn SourceHealth> = metrics.clone();
+    let (health, transitions) = LedgerHealth::new(metrics.clone(), clock);
+    let health: Arc<dyn SourceHealth> = Arc::new(health);
+    tasks.spawn(crate::monitor::run(
+        engine_handle,
+        clock,
+        transitions,
+        shutdown.clone(),
+    ));
     for source in settings.sources {
         let cursors = store
             .cursors(&source.name)
@@ -147,6 +173,17 @@ pub async fn run(
     tasks.wait().await;
     if !engine_task.is_finished() {
         let _ = engine_task.await;
+    }
+    // Every task has stopped, so this is the only writer again.
+    if let Err(e) = store
+        .append(
+            clock.now(),
+            &[Event::MonitorStopped { at: clock.now() }],
+            &[],
+        )
+        .await
+    {
+        tracing::error!(error = %e, "Could not record the stop in the ledger.");
     }
     store.close().await;
     if engine_died {

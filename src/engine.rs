@@ -67,6 +67,9 @@ pub enum Command {
         ack: ManualAck,
         reply: oneshot::Sender<Result<Inquiry, AckError>>,
     },
+    /// Append one of the monitor's own events (heartbeat, source down/up) to the ledger. They
+    /// change no inquiry; they let reports prove when the monitor was watching.
+    Record(Event),
 }
 
 /// Cheap handle for sending commands to the engine.
@@ -88,6 +91,12 @@ impl EngineHandle {
             .await
             .map_err(|_| AckError::Stopped)?;
         answer.await.map_err(|_| AckError::Stopped)?
+    }
+
+    /// Queues a monitor event for the ledger (see [`Command::Record`]); `false` if the engine
+    /// has stopped.
+    pub async fn record(&self, event: Event) -> bool {
+        self.commands.send(Command::Record(event)).await.is_ok()
     }
 }
 
@@ -271,6 +280,13 @@ impl Engine {
                     },
                 };
                 let _ = reply.send(answer);
+            }
+            Command::Record(event) => {
+                let now = self.clock.now();
+                self.write_tracker().apply(&event);
+                if let Err(e) = self.commit(now, &[event], &[], deadlines, deliveries).await {
+                    tracing::error!(error = %e, "Could not record a monitor event.");
+                }
             }
         }
     }

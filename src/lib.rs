@@ -14,6 +14,8 @@
 //! - [`scheduler`]: every future deadline in one ordered set;
 //! - [`notify`]: alert delivery;
 //! - [`http`]: metrics, health, JSON API;
+//! - [`report`]: compliance reports for auditors, derived from the ledger;
+//! - [`monitor`]: the monitor's own record (start, stop, heartbeats, source health);
 //! - [`engine`]: wires them together and owns the one writer of the ledger;
 //! - [`config`]: file + environment → validated [`config::Settings`].
 
@@ -22,7 +24,9 @@ pub mod daemon;
 pub mod domain;
 pub mod engine;
 pub mod http;
+pub mod monitor;
 pub mod notify;
+pub mod report;
 pub mod scheduler;
 pub mod sources;
 pub mod store;

@@ -1,5 +1,6 @@
 //! The `slawatch` command: the daemon and the tools around it.
 
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -11,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use slawatch::config::{self, Settings};
 use slawatch::domain::InquiryId;
 use slawatch::engine::replay;
+use slawatch::report;
 use slawatch::store::{Store, Verification};
 use slawatch::tracker::{InquiryState, TrackerRules};
 
@@ -63,6 +65,30 @@ enum Command {
         at: Option<DateTime<Utc>>,
         #[arg(long)]
         note: Option<String>,
+    },
+    /// Compliance report for auditors, derived from the ledger (inquiries received in
+    /// [from, to)).
+    Report {
+        /// Start of the period: a date (local midnight in --tz) or an RFC 3339 instant.
+        #[arg(long, required_unless_present = "year", conflicts_with = "year")]
+        from: Option<String>,
+        /// End of the period (exclusive): a date or an RFC 3339 instant.
+        #[arg(long, required_unless_present = "year", conflicts_with = "year")]
+        to: Option<String>,
+        /// A calendar year, month by month: the yearly review.
+        #[arg(long)]
+        year: Option<i32>,
+        /// Time zone for days, months and shown times (default: the desk's).
+        #[arg(long)]
+        tz: Option<String>,
+        #[arg(long, value_parser = ["html", "csv", "json"], default_value = "html")]
+        format: String,
+        /// Write here instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Mask customer addresses and numbers.
+        #[arg(long)]
+        mask: bool,
     },
     /// Ledger checks for auditors.
     Audit {
@@ -229,15 +255,98 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Report {
+            from,
+            to,
+            year,
+            tz,
+            format,
+            out,
+            mask,
+        } => {
+            let settings = load(&cli.config)?;
+            let tz: chrono_tz::Tz = match tz {
+                Some(name) => name
+                    .parse()
+                    .map_err(|_| anyhow::anyhow!("--tz {name}: not a known time zone"))?,
+                None => settings.desk.time_zone,
+            };
+            let (from, to, title) = match (year, from, to) {
+                (Some(y), _, _) => {
+                    let start = report::local_midnight(tz, y, 1, 1)
+                        .with_context(|| format!("--year {y}: out of range"))?;
+                    let end = report::local_midnight(tz, y + 1, 1, 1)
+                        .with_context(|| format!("--year {y}: out of range"))?;
+                    (
+                        start.with_timezone(&Utc),
+                        end.with_timezone(&Utc),
+                        format!("Yearly service review {y}"),
+                    )
+                }
+                (None, Some(f), Some(t)) => {
+                    let from = report::parse_when(&f, tz)
+                        .with_context(|| format!("--from {f}: expected YYYY-MM-DD or RFC 3339"))?;
+                    let to = report::parse_when(&t, tz)
+                        .with_context(|| format!("--to {t}: expected YYYY-MM-DD or RFC 3339"))?;
+                    (from, to, format!("Service report {f} to {t}"))
+                }
+                _ => bail!("give --from and --to, or --year"),
+            };
+            let params = report::ReportParams {
+                from,
+                to,
+                time_zone: tz,
+                mask,
+                title,
+            };
+            let store = Store::open(&settings.store.url).await?;
+            let rules = std::sync::Arc::new(TrackerRules {
+                desk: settings.desk.clone(),
+                policies: settings.policies.clone(),
+            });
+            let total = store.head().await?.map(|h| h.0).unwrap_or(0).max(0) as u64;
+            let mut bar = progress::Bar::new(total);
+            let data = report::build(&store, rules, &params, &mut |n| bar.set(n)).await;
+            bar.finish();
+            store.close().await;
+            let data = data?;
+            let mut sink: Box<dyn std::io::Write> = match &out {
+                Some(path) => Box::new(std::io::BufWriter::new(
+                    std::fs::File::create(path)
+                        .with_context(|| format!("cannot create {}", path.display()))?,
+                )),
+                None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+            };
+            match format.as_str() {
+                "csv" => report::csv::render(&data, &mut sink)?,
+                "json" => report::json::render(&data, &mut sink)?,
+                _ => report::html::render(&data, &mut sink)?,
+            }
+            sink.flush()?;
+            if let Some(path) = &out {
+                eprintln!(
+                    "report written: {} ({} inquiries, compliance {})",
+                    path.display(),
+                    data.totals.received,
+                    report::format_ratio(data.totals.compliance)
+                );
+            }
+            if data.ledger.intact {
+                Ok(ExitCode::SUCCESS)
+            } else {
+                eprintln!("ledger verification failed: {}", data.ledger.verification);
+                Ok(ExitCode::FAILURE)
+            }
+        }
         Command::Audit {
             command: AuditCommand::Verify,
         } => {
             let settings = load(&cli.config)?;
             let store = Store::open(&settings.store.url).await?;
             let verification = store.verify().await?;
-            store.close().await;
             match verification {
                 Verification::Intact { events, head_hash } => {
+                    store.close().await;
                     println!("ledger intact: {events} events");
                     println!("head hash: {head_hash}");
                     Ok(ExitCode::SUCCESS)
@@ -248,12 +357,55 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     found,
                     problem,
                 } => {
-                    println!("ledger BROKEN at event {seq}: {problem}");
+                    let label = match store.row_label(seq).await {
+                        Ok(Some((kind, inquiry))) => {
+                            format!("kind {kind}, inquiry {}", inquiry.as_deref().unwrap_or("-"))
+                        }
+                        Ok(None) => "no such row".to_string(),
+                        Err(e) => format!("row unreadable: {e}"),
+                    };
+                    store.close().await;
+                    println!("ledger BROKEN at event seq {seq} ({label}): {problem}");
                     println!("expected hash: {expected}");
                     println!("found hash:    {found}");
                     Ok(ExitCode::FAILURE)
                 }
             }
+        }
+    }
+}
+
+/// Progress on a terminal only: nothing is drawn when stderr is a pipe or a log file.
+mod progress {
+    use std::io::IsTerminal;
+
+    use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+    pub struct Bar(ProgressBar);
+
+    impl Bar {
+        pub fn new(total: u64) -> Bar {
+            let target = if std::io::stderr().is_terminal() {
+                ProgressDrawTarget::stderr()
+            } else {
+                ProgressDrawTarget::hidden()
+            };
+            let bar = ProgressBar::with_draw_target(Some(total), target);
+            if let Ok(style) =
+                ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} events ({eta} left)")
+            {
+                bar.set_style(style.progress_chars("=> "));
+            }
+            bar.set_message("replaying the ledger");
+            Bar(bar)
+        }
+
+        pub fn set(&mut self, done: u64) {
+            self.0.set_position(done);
+        }
+
+        pub fn finish(&mut self) {
+            self.0.finish_and_clear();
         }
     }
 }

@@ -381,7 +381,12 @@ impl Metrics {
             Event::PolicyActivated { .. }
             | Event::FollowUpAttached { .. }
             | Event::MessageLinked { .. }
-            | Event::InquiryWarned { .. } => {}
+            | Event::InquiryWarned { .. }
+            | Event::MonitorStarted { .. }
+            | Event::MonitorHeartbeat { .. }
+            | Event::MonitorStopped { .. }
+            | Event::SourceDown { .. }
+            | Event::SourceUp { .. } => {}
         }
     }
 

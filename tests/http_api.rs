@@ -148,6 +148,7 @@ impl World {
                 shared,
                 engine: EngineHandle::new(tx),
                 token: token.then(|| Secret::new(TOKEN)),
+                report_token: None,
             },
         }
     }

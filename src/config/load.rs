@@ -115,6 +115,7 @@ fn validate(root: &Value, file_only: &Value, base: &Path) -> Result<Settings, Ve
         SocketAddr::from(([127, 0, 0, 1], 9750))
     });
     let token = secret(&mut t, "token", file_only, false, base, &mut p);
+    let report_token = secret(&mut t, "report_token", file_only, false, base, &mut p);
     let public_url = t
         .string("public_url", &mut p)
         .unwrap_or_else(|| format!("http://{bind}"));
@@ -122,6 +123,7 @@ fn validate(root: &Value, file_only: &Value, base: &Path) -> Result<Settings, Ve
     let http = HttpSettings {
         bind,
         token,
+        report_token,
         public_url: public_url.trim_end_matches('/').to_string(),
     };
 
@@ -663,7 +665,7 @@ impl Settings {
             .collect();
         json!({
             "store": { "url": redact_url(&self.store.url), "password": secret(&self.store.password) },
-            "http": { "bind": self.http.bind.to_string(), "token": secret(&self.http.token), "public_url": self.http.public_url },
+            "http": { "bind": self.http.bind.to_string(), "token": secret(&self.http.token), "report_token": secret(&self.http.report_token), "public_url": self.http.public_url },
             "desk": {
                 "support_addresses": self.desk.support_addresses, "internal_domains": self.desk.internal_domains,
                 "ignore_senders": self.desk.ignore_senders, "ignore_subjects": self.desk.ignore_subjects,

@@ -38,6 +38,9 @@ pub struct HttpSettings {
     pub bind: SocketAddr,
     /// Bearer token required by write endpoints, when set.
     pub token: Option<Secret>,
+    /// Read-only bearer token for `GET /api/v1/report` (auditors). A separate role: the write
+    /// token is not accepted there. Reports over HTTP are disabled when unset.
+    pub report_token: Option<Secret>,
     /// Base URL of the status page as the desk reaches it (links in alerts).
     pub public_url: String,
 }

@@ -275,3 +275,45 @@ fn a_public_bind_without_a_token_is_warned_about() {
     );
     assert!(load_with_env(&path, vec![]).unwrap().warnings().is_empty());
 }
+
+#[test]
+fn the_report_token_is_a_secret_from_a_file_or_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let inline = write(
+        dir.path(),
+        &format!("{MINIMAL}[http]\nreport_token = \"audit\"\n"),
+    );
+    let found = problems(load_with_env(&inline, vec![]));
+    assert!(
+        found
+            .iter()
+            .any(|f| f.starts_with("http.report_token: secrets are not written")),
+        "{found:?}"
+    );
+
+    std::fs::write(dir.path().join("report-token"), "from-file\n").unwrap();
+    let from_file = write(
+        dir.path(),
+        &format!("{MINIMAL}[http]\nreport_token_file = \"report-token\"\n"),
+    );
+    let s = load_with_env(&from_file, vec![]).unwrap();
+    assert_eq!(
+        s.http.report_token.as_ref().map(Secret::expose),
+        Some("from-file")
+    );
+    let printed = serde_json::to_string(&s.effective()).unwrap();
+    assert!(!printed.contains("from-file"), "{printed}");
+
+    let bare = write(dir.path(), MINIMAL);
+    let s = load_with_env(&bare, vec![]).unwrap();
+    assert!(s.http.report_token.is_none());
+    let env = vec![(
+        "SLAWATCH__HTTP__REPORT_TOKEN".to_string(),
+        "from-env".to_string(),
+    )];
+    let s = load_with_env(&bare, env).unwrap();
+    assert_eq!(
+        s.http.report_token.as_ref().map(Secret::expose),
+        Some("from-env")
+    );
+}

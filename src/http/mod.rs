@@ -7,11 +7,13 @@
 //! says whose fault it was; request input never panics.
 //!
 //! - [`api`]: `/api/v1/inquiries…` (list with filters and cursor paging, one with its events, ack);
+//! - [`report`]: `/api/v1/report`, the auditors' report, behind its own read-only token;
 //! - [`status`]: the server-rendered status page at `/`;
 //! - here: the router, health and readiness, `/metrics`, bearer-token checking and serving with
 //!   graceful shutdown.
 
 pub mod api;
+pub mod report;
 pub mod status;
 
 use std::sync::{Arc, PoisonError, RwLockReadGuard};
@@ -38,6 +40,8 @@ pub struct AppState {
     pub engine: EngineHandle,
     /// Bearer token required by write endpoints, when set.
     pub token: Option<Secret>,
+    /// Read-only bearer token of `GET /api/v1/report`; the endpoint is disabled without it.
+    pub report_token: Option<Secret>,
 }
 
 impl AppState {
@@ -61,6 +65,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/inquiries", get(api::list))
         .route("/api/v1/inquiries/{id}", get(api::one))
         .route("/api/v1/inquiries/{id}/ack", post(api::ack))
+        .route("/api/v1/report", get(report::report))
         .fallback(not_found)
         .with_state(state)
 }
@@ -92,6 +97,8 @@ pub enum ApiError {
     #[error("a valid bearer token is required")]
     Unauthorized,
     #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
@@ -114,6 +121,7 @@ impl ApiError {
             ApiError::BadParameter { .. } | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,

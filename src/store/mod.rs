@@ -409,6 +409,20 @@ impl Store {
         }
     }
 
+    /// The stored `kind` and `inquiry_id` columns of row `seq`, without decoding its payload
+    /// (so it works on a tampered row); `None` if there is no such row. Used to name the event
+    /// at a broken link.
+    pub async fn row_label(
+        &self,
+        seq: i64,
+    ) -> Result<Option<(String, Option<String>)>, StoreError> {
+        let rows = self.page(seq.saturating_sub(1), 1).await?;
+        Ok(rows
+            .into_iter()
+            .find(|r| r.0 == seq)
+            .map(|(_, _, kind, inquiry_id, ..)| (kind, inquiry_id)))
+    }
+
     /// The last row's `(seq, hash)`, or `None` for an empty ledger.
     pub async fn head(&self) -> Result<Option<(i64, String)>, StoreError> {
         let Store::Sqlite(pool) = self;

@@ -73,6 +73,25 @@ pub enum Event {
         inquiry_id: InquiryId,
         at: DateTime<Utc>,
     },
+    /// The daemon started watching (after replaying the ledger). With the heartbeats and
+    /// [`Event::MonitorStopped`] it proves when the monitor was running: a report shows the
+    /// gaps. These monitor events never change inquiry state.
+    MonitorStarted { at: DateTime<Utc>, version: String },
+    /// The daemon was alive and its engine was writing at `at` (every few minutes; see
+    /// `daemon::HEARTBEAT_EVERY`).
+    MonitorHeartbeat { at: DateTime<Utc> },
+    /// The daemon stopped cleanly. A start without a stop before it means it crashed or was
+    /// killed; the gap runs from the last heartbeat.
+    MonitorStopped { at: DateTime<Utc> },
+    /// A source lost its server or folder (it was up before); `error_kind` is the last error
+    /// kind it reported (the `kind` label of `source_errors_total`), or `unknown`.
+    SourceDown {
+        source: String,
+        at: DateTime<Utc>,
+        error_kind: String,
+    },
+    /// A source is working again after [`Event::SourceDown`].
+    SourceUp { source: String, at: DateTime<Utc> },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -308,6 +327,11 @@ impl Event {
             Event::ReplyUnmatched { .. } => "reply_unmatched",
             Event::InquiryWarned { .. } => "inquiry_warned",
             Event::InquiryBreached { .. } => "inquiry_breached",
+            Event::MonitorStarted { .. } => "monitor_started",
+            Event::MonitorHeartbeat { .. } => "monitor_heartbeat",
+            Event::MonitorStopped { .. } => "monitor_stopped",
+            Event::SourceDown { .. } => "source_down",
+            Event::SourceUp { .. } => "source_up",
         }
     }
 
@@ -322,7 +346,12 @@ impl Event {
             | Event::InquiryBreached { inquiry_id, .. } => Some(inquiry_id),
             Event::PolicyActivated { .. }
             | Event::MessageLinked { .. }
-            | Event::ReplyUnmatched { .. } => None,
+            | Event::ReplyUnmatched { .. }
+            | Event::MonitorStarted { .. }
+            | Event::MonitorHeartbeat { .. }
+            | Event::MonitorStopped { .. }
+            | Event::SourceDown { .. }
+            | Event::SourceUp { .. } => None,
         }
     }
 }

@@ -96,6 +96,15 @@ pub enum AlertStage {
     Breach,
 }
 
+impl AlertStage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertStage::Warning => "warning",
+            AlertStage::Breach => "breach",
+        }
+    }
+}
+
 /// A stage alert raised for an inquiry (delivery records come with the notifiers).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AlertMark {
@@ -975,6 +984,12 @@ impl Tracker {
                     }
                 }
             }
+            // The monitor's own record (coverage for reports): no inquiry state.
+            Event::MonitorStarted { .. }
+            | Event::MonitorHeartbeat { .. }
+            | Event::MonitorStopped { .. }
+            | Event::SourceDown { .. }
+            | Event::SourceUp { .. } => {}
         }
     }
 

@@ -1,0 +1,210 @@
+//! Report over a large ledger: builds a ledger of `SLAWATCH_BENCH_INQUIRIES` inquiries (default
+//! 1,000,000; opened, then answered in time, answered late or breached, plus heartbeats), then
+//! times `report::build` for the whole period and each renderer, and prints the peak RSS
+//! (VmHWM). Targets: ≤ 10 s and ≤ 500 MB for 1,000,000 inquiries.
+//!
+//! `cargo bench --bench report` (release). Set `SLAWATCH_BENCH_LEDGER=/path/file.db` to keep the
+//! ledger between runs (it is reused when it exists).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use slawatch::config::DeskSettings;
+use slawatch::domain::{Channel, InquiryId, Language};
+use slawatch::report::{self, ReportParams};
+use slawatch::store::{Store, StoreError};
+use slawatch::tracker::TrackerRules;
+use slawatch::tracker::event::{
+    Event, InquiryKind, InquiryOpened, InquiryResponded, LanguageSource, Outcome, ResponseKind,
+};
+use slawatch::tracker::policy::{Policy, PolicySet};
+
+const BATCH: usize = 5_000;
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap()
+}
+
+/// The events of inquiry `i`: received every ~30 s over the year, mixed channels and
+/// languages; 90 % answered in time, 5 % answered late after a breach, 5 % never answered.
+fn inquiry(i: usize, policy: &str, out: &mut Vec<Event>) {
+    let received = t0() + Duration::seconds(i as i64 * 30);
+    let channel = if i.is_multiple_of(3) {
+        Channel::Phone
+    } else {
+        Channel::Email
+    };
+    let language = Language::ALL[i % 3];
+    let external_id = format!("<m{i}@customer.example>");
+    let id = InquiryId::derive(channel, &external_id);
+    out.push(Event::InquiryOpened(Box::new(InquiryOpened {
+        inquiry_id: id.clone(),
+        channel,
+        source: "mail".into(),
+        external_id: external_id.clone(),
+        thread_id: external_id,
+        digest: Some(format!("{i:064x}")),
+        customer: format!("customer{}@example.com", i % 50_000),
+        customer_name: None,
+        subject: "استفسار عن الفاتورة / Consulta sobre la factura".into(),
+        language,
+        language_source: LanguageSource::Text,
+        reply_to: Vec::new(),
+        received_at: received,
+        first_seen_at: received + Duration::seconds(2),
+        date_header: None,
+        deadline_at: received + Duration::minutes(15),
+        warn_at: vec![received + Duration::minutes(10)],
+        policy: policy.into(),
+        kind: InquiryKind::First,
+    })));
+    let respond = |after: i64, outcome| {
+        Event::InquiryResponded(Box::new(InquiryResponded {
+            inquiry_id: id.clone(),
+            at: received + Duration::seconds(after),
+            response_seconds: after,
+            kind: ResponseKind::Email,
+            responder: "support@desk.example".into(),
+            external_id: Some(format!("<r{i}@desk.example>")),
+            outcome,
+            via: None,
+            note: None,
+        }))
+    };
+    match i % 20 {
+        0 | 1 => {
+            out.push(Event::InquiryBreached {
+                inquiry_id: id.clone(),
+                at: received + Duration::minutes(15),
+            });
+            if i.is_multiple_of(20) {
+                out.push(respond(1_800 + (i % 600) as i64, Outcome::Missed));
+            }
+        }
+        _ => out.push(respond(30 + (i % 850) as i64, Outcome::Met)),
+    }
+    if i.is_multiple_of(10) {
+        out.push(Event::MonitorHeartbeat { at: received });
+    }
+}
+
+fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+#[tokio::main]
+async fn main() -> Result<(), StoreError> {
+    let n: usize = std::env::var("SLAWATCH_BENCH_INQUIRIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let keep = std::env::var("SLAWATCH_BENCH_LEDGER").ok();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = keep
+        .clone()
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| dir.path().join("ledger.db"));
+    let reuse = keep.is_some() && path.exists();
+    let store = Store::open(&format!("sqlite://{}", path.display())).await?;
+    let policy = Policy::default();
+    if !reuse {
+        let started = Instant::now();
+        let mut batch = vec![
+            Event::MonitorStarted {
+                at: t0() - Duration::days(1),
+                version: "bench".into(),
+            },
+            Event::PolicyActivated {
+                at: t0(),
+                policy: policy.record(),
+            },
+        ];
+        for i in 0..n {
+            inquiry(i, &policy.version(), &mut batch);
+            if batch.len() >= BATCH {
+                store.append(Utc::now(), &batch, &[]).await?;
+                batch.clear();
+            }
+        }
+        store.append(Utc::now(), &batch, &[]).await?;
+        eprintln!(
+            "ledger : {n} inquiries written in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+    }
+    let events = store.head().await?.map(|h| h.0).unwrap_or(0);
+    let rss_before = peak_rss_mb();
+
+    let rules = Arc::new(TrackerRules {
+        desk: DeskSettings {
+            support_addresses: vec!["support@desk.example".into()],
+            internal_domains: vec!["desk.example".into()],
+            ignore_senders: Vec::new(),
+            ignore_subjects: Vec::new(),
+            auto_ack_subjects: Vec::new(),
+            default_language: Language::En,
+            time_zone: chrono_tz::UTC,
+        },
+        policies: PolicySet::single(policy),
+    });
+    let params = ReportParams {
+        from: t0(),
+        to: t0() + Duration::days(366),
+        time_zone: "Europe/Madrid".parse().expect("tz"),
+        mask: false,
+        title: "bench".into(),
+    };
+    let started = Instant::now();
+    let data = report::build(&store, rules, &params, &mut |_| {})
+        .await
+        .map_err(|e| match e {
+            report::ReportError::Store(e) => e,
+            other => panic!("report failed: {other}"),
+        })?;
+    let built = started.elapsed();
+    assert_eq!(data.totals.received, n as u64);
+    assert!(data.ledger.intact);
+
+    let mut timings = Vec::new();
+    for (name, render) in [
+        (
+            "json",
+            report::json::render as fn(&report::ReportData, &mut dyn std::io::Write) -> _,
+        ),
+        ("csv", report::csv::render),
+        ("html", report::html::render),
+    ] {
+        let started = Instant::now();
+        let mut sink = std::io::BufWriter::new(
+            std::fs::File::create(dir.path().join(format!("report.{name}"))).expect("file"),
+        );
+        render(&data, &mut sink).expect("render");
+        drop(sink);
+        timings.push(format!("{name} {:.2} s", started.elapsed().as_secs_f64()));
+    }
+    let total = started.elapsed();
+    println!(
+        "report : {n} inquiries, {events} events: verify+replay+derive {:.2} s; {}; total {:.2} s",
+        built.as_secs_f64(),
+        timings.join(", "),
+        total.as_secs_f64()
+    );
+    println!(
+        "memory : peak RSS {:.0} MB (after writing the ledger: {:.0} MB)",
+        peak_rss_mb().unwrap_or(f64::NAN),
+        rss_before.unwrap_or(f64::NAN)
+    );
+    println!(
+        "figures: compliance {}, p50 {:?} s, p99 {:?} s, breaches {}",
+        report::format_ratio(data.totals.compliance),
+        data.response_times.p50,
+        data.response_times.p99,
+        data.breaches.len()
+    );
+    store.close().await;
+    Ok(())
+}

@@ -1,0 +1,105 @@
+//! `GET /api/v1/report?from=&to=[&tz=][&format=html|csv|json][&mask=true]`: the auditors'
+//! report over HTTP, the same bytes `slawatch report` writes.
+//!
+//! It has its own role: the bearer token is `http.report_token` (read-only), and the write token
+//! is not accepted here (nor is the report token accepted for writes). Without a configured
+//! report token the endpoint answers 403, so reports are never served unauthenticated by
+//! accident. The report replays the ledger from the store, not the engine's in-memory state,
+//! and never holds the tracker lock across that work.
+
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+
+use super::{ApiError, AppState, authorize};
+use crate::report::{self, ReportParams};
+
+/// `GET /api/v1/report`.
+pub async fn report(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Some(token) = state.report_token.as_ref() else {
+        return Err(ApiError::Forbidden(
+            "reports disabled: set http.report_token".into(),
+        ));
+    };
+    authorize(Some(token), &headers)?;
+    let Query(pairs) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+
+    let rules = Arc::new(state.tracker().rules().clone());
+    let tz = match get("tz") {
+        Some(name) => name
+            .parse()
+            .map_err(|_| ApiError::bad("tz", format!("`{name}` is not a known time zone")))?,
+        None => rules.desk.time_zone,
+    };
+    let when = |key: &'static str| -> Result<_, ApiError> {
+        let text = get(key).ok_or_else(|| ApiError::bad(key, format!("{key} is required")))?;
+        report::parse_when(text, tz).ok_or_else(|| {
+            ApiError::bad(
+                key,
+                format!("`{text}` is not a date (YYYY-MM-DD) or an RFC 3339 instant"),
+            )
+        })
+    };
+    let (from, to) = (when("from")?, when("to")?);
+    if from >= to {
+        return Err(ApiError::bad("to", "to must be after from"));
+    }
+    let format = get("format").unwrap_or("html");
+    let content_type = match format {
+        "html" => "text/html; charset=utf-8",
+        "csv" => "text/csv; charset=utf-8; header=present",
+        "json" => "application/json",
+        other => {
+            return Err(ApiError::bad(
+                "format",
+                format!("`{other}`: expected html, csv or json"),
+            ));
+        }
+    };
+    let mask = match get("mask") {
+        None | Some("false" | "0") => false,
+        Some("true" | "1") => true,
+        Some(other) => {
+            return Err(ApiError::bad(
+                "mask",
+                format!("`{other}`: expected true or false"),
+            ));
+        }
+    };
+    let params = ReportParams {
+        from,
+        to,
+        time_zone: tz,
+        mask,
+        title: format!(
+            "Service report {} to {}",
+            get("from").unwrap_or_default(),
+            get("to").unwrap_or_default()
+        ),
+    };
+    let data = report::build(&state.shared.store, rules, &params, &mut |_| {})
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let mut body = Vec::new();
+    let rendered = match format {
+        "csv" => report::csv::render(&data, &mut body),
+        "json" => report::json::render(&data, &mut body),
+        _ => report::html::render(&data, &mut body),
+    };
+    rendered.map_err(|e| ApiError::Internal(e.to_string()))?;
+    let mut response = body.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Ok(v) = HeaderValue::from_str(&data.ledger.verification) {
+        headers.insert("x-slawatch-ledger", v);
+    }
+    Ok(response)
+}

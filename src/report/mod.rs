@@ -1,0 +1,958 @@
+//! Compliance reports for auditors: every number derived from the ledger, nothing else.
+//!
+//! This module owns [`ReportData`] and the three renderers ([`html`], [`csv`], [`json`]).
+//! [`build`] verifies the hash chain, then replays the **whole** ledger through
+//! [`Tracker::apply`](crate::tracker::Tracker::apply) — the same fold the daemon uses at
+//! start-up, so no SLA rule is re-implemented here — and keeps the inquiries *received* in the
+//! half-open period `[from, to)`. That is the population: every message or call received in
+//! the period is counted, answered or not, excluded or not.
+//!
+//! How the figures are defined:
+//!
+//! - `received`: every inquiry and every excluded message received in the period;
+//! - `excluded`: those the tracker excluded, each with its stored reason code and detail;
+//! - `met`: answered by the deadline; `missed`: answered late (`missed_answered_late`) or past
+//!   the deadline unanswered (`missed_unanswered`) — a breach counts as missed at its
+//!   deadline whether or not it was answered later; `pending`: open, deadline not passed yet;
+//! - `compliance` = met / (met + missed), pending left out; `null` when nothing was decided;
+//! - response times: nearest-rank p50/p90/p95/p99 and maximum of `response_seconds` over the
+//!   answered inquiries;
+//! - policy versions: from `PolicyActivated` events, with their parameters and the date each
+//!   was first used, plus how many inquiries of the period each governed;
+//! - monitoring coverage: the periods the daemon was not running (from `monitor_started`,
+//!   `monitor_heartbeat` and `monitor_stopped` events: a restart without a stop, or heartbeats
+//!   silent for more than [`HEARTBEAT_SILENCE`]) and the periods a source was down
+//!   (`source_down` → `source_up`), each with the inquiries received during it and how many of
+//!   them were detected late; and every inquiry the monitor saw more than [`LATE_DETECTION`]
+//!   after it was received (`first_seen_at - received_at`), attributed to its gap.
+//!
+//! Instants are kept in UTC; `time_zone` (the desk's by default) decides the calendar used to
+//! group by day, month and hour of week, and how times are shown.
+//!
+//! # CSV columns
+//!
+//! One row per inquiry received in the period, oldest first, with a header row. The columns
+//! are stable (new ones are only ever appended); see `docs/report-csv.md`:
+//!
+//! `id, channel, source, language, kind, customer, received_at, received_local,
+//! first_seen_at, detection_seconds, deadline_at, policy, state, sla, responded_at,
+//! response_seconds, response_kind, responder, response_id, external_id, excluded_reason,
+//! excluded_detail, breached_at, alerts, follow_ups`
+
+pub mod csv;
+pub mod html;
+pub mod json;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use chrono::{DateTime, Datelike, TimeZone, Timelike, Utc};
+use chrono_tz::Tz;
+use serde::Serialize;
+
+use crate::domain::InquiryId;
+use crate::store::{Store, StoreError, Verification};
+use crate::tracker::event::Event;
+use crate::tracker::policy::PolicyRecord;
+use crate::tracker::{Inquiry, InquiryState, SlaStatus, Tracker, TrackerRules};
+
+/// Detection latency above which an inquiry counts as detected late (a monitoring gap):
+/// sources poll or IDLE within seconds, so five minutes means nobody was watching.
+pub const LATE_DETECTION: chrono::Duration = chrono::Duration::minutes(5);
+
+/// Heartbeat silence longer than this is a gap: two missed beats and a minute of slack.
+pub const HEARTBEAT_SILENCE: chrono::Duration =
+    chrono::Duration::seconds(2 * crate::monitor::HEARTBEAT_EVERY.as_secs() as i64 + 60);
+
+/// Upper bounds (seconds) of the response-time distribution chart; the 600 and 900 marks are
+/// the warning and the promise.
+pub const HISTOGRAM_BOUNDS: [i64; 10] =
+    [60, 120, 300, 600, 900, 1800, 3600, 14400, 86400, i64::MAX];
+
+/// Why a report could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the period is empty: from {from} is not before to {to}")]
+    EmptyPeriod {
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    },
+    #[error("cannot write the report: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// What a report covers and how it shows it.
+#[derive(Debug, Clone)]
+pub struct ReportParams {
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub time_zone: Tz,
+    /// Mask customer addresses and numbers.
+    pub mask: bool,
+    /// A title line, e.g. `Yearly review 2026`.
+    pub title: String,
+}
+
+/// Met/missed/pending counts of one group.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Counts {
+    pub received: u64,
+    pub excluded: u64,
+    pub met: u64,
+    pub missed: u64,
+    pub missed_answered_late: u64,
+    pub missed_unanswered: u64,
+    pub pending: u64,
+    /// met / (met + missed), or `None` when nothing was decided.
+    pub compliance: Option<f64>,
+}
+
+impl Counts {
+    fn add(&mut self, i: &Inquiry) {
+        self.received += 1;
+        if i.state == InquiryState::Excluded {
+            self.excluded += 1;
+            return;
+        }
+        match i.sla {
+            SlaStatus::Met => self.met += 1,
+            SlaStatus::Missed => {
+                self.missed += 1;
+                if i.responded_at.is_some() {
+                    self.missed_answered_late += 1;
+                } else {
+                    self.missed_unanswered += 1;
+                }
+            }
+            SlaStatus::Pending => self.pending += 1,
+        }
+    }
+
+    fn finish(&mut self) {
+        let decided = self.met + self.missed;
+        self.compliance = (decided > 0).then(|| self.met as f64 / decided as f64);
+    }
+}
+
+/// Response-time percentiles (seconds, nearest rank) over answered inquiries.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Percentiles {
+    pub answered: u64,
+    pub p50: Option<i64>,
+    pub p90: Option<i64>,
+    pub p95: Option<i64>,
+    pub p99: Option<i64>,
+    pub max: Option<i64>,
+}
+
+impl Percentiles {
+    fn of(mut values: Vec<i64>) -> Percentiles {
+        values.sort_unstable();
+        let rank = |p: f64| -> Option<i64> {
+            if values.is_empty() {
+                return None;
+            }
+            let n = values.len();
+            let k = ((p * n as f64).ceil() as usize).clamp(1, n);
+            Some(values[k - 1])
+        };
+        Percentiles {
+            answered: values.len() as u64,
+            p50: rank(0.50),
+            p90: rank(0.90),
+            p95: rank(0.95),
+            p99: rank(0.99),
+            max: values.last().copied(),
+        }
+    }
+}
+
+/// One bar of the response-time distribution.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Bucket {
+    /// Upper bound in seconds (inclusive); `None` for the open last bucket.
+    pub le_seconds: Option<i64>,
+    pub count: u64,
+}
+
+/// One alert raised for an inquiry.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AlertRow {
+    /// `warning` or `breach`.
+    pub stage: String,
+    pub at: DateTime<Utc>,
+    /// Who it went to; the ledger does not record deliveries yet, so `None`.
+    pub recipient: Option<String>,
+}
+
+/// One row per inquiry (the CSV's rows, the JSON's `inquiries`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct InquiryRow {
+    pub id: String,
+    pub channel: String,
+    pub source: String,
+    pub language: String,
+    pub kind: Option<String>,
+    pub customer: String,
+    pub received_at: DateTime<Utc>,
+    pub received_local: String,
+    pub first_seen_at: DateTime<Utc>,
+    pub detection_seconds: i64,
+    pub deadline_at: Option<DateTime<Utc>>,
+    pub policy: Option<String>,
+    pub state: String,
+    pub sla: String,
+    pub responded_at: Option<DateTime<Utc>>,
+    pub response_seconds: Option<i64>,
+    pub response_kind: Option<String>,
+    pub responder: Option<String>,
+    /// Message-ID or call id of the response.
+    pub response_id: Option<String>,
+    /// Message-ID or call id of the message or call that opened it.
+    pub external_id: String,
+    pub excluded_reason: Option<String>,
+    pub excluded_detail: Option<String>,
+    pub breached_at: Option<DateTime<Utc>>,
+    pub alerts: u32,
+    pub follow_ups: u32,
+}
+
+/// A missed inquiry with its evidence.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Breach {
+    pub id: String,
+    pub channel: String,
+    pub language: String,
+    pub customer: String,
+    pub subject: String,
+    pub received_at: DateTime<Utc>,
+    pub deadline_at: Option<DateTime<Utc>>,
+    pub breached_at: Option<DateTime<Utc>>,
+    pub responded: bool,
+    pub responded_at: Option<DateTime<Utc>>,
+    pub response_seconds: Option<i64>,
+    pub response_kind: Option<String>,
+    pub responder: Option<String>,
+    /// The Message-ID or call id of the inquiry.
+    pub external_id: String,
+    /// The Message-ID or call id of the response.
+    pub response_id: Option<String>,
+    /// `phone|email|other` for a manual acknowledgement.
+    pub ack_via: Option<String>,
+    pub ack_note: Option<String>,
+    pub alerts: Vec<AlertRow>,
+    pub policy: Option<String>,
+}
+
+/// An excluded message with its reason.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Exclusion {
+    pub id: String,
+    pub channel: String,
+    pub customer: String,
+    pub subject: String,
+    pub received_at: DateTime<Utc>,
+    pub reason: String,
+    pub detail: String,
+    pub external_id: String,
+}
+
+/// A policy version and when it was first used.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PolicyInForce {
+    pub activated_at: DateTime<Utc>,
+    pub record: PolicyRecord,
+    /// Inquiries received in the period that were opened under this version.
+    pub inquiries_in_period: u64,
+}
+
+/// An inquiry the monitor saw late.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LateDetection {
+    pub id: String,
+    pub source: String,
+    pub received_at: DateTime<Utc>,
+    pub first_seen_at: DateTime<Utc>,
+    pub detection_seconds: i64,
+    /// Index in [`Coverage::gaps`] of the gap it was received in, if any.
+    pub gap: Option<usize>,
+}
+
+/// A period in which the monitor was not (fully) watching, clipped to the report's period.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Gap {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub seconds: i64,
+    /// `daemon` (not running) or `source`.
+    pub scope: String,
+    /// The source, for a source gap.
+    pub source: Option<String>,
+    /// Why: `stopped`, `not_running` (no stop recorded: crashed or killed), `no_heartbeat`,
+    /// `no_record` (before the first recorded start), or the source's error kind.
+    pub cause: String,
+    /// Inquiries (and excluded messages) received during the gap.
+    pub inquiries_received: u64,
+    /// Of those, how many the monitor saw more than the threshold after they were received.
+    pub detected_late: u64,
+}
+
+/// The monitor's own gaps, as far as the ledger proves them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Coverage {
+    /// Whether the ledger holds monitor events (`monitor_started` …) at all; ledgers written
+    /// before they existed cannot prove coverage, and the report says so.
+    pub recorded: bool,
+    /// Daemon and source gaps overlapping the period, by start.
+    pub gaps: Vec<Gap>,
+    /// Seconds of the period the daemon was not watching (daemon gaps only).
+    pub daemon_down_seconds: i64,
+    pub late_threshold_seconds: i64,
+    /// Inquiries detected later than the threshold, oldest first.
+    pub late_detections: Vec<LateDetection>,
+    /// Detection latency over all inquiries of the period.
+    pub detection: Percentiles,
+}
+
+/// The hash chain's state when the report was made.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LedgerCheck {
+    pub intact: bool,
+    pub events: u64,
+    pub head_seq: Option<i64>,
+    pub head_hash: Option<String>,
+    /// `intact`, or the first broken link.
+    pub verification: String,
+}
+
+/// Everything a report shows, derived from the ledger.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReportData {
+    pub title: String,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub time_zone: String,
+    pub generated_at: DateTime<Utc>,
+    pub masked: bool,
+    pub totals: Counts,
+    pub excluded_by_reason: BTreeMap<String, u64>,
+    pub by_channel: BTreeMap<String, Counts>,
+    pub by_language: BTreeMap<String, Counts>,
+    /// Keyed `YYYY-MM` in the report's time zone.
+    pub by_month: BTreeMap<String, Counts>,
+    /// Keyed `YYYY-MM-DD` in the report's time zone.
+    pub by_day: BTreeMap<String, Counts>,
+    /// 168 cells, Monday 00:00 first, in the report's time zone.
+    pub hour_of_week: Vec<Counts>,
+    pub response_times: Percentiles,
+    pub response_times_by_channel: BTreeMap<String, Percentiles>,
+    pub response_times_by_language: BTreeMap<String, Percentiles>,
+    pub response_distribution: Vec<Bucket>,
+    pub breaches: Vec<Breach>,
+    pub exclusions: Vec<Exclusion>,
+    pub policies: Vec<PolicyInForce>,
+    pub coverage: Coverage,
+    pub ledger: LedgerCheck,
+    pub inquiries: Vec<InquiryRow>,
+}
+
+/// What a report needs of a response beyond the tracker's inquiry state.
+struct ResponseExtra {
+    external_id: Option<String>,
+    via: Option<crate::tracker::observation::AckVia>,
+    note: Option<String>,
+}
+
+/// Verifies the chain, replays the ledger and derives the report for `params`.
+/// `progress` is called with the number of events replayed so far (every 10,000).
+pub async fn build(
+    store: &Store,
+    rules: Arc<TrackerRules>,
+    params: &ReportParams,
+    progress: &mut (dyn FnMut(u64) + Send),
+) -> Result<ReportData, ReportError> {
+    if params.from >= params.to {
+        return Err(ReportError::EmptyPeriod {
+            from: params.from,
+            to: params.to,
+        });
+    }
+    let mut tracker = Tracker::new(rules);
+    let mut responses: HashMap<InquiryId, ResponseExtra> = HashMap::new();
+    let mut in_period: HashSet<InquiryId> = HashSet::new();
+    let mut policies: Vec<(DateTime<Utc>, PolicyRecord)> = Vec::new();
+    let mut monitor: Vec<Event> = Vec::new();
+    let (from, to) = (params.from, params.to);
+    let mut seen = 0u64;
+    // The chain is verified while the replay runs: two passes over the ledger, in parallel.
+    let replay = store.for_each_event(|entry| {
+        match &entry.event {
+            Event::PolicyActivated { at, policy } => policies.push((*at, policy.clone())),
+            Event::InquiryOpened(e) if e.received_at >= from && e.received_at < to => {
+                in_period.insert(e.inquiry_id.clone());
+            }
+            Event::InquiryExcluded(e) if e.received_at >= from && e.received_at < to => {
+                in_period.insert(e.inquiry_id.clone());
+            }
+            Event::InquiryResponded(e)
+                if in_period.contains(&e.inquiry_id)
+                    && (e.external_id.is_some() || e.via.is_some() || e.note.is_some()) =>
+            {
+                responses.insert(
+                    e.inquiry_id.clone(),
+                    ResponseExtra {
+                        external_id: e.external_id.clone(),
+                        via: e.via,
+                        note: e.note.clone(),
+                    },
+                );
+            }
+            Event::MonitorStarted { .. }
+            | Event::MonitorStopped { .. }
+            | Event::SourceDown { .. }
+            | Event::SourceUp { .. } => monitor.push(entry.event.clone()),
+            // Heartbeats are many: keep only the instant.
+            Event::MonitorHeartbeat { at } => monitor.push(Event::MonitorHeartbeat { at: *at }),
+            _ => {}
+        }
+        tracker.apply(&entry.event);
+        seen += 1;
+        if seen.is_multiple_of(10_000) {
+            progress(seen);
+        }
+        Ok::<(), StoreError>(())
+    });
+    let (ledger, replayed) = tokio::join!(check_ledger(store), replay);
+    let ledger = ledger?;
+    replayed?;
+    progress(seen);
+    let gaps = gaps(&monitor, params.from, params.to.min(Utc::now()));
+    let recorded = monitor
+        .iter()
+        .any(|e| matches!(e, Event::MonitorStarted { .. }));
+    Ok(derive(
+        &tracker,
+        &responses,
+        policies,
+        (recorded, gaps),
+        ledger,
+        params,
+    ))
+}
+
+async fn check_ledger(store: &Store) -> Result<LedgerCheck, StoreError> {
+    let head = store.head().await?;
+    Ok(match store.verify().await? {
+        Verification::Intact { events, head_hash } => LedgerCheck {
+            intact: true,
+            events,
+            head_seq: head.map(|h| h.0),
+            head_hash: Some(head_hash),
+            verification: "intact".to_string(),
+        },
+        Verification::Broken {
+            seq,
+            expected,
+            found,
+            problem,
+        } => LedgerCheck {
+            intact: false,
+            events: 0,
+            head_seq: head.as_ref().map(|h| h.0),
+            head_hash: head.map(|h| h.1),
+            verification: format!(
+                "BROKEN at event {seq}: {problem} (expected {expected}, found {found})"
+            ),
+        },
+    })
+}
+
+fn derive(
+    tracker: &Tracker,
+    responses: &HashMap<InquiryId, ResponseExtra>,
+    policies: Vec<(DateTime<Utc>, PolicyRecord)>,
+    (recorded, mut gaps): (bool, Vec<Gap>),
+    ledger: LedgerCheck,
+    params: &ReportParams,
+) -> ReportData {
+    let tz = params.time_zone;
+    let mut population: Vec<&Inquiry> = tracker
+        .newest_first()
+        .filter(|i| i.received_at >= params.from && i.received_at < params.to)
+        .collect();
+    population.reverse();
+
+    let mut totals = Counts::default();
+    let mut excluded_by_reason = BTreeMap::new();
+    let mut by_channel: BTreeMap<String, Counts> = BTreeMap::new();
+    let mut by_language: BTreeMap<String, Counts> = BTreeMap::new();
+    let mut by_month: BTreeMap<String, Counts> = BTreeMap::new();
+    let mut by_day: BTreeMap<String, Counts> = BTreeMap::new();
+    let mut hour_of_week = vec![Counts::default(); 168];
+    let mut all_times = Vec::new();
+    let mut times_by_channel: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    let mut times_by_language: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    let mut distribution = vec![0u64; HISTOGRAM_BOUNDS.len()];
+    let mut breaches = Vec::new();
+    let mut exclusions = Vec::new();
+    let mut late_detections = Vec::new();
+    let mut detection_times = Vec::with_capacity(population.len());
+    let mut policy_use: HashMap<&str, u64> = HashMap::new();
+    let mut rows = Vec::with_capacity(population.len());
+
+    // Every month of the period appears, even an empty one (a yearly review shows twelve).
+    let mut month = tz.from_utc_datetime(&params.from.naive_utc());
+    while month.with_timezone(&Utc) < params.to {
+        by_month.entry(month_key(&month)).or_default();
+        month = match next_month(&month) {
+            Some(m) => m,
+            None => break,
+        };
+    }
+
+    for i in &population {
+        let local = i.received_at.with_timezone(&tz);
+        totals.add(i);
+        by_channel
+            .entry(i.channel.as_str().into())
+            .or_default()
+            .add(i);
+        by_language
+            .entry(i.language.as_str().into())
+            .or_default()
+            .add(i);
+        by_month.entry(month_key(&local)).or_default().add(i);
+        by_day
+            .entry(local.format("%Y-%m-%d").to_string())
+            .or_default()
+            .add(i);
+        let how = local.weekday().num_days_from_monday() as usize * 24 + local.hour() as usize;
+        hour_of_week[how].add(i);
+        let customer = if params.mask {
+            mask_customer(&i.customer)
+        } else {
+            i.customer.clone()
+        };
+        let response = responses.get(&i.id);
+        let detection = (i.first_seen_at - i.received_at).num_seconds().max(0);
+        if i.state == InquiryState::Excluded {
+            *excluded_by_reason
+                .entry(
+                    i.excluded_reason
+                        .map(|r| r.as_str())
+                        .unwrap_or("unknown")
+                        .to_string(),
+                )
+                .or_default() += 1;
+            exclusions.push(Exclusion {
+                id: i.id.to_string(),
+                channel: i.channel.as_str().into(),
+                customer: customer.clone(),
+                subject: i.subject.clone(),
+                received_at: i.received_at,
+                reason: i
+                    .excluded_reason
+                    .map(|r| r.as_str())
+                    .unwrap_or("unknown")
+                    .into(),
+                detail: i.excluded_detail.clone().unwrap_or_default(),
+                external_id: i.external_id.to_string(),
+            });
+        } else {
+            detection_times.push(detection);
+        }
+        let late = (i.first_seen_at - i.received_at) > LATE_DETECTION;
+        let mut in_gap = None;
+        for (n, g) in gaps.iter_mut().enumerate() {
+            let concerned = g.source.as_ref().is_none_or(|s| *s == i.source);
+            if concerned && i.received_at >= g.start && i.received_at <= g.end {
+                g.inquiries_received += 1;
+                if late {
+                    g.detected_late += 1;
+                }
+                in_gap.get_or_insert(n);
+            }
+        }
+        if i.state != InquiryState::Excluded {
+            if late {
+                late_detections.push(LateDetection {
+                    id: i.id.to_string(),
+                    source: i.source.clone(),
+                    received_at: i.received_at,
+                    first_seen_at: i.first_seen_at,
+                    detection_seconds: detection,
+                    gap: in_gap,
+                });
+            }
+            if let Some(p) = &i.policy {
+                *policy_use.entry(p.as_str()).or_default() += 1;
+            }
+        }
+        if let Some(s) = i.response_seconds {
+            all_times.push(s);
+            times_by_channel
+                .entry(i.channel.as_str().into())
+                .or_default()
+                .push(s);
+            times_by_language
+                .entry(i.language.as_str().into())
+                .or_default()
+                .push(s);
+            let slot = HISTOGRAM_BOUNDS
+                .iter()
+                .position(|b| s <= *b)
+                .unwrap_or(HISTOGRAM_BOUNDS.len() - 1);
+            distribution[slot] += 1;
+        }
+        if i.sla == SlaStatus::Missed {
+            breaches.push(Breach {
+                id: i.id.to_string(),
+                channel: i.channel.as_str().into(),
+                language: i.language.as_str().into(),
+                customer: customer.clone(),
+                subject: i.subject.clone(),
+                received_at: i.received_at,
+                deadline_at: i.deadline_at,
+                breached_at: i.breached_at,
+                responded: i.responded_at.is_some(),
+                responded_at: i.responded_at,
+                response_seconds: i.response_seconds,
+                response_kind: i.response_kind.map(|k| k.as_str().into()),
+                responder: i.responder.clone(),
+                external_id: i.external_id.to_string(),
+                response_id: response.and_then(|r| r.external_id.clone()),
+                ack_via: response
+                    .and_then(|r| r.via)
+                    .and_then(|v| serde_json::to_value(v).ok())
+                    .and_then(|v| v.as_str().map(str::to_string)),
+                ack_note: response.and_then(|r| r.note.clone()),
+                alerts: i
+                    .alerts
+                    .iter()
+                    .map(|a| AlertRow {
+                        stage: a.stage.as_str().into(),
+                        at: a.at,
+                        recipient: None,
+                    })
+                    .collect(),
+                policy: i.policy.clone(),
+            });
+        }
+        rows.push(InquiryRow {
+            id: i.id.to_string(),
+            channel: i.channel.as_str().into(),
+            source: i.source.clone(),
+            language: i.language.as_str().into(),
+            kind: i
+                .kind
+                .and_then(|k| serde_json::to_value(k).ok())
+                .and_then(|v| v.as_str().map(str::to_string)),
+            customer,
+            received_at: i.received_at,
+            received_local: local.format("%Y-%m-%d %H:%M:%S %Z").to_string(),
+            first_seen_at: i.first_seen_at,
+            detection_seconds: detection,
+            deadline_at: i.deadline_at,
+            policy: i.policy.clone(),
+            state: i.state.as_str().into(),
+            sla: sla_str(i).into(),
+            responded_at: i.responded_at,
+            response_seconds: i.response_seconds,
+            response_kind: i.response_kind.map(|k| k.as_str().into()),
+            responder: i.responder.clone(),
+            response_id: response.and_then(|r| r.external_id.clone()),
+            external_id: i.external_id.to_string(),
+            excluded_reason: i.excluded_reason.map(|r| r.as_str().into()),
+            excluded_detail: i.excluded_detail.clone(),
+            breached_at: i.breached_at,
+            alerts: i.alerts.len() as u32,
+            follow_ups: i.follow_ups,
+        });
+    }
+
+    totals.finish();
+    for c in by_channel
+        .values_mut()
+        .chain(by_language.values_mut())
+        .chain(by_month.values_mut())
+        .chain(by_day.values_mut())
+        .chain(hour_of_week.iter_mut())
+    {
+        c.finish();
+    }
+
+    // Versions in force: every version first used before the end of the period (the last one
+    // used before `from` was still in force at its start).
+    let policies = policies
+        .into_iter()
+        .filter(|(at, _)| *at < params.to)
+        .map(|(at, record)| PolicyInForce {
+            activated_at: at,
+            inquiries_in_period: policy_use
+                .get(record.version.as_str())
+                .copied()
+                .unwrap_or(0),
+            record,
+        })
+        .collect();
+
+    ReportData {
+        title: params.title.clone(),
+        from: params.from,
+        to: params.to,
+        time_zone: tz.name().to_string(),
+        generated_at: Utc::now(),
+        masked: params.mask,
+        totals,
+        excluded_by_reason,
+        by_channel,
+        by_language,
+        by_month,
+        by_day,
+        hour_of_week,
+        response_times: Percentiles::of(all_times),
+        response_times_by_channel: times_by_channel
+            .into_iter()
+            .map(|(k, v)| (k, Percentiles::of(v)))
+            .collect(),
+        response_times_by_language: times_by_language
+            .into_iter()
+            .map(|(k, v)| (k, Percentiles::of(v)))
+            .collect(),
+        response_distribution: HISTOGRAM_BOUNDS
+            .iter()
+            .zip(distribution)
+            .map(|(b, count)| Bucket {
+                le_seconds: (*b != i64::MAX).then_some(*b),
+                count,
+            })
+            .collect(),
+        breaches,
+        exclusions,
+        policies,
+        coverage: Coverage {
+            recorded,
+            daemon_down_seconds: gaps
+                .iter()
+                .filter(|g| g.scope == "daemon")
+                .map(|g| g.seconds)
+                .sum(),
+            gaps,
+            late_threshold_seconds: LATE_DETECTION.num_seconds(),
+            late_detections,
+            detection: Percentiles::of(detection_times),
+        },
+        ledger,
+        inquiries: rows,
+    }
+}
+
+/// Daemon and source gaps from the monitor events (in ledger order), clipped to
+/// `[from, until)`; `until` is the end of the period or now, whichever is earlier.
+fn gaps(monitor: &[Event], from: DateTime<Utc>, until: DateTime<Utc>) -> Vec<Gap> {
+    // (start, end, source, cause)
+    type RawGap = (DateTime<Utc>, DateTime<Utc>, Option<String>, String);
+    let mut raw: Vec<RawGap> = Vec::new();
+    // Last instant the daemon was known alive, and whether it stopped cleanly then.
+    let mut alive: Option<(DateTime<Utc>, bool)> = None;
+    let mut first_start: Option<DateTime<Utc>> = None;
+    let mut down: HashMap<String, (DateTime<Utc>, String)> = HashMap::new();
+    for e in monitor {
+        match e {
+            Event::MonitorStarted { at, .. } => {
+                first_start.get_or_insert(*at);
+                if let Some((last, stopped)) = alive {
+                    let cause = if stopped { "stopped" } else { "not_running" };
+                    raw.push((last, *at, None, cause.into()));
+                }
+                // Sources start afresh: a source down before the gap is covered by it.
+                for (source, (since, kind)) in down.drain() {
+                    let end = alive.map(|a| a.0).unwrap_or(*at).max(since);
+                    raw.push((since, end, Some(source), kind));
+                }
+                alive = Some((*at, false));
+            }
+            Event::MonitorHeartbeat { at } => {
+                if let Some((last, false)) = alive
+                    && *at - last > HEARTBEAT_SILENCE
+                {
+                    raw.push((last, *at, None, "no_heartbeat".into()));
+                }
+                if alive.is_some() {
+                    alive = Some((*at, false));
+                }
+            }
+            Event::MonitorStopped { at } => {
+                for (source, (since, kind)) in down.drain() {
+                    raw.push((since, *at, Some(source), kind));
+                }
+                alive = Some((*at, true));
+            }
+            Event::SourceDown {
+                source,
+                at,
+                error_kind,
+            } => {
+                down.entry(source.clone())
+                    .or_insert((*at, error_kind.clone()));
+            }
+            Event::SourceUp { source, at } => {
+                if let Some((since, kind)) = down.remove(source) {
+                    raw.push((since, *at, Some(source.clone()), kind));
+                }
+            }
+            _ => {}
+        }
+    }
+    // Still open at the end.
+    for (source, (since, kind)) in down {
+        raw.push((since, until, Some(source), kind));
+    }
+    match alive {
+        Some((last, true)) => raw.push((last, until, None, "stopped".into())),
+        Some((last, false)) if until - last > HEARTBEAT_SILENCE => {
+            raw.push((last, until, None, "no_heartbeat".into()))
+        }
+        _ => {}
+    }
+    if let Some(first) = first_start {
+        raw.push((from, first, None, "no_record".into()));
+    }
+    let mut out: Vec<Gap> = raw
+        .into_iter()
+        .filter_map(|(start, end, source, cause)| {
+            let (start, end) = (start.max(from), end.min(until));
+            (start < end).then(|| Gap {
+                start,
+                end,
+                seconds: (end - start).num_seconds(),
+                scope: if source.is_some() { "source" } else { "daemon" }.into(),
+                source,
+                cause,
+                inquiries_received: 0,
+                detected_late: 0,
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| (a.start, &a.source).cmp(&(b.start, &b.source)));
+    out
+}
+
+fn sla_str(i: &Inquiry) -> &'static str {
+    if i.state == InquiryState::Excluded {
+        return "excluded";
+    }
+    match i.sla {
+        SlaStatus::Pending => "pending",
+        SlaStatus::Met => "met",
+        SlaStatus::Missed => "missed",
+    }
+}
+
+fn month_key(t: &DateTime<Tz>) -> String {
+    t.format("%Y-%m").to_string()
+}
+
+/// Local midnight of the first day of the month after `t`'s.
+fn next_month(t: &DateTime<Tz>) -> Option<DateTime<Tz>> {
+    let (y, m) = if t.month() == 12 {
+        (t.year() + 1, 1)
+    } else {
+        (t.year(), t.month() + 1)
+    };
+    local_midnight(t.timezone(), y, m, 1)
+}
+
+/// Midnight (or the first instant after it, across a DST gap) of a local date.
+pub fn local_midnight(tz: Tz, year: i32, month: u32, day: u32) -> Option<DateTime<Tz>> {
+    let date = chrono::NaiveDate::from_ymd_opt(year, month, day)?;
+    (0..=2).find_map(|h| {
+        tz.from_local_datetime(&date.and_hms_opt(h, 0, 0)?)
+            .earliest()
+    })
+}
+
+/// `2026-03-01` (local midnight in `tz`) or an RFC 3339 instant.
+pub fn parse_when(s: &str, tz: Tz) -> Option<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Some(t.with_timezone(&Utc));
+    }
+    let date = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()?;
+    local_midnight(tz, date.year(), date.month(), date.day()).map(|t| t.with_timezone(&Utc))
+}
+
+/// `ana@desk.example` → `a***@d***.example`; `+34911222333` → `+*********33`.
+pub fn mask_customer(customer: &str) -> String {
+    if let Some((local, domain)) = customer.rsplit_once('@') {
+        let first = |s: &str| s.chars().next().map(String::from).unwrap_or_default();
+        let (host, rest) = match domain.split_once('.') {
+            Some((h, r)) => (h, format!(".{}", r.rsplit('.').next().unwrap_or(r))),
+            None => (domain, String::new()),
+        };
+        format!("{}***@{}***{}", first(local), first(host), rest)
+    } else {
+        let chars: Vec<char> = customer.chars().collect();
+        let keep = 2.min(chars.len());
+        let mut out = String::new();
+        for (n, c) in chars.iter().enumerate() {
+            if n + keep >= chars.len() || (n == 0 && *c == '+') {
+                out.push(*c);
+            } else {
+                out.push('*');
+            }
+        }
+        out
+    }
+}
+
+/// Seconds as `1h02m03s` / `4m05s` / `12s`.
+pub fn format_seconds(s: i64) -> String {
+    let (h, m, sec) = (s / 3600, (s % 3600) / 60, s % 60);
+    if h > 0 {
+        format!("{h}h{m:02}m{sec:02}s")
+    } else if m > 0 {
+        format!("{m}m{sec:02}s")
+    } else {
+        format!("{sec}s")
+    }
+}
+
+/// A ratio as a percentage with one decimal, or `n/a`.
+pub fn format_ratio(r: Option<f64>) -> String {
+    r.map(|v| format!("{:.1}%", v * 100.0))
+        .unwrap_or_else(|| "n/a".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_addresses_and_numbers() {
+        assert_eq!(mask_customer("ana@desk.example"), "a***@d***.example");
+        assert_eq!(mask_customer("x@mail.co.uk"), "x***@m***.uk");
+        assert_eq!(mask_customer("+34911222333"), "+*********33");
+    }
+
+    #[test]
+    fn percentiles_use_nearest_rank() {
+        let p = Percentiles::of((1..=100).collect());
+        assert_eq!(
+            (p.p50, p.p90, p.p95, p.p99, p.max),
+            (Some(50), Some(90), Some(95), Some(99), Some(100))
+        );
+        assert_eq!(Percentiles::of(Vec::new()).p50, None);
+    }
+
+    #[test]
+    fn local_midnight_in_madrid() {
+        let tz: Tz = "Europe/Madrid".parse().unwrap();
+        let m = local_midnight(tz, 2026, 1, 1).unwrap();
+        assert_eq!(
+            m.with_timezone(&Utc).to_rfc3339(),
+            "2025-12-31T23:00:00+00:00"
+        );
+    }
+}
