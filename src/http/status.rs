@@ -166,9 +166,9 @@ body { margin: 0; padding: 1.2vw 1.6vw; background: #0b0f14; color: #f1f5f9;
 header { display: flex; justify-content: space-between; align-items: baseline; gap: 1vw; }
 h1 { font-size: 1.6em; margin: 0 0 .4em; letter-spacing: .02em; }
 .updated { color: #94a3b8; }
-.figures { display: grid; grid-template-columns: repeat(auto-fit, minmax(11em, 1fr)); gap: .8vw; margin-bottom: 1vw; }
-.figure { border-radius: .4em; padding: .35em .7em; background: #1e293b; }
-.figure b { display: block; font-size: 2.6em; line-height: 1.1; font-variant-numeric: tabular-nums; }
+.figures { display: grid; grid-template-columns: repeat(auto-fit, minmax(7.5em, 1fr)); gap: .8vw; margin-bottom: 1vw; }
+.figure { border-radius: .4em; padding: .35em .6em; overflow: hidden; background: #1e293b; }
+.figure b { display: block; font-size: 1.95em; line-height: 1.1; font-variant-numeric: tabular-nums; white-space: nowrap; }
 .figure.alarm { background: #b91c1c; }
 .figure.warn { background: #b45309; }
 .figure.good { background: #15803d; }
@@ -182,6 +182,7 @@ tr.breached td.state { background: #dc2626; }
 tr.warning td { background: #713f12; }
 tr.warning td.state { background: #d97706; }
 tr.ok td.state { color: #4ade80; }
+td.who { max-width: 22vw; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
 td:nth-child(6) { max-width: 40vw; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
 .empty { font-size: 2em; color: #4ade80; }
 footer { margin-top: 1vw; color: #64748b; }
@@ -202,7 +203,7 @@ pub fn render(s: &Summary, now: DateTime<Utc>, tz: Tz) -> String {
     };
     let next = s.next_deadline.map_or_else(
         || "–".to_string(),
-        |d| human((d - now).num_seconds().max(0).unsigned_abs()),
+        |d| headline_span((d - now).num_seconds().max(0).unsigned_abs()),
     );
     let next_class = match s.next_deadline.map(|d| (d - now).num_seconds()) {
         Some(left) if left < 300 => " warn",
@@ -210,7 +211,7 @@ pub fn render(s: &Summary, now: DateTime<Utc>, tz: Tz) -> String {
     };
     let oldest = s.oldest_received.map_or_else(
         || "–".to_string(),
-        |r| human((now - r).num_seconds().max(0).unsigned_abs()),
+        |r| headline_span((now - r).num_seconds().max(0).unsigned_abs()),
     );
     let count_class = |n: usize, class: &'static str| if n > 0 { class } else { "" };
     let _ = write!(
@@ -225,7 +226,7 @@ pub fn render(s: &Summary, now: DateTime<Utc>, tz: Tz) -> String {
 <style>{STYLE}</style>
 </head>
 <body>
-<header><h1>slawatch · every inquiry answered within its deadline</h1>
+<header><h1>slawatch · open inquiries</h1>
 <span class="updated">Updated {updated} ({tz}) · refreshes every {REFRESH_SECONDS} s</span></header>
 <section class="figures" aria-label="Headline figures">
 <div class="figure{breached_class}" id="breached"><b>{breached}</b>breached</div>
@@ -334,6 +335,18 @@ fn time_left(d: TimeDelta) -> String {
     }
 }
 
+/// A headline duration, short enough for a tile read across the room: seconds only matter in
+/// the last ten minutes.
+fn headline_span(secs: u64) -> String {
+    if secs < 600 {
+        human(secs)
+    } else if secs < 3600 {
+        format!("{}m", secs / 60)
+    } else {
+        human(secs)
+    }
+}
+
 fn human(secs: u64) -> String {
     let (d, h, m, s) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
     if d > 0 {
@@ -435,7 +448,7 @@ mod tests {
         assert!(html.contains("class=\"figure alarm\" id=\"breached\""));
         assert!(html.contains("class=\"figure warn\" id=\"warning\""));
         assert!(html.contains("<b>3m 20s</b>next breach in"));
-        assert!(html.contains("<b>33m 20s</b>oldest waiting"));
+        assert!(html.contains("<b>33m</b>oldest waiting"));
         assert!(html.contains("<tr class=\"breached\""));
         assert!(html.contains("<tr class=\"warning\""));
         assert!(!html.contains("<script"), "no JavaScript needed");
