@@ -266,6 +266,15 @@ scan_interval = "1s"
     }
 }
 
+impl Drop for Slawatch {
+    /// A failed test shows the daemon's log (its temp dir goes away).
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("slawatch log:\n{}", self.log());
+        }
+    }
+}
+
 /// A customer message.
 pub fn message(id: &str, from: &str, subject: &str, language: &str, body: &str) -> String {
     format!(
