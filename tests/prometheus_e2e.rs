@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use support::dovecot::{Dovecot, PASSWORD, USER};
+use support::grafana;
 use support::slawatchd::{
     Options, Running, Slawatch, encode, free_port, http_get, message, require, spawn, wait_for,
 };
@@ -132,6 +133,21 @@ impl Monitoring {
             .unwrap_or_default()
     }
 
+    /// (status, error, result) of an instant query, whatever the outcome.
+    fn query_full(&self, promql: &str) -> (String, String, Vec<Value>) {
+        let (_, body) = http_get(
+            self.prometheus_port,
+            &format!("/api/v1/query?query={}", encode(promql)),
+        )
+        .unwrap_or_else(|| panic!("Prometheus did not answer the query {promql}"));
+        let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+        (
+            v["status"].as_str().unwrap_or_default().to_string(),
+            v["error"].as_str().unwrap_or_default().to_string(),
+            v["data"]["result"].as_array().cloned().unwrap_or_default(),
+        )
+    }
+
     /// Alerts Alertmanager holds with this alertname.
     fn alertmanager_alerts(&self, alertname: &str) -> Vec<Value> {
         let filter = encode(&format!("alertname=\"{alertname}\""));
@@ -243,6 +259,38 @@ fn breach_fires_in_prometheus_and_reaches_alertmanager_and_so_does_slawatch_down
         let r = m.query("channel:slawatch_compliance:ratio5m{channel=\"email\"} == 0");
         (!r.is_empty()).then_some(())
     });
+
+    // Every dashboard query runs on the real Prometheus (variables = all values), and the
+    // wallboard's tiles show the breach.
+    let mut empty = Vec::new();
+    for (dash, title, refid, expr) in grafana::targets() {
+        let promql = grafana::substitute(&expr, ".+");
+        let (status, error, result) = m.query_full(&promql);
+        assert_eq!(
+            status, "success",
+            "{dash} / {title} / {refid}: {error}\n{promql}"
+        );
+        if result.is_empty() {
+            empty.push(format!("{dash} / {title} / {refid}"));
+        }
+    }
+    for must_have_data in [
+        "wallboard / Open, breached / A",
+        "wallboard / Oldest waiting / A",
+        "wallboard / Inquiries last hour / A",
+        "health / slawatch up / A",
+        "health / Sources up / A",
+    ] {
+        assert!(
+            !empty.iter().any(|e| e == must_have_data),
+            "{must_have_data} returned no data"
+        );
+    }
+    let breached = m.query_full(&grafana::substitute(
+        "sum(slawatch_open_inquiries{job=~\"$job\", channel=~\"$channel\", language=~\"$language\", state=\"breached\"})",
+        ".+",
+    ));
+    assert_eq!(breached.2[0]["value"][1], "1", "{breached:?}");
 
     // The monitor dies: Prometheus itself must page.
     daemon.stop();

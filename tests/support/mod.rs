@@ -2,4 +2,5 @@
 #![allow(dead_code)]
 
 pub mod dovecot;
+pub mod grafana;
 pub mod slawatchd;
