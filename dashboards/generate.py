@@ -5,13 +5,16 @@ The rule file and the four dashboards repeat the same shapes many times (seven c
 windows, three aggregation levels, dozens of panels with the same datasource and layout rules),
 so they are written from this one script instead of by hand: edit here, run
 `python3 dashboards/generate.py`, commit the output. `tests/dashboards.rs` checks the output
-(promtool, structure, metric names against a live daemon), not this script.
+(promtool, structure, metric names against a live daemon) and that it is what this script
+writes (`generate.py OUT_DIR` writes to another folder for that comparison).
 """
 
 import json
 import os
+import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+OUT = sys.argv[1] if len(sys.argv) > 1 else HERE
 
 # ---------------------------------------------------------------------------------------------
 # Prometheus rules
@@ -238,7 +241,8 @@ def write_rules():
         out.append("    rules:")
         for r in rules:
             dump_rule(r, out)
-    with open(os.path.join(HERE, "prometheus", "slawatch.rules.yml"), "w") as f:
+    os.makedirs(os.path.join(OUT, "prometheus"), exist_ok=True)
+    with open(os.path.join(OUT, "prometheus", "slawatch.rules.yml"), "w") as f:
         f.write("\n".join(out) + "\n")
 
 
@@ -574,9 +578,10 @@ def health():
 
 
 def write_dashboards():
+    os.makedirs(os.path.join(OUT, "grafana"), exist_ok=True)
     for name, d in [("wallboard", wallboard()), ("compliance", compliance()),
                     ("coverage", coverage()), ("health", health())]:
-        with open(os.path.join(HERE, "grafana", f"{name}.json"), "w") as f:
+        with open(os.path.join(OUT, "grafana", f"{name}.json"), "w") as f:
             json.dump(d, f, indent=2, ensure_ascii=False)
             f.write("\n")
 

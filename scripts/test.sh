@@ -16,6 +16,7 @@ command -v promtool >/dev/null 2>&1 || need_packages+=(prometheus)
 command -v prometheus >/dev/null 2>&1 || need_packages+=(prometheus)
 command -v prometheus-alertmanager >/dev/null 2>&1 || need_packages+=(prometheus-alertmanager)
 command -v chromium >/dev/null 2>&1 || need_packages+=(chromium)
+command -v python3 >/dev/null 2>&1 || need_packages+=(python3)
 command -v openssl >/dev/null 2>&1 || need_packages+=(openssl)
 command -v sqlite3 >/dev/null 2>&1 || need_packages+=(sqlite3)
 if [ ${#need_packages[@]} -gt 0 ]; then

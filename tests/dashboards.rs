@@ -84,6 +84,29 @@ fn variable_selectors(d: &Value) -> Vec<String> {
     out
 }
 
+/// The committed rules and dashboards are what `dashboards/generate.py` writes, so an edit by
+/// hand is not lost at the next generation.
+#[test]
+fn committed_files_match_the_generator() {
+    let python = require("python3", "python3");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (ok, out) = run(Command::new(python)
+        .arg(root().join("dashboards/generate.py"))
+        .arg(dir.path()));
+    assert!(ok, "dashboards/generate.py failed:\n{out}");
+    let mut files = vec!["prometheus/slawatch.rules.yml".to_string()];
+    files.extend(DASHBOARDS.iter().map(|d| format!("grafana/{d}.json")));
+    for f in files {
+        let generated = std::fs::read_to_string(dir.path().join(&f)).expect("generated file");
+        let committed =
+            std::fs::read_to_string(root().join("dashboards").join(&f)).expect("committed file");
+        assert!(
+            generated == committed,
+            "dashboards/{f} differs from what dashboards/generate.py writes; run it and commit"
+        );
+    }
+}
+
 #[test]
 fn rules_pass_promtool_lint() {
     let (ok, out) = run(Command::new(promtool())
