@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs slawatch's whole test suite on a fresh Debian machine with a Rust toolchain:
-# installs the real servers the tests talk to (Dovecot for IMAP/LMTP, Prometheus' promtool),
-# then runs every unit and integration test. Tests never skip: a missing server fails them.
+# installs the real servers and tools the tests talk to (Dovecot for IMAP/LMTP; Prometheus,
+# promtool and Alertmanager for the rules, dashboards and alerting path; Chromium for the
+# wallboard), then runs every unit and integration test. Tests never skip: a missing server fails them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +13,10 @@ need_packages=()
 command -v dovecot >/dev/null 2>&1 || [ -x /usr/sbin/dovecot ] || need_packages+=(dovecot-imapd dovecot-lmtpd)
 [ -x /usr/lib/dovecot/lmtp ] || need_packages+=(dovecot-lmtpd)
 command -v promtool >/dev/null 2>&1 || need_packages+=(prometheus)
+command -v prometheus >/dev/null 2>&1 || need_packages+=(prometheus)
+command -v prometheus-alertmanager >/dev/null 2>&1 || need_packages+=(prometheus-alertmanager)
+command -v chromium >/dev/null 2>&1 || need_packages+=(chromium)
+command -v python3 >/dev/null 2>&1 || need_packages+=(python3)
 command -v openssl >/dev/null 2>&1 || need_packages+=(openssl)
 command -v sqlite3 >/dev/null 2>&1 || need_packages+=(sqlite3)
 # The HTML report is printed by headless Chromium and checked with poppler's tools.

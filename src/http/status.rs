@@ -1,9 +1,15 @@
-//! The status page at `/`: what is open and how today is going, as plain server-rendered HTML.
+//! The built-in wallboard at `/`: what is open, what breaches next and how today is going, as
+//! plain server-rendered HTML for a TV on the desk when there is no Grafana.
 //!
-//! It must work on any screen in the office without JavaScript, fonts or other assets, and keep
-//! itself fresh (`<meta http-equiv="refresh">`). Everything that came from outside (customers,
-//! subjects, names) is escaped; subjects carry `dir="auto"` so Arabic renders right to left. The
-//! full wallboard is a later piece of work; this page answers "is anything about to be late?".
+//! It must work on any screen in the office without fonts, scripts or other assets from
+//! elsewhere, and be read from three metres away: large type, a dark background that is easy on
+//! a night shift and bright colours per state (each state also written out, not only coloured).
+//! It keeps itself fresh with `<meta http-equiv="refresh">` and uses no JavaScript at all.
+//! Everything that came from outside (customers, subjects, names) is escaped; those cells carry
+//! `dir="auto"` so Arabic renders right to left inside a left-to-right page.
+//!
+//! Rendering is bounded on a very bad day: only the [`MAX_ROWS`] inquiries with the least time
+//! left are copied out from under the tracker's read lock and rendered; the rest are counted.
 
 use std::fmt::Write;
 
@@ -17,12 +23,13 @@ use super::AppState;
 use crate::telemetry::open_status_at;
 use crate::tracker::{Inquiry, InquiryState, OpenStatus, SlaStatus, Tracker};
 
-/// Rows shown at most; the rest are counted. Bounds the page on a very bad day.
-const MAX_ROWS: usize = 500;
+/// Rows shown at most; the rest are counted. A TV shows a few dozen; 500 bounds the page (and
+/// the work under the read lock) while still letting someone scroll through a bad morning.
+pub const MAX_ROWS: usize = 500;
 /// How far back before today an inquiry may have been received and still be decided today
 /// (a late manual ack of an old inquiry). Bounds the scan for today's figures.
 const TODAY_LOOKBACK: TimeDelta = TimeDelta::days(7);
-/// Seconds between automatic reloads.
+/// Seconds between automatic reloads: fresh enough for a 15-minute promise, light on the server.
 const REFRESH_SECONDS: u32 = 15;
 
 /// Headline figures and the open inquiries, computed under the read lock.
@@ -34,8 +41,14 @@ pub struct Summary {
     pub answered_today: usize,
     pub met_today: usize,
     pub missed_today: usize,
-    /// Open inquiries, least time left first.
+    /// When the oldest open inquiry was received.
+    pub oldest_received: Option<DateTime<Utc>>,
+    /// The earliest deadline of an open inquiry that has not passed yet.
+    pub next_deadline: Option<DateTime<Utc>>,
+    /// Open inquiries, least time left first, at most [`MAX_ROWS`].
     pub open: Vec<(OpenStatus, Inquiry)>,
+    /// All open inquiries, including those not in `open`.
+    pub open_total: usize,
 }
 
 impl Summary {
@@ -49,8 +62,14 @@ impl Summary {
             answered_today: 0,
             met_today: 0,
             missed_today: 0,
+            oldest_received: None,
+            next_deadline: None,
             open: Vec::new(),
+            open_total: 0,
         };
+        // Sort references and clone only the rows shown: cloning every open inquiry on a very
+        // bad day would dominate the render.
+        let mut open: Vec<(OpenStatus, &Inquiry)> = Vec::new();
         for i in tracker.open() {
             let Some(status) = open_status_at(i, now) else {
                 continue;
@@ -60,16 +79,32 @@ impl Summary {
                 OpenStatus::Warning => s.warning += 1,
                 OpenStatus::Breached => s.breached += 1,
             }
-            s.open.push((status, i.clone()));
+            if s.oldest_received.is_none_or(|o| i.received_at < o) {
+                s.oldest_received = Some(i.received_at);
+            }
+            if let Some(d) = i.deadline_at
+                && d > now
+                && s.next_deadline.is_none_or(|n| d < n)
+            {
+                s.next_deadline = Some(d);
+            }
+            open.push((status, i));
         }
-        s.open.sort_by(|(_, a), (_, b)| {
-            (a.deadline_at.is_none(), a.deadline_at, a.received_at, &a.id).cmp(&(
-                b.deadline_at.is_none(),
-                b.deadline_at,
-                b.received_at,
-                &b.id,
-            ))
-        });
+        s.open_total = open.len();
+        let key = |i: &Inquiry| {
+            (
+                i.deadline_at.is_none(),
+                i.deadline_at,
+                i.received_at,
+                i.id.clone(),
+            )
+        };
+        if open.len() > MAX_ROWS {
+            open.select_nth_unstable_by_key(MAX_ROWS, |(_, i)| key(i));
+            open.truncate(MAX_ROWS);
+        }
+        open.sort_by_key(|(_, i)| key(i));
+        s.open = open.into_iter().map(|(st, i)| (st, i.clone())).collect();
 
         let is_today = |t: Option<DateTime<Utc>>| t.is_some_and(|t| t >= today && t <= now);
         for i in tracker
@@ -121,46 +156,93 @@ pub async fn page(State(state): State<AppState>) -> impl IntoResponse {
     )
 }
 
+/// Sizes are in `vw`/`vh` with a floor in `px`, so the same page fills a 1080p or 4K TV and is
+/// still usable on a laptop. Colours: state backgrounds with white text keep ≥ 4.5:1 contrast.
+const STYLE: &str = r#"
+:root { color-scheme: dark; }
+* { box-sizing: border-box; }
+body { margin: 0; padding: 1.2vw 1.6vw; background: #0b0f14; color: #f1f5f9;
+  font: clamp(16px, 1.55vw, 48px)/1.25 system-ui, "Segoe UI", Roboto, "Noto Sans", "Noto Sans Arabic", sans-serif; }
+header { display: flex; justify-content: space-between; align-items: baseline; gap: 1vw; }
+h1 { font-size: 1.6em; margin: 0 0 .4em; letter-spacing: .02em; }
+.updated { color: #94a3b8; }
+.figures { display: grid; grid-template-columns: repeat(auto-fit, minmax(7.5em, 1fr)); gap: .8vw; margin-bottom: 1vw; }
+.figure { border-radius: .4em; padding: .35em .6em; overflow: hidden; background: #1e293b; }
+.figure b { display: block; font-size: 1.95em; line-height: 1.1; font-variant-numeric: tabular-nums; white-space: nowrap; }
+.figure.alarm { background: #b91c1c; }
+.figure.warn { background: #b45309; }
+.figure.good { background: #15803d; }
+table { border-collapse: collapse; width: 100%; }
+th { text-align: start; color: #94a3b8; font-weight: 600; padding: .2em .5em; border-bottom: 2px solid #334155; }
+td { text-align: start; padding: .25em .5em; border-bottom: 1px solid #1e293b; vertical-align: top; }
+td.num { font-variant-numeric: tabular-nums; white-space: nowrap; font-weight: 700; }
+td.state { font-weight: 700; text-transform: uppercase; white-space: nowrap; }
+tr.breached td { background: #7f1d1d; }
+tr.breached td.state { background: #dc2626; }
+tr.warning td { background: #713f12; }
+tr.warning td.state { background: #d97706; }
+tr.ok td.state { color: #4ade80; }
+td.who { max-width: 22vw; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+td:nth-child(6) { max-width: 40vw; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+.empty { font-size: 2em; color: #4ade80; }
+footer { margin-top: 1vw; color: #64748b; }
+footer a { color: #94a3b8; }
+"#;
+
 /// The whole page.
 pub fn render(s: &Summary, now: DateTime<Utc>, tz: Tz) -> String {
-    let mut h = String::with_capacity(4096 + s.open.len().min(MAX_ROWS) * 400);
+    let mut h = String::with_capacity(8192 + s.open.len() * 450);
     let compliance = s
         .compliance_today()
         .map_or_else(|| "–".to_string(), |c| format!("{:.1} %", c * 100.0));
+    let compliance_class = match s.compliance_today() {
+        None => "",
+        Some(c) if c >= 0.99 => " good",
+        Some(c) if c >= 0.95 => " warn",
+        Some(_) => " alarm",
+    };
+    let next = s.next_deadline.map_or_else(
+        || "–".to_string(),
+        |d| headline_span((d - now).num_seconds().max(0).unsigned_abs()),
+    );
+    let next_class = match s.next_deadline.map(|d| (d - now).num_seconds()) {
+        Some(left) if left < 300 => " warn",
+        _ => "",
+    };
+    let oldest = s.oldest_received.map_or_else(
+        || "–".to_string(),
+        |r| headline_span((now - r).num_seconds().max(0).unsigned_abs()),
+    );
+    let count_class = |n: usize, class: &'static str| if n > 0 { class } else { "" };
     let _ = write!(
         h,
         r#"<!doctype html>
-<html lang="en">
+<html lang="en" dir="ltr">
 <head>
 <meta charset="utf-8">
 <meta http-equiv="refresh" content="{REFRESH_SECONDS}">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>slawatch: {open} open, {breached} breached</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 1.5rem; color: #111; background: #fff; }}
-.figures {{ display: flex; flex-wrap: wrap; gap: 1rem; margin-bottom: 1.5rem; }}
-.figure {{ border: 1px solid #ccc; border-radius: 6px; padding: .6rem 1rem; min-width: 8rem; }}
-.figure b {{ display: block; font-size: 2rem; }}
-table {{ border-collapse: collapse; width: 100%; }}
-th, td {{ text-align: start; padding: .3rem .6rem; border-bottom: 1px solid #ddd; }}
-tr.breached td {{ background: #fde2e2; }}
-tr.warning td {{ background: #fff4cc; }}
-td.num {{ font-variant-numeric: tabular-nums; white-space: nowrap; }}
-</style>
+<style>{STYLE}</style>
 </head>
 <body>
-<h1>slawatch</h1>
-<p>Every inquiry answered within its deadline. Updated {updated} ({tz}); refreshes every {REFRESH_SECONDS} s.</p>
-<div class="figures">
-<div class="figure"><b>{ok}</b>open, ok</div>
-<div class="figure"><b>{warning}</b>open, warning</div>
-<div class="figure"><b>{breached}</b>open, breached</div>
-<div class="figure"><b>{answered}</b>answered today</div>
-<div class="figure"><b>{compliance}</b>in time today ({met} of {decided})</div>
-</div>
+<header><h1>slawatch · open inquiries</h1>
+<span class="updated">Updated {updated} ({tz}) · refreshes every {REFRESH_SECONDS} s</span></header>
+<section class="figures" aria-label="Headline figures">
+<div class="figure{breached_class}" id="breached"><b>{breached}</b>breached</div>
+<div class="figure{warning_class}" id="warning"><b>{warning}</b>warning</div>
+<div class="figure" id="ok"><b>{ok}</b>open, on time</div>
+<div class="figure{next_class}" id="next-breach"><b>{next}</b>next breach in</div>
+<div class="figure" id="oldest"><b>{oldest}</b>oldest waiting</div>
+<div class="figure{compliance_class}" id="compliance"><b>{compliance}</b>in time today ({met} of {decided})</div>
+<div class="figure" id="answered"><b>{answered}</b>answered today</div>
+</section>
 "#,
-        open = s.open.len(),
+        open = s.open_total,
         breached = s.breached,
+        breached_class = count_class(s.breached, " alarm"),
+        warning = s.warning,
+        warning_class = count_class(s.warning, " warn"),
         updated = escape(
             &now.with_timezone(&tz)
                 .format("%Y-%m-%d %H:%M:%S")
@@ -168,59 +250,60 @@ td.num {{ font-variant-numeric: tabular-nums; white-space: nowrap; }}
         ),
         tz = escape(tz.name()),
         ok = s.ok,
-        warning = s.warning,
+        next = escape(&next),
+        oldest = escape(&oldest),
         answered = s.answered_today,
         compliance = escape(&compliance),
         met = s.met_today,
         decided = s.met_today + s.missed_today,
     );
     if s.open.is_empty() {
-        h.push_str("<p>No open inquiries.</p>\n");
+        h.push_str("<p class=\"empty\">No open inquiries.</p>\n");
     } else {
         h.push_str(
-            "<table>\n<thead><tr><th>Time left</th><th>State</th><th>Channel</th>\
-             <th>Language</th><th>Customer</th><th>Subject</th><th>Received</th></tr></thead>\n\
+            "<table id=\"open\">\n<thead><tr><th>Time left</th><th>State</th><th>Channel</th>\
+             <th>Lang</th><th>Customer</th><th>Subject</th><th>Received</th></tr></thead>\n\
              <tbody>\n",
         );
-        for (status, i) in s.open.iter().take(MAX_ROWS) {
-            let left = i
-                .deadline_at
-                .map_or_else(|| "–".to_string(), |d| time_left(d - now));
+        for (status, i) in &s.open {
+            let left = i.deadline_at.map(|d| (d - now).num_seconds());
+            let left_cell = match left {
+                Some(secs) => format!(
+                    "<td class=\"num\">{}</td>",
+                    escape(&time_left(TimeDelta::seconds(secs)))
+                ),
+                None => "<td class=\"num\">–</td>".to_string(),
+            };
             let customer = match &i.customer_name {
                 Some(name) if !name.is_empty() => format!("{name} <{}>", i.customer),
                 _ => i.customer.clone(),
             };
             let _ = writeln!(
                 h,
-                "<tr class=\"{state}\"><td class=\"num\">{left}</td><td>{state}</td>\
-                 <td>{channel}</td><td>{language}</td><td dir=\"auto\">{customer}</td>\
+                "<tr class=\"{state}\" data-id=\"{id}\">{left_cell}<td class=\"state\">{state}</td>\
+                 <td>{channel}</td><td>{language}</td><td dir=\"auto\" class=\"who\">{customer}</td>\
                  <td dir=\"auto\">{subject}</td><td class=\"num\">{received}</td></tr>",
                 state = status.as_str(),
-                left = escape(&left),
+                id = escape(i.id.as_str()),
                 channel = i.channel.as_str(),
                 language = i.language.as_str(),
                 customer = escape(&customer),
                 subject = escape(&i.subject),
-                received = escape(
-                    &i.received_at
-                        .with_timezone(&tz)
-                        .format("%Y-%m-%d %H:%M")
-                        .to_string()
-                ),
+                received = escape(&i.received_at.with_timezone(&tz).format("%H:%M").to_string()),
             );
         }
         h.push_str("</tbody>\n</table>\n");
-        if s.open.len() > MAX_ROWS {
+        if s.open_total > s.open.len() {
             let _ = writeln!(
                 h,
                 "<p>… and {} more open inquiries (see <a href=\"/api/v1/inquiries?state=open\">the API</a>).</p>",
-                s.open.len() - MAX_ROWS
+                s.open_total - s.open.len()
             );
         }
     }
     h.push_str(
-        "<p><a href=\"/metrics\">metrics</a> · <a href=\"/api/v1/inquiries\">API</a> · \
-         <a href=\"/readyz\">readiness</a></p>\n</body>\n</html>\n",
+        "<footer><a href=\"/metrics\">metrics</a> · <a href=\"/api/v1/inquiries\">API</a> · \
+         <a href=\"/readyz\">readiness</a></footer>\n</body>\n</html>\n",
     );
     h
 }
@@ -252,6 +335,18 @@ fn time_left(d: TimeDelta) -> String {
     }
 }
 
+/// A headline duration, short enough for a tile read across the room: seconds only matter in
+/// the last ten minutes.
+fn headline_span(secs: u64) -> String {
+    if secs < 600 {
+        human(secs)
+    } else if secs < 3600 {
+        format!("{}m", secs / 60)
+    } else {
+        human(secs)
+    }
+}
+
 fn human(secs: u64) -> String {
     let (d, h, m, s) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
     if d > 0 {
@@ -275,7 +370,119 @@ fn start_of_day(now: DateTime<Utc>, tz: Tz) -> DateTime<Utc> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
+    use crate::config::DeskSettings;
+    use crate::domain::{Channel, InquiryId, Language};
+    use crate::tracker::event::{InquiryKind, InquiryOpened, LanguageSource};
+    use crate::tracker::policy::{Policy, PolicySet};
+    use crate::tracker::{Event, TrackerRules};
+
+    /// `n` open inquiries received `ages` seconds before `now` (15-minute target, warn at 10).
+    fn tracker_with(now: DateTime<Utc>, ages: &[i64]) -> Tracker {
+        let desk = DeskSettings {
+            support_addresses: vec!["support@desk.example".into()],
+            internal_domains: vec!["desk.example".into()],
+            ignore_senders: Vec::new(),
+            ignore_subjects: Vec::new(),
+            auto_ack_subjects: Vec::new(),
+            default_language: Language::En,
+            time_zone: chrono_tz::UTC,
+        };
+        let mut tracker = Tracker::new(Arc::new(TrackerRules {
+            desk,
+            policies: PolicySet::single(Policy::default()),
+        }));
+        for (n, age) in ages.iter().enumerate() {
+            let received_at = now - TimeDelta::seconds(*age);
+            let external_id = format!("<t{n}@customer.example>");
+            tracker.apply(&Event::InquiryOpened(Box::new(InquiryOpened {
+                inquiry_id: InquiryId::derive(Channel::Email, &external_id),
+                channel: Channel::Email,
+                source: "inbox".into(),
+                thread_id: external_id.clone(),
+                external_id,
+                digest: None,
+                customer: format!("c{n}@customer.example"),
+                customer_name: None,
+                subject: format!("Question {n} age {age}"),
+                language: Language::Ar,
+                language_source: LanguageSource::Header,
+                reply_to: Vec::new(),
+                received_at,
+                first_seen_at: received_at,
+                date_header: None,
+                deadline_at: received_at + TimeDelta::minutes(15),
+                warn_at: vec![received_at + TimeDelta::minutes(10)],
+                policy: "default@test".into(),
+                kind: InquiryKind::First,
+            })));
+        }
+        tracker
+    }
+
+    #[test]
+    fn headline_figures_and_order() {
+        let now = Utc::now();
+        let tracker = tracker_with(now, &[60, 1300, 700, 2000]);
+        let s = Summary::compute(&tracker, now, chrono_tz::UTC);
+        assert_eq!((s.ok, s.warning, s.breached, s.open_total), (1, 1, 2, 4));
+        let subjects: Vec<&str> = s.open.iter().map(|(_, i)| i.subject.as_str()).collect();
+        assert_eq!(
+            subjects,
+            [
+                "Question 3 age 2000",
+                "Question 1 age 1300",
+                "Question 2 age 700",
+                "Question 0 age 60"
+            ]
+        );
+        assert_eq!(s.oldest_received, Some(now - TimeDelta::seconds(2000)));
+        // The next deadline still ahead: the warning one, 200 s from now.
+        assert_eq!(
+            s.next_deadline,
+            Some(now - TimeDelta::seconds(700) + TimeDelta::minutes(15))
+        );
+        let html = render(&s, now, chrono_tz::UTC);
+        assert!(html.contains("id=\"breached\"><b>2</b>"), "{html}");
+        assert!(html.contains("class=\"figure alarm\" id=\"breached\""));
+        assert!(html.contains("class=\"figure warn\" id=\"warning\""));
+        assert!(html.contains("<b>3m 20s</b>next breach in"));
+        assert!(html.contains("<b>33m</b>oldest waiting"));
+        assert!(html.contains("<tr class=\"breached\""));
+        assert!(html.contains("<tr class=\"warning\""));
+        assert!(!html.contains("<script"), "no JavaScript needed");
+    }
+
+    #[test]
+    fn rows_are_bounded_and_the_rest_counted() {
+        let now = Utc::now();
+        let ages: Vec<i64> = (0..(MAX_ROWS as i64 + 20)).map(|n| n * 7).collect();
+        let tracker = tracker_with(now, &ages);
+        let s = Summary::compute(&tracker, now, chrono_tz::UTC);
+        assert_eq!(s.open_total, MAX_ROWS + 20);
+        assert_eq!(s.open.len(), MAX_ROWS);
+        // The rows kept are those with the least time left, in order.
+        let oldest_first: Vec<DateTime<Utc>> = s.open.iter().map(|(_, i)| i.received_at).collect();
+        assert!(oldest_first.windows(2).all(|w| w[0] <= w[1]));
+        assert_eq!(
+            s.open[0].1.received_at,
+            now - TimeDelta::seconds(*ages.last().unwrap_or(&0))
+        );
+        let html = render(&s, now, chrono_tz::UTC);
+        assert!(html.contains("… and 20 more open inquiries"));
+        assert_eq!(html.matches("<tr class=").count(), MAX_ROWS);
+    }
+
+    #[test]
+    fn empty_desk() {
+        let now = Utc::now();
+        let s = Summary::compute(&tracker_with(now, &[]), now, chrono_tz::UTC);
+        let html = render(&s, now, chrono_tz::UTC);
+        assert!(html.contains("No open inquiries."));
+        assert!(html.contains("<b>–</b>next breach in"));
+    }
 
     #[test]
     fn escapes_markup() {

@@ -3,3 +3,5 @@
 
 pub mod daemon;
 pub mod dovecot;
+pub mod grafana;
+pub mod slawatchd;
