@@ -56,8 +56,15 @@ fn reply_mail(id: &str, to: &str, parent: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+/// `minutes` before the test's start, in whole seconds (INTERNALDATE has one-second resolution;
+/// one base instant keeps the differences between messages exact).
 fn ago(minutes: i64) -> DateTime<Utc> {
-    Utc::now() - chrono::Duration::minutes(minutes)
+    static BASE: std::sync::OnceLock<DateTime<Utc>> = std::sync::OnceLock::new();
+    let base = *BASE.get_or_init(|| {
+        let now = Utc::now();
+        now - chrono::Duration::nanoseconds(now.timestamp_subsec_nanos() as i64)
+    });
+    base - chrono::Duration::minutes(minutes)
 }
 
 fn by_subject<'a>(inquiries: &'a [Value], subject: &str) -> &'a Value {
