@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs slawatch's whole test suite on a fresh Debian machine with a Rust toolchain:
-# installs the real servers the tests talk to (Dovecot for IMAP/LMTP, Prometheus' promtool),
+# installs the real servers the tests talk to (Dovecot for IMAP/LMTP, Prometheus' promtool,
+# aiosmtpd for alert mail, Alertmanager),
 # then runs every unit and integration test. Tests never skip: a missing server fails them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +15,8 @@ command -v dovecot >/dev/null 2>&1 || [ -x /usr/sbin/dovecot ] || need_packages+
 command -v promtool >/dev/null 2>&1 || need_packages+=(prometheus)
 command -v openssl >/dev/null 2>&1 || need_packages+=(openssl)
 command -v sqlite3 >/dev/null 2>&1 || need_packages+=(sqlite3)
+python3 -c 'import aiosmtpd' >/dev/null 2>&1 || need_packages+=(python3-aiosmtpd)
+[ -x /usr/bin/prometheus-alertmanager ] || need_packages+=(prometheus-alertmanager)
 if [ ${#need_packages[@]} -gt 0 ]; then
   echo "Installing test servers: ${need_packages[*]}"
   $SUDO apt-get update -qq

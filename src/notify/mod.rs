@@ -5,6 +5,8 @@
 //! the built-in one writes a structured log line per alert, or one digest line when many fall
 //! due at once (e.g. inquiries that went overdue while the daemon was down).
 
+pub mod smtp;
+
 use std::future::Future;
 use std::pin::Pin;
 

@@ -3,3 +3,4 @@
 
 pub mod daemon;
 pub mod dovecot;
+pub mod smtp;
