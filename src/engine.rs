@@ -407,14 +407,15 @@ impl Engine {
             let notifier = self.notifier.clone();
             let metrics = self.shared.metrics.clone();
             deliveries.spawn(async move {
-                let results = match tokio::time::timeout(ALERT_DELIVERY_TIMEOUT, notifier.deliver(&alerts)).await {
+                let budget = notifier.budget();
+                let results = match tokio::time::timeout(budget, notifier.deliver(&alerts)).await {
                     Ok(results) => results,
                     Err(_) => alerts
                         .iter()
                         .map(|_| {
                             Err(crate::notify::DeliveryError {
                                 notifier: notifier.name().to_string(),
-                                message: format!("no answer within {ALERT_DELIVERY_TIMEOUT:?}"),
+                                message: format!("no answer within {budget:?}"),
                             })
                         })
                         .collect(),
@@ -423,7 +424,9 @@ impl Engine {
                     if let Err(e) = &result {
                         tracing::warn!(error = %e, inquiry = %alert.inquiry_id, "Alert delivery failed.");
                     }
-                    metrics.record_alert(alert.kind.as_str(), notifier.name(), result.is_ok());
+                    if !notifier.records_own_metrics() {
+                        metrics.record_alert(alert.kind.as_str(), notifier.name(), result.is_ok());
+                    }
                 }
             });
         }

@@ -385,6 +385,12 @@ impl Metrics {
         }
     }
 
+    /// Registers a collector owned by another part (notifier health) in this registry, so it is
+    /// rendered with the rest.
+    pub fn register(&self, collector: Box<dyn Collector>) -> Result<(), TelemetryError> {
+        Ok(self.registry.register(collector)?)
+    }
+
     /// Counts one alert delivery attempt. `kind` is one of [`ALERT_KINDS`]; `notifier` is the
     /// configured notifier's name (`log`, `smtp`, …), never an address.
     pub fn record_alert(&self, kind: &str, notifier: &str, sent: bool) {

@@ -5,7 +5,10 @@
 //! the built-in one writes a structured log line per alert, or one digest line when many fall
 //! due at once (e.g. inquiries that went overdue while the daemon was down).
 
+pub mod alertmanager;
+pub mod dispatch;
 pub mod smtp;
+pub mod webhook;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -83,6 +86,15 @@ pub trait Notifier: Send + Sync + 'static {
     fn name(&self) -> &str;
     /// Delivers a batch of alerts that fell due together; returns one result per alert.
     fn deliver<'a>(&'a self, alerts: &'a [Alert]) -> Delivery<'a>;
+    /// True if the notifier counts `alerts_total` itself (per inner notifier), so the caller
+    /// must not count again.
+    fn records_own_metrics(&self) -> bool {
+        false
+    }
+    /// How long the caller waits for `deliver` (a notifier that retries needs longer).
+    fn budget(&self) -> std::time::Duration {
+        crate::engine::ALERT_DELIVERY_TIMEOUT
+    }
 }
 
 /// Above this many alerts in one batch the log notifier writes a digest line instead.
