@@ -381,7 +381,9 @@ impl Metrics {
             Event::PolicyActivated { .. }
             | Event::FollowUpAttached { .. }
             | Event::MessageLinked { .. }
-            | Event::InquiryWarned { .. } => {}
+            | Event::InquiryWarned { .. }
+            | Event::AlertDelivered { .. }
+            | Event::AlertFailed { .. } => {}
         }
     }
 

@@ -101,6 +101,8 @@ struct Job {
 pub struct Dispatch {
     queue: mpsc::UnboundedSender<Job>,
     budget: Duration,
+    /// `smtp,webhook(fallback)`: recorded with each delivery in the ledger.
+    label: String,
 }
 
 impl Dispatch {
@@ -112,6 +114,9 @@ impl Dispatch {
         retry_for: Duration,
         health: NotifierHealth,
     ) -> Dispatch {
+        let mut names: Vec<String> = primaries.iter().map(|p| p.name().to_string()).collect();
+        names.extend(fallback.iter().map(|f| format!("{}(fallback)", f.name())));
+        let label = names.join(",");
         let (queue, mut jobs) = mpsc::unbounded_channel::<Job>();
         let worker = Worker {
             primaries,
@@ -136,13 +141,17 @@ impl Dispatch {
         // Each primary and the fallback may use their whole retry time; twice that also covers
         // the batches queued ahead.
         let budget = retry_for * 4 + Duration::from_secs(60);
-        Dispatch { queue, budget }
+        Dispatch {
+            queue,
+            budget,
+            label,
+        }
     }
 }
 
 impl Notifier for Dispatch {
     fn name(&self) -> &str {
-        "dispatch"
+        &self.label
     }
 
     fn records_own_metrics(&self) -> bool {

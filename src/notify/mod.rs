@@ -19,7 +19,7 @@ use serde::Serialize;
 use crate::domain::{Channel, InquiryId, Language};
 
 /// Which alert.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AlertKind {
     Warning,

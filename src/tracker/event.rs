@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{Channel, InquiryId, Language};
+use crate::notify::AlertKind;
 use crate::tracker::observation::AckVia;
 use crate::tracker::policy::PolicyRecord;
 
@@ -71,6 +72,26 @@ pub enum Event {
     /// The deadline of an open inquiry passed unanswered: counted `missed` now.
     InquiryBreached {
         inquiry_id: InquiryId,
+        at: DateTime<Utc>,
+    },
+    /// The alert raised by an `InquiryWarned`/`InquiryBreached` (which is its intent: it is in the
+    /// ledger before any delivery starts) was accepted by at least one notifier's server.
+    AlertDelivered {
+        inquiry_id: InquiryId,
+        kind: AlertKind,
+        /// The instant the alert is about: the `at` of its `InquiryWarned`/`InquiryBreached`.
+        due_at: DateTime<Utc>,
+        /// The notifiers that accepted it (primary and/or fallback).
+        notifiers: Vec<String>,
+        at: DateTime<Utc>,
+    },
+    /// Every attempt at delivering the alert failed, fallback included. It stays pending: the
+    /// next start-up sends it again.
+    AlertFailed {
+        inquiry_id: InquiryId,
+        kind: AlertKind,
+        due_at: DateTime<Utc>,
+        error: String,
         at: DateTime<Utc>,
     },
 }
@@ -308,6 +329,8 @@ impl Event {
             Event::ReplyUnmatched { .. } => "reply_unmatched",
             Event::InquiryWarned { .. } => "inquiry_warned",
             Event::InquiryBreached { .. } => "inquiry_breached",
+            Event::AlertDelivered { .. } => "alert_delivered",
+            Event::AlertFailed { .. } => "alert_failed",
         }
     }
 
@@ -319,7 +342,9 @@ impl Event {
             Event::InquiryResponded(e) => Some(&e.inquiry_id),
             Event::FollowUpAttached { inquiry_id, .. }
             | Event::InquiryWarned { inquiry_id, .. }
-            | Event::InquiryBreached { inquiry_id, .. } => Some(inquiry_id),
+            | Event::InquiryBreached { inquiry_id, .. }
+            | Event::AlertDelivered { inquiry_id, .. }
+            | Event::AlertFailed { inquiry_id, .. } => Some(inquiry_id),
             Event::PolicyActivated { .. }
             | Event::MessageLinked { .. }
             | Event::ReplyUnmatched { .. } => None,

@@ -104,6 +104,19 @@ pub struct AlertMark {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub index: Option<u8>,
     pub at: DateTime<Utc>,
+    /// When a notifier's server accepted it (`AlertDelivered`); `None` while pending.
+    pub delivered_at: Option<DateTime<Utc>>,
+}
+
+impl AlertMark {
+    /// Whether this mark is the one an alert of `kind` about `due_at` was raised for.
+    pub fn is(&self, kind: crate::notify::AlertKind, due_at: DateTime<Utc>) -> bool {
+        let stage = match kind {
+            crate::notify::AlertKind::Warning => AlertStage::Warning,
+            crate::notify::AlertKind::Breach => AlertStage::Breach,
+        };
+        self.stage == stage && self.at == due_at
+    }
 }
 
 /// A customer message attached to an open inquiry.
@@ -893,6 +906,7 @@ impl Tracker {
                         stage: AlertStage::Warning,
                         index: Some(*index),
                         at: *at,
+                        delivered_at: None,
                     });
                 }
             }
@@ -904,9 +918,27 @@ impl Tracker {
                         stage: AlertStage::Breach,
                         index: None,
                         at: *at,
+                        delivered_at: None,
                     });
                 }
             }
+            Event::AlertDelivered {
+                inquiry_id,
+                kind,
+                due_at,
+                at,
+                ..
+            } => {
+                if let Some(i) = self.inquiries.get_mut(inquiry_id)
+                    && let Some(mark) = i
+                        .alerts
+                        .iter_mut()
+                        .find(|m| m.is(*kind, *due_at) && m.delivered_at.is_none())
+                {
+                    mark.delivered_at = Some(*at);
+                }
+            }
+            Event::AlertFailed { .. } => {}
         }
     }
 
