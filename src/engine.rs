@@ -554,9 +554,14 @@ impl Engine {
         let (kind, id, due_at) = match event {
             Event::InquiryWarned { inquiry_id, at, .. } => (AlertKind::Warning, inquiry_id, *at),
             Event::InquiryBreached { inquiry_id, at } => (AlertKind::Breach, inquiry_id, *at),
+            // Whoever was alerted learns that it was answered (nothing if no alert was raised).
+            Event::InquiryResponded(r) => (AlertKind::Resolved, &r.inquiry_id, r.at),
             _ => return None,
         };
         let inquiry = tracker.get(id)?;
+        if kind == AlertKind::Resolved && inquiry.alerts.is_empty() {
+            return None;
+        }
         Some(Alert {
             kind,
             inquiry_id: id.clone(),

@@ -1,6 +1,7 @@
 //! Delivery records in the ledger: an alert raised but never delivered (every notifier failed,
 //! or the daemon stopped between the ledger write and the send) is sent again at the next
-//! start-up, exactly once; a delivered one never is.
+//! start-up, exactly once; a delivered one never is. Answering an alerted inquiry sends a
+//! `resolved` alert.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -10,14 +11,14 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone, Utc};
 use slawatch::config::DeskSettings;
 use slawatch::domain::{Channel, InquiryId, Language};
-use slawatch::engine::{Engine, Shared, replay};
+use slawatch::engine::{Engine, EngineHandle, Shared, replay};
 use slawatch::notify::{Alert, AlertKind, Delivery, DeliveryError, Notifier};
 use slawatch::scheduler::Clock;
 use slawatch::sources::{EngineSink, SourceBatch};
 use slawatch::store::Store;
 use slawatch::telemetry::Metrics;
 use slawatch::tracker::TrackerRules;
-use slawatch::tracker::observation::{Address, Mail, Observation};
+use slawatch::tracker::observation::{AckVia, Address, Mail, ManualAck, Observation};
 use slawatch::tracker::policy::{Policy, PolicySet};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -63,6 +64,7 @@ fn t0() -> DateTime<Utc> {
 }
 
 struct Running {
+    engine: EngineHandle,
     shared: Arc<Shared>,
     sink: EngineSink,
     shutdown: CancellationToken,
@@ -91,7 +93,7 @@ async fn start(store: Store, notifier: Arc<Recorder>) -> Running {
         pending_sources: Mutex::new(BTreeSet::new()),
     });
     let (input_tx, input_rx) = mpsc::channel(4);
-    let (_commands_tx, commands_rx) = mpsc::channel(1);
+    let (commands_tx, commands_rx) = mpsc::channel(1);
     let shutdown = CancellationToken::new();
     let engine = Engine {
         shared: shared.clone(),
@@ -105,6 +107,7 @@ async fn start(store: Store, notifier: Arc<Recorder>) -> Running {
     };
     let task = tokio::spawn(engine.run(deadlines));
     Running {
+        engine: EngineHandle::new(commands_tx),
         shared,
         sink: EngineSink::new(input_tx),
         shutdown,
@@ -204,5 +207,54 @@ async fn an_undelivered_alert_is_sent_again_at_start_up_exactly_once() {
     tokio::time::sleep(Duration::from_millis(700)).await;
     assert!(delivered(&r, &id));
     assert!(again.got.lock().unwrap().is_empty(), "sent twice");
+    stop(r).await;
+}
+
+#[tokio::test]
+async fn answering_an_alerted_inquiry_sends_resolved_and_an_unalerted_one_sends_nothing() {
+    let store = Store::open("sqlite::memory:").await.unwrap();
+    let rec = Arc::new(Recorder::default());
+    let r = start(store, rec.clone()).await;
+    let alerted = InquiryId::derive(Channel::Email, "<m2>");
+    r.sink.submit(overdue("m2")).await.unwrap();
+    until("the breach", || rec.got.lock().unwrap().len() == 1).await;
+    r.engine
+        .ack(ManualAck {
+            inquiry_id: alerted.clone(),
+            by: "Ana".into(),
+            via: AckVia::Phone,
+            at: t0(),
+            note: None,
+        })
+        .await
+        .unwrap();
+    until("the resolved alert", || rec.got.lock().unwrap().len() == 2).await;
+    assert_eq!(
+        rec.got.lock().unwrap()[1],
+        (AlertKind::Resolved, alerted.clone())
+    );
+    // A fresh inquiry answered before any alert: no resolved mail.
+    let mut fresh = overdue("m3");
+    if let Observation::MessageReceived(m) = &mut fresh.observations[0] {
+        m.delivered_at = t0();
+    }
+    r.sink.submit(fresh).await.unwrap();
+    let quiet = InquiryId::derive(Channel::Email, "<m3>");
+    until("m3 to open", || {
+        r.shared.tracker.read().unwrap().get(&quiet).is_some()
+    })
+    .await;
+    r.engine
+        .ack(ManualAck {
+            inquiry_id: quiet,
+            by: "Ana".into(),
+            via: AckVia::Email,
+            at: t0(),
+            note: None,
+        })
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(rec.got.lock().unwrap().len(), 2);
     stop(r).await;
 }

@@ -153,6 +153,26 @@ async fn a_real_alertmanager_receives_the_push_and_routes_it() {
     assert_eq!(labels["channel"], "phone");
     assert_eq!(labels["language"], "es");
     assert_eq!(labels["inquiry"], "phone-10");
+
+    // Answered: the breach is resolved with endsAt.
+    let r = n.deliver(&[alert(AlertKind::Resolved, "phone-10")]).await;
+    assert!(r.iter().all(Result::is_ok), "{r:?}\n{}", am.log());
+    let limit = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let resolved = receiver
+            .bodies()
+            .into_iter()
+            .any(|b| b["status"] == "resolved" && b["groupLabels"]["alertname"] == "SlaBreach");
+        if resolved {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < limit,
+            "no resolved notification: {:?}",
+            receiver.bodies()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test]

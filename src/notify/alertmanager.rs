@@ -6,9 +6,10 @@
 //! routing (`group_by: [alertname, channel]`) batches many inquiries into one notification, so
 //! no digest is built here.
 //!
-//! Not done yet: re-sending active alerts every few minutes and resolving them with `endsAt`
-//! when the inquiry is answered; until then Alertmanager resolves each alert after its
-//! `resolve_timeout` (default 5 minutes).
+//! A `resolved` alert (the inquiry was answered) ends both stages' alerts with `endsAt`.
+//!
+//! Not done yet: re-sending active alerts every few minutes; until then Alertmanager resolves
+//! an unanswered inquiry's alert by itself after its `resolve_timeout` (default 5 minutes).
 
 use serde_json::json;
 
@@ -36,14 +37,17 @@ impl AlertmanagerNotifier {
 
     /// The API v2 body for a batch.
     pub fn payload(alerts: &[Alert]) -> serde_json::Value {
-        let items: Vec<serde_json::Value> = alerts
-            .iter()
-            .map(|a| {
-                let (name, severity) = match a.kind {
-                    AlertKind::Warning => ("SlaWarning", "warning"),
-                    AlertKind::Breach => ("SlaBreach", "page"),
-                };
-                json!({
+        let mut items: Vec<serde_json::Value> = Vec::new();
+        for a in alerts {
+            let ends = a.due_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+            let fired: &[(&str, &str)] = match a.kind {
+                AlertKind::Warning => &[("SlaWarning", "warning")],
+                AlertKind::Breach => &[("SlaBreach", "page")],
+                // Both stages end: the labels are the identity, `endsAt` resolves them.
+                AlertKind::Resolved => &[("SlaWarning", "warning"), ("SlaBreach", "page")],
+            };
+            for (name, severity) in fired {
+                let mut item = json!({
                     "labels": {
                         "alertname": name, "severity": severity,
                         "channel": a.channel.as_str(), "language": a.language.as_str(),
@@ -55,9 +59,18 @@ impl AlertmanagerNotifier {
                     },
                     "startsAt": a.due_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                     "generatorURL": a.link,
-                })
-            })
-            .collect();
+                });
+                if a.kind == AlertKind::Resolved {
+                    // startsAt must not be after endsAt: the inquiry's receipt is before both.
+                    item["startsAt"] = json!(
+                        a.received_at
+                            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                    );
+                    item["endsAt"] = json!(ends);
+                }
+                items.push(item);
+            }
+        }
         json!(items)
     }
 }

@@ -24,6 +24,8 @@ use crate::domain::{Channel, InquiryId, Language};
 pub enum AlertKind {
     Warning,
     Breach,
+    /// An alerted inquiry was answered or acknowledged: sent to whoever was alerted.
+    Resolved,
 }
 
 impl AlertKind {
@@ -31,6 +33,7 @@ impl AlertKind {
         match self {
             AlertKind::Warning => "warning",
             AlertKind::Breach => "breach",
+            AlertKind::Resolved => "resolved",
         }
     }
 }
@@ -46,7 +49,7 @@ pub struct Alert {
     pub subject: String,
     pub received_at: DateTime<Utc>,
     pub deadline_at: DateTime<Utc>,
-    /// The instant the alert is about (the warn instant or the deadline).
+    /// The instant the alert is about (the warn instant, the deadline, or when it was answered).
     pub due_at: DateTime<Utc>,
     /// Link to the inquiry on the status page / API.
     pub link: String,
@@ -61,6 +64,10 @@ impl Alert {
                 format!("SLA {left} min left")
             }
             AlertKind::Breach => "SLA breached".to_string(),
+            AlertKind::Resolved => {
+                let took = (self.due_at - self.received_at).num_minutes().max(0);
+                format!("SLA answered after {took} min")
+            }
         };
         format!(
             "[{status}] {}/{} — {}: {}",

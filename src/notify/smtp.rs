@@ -340,6 +340,11 @@ pub fn alert_body(a: &Alert, tz: Tz) -> String {
             minutes(a.deadline_at - a.due_at)
         ),
         AlertKind::Breach => "An inquiry passed its first-response deadline unanswered.".into(),
+        AlertKind::Resolved => format!(
+            "Resolved: the inquiry was answered at {}, {} after it was received. No action needed.",
+            a.due_at.format("%H:%M:%S UTC"),
+            minutes(a.due_at - a.received_at)
+        ),
     };
     let _ = writeln!(b, "{what}\n");
     let _ = writeln!(b, "Customer:  {}", clean(&a.customer));
@@ -373,17 +378,32 @@ fn digest_subject(alerts: &[Alert]) -> String {
         .iter()
         .filter(|a| a.kind == AlertKind::Breach)
         .count();
-    let warned = alerts.len() - breached;
-    format!(
+    let resolved = alerts
+        .iter()
+        .filter(|a| a.kind == AlertKind::Resolved)
+        .count();
+    let warned = alerts.len() - breached - resolved;
+    let mut subject = format!(
         "[SLA digest] {} alerts: {breached} breached, {warned} about to breach",
         alerts.len()
-    )
+    );
+    if resolved > 0 {
+        subject.push_str(&format!(", {resolved} answered"));
+    }
+    subject
 }
 
 /// The body of a digest: one line per alert, breaches first, oldest first.
 pub fn digest_body(alerts: &[Alert], tz: Tz) -> String {
     let mut sorted: Vec<&Alert> = alerts.iter().collect();
-    sorted.sort_by_key(|a| (a.kind != AlertKind::Breach, a.deadline_at));
+    sorted.sort_by_key(|a| {
+        let rank = match a.kind {
+            AlertKind::Breach => 0,
+            AlertKind::Warning => 1,
+            AlertKind::Resolved => 2,
+        };
+        (rank, a.deadline_at)
+    });
     let mut b = String::new();
     let _ = writeln!(
         b,
@@ -393,6 +413,7 @@ pub fn digest_body(alerts: &[Alert], tz: Tz) -> String {
     for a in sorted {
         let status = match a.kind {
             AlertKind::Breach => "BREACHED".to_string(),
+            AlertKind::Resolved => "answered".to_string(),
             AlertKind::Warning => {
                 format!("{} left", minutes(a.deadline_at - a.due_at))
             }

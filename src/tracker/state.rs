@@ -114,6 +114,7 @@ impl AlertMark {
         let stage = match kind {
             crate::notify::AlertKind::Warning => AlertStage::Warning,
             crate::notify::AlertKind::Breach => AlertStage::Breach,
+            crate::notify::AlertKind::Resolved => return false,
         };
         self.stage == stage && self.at == due_at
     }
