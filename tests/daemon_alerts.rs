@@ -184,3 +184,62 @@ fn killed_while_the_mail_server_is_down_delivers_everything_after_the_restart_on
     assert_eq!(smtp.messages().len(), sent, "alerts sent twice");
     assert!(daemon.stop());
 }
+
+/// `n` mails delivered from `first_received` (Unix seconds) on, `per_second` per second.
+fn staggered_mailbox(dir: &Path, n: usize, first_received: u64, per_second: usize) {
+    let root = dir.join("maildir");
+    for sub in ["tmp", "new", "cur", ".Sent/tmp", ".Sent/new", ".Sent/cur"] {
+        std::fs::create_dir_all(root.join(sub)).unwrap();
+    }
+    for i in 0..n {
+        let ts = first_received + (i / per_second) as u64;
+        let raw = format!(
+            "From: S{i} <s{i}@customer.test>\r\nTo: support@example.com\r\nSubject: staggered {i}\r\n\
+             Message-ID: <s{i}@customer.test>\r\n\r\nHello {i}.\r\n"
+        );
+        std::fs::write(root.join("new").join(format!("{ts}.M{i}P2.test")), raw).unwrap();
+    }
+}
+
+#[test]
+fn breaches_at_staggered_instants_are_accepted_by_the_mail_server_within_a_second() {
+    // 100 over 10 s keeps the suite quick; the figure (1,000) is measured with
+    // SLAWATCH_TEST_STAGGERED=1000.
+    let n: usize = std::env::var("SLAWATCH_TEST_STAGGERED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
+    let per_second = 10;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let smtp = SmtpServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    // Deadlines (15 min after receipt) start 8 s from now, 10 per second, well after the first
+    // sync; no warnings (they would already be past).
+    staggered_mailbox(dir.path(), n, now + 8 - 15 * 60, per_second);
+    let text = config(&smtp).replace("warn = [\"10m\"]", "warn = []");
+    let mut daemon = Daemon::configure(dir.path(), &text, &env());
+    daemon.start();
+    let span = Duration::from_secs((n / per_second) as u64 + 40);
+    daemon.wait_for("every breach delivered", span, |d| delivered(d) >= n);
+    let count = daemon
+        .metric("slawatch_alert_delivery_latency_seconds_count{notifier=\"smtp\"}")
+        .unwrap_or(0.0);
+    let within_1s = daemon
+        .metric("slawatch_alert_delivery_latency_seconds_bucket{notifier=\"smtp\",le=\"1\"}")
+        .unwrap_or(0.0);
+    eprintln!(
+        "{n} staggered breaches: {within_1s} of {count} accepted within 1 s of their deadline, {} mails",
+        smtp.messages().len()
+    );
+    assert_eq!(count as usize, n);
+    assert!(
+        within_1s >= (n as f64 * 0.99).floor(),
+        "{within_1s} of {count} within 1 s"
+    );
+    assert_eq!(listed(&smtp).len(), n);
+    assert!(daemon.stop());
+}
