@@ -145,8 +145,16 @@ struct SyncGate {
 /// Alert deliveries in flight, and the way their results come back to be written to the ledger.
 struct Deliveries {
     tasks: TaskTracker,
+    /// Re-notification instants (kept here, beside the deliveries they cause).
+    renotify: Mutex<crate::notify::renotify::Renotifications>,
     /// `AlertDelivered`/`AlertFailed` events, committed by the engine (the single ledger writer).
     results: mpsc::UnboundedSender<Vec<Event>>,
+}
+
+impl Deliveries {
+    fn renotify(&self) -> std::sync::MutexGuard<'_, crate::notify::renotify::Renotifications> {
+        self.renotify.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// Alerts raised but never delivered (daemon killed between the ledger write and the send, or
@@ -167,8 +175,13 @@ impl Engine {
     /// Runs until shutdown. `deadlines` comes from [`replay`].
     pub async fn run(mut self, mut deadlines: Deadlines) {
         let (results, mut delivered) = mpsc::unbounded_channel();
+        let renotify = crate::notify::renotify::Renotifications::rebuild(
+            &self.read_tracker(),
+            self.clock.now(),
+        );
         let deliveries = Deliveries {
             tasks: TaskTracker::new(),
+            renotify: Mutex::new(renotify),
             results,
         };
         self.resume_pending(&deliveries);
@@ -181,6 +194,10 @@ impl Engine {
         loop {
             let grace = (!gate.held.is_empty()).then_some(gate.grace_end);
             let next = match (deadlines.next(), grace) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let next = match (next, deliveries.renotify().next()) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
@@ -205,7 +222,10 @@ impl Engine {
                     self.handle_submission(s, &mut deadlines, &mut gate, &deliveries)
                         .await
                 }
-                Wake::Deadline => self.fire_due(&mut deadlines, &mut gate, &deliveries).await,
+                Wake::Deadline => {
+                    self.fire_due(&mut deadlines, &mut gate, &deliveries).await;
+                    self.fire_renotify(&mut deadlines, &deliveries).await;
+                }
                 Wake::Delivered(events) => {
                     self.record_deliveries(events, &mut deadlines, &deliveries)
                         .await
@@ -433,6 +453,7 @@ impl Engine {
             for event in events {
                 self.shared.metrics.record(event, &tracker);
                 deadlines.follow(event);
+                deliveries.renotify().follow(event, &tracker, now);
                 alerts.extend(self.alert_for(event, &tracker));
             }
         }
@@ -493,6 +514,37 @@ impl Engine {
         });
     }
 
+    /// Re-notifies breached inquiries still unanswered whose reminder instant has come.
+    async fn fire_renotify(&mut self, deadlines: &mut Deadlines, deliveries: &Deliveries) {
+        let now = self.clock.now();
+        let due = deliveries.renotify().pop_due(now);
+        if due.is_empty() {
+            return;
+        }
+        let events: Vec<Event> = {
+            let mut tracker = self.write_tracker();
+            let events: Vec<Event> = due
+                .into_iter()
+                .filter(|(id, n, _)| {
+                    tracker.get(id).is_some_and(|i| {
+                        i.state == crate::tracker::InquiryState::Open
+                            && i.breached_at.is_some()
+                            && !i.alerts.iter().any(|m| {
+                                m.stage == crate::tracker::state::AlertStage::Renotify
+                                    && m.index.map(u32::from) == Some(*n)
+                            })
+                    })
+                })
+                .map(|(inquiry_id, n, at)| Event::InquiryRenotified { inquiry_id, n, at })
+                .collect();
+            for e in &events {
+                tracker.apply(e);
+            }
+            events
+        };
+        let _ = self.commit(now, &events, &[], deadlines, deliveries).await;
+    }
+
     /// Applies and commits delivery results.
     async fn record_deliveries(
         &mut self,
@@ -533,6 +585,13 @@ impl Engine {
                                 inquiry_id: i.id.clone(),
                                 at: m.at,
                             },
+                            crate::tracker::state::AlertStage::Renotify => {
+                                Event::InquiryRenotified {
+                                    inquiry_id: i.id.clone(),
+                                    n: u32::from(m.index.unwrap_or(1)),
+                                    at: m.at,
+                                }
+                            }
                         })
                 })
                 .collect();
@@ -554,6 +613,9 @@ impl Engine {
         let (kind, id, due_at) = match event {
             Event::InquiryWarned { inquiry_id, at, .. } => (AlertKind::Warning, inquiry_id, *at),
             Event::InquiryBreached { inquiry_id, at } => (AlertKind::Breach, inquiry_id, *at),
+            Event::InquiryRenotified { inquiry_id, at, .. } => {
+                (AlertKind::Renotify, inquiry_id, *at)
+            }
             // Whoever was alerted learns that it was answered (nothing if no alert was raised).
             Event::InquiryResponded(r) => (AlertKind::Resolved, &r.inquiry_id, r.at),
             _ => return None,

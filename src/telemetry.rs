@@ -382,6 +382,7 @@ impl Metrics {
             | Event::FollowUpAttached { .. }
             | Event::MessageLinked { .. }
             | Event::InquiryWarned { .. }
+            | Event::InquiryRenotified { .. }
             | Event::AlertDelivered { .. }
             | Event::AlertFailed { .. } => {}
         }

@@ -1,7 +1,7 @@
 //! Delivery records in the ledger: an alert raised but never delivered (every notifier failed,
 //! or the daemon stopped between the ledger write and the send) is sent again at the next
 //! start-up, exactly once; a delivered one never is. Answering an alerted inquiry sends a
-//! `resolved` alert.
+//! `resolved` alert; a breach still unanswered is re-notified at the policy's interval, capped.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -72,6 +72,10 @@ struct Running {
 }
 
 async fn start(store: Store, notifier: Arc<Recorder>) -> Running {
+    start_with(store, notifier, Policy::default()).await
+}
+
+async fn start_with(store: Store, notifier: Arc<Recorder>, policy: Policy) -> Running {
     let desk = DeskSettings {
         support_addresses: vec!["support@example.com".into()],
         internal_domains: vec!["example.com".into()],
@@ -83,7 +87,7 @@ async fn start(store: Store, notifier: Arc<Recorder>) -> Running {
     };
     let rules = Arc::new(TrackerRules {
         desk,
-        policies: PolicySet::single(Policy::default()),
+        policies: PolicySet::single(policy),
     });
     let (tracker, deadlines) = replay(&store, rules).await.unwrap();
     let shared = Arc::new(Shared {
@@ -256,5 +260,74 @@ async fn answering_an_alerted_inquiry_sends_resolved_and_an_unalerted_one_sends_
         .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(rec.got.lock().unwrap().len(), 2);
+    stop(r).await;
+}
+
+#[tokio::test]
+async fn a_breach_left_unanswered_is_renotified_at_its_interval_up_to_the_cap_then_resolved() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("ledger.db").display());
+    let policy = Policy {
+        renotify_every: Duration::from_secs(1),
+        renotify_max: 2,
+        warn_offsets: vec![],
+        ..Policy::default()
+    };
+    let rec = Arc::new(Recorder::default());
+    let r = start_with(
+        Store::open(&url).await.unwrap(),
+        rec.clone(),
+        policy.clone(),
+    )
+    .await;
+    // Deadline 1 s from now: breach then, re-notifications 1 s and 2 s after it.
+    let mut b = overdue("m4");
+    if let Observation::MessageReceived(m) = &mut b.observations[0] {
+        m.delivered_at = t0() - chrono::Duration::minutes(15) + chrono::Duration::seconds(1);
+    }
+    let started = tokio::time::Instant::now();
+    r.sink.submit(b).await.unwrap();
+    let id = InquiryId::derive(Channel::Email, "<m4>");
+    until("two re-notifications", || {
+        rec.got.lock().unwrap().len() == 3
+    })
+    .await;
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(2900), "too early: {took:?}");
+    assert_eq!(
+        rec.got.lock().unwrap().as_slice(),
+        [
+            (AlertKind::Breach, id.clone()),
+            (AlertKind::Renotify, id.clone()),
+            (AlertKind::Renotify, id.clone())
+        ]
+    );
+    // The cap holds, also across a restart.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(rec.got.lock().unwrap().len(), 3);
+    until("deliveries recorded", || delivered(&r, &id)).await;
+    let store = r.shared.store.clone();
+    stop(r).await;
+    store.close().await;
+    let r = start_with(Store::open(&url).await.unwrap(), rec.clone(), policy).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        rec.got.lock().unwrap().len(),
+        3,
+        "{:?}",
+        rec.got.lock().unwrap()
+    );
+    r.engine
+        .ack(ManualAck {
+            inquiry_id: id.clone(),
+            by: "Omar".into(),
+            via: AckVia::Phone,
+            at: t0(),
+            note: None,
+        })
+        .await
+        .unwrap();
+    until("resolved", || rec.got.lock().unwrap().len() == 4).await;
+    assert_eq!(rec.got.lock().unwrap()[3], (AlertKind::Resolved, id));
     stop(r).await;
 }

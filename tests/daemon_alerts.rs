@@ -181,7 +181,15 @@ fn killed_while_the_mail_server_is_down_delivers_everything_after_the_restart_on
     daemon.start();
     daemon.wait_ready(Duration::from_secs(30));
     std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(smtp.messages().len(), sent, "alerts sent twice");
+    let all = smtp.messages();
+    assert_eq!(
+        all.len(),
+        sent,
+        "alerts sent twice: {:?}\n{}",
+        all.last()
+            .map(|m| (m.header("Subject"), m.header("X-Slawatch-Alert"))),
+        daemon.log()
+    );
     assert!(daemon.stop());
 }
 

@@ -8,8 +8,10 @@
 //!
 //! A `resolved` alert (the inquiry was answered) ends both stages' alerts with `endsAt`.
 //!
-//! Not done yet: re-sending active alerts every few minutes; until then Alertmanager resolves
-//! an unanswered inquiry's alert by itself after its `resolve_timeout` (default 5 minutes).
+//! A `renotify` alert re-sends the active `SlaBreach`. Between re-notifications (default every
+//! 15 minutes) Alertmanager may resolve it by itself after its `resolve_timeout` (default 5
+//! minutes): set `resolve_timeout` above `renotify_every`, or re-sends every 30 s–3 min are
+//! still to be built.
 
 use serde_json::json;
 
@@ -42,7 +44,8 @@ impl AlertmanagerNotifier {
             let ends = a.due_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
             let fired: &[(&str, &str)] = match a.kind {
                 AlertKind::Warning => &[("SlaWarning", "warning")],
-                AlertKind::Breach => &[("SlaBreach", "page")],
+                // A re-notification re-sends the active breach (keeps it firing).
+                AlertKind::Breach | AlertKind::Renotify => &[("SlaBreach", "page")],
                 // Both stages end: the labels are the identity, `endsAt` resolves them.
                 AlertKind::Resolved => &[("SlaWarning", "warning"), ("SlaBreach", "page")],
             };

@@ -7,6 +7,7 @@
 
 pub mod alertmanager;
 pub mod dispatch;
+pub mod renotify;
 pub mod smtp;
 pub mod webhook;
 
@@ -24,6 +25,8 @@ use crate::domain::{Channel, InquiryId, Language};
 pub enum AlertKind {
     Warning,
     Breach,
+    /// Still unanswered `renotify_every` after the last alert.
+    Renotify,
     /// An alerted inquiry was answered or acknowledged: sent to whoever was alerted.
     Resolved,
 }
@@ -33,6 +36,7 @@ impl AlertKind {
         match self {
             AlertKind::Warning => "warning",
             AlertKind::Breach => "breach",
+            AlertKind::Renotify => "renotify",
             AlertKind::Resolved => "resolved",
         }
     }
@@ -64,6 +68,10 @@ impl Alert {
                 format!("SLA {left} min left")
             }
             AlertKind::Breach => "SLA breached".to_string(),
+            AlertKind::Renotify => {
+                let over = (self.due_at - self.deadline_at).num_minutes().max(0);
+                format!("SLA breached {over} min ago")
+            }
             AlertKind::Resolved => {
                 let took = (self.due_at - self.received_at).num_minutes().max(0);
                 format!("SLA answered after {took} min")

@@ -340,6 +340,10 @@ pub fn alert_body(a: &Alert, tz: Tz) -> String {
             minutes(a.deadline_at - a.due_at)
         ),
         AlertKind::Breach => "An inquiry passed its first-response deadline unanswered.".into(),
+        AlertKind::Renotify => format!(
+            "Still unanswered: the inquiry passed its first-response deadline {} ago.",
+            minutes(a.due_at - a.deadline_at)
+        ),
         AlertKind::Resolved => format!(
             "Resolved: the inquiry was answered at {}, {} after it was received. No action needed.",
             a.due_at.format("%H:%M:%S UTC"),
@@ -376,7 +380,7 @@ pub fn alert_body(a: &Alert, tz: Tz) -> String {
 fn digest_subject(alerts: &[Alert]) -> String {
     let breached = alerts
         .iter()
-        .filter(|a| a.kind == AlertKind::Breach)
+        .filter(|a| matches!(a.kind, AlertKind::Breach | AlertKind::Renotify))
         .count();
     let resolved = alerts
         .iter()
@@ -398,7 +402,7 @@ pub fn digest_body(alerts: &[Alert], tz: Tz) -> String {
     let mut sorted: Vec<&Alert> = alerts.iter().collect();
     sorted.sort_by_key(|a| {
         let rank = match a.kind {
-            AlertKind::Breach => 0,
+            AlertKind::Breach | AlertKind::Renotify => 0,
             AlertKind::Warning => 1,
             AlertKind::Resolved => 2,
         };
@@ -412,7 +416,7 @@ pub fn digest_body(alerts: &[Alert], tz: Tz) -> String {
     );
     for a in sorted {
         let status = match a.kind {
-            AlertKind::Breach => "BREACHED".to_string(),
+            AlertKind::Breach | AlertKind::Renotify => "BREACHED".to_string(),
             AlertKind::Resolved => "answered".to_string(),
             AlertKind::Warning => {
                 format!("{} left", minutes(a.deadline_at - a.due_at))

@@ -74,6 +74,13 @@ pub enum Event {
         inquiry_id: InquiryId,
         at: DateTime<Utc>,
     },
+    /// A breached inquiry is still unanswered `renotify_every` after its last alert: the `n`-th
+    /// re-notification (1-based, at most the policy's `renotify_max`). Decided by the engine.
+    InquiryRenotified {
+        inquiry_id: InquiryId,
+        n: u32,
+        at: DateTime<Utc>,
+    },
     /// The alert raised by an `InquiryWarned`/`InquiryBreached` (which is its intent: it is in the
     /// ledger before any delivery starts) was accepted by at least one notifier's server.
     AlertDelivered {
@@ -329,6 +336,7 @@ impl Event {
             Event::ReplyUnmatched { .. } => "reply_unmatched",
             Event::InquiryWarned { .. } => "inquiry_warned",
             Event::InquiryBreached { .. } => "inquiry_breached",
+            Event::InquiryRenotified { .. } => "inquiry_renotified",
             Event::AlertDelivered { .. } => "alert_delivered",
             Event::AlertFailed { .. } => "alert_failed",
         }
@@ -343,6 +351,7 @@ impl Event {
             Event::FollowUpAttached { inquiry_id, .. }
             | Event::InquiryWarned { inquiry_id, .. }
             | Event::InquiryBreached { inquiry_id, .. }
+            | Event::InquiryRenotified { inquiry_id, .. }
             | Event::AlertDelivered { inquiry_id, .. }
             | Event::AlertFailed { inquiry_id, .. } => Some(inquiry_id),
             Event::PolicyActivated { .. }

@@ -94,6 +94,8 @@ impl OpenStatus {
 pub enum AlertStage {
     Warning,
     Breach,
+    /// A re-notification while breached (`index` = n).
+    Renotify,
 }
 
 /// A stage alert raised for an inquiry (delivery records come with the notifiers).
@@ -114,6 +116,7 @@ impl AlertMark {
         let stage = match kind {
             crate::notify::AlertKind::Warning => AlertStage::Warning,
             crate::notify::AlertKind::Breach => AlertStage::Breach,
+            crate::notify::AlertKind::Renotify => AlertStage::Renotify,
             crate::notify::AlertKind::Resolved => return false,
         };
         self.stage == stage && self.at == due_at
@@ -937,6 +940,16 @@ impl Tracker {
                         .find(|m| m.is(*kind, *due_at) && m.delivered_at.is_none())
                 {
                     mark.delivered_at = Some(*at);
+                }
+            }
+            Event::InquiryRenotified { inquiry_id, n, at } => {
+                if let Some(i) = self.inquiries.get_mut(inquiry_id) {
+                    i.alerts.push(AlertMark {
+                        stage: AlertStage::Renotify,
+                        index: Some(u8::try_from(*n).unwrap_or(u8::MAX)),
+                        at: *at,
+                        delivered_at: None,
+                    });
                 }
             }
             Event::AlertFailed { .. } => {}
