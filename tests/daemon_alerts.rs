@@ -251,3 +251,42 @@ fn breaches_at_staggered_instants_are_accepted_by_the_mail_server_within_a_secon
     assert_eq!(listed(&smtp).len(), n);
     assert!(daemon.stop());
 }
+
+#[test]
+fn test_alert_goes_through_every_notifier_and_fails_loudly_on_a_bad_one() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let smtp = SmtpServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    overdue_mailbox(dir.path(), 0);
+    let daemon = Daemon::configure(dir.path(), &config(&smtp), &env());
+    let out = daemon.cli(&["test-alert"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("smtp: sent"), "{stdout}");
+    let got = smtp.messages();
+    assert_eq!(got.len(), 1);
+    assert!(
+        got[0].body().contains("Test alert: no action needed"),
+        "{}",
+        got[0].raw
+    );
+
+    // Wrong password: a clear failure and exit 1, the password never printed.
+    let bad = Daemon::configure(
+        dir.path(),
+        &config(&smtp),
+        &[("SLAWATCH__NOTIFY__SMTP__PASSWORD", "not-the-password")],
+    );
+    let out = bad.cli(&["test-alert"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success());
+    assert!(
+        stdout.contains("smtp: FAILED") && stdout.contains("535"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("not-the-password"));
+}
