@@ -30,9 +30,9 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use super::{Alert, AlertKind, Delivery, DeliveryError};
 use crate::config::{SmtpSecurity, SmtpSettings};
 
-/// Pooled connections kept open between alerts: alerts come in bursts at most a few at a time
-/// apart from digests, and a mail server limits connections per client.
-const POOL_SIZE: u32 = 2;
+/// Pooled connections: alerts due together (up to `digest_over`, 10) are sent side by side over
+/// these; a mail server limits connections per client, so a few, not ten.
+const POOL_SIZE: u32 = 4;
 
 /// Idle pooled connections are closed after this, before typical server idle limits (60 s+)
 /// would close them under us (lettre#743).
@@ -228,11 +228,14 @@ impl super::Notifier for SmtpNotifier {
                     })
                     .collect();
             }
-            let mut out = Vec::with_capacity(alerts.len());
-            for alert in alerts {
-                out.push(self.send(self.alert_message(alert)).await);
-            }
-            out
+            // Alerts due together go out side by side over the pooled connections: the last of
+            // ten must not wait for nine conversations before it.
+            futures_util::future::join_all(
+                alerts
+                    .iter()
+                    .map(|alert| self.send(self.alert_message(alert))),
+            )
+            .await
         })
     }
 }
