@@ -12,8 +12,10 @@
 //!   its final result, and `slawatch_alert_delivery_latency_seconds{notifier}` from the instant
 //!   the alert is about (warn instant or deadline) to acceptance by the server.
 //!
-//! Delivery is at-least-once within a process lifetime but not across restarts: alerts in flight
-//! when the daemon stops are not resent (no delivery record in the ledger yet).
+//! Results go back to the engine, which writes `AlertDelivered`/`AlertFailed` to the ledger;
+//! alerts without a delivery record are sent again at the next start (`Engine::resume_pending`).
+//! The one window for a duplicate: killed after the server accepted a mail and before its
+//! `AlertDelivered` was written (the resend carries the same `Message-ID`).
 
 use std::sync::Arc;
 use std::time::Duration;

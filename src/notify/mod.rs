@@ -1,9 +1,12 @@
 //! Notifiers: where alerts go.
 //!
-//! The engine hands every warning and breach, once it is in the ledger, to a [`Notifier`] as a
-//! typed [`Alert`]. Delivery channels (SMTP, webhook, Alertmanager) plug in behind the same trait;
-//! the built-in one writes a structured log line per alert, or one digest line when many fall
-//! due at once (e.g. inquiries that went overdue while the daemon was down).
+//! The engine hands every warning, breach, re-notification and resolution, once it is in the
+//! ledger, to a [`Notifier`] as a typed [`Alert`], and writes each delivery's result back to the
+//! ledger. Channels: [`smtp`], [`webhook`] (JSON or Slack text), [`alertmanager`] (API v2 push),
+//! all behind [`dispatch`] (one ordered queue, retry, fallback, health metrics) when `[notify]`
+//! names them; [`renotify`] holds the re-notification instants. Without `[notify]` the built-in
+//! [`LogNotifier`] writes a structured log line per alert, or one digest line when many fall due
+//! at once (e.g. inquiries that went overdue while the daemon was down).
 
 pub mod alertmanager;
 pub mod dispatch;
