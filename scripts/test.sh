@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs slawatch's whole test suite on a fresh Debian machine with a Rust toolchain:
 # installs the real servers and tools the tests talk to (Dovecot for IMAP/LMTP; Prometheus,
-# promtool and Alertmanager for the rules, dashboards and alerting path; Chromium for the
-# wallboard), then runs every unit and integration test. Tests never skip: a missing server fails them.
+# promtool and Alertmanager for the rules, dashboards and alerting path; aiosmtpd for alert
+# mail; Chromium and poppler for the wallboard and the printed report), then runs every unit and
+# integration test. Tests never skip: a missing server fails them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,13 +16,15 @@ command -v dovecot >/dev/null 2>&1 || [ -x /usr/sbin/dovecot ] || need_packages+
 command -v promtool >/dev/null 2>&1 || need_packages+=(prometheus)
 command -v prometheus >/dev/null 2>&1 || need_packages+=(prometheus)
 command -v prometheus-alertmanager >/dev/null 2>&1 || need_packages+=(prometheus-alertmanager)
-command -v chromium >/dev/null 2>&1 || need_packages+=(chromium)
 command -v python3 >/dev/null 2>&1 || need_packages+=(python3)
 command -v openssl >/dev/null 2>&1 || need_packages+=(openssl)
 command -v sqlite3 >/dev/null 2>&1 || need_packages+=(sqlite3)
 # The HTML report is printed by headless Chromium and checked with poppler's tools.
 command -v chromium >/dev/null 2>&1 || need_packages+=(chromium)
 command -v pdftotext >/dev/null 2>&1 || need_packages+=(poppler-utils)
+# The SMTP sink needs aiosmtpd in Debian's interpreter (python3-aiosmtpd) or the PATH's python3.
+/usr/bin/python3 -c 'import aiosmtpd' >/dev/null 2>&1 || python3 -c 'import aiosmtpd' >/dev/null 2>&1 \
+  || need_packages+=(python3-aiosmtpd)
 if [ ${#need_packages[@]} -gt 0 ]; then
   echo "Installing test servers: ${need_packages[*]}"
   $SUDO apt-get update -qq

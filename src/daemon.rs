@@ -19,7 +19,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::{Settings, SourceKind};
 use crate::engine::{Engine, EngineHandle, Shared, replay};
 use crate::monitor::LedgerHealth;
-use crate::notify::{LogNotifier, Notifier};
+use crate::notify::Notifier;
 use crate::scheduler::Clock;
 use crate::sources::{EngineSink, SourceHealth};
 use crate::store::Store;
@@ -86,7 +86,9 @@ pub async fn run(
     let (input_tx, input_rx) = mpsc::channel(INPUT_QUEUE);
     let (command_tx, command_rx) = mpsc::channel(16);
     let tasks = TaskTracker::new();
-    let notifier: Arc<dyn Notifier> = Arc::new(LogNotifier);
+    let notifier: Arc<dyn Notifier> =
+        crate::notify::dispatch::build(&settings.notify, settings.desk.time_zone, metrics.clone())
+            .context("building the notifiers")?;
     let engine = Engine {
         shared: shared.clone(),
         clock,

@@ -151,18 +151,49 @@ struct SyncGate {
     warned: bool,
 }
 
+/// Alert deliveries in flight, and the way their results come back to be written to the ledger.
+struct Deliveries {
+    tasks: TaskTracker,
+    /// Re-notification instants (kept here, beside the deliveries they cause).
+    renotify: Mutex<crate::notify::renotify::Renotifications>,
+    /// `AlertDelivered`/`AlertFailed` events, committed by the engine (the single ledger writer).
+    results: mpsc::UnboundedSender<Vec<Event>>,
+}
+
+impl Deliveries {
+    fn renotify(&self) -> std::sync::MutexGuard<'_, crate::notify::renotify::Renotifications> {
+        self.renotify.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Alerts raised but never delivered (daemon killed between the ledger write and the send, or
+/// every notifier failing) are sent again at start-up, unless older than this: a ledger written
+/// before delivery records existed must not re-send weeks of old alerts.
+pub const RESUME_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
+
 /// Why the engine loop woke up.
 enum Wake {
     Shutdown,
     Command(Command),
     Submission(Submission),
     Deadline,
+    Delivered(Vec<Event>),
 }
 
 impl Engine {
     /// Runs until shutdown. `deadlines` comes from [`replay`].
     pub async fn run(mut self, mut deadlines: Deadlines) {
-        let deliveries = TaskTracker::new();
+        let (results, mut delivered) = mpsc::unbounded_channel();
+        let renotify = crate::notify::renotify::Renotifications::rebuild(
+            &self.read_tracker(),
+            self.clock.now(),
+        );
+        let deliveries = Deliveries {
+            tasks: TaskTracker::new(),
+            renotify: Mutex::new(renotify),
+            results,
+        };
+        self.resume_pending(&deliveries);
         let mut gate = SyncGate {
             grace_end: self.clock.now()
                 + chrono::Duration::from_std(self.sync_grace).unwrap_or_default(),
@@ -175,12 +206,17 @@ impl Engine {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
+            let next = match (next, deliveries.renotify().next()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             let clock = self.clock;
             let wake = tokio::select! {
                 biased;
                 _ = self.shutdown.cancelled() => Wake::Shutdown,
                 Some(command) = self.commands.recv() => Wake::Command(command),
                 Some(submission) = self.input.recv() => Wake::Submission(submission),
+                Some(events) = delivered.recv() => Wake::Delivered(events),
                 _ = async move {
                     match next {
                         Some(at) => clock.sleep_until(at).await,
@@ -195,15 +231,32 @@ impl Engine {
                     self.handle_submission(s, &mut deadlines, &mut gate, &deliveries)
                         .await
                 }
-                Wake::Deadline => self.fire_due(&mut deadlines, &mut gate, &deliveries).await,
+                Wake::Deadline => {
+                    self.fire_due(&mut deadlines, &mut gate, &deliveries).await;
+                    self.fire_renotify(&mut deadlines, &deliveries).await;
+                }
+                Wake::Delivered(events) => {
+                    self.record_deliveries(events, &mut deadlines, &deliveries)
+                        .await
+                }
             }
         }
-        deliveries.close();
-        if tokio::time::timeout(ALERT_DELIVERY_TIMEOUT, deliveries.wait())
+        deliveries.tasks.close();
+        if tokio::time::timeout(ALERT_DELIVERY_TIMEOUT, deliveries.tasks.wait())
             .await
             .is_err()
         {
-            tracing::warn!("Alert deliveries still running at shutdown were abandoned.");
+            tracing::warn!(
+                "Alert deliveries still running at shutdown were abandoned; they are sent again at the next start."
+            );
+        }
+        let mut last = Vec::new();
+        while let Ok(events) = delivered.try_recv() {
+            last.extend(events);
+        }
+        if !last.is_empty() {
+            self.record_deliveries(last, &mut deadlines, &deliveries)
+                .await;
         }
         tracing::info!("Engine stopped.");
     }
@@ -213,7 +266,7 @@ impl Engine {
         submission: Submission,
         deadlines: &mut Deadlines,
         gate: &mut SyncGate,
-        deliveries: &TaskTracker,
+        deliveries: &Deliveries,
     ) {
         let Submission { batch, committed } = submission;
         let now = self.clock.now();
@@ -258,7 +311,7 @@ impl Engine {
         &mut self,
         command: Command,
         deadlines: &mut Deadlines,
-        deliveries: &TaskTracker,
+        deliveries: &Deliveries,
     ) {
         match command {
             Command::Ack { ack, reply } => {
@@ -297,7 +350,7 @@ impl Engine {
         &mut self,
         deadlines: &mut Deadlines,
         gate: &mut SyncGate,
-        deliveries: &TaskTracker,
+        deliveries: &Deliveries,
     ) {
         let now = self.clock.now();
         let mut due = deadlines.pop_due(now);
@@ -387,7 +440,7 @@ impl Engine {
         events: &[Event],
         cursors: &[(String, CursorUpdate)],
         deadlines: &mut Deadlines,
-        deliveries: &TaskTracker,
+        deliveries: &Deliveries,
     ) -> Result<(), String> {
         if events.is_empty() && cursors.is_empty() {
             return Ok(());
@@ -416,43 +469,177 @@ impl Engine {
             for event in events {
                 self.shared.metrics.record(event, &tracker);
                 deadlines.follow(event);
+                deliveries.renotify().follow(event, &tracker, now);
                 alerts.extend(self.alert_for(event, &tracker));
             }
         }
-        if !alerts.is_empty() {
-            let notifier = self.notifier.clone();
-            let metrics = self.shared.metrics.clone();
-            deliveries.spawn(async move {
-                let results = match tokio::time::timeout(ALERT_DELIVERY_TIMEOUT, notifier.deliver(&alerts)).await {
-                    Ok(results) => results,
-                    Err(_) => alerts
-                        .iter()
-                        .map(|_| {
-                            Err(crate::notify::DeliveryError {
-                                notifier: notifier.name().to_string(),
-                                message: format!("no answer within {ALERT_DELIVERY_TIMEOUT:?}"),
-                            })
+        self.spawn_delivery(alerts, deliveries);
+        Ok(())
+    }
+
+    /// Delivers alerts in a task; their results come back as ledger events.
+    fn spawn_delivery(&self, alerts: Vec<Alert>, deliveries: &Deliveries) {
+        if alerts.is_empty() {
+            return;
+        }
+        let notifier = self.notifier.clone();
+        let metrics = self.shared.metrics.clone();
+        let clock = self.clock;
+        let results_tx = deliveries.results.clone();
+        deliveries.tasks.spawn(async move {
+            let budget = notifier.budget();
+            let results = match tokio::time::timeout(budget, notifier.deliver(&alerts)).await {
+                Ok(results) => results,
+                Err(_) => alerts
+                    .iter()
+                    .map(|_| {
+                        Err(crate::notify::DeliveryError {
+                            notifier: notifier.name().to_string(),
+                            message: format!("no answer within {budget:?}"),
                         })
-                        .collect(),
-                };
-                for (alert, result) in alerts.iter().zip(results) {
-                    if let Err(e) = &result {
-                        tracing::warn!(error = %e, inquiry = %alert.inquiry_id, "Alert delivery failed.");
-                    }
+                    })
+                    .collect(),
+            };
+            let at = clock.now();
+            let mut events = Vec::with_capacity(alerts.len());
+            for (alert, result) in alerts.iter().zip(results) {
+                if !notifier.records_own_metrics() {
                     metrics.record_alert(alert.kind.as_str(), notifier.name(), result.is_ok());
                 }
-            });
+                events.push(match result {
+                    Ok(()) => Event::AlertDelivered {
+                        inquiry_id: alert.inquiry_id.clone(),
+                        kind: alert.kind,
+                        due_at: alert.due_at,
+                        notifiers: vec![notifier.name().to_string()],
+                        at,
+                    },
+                    Err(e) => {
+                        tracing::warn!(error = %e, inquiry = %alert.inquiry_id, "Alert delivery failed.");
+                        Event::AlertFailed {
+                            inquiry_id: alert.inquiry_id.clone(),
+                            kind: alert.kind,
+                            due_at: alert.due_at,
+                            error: e.to_string(),
+                            at,
+                        }
+                    }
+                });
+            }
+            let _ = results_tx.send(events);
+        });
+    }
+
+    /// Re-notifies breached inquiries still unanswered whose reminder instant has come.
+    async fn fire_renotify(&mut self, deadlines: &mut Deadlines, deliveries: &Deliveries) {
+        let now = self.clock.now();
+        let due = deliveries.renotify().pop_due(now);
+        if due.is_empty() {
+            return;
         }
-        Ok(())
+        let events: Vec<Event> = {
+            let mut tracker = self.write_tracker();
+            let events: Vec<Event> = due
+                .into_iter()
+                .filter(|(id, n, _)| {
+                    tracker.get(id).is_some_and(|i| {
+                        i.state == crate::tracker::InquiryState::Open
+                            && i.breached_at.is_some()
+                            && !i.alerts.iter().any(|m| {
+                                m.stage == crate::tracker::state::AlertStage::Renotify
+                                    && m.index.map(u32::from) == Some(*n)
+                            })
+                    })
+                })
+                .map(|(inquiry_id, n, at)| Event::InquiryRenotified { inquiry_id, n, at })
+                .collect();
+            for e in &events {
+                tracker.apply(e);
+            }
+            events
+        };
+        let _ = self.commit(now, &events, &[], deadlines, deliveries).await;
+    }
+
+    /// Applies and commits delivery results.
+    async fn record_deliveries(
+        &mut self,
+        events: Vec<Event>,
+        deadlines: &mut Deadlines,
+        deliveries: &Deliveries,
+    ) {
+        {
+            let mut tracker = self.write_tracker();
+            for e in &events {
+                tracker.apply(e);
+            }
+        }
+        let now = self.clock.now();
+        let _ = self.commit(now, &events, &[], deadlines, deliveries).await;
+    }
+
+    /// Sends again, at once and as one batch, the alerts of open inquiries that were raised but
+    /// never delivered (see [`RESUME_MAX_AGE`]).
+    fn resume_pending(&self, deliveries: &Deliveries) {
+        let now = self.clock.now();
+        let oldest = now - chrono::Duration::from_std(RESUME_MAX_AGE).unwrap_or_default();
+        let alerts: Vec<Alert> = {
+            let tracker = self.read_tracker();
+            let raised: Vec<Event> = tracker
+                .open()
+                .flat_map(|i| {
+                    i.alerts
+                        .iter()
+                        .filter(|m| m.delivered_at.is_none() && m.at >= oldest)
+                        .map(|m| match m.stage {
+                            crate::tracker::state::AlertStage::Warning => Event::InquiryWarned {
+                                inquiry_id: i.id.clone(),
+                                index: m.index.unwrap_or(0),
+                                at: m.at,
+                            },
+                            crate::tracker::state::AlertStage::Breach => Event::InquiryBreached {
+                                inquiry_id: i.id.clone(),
+                                at: m.at,
+                            },
+                            crate::tracker::state::AlertStage::Renotify => {
+                                Event::InquiryRenotified {
+                                    inquiry_id: i.id.clone(),
+                                    n: u32::from(m.index.unwrap_or(1)),
+                                    at: m.at,
+                                }
+                            }
+                        })
+                })
+                .collect();
+            raised
+                .iter()
+                .filter_map(|e| self.alert_for(e, &tracker))
+                .collect()
+        };
+        if !alerts.is_empty() {
+            tracing::warn!(
+                alerts = alerts.len(),
+                "Alerts raised before the restart were never delivered; sending them now."
+            );
+            self.spawn_delivery(alerts, deliveries);
+        }
     }
 
     fn alert_for(&self, event: &Event, tracker: &Tracker) -> Option<Alert> {
         let (kind, id, due_at) = match event {
             Event::InquiryWarned { inquiry_id, at, .. } => (AlertKind::Warning, inquiry_id, *at),
             Event::InquiryBreached { inquiry_id, at } => (AlertKind::Breach, inquiry_id, *at),
+            Event::InquiryRenotified { inquiry_id, at, .. } => {
+                (AlertKind::Renotify, inquiry_id, *at)
+            }
+            // Whoever was alerted learns that it was answered (nothing if no alert was raised).
+            Event::InquiryResponded(r) => (AlertKind::Resolved, &r.inquiry_id, r.at),
             _ => return None,
         };
         let inquiry = tracker.get(id)?;
+        if kind == AlertKind::Resolved && inquiry.alerts.is_empty() {
+            return None;
+        }
         Some(Alert {
             kind,
             inquiry_id: id.clone(),

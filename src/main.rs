@@ -90,6 +90,8 @@ enum Command {
         #[arg(long)]
         mask: bool,
     },
+    /// Send a test alert through every configured notifier; exit 1 if any fails.
+    TestAlert,
     /// Ledger checks for auditors.
     Audit {
         #[command(subcommand)]
@@ -169,6 +171,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::FAILURE)
             }
         },
+        Command::TestAlert => test_alert(&load(&cli.config)?).await,
         Command::Inquiries { state, limit } => {
             let settings = load(&cli.config)?;
             let wanted = match state.as_str() {
@@ -427,6 +430,70 @@ fn truncate(s: &str, max: usize) -> String {
     } else {
         s.chars().take(max - 1).chain(['…']).collect()
     }
+}
+
+/// Sends one clearly marked test alert through each configured notifier on its own (no retry,
+/// no fallback), so each path is proven separately.
+async fn test_alert(settings: &Settings) -> anyhow::Result<ExitCode> {
+    use slawatch::notify::{Alert, AlertKind};
+    let n = &settings.notify;
+    let mut names: Vec<String> = slawatch::config::NOTIFIERS
+        .iter()
+        .filter(|name| match **name {
+            "smtp" => n.smtp.is_some(),
+            "webhook" => n.webhook.is_some(),
+            _ => n.alertmanager.is_some(),
+        })
+        .map(|s| s.to_string())
+        .collect();
+    names.sort();
+    if names.is_empty() {
+        bail!("no notifier is configured under [notify]");
+    }
+    let now = Utc::now();
+    let alert = Alert {
+        kind: AlertKind::Warning,
+        inquiry_id: InquiryId::from_display(format!("test-{}", now.timestamp())),
+        channel: slawatch::domain::Channel::Email,
+        language: settings.desk.default_language,
+        customer: "slawatch test-alert".into(),
+        subject: "Test alert: no action needed".into(),
+        received_at: now - chrono::Duration::minutes(10),
+        deadline_at: now + chrono::Duration::minutes(5),
+        due_at: now,
+        link: format!("{}/", settings.http.public_url),
+    };
+    let mut failed = false;
+    for name in names {
+        let result = match slawatch::notify::dispatch::build_one(&name, n, settings.desk.time_zone)
+        {
+            Err(e) => Err(e.to_string()),
+            Ok(notifier) => notifier
+                .deliver(std::slice::from_ref(&alert))
+                .await
+                .into_iter()
+                .next()
+                .unwrap_or_else(|| {
+                    Err(slawatch::notify::DeliveryError {
+                        notifier: name.clone(),
+                        message: "no result".into(),
+                    })
+                })
+                .map_err(|e| e.to_string()),
+        };
+        match result {
+            Ok(()) => println!("{name}: sent"),
+            Err(e) => {
+                failed = true;
+                println!("{name}: FAILED: {e}");
+            }
+        }
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 async fn wait_for_signal() {

@@ -386,8 +386,17 @@ impl Metrics {
             | Event::MonitorHeartbeat { .. }
             | Event::MonitorStopped { .. }
             | Event::SourceDown { .. }
-            | Event::SourceUp { .. } => {}
+            | Event::SourceUp { .. }
+            | Event::InquiryRenotified { .. }
+            | Event::AlertDelivered { .. }
+            | Event::AlertFailed { .. } => {}
         }
+    }
+
+    /// Registers a collector owned by another part (notifier health) in this registry, so it is
+    /// rendered with the rest.
+    pub fn register(&self, collector: Box<dyn Collector>) -> Result<(), TelemetryError> {
+        Ok(self.registry.register(collector)?)
     }
 
     /// Counts one alert delivery attempt. `kind` is one of [`ALERT_KINDS`]; `notifier` is the

@@ -172,6 +172,12 @@ fn validate(root: &Value, file_only: &Value, base: &Path) -> Result<Settings, Ve
 
     let policies = policies(&mut top, &mut p);
     let sources = sources(&mut top, file_only, base, &mut p);
+    let notify = super::notify::notify(
+        &mut top,
+        base,
+        &mut |t, key, p| secret(t, key, file_only, false, base, p),
+        &mut p,
+    );
     top.finish(&mut p);
 
     if p.0.is_empty() {
@@ -181,6 +187,7 @@ fn validate(root: &Value, file_only: &Value, base: &Path) -> Result<Settings, Ve
             desk,
             policies,
             sources,
+            notify,
         })
     } else {
         Err(p.0)
@@ -608,7 +615,7 @@ fn env_name(path: &str) -> String {
     format!("{ENV_PREFIX}__{}", path.replace('.', "__").to_uppercase())
 }
 
-fn is_loopback(host: &str) -> bool {
+pub(super) fn is_loopback(host: &str) -> bool {
     host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
@@ -674,6 +681,7 @@ impl Settings {
             },
             "policies": policies,
             "sources": sources,
+            "notify": self.notify.effective(),
         })
     }
 }

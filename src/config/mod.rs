@@ -5,10 +5,12 @@
 //! Nothing else in slawatch reads configuration.
 
 mod load;
+mod notify;
 mod reader;
 mod settings;
 
 pub use load::{ConfigError, ENV_PREFIX, load, load_with_env};
+pub use notify::*;
 pub use reader::Problem;
 pub use settings::*;
 

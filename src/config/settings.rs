@@ -23,6 +23,7 @@ pub struct Settings {
     pub desk: DeskSettings,
     pub policies: PolicySet,
     pub sources: Vec<SourceSettings>,
+    pub notify: super::notify::NotifySettings,
 }
 
 #[derive(Debug, Clone)]

@@ -1,9 +1,18 @@
 //! Notifiers: where alerts go.
 //!
-//! The engine hands every warning and breach, once it is in the ledger, to a [`Notifier`] as a
-//! typed [`Alert`]. Delivery channels (SMTP, webhook, Alertmanager) plug in behind the same trait;
-//! the built-in one writes a structured log line per alert, or one digest line when many fall
-//! due at once (e.g. inquiries that went overdue while the daemon was down).
+//! The engine hands every warning, breach, re-notification and resolution, once it is in the
+//! ledger, to a [`Notifier`] as a typed [`Alert`], and writes each delivery's result back to the
+//! ledger. Channels: [`smtp`], [`webhook`] (JSON or Slack text), [`alertmanager`] (API v2 push),
+//! all behind [`dispatch`] (one ordered queue, retry, fallback, health metrics) when `[notify]`
+//! names them; [`renotify`] holds the re-notification instants. Without `[notify]` the built-in
+//! [`LogNotifier`] writes a structured log line per alert, or one digest line when many fall due
+//! at once (e.g. inquiries that went overdue while the daemon was down).
+
+pub mod alertmanager;
+pub mod dispatch;
+pub mod renotify;
+pub mod smtp;
+pub mod webhook;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -14,11 +23,15 @@ use serde::Serialize;
 use crate::domain::{Channel, InquiryId, Language};
 
 /// Which alert.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AlertKind {
     Warning,
     Breach,
+    /// Still unanswered `renotify_every` after the last alert.
+    Renotify,
+    /// An alerted inquiry was answered or acknowledged: sent to whoever was alerted.
+    Resolved,
 }
 
 impl AlertKind {
@@ -26,6 +39,8 @@ impl AlertKind {
         match self {
             AlertKind::Warning => "warning",
             AlertKind::Breach => "breach",
+            AlertKind::Renotify => "renotify",
+            AlertKind::Resolved => "resolved",
         }
     }
 }
@@ -41,7 +56,7 @@ pub struct Alert {
     pub subject: String,
     pub received_at: DateTime<Utc>,
     pub deadline_at: DateTime<Utc>,
-    /// The instant the alert is about (the warn instant or the deadline).
+    /// The instant the alert is about (the warn instant, the deadline, or when it was answered).
     pub due_at: DateTime<Utc>,
     /// Link to the inquiry on the status page / API.
     pub link: String,
@@ -56,6 +71,14 @@ impl Alert {
                 format!("SLA {left} min left")
             }
             AlertKind::Breach => "SLA breached".to_string(),
+            AlertKind::Renotify => {
+                let over = (self.due_at - self.deadline_at).num_minutes().max(0);
+                format!("SLA breached {over} min ago")
+            }
+            AlertKind::Resolved => {
+                let took = (self.due_at - self.received_at).num_minutes().max(0);
+                format!("SLA answered after {took} min")
+            }
         };
         format!(
             "[{status}] {}/{} — {}: {}",
@@ -81,6 +104,15 @@ pub trait Notifier: Send + Sync + 'static {
     fn name(&self) -> &str;
     /// Delivers a batch of alerts that fell due together; returns one result per alert.
     fn deliver<'a>(&'a self, alerts: &'a [Alert]) -> Delivery<'a>;
+    /// True if the notifier counts `alerts_total` itself (per inner notifier), so the caller
+    /// must not count again.
+    fn records_own_metrics(&self) -> bool {
+        false
+    }
+    /// How long the caller waits for `deliver` (a notifier that retries needs longer).
+    fn budget(&self) -> std::time::Duration {
+        crate::engine::ALERT_DELIVERY_TIMEOUT
+    }
 }
 
 /// Above this many alerts in one batch the log notifier writes a digest line instead.

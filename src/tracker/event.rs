@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{Channel, InquiryId, Language};
+use crate::notify::AlertKind;
 use crate::tracker::observation::AckVia;
 use crate::tracker::policy::PolicyRecord;
 
@@ -92,6 +93,33 @@ pub enum Event {
     },
     /// A source is working again after [`Event::SourceDown`].
     SourceUp { source: String, at: DateTime<Utc> },
+    /// A breached inquiry is still unanswered `renotify_every` after its last alert: the `n`-th
+    /// re-notification (1-based, at most the policy's `renotify_max`). Decided by the engine.
+    InquiryRenotified {
+        inquiry_id: InquiryId,
+        n: u32,
+        at: DateTime<Utc>,
+    },
+    /// The alert raised by an `InquiryWarned`/`InquiryBreached` (which is its intent: it is in the
+    /// ledger before any delivery starts) was accepted by at least one notifier's server.
+    AlertDelivered {
+        inquiry_id: InquiryId,
+        kind: AlertKind,
+        /// The instant the alert is about: the `at` of its `InquiryWarned`/`InquiryBreached`.
+        due_at: DateTime<Utc>,
+        /// The notifiers that accepted it (primary and/or fallback).
+        notifiers: Vec<String>,
+        at: DateTime<Utc>,
+    },
+    /// Every attempt at delivering the alert failed, fallback included. It stays pending: the
+    /// next start-up sends it again.
+    AlertFailed {
+        inquiry_id: InquiryId,
+        kind: AlertKind,
+        due_at: DateTime<Utc>,
+        error: String,
+        at: DateTime<Utc>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -332,6 +360,9 @@ impl Event {
             Event::MonitorStopped { .. } => "monitor_stopped",
             Event::SourceDown { .. } => "source_down",
             Event::SourceUp { .. } => "source_up",
+            Event::InquiryRenotified { .. } => "inquiry_renotified",
+            Event::AlertDelivered { .. } => "alert_delivered",
+            Event::AlertFailed { .. } => "alert_failed",
         }
     }
 
@@ -343,7 +374,10 @@ impl Event {
             Event::InquiryResponded(e) => Some(&e.inquiry_id),
             Event::FollowUpAttached { inquiry_id, .. }
             | Event::InquiryWarned { inquiry_id, .. }
-            | Event::InquiryBreached { inquiry_id, .. } => Some(inquiry_id),
+            | Event::InquiryBreached { inquiry_id, .. }
+            | Event::InquiryRenotified { inquiry_id, .. }
+            | Event::AlertDelivered { inquiry_id, .. }
+            | Event::AlertFailed { inquiry_id, .. } => Some(inquiry_id),
             Event::PolicyActivated { .. }
             | Event::MessageLinked { .. }
             | Event::ReplyUnmatched { .. }

@@ -94,6 +94,8 @@ impl OpenStatus {
 pub enum AlertStage {
     Warning,
     Breach,
+    /// A re-notification while breached (`index` = n).
+    Renotify,
 }
 
 impl AlertStage {
@@ -101,6 +103,7 @@ impl AlertStage {
         match self {
             AlertStage::Warning => "warning",
             AlertStage::Breach => "breach",
+            AlertStage::Renotify => "renotify",
         }
     }
 }
@@ -113,6 +116,21 @@ pub struct AlertMark {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub index: Option<u8>,
     pub at: DateTime<Utc>,
+    /// When a notifier's server accepted it (`AlertDelivered`); `None` while pending.
+    pub delivered_at: Option<DateTime<Utc>>,
+}
+
+impl AlertMark {
+    /// Whether this mark is the one an alert of `kind` about `due_at` was raised for.
+    pub fn is(&self, kind: crate::notify::AlertKind, due_at: DateTime<Utc>) -> bool {
+        let stage = match kind {
+            crate::notify::AlertKind::Warning => AlertStage::Warning,
+            crate::notify::AlertKind::Breach => AlertStage::Breach,
+            crate::notify::AlertKind::Renotify => AlertStage::Renotify,
+            crate::notify::AlertKind::Resolved => return false,
+        };
+        self.stage == stage && self.at == due_at
+    }
 }
 
 /// A customer message attached to an open inquiry.
@@ -964,6 +982,7 @@ impl Tracker {
                         stage: AlertStage::Warning,
                         index: Some(*index),
                         at: *at,
+                        delivered_at: None,
                     });
                     if let Some(open) = self.open_in_thread.get_mut(&*i.thread_id) {
                         open.warned = true;
@@ -978,6 +997,7 @@ impl Tracker {
                         stage: AlertStage::Breach,
                         index: None,
                         at: *at,
+                        delivered_at: None,
                     });
                     if let Some(open) = self.open_in_thread.get_mut(&*i.thread_id) {
                         open.breached = true;
@@ -990,6 +1010,33 @@ impl Tracker {
             | Event::MonitorStopped { .. }
             | Event::SourceDown { .. }
             | Event::SourceUp { .. } => {}
+            Event::AlertDelivered {
+                inquiry_id,
+                kind,
+                due_at,
+                at,
+                ..
+            } => {
+                if let Some(i) = self.inquiries.get_mut(inquiry_id)
+                    && let Some(mark) = i
+                        .alerts
+                        .iter_mut()
+                        .find(|m| m.is(*kind, *due_at) && m.delivered_at.is_none())
+                {
+                    mark.delivered_at = Some(*at);
+                }
+            }
+            Event::InquiryRenotified { inquiry_id, n, at } => {
+                if let Some(i) = self.inquiries.get_mut(inquiry_id) {
+                    i.alerts.push(AlertMark {
+                        stage: AlertStage::Renotify,
+                        index: Some(u8::try_from(*n).unwrap_or(u8::MAX)),
+                        at: *at,
+                        delivered_at: None,
+                    });
+                }
+            }
+            Event::AlertFailed { .. } => {}
         }
     }
 

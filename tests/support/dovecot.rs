@@ -107,7 +107,7 @@ fn openssl(dir: &Path, args: &[&str]) {
 /// A throw-away CA (`ca.pem`) and a server certificate it signed (`cert.pem`, `key.pem`) for
 /// `localhost` and `127.0.0.1`. Not one self-signed certificate: webpki refuses a CA
 /// certificate used as the server's own.
-fn make_certificates(dir: &Path) {
+pub fn make_certificates(dir: &Path) {
     let ec = [
         "-newkey",
         "ec",

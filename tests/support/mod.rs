@@ -1,7 +1,10 @@
 //! Shared helpers for integration tests: real servers on 127.0.0.1, each in its own temp dir.
 #![allow(dead_code)]
 
+pub mod alertmanager;
 pub mod daemon;
 pub mod dovecot;
 pub mod grafana;
 pub mod slawatchd;
+pub mod smtp;
+pub mod webhook;

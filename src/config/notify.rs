@@ -1,0 +1,436 @@
+//! `[notify]`: where alerts go. Parsed here, apart from the rest of the configuration, so the
+//! alerting settings grow without touching the other sections.
+//!
+//! ```toml
+//! [notify]
+//! primary = ["smtp"]          # every alert goes through each of these
+//! fallback = "webhook"         # takes over an alert a primary could not deliver
+//!
+//! [notify.smtp]
+//! host = "smtp.example.com"
+//! security = "starttls"        # tls (465) | starttls (587) | plain (loopback only)
+//! username = "slawatch@example.com"
+//! password_file = "/run/secrets/smtp"
+//! from = "SLA monitor <slawatch@example.com>"
+//! to = ["oncall@example.com"]
+//!
+//! [notify.webhook]
+//! url = "https://hooks.example.com/sla"
+//! format = "json"              # json | slack
+//!
+//! [notify.alertmanager]
+//! url = "http://127.0.0.1:9093"
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::reader::{Problems, Table};
+use super::settings::Secret;
+
+/// Bound on one SMTP conversation or HTTP request: an alert that waits longer than this is
+/// better retried (or handed to the fallback) than waited for, with 5 minutes of warning left.
+pub const DEFAULT_NOTIFY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a notifier keeps retrying one batch before the fallback takes it: long enough to
+/// ride out a mail server restart, short enough that a warning still arrives before its deadline
+/// (a warning falls due 5 minutes before it).
+pub const DEFAULT_RETRY_FOR: Duration = Duration::from_secs(120);
+
+/// Above this many alerts falling due together, one digest is sent instead of one per alert.
+pub const DEFAULT_DIGEST_OVER: u64 = 10;
+
+#[derive(Debug, Clone, Default)]
+pub struct NotifySettings {
+    /// Names (`smtp`, `webhook`, `alertmanager`) that receive every alert; empty = log only.
+    pub primary: Vec<String>,
+    /// The notifier that takes over an alert a primary gave up on.
+    pub fallback: Option<String>,
+    pub retry_for: Duration,
+    pub digest_over: usize,
+    pub smtp: Option<SmtpSettings>,
+    pub webhook: Option<WebhookSettings>,
+    pub alertmanager: Option<AlertmanagerSettings>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpSecurity {
+    /// Implicit TLS (port 465).
+    Tls,
+    /// Plain connect, then STARTTLS, required (port 587).
+    Starttls,
+    /// No TLS: loopback only.
+    Plain,
+}
+
+#[derive(Debug, Clone)]
+pub struct SmtpSettings {
+    pub host: String,
+    pub port: u16,
+    pub security: SmtpSecurity,
+    /// Extra PEM CA certificates trusted besides the webpki roots (private mail servers).
+    pub ca_file: Option<PathBuf>,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    /// The `From:` mailbox, e.g. `SLA monitor <slawatch@example.com>`.
+    pub from: String,
+    /// Recipients of every alert.
+    pub to: Vec<String>,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WebhookFormat {
+    /// `{"alerts": [...], "digest": bool}`.
+    Json,
+    /// `{"text": "..."}`: Slack, Mattermost, Rocket.Chat incoming webhooks.
+    Slack,
+}
+
+#[derive(Debug, Clone)]
+pub struct WebhookSettings {
+    pub url: String,
+    pub format: WebhookFormat,
+    /// Sent as `Authorization: Bearer …` when set.
+    pub token: Option<Secret>,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct AlertmanagerSettings {
+    /// Base URL; alerts are posted to `{url}/api/v2/alerts`.
+    pub url: String,
+    pub timeout: Duration,
+}
+
+/// Known notifier names.
+pub const NOTIFIERS: [&str; 3] = ["smtp", "webhook", "alertmanager"];
+
+type SecretFn<'f> = dyn FnMut(&mut Table, &str, &mut Problems) -> Option<Secret> + 'f;
+
+/// Parses `[notify]`. `secret` reads a secret key the way the rest of the configuration does.
+pub(super) fn notify(
+    top: &mut Table,
+    base: &Path,
+    secret: &mut SecretFn<'_>,
+    p: &mut Problems,
+) -> NotifySettings {
+    let mut t = top.table("notify", p);
+    let primary = t.string_list("primary", p);
+    let fallback = t.string("fallback", p);
+    let retry_for = t.duration("retry_for", DEFAULT_RETRY_FOR, p);
+    let digest_over = t.u64("digest_over", DEFAULT_DIGEST_OVER, p).max(1) as usize;
+    let smtp = t.raw("smtp").is_some().then(|| {
+        let mut s = t.table("smtp", p);
+        let out = smtp(&mut s, base, secret, p);
+        s.finish(p);
+        out
+    });
+    let webhook = t.raw("webhook").is_some().then(|| {
+        let mut s = t.table("webhook", p);
+        let out = webhook(&mut s, secret, p);
+        s.finish(p);
+        out
+    });
+    let alertmanager = t.raw("alertmanager").is_some().then(|| {
+        let mut s = t.table("alertmanager", p);
+        let url = s.required_string("url", p).unwrap_or_default();
+        check_url(&s.path("url"), &url, p);
+        let timeout = s.duration("timeout", DEFAULT_NOTIFY_TIMEOUT, p);
+        s.finish(p);
+        AlertmanagerSettings {
+            url: url.trim_end_matches('/').to_string(),
+            timeout,
+        }
+    });
+    let configured = |name: &str| match name {
+        "smtp" => smtp.as_ref().is_some_and(Option::is_some),
+        "webhook" => webhook.is_some(),
+        "alertmanager" => alertmanager.is_some(),
+        _ => false,
+    };
+    for (i, name) in primary.iter().enumerate() {
+        check_name(&format!("notify.primary[{i}]"), name, &configured, p);
+    }
+    if let Some(name) = &fallback {
+        check_name("notify.fallback", name, &configured, p);
+        if primary.contains(name) {
+            p.push(
+                "notify.fallback",
+                format!("`{name}` is also a primary notifier: a fallback must be another one"),
+            );
+        }
+    }
+    t.finish(p);
+    NotifySettings {
+        primary,
+        fallback,
+        retry_for,
+        digest_over,
+        smtp: smtp.flatten(),
+        webhook,
+        alertmanager,
+    }
+}
+
+fn check_name(key: &str, name: &str, configured: &dyn Fn(&str) -> bool, p: &mut Problems) {
+    if !NOTIFIERS.contains(&name) {
+        p.push(
+            key,
+            format!("`{name}` is not a notifier (smtp, webhook, alertmanager)"),
+        );
+    } else if !configured(name) {
+        p.push(
+            key,
+            format!("`{name}` is named but [notify.{name}] is missing"),
+        );
+    }
+}
+
+fn check_url(key: &str, url: &str, p: &mut Problems) {
+    if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
+        p.push(key, format!("`{url}` must start with http:// or https://"));
+    }
+}
+
+fn smtp(
+    s: &mut Table,
+    base: &Path,
+    secret: &mut SecretFn<'_>,
+    p: &mut Problems,
+) -> Option<SmtpSettings> {
+    let host = s.required_string("host", p)?;
+    let security = match s.string("security", p).as_deref() {
+        None | Some("starttls") => SmtpSecurity::Starttls,
+        Some("tls") => SmtpSecurity::Tls,
+        Some("plain") => SmtpSecurity::Plain,
+        Some(other) => {
+            p.push(
+                s.path("security"),
+                format!("`{other}` is not one of tls, starttls, plain"),
+            );
+            SmtpSecurity::Starttls
+        }
+    };
+    if security == SmtpSecurity::Plain && !super::load::is_loopback(&host) {
+        p.push(
+            s.path("security"),
+            format!(
+                "plain SMTP is allowed only to a loopback host, not `{host}`: use tls or starttls"
+            ),
+        );
+    }
+    let default_port: u16 = match security {
+        SmtpSecurity::Tls => 465,
+        SmtpSecurity::Starttls => 587,
+        SmtpSecurity::Plain => 25,
+    };
+    let port = s.u64("port", u64::from(default_port), p);
+    let port = u16::try_from(port).unwrap_or_else(|_| {
+        p.push(s.path("port"), format!("{port} is not a port"));
+        default_port
+    });
+    let ca_file = s.string("ca_file", p).map(|f| base.join(f));
+    let username = s.string("username", p);
+    let password = secret(s, "password", p);
+    if username.is_some() != password.is_some() {
+        p.push(
+            s.path("password"),
+            "username and password go together: set both or neither",
+        );
+    }
+    let from = s.required_string("from", p).unwrap_or_default();
+    if !from.is_empty() && from.parse::<lettre::message::Mailbox>().is_err() {
+        p.push(
+            s.path("from"),
+            format!("`{from}` is not a mailbox like `SLA monitor <slawatch@example.com>`"),
+        );
+    }
+    let to = s.string_list("to", p);
+    if to.is_empty() {
+        p.push(s.path("to"), "at least one recipient is required");
+    }
+    for (i, a) in to.iter().enumerate() {
+        if a.parse::<lettre::message::Mailbox>().is_err() {
+            p.push(
+                format!("{}[{i}]", s.path("to")),
+                format!("`{a}` is not an email address"),
+            );
+        }
+    }
+    let timeout = s.duration("timeout", DEFAULT_NOTIFY_TIMEOUT, p);
+    Some(SmtpSettings {
+        host,
+        port,
+        security,
+        ca_file,
+        username,
+        password,
+        from,
+        to,
+        timeout,
+    })
+}
+
+fn webhook(s: &mut Table, secret: &mut SecretFn<'_>, p: &mut Problems) -> WebhookSettings {
+    let url = s.required_string("url", p).unwrap_or_default();
+    check_url(&s.path("url"), &url, p);
+    let format = match s.string("format", p).as_deref() {
+        None | Some("json") => WebhookFormat::Json,
+        Some("slack") => WebhookFormat::Slack,
+        Some(other) => {
+            p.push(
+                s.path("format"),
+                format!("`{other}` is not one of json, slack"),
+            );
+            WebhookFormat::Json
+        }
+    };
+    let token = secret(s, "token", p);
+    let timeout = s.duration("timeout", DEFAULT_NOTIFY_TIMEOUT, p);
+    WebhookSettings {
+        url,
+        format,
+        token,
+        timeout,
+    }
+}
+
+impl NotifySettings {
+    /// As `check-config` prints it, secrets redacted.
+    pub fn effective(&self) -> Value {
+        let d = |d: Duration| humantime::format_duration(d).to_string();
+        json!({
+            "primary": self.primary,
+            "fallback": self.fallback,
+            "retry_for": d(self.retry_for),
+            "digest_over": self.digest_over,
+            "smtp": self.smtp.as_ref().map(|s| json!({
+                "host": s.host, "port": s.port, "security": s.security, "ca_file": s.ca_file,
+                "username": s.username, "password": s.password.as_ref().map(|_| "<redacted>"),
+                "from": s.from, "to": s.to, "timeout": d(s.timeout),
+            })),
+            "webhook": self.webhook.as_ref().map(|w| json!({
+                "url": redact_path(&w.url), "format": w.format,
+                "token": w.token.as_ref().map(|_| "<redacted>"), "timeout": d(w.timeout),
+            })),
+            "alertmanager": self.alertmanager.as_ref().map(|a| json!({
+                "url": a.url, "timeout": d(a.timeout),
+            })),
+        })
+    }
+}
+
+/// `https://hooks.slack.com/services/T0/B0/secret` → `https://hooks.slack.com/<redacted>`: chat
+/// webhook URLs carry their credential in the path.
+fn redact_path(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let host = rest.split(['/', '?']).next().unwrap_or_default();
+            let host = host.rsplit('@').next().unwrap_or_default();
+            if rest.len() > host.len() {
+                format!("{scheme}://{host}/<redacted>")
+            } else {
+                format!("{scheme}://{host}")
+            }
+        }
+        None => "<redacted>".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::{ConfigError, load_with_env};
+
+    const BASE: &str = r#"
+[desk]
+support_addresses = ["support@example.com"]
+[sources.mail]
+type = "maildir"
+path = "maildir"
+"#;
+
+    fn load(
+        dir: &Path,
+        extra: &str,
+        env: Vec<(String, String)>,
+    ) -> Result<super::super::Settings, ConfigError> {
+        let path = dir.join("slawatch.toml");
+        std::fs::write(&path, format!("{BASE}\n{extra}")).unwrap();
+        load_with_env(&path, env)
+    }
+
+    #[test]
+    fn smtp_and_webhook_are_read_with_secrets_from_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = load(
+            dir.path(),
+            r#"
+[notify]
+primary = ["smtp"]
+fallback = "webhook"
+[notify.smtp]
+host = "smtp.example.com"
+username = "alerts@example.com"
+from = "SLA <alerts@example.com>"
+to = ["oncall@example.com"]
+[notify.webhook]
+url = "https://hooks.example.com/services/T0/B0/XYZ"
+format = "slack"
+"#,
+            vec![("SLAWATCH__NOTIFY__SMTP__PASSWORD".into(), "pw".into())],
+        )
+        .unwrap();
+        let smtp = s.notify.smtp.as_ref().unwrap();
+        assert_eq!(smtp.port, 587);
+        assert_eq!(smtp.password.as_ref().unwrap().expose(), "pw");
+        let shown = s.effective().to_string();
+        assert!(!shown.contains("\"pw\""), "{shown}");
+        assert!(
+            !shown.contains("XYZ"),
+            "the webhook credential leaked: {shown}"
+        );
+    }
+
+    #[test]
+    fn every_notifier_problem_names_its_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = load(
+            dir.path(),
+            r#"
+[notify]
+primary = ["smtp", "pager"]
+fallback = "alertmanager"
+[notify.smtp]
+host = "smtp.example.com"
+security = "plain"
+password = "in-the-file"
+from = "not an address"
+[notify.webhook]
+url = "ftp://x"
+format = "xml"
+"#,
+            vec![],
+        )
+        .unwrap_err()
+        .to_string();
+        for key in [
+            "notify.primary[1]",
+            "notify.fallback",
+            "notify.smtp.security",
+            "notify.smtp.password",
+            "notify.smtp.from",
+            "notify.smtp.to",
+            "notify.webhook.url",
+            "notify.webhook.format",
+        ] {
+            assert!(err.contains(key), "{key} missing in:\n{err}");
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! Webhook notifier: one HTTP POST per batch of alerts, as generic JSON or as a Slack-compatible
+//! `{"text": …}` payload (Slack, Mattermost, Rocket.Chat incoming webhooks).
+//!
+//! Generic JSON: `{"source": "slawatch", "digest": bool, "count": n, "alerts": [Alert…]}` where
+//! each alert has `kind, inquiry_id, channel, language, customer, subject, received_at,
+//! deadline_at, due_at, link, headline`. Any 2xx answer is a delivery. Error texts never carry
+//! the URL: chat webhook URLs are credentials.
+
+use std::fmt::Write as _;
+
+use serde_json::json;
+
+use super::{Alert, Delivery, DeliveryError};
+use crate::config::{WebhookFormat, WebhookSettings};
+
+/// Why the webhook client could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build the webhook HTTP client: {0}")]
+pub struct WebhookError(String);
+
+pub struct WebhookNotifier {
+    client: reqwest::Client,
+    url: String,
+    format: WebhookFormat,
+    token: Option<crate::config::Secret>,
+    digest_over: usize,
+}
+
+impl std::fmt::Debug for WebhookNotifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookNotifier")
+            .field("format", &self.format)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An HTTP client bounded in connect and total time (a rustls crypto provider must be installed).
+pub(super) fn client(timeout: std::time::Duration) -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .user_agent(concat!("slawatch/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| e.without_url().to_string())
+}
+
+impl WebhookNotifier {
+    pub fn new(s: &WebhookSettings, digest_over: usize) -> Result<Self, WebhookError> {
+        Ok(WebhookNotifier {
+            client: client(s.timeout).map_err(WebhookError)?,
+            url: s.url.clone(),
+            format: s.format,
+            token: s.token.clone(),
+            digest_over: digest_over.max(1),
+        })
+    }
+
+    /// The request body for a batch.
+    pub fn payload(&self, alerts: &[Alert]) -> serde_json::Value {
+        let digest = alerts.len() > self.digest_over;
+        match self.format {
+            WebhookFormat::Json => {
+                let items: Vec<serde_json::Value> = alerts
+                    .iter()
+                    .map(|a| {
+                        let mut v = serde_json::to_value(a).unwrap_or_default();
+                        v["headline"] = json!(a.headline());
+                        v
+                    })
+                    .collect();
+                json!({"source": "slawatch", "digest": digest, "count": alerts.len(), "alerts": items})
+            }
+            WebhookFormat::Slack => {
+                let mut text = String::new();
+                if digest {
+                    let _ = writeln!(
+                        text,
+                        "*SLA digest: {} alerts fell due together*",
+                        alerts.len()
+                    );
+                }
+                for a in alerts {
+                    let _ = writeln!(text, "{} <{}|open>", a.headline(), a.link);
+                }
+                json!({"text": text})
+            }
+        }
+    }
+
+    async fn post(&self, alerts: &[Alert]) -> Result<(), String> {
+        let mut request = self.client.post(&self.url).json(&self.payload(alerts));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token.expose());
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| format!("webhook request failed: {}", e.without_url()))?;
+        let status = response.status();
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(format!("webhook answered {status}"))
+        }
+    }
+}
+
+impl super::Notifier for WebhookNotifier {
+    fn name(&self) -> &str {
+        "webhook"
+    }
+
+    fn deliver<'a>(&'a self, alerts: &'a [Alert]) -> Delivery<'a> {
+        Box::pin(async move {
+            let result = self.post(alerts).await;
+            alerts
+                .iter()
+                .map(|_| {
+                    result.clone().map_err(|message| DeliveryError {
+                        notifier: "webhook".into(),
+                        message,
+                    })
+                })
+                .collect()
+        })
+    }
+}

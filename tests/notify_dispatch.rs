@@ -1,0 +1,283 @@
+//! Webhook and Alertmanager notifiers against real receivers, and the dispatcher over real
+//! servers: retry while the SMTP server is down (order kept, nothing lost), wrong credentials
+//! (`notifier_up` 0, the fallback takes over), health metrics.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use slawatch::config::{
+    AlertmanagerSettings, DeskSettings, Secret, SmtpSecurity, SmtpSettings, WebhookFormat,
+    WebhookSettings,
+};
+use slawatch::domain::{Channel, InquiryId, Language};
+use slawatch::notify::alertmanager::AlertmanagerNotifier;
+use slawatch::notify::dispatch::{Dispatch, NotifierHealth};
+use slawatch::notify::smtp::SmtpNotifier;
+use slawatch::notify::webhook::WebhookNotifier;
+use slawatch::notify::{Alert, AlertKind, Notifier};
+use slawatch::telemetry::Metrics;
+use slawatch::tracker::policy::{Policy, PolicySet};
+use slawatch::tracker::{Tracker, TrackerRules};
+use support::smtp::{PASSWORD, SmtpServer, USER};
+use support::webhook::Receiver;
+
+fn install_ring() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+fn alert(kind: AlertKind, id: &str) -> Alert {
+    let received: DateTime<Utc> = Utc::now() - chrono::Duration::minutes(15);
+    Alert {
+        kind,
+        inquiry_id: InquiryId(id.into()),
+        channel: Channel::Phone,
+        language: Language::Es,
+        customer: "+34600000000".into(),
+        subject: "Llamada".into(),
+        received_at: received,
+        deadline_at: received + chrono::Duration::minutes(15),
+        due_at: Utc::now(),
+        link: format!("http://127.0.0.1:9750/api/v1/inquiries/{id}"),
+    }
+}
+
+fn webhook(url: &str, format: WebhookFormat) -> WebhookSettings {
+    WebhookSettings {
+        url: url.into(),
+        format,
+        token: Some(Secret::new("hook-token")),
+        timeout: Duration::from_secs(5),
+    }
+}
+
+fn smtp(server: &SmtpServer, password: &str) -> SmtpSettings {
+    SmtpSettings {
+        host: "127.0.0.1".into(),
+        port: server.starttls_port,
+        security: SmtpSecurity::Starttls,
+        ca_file: Some(server.cert.clone()),
+        username: Some(USER.into()),
+        password: Some(Secret::new(password)),
+        from: "slawatch@desk.example".into(),
+        to: vec!["oncall@desk.example".into()],
+        timeout: Duration::from_secs(3),
+    }
+}
+
+fn render(metrics: &Metrics) -> String {
+    let desk = DeskSettings {
+        support_addresses: vec!["support@desk.example".into()],
+        internal_domains: vec![],
+        ignore_senders: vec![],
+        ignore_subjects: vec![],
+        auto_ack_subjects: vec![],
+        default_language: Language::En,
+        time_zone: chrono_tz::UTC,
+    };
+    let tracker = Tracker::new(Arc::new(TrackerRules {
+        desk,
+        policies: PolicySet::single(Policy::default()),
+    }));
+    metrics.render(&tracker, Utc::now()).unwrap()
+}
+
+#[tokio::test]
+async fn webhook_posts_generic_json_and_slack_text_with_the_token() {
+    install_ring();
+    let receiver = Receiver::start().await;
+    let json = WebhookNotifier::new(&webhook(&receiver.url, WebhookFormat::Json), 10).unwrap();
+    let r = json.deliver(&[alert(AlertKind::Breach, "phone-1")]).await;
+    assert!(r[0].is_ok(), "{r:?}");
+    let slack = WebhookNotifier::new(&webhook(&receiver.url, WebhookFormat::Slack), 10).unwrap();
+    let r = slack.deliver(&[alert(AlertKind::Warning, "phone-2")]).await;
+    assert!(r[0].is_ok(), "{r:?}");
+    let bodies = receiver.wait_for(2, Duration::from_secs(5)).await;
+    assert_eq!(bodies[0]["count"], 1);
+    assert_eq!(bodies[0]["alerts"][0]["inquiry_id"], "phone-1");
+    assert_eq!(bodies[0]["alerts"][0]["kind"], "breach");
+    assert!(
+        bodies[0]["alerts"][0]["headline"]
+            .as_str()
+            .unwrap()
+            .starts_with("[SLA breached] phone/es")
+    );
+    let text = bodies[1]["text"].as_str().unwrap();
+    assert!(text.contains("phone/es"), "{text}");
+    assert!(text.contains("/api/v1/inquiries/phone-2|open>"), "{text}");
+    assert_eq!(
+        receiver.authorizations()[0].as_deref(),
+        Some("Bearer hook-token")
+    );
+    // A refusal is a failure, without the URL in the message.
+    receiver.answer(503);
+    let r = json.deliver(&[alert(AlertKind::Breach, "phone-3")]).await;
+    let err = r[0].as_ref().unwrap_err().to_string();
+    assert!(err.contains("503"), "{err}");
+    assert!(!err.contains("/hook"), "{err}");
+}
+
+#[tokio::test]
+async fn a_real_alertmanager_receives_the_push_and_routes_it() {
+    install_ring();
+    let receiver = Receiver::start().await;
+    let am = support::alertmanager::Alertmanager::start(&receiver.url);
+    let n = AlertmanagerNotifier::new(&AlertmanagerSettings {
+        url: am.url.clone(),
+        timeout: Duration::from_secs(5),
+    })
+    .unwrap();
+    let r = n
+        .deliver(&[
+            alert(AlertKind::Breach, "phone-10"),
+            alert(AlertKind::Warning, "phone-11"),
+        ])
+        .await;
+    assert!(r.iter().all(Result::is_ok), "{r:?}\n{}", am.log());
+    let bodies = receiver.wait_for(2, Duration::from_secs(20)).await;
+    let mut names: Vec<String> = bodies
+        .iter()
+        .map(|b| b["groupLabels"]["alertname"].as_str().unwrap().to_string())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["SlaBreach", "SlaWarning"]);
+    let breach = bodies
+        .iter()
+        .find(|b| b["groupLabels"]["alertname"] == "SlaBreach")
+        .unwrap();
+    assert_eq!(breach["status"], "firing");
+    let labels = &breach["alerts"][0]["labels"];
+    assert_eq!(labels["severity"], "page");
+    assert_eq!(labels["channel"], "phone");
+    assert_eq!(labels["language"], "es");
+    assert_eq!(labels["inquiry"], "phone-10");
+
+    // Answered: the breach is resolved with endsAt.
+    let r = n.deliver(&[alert(AlertKind::Resolved, "phone-10")]).await;
+    assert!(r.iter().all(Result::is_ok), "{r:?}\n{}", am.log());
+    let limit = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let resolved = receiver
+            .bodies()
+            .into_iter()
+            .any(|b| b["status"] == "resolved" && b["groupLabels"]["alertname"] == "SlaBreach");
+        if resolved {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < limit,
+            "no resolved notification: {:?}",
+            receiver.bodies()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn smtp_down_then_back_delivers_every_alert_in_order() {
+    install_ring();
+    let mut server = SmtpServer::start();
+    let metrics = Arc::new(Metrics::new("test", &[]));
+    let health = NotifierHealth::new(metrics.clone(), &["smtp"]).unwrap();
+    let primary: Arc<dyn Notifier> =
+        Arc::new(SmtpNotifier::new(&smtp(&server, PASSWORD), chrono_tz::UTC, 3).unwrap());
+    let dispatch = Arc::new(Dispatch::new(
+        vec![primary],
+        None,
+        Duration::from_secs(60),
+        health,
+    ));
+    server.stop();
+    // Five batches fall due one after the other while the server is down.
+    let mut waiting = Vec::new();
+    for i in 0..5 {
+        let d = dispatch.clone();
+        waiting.push(tokio::spawn(async move {
+            d.deliver(&[alert(AlertKind::Breach, &format!("phone-{i}"))])
+                .await
+        }));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(render(&metrics).contains("slawatch_notifier_up{notifier=\"smtp\"} 0"));
+    server.resume();
+    for w in waiting {
+        let r = tokio::time::timeout(Duration::from_secs(30), w)
+            .await
+            .expect("delivered after the server came back")
+            .unwrap();
+        assert!(r[0].is_ok(), "{r:?}");
+    }
+    // The first batch alone (it was being retried), then the four that piled up behind it,
+    // above the digest threshold of 3: one digest, in order.
+    let got = server.messages();
+    let text: String = got.iter().map(|m| m.body()).collect();
+    let positions: Vec<usize> = (0..5)
+        .map(|i| {
+            text.find(&format!("slawatch ack phone-{i} "))
+                .unwrap_or_else(|| panic!("phone-{i} lost: {text}"))
+        })
+        .collect();
+    assert!(positions.windows(2).all(|w| w[0] < w[1]), "{positions:?}");
+    assert!(got.len() <= 2, "{} mails", got.len());
+    let shown = render(&metrics);
+    assert!(
+        shown.contains("slawatch_notifier_up{notifier=\"smtp\"} 1"),
+        "{shown}"
+    );
+    assert!(
+        shown
+            .contains("slawatch_alerts_total{kind=\"breach\",notifier=\"smtp\",result=\"sent\"} 5"),
+        "{shown}"
+    );
+    assert!(shown.contains("slawatch_alert_delivery_latency_seconds_count{notifier=\"smtp\"} 5"));
+}
+
+#[tokio::test]
+async fn wrong_smtp_credentials_mark_it_down_and_the_fallback_delivers() {
+    install_ring();
+    let server = SmtpServer::start();
+    let receiver = Receiver::start().await;
+    let metrics = Arc::new(Metrics::new("test", &[]));
+    let health = NotifierHealth::new(metrics.clone(), &["smtp", "webhook"]).unwrap();
+    let primary: Arc<dyn Notifier> =
+        Arc::new(SmtpNotifier::new(&smtp(&server, "wrong"), chrono_tz::UTC, 10).unwrap());
+    let fallback: Arc<dyn Notifier> =
+        Arc::new(WebhookNotifier::new(&webhook(&receiver.url, WebhookFormat::Json), 10).unwrap());
+    let dispatch = Dispatch::new(
+        vec![primary],
+        Some(fallback),
+        Duration::from_secs(2),
+        health,
+    );
+    let r = dispatch
+        .deliver(&[alert(AlertKind::Warning, "phone-20")])
+        .await;
+    assert!(r[0].is_ok(), "{r:?}");
+    let bodies = receiver.wait_for(1, Duration::from_secs(5)).await;
+    assert_eq!(bodies[0]["alerts"][0]["inquiry_id"], "phone-20");
+    assert!(server.messages().is_empty());
+    let shown = render(&metrics);
+    assert!(
+        shown.contains("slawatch_notifier_up{notifier=\"smtp\"} 0"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("slawatch_notifier_up{notifier=\"webhook\"} 1"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(
+            "slawatch_alerts_total{kind=\"warning\",notifier=\"smtp\",result=\"failed\"} 1"
+        ),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(
+            "slawatch_alerts_total{kind=\"warning\",notifier=\"webhook\",result=\"sent\"} 1"
+        ),
+        "{shown}"
+    );
+}
