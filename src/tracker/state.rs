@@ -210,22 +210,22 @@ struct PendingReply {
 /// The state of every inquiry and the indexes the rules need.
 #[derive(Debug)]
 pub struct Tracker {
-    rules: Arc<TrackerRules>,
-    inquiries: HashMap<InquiryId, Inquiry>,
+    pub(super) rules: Arc<TrackerRules>,
+    pub(super) inquiries: HashMap<InquiryId, Inquiry>,
     /// Inquiries by received time, newest last: the API's order and paging key.
     by_received: BTreeSet<(DateTime<Utc>, InquiryId)>,
     /// Every Message-ID (or call id) seen → its thread.
-    thread_of: HashMap<String, String>,
+    pub(super) thread_of: HashMap<String, String>,
     /// Header digests of every message seen: a re-fetch of the same bytes is dropped.
-    seen_digests: HashSet<String>,
+    pub(super) seen_digests: HashSet<String>,
     /// Thread → its open inquiry.
-    open_in_thread: HashMap<String, InquiryId>,
+    pub(super) open_in_thread: HashMap<String, InquiryId>,
     /// Threads the desk has replied in: a later customer message is a next reply.
     replied_threads: HashSet<String>,
     /// Replies read before the message they answer: referenced id → replies.
     pending_replies: HashMap<String, Vec<PendingReply>>,
     /// Policy versions already recorded in the ledger.
-    policies_seen: HashSet<String>,
+    pub(super) policies_seen: HashSet<String>,
     /// Message-ID → sender of the customer messages seen: a second delivery of the same message
     /// (another alias, a redelivery: other `Received:` lines, so another digest) is the same
     /// inquiry, not a new one.
@@ -302,6 +302,12 @@ impl Tracker {
             Observation::ManualAck(ack) => self.decide_ack(ack)?,
             Observation::DeadlineReached { inquiry_id, stage } => {
                 self.decide_deadline(inquiry_id, *stage, now)
+            }
+            Observation::CallStarted(call) | Observation::CallEnded(call) => {
+                self.decide_call(call, None)
+            }
+            Observation::CallAnswered(call) => {
+                self.decide_call(call, Some(call.answered_at.unwrap_or(call.started_at)))
             }
         })
     }
