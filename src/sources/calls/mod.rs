@@ -11,4 +11,6 @@
 //! fields spanning lines, byte-truncated UTF-8, `ANSWERED` by an IVR or voicemail, several
 //! records per call written in hangup order, local-time files across a DST change.
 
+pub mod cdr_csv;
 pub mod number;
+pub mod queue_log;
