@@ -12,5 +12,6 @@
 //! records per call written in hangup order, local-time files across a DST change.
 
 pub mod cdr_csv;
+pub mod lines;
 pub mod number;
 pub mod queue_log;
