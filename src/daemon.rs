@@ -125,6 +125,12 @@ pub async fn run(
                     name, i, cursors, sink, health, stop,
                 ));
             }
+            SourceKind::CallLog(c) => {
+                let cursors = cursors.into_iter().collect();
+                tasks.spawn(crate::sources::calls::tail::run(
+                    name, c, cursors, sink, health, stop,
+                ));
+            }
         }
     }
     drop(sink);

@@ -412,10 +412,13 @@ fn sources(
         let kind = match kind.as_deref() {
             Some("imap") => imap(&mut s, &name, file_only, base, p).map(SourceKind::Imap),
             Some("maildir") => maildir(&mut s, base, p).map(SourceKind::Maildir),
+            Some(kind @ ("asterisk_cdr" | "asterisk_queue_log")) => {
+                super::calls::call_log(&mut s, kind, base, p).map(SourceKind::CallLog)
+            }
             Some(other) => {
                 p.push(
                     s.path("type"),
-                    format!("`{other}` is not a source type (imap, maildir)"),
+                    format!("`{other}` is not a source type (imap, maildir, asterisk_cdr, asterisk_queue_log)"),
                 );
                 None
             }
@@ -659,6 +662,7 @@ impl Settings {
                     "name": s.name, "type": "maildir", "path": m.path, "inbox_folders": m.inbox_folders,
                     "sent_folders": m.sent_folders, "scan_interval": humantime::format_duration(m.scan_interval).to_string(),
                 }),
+                SourceKind::CallLog(c) => super::calls::effective(&s.name, c),
             })
             .collect();
         json!({

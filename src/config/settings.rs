@@ -72,6 +72,8 @@ pub struct SourceSettings {
 pub enum SourceKind {
     Imap(ImapSettings),
     Maildir(MaildirSettings),
+    /// An Asterisk `cdr_csv` or `queue_log` file, tailed.
+    CallLog(crate::sources::calls::lines::CallLogSettings),
 }
 
 #[derive(Debug, Clone)]

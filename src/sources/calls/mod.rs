@@ -15,3 +15,4 @@ pub mod cdr_csv;
 pub mod lines;
 pub mod number;
 pub mod queue_log;
+pub mod tail;

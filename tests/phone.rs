@@ -1,0 +1,232 @@
+//! End-to-end tests of the phone channel: the real binary tails Asterisk call logs written by
+//! the test (fixtures in `tests/fixtures/calls`, in the exact `cdr_csv` 18-column and `queue_log`
+//! formats), and the inquiries are read back through the HTTP API.
+
+mod support;
+
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::daemon::Daemon;
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/calls");
+
+fn config(sources: &str) -> String {
+    format!(
+        r#"
+[store]
+url = "sqlite://{{dir}}/ledger.db"
+[http]
+bind = "127.0.0.1:{{port}}"
+[desk]
+support_addresses = ["support@example.com"]
+{sources}
+"#
+    )
+}
+
+fn lines(name: &str) -> String {
+    format!(
+        r#"
+default_region = "ES"
+extension_max_digits = 5
+poll_interval = "100ms"
+[[sources.{name}.lines]]
+name = "soporte-es"
+match = ["600", "soporte-es"]
+language = "es"
+region = "ES"
+[[sources.{name}.lines]]
+name = "support-ar"
+match = ["700", "support-ar"]
+language = "ar"
+region = "SA"
+"#
+    )
+}
+
+fn cdr_source() -> String {
+    format!(
+        "[sources.cdr]\ntype = \"asterisk_cdr\"\npath = \"Master.csv\"\nlayout = \"18\"\ntime_zone = \"UTC\"\n{}",
+        lines("cdr")
+    )
+}
+
+fn queue_source() -> String {
+    format!(
+        "[sources.queue]\ntype = \"asterisk_queue_log\"\npath = \"queue_log\"\n{}",
+        lines("queue")
+    )
+}
+
+fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("slawatch-phone")
+        .tempdir()
+        .unwrap()
+}
+
+fn copy_fixture(dir: &Path, name: &str) {
+    std::fs::copy(Path::new(FIXTURES).join(name), dir.join(name)).unwrap();
+}
+
+fn append(path: &Path, text: &str) {
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+}
+
+fn phone(d: &Daemon) -> Vec<Value> {
+    d.get_json("/api/v1/inquiries?channel=phone&limit=1000")["inquiries"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn by_customer<'a>(inquiries: &'a [Value], customer: &str) -> &'a Value {
+    inquiries
+        .iter()
+        .find(|i| i["customer"] == customer)
+        .unwrap_or_else(|| panic!("no inquiry from {customer} in {inquiries:#?}"))
+}
+
+/// The calls of the fixtures, as each run must see them.
+fn check_fixture_calls(inquiries: &[Value], with_callback: bool) {
+    assert_eq!(inquiries.len(), 3, "{inquiries:#?}");
+    let ana = by_customer(inquiries, "+34600123456");
+    assert_eq!(ana["received_at"], "2026-01-05T09:15:42Z");
+    assert_eq!(ana["responded_at"], "2026-01-05T09:16:30Z");
+    assert_eq!(ana["response_kind"], "phone");
+    assert_eq!(ana["sla"], "met");
+    assert_eq!(ana["language"], "es");
+    let abu = by_customer(inquiries, "+966551234567");
+    assert_eq!(abu["received_at"], "2026-01-05T09:23:20Z");
+    assert_eq!(abu["language"], "ar");
+    if with_callback {
+        // Called back at 09:40:10, 17 minutes after the call: answered, but late.
+        assert_eq!(abu["state"], "responded");
+        assert_eq!(abu["responded_at"], "2026-01-05T09:40:10Z");
+        assert_eq!(abu["sla"], "missed");
+    } else {
+        assert_eq!(abu["state"], "open");
+    }
+    let withheld = by_customer(inquiries, "withheld");
+    assert_eq!(withheld["received_at"], "2026-01-05T09:33:20Z");
+    assert_eq!(withheld["state"], "open");
+}
+
+#[test]
+fn cdr_and_queue_log_for_the_same_calls_agree() {
+    // Each feed alone, then both together: the same calls, the same inquiries, never doubled.
+    for (sources, with_callback) in [
+        (cdr_source(), true),
+        (queue_source(), false),
+        (format!("{}\n{}", cdr_source(), queue_source()), true),
+    ] {
+        let dir = tempdir();
+        copy_fixture(dir.path(), "Master.csv");
+        copy_fixture(dir.path(), "queue_log");
+        let mut d = Daemon::configure(dir.path(), &config(&sources), &[]);
+        d.start();
+        d.wait_ready(Duration::from_secs(30));
+        check_fixture_calls(&phone(&d), with_callback);
+        assert!(d.stop());
+    }
+}
+
+const NEW_CALL: &str = r#""","+34 611 22 33 44","600","from-trunk","""O'Brien, \""Pat\"""" <+34611223344>","PJSIP/trunk-es-00000070","","Hangup","","2026-01-05 10:00:00",,"2026-01-05 10:00:30",30,0,"NO ANSWER","DOCUMENTATION","1767607200.1500","""#;
+
+#[test]
+fn a_tailed_master_csv_is_followed_live_through_partial_lines_bad_rows_and_rotation() {
+    let dir = tempdir();
+    copy_fixture(dir.path(), "Master.csv");
+    let csv = dir.path().join("Master.csv");
+    let mut d = Daemon::configure(dir.path(), &config(&cdr_source()), &[]);
+    d.start();
+    d.wait_ready(Duration::from_secs(30));
+    assert_eq!(phone(&d).len(), 3);
+
+    // A row written in two pieces: nothing until the newline arrives.
+    let (head, tail) = NEW_CALL.split_at(60);
+    append(&csv, head);
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(phone(&d).len(), 3);
+    let written = Instant::now();
+    append(&csv, &format!("{tail}\n"));
+    d.wait_for("the appended call", Duration::from_secs(5), |d| {
+        phone(d).len() == 4
+    });
+    let latency = written.elapsed();
+    assert!(latency < Duration::from_secs(1), "took {latency:?}");
+    let pat = phone(&d);
+    let pat = by_customer(&pat, "+34611223344");
+    assert_eq!(pat["customer_name"], r#"O'Brien, "Pat""#);
+    assert_eq!(pat["state"], "open");
+
+    // A malformed row is counted and skipped; the next one is read.
+    let before = d
+        .metric(r#"slawatch_source_errors_total{kind="parse",source="cdr"}"#)
+        .unwrap_or(0.0);
+    append(&csv, "\"garbage\",\"row\"\n");
+    append(
+        &csv,
+        &format!(
+            "{}\n",
+            NEW_CALL
+                .replace("1767607200.1500", "1767607300.1600")
+                .replace("+34 611 22 33 44", "34622000111")
+                .replace("+34611223344", "34622000111")
+        ),
+    );
+    d.wait_for("the row after the bad one", Duration::from_secs(5), |d| {
+        phone(d).len() == 5
+    });
+    let after = d
+        .metric(r#"slawatch_source_errors_total{kind="parse",source="cdr"}"#)
+        .unwrap_or(0.0);
+    assert_eq!(after, before + 1.0);
+    assert!(d.log().contains("line 7"), "{}", d.log());
+
+    // Rotation: the file is moved away and a new one started.
+    std::fs::rename(&csv, dir.path().join("Master.csv.1")).unwrap();
+    append(
+        &csv,
+        &format!(
+            "{}\n",
+            NEW_CALL
+                .replace("1767607200.1500", "1767607400.1700")
+                .replace("+34 611 22 33 44", "600 333 444")
+        ),
+    );
+    d.wait_for("the row in the rotated file", Duration::from_secs(5), |d| {
+        phone(d).iter().any(|i| i["customer"] == "+34600333444")
+    });
+
+    // A restart resumes after the last committed row: nothing is read twice.
+    assert!(d.stop());
+    d.start();
+    d.wait_ready(Duration::from_secs(30));
+    assert_eq!(phone(&d).len(), 6);
+    assert!(d.stop());
+}
+
+#[test]
+fn a_missing_call_log_shows_the_source_down_and_is_picked_up_when_it_appears() {
+    let dir = tempdir();
+    let mut d = Daemon::configure(dir.path(), &config(&cdr_source()), &[]);
+    d.start();
+    d.wait_for("source_up 0", Duration::from_secs(10), |d| {
+        d.metric(r#"slawatch_source_up{source="cdr"}"#) == Some(0.0)
+    });
+    assert!(d.log().contains("Call log not readable"), "{}", d.log());
+    copy_fixture(dir.path(), "Master.csv");
+    d.wait_ready(Duration::from_secs(10));
+    assert_eq!(d.metric(r#"slawatch_source_up{source="cdr"}"#), Some(1.0));
+    check_fixture_calls(&phone(&d), true);
+    assert!(d.stop());
+}
