@@ -67,6 +67,12 @@ pub enum Command {
         ack: ManualAck,
         reply: oneshot::Sender<Result<Inquiry, AckError>>,
     },
+    /// Observations pushed through the API (`POST /api/v1/calls`); answers with the number of
+    /// ledger events they caused once those are committed.
+    Observe {
+        observations: Vec<Observation>,
+        reply: oneshot::Sender<Result<usize, AckError>>,
+    },
 }
 
 /// Cheap handle for sending commands to the engine.
@@ -85,6 +91,19 @@ impl EngineHandle {
         let (reply, answer) = oneshot::channel();
         self.commands
             .send(Command::Ack { ack, reply })
+            .await
+            .map_err(|_| AckError::Stopped)?;
+        answer.await.map_err(|_| AckError::Stopped)?
+    }
+
+    /// Records pushed observations (call events); returns how many ledger events they caused.
+    pub async fn observe(&self, observations: Vec<Observation>) -> Result<usize, AckError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Observe {
+                observations,
+                reply,
+            })
             .await
             .map_err(|_| AckError::Stopped)?;
         answer.await.map_err(|_| AckError::Stopped)?
@@ -270,6 +289,19 @@ impl Engine {
                         Err(e) => Err(AckError::Store(e)),
                     },
                 };
+                let _ = reply.send(answer);
+            }
+            Command::Observe {
+                observations,
+                reply,
+            } => {
+                let now = self.clock.now();
+                let events = self.decide_and_apply(&observations, now);
+                let answer = self
+                    .commit(now, &events, &[], deadlines, deliveries)
+                    .await
+                    .map(|()| events.len())
+                    .map_err(AckError::Store);
                 let _ = reply.send(answer);
             }
         }

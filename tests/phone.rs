@@ -230,3 +230,54 @@ fn a_missing_call_log_shows_the_source_down_and_is_picked_up_when_it_appears() {
     check_fixture_calls(&phone(&d), true);
     assert!(d.stop());
 }
+
+#[test]
+fn calls_pushed_over_http_are_tracked_like_logged_ones() {
+    let dir = tempdir();
+    copy_fixture(dir.path(), "Master.csv");
+    let mut d = Daemon::configure(dir.path(), &config(&cdr_source()), &[]);
+    d.start();
+    d.wait_ready(Duration::from_secs(30));
+    let push = |body: &str| support::daemon::request(d.addr, "POST", "/api/v1/calls", Some(body));
+    let started = chrono::Utc::now() - chrono::Duration::minutes(3);
+    let missed = format!(
+        r#"{{"call_id": "push-1", "event": "ended", "outcome": "voicemail", "number": "699 000 111",
+            "region": "ES", "language": "es", "line": "soporte-es", "started_at": "{}"}}"#,
+        started.to_rfc3339()
+    );
+    let (status, body) = push(&missed);
+    assert_eq!(status, 202, "{body}");
+    assert!(body.contains(r#""events":"#), "{body}");
+    // The same event again changes nothing.
+    let (status, body) = push(&missed);
+    assert_eq!(
+        (status, body.as_str()),
+        (202, r#"{"accepted":1,"events":0}"#)
+    );
+    let open = phone(&d);
+    let call = by_customer(&open, "+34699000111");
+    assert_eq!(call["state"], "open");
+    assert_eq!(call["language"], "es");
+
+    let (status, body) =
+        push(r#"{"call_id": "x", "event": "rang", "started_at": "2026-01-05T09:00:00Z"}"#);
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("event 0"), "{body}");
+    let (status, _) = push(r#"{"call_id": "x", "event": "started"}"#);
+    assert_eq!(status, 400);
+
+    let callback = format!(
+        r#"[{{"call_id": "push-2", "event": "answered", "direction": "outbound", "number": "+34699000111",
+             "agent": "2001", "started_at": "{0}", "answered_at": "{0}"}}]"#,
+        chrono::Utc::now().to_rfc3339()
+    );
+    let (status, body) = push(&callback);
+    assert_eq!(status, 202, "{body}");
+    let all = phone(&d);
+    let call = by_customer(&all, "+34699000111");
+    assert_eq!(call["state"], "responded");
+    assert_eq!(call["response_kind"], "phone");
+    assert_eq!(call["responder"], "2001");
+    assert_eq!(call["sla"], "met");
+    assert!(d.stop());
+}

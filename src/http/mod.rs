@@ -12,6 +12,7 @@
 //!   graceful shutdown.
 
 pub mod api;
+pub mod calls;
 pub mod status;
 
 use std::sync::{Arc, PoisonError, RwLockReadGuard};
@@ -61,6 +62,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/inquiries", get(api::list))
         .route("/api/v1/inquiries/{id}", get(api::one))
         .route("/api/v1/inquiries/{id}/ack", post(api::ack))
+        .route("/api/v1/calls", post(calls::push))
         .fallback(not_found)
         .with_state(state)
 }
