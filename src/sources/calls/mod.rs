@@ -16,3 +16,4 @@ pub mod lines;
 pub mod number;
 pub mod queue_log;
 pub mod tail;
+pub mod twilio;
