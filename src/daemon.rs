@@ -131,6 +131,12 @@ pub async fn run(
                     name, c, cursors, sink, health, stop,
                 ));
             }
+            SourceKind::Twilio(t) => {
+                let cursors = cursors.into_iter().collect();
+                tasks.spawn(crate::sources::calls::poll::run(
+                    name, t, cursors, sink, health, stop,
+                ));
+            }
         }
     }
     drop(sink);

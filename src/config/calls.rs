@@ -28,6 +28,7 @@ use crate::domain::Language;
 use crate::sources::calls::cdr_csv::{CdrLayout, FileZone};
 use crate::sources::calls::lines::{CallLines, CallLogFormat, CallLogSettings, Line};
 use crate::sources::calls::number::region;
+use crate::sources::calls::poll::TwilioSettings;
 
 pub(super) fn call_log(
     s: &mut Table,
@@ -78,6 +79,17 @@ pub(super) fn call_log(
         CallLogFormat::QueueLog
     };
     let poll_interval = s.duration("poll_interval", Duration::from_millis(250), p);
+    let lines = call_lines(s, p);
+    Some(CallLogSettings {
+        format,
+        path: path?,
+        poll_interval,
+        lines,
+    })
+}
+
+/// The line keys shared by every phone source.
+fn call_lines(s: &mut Table, p: &mut Problems) -> CallLines {
     let region_at = |t: &mut Table, key: &str, p: &mut Problems| {
         t.string(key, p).and_then(|r| {
             region(&r).or_else(|| {
@@ -145,21 +157,59 @@ pub(super) fn call_log(
             "must be a list of tables ([[sources.NAME.lines]])",
         ),
     }
-    Some(CallLogSettings {
-        format,
-        path: path?,
+    CallLines {
+        lines,
+        default_region,
+        extension_max_digits,
+        exclude_withheld,
+        min_callback_seconds,
+        outbound_prefix,
+    }
+}
+
+pub(super) fn twilio(
+    s: &mut Table,
+    file_only: &Value,
+    base: &Path,
+    p: &mut Problems,
+) -> Option<TwilioSettings> {
+    let base_url = s
+        .string("base_url", p)
+        .unwrap_or_else(|| "https://api.twilio.com".to_string());
+    if !(base_url.starts_with("https://")
+        || base_url.starts_with("http://127.0.0.1")
+        || base_url.starts_with("http://localhost"))
+    {
+        p.push(
+            s.path("base_url"),
+            format!("`{base_url}` must be https:// (plain http only to loopback)"),
+        );
+    }
+    let account_sid = s.required_string("account_sid", p);
+    let auth_token = super::load::secret(s, "auth_token", file_only, true, base, p);
+    let poll_interval = s.duration("poll_interval", Duration::from_secs(60), p);
+    let timeout = s.duration("timeout", Duration::from_secs(30), p);
+    let backfill_days = s.u64("backfill_days", 1, p).clamp(1, 30) as i64;
+    let lines = call_lines(s, p);
+    Some(TwilioSettings {
+        base_url: base_url.trim_end_matches('/').to_string(),
+        account_sid: account_sid?,
+        auth_token: auth_token?,
         poll_interval,
-        lines: CallLines {
-            lines,
-            default_region,
-            extension_max_digits,
-            exclude_withheld,
-            min_callback_seconds,
-            outbound_prefix,
-        },
+        timeout,
+        backfill_days,
+        lines,
     })
 }
 
+pub(super) fn effective_twilio(name: &str, t: &TwilioSettings) -> Value {
+    json!({
+        "name": name, "type": "twilio", "base_url": t.base_url, "account_sid": t.account_sid,
+        "auth_token": "<redacted>", "poll_interval": humantime::format_duration(t.poll_interval).to_string(),
+        "timeout": humantime::format_duration(t.timeout).to_string(), "backfill_days": t.backfill_days,
+        "lines": t.lines.lines.iter().map(|x| x.name.clone()).collect::<Vec<_>>(),
+    })
+}
 pub(super) fn effective(name: &str, c: &CallLogSettings) -> Value {
     let (kind, layout, zone) = match c.format {
         CallLogFormat::Cdr { layout, zone } => (

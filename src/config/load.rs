@@ -415,10 +415,13 @@ fn sources(
             Some(kind @ ("asterisk_cdr" | "asterisk_queue_log")) => {
                 super::calls::call_log(&mut s, kind, base, p).map(SourceKind::CallLog)
             }
+            Some("twilio") => {
+                super::calls::twilio(&mut s, file_only, base, p).map(SourceKind::Twilio)
+            }
             Some(other) => {
                 p.push(
                     s.path("type"),
-                    format!("`{other}` is not a source type (imap, maildir, asterisk_cdr, asterisk_queue_log)"),
+                    format!("`{other}` is not a source type (imap, maildir, asterisk_cdr, asterisk_queue_log, twilio)"),
                 );
                 None
             }
@@ -557,7 +560,7 @@ fn maildir(s: &mut Table, base: &Path, p: &mut Problems) -> Option<MaildirSettin
 
 /// A secret from `KEY_file` (a path) or the environment (`SLAWATCH__…__KEY`), never written in the
 /// configuration file itself.
-fn secret(
+pub(super) fn secret(
     t: &mut Table,
     key: &str,
     file_only: &Value,
@@ -663,6 +666,7 @@ impl Settings {
                     "sent_folders": m.sent_folders, "scan_interval": humantime::format_duration(m.scan_interval).to_string(),
                 }),
                 SourceKind::CallLog(c) => super::calls::effective(&s.name, c),
+                SourceKind::Twilio(t) => super::calls::effective_twilio(&s.name, t),
             })
             .collect();
         json!({

@@ -74,6 +74,8 @@ pub enum SourceKind {
     Maildir(MaildirSettings),
     /// An Asterisk `cdr_csv` or `queue_log` file, tailed.
     CallLog(crate::sources::calls::lines::CallLogSettings),
+    /// A Twilio-compatible Calls API, polled.
+    Twilio(crate::sources::calls::poll::TwilioSettings),
 }
 
 #[derive(Debug, Clone)]

@@ -14,6 +14,7 @@
 pub mod cdr_csv;
 pub mod lines;
 pub mod number;
+pub mod poll;
 pub mod queue_log;
 pub mod tail;
 pub mod twilio;
