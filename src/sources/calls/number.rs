@@ -79,8 +79,33 @@ pub fn region(code: &str) -> Option<Region> {
     code.trim().to_ascii_uppercase().parse().ok()
 }
 
+/// Entries of the per-thread normalisation cache: the metadata parse is the costliest step of a
+/// CDR row, and one call's rows (and a customer's calls) repeat the same number.
+const CACHE_ENTRIES: usize = 65_536;
+
+thread_local! {
+    static CACHE: std::cell::RefCell<std::collections::HashMap<(String, Option<Region>), CallerNumber>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
 /// Normalises `raw` with `default_region` (the line's region) for national numbers.
 pub fn normalize(raw: &str, default_region: Option<Region>) -> CallerNumber {
+    let key = (raw.to_string(), default_region);
+    if let Some(hit) = CACHE.with(|c| c.borrow().get(&key).cloned()) {
+        return hit;
+    }
+    let n = normalize_uncached(raw, default_region);
+    CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.len() >= CACHE_ENTRIES {
+            c.clear();
+        }
+        c.insert(key, n.clone());
+    });
+    n
+}
+
+fn normalize_uncached(raw: &str, default_region: Option<Region>) -> CallerNumber {
     let kept = raw.to_string();
     let trimmed = raw.trim();
     // `sip:+34600…@host`, `tel:+34…`: the user part is the number.
