@@ -281,3 +281,77 @@ fn calls_pushed_over_http_are_tracked_like_logged_ones() {
     assert_eq!(call["sla"], "met");
     assert!(d.stop());
 }
+
+#[test]
+fn a_freeswitch_csv_is_read_through_a_column_mapping() {
+    let dir = tempdir();
+    copy_fixture(dir.path(), "freeswitch.csv");
+    let source = format!(
+        r#"[sources.fs]
+type = "csv_calls"
+path = "freeswitch.csv"
+fields = ["caller_id_name", "caller_id_number", "destination_number", "context", "start_epoch",
+          "answer_epoch", "end_epoch", "duration", "billsec", "hangup_cause", "uuid", "bleg_uuid", "accountcode"]
+{}
+[sources.fs.map]
+call_id = "uuid"
+number = "caller_id_number"
+dialled = "destination_number"
+start = "start_epoch"
+answer = "answer_epoch"
+end = "end_epoch"
+agent = "bleg_uuid"
+name = "caller_id_name"
+"#,
+        lines("fs")
+    );
+    let mut d = Daemon::configure(dir.path(), &config(&source), &[]);
+    d.start();
+    d.wait_ready(Duration::from_secs(30));
+    let all = phone(&d);
+    assert_eq!(all.len(), 2, "{all:#?}");
+    let ana = by_customer(&all, "+34600123456");
+    assert_eq!(ana["state"], "responded");
+    assert_eq!(ana["customer_name"], "Ruiz, Ana");
+    let abu = by_customer(&all, "+966551234567");
+    assert_eq!(abu["state"], "open");
+    assert_eq!(abu["language"], "ar");
+    assert!(d.stop());
+}
+
+#[test]
+fn check_config_names_every_phone_problem_by_key_path() {
+    let dir = tempdir();
+    let bad = r#"[sources.cdr]
+type = "asterisk_cdr"
+path = "Master.csv"
+layout = "19"
+time_zone = "Mars/Olympus"
+default_region = "XX"
+withheld = "hide"
+[[sources.cdr.lines]]
+name = "es"
+language = "fr"
+[sources.tw]
+type = "twilio"
+base_url = "http://example.com"
+"#;
+    let d = Daemon::configure(dir.path(), &config(bad), &[]);
+    let out = d.cli(&["check-config"]);
+    assert!(!out.status.success());
+    let text =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    for key in [
+        "sources.cdr.layout",
+        "sources.cdr.time_zone",
+        "sources.cdr.default_region",
+        "sources.cdr.withheld",
+        "sources.cdr.lines[0].match",
+        "sources.cdr.lines[0].language",
+        "sources.tw.base_url",
+        "sources.tw.account_sid",
+        "sources.tw.auth_token",
+    ] {
+        assert!(text.contains(key), "{key} missing in:\n{text}");
+    }
+}

@@ -26,6 +26,7 @@ use serde_json::{Value, json};
 use super::reader::{Problems, Table};
 use crate::domain::Language;
 use crate::sources::calls::cdr_csv::{CdrLayout, FileZone};
+use crate::sources::calls::generic_csv::GenericCsv;
 use crate::sources::calls::lines::{CallLines, CallLogFormat, CallLogSettings, Line};
 use crate::sources::calls::number::region;
 use crate::sources::calls::poll::TwilioSettings;
@@ -71,17 +72,18 @@ pub(super) fn call_log(
                 None
             }),
         };
-        CallLogFormat::Cdr {
-            layout: layout?,
-            zone: zone?,
-        }
+        layout
+            .zip(zone)
+            .map(|(layout, zone)| CallLogFormat::Cdr { layout, zone })
+    } else if kind == "csv_calls" {
+        generic(s, p).map(CallLogFormat::Generic)
     } else {
-        CallLogFormat::QueueLog
+        Some(CallLogFormat::QueueLog)
     };
     let poll_interval = s.duration("poll_interval", Duration::from_millis(250), p);
     let lines = call_lines(s, p);
     Some(CallLogSettings {
-        format,
+        format: format?,
         path: path?,
         poll_interval,
         lines,
@@ -210,8 +212,78 @@ pub(super) fn effective_twilio(name: &str, t: &TwilioSettings) -> Value {
         "lines": t.lines.lines.iter().map(|x| x.name.clone()).collect::<Vec<_>>(),
     })
 }
+/// `fields` (the columns in order), `[sources.NAME.map]` (which field is what) and `time_zone`.
+fn generic(s: &mut Table, p: &mut Problems) -> Option<GenericCsv> {
+    let fields = s.string_list("fields", p);
+    if fields.is_empty() {
+        p.push(s.path("fields"), "list the file's columns in order");
+    }
+    let zone = match s.string("time_zone", p) {
+        None => FileZone::Utc,
+        Some(z) if z.eq_ignore_ascii_case("utc") => FileZone::Utc,
+        Some(z) => match z.parse() {
+            Ok(tz) => FileZone::Local(tz),
+            Err(_) => {
+                p.push(
+                    s.path("time_zone"),
+                    format!("`{z}` is not UTC or an IANA time zone"),
+                );
+                FileZone::Utc
+            }
+        },
+    };
+    let mut m = s.table("map", p);
+    let mut index = |key: &str, required: bool, p: &mut Problems| -> Option<usize> {
+        match m.string(key, p) {
+            None => {
+                if required {
+                    p.push(m.path(key), "is required: the name of one of `fields`");
+                }
+                None
+            }
+            Some(name) => fields.iter().position(|f| *f == name).or_else(|| {
+                p.push(m.path(key), format!("`{name}` is not one of `fields`"));
+                None
+            }),
+        }
+    };
+    let call_id = index("call_id", true, p);
+    let number = index("number", true, p);
+    let dialled = index("dialled", true, p);
+    let start = index("start", true, p);
+    let answer = index("answer", false, p);
+    let end = index("end", false, p);
+    let agent = index("agent", false, p);
+    let name = index("name", false, p);
+    m.finish(p);
+    Some(GenericCsv {
+        call_id: call_id?,
+        number: number?,
+        dialled: dialled?,
+        start: start?,
+        answer,
+        end,
+        agent,
+        name,
+        zone,
+        fields,
+    })
+}
+
 pub(super) fn effective(name: &str, c: &CallLogSettings) -> Value {
-    let (kind, layout, zone) = match c.format {
+    if let CallLogFormat::Generic(g) = &c.format {
+        let col = |i: Option<usize>| i.and_then(|i| g.fields.get(i).cloned());
+        return json!({
+            "name": name, "type": "csv_calls", "path": c.path, "fields": g.fields,
+            "map": { "call_id": col(Some(g.call_id)), "number": col(Some(g.number)),
+                     "dialled": col(Some(g.dialled)), "start": col(Some(g.start)),
+                     "answer": col(g.answer), "end": col(g.end), "agent": col(g.agent), "name": col(g.name) },
+            "poll_interval": humantime::format_duration(c.poll_interval).to_string(),
+            "lines": c.lines.lines.iter().map(|x| x.name.clone()).collect::<Vec<_>>(),
+        });
+    }
+    let (kind, layout, zone) = match &c.format {
+        CallLogFormat::Generic(_) => ("csv_calls", None, None),
         CallLogFormat::Cdr { layout, zone } => (
             "asterisk_cdr",
             Some(layout.as_str()),

@@ -412,7 +412,7 @@ fn sources(
         let kind = match kind.as_deref() {
             Some("imap") => imap(&mut s, &name, file_only, base, p).map(SourceKind::Imap),
             Some("maildir") => maildir(&mut s, base, p).map(SourceKind::Maildir),
-            Some(kind @ ("asterisk_cdr" | "asterisk_queue_log")) => {
+            Some(kind @ ("asterisk_cdr" | "asterisk_queue_log" | "csv_calls")) => {
                 super::calls::call_log(&mut s, kind, base, p).map(SourceKind::CallLog)
             }
             Some("twilio") => {
@@ -421,7 +421,7 @@ fn sources(
             Some(other) => {
                 p.push(
                     s.path("type"),
-                    format!("`{other}` is not a source type (imap, maildir, asterisk_cdr, asterisk_queue_log, twilio)"),
+                    format!("`{other}` is not a source type (imap, maildir, asterisk_cdr, asterisk_queue_log, csv_calls, twilio)"),
                 );
                 None
             }

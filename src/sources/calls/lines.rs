@@ -30,10 +30,15 @@ pub struct CallLogSettings {
     pub lines: CallLines,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum CallLogFormat {
-    Cdr { layout: CdrLayout, zone: FileZone },
+    Cdr {
+        layout: CdrLayout,
+        zone: FileZone,
+    },
     QueueLog,
+    /// A CSV with a column mapping (FreeSWITCH, 3CX…).
+    Generic(super::generic_csv::GenericCsv),
 }
 
 /// What the desk's phone lines are.

@@ -12,6 +12,7 @@
 //! records per call written in hangup order, local-time files across a DST change.
 
 pub mod cdr_csv;
+pub mod generic_csv;
 pub mod lines;
 pub mod number;
 pub mod poll;

@@ -103,14 +103,27 @@ pub fn parse_chunk(
     let mut observations = Vec::new();
     let mut problems = Vec::new();
     let cut = match settings.format {
-        CallLogFormat::Cdr { .. } => complete_prefix(bytes),
+        CallLogFormat::Cdr { .. } | CallLogFormat::Generic(_) => complete_prefix(bytes),
         CallLogFormat::QueueLog => bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1),
     };
     let complete = &bytes[..cut];
     let lines = complete.iter().filter(|b| **b == b'\n').count() as u64;
-    match settings.format {
+    match &settings.format {
+        CallLogFormat::Generic(map) => {
+            for (_, row) in super::generic_csv::parse(complete, first_line, map) {
+                match row {
+                    Ok(row) => observations.push(super::generic_csv::observation(
+                        source,
+                        &row,
+                        &settings.lines,
+                        seen_at,
+                    )),
+                    Err(e) => problems.push(("parse", e.to_string())),
+                }
+            }
+        }
         CallLogFormat::Cdr { layout, zone } => {
-            for (_, row) in cdr_csv::parse(complete, first_line, layout, zone) {
+            for (_, row) in cdr_csv::parse(complete, first_line, *layout, *zone) {
                 match row {
                     Ok(row) => {
                         if let Disposition::Unknown(d) = &row.disposition {
