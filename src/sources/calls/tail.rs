@@ -193,7 +193,7 @@ pub async fn run(
         let read = tokio::task::spawn_blocking(move || read_chunk(&path, &read_cursor)).await;
         let mut more = false;
         match read {
-            Ok(Ok(chunk)) => {
+            Ok(Ok(mut chunk)) => {
                 if was_down {
                     tracing::info!(source = %name, path = %settings.path.display(), "Call log readable again.");
                     was_down = false;
@@ -208,13 +208,34 @@ pub async fn run(
                     next.offset = 0;
                     next.line = 0;
                 }
-                let (observations, used, lines, problems) = parse_chunk(
-                    &name,
-                    &settings,
-                    &chunk.bytes,
+                // Parsing a full read is CPU work (milliseconds): off the async threads.
+                let (parse_name, parse_settings, bytes, first_line, mut queue) = (
+                    name.clone(),
+                    settings.clone(),
+                    std::mem::take(&mut chunk.bytes),
                     next.line + 1,
-                    &mut next.queue,
+                    std::mem::take(&mut next.queue),
                 );
+                let parsed = tokio::task::spawn_blocking(move || {
+                    let out =
+                        parse_chunk(&parse_name, &parse_settings, &bytes, first_line, &mut queue);
+                    (out, bytes, queue)
+                })
+                .await;
+                let ((observations, used, lines, problems), bytes, queue) = match parsed {
+                    Ok(parsed) => parsed,
+                    Err(e) => {
+                        health.error(&name, "io");
+                        tracing::error!(source = %name, error = %e, "Call log parse task failed.");
+                        tokio::select! {
+                            _ = shutdown.cancelled() => return,
+                            _ = tokio::time::sleep(settings.poll_interval) => {}
+                        }
+                        continue;
+                    }
+                };
+                chunk.bytes = bytes;
+                next.queue = queue;
                 for (kind, message) in &problems {
                     health.error(&name, kind);
                     tracing::warn!(source = %name, file = %settings.path.display(), "{message}");
