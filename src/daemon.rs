@@ -153,6 +153,18 @@ pub async fn run(
                     name, i, cursors, sink, health, stop,
                 ));
             }
+            SourceKind::CallLog(c) => {
+                let cursors = cursors.into_iter().collect();
+                tasks.spawn(crate::sources::calls::tail::run(
+                    name, c, cursors, sink, health, stop,
+                ));
+            }
+            SourceKind::Twilio(t) => {
+                let cursors = cursors.into_iter().collect();
+                tasks.spawn(crate::sources::calls::poll::run(
+                    name, t, cursors, sink, health, stop,
+                ));
+            }
         }
     }
     drop(sink);

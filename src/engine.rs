@@ -70,6 +70,12 @@ pub enum Command {
     /// Append one of the monitor's own events (heartbeat, source down/up) to the ledger. They
     /// change no inquiry; they let reports prove when the monitor was watching.
     Record(Event),
+    /// Observations pushed through the API (`POST /api/v1/calls`); answers with the number of
+    /// ledger events they caused once those are committed.
+    Observe {
+        observations: Vec<Observation>,
+        reply: oneshot::Sender<Result<usize, AckError>>,
+    },
 }
 
 /// Cheap handle for sending commands to the engine.
@@ -97,6 +103,19 @@ impl EngineHandle {
     /// has stopped.
     pub async fn record(&self, event: Event) -> bool {
         self.commands.send(Command::Record(event)).await.is_ok()
+    }
+
+    /// Records pushed observations (call events); returns how many ledger events they caused.
+    pub async fn observe(&self, observations: Vec<Observation>) -> Result<usize, AckError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Observe {
+                observations,
+                reply,
+            })
+            .await
+            .map_err(|_| AckError::Stopped)?;
+        answer.await.map_err(|_| AckError::Stopped)?
     }
 }
 
@@ -340,6 +359,19 @@ impl Engine {
                 if let Err(e) = self.commit(now, &[event], &[], deadlines, deliveries).await {
                     tracing::error!(error = %e, "Could not record a monitor event.");
                 }
+            }
+            Command::Observe {
+                observations,
+                reply,
+            } => {
+                let now = self.clock.now();
+                let events = self.decide_and_apply(&observations, now);
+                let answer = self
+                    .commit(now, &events, &[], deadlines, deliveries)
+                    .await
+                    .map(|()| events.len())
+                    .map_err(AckError::Store);
+                let _ = reply.send(answer);
             }
         }
     }

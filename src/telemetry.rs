@@ -65,10 +65,12 @@ pub const ALLOWED_LABELS: [&str; 9] = [
     "channel", "language", "source", "reason", "kind", "notifier", "outcome", "state", "result",
 ];
 
-const UNMATCHED_REASONS: [UnmatchedReason; 3] = [
+const UNMATCHED_REASONS: [UnmatchedReason; 5] = [
     UnmatchedReason::NotThreaded,
     UnmatchedReason::UnknownThread,
     UnmatchedReason::NotFromSupport,
+    UnmatchedReason::CallbackUnrelated,
+    UnmatchedReason::CallbackNotConnected,
 ];
 
 /// Why metrics could not be built or rendered.

@@ -421,10 +421,16 @@ fn sources(
         let kind = match kind.as_deref() {
             Some("imap") => imap(&mut s, &name, file_only, base, p).map(SourceKind::Imap),
             Some("maildir") => maildir(&mut s, base, p).map(SourceKind::Maildir),
+            Some(kind @ ("asterisk_cdr" | "asterisk_queue_log" | "csv_calls")) => {
+                super::calls::call_log(&mut s, kind, base, p).map(SourceKind::CallLog)
+            }
+            Some("twilio") => {
+                super::calls::twilio(&mut s, file_only, base, p).map(SourceKind::Twilio)
+            }
             Some(other) => {
                 p.push(
                     s.path("type"),
-                    format!("`{other}` is not a source type (imap, maildir)"),
+                    format!("`{other}` is not a source type (imap, maildir, asterisk_cdr, asterisk_queue_log, csv_calls, twilio)"),
                 );
                 None
             }
@@ -563,7 +569,7 @@ fn maildir(s: &mut Table, base: &Path, p: &mut Problems) -> Option<MaildirSettin
 
 /// A secret from `KEY_file` (a path) or the environment (`SLAWATCH__…__KEY`), never written in the
 /// configuration file itself.
-fn secret(
+pub(super) fn secret(
     t: &mut Table,
     key: &str,
     file_only: &Value,
@@ -668,6 +674,8 @@ impl Settings {
                     "name": s.name, "type": "maildir", "path": m.path, "inbox_folders": m.inbox_folders,
                     "sent_folders": m.sent_folders, "scan_interval": humantime::format_duration(m.scan_interval).to_string(),
                 }),
+                SourceKind::CallLog(c) => super::calls::effective(&s.name, c),
+                SourceKind::Twilio(t) => super::calls::effective_twilio(&s.name, t),
             })
             .collect();
         json!({

@@ -4,6 +4,7 @@
 //! pass ([`load`]) turns it into typed settings or a list of every problem with its key path.
 //! Nothing else in slawatch reads configuration.
 
+mod calls;
 mod load;
 mod notify;
 mod reader;

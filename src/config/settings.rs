@@ -76,6 +76,10 @@ pub struct SourceSettings {
 pub enum SourceKind {
     Imap(ImapSettings),
     Maildir(MaildirSettings),
+    /// An Asterisk `cdr_csv` or `queue_log` file, tailed.
+    CallLog(crate::sources::calls::lines::CallLogSettings),
+    /// A Twilio-compatible Calls API, polled.
+    Twilio(crate::sources::calls::poll::TwilioSettings),
 }
 
 #[derive(Debug, Clone)]

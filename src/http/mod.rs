@@ -13,6 +13,7 @@
 //!   graceful shutdown.
 
 pub mod api;
+pub mod calls;
 pub mod report;
 pub mod status;
 
@@ -66,6 +67,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/inquiries/{id}", get(api::one))
         .route("/api/v1/inquiries/{id}/ack", post(api::ack))
         .route("/api/v1/report", get(report::report))
+        .route("/api/v1/calls", post(calls::push))
         .fallback(not_found)
         .with_state(state)
 }

@@ -5,6 +5,7 @@
 //! batch's events: after a crash the source resumes exactly after the last committed batch, so
 //! nothing is lost and nothing is counted twice. Parsing is in pure functions ([`mail`]).
 
+pub mod calls;
 pub mod imap;
 pub mod mail;
 pub mod maildir;

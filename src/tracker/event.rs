@@ -269,6 +269,10 @@ pub enum UnmatchedReason {
     UnknownThread,
     /// Its sender is not a support address.
     NotFromSupport,
+    /// An outbound call to a number with no open inquiry (an unrelated call).
+    CallbackUnrelated,
+    /// An outbound call to an open inquiry's number that did not connect to a person.
+    CallbackNotConnected,
 }
 
 impl UnmatchedReason {
@@ -277,6 +281,8 @@ impl UnmatchedReason {
             UnmatchedReason::NotThreaded => "not_threaded",
             UnmatchedReason::UnknownThread => "unknown_thread",
             UnmatchedReason::NotFromSupport => "not_from_support",
+            UnmatchedReason::CallbackUnrelated => "callback_unrelated",
+            UnmatchedReason::CallbackNotConnected => "callback_not_connected",
         }
     }
 }
@@ -308,10 +314,16 @@ pub enum ExclusionReason {
     OwnAlert,
     /// No usable sender address: nobody could be answered.
     NoSender,
+    /// A call between two of the desk's own extensions.
+    InternalCall,
+    /// A call to a number or queue that is not a configured support line.
+    NotSupportLine,
+    /// A call from a withheld number, excluded by configuration (nobody can call back).
+    WithheldNumber,
 }
 
 impl ExclusionReason {
-    pub const ALL: [ExclusionReason; 11] = [
+    pub const ALL: [ExclusionReason; 14] = [
         ExclusionReason::AutoSubmitted,
         ExclusionReason::AutoReply,
         ExclusionReason::Precedence,
@@ -323,6 +335,9 @@ impl ExclusionReason {
         ExclusionReason::Ignored,
         ExclusionReason::OwnAlert,
         ExclusionReason::NoSender,
+        ExclusionReason::InternalCall,
+        ExclusionReason::NotSupportLine,
+        ExclusionReason::WithheldNumber,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -338,6 +353,9 @@ impl ExclusionReason {
             ExclusionReason::Ignored => "ignored",
             ExclusionReason::OwnAlert => "own_alert",
             ExclusionReason::NoSender => "no_sender",
+            ExclusionReason::InternalCall => "internal_call",
+            ExclusionReason::NotSupportLine => "not_support_line",
+            ExclusionReason::WithheldNumber => "withheld_number",
         }
     }
 }

@@ -18,6 +18,7 @@ pub mod classify;
 pub mod event;
 pub mod language;
 pub mod observation;
+mod phone;
 pub mod policy;
 pub mod state;
 
@@ -25,5 +26,7 @@ pub use event::Event;
 pub use observation::Observation;
 pub use state::{Inquiry, InquiryState, OpenStatus, SlaStatus, Tracker, TrackerRules};
 
+#[cfg(test)]
+mod phone_tests;
 #[cfg(test)]
 mod tests;

@@ -20,6 +20,12 @@ pub enum Observation {
     ManualAck(ManualAck),
     /// The scheduler says an inquiry's warn or breach instant has passed.
     DeadlineReached { inquiry_id: InquiryId, stage: Stage },
+    /// A call reached the phone system (queue entry, a call record without a pickup).
+    CallStarted(Call),
+    /// A person picked up: an agent answered an inbound call, or an outbound call connected.
+    CallAnswered(Call),
+    /// A call ended without a human pickup (missed, abandoned, voicemail, busy, failed).
+    CallEnded(Call),
 }
 
 /// Which deadline of an inquiry an instant belongs to.
@@ -195,4 +201,82 @@ impl ParseProblem {
             ParseProblem::MissingFrom => "missing_from",
         }
     }
+}
+
+/// The facts about one call record that the phone rules need, from a call log (CDR, queue_log,
+/// Twilio, generic CSV) or a pushed event. Times are UTC; numbers are normalised by the source
+/// with the default region of the line (`sources::calls::number`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Call {
+    /// Name of the configured source.
+    pub source: String,
+    /// The whole call's id: every record of one call shares it (Asterisk `linkedid`, else the
+    /// caller channel's `uniqueid`; Twilio parent `sid`).
+    pub call_id: String,
+    /// This record's own stable id (uniqueid+sequence, file line, child `sid`).
+    pub record_id: String,
+    pub direction: CallDirection,
+    /// The customer's number: the caller of an inbound call, the callee of an outbound one.
+    pub number: crate::sources::calls::number::CallerNumber,
+    /// Caller name, when the phone system has one.
+    pub name: Option<String>,
+    /// The support line or queue it came in on (configured name), if any.
+    pub line: Option<String>,
+    /// Language of that line or queue.
+    pub language: Option<crate::domain::Language>,
+    /// When the call reached the phone system: the received time.
+    pub started_at: DateTime<Utc>,
+    /// When it entered a queue (the gap to `started_at` is IVR time), if known.
+    pub queue_entered_at: Option<DateTime<Utc>>,
+    /// Human pickup (inbound) or connection (outbound).
+    pub answered_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+    /// The agent (member, extension, channel) who answered or called.
+    pub agent: Option<String>,
+    pub outcome: CallOutcome,
+    /// When slawatch read it.
+    pub seen_at: DateTime<Utc>,
+    /// Set by the source when this call is not an inquiry, with the reason.
+    pub ignore: Option<CallIgnore>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallDirection {
+    Inbound,
+    Outbound,
+}
+
+/// How a call record ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallOutcome {
+    /// Still running (queued, ringing): no outcome yet.
+    InProgress,
+    /// A person answered.
+    Answered,
+    /// Answered by a machine (IVR, voicemail system, answering machine): not a response.
+    AnsweredByMachine,
+    /// Rang, nobody answered (also a queue member that did not pick up).
+    NoAnswer,
+    /// The caller hung up while waiting.
+    Abandoned,
+    /// Left in (or sent to) voicemail.
+    Voicemail,
+    Busy,
+    Failed,
+    /// A disposition or event slawatch does not know: recorded, never a crash.
+    Unknown,
+}
+
+/// Why a call is not an inquiry; decided by the source from its line configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallIgnore {
+    /// Between two extensions of the desk.
+    Internal,
+    /// Inbound to a number or queue that is not a configured support line.
+    NotSupportLine,
+    /// The caller withheld the number and the configuration excludes such calls.
+    Withheld,
 }

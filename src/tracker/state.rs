@@ -268,7 +268,7 @@ impl OpenSummary {
 /// A 64-bit key for a string (digests, message ids, senders) in the large dedupe indexes: 8 bytes
 /// instead of a heap string per message. The chance of any collision among a million keys is
 /// about 3 in 100 million.
-fn key64(text: &str) -> u64 {
+pub(super) fn key64(text: &str) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut hasher = std::hash::DefaultHasher::new();
     text.hash(&mut hasher);
@@ -281,22 +281,22 @@ fn key64(text: &str) -> u64 {
 /// bucket holds a pointer, not 400 bytes), thread ids are shared, dedupe keys are 64-bit.
 #[derive(Debug)]
 pub struct Tracker {
-    rules: Arc<TrackerRules>,
-    inquiries: HashMap<InquiryId, Box<Inquiry>>,
+    pub(super) rules: Arc<TrackerRules>,
+    pub(super) inquiries: HashMap<InquiryId, Box<Inquiry>>,
     /// Inquiries by received time, newest last: the API's order and paging key.
     by_received: BTreeSet<(DateTime<Utc>, InquiryId)>,
     /// Every Message-ID (or call id) seen → its thread.
-    thread_of: HashMap<Arc<str>, Arc<str>>,
+    pub(super) thread_of: HashMap<Arc<str>, Arc<str>>,
     /// Header digests of every message seen: a re-fetch of the same bytes is dropped.
-    seen_digests: HashSet<u64>,
+    pub(super) seen_digests: HashSet<u64>,
     /// Thread → its open inquiry.
-    open_in_thread: HashMap<Arc<str>, OpenSummary>,
+    pub(super) open_in_thread: HashMap<Arc<str>, OpenSummary>,
     /// Threads the desk has replied in: a later customer message is a next reply.
     replied_threads: HashSet<Arc<str>>,
     /// Replies read before the message they answer: referenced id → replies.
     pending_replies: HashMap<String, Vec<PendingReply>>,
     /// Policy versions already recorded in the ledger.
-    policies_seen: HashSet<String>,
+    pub(super) policies_seen: HashSet<String>,
     /// Message-ID → sender of the customer messages seen (both as [`key64`]): a second delivery
     /// of the same message (another alias, a redelivery: other `Received:` lines, so another
     /// digest) is the same inquiry, not a new one.
@@ -379,6 +379,12 @@ impl Tracker {
             Observation::ManualAck(ack) => self.decide_ack(ack)?,
             Observation::DeadlineReached { inquiry_id, stage } => {
                 self.decide_deadline(inquiry_id, *stage, now)
+            }
+            Observation::CallStarted(call) | Observation::CallEnded(call) => {
+                self.decide_call(call, None)
+            }
+            Observation::CallAnswered(call) => {
+                self.decide_call(call, Some(call.answered_at.unwrap_or(call.started_at)))
             }
         })
     }

@@ -1,0 +1,223 @@
+//! `POST /api/v1/calls`: call events pushed by any PBX (a webhook, a dialplan `CURL()`, a CTI
+//! bridge). Needs the bearer token when one is configured.
+//!
+//! The body is one JSON call event or a list of them:
+//!
+//! ```json
+//! {
+//!   "call_id": "1767604542.1187",       // required; every event of one call shares it
+//!   "event": "answered",                // started | answered | ended
+//!   "direction": "inbound",             // inbound (default) | outbound (a callback)
+//!   "number": "+34600123456",           // caller, or callee of an outbound call; "" = withheld
+//!   "region": "ES",                     // default region for a national number
+//!   "name": "Ana Ruiz",
+//!   "line": "soporte-es",
+//!   "language": "es",
+//!   "started_at": "2026-01-05T09:15:42Z",   // required: when the call reached the PBX
+//!   "queue_entered_at": "2026-01-05T09:16:00Z",
+//!   "answered_at": "2026-01-05T09:16:30Z",  // required for "answered": the human pickup
+//!   "ended_at": "2026-01-05T09:20:00Z",
+//!   "agent": "PJSIP/2001",
+//!   "outcome": "voicemail",             // for "ended": no_answer | abandoned | voicemail | busy | failed | machine
+//!   "internal": false,
+//!   "source": "pbx-push"                // default "api"
+//! }
+//! ```
+//!
+//! Only send `answered` for a person picking up (or a callback that connected to a person): an
+//! IVR or voicemail answer is `ended` with outcome `machine` or `voicemail`. Events are
+//! idempotent: sending the same one twice changes nothing.
+
+use axum::Json;
+use axum::extract::State;
+use axum::extract::rejection::JsonRejection;
+use axum::http::{HeaderMap, StatusCode};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::{ApiError, AppState, authorize};
+use crate::domain::Language;
+use crate::sources::calls::number::{normalize, region};
+use crate::tracker::Observation;
+use crate::tracker::observation::{Call, CallDirection, CallIgnore, CallOutcome};
+
+/// Events accepted in one request.
+const MAX_EVENTS: usize = 1000;
+/// Bound on free-text fields (they end up in the ledger).
+const MAX_TEXT: usize = 200;
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum PushBody {
+    One(Box<CallEventBody>),
+    Many(Vec<CallEventBody>),
+}
+
+/// One pushed call event, as documented above.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallEventBody {
+    pub call_id: String,
+    pub event: String,
+    #[serde(default)]
+    pub direction: Option<String>,
+    #[serde(default)]
+    pub number: Option<String>,
+    #[serde(default)]
+    pub region: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub line: Option<String>,
+    #[serde(default)]
+    pub language: Option<String>,
+    pub started_at: DateTime<Utc>,
+    #[serde(default)]
+    pub queue_entered_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub answered_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub ended_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub agent: Option<String>,
+    #[serde(default)]
+    pub outcome: Option<String>,
+    #[serde(default)]
+    pub internal: bool,
+    #[serde(default)]
+    pub source: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PushReply {
+    pub accepted: usize,
+    /// Ledger events the calls caused (0 for repeats).
+    pub events: usize,
+}
+
+pub async fn push(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Json<PushBody>, JsonRejection>,
+) -> Result<(StatusCode, Json<PushReply>), ApiError> {
+    authorize(state.token.as_ref(), &headers)?;
+    let Json(body) = body.map_err(|e| match e {
+        JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType(e.body_text()),
+        _ => ApiError::BadRequest(e.body_text()),
+    })?;
+    let bodies = match body {
+        PushBody::One(b) => vec![*b],
+        PushBody::Many(v) => v,
+    };
+    if bodies.is_empty() || bodies.len() > MAX_EVENTS {
+        return Err(ApiError::BadRequest(format!(
+            "send between 1 and {MAX_EVENTS} call events"
+        )));
+    }
+    let now = Utc::now();
+    let observations = bodies
+        .into_iter()
+        .enumerate()
+        .map(|(i, b)| {
+            observation(b, now).map_err(|m| ApiError::BadRequest(format!("event {i}: {m}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let accepted = observations.len();
+    let events = state
+        .engine
+        .observe(observations)
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    Ok((StatusCode::ACCEPTED, Json(PushReply { accepted, events })))
+}
+
+fn text(field: &str, v: Option<String>) -> Result<Option<String>, String> {
+    match v {
+        Some(s) if s.chars().count() > MAX_TEXT => {
+            Err(format!("{field} is longer than {MAX_TEXT} characters"))
+        }
+        other => Ok(other
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())),
+    }
+}
+
+/// Validates one pushed event into an observation.
+pub fn observation(b: CallEventBody, now: DateTime<Utc>) -> Result<Observation, String> {
+    let call_id = text("call_id", Some(b.call_id))?.ok_or("call_id is empty")?;
+    let direction = match b.direction.as_deref() {
+        None | Some("inbound") => CallDirection::Inbound,
+        Some("outbound") => CallDirection::Outbound,
+        Some(other) => return Err(format!("direction {other:?} is not inbound or outbound")),
+    };
+    let default_region = match b.region.as_deref() {
+        None => None,
+        Some(r) => Some(region(r).ok_or_else(|| format!("region {r:?} is not a region code"))?),
+    };
+    let language = match b.language.as_deref() {
+        None => None,
+        Some(l) => {
+            Some(Language::parse(l).ok_or_else(|| format!("language {l:?} is not en, es or ar"))?)
+        }
+    };
+    if b.started_at > now + chrono::Duration::minutes(5) {
+        return Err("started_at is in the future".into());
+    }
+    let (outcome, answered_at) = match b.event.as_str() {
+        "started" => (CallOutcome::InProgress, None),
+        "answered" => {
+            let at = b
+                .answered_at
+                .ok_or("answered_at is required for an answered event")?;
+            if at < b.started_at {
+                return Err("answered_at is before started_at".into());
+            }
+            (CallOutcome::Answered, Some(at))
+        }
+        "ended" => (
+            match b.outcome.as_deref() {
+                None | Some("no_answer") => CallOutcome::NoAnswer,
+                Some("abandoned") => CallOutcome::Abandoned,
+                Some("voicemail") => CallOutcome::Voicemail,
+                Some("busy") => CallOutcome::Busy,
+                Some("failed") => CallOutcome::Failed,
+                Some("machine") => CallOutcome::AnsweredByMachine,
+                Some(_) => CallOutcome::Unknown,
+            },
+            None,
+        ),
+        other => return Err(format!("event {other:?} is not started, answered or ended")),
+    };
+    let number = normalize(b.number.as_deref().unwrap_or(""), default_region);
+    let agent = text("agent", b.agent)?;
+    let call = Call {
+        source: text("source", b.source)?.unwrap_or_else(|| "api".to_string()),
+        record_id: format!(
+            "{call_id}|{}|{}",
+            b.event,
+            answered_at
+                .or(b.ended_at)
+                .unwrap_or(b.started_at)
+                .timestamp()
+        ),
+        call_id,
+        direction,
+        number,
+        name: text("name", b.name)?,
+        line: text("line", b.line)?,
+        language,
+        started_at: b.started_at,
+        queue_entered_at: b.queue_entered_at,
+        answered_at,
+        ended_at: b.ended_at,
+        agent,
+        outcome,
+        seen_at: now,
+        ignore: b.internal.then_some(CallIgnore::Internal),
+    };
+    Ok(match outcome {
+        CallOutcome::InProgress => Observation::CallStarted(call),
+        CallOutcome::Answered => Observation::CallAnswered(call),
+        _ => Observation::CallEnded(call),
+    })
+}

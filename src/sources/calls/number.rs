@@ -1,0 +1,250 @@
+//! Phone number normalisation: the raw caller or dialled string → the E.164 customer key.
+//!
+//! Rules (`phone-feeds.md` §6): separators are stripped; `+`, `00` and `011` mean international;
+//! a national number takes the default region of the line the call came in on; when that national
+//! parse is not a valid number, a string of at least 11 digits starting with a valid country code
+//! is read as international without its `+` (`34600123456`, `971551234567`). Withheld numbers
+//! (`anonymous`, empty, Twilio's sentinels) cannot be called back. A number that parses but is
+//! not valid (metadata lags, fictitious test ranges) is kept, keyed by its best normalised form
+//! and marked unverified; one that does not parse at all is kept raw and flagged.
+
+use phonenumber::country::Id as Region;
+use phonenumber::{Mode, PhoneNumber};
+use serde::{Deserialize, Serialize};
+
+/// What slawatch could make of a number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NumberStatus {
+    /// A valid number for its region.
+    Valid,
+    /// Parsed to an E.164 form, but the metadata says it is not a valid number: kept anyway.
+    Unverified,
+    /// Not a phone number at all: kept raw, flagged.
+    Unparseable,
+    /// No number (withheld, anonymous, restricted): nobody can call back.
+    Withheld,
+}
+
+/// A normalised number with its raw form kept for audit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallerNumber {
+    /// The string as the phone system wrote it.
+    pub raw: String,
+    /// `+<digits>` when the number could be normalised.
+    pub e164: Option<String>,
+    pub status: NumberStatus,
+}
+
+impl CallerNumber {
+    /// The customer key: the E.164 form, else the raw digits (`raw:` prefixed so it can never
+    /// collide with a real E.164 key), else `withheld`.
+    pub fn key(&self) -> String {
+        match (&self.e164, self.status) {
+            (_, NumberStatus::Withheld) => "withheld".to_string(),
+            (Some(e), _) => e.clone(),
+            (None, _) => format!("raw:{}", self.raw.trim()),
+        }
+    }
+
+    pub fn is_withheld(&self) -> bool {
+        self.status == NumberStatus::Withheld
+    }
+}
+
+/// Strings phone systems write for a hidden caller id (lower-cased comparison).
+const WITHHELD_WORDS: [&str; 9] = [
+    "anonymous",
+    "restricted",
+    "private",
+    "unknown",
+    "unavailable",
+    "blocked",
+    "withheld",
+    "none",
+    "0",
+];
+
+/// Twilio's undocumented withheld-number sentinels (the letters of the word on a keypad).
+const WITHHELD_SENTINELS: [&str; 5] = [
+    "+266696687",   // ANONYMOUS
+    "+7378742833",  // RESTRICTED
+    "+2562533",     // BLOCKED
+    "+8656696",     // UNKNOWN
+    "+86282452253", // UNAVAILABLE
+];
+
+/// Parses an ISO 3166 region code such as `ES` (case-insensitive).
+pub fn region(code: &str) -> Option<Region> {
+    code.trim().to_ascii_uppercase().parse().ok()
+}
+
+/// Entries of the per-thread normalisation cache: the metadata parse is the costliest step of a
+/// CDR row, and one call's rows (and a customer's calls) repeat the same number.
+const CACHE_ENTRIES: usize = 65_536;
+
+thread_local! {
+    static CACHE: std::cell::RefCell<std::collections::HashMap<(String, Option<Region>), CallerNumber>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
+/// Normalises `raw` with `default_region` (the line's region) for national numbers.
+pub fn normalize(raw: &str, default_region: Option<Region>) -> CallerNumber {
+    let key = (raw.to_string(), default_region);
+    if let Some(hit) = CACHE.with(|c| c.borrow().get(&key).cloned()) {
+        return hit;
+    }
+    let n = normalize_uncached(raw, default_region);
+    CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.len() >= CACHE_ENTRIES {
+            c.clear();
+        }
+        c.insert(key, n.clone());
+    });
+    n
+}
+
+fn normalize_uncached(raw: &str, default_region: Option<Region>) -> CallerNumber {
+    let kept = raw.to_string();
+    let trimmed = raw.trim();
+    // `sip:+34600…@host`, `tel:+34…`: the user part is the number.
+    let unwrapped = trimmed
+        .strip_prefix("tel:")
+        .or_else(|| trimmed.strip_prefix("sip:"))
+        .or_else(|| trimmed.strip_prefix("sips:"))
+        .map(|s| s.split(['@', ';']).next().unwrap_or(s))
+        .unwrap_or(trimmed);
+    let lowered = unwrapped.to_ascii_lowercase();
+    if lowered.is_empty()
+        || WITHHELD_WORDS.contains(&lowered.as_str())
+        || WITHHELD_SENTINELS.contains(&unwrapped)
+        || lowered.starts_with("client:")
+    {
+        // `client:` is a browser/SDK endpoint, not a number either; treat it as unreachable.
+        return CallerNumber {
+            raw: kept,
+            e164: None,
+            status: NumberStatus::Withheld,
+        };
+    }
+    let plus = unwrapped.starts_with('+');
+    let digits: String = unwrapped.chars().filter(char::is_ascii_digit).collect();
+    let other = unwrapped
+        .chars()
+        .any(|c| !(c.is_ascii_digit() || " +-.()/".contains(c)));
+    if digits.is_empty() || other || digits.len() > 17 {
+        return CallerNumber {
+            raw: kept,
+            e164: None,
+            status: NumberStatus::Unparseable,
+        };
+    }
+    let parsed = if plus {
+        parse(None, &format!("+{digits}"))
+    } else if let Some(rest) = digits.strip_prefix("00") {
+        parse(None, &format!("+{rest}"))
+    } else {
+        let national = default_region.and_then(|r| parse(Some(r), &digits));
+        match national {
+            Some(n) if n.1 => Some(n),
+            national => {
+                // A country code written without `+`: only plausible for long strings.
+                let international = (digits.len() >= 11)
+                    .then(|| parse(None, &format!("+{digits}")))
+                    .flatten()
+                    .filter(|n| n.1);
+                international.or(national)
+            }
+        }
+    };
+    match parsed {
+        Some((e164, valid)) => CallerNumber {
+            raw: kept,
+            e164: Some(e164),
+            status: if valid {
+                NumberStatus::Valid
+            } else {
+                NumberStatus::Unverified
+            },
+        },
+        None => CallerNumber {
+            raw: kept,
+            e164: (digits.len() <= 15)
+                .then(|| format!("+{digits}"))
+                .filter(|_| plus),
+            status: NumberStatus::Unparseable,
+        },
+    }
+}
+
+/// The E.164 form and validity, or `None` when the library cannot parse it.
+fn parse(region: Option<Region>, s: &str) -> Option<(String, bool)> {
+    let n: PhoneNumber = phonenumber::parse(region, s).ok()?;
+    let e164 = n.format().mode(Mode::E164).to_string();
+    // E.164 allows at most 15 digits.
+    if e164.len() > 16 {
+        return None;
+    }
+    Some((e164, phonenumber::is_valid(&n)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn e164(raw: &str, r: &str) -> (Option<String>, NumberStatus) {
+        let n = normalize(raw, region(r));
+        (n.e164, n.status)
+    }
+
+    fn valid(s: &str) -> (Option<String>, NumberStatus) {
+        (Some(s.to_string()), NumberStatus::Valid)
+    }
+
+    #[test]
+    fn spanish_forms_agree() {
+        for raw in [
+            "+34600123456",
+            "0034600123456",
+            "34600123456",
+            "600123456",
+            "+34 600-12.34(56)",
+        ] {
+            assert_eq!(e164(raw, "ES"), valid("+34600123456"), "{raw}");
+        }
+    }
+
+    #[test]
+    fn the_lines_region_decides_national_numbers() {
+        assert_eq!(e164("0551234567", "SA"), valid("+966551234567"));
+        assert_eq!(e164("0551234567", "AE"), valid("+971551234567"));
+        assert_eq!(e164("00966551234567", "ES"), valid("+966551234567"));
+        assert_eq!(e164("971551234567", "AE"), valid("+971551234567"));
+        assert_eq!(e164("01101234567", "EG"), valid("+201101234567"));
+        assert_eq!(e164("011966551234567", "US"), valid("+966551234567"));
+    }
+
+    #[test]
+    fn a_foreign_code_without_plus_is_recognised_when_the_national_parse_is_invalid() {
+        assert_eq!(e164("971551234567", "ES"), valid("+971551234567"));
+    }
+
+    #[test]
+    fn withheld_and_unparseable_numbers_are_flagged_not_dropped() {
+        for raw in ["anonymous", "", "Restricted", "+266696687", "client:agent7"] {
+            let n = normalize(raw, region("ES"));
+            assert!(n.is_withheld(), "{raw}");
+            assert_eq!(n.key(), "withheld");
+        }
+        let n = normalize("abc-def", region("ES"));
+        assert_eq!(n.status, NumberStatus::Unparseable);
+        assert_eq!(n.key(), "raw:abc-def");
+        // Invalid ranges are kept under their normalised form.
+        let n = normalize("+447700900456", None);
+        assert_eq!(n.status, NumberStatus::Unverified);
+        assert_eq!(n.key(), "+447700900456");
+        let n = normalize("2003", region("ES"));
+        assert_ne!(n.status, NumberStatus::Valid);
+    }
+}

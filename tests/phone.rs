@@ -1,0 +1,357 @@
+//! End-to-end tests of the phone channel: the real binary tails Asterisk call logs written by
+//! the test (fixtures in `tests/fixtures/calls`, in the exact `cdr_csv` 18-column and `queue_log`
+//! formats), and the inquiries are read back through the HTTP API.
+
+mod support;
+
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::daemon::Daemon;
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/calls");
+
+fn config(sources: &str) -> String {
+    format!(
+        r#"
+[store]
+url = "sqlite://{{dir}}/ledger.db"
+[http]
+bind = "127.0.0.1:{{port}}"
+[desk]
+support_addresses = ["support@example.com"]
+{sources}
+"#
+    )
+}
+
+fn lines(name: &str) -> String {
+    format!(
+        r#"
+default_region = "ES"
+extension_max_digits = 5
+poll_interval = "100ms"
+[[sources.{name}.lines]]
+name = "soporte-es"
+match = ["600", "soporte-es"]
+language = "es"
+region = "ES"
+[[sources.{name}.lines]]
+name = "support-ar"
+match = ["700", "support-ar"]
+language = "ar"
+region = "SA"
+"#
+    )
+}
+
+fn cdr_source() -> String {
+    format!(
+        "[sources.cdr]\ntype = \"asterisk_cdr\"\npath = \"Master.csv\"\nlayout = \"18\"\ntime_zone = \"UTC\"\n{}",
+        lines("cdr")
+    )
+}
+
+fn queue_source() -> String {
+    format!(
+        "[sources.queue]\ntype = \"asterisk_queue_log\"\npath = \"queue_log\"\n{}",
+        lines("queue")
+    )
+}
+
+fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("slawatch-phone")
+        .tempdir()
+        .unwrap()
+}
+
+fn copy_fixture(dir: &Path, name: &str) {
+    std::fs::copy(Path::new(FIXTURES).join(name), dir.join(name)).unwrap();
+}
+
+fn append(path: &Path, text: &str) {
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+}
+
+fn phone(d: &Daemon) -> Vec<Value> {
+    d.get_json("/api/v1/inquiries?channel=phone&limit=1000")["inquiries"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn by_customer<'a>(inquiries: &'a [Value], customer: &str) -> &'a Value {
+    inquiries
+        .iter()
+        .find(|i| i["customer"] == customer)
+        .unwrap_or_else(|| panic!("no inquiry from {customer} in {inquiries:#?}"))
+}
+
+/// The calls of the fixtures, as each run must see them.
+fn check_fixture_calls(inquiries: &[Value], with_callback: bool) {
+    assert_eq!(inquiries.len(), 3, "{inquiries:#?}");
+    let ana = by_customer(inquiries, "+34600123456");
+    assert_eq!(ana["received_at"], "2026-01-05T09:15:42Z");
+    assert_eq!(ana["responded_at"], "2026-01-05T09:16:30Z");
+    assert_eq!(ana["response_kind"], "phone");
+    assert_eq!(ana["sla"], "met");
+    assert_eq!(ana["language"], "es");
+    let abu = by_customer(inquiries, "+966551234567");
+    assert_eq!(abu["received_at"], "2026-01-05T09:23:20Z");
+    assert_eq!(abu["language"], "ar");
+    if with_callback {
+        // Called back at 09:40:10, 17 minutes after the call: answered, but late.
+        assert_eq!(abu["state"], "responded");
+        assert_eq!(abu["responded_at"], "2026-01-05T09:40:10Z");
+        assert_eq!(abu["sla"], "missed");
+    } else {
+        assert_eq!(abu["state"], "open");
+    }
+    let withheld = by_customer(inquiries, "withheld");
+    assert_eq!(withheld["received_at"], "2026-01-05T09:33:20Z");
+    assert_eq!(withheld["state"], "open");
+}
+
+#[test]
+fn cdr_and_queue_log_for_the_same_calls_agree() {
+    // Each feed alone, then both together: the same calls, the same inquiries, never doubled.
+    for (sources, with_callback) in [
+        (cdr_source(), true),
+        (queue_source(), false),
+        (format!("{}\n{}", cdr_source(), queue_source()), true),
+    ] {
+        let dir = tempdir();
+        copy_fixture(dir.path(), "Master.csv");
+        copy_fixture(dir.path(), "queue_log");
+        let mut d = Daemon::configure(dir.path(), &config(&sources), &[]);
+        d.start();
+        d.wait_ready(Duration::from_secs(30));
+        check_fixture_calls(&phone(&d), with_callback);
+        assert!(d.stop());
+    }
+}
+
+const NEW_CALL: &str = r#""","+34 611 22 33 44","600","from-trunk","""O'Brien, \""Pat\"""" <+34611223344>","PJSIP/trunk-es-00000070","","Hangup","","2026-01-05 10:00:00",,"2026-01-05 10:00:30",30,0,"NO ANSWER","DOCUMENTATION","1767607200.1500","""#;
+
+#[test]
+fn a_tailed_master_csv_is_followed_live_through_partial_lines_bad_rows_and_rotation() {
+    let dir = tempdir();
+    copy_fixture(dir.path(), "Master.csv");
+    let csv = dir.path().join("Master.csv");
+    let mut d = Daemon::configure(dir.path(), &config(&cdr_source()), &[]);
+    d.start();
+    d.wait_ready(Duration::from_secs(30));
+    assert_eq!(phone(&d).len(), 3);
+
+    // A row written in two pieces: nothing until the newline arrives.
+    let (head, tail) = NEW_CALL.split_at(60);
+    append(&csv, head);
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(phone(&d).len(), 3);
+    let written = Instant::now();
+    append(&csv, &format!("{tail}\n"));
+    d.wait_for("the appended call", Duration::from_secs(5), |d| {
+        phone(d).len() == 4
+    });
+    let latency = written.elapsed();
+    assert!(latency < Duration::from_secs(1), "took {latency:?}");
+    let pat = phone(&d);
+    let pat = by_customer(&pat, "+34611223344");
+    assert_eq!(pat["customer_name"], r#"O'Brien, "Pat""#);
+    assert_eq!(pat["state"], "open");
+
+    // A malformed row is counted and skipped; the next one is read.
+    let before = d
+        .metric(r#"slawatch_source_errors_total{kind="parse",source="cdr"}"#)
+        .unwrap_or(0.0);
+    append(&csv, "\"garbage\",\"row\"\n");
+    append(
+        &csv,
+        &format!(
+            "{}\n",
+            NEW_CALL
+                .replace("1767607200.1500", "1767607300.1600")
+                .replace("+34 611 22 33 44", "34622000111")
+                .replace("+34611223344", "34622000111")
+        ),
+    );
+    d.wait_for("the row after the bad one", Duration::from_secs(5), |d| {
+        phone(d).len() == 5
+    });
+    let after = d
+        .metric(r#"slawatch_source_errors_total{kind="parse",source="cdr"}"#)
+        .unwrap_or(0.0);
+    assert_eq!(after, before + 1.0);
+    assert!(d.log().contains("line 7"), "{}", d.log());
+
+    // Rotation: the file is moved away and a new one started.
+    std::fs::rename(&csv, dir.path().join("Master.csv.1")).unwrap();
+    append(
+        &csv,
+        &format!(
+            "{}\n",
+            NEW_CALL
+                .replace("1767607200.1500", "1767607400.1700")
+                .replace("+34 611 22 33 44", "600 333 444")
+        ),
+    );
+    d.wait_for("the row in the rotated file", Duration::from_secs(5), |d| {
+        phone(d).iter().any(|i| i["customer"] == "+34600333444")
+    });
+
+    // A restart resumes after the last committed row: nothing is read twice.
+    assert!(d.stop());
+    d.start();
+    d.wait_ready(Duration::from_secs(30));
+    assert_eq!(phone(&d).len(), 6);
+    assert!(d.stop());
+}
+
+#[test]
+fn a_missing_call_log_shows_the_source_down_and_is_picked_up_when_it_appears() {
+    let dir = tempdir();
+    let mut d = Daemon::configure(dir.path(), &config(&cdr_source()), &[]);
+    d.start();
+    d.wait_for("source_up 0", Duration::from_secs(10), |d| {
+        d.metric(r#"slawatch_source_up{source="cdr"}"#) == Some(0.0)
+    });
+    assert!(d.log().contains("Call log not readable"), "{}", d.log());
+    copy_fixture(dir.path(), "Master.csv");
+    d.wait_ready(Duration::from_secs(10));
+    assert_eq!(d.metric(r#"slawatch_source_up{source="cdr"}"#), Some(1.0));
+    check_fixture_calls(&phone(&d), true);
+    assert!(d.stop());
+}
+
+#[test]
+fn calls_pushed_over_http_are_tracked_like_logged_ones() {
+    let dir = tempdir();
+    copy_fixture(dir.path(), "Master.csv");
+    let mut d = Daemon::configure(dir.path(), &config(&cdr_source()), &[]);
+    d.start();
+    d.wait_ready(Duration::from_secs(30));
+    let push = |body: &str| support::daemon::request(d.addr, "POST", "/api/v1/calls", Some(body));
+    let started = chrono::Utc::now() - chrono::Duration::minutes(3);
+    let missed = format!(
+        r#"{{"call_id": "push-1", "event": "ended", "outcome": "voicemail", "number": "699 000 111",
+            "region": "ES", "language": "es", "line": "soporte-es", "started_at": "{}"}}"#,
+        started.to_rfc3339()
+    );
+    let (status, body) = push(&missed);
+    assert_eq!(status, 202, "{body}");
+    assert!(body.contains(r#""events":"#), "{body}");
+    // The same event again changes nothing.
+    let (status, body) = push(&missed);
+    assert_eq!(
+        (status, body.as_str()),
+        (202, r#"{"accepted":1,"events":0}"#)
+    );
+    let open = phone(&d);
+    let call = by_customer(&open, "+34699000111");
+    assert_eq!(call["state"], "open");
+    assert_eq!(call["language"], "es");
+
+    let (status, body) =
+        push(r#"{"call_id": "x", "event": "rang", "started_at": "2026-01-05T09:00:00Z"}"#);
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("event 0"), "{body}");
+    let (status, _) = push(r#"{"call_id": "x", "event": "started"}"#);
+    assert_eq!(status, 400);
+
+    let callback = format!(
+        r#"[{{"call_id": "push-2", "event": "answered", "direction": "outbound", "number": "+34699000111",
+             "agent": "2001", "started_at": "{0}", "answered_at": "{0}"}}]"#,
+        chrono::Utc::now().to_rfc3339()
+    );
+    let (status, body) = push(&callback);
+    assert_eq!(status, 202, "{body}");
+    let all = phone(&d);
+    let call = by_customer(&all, "+34699000111");
+    assert_eq!(call["state"], "responded");
+    assert_eq!(call["response_kind"], "phone");
+    assert_eq!(call["responder"], "2001");
+    assert_eq!(call["sla"], "met");
+    assert!(d.stop());
+}
+
+#[test]
+fn a_freeswitch_csv_is_read_through_a_column_mapping() {
+    let dir = tempdir();
+    copy_fixture(dir.path(), "freeswitch.csv");
+    let source = format!(
+        r#"[sources.fs]
+type = "csv_calls"
+path = "freeswitch.csv"
+fields = ["caller_id_name", "caller_id_number", "destination_number", "context", "start_epoch",
+          "answer_epoch", "end_epoch", "duration", "billsec", "hangup_cause", "uuid", "bleg_uuid", "accountcode"]
+{}
+[sources.fs.map]
+call_id = "uuid"
+number = "caller_id_number"
+dialled = "destination_number"
+start = "start_epoch"
+answer = "answer_epoch"
+end = "end_epoch"
+agent = "bleg_uuid"
+name = "caller_id_name"
+"#,
+        lines("fs")
+    );
+    let mut d = Daemon::configure(dir.path(), &config(&source), &[]);
+    d.start();
+    d.wait_ready(Duration::from_secs(30));
+    let all = phone(&d);
+    assert_eq!(all.len(), 2, "{all:#?}");
+    let ana = by_customer(&all, "+34600123456");
+    assert_eq!(ana["state"], "responded");
+    assert_eq!(ana["customer_name"], "Ruiz, Ana");
+    let abu = by_customer(&all, "+966551234567");
+    assert_eq!(abu["state"], "open");
+    assert_eq!(abu["language"], "ar");
+    assert!(d.stop());
+}
+
+#[test]
+fn check_config_names_every_phone_problem_by_key_path() {
+    let dir = tempdir();
+    let bad = r#"[sources.cdr]
+type = "asterisk_cdr"
+path = "Master.csv"
+layout = "19"
+time_zone = "Mars/Olympus"
+default_region = "XX"
+withheld = "hide"
+[[sources.cdr.lines]]
+name = "es"
+language = "fr"
+[sources.tw]
+type = "twilio"
+base_url = "http://example.com"
+"#;
+    let d = Daemon::configure(dir.path(), &config(bad), &[]);
+    let out = d.cli(&["check-config"]);
+    assert!(!out.status.success());
+    let text =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    for key in [
+        "sources.cdr.layout",
+        "sources.cdr.time_zone",
+        "sources.cdr.default_region",
+        "sources.cdr.withheld",
+        "sources.cdr.lines[0].match",
+        "sources.cdr.lines[0].language",
+        "sources.tw.base_url",
+        "sources.tw.account_sid",
+        "sources.tw.auth_token",
+    ] {
+        assert!(text.contains(key), "{key} missing in:\n{text}");
+    }
+}

@@ -1,0 +1,180 @@
+//! The Twilio-compatible Calls API poller against a real local HTTP server started by this test.
+//!
+//! No Twilio can run here (it is a cloud service), so the test serves Twilio-shaped `Calls.json`
+//! pages itself — two pages linked by `next_page_uri`, parent and `<Dial>` child resources in the
+//! API's field formats — checks basic auth and the `StartTime>=` day filter, and changes a call
+//! between polls (in progress → completed) to show re-polling of calls that are not final.
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::get;
+use serde_json::{Value, json};
+use support::daemon::Daemon;
+
+#[derive(Default)]
+struct Api {
+    /// The child of CA10 has been answered.
+    answered: bool,
+    requests: Vec<(String, Option<String>)>,
+}
+
+fn rfc2822(minutes_ago: i64) -> String {
+    (chrono::Utc::now() - chrono::Duration::minutes(minutes_ago)).to_rfc2822()
+}
+
+async fn calls(
+    State(api): State<Arc<Mutex<Api>>>,
+    Query(q): Query<Vec<(String, String)>>,
+    headers: HeaderMap,
+) -> Result<axum::Json<Value>, StatusCode> {
+    let auth = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let mut api = api.lock().unwrap();
+    let start = q
+        .iter()
+        .find(|(k, _)| k == "StartTime>")
+        .map(|(_, v)| v.clone());
+    api.requests.push((format!("{q:?}"), auth.clone()));
+    // "AC1:secret-token" in base64.
+    if auth.as_deref() != Some("Basic QUMxOnNlY3JldC10b2tlbg==") {
+        return Err(StatusCode::UNAUTHORIZED);
+    }
+    if start.is_none() && !q.iter().any(|(k, _)| k == "PageToken") {
+        return Err(StatusCode::BAD_REQUEST);
+    }
+    let page2 = q.iter().any(|(k, _)| k == "PageToken");
+    Ok(axum::Json(if !page2 {
+        json!({
+            "page": 0, "page_size": 2, "start": 0, "end": 1,
+            "next_page_uri": "/2010-04-01/Accounts/AC1/Calls.json?StartTime%3E=2026-01-01&PageSize=2&Page=1&PageToken=PACA02",
+            "calls": [
+                {"sid": "CA01", "parent_call_sid": null, "direction": "inbound", "status": "completed",
+                 "from": "+34600123456", "to": "+34910000000", "start_time": rfc2822(30),
+                 "end_time": rfc2822(25), "duration": "300", "answered_by": null, "caller_name": "Ana Ruiz",
+                 "queue_time": "0", "date_created": rfc2822(30), "subresource_uris": {}},
+                {"sid": "CA02", "parent_call_sid": "CA01", "direction": "outbound-dial", "status": "no-answer",
+                 "from": "+34910000000", "to": "sip:2001@pbx", "start_time": rfc2822(30),
+                 "end_time": null, "duration": "", "answered_by": null}
+            ]
+        })
+    } else {
+        let child = if api.answered {
+            json!({"sid": "CA11", "parent_call_sid": "CA10", "direction": "outbound-dial", "status": "completed",
+                   "from": "+34910000000", "to": "sip:2002@pbx", "start_time": rfc2822(2),
+                   "end_time": rfc2822(0), "duration": "60", "answered_by": null})
+        } else {
+            json!({"sid": "CA11", "parent_call_sid": "CA10", "direction": "outbound-dial", "status": "ringing",
+                   "from": "+34910000000", "to": "sip:2002@pbx", "start_time": rfc2822(2),
+                   "end_time": null, "duration": null, "answered_by": null})
+        };
+        json!({
+            "page": 1, "page_size": 2, "start": 2, "end": 3, "next_page_uri": null,
+            "calls": [
+                {"sid": "CA10", "parent_call_sid": null, "direction": "inbound", "status": "in-progress",
+                 "from": "0034611222333", "to": "+34910000000", "start_time": rfc2822(3),
+                 "end_time": null, "duration": null, "answered_by": null},
+                child
+            ]
+        })
+    }))
+}
+
+fn phone(d: &Daemon) -> Vec<Value> {
+    d.get_json("/api/v1/inquiries?channel=phone")["inquiries"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[test]
+fn calls_are_polled_page_by_page_and_re_polled_until_final() {
+    let api = Arc::new(Mutex::new(Api::default()));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let state = api.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            let app = Router::new()
+                .route("/2010-04-01/Accounts/AC1/Calls.json", get(calls))
+                .with_state(state);
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+
+    let dir = tempfile::Builder::new()
+        .prefix("slawatch-twilio")
+        .tempdir()
+        .unwrap();
+    let config = format!(
+        r#"
+[store]
+url = "sqlite://{{dir}}/ledger.db"
+[http]
+bind = "127.0.0.1:{{port}}"
+[desk]
+support_addresses = ["support@example.com"]
+[sources.tw]
+type = "twilio"
+base_url = "http://127.0.0.1:{port}"
+account_sid = "AC1"
+poll_interval = "200ms"
+timeout = "5s"
+default_region = "ES"
+[[sources.tw.lines]]
+name = "soporte-es"
+match = ["+34910000000"]
+language = "es"
+"#
+    );
+    let mut d = Daemon::configure(
+        dir.path(),
+        &config,
+        &[("SLAWATCH__SOURCES__TW__AUTH_TOKEN", "secret-token")],
+    );
+    d.start();
+    d.wait_ready(Duration::from_secs(30));
+    let inquiries = phone(&d);
+    assert_eq!(inquiries.len(), 2, "{inquiries:#?}");
+    let ana = inquiries
+        .iter()
+        .find(|i| i["customer"] == "+34600123456")
+        .unwrap();
+    // The parent is "completed" but its only child rang out: nobody answered.
+    assert_eq!(ana["state"], "open");
+    assert_eq!(ana["language"], "es");
+    let live = inquiries
+        .iter()
+        .find(|i| i["customer"] == "+34611222333")
+        .unwrap();
+    assert_eq!(live["state"], "open");
+
+    api.lock().unwrap().answered = true;
+    d.wait_for(
+        "the re-polled call to be answered",
+        Duration::from_secs(5),
+        |d| {
+            phone(d)
+                .iter()
+                .any(|i| i["customer"] == "+34611222333" && i["state"] == "responded")
+        },
+    );
+    assert_eq!(phone(&d).len(), 2);
+    let requests = api.lock().unwrap().requests.clone();
+    assert!(requests.iter().all(|(_, auth)| auth.is_some()));
+    assert!(
+        requests.iter().any(|(q, _)| q.contains("StartTime>")),
+        "{requests:?}"
+    );
+    assert!(d.stop());
+}
