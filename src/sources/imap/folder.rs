@@ -205,6 +205,11 @@ impl FolderTask {
         }
 
         let items = fetch::fetch_items(settings.body_prefix_bytes);
+        // One chunk's commit runs while the next chunk is fetched (at most one in flight, so
+        // batches stay in order); the cursor moves only once its chunk is committed. If the
+        // fetch fails meanwhile, the reconnect re-reads from the last cursor known committed
+        // and the tracker drops whatever of it was committed already.
+        let mut in_flight: Option<InFlight> = None;
         for chunk in uids.chunks(FETCH_CHUNK) {
             let set = fetch::uid_set(chunk);
             let msgs = fetch::uid_fetch(
@@ -224,18 +229,17 @@ impl FolderTask {
                 .collect();
             // The chunk's highest UID, even if some vanished between SEARCH and FETCH.
             let last_uid = chunk.last().copied().unwrap_or(after);
-            self.submit(
-                observations,
-                Some(Cursor {
-                    uidvalidity,
-                    last_uid,
-                }),
-                false,
-            )
-            .await?;
-            for p in problems {
-                self.ctx.health.error(&self.ctx.name, p.as_str());
+            let cursor = Cursor {
+                uidvalidity,
+                last_uid,
+            };
+            if let Some(previous) = in_flight.take() {
+                self.finish(previous).await?;
             }
+            in_flight = Some(self.start_submit(observations, cursor, problems));
+        }
+        if let Some(previous) = in_flight.take() {
+            self.finish(previous).await?;
         }
 
         if !self.first_sync_counted {
@@ -291,6 +295,38 @@ impl FolderTask {
             Role::Inbox => Observation::MessageReceived(mail),
             Role::Sent => Observation::MessageSent(mail),
         }
+    }
+
+    /// Hands a chunk to the engine in the background (see [`FolderTask::finish`]).
+    fn start_submit(
+        &self,
+        observations: Vec<Observation>,
+        cursor: Cursor,
+        problems: Vec<ParseProblem>,
+    ) -> InFlight {
+        let batch = SourceBatch {
+            source: self.ctx.name.clone(),
+            observations,
+            cursors: vec![cursor.update(&self.folder)],
+            initial_sync_done: false,
+        };
+        let sink = self.ctx.sink.clone();
+        InFlight {
+            commit: tokio::spawn(async move { sink.submit(batch).await }),
+            cursor,
+            problems,
+        }
+    }
+
+    /// Waits until a chunk handed over by [`FolderTask::start_submit`] is committed, then moves the
+    /// cursor and counts its parse problems.
+    async fn finish(&mut self, chunk: InFlight) -> Result<(), Error> {
+        chunk.commit.await.map_err(|_| Error::EngineStopped)??;
+        self.cursor = Some(chunk.cursor);
+        for p in chunk.problems {
+            self.ctx.health.error(&self.ctx.name, p.as_str());
+        }
+        Ok(())
     }
 
     /// Hands a batch to the engine and, once it is committed, moves the cursor.
@@ -389,3 +425,10 @@ fn drain_unsolicited(session: &mut ImapSession, u: &mut Unsolicited) -> Result<(
 /// Polling (no IDLE) waits this long between rounds at least, whatever is configured, so a
 /// zero interval cannot spin.
 const MIN_POLL: Duration = Duration::from_millis(100);
+
+/// A chunk being committed while the next one is fetched.
+struct InFlight {
+    commit: tokio::task::JoinHandle<Result<(), crate::sources::SinkError>>,
+    cursor: Cursor,
+    problems: Vec<ParseProblem>,
+}
