@@ -151,14 +151,8 @@ impl Tracker {
             .policies
             .select(Channel::Phone, language, &call.source, &customer);
         let mut events = Vec::new();
-        let record = policy.record();
-        if !self.policies_seen.contains(&record.version) {
-            events.push(Event::PolicyActivated {
-                at: call.seen_at,
-                policy: record.clone(),
-            });
-        }
-        let (deadline_at, warn_at) = policy.deadlines(call.started_at);
+        let (version, deadline_at, warn_at) =
+            self.stamp_policy(policy, call.started_at, call.seen_at, &mut events);
         let inquiry_id = InquiryId::derive(Channel::Phone, &external_id);
         events.push(Event::InquiryOpened(Box::new(InquiryOpened {
             inquiry_id: inquiry_id.clone(),
@@ -182,7 +176,7 @@ impl Tracker {
             deadline_at,
             reply_to: Vec::new(),
             warn_at,
-            policy: record.version,
+            policy: version,
             // A new call is always a first inquiry: there is no "next reply" on the phone.
             kind: InquiryKind::First,
         })));
@@ -285,14 +279,8 @@ impl Tracker {
             &inquiry.source,
             &first.customer,
         );
-        let record = policy.record();
-        if !self.policies_seen.contains(&record.version) {
-            events.push(Event::PolicyActivated {
-                at: first.first_seen_at,
-                policy: record.clone(),
-            });
-        }
-        let (deadline_at, warn_at) = policy.deadlines(first.received_at);
+        let (version, deadline_at, warn_at) =
+            self.stamp_policy(policy, first.received_at, first.first_seen_at, &mut events);
         let id = InquiryId::derive(Channel::Phone, &first.external_id);
         events.push(Event::InquiryOpened(Box::new(InquiryOpened {
             inquiry_id: id.clone(),
@@ -312,7 +300,7 @@ impl Tracker {
             deadline_at,
             reply_to: Vec::new(),
             warn_at,
-            policy: record.version,
+            policy: version,
             kind: InquiryKind::First,
         })));
         events.extend(later.map(|f| Event::FollowUpAttached {

@@ -479,14 +479,8 @@ impl Tracker {
         }
 
         let mut events = Vec::new();
-        let record = policy.record();
-        if !self.policies_seen.contains(&record.version) {
-            events.push(Event::PolicyActivated {
-                at: mail.seen_at,
-                policy: record.clone(),
-            });
-        }
-        let (deadline_at, warn_at) = policy.deadlines(mail.delivered_at);
+        let (version, deadline_at, warn_at) =
+            self.stamp_policy(policy, mail.delivered_at, mail.seen_at, &mut events);
         let inquiry_id = InquiryId::derive(Channel::Email, &external_id);
         events.push(Event::InquiryOpened(Box::new(InquiryOpened {
             inquiry_id: inquiry_id.clone(),
@@ -506,7 +500,7 @@ impl Tracker {
             reply_to: mail.reply_to.iter().map(|a| a.email.clone()).collect(),
             deadline_at,
             warn_at,
-            policy: record.version,
+            policy: version,
             kind,
         })));
 
@@ -696,14 +690,8 @@ impl Tracker {
             return Vec::new();
         }
         let mut events = Vec::new();
-        let record = policy.record();
-        if !self.policies_seen.contains(&record.version) {
-            events.push(Event::PolicyActivated {
-                at: first.first_seen_at,
-                policy: record.clone(),
-            });
-        }
-        let (deadline_at, warn_at) = policy.deadlines(first.received_at);
+        let (version, deadline_at, warn_at) =
+            self.stamp_policy(policy, first.received_at, first.first_seen_at, &mut events);
         let id = InquiryId::derive(inquiry.channel, &first.external_id);
         events.push(Event::InquiryOpened(Box::new(InquiryOpened {
             inquiry_id: id.clone(),
@@ -726,7 +714,7 @@ impl Tracker {
             reply_to: inquiry.reply_to.clone(),
             deadline_at,
             warn_at,
-            policy: record.version,
+            policy: version,
             kind: InquiryKind::NextReply,
         })));
         events.extend(later.map(|f| Event::FollowUpAttached {
@@ -1050,6 +1038,31 @@ impl Tracker {
         self.by_received
             .insert((inquiry.received_at, inquiry.id.clone()));
         self.inquiries.insert(inquiry.id.clone(), Box::new(inquiry));
+    }
+
+    /// Stamps a new inquiry with `policy`: its version and its deadlines from `start`, and — the
+    /// first time this version is used — the `PolicyActivated` event that records its parameters.
+    pub(super) fn stamp_policy(
+        &self,
+        policy: &crate::tracker::policy::Policy,
+        start: DateTime<Utc>,
+        seen_at: DateTime<Utc>,
+        events: &mut Vec<Event>,
+    ) -> (String, DateTime<Utc>, Vec<DateTime<Utc>>) {
+        let record = policy.record();
+        let (deadline_at, warn_at) = policy.deadlines(start);
+        let version = record.version.clone();
+        let already = self.policies_seen.contains(&version)
+            || events.iter().any(
+                |e| matches!(e, Event::PolicyActivated { policy, .. } if policy.version == version),
+            );
+        if !already {
+            events.push(Event::PolicyActivated {
+                at: seen_at,
+                policy: record,
+            });
+        }
+        (version, deadline_at, warn_at)
     }
 
     /// The shared copy of a thread id.
