@@ -266,52 +266,8 @@ impl Tracker {
             call,
             external_id,
         )];
-        let mut later = inquiry
-            .follow_up_messages
-            .iter()
-            .filter(|f| f.received_at > at);
-        let Some(first) = later.next() else {
-            return events;
-        };
-        let policy = self.rules.policies.select(
-            Channel::Phone,
-            inquiry.language,
-            &inquiry.source,
-            &first.customer,
-        );
-        let (version, deadline_at, warn_at) =
-            self.stamp_policy(policy, first.received_at, first.first_seen_at, &mut events);
-        let id = InquiryId::derive(Channel::Phone, &first.external_id);
-        events.push(Event::InquiryOpened(Box::new(InquiryOpened {
-            inquiry_id: id.clone(),
-            channel: Channel::Phone,
-            source: inquiry.source.clone(),
-            external_id: first.external_id.clone(),
-            thread_id: inquiry.thread_id.to_string(),
-            digest: None,
-            customer: first.customer.clone(),
-            customer_name: inquiry.customer_name.clone(),
-            subject: first.subject.clone(),
-            language: inquiry.language,
-            language_source: inquiry.language_source.unwrap_or(LanguageSource::Default),
-            received_at: first.received_at,
-            first_seen_at: first.first_seen_at,
-            date_header: None,
-            deadline_at,
-            reply_to: Vec::new(),
-            warn_at,
-            policy: version,
-            kind: InquiryKind::First,
-        })));
-        events.extend(later.map(|f| Event::FollowUpAttached {
-            inquiry_id: id.clone(),
-            external_id: f.external_id.clone(),
-            digest: f.digest.clone(),
-            received_at: f.received_at,
-            first_seen_at: f.first_seen_at,
-            customer: f.customer.clone(),
-            subject: f.subject.clone(),
-        }));
+        // A call placed after the answer is a new inquiry of its own.
+        events.extend(self.open_from_later_follow_ups(inquiry, at, InquiryKind::First));
         events
     }
 }

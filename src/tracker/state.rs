@@ -622,7 +622,11 @@ impl Tracker {
                         &responder,
                         &external_id,
                     ));
-                    events.extend(self.next_reply_from_follow_ups(inquiry, mail.delivered_at));
+                    events.extend(self.open_from_later_follow_ups(
+                        inquiry,
+                        mail.delivered_at,
+                        InquiryKind::NextReply,
+                    ));
                 }
                 events
             }
@@ -665,14 +669,21 @@ impl Tracker {
             via: Some(ack.via),
             note: ack.note.clone(),
         }))];
-        events.extend(self.next_reply_from_follow_ups(inquiry, ack.at));
+        events.extend(self.open_from_later_follow_ups(inquiry, ack.at, InquiryKind::NextReply));
         Ok(events)
     }
 
-    /// Customer messages attached to `inquiry` that arrived after it was answered at `at` (they
-    /// were read before the answer was) are a next reply: opened from the oldest of them, the
-    /// others attached to it. Nothing when the policy does not track next replies.
-    fn next_reply_from_follow_ups(&self, inquiry: &Inquiry, at: DateTime<Utc>) -> Vec<Event> {
+    /// Customer messages (or calls) attached to `inquiry` that arrived after it was answered at
+    /// `at` — read before the answer was — open a new inquiry from the oldest of them, the others
+    /// attached to it. `kind` says what it is: a `NextReply` in a mail conversation (nothing when
+    /// the policy does not track next replies; language inherited from the thread), or a `First`
+    /// for a new call (its language stays the line's).
+    pub(super) fn open_from_later_follow_ups(
+        &self,
+        inquiry: &Inquiry,
+        at: DateTime<Utc>,
+        kind: InquiryKind,
+    ) -> Vec<Event> {
         let mut later = inquiry
             .follow_up_messages
             .iter()
@@ -686,9 +697,13 @@ impl Tracker {
             &inquiry.source,
             &first.customer,
         );
-        if !policy.next_reply {
+        if kind == InquiryKind::NextReply && !policy.next_reply {
             return Vec::new();
         }
+        let language_source = match kind {
+            InquiryKind::NextReply => LanguageSource::Thread,
+            InquiryKind::First => inquiry.language_source.unwrap_or(LanguageSource::Default),
+        };
         let mut events = Vec::new();
         let (version, deadline_at, warn_at) =
             self.stamp_policy(policy, first.received_at, first.first_seen_at, &mut events);
@@ -707,7 +722,7 @@ impl Tracker {
                 .filter(|_| first.customer == inquiry.customer),
             subject: first.subject.clone(),
             language: inquiry.language,
-            language_source: LanguageSource::Thread,
+            language_source,
             received_at: first.received_at,
             first_seen_at: first.first_seen_at,
             date_header: None,
@@ -715,7 +730,7 @@ impl Tracker {
             deadline_at,
             warn_at,
             policy: version,
-            kind: InquiryKind::NextReply,
+            kind,
         })));
         events.extend(later.map(|f| Event::FollowUpAttached {
             inquiry_id: id.clone(),
