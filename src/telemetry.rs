@@ -30,7 +30,7 @@ use prometheus::{
 use crate::domain::{Channel, Language};
 use crate::sources::SourceHealth;
 use crate::tracker::event::{ExclusionReason, Outcome, UnmatchedReason};
-use crate::tracker::{Event, Inquiry, OpenStatus, Tracker};
+use crate::tracker::{Event, OpenStatus, Tracker};
 
 /// Buckets of `slawatch_first_response_seconds`.
 ///
@@ -78,20 +78,6 @@ const UNMATCHED_REASONS: [UnmatchedReason; 5] = [
 pub enum TelemetryError {
     #[error("metrics registry: {0}")]
     Prometheus(#[from] prometheus::Error),
-}
-
-/// How an open inquiry is doing at `now`: breached once its deadline has passed, warning once a
-/// warn instant has passed, whether or not the scheduler has fired yet (so the gauges and the
-/// status page stay true even if the scheduler is held back or late). `None` if not open.
-pub fn open_status_at(inquiry: &Inquiry, now: DateTime<Utc>) -> Option<OpenStatus> {
-    let recorded = inquiry.open_status()?;
-    if recorded == OpenStatus::Breached || inquiry.deadline_at.is_some_and(|d| d <= now) {
-        Some(OpenStatus::Breached)
-    } else if recorded == OpenStatus::Warning || inquiry.warn_at.iter().any(|w| *w <= now) {
-        Some(OpenStatus::Warning)
-    } else {
-        Some(OpenStatus::Ok)
-    }
 }
 
 /// Every `slawatch_*` handle, registered in an own registry.

@@ -20,7 +20,6 @@ use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use chrono_tz::Tz;
 
 use super::AppState;
-use crate::telemetry::open_status_at;
 use crate::tracker::{Inquiry, InquiryState, OpenStatus, SlaStatus, Tracker};
 
 /// Rows shown at most; the rest are counted. A TV shows a few dozen; 500 bounds the page (and
@@ -71,7 +70,7 @@ impl Summary {
         // bad day would dominate the render.
         let mut open: Vec<(OpenStatus, &Inquiry)> = Vec::new();
         for i in tracker.open() {
-            let Some(status) = open_status_at(i, now) else {
+            let Some(status) = i.open_status_at(now) else {
                 continue;
             };
             match status {

@@ -199,6 +199,18 @@ impl Inquiry {
         }
     }
 
+    /// How the inquiry is doing at `now` (see [`OpenSummary::status_at`]); `None` if not open.
+    pub fn open_status_at(&self, now: DateTime<Utc>) -> Option<OpenStatus> {
+        let recorded = self.open_status()?;
+        Some(status_at(
+            recorded == OpenStatus::Breached,
+            self.deadline_at?,
+            recorded == OpenStatus::Warning,
+            self.warn_at.iter().min().copied(),
+            now,
+        ))
+    }
+
     fn warned(&self, index: u8) -> bool {
         self.alerts
             .iter()
@@ -255,13 +267,31 @@ impl OpenSummary {
     /// The status at `now`: instants already passed count even before the scheduler fired them
     /// (during a first sync, deadlines are held; the gauge shows the truth meanwhile).
     pub fn status_at(&self, now: DateTime<Utc>) -> OpenStatus {
-        if self.breached || self.deadline_at <= now {
-            OpenStatus::Breached
-        } else if self.warned || self.first_warn_at.is_some_and(|w| w <= now) {
-            OpenStatus::Warning
-        } else {
-            OpenStatus::Ok
-        }
+        status_at(
+            self.breached,
+            self.deadline_at,
+            self.warned,
+            self.first_warn_at,
+            now,
+        )
+    }
+}
+
+/// Breached once the deadline has passed, warning once a warn instant has passed — whether or
+/// not the scheduler has fired them yet — else ok.
+fn status_at(
+    breached: bool,
+    deadline_at: DateTime<Utc>,
+    warned: bool,
+    first_warn_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> OpenStatus {
+    if breached || deadline_at <= now {
+        OpenStatus::Breached
+    } else if warned || first_warn_at.is_some_and(|w| w <= now) {
+        OpenStatus::Warning
+    } else {
+        OpenStatus::Ok
     }
 }
 
