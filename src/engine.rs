@@ -213,6 +213,7 @@ impl Engine {
             results,
         };
         self.resume_pending(&deliveries);
+        self.notifier.still_firing(&self.still_firing());
         let mut gate = SyncGate {
             grace_end: self.clock.now()
                 + chrono::Duration::from_std(self.sync_grace).unwrap_or_default(),
@@ -655,6 +656,32 @@ impl Engine {
             );
             self.spawn_delivery(alerts, deliveries);
         }
+    }
+
+    /// The alerts delivered before this start whose inquiries are still open: the breach if one
+    /// was delivered, else the latest delivered warning.
+    fn still_firing(&self) -> Vec<Alert> {
+        use crate::tracker::state::AlertStage;
+        let tracker = self.read_tracker();
+        tracker
+            .open()
+            .filter_map(|i| {
+                let delivered = i.alerts.iter().filter(|m| m.delivered_at.is_some());
+                let latest = delivered.max_by_key(|m| (m.stage != AlertStage::Warning, m.at))?;
+                let event = match latest.stage {
+                    AlertStage::Warning => Event::InquiryWarned {
+                        inquiry_id: i.id.clone(),
+                        index: latest.index.unwrap_or(0),
+                        at: latest.at,
+                    },
+                    AlertStage::Breach | AlertStage::Renotify => Event::InquiryBreached {
+                        inquiry_id: i.id.clone(),
+                        at: i.deadline_at.unwrap_or(latest.at),
+                    },
+                };
+                self.alert_for(&event, &tracker)
+            })
+            .collect()
     }
 
     fn alert_for(&self, event: &Event, tracker: &Tracker) -> Option<Alert> {

@@ -127,6 +127,7 @@ async fn a_real_alertmanager_receives_the_push_and_routes_it() {
     let n = AlertmanagerNotifier::new(&AlertmanagerSettings {
         url: am.url.clone(),
         timeout: Duration::from_secs(5),
+        resend_every: Duration::from_secs(60),
     })
     .unwrap();
     let r = n
@@ -170,6 +171,90 @@ async fn a_real_alertmanager_receives_the_push_and_routes_it() {
             std::time::Instant::now() < limit,
             "no resolved notification: {:?}",
             receiver.bodies()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Alertmanager's view of one inquiry's alert: `(state, endsAt)` if it holds it.
+async fn alertmanager_alert(url: &str, alertname: &str, inquiry: &str) -> Option<(String, String)> {
+    let alerts: Vec<serde_json::Value> = reqwest::get(format!("{url}/api/v2/alerts"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    alerts
+        .iter()
+        .find(|a| a["labels"]["alertname"] == alertname && a["labels"]["inquiry"] == inquiry)
+        .map(|a| {
+            (
+                a["status"]["state"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                a["endsAt"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+}
+
+#[tokio::test]
+async fn alertmanager_keeps_a_breach_firing_by_re_pushing_it_until_resolved() {
+    install_ring();
+    let receiver = Receiver::start().await;
+    let am = support::alertmanager::Alertmanager::start(&receiver.url);
+    // Re-push every second: each push says the alert ends 4 s later.
+    let settings = AlertmanagerSettings {
+        url: am.url.clone(),
+        timeout: Duration::from_secs(5),
+        resend_every: Duration::from_secs(1),
+    };
+    let n = AlertmanagerNotifier::new(&settings).unwrap();
+    let r = n.deliver(&[alert(AlertKind::Breach, "phone-20")]).await;
+    assert!(r.iter().all(Result::is_ok), "{r:?}\n{}", am.log());
+    let (_, first_end) = alertmanager_alert(&am.url, "SlaBreach", "phone-20")
+        .await
+        .expect("the breach is in Alertmanager");
+    // Three times the validity of one push: without the re-push it would have ended.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let (state, end) = alertmanager_alert(&am.url, "SlaBreach", "phone-20")
+        .await
+        .expect("the breach is still in Alertmanager");
+    assert_eq!(state, "active", "{}", am.log());
+    assert!(end > first_end, "endsAt moved on: {first_end} → {end}");
+    assert_eq!(n.active(), 1);
+    assert!(
+        !receiver.bodies().iter().any(|b| b["status"] == "resolved"),
+        "no resolved notification while unanswered: {:?}",
+        receiver.bodies()
+    );
+
+    // A restarted slawatch (a new notifier) told what is still firing keeps it alive, without
+    // a new delivery.
+    drop(n);
+    let restarted = AlertmanagerNotifier::new(&settings).unwrap();
+    restarted.still_firing(&[alert(AlertKind::Breach, "phone-20")]);
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let (state, _) = alertmanager_alert(&am.url, "SlaBreach", "phone-20")
+        .await
+        .unwrap();
+    assert_eq!(state, "active", "{}", am.log());
+
+    // Answered: resolved, and no longer re-pushed.
+    let r = restarted
+        .deliver(&[alert(AlertKind::Resolved, "phone-20")])
+        .await;
+    assert!(r.iter().all(Result::is_ok), "{r:?}");
+    assert_eq!(restarted.active(), 0);
+    let limit = std::time::Instant::now() + Duration::from_secs(20);
+    while !receiver
+        .bodies()
+        .iter()
+        .any(|b| b["status"] == "resolved" && b["groupLabels"]["alertname"] == "SlaBreach")
+    {
+        assert!(
+            std::time::Instant::now() < limit,
+            "no resolved notification"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -20,6 +20,7 @@
 //!
 //! [notify.alertmanager]
 //! url = "http://127.0.0.1:9093"
+//! resend_every = "1m"          # re-push active alerts (Prometheus does the same), 1 s–5 min
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -105,7 +106,23 @@ pub struct AlertmanagerSettings {
     /// Base URL; alerts are posted to `{url}/api/v2/alerts`.
     pub url: String,
     pub timeout: Duration,
+    /// How often alerts still active are pushed again. Each push says they end
+    /// [`ALERTMANAGER_VALID_FOR`] pushes later, so Alertmanager keeps them firing while slawatch
+    /// runs and resolves them by itself if slawatch stops pushing.
+    pub resend_every: Duration,
 }
+
+/// Default re-push interval of active alerts, as Prometheus' own `resend_delay` (1 minute).
+pub const DEFAULT_ALERTMANAGER_RESEND: Duration = Duration::from_secs(60);
+
+/// Accepted re-push intervals: below a second floods Alertmanager; above five minutes an alert
+/// would outlive its warning lead time between pushes.
+pub const ALERTMANAGER_RESEND_RANGE: std::ops::RangeInclusive<Duration> =
+    Duration::from_secs(1)..=Duration::from_secs(300);
+
+/// An active alert's `endsAt` is this many re-push intervals after the push (Prometheus uses
+/// four evaluation/resend intervals): three pushes may fail before Alertmanager resolves it.
+pub const ALERTMANAGER_VALID_FOR: u32 = 4;
 
 /// Known notifier names.
 pub const NOTIFIERS: [&str; 3] = ["smtp", "webhook", "alertmanager"];
@@ -141,10 +158,21 @@ pub(super) fn notify(
         let url = s.required_string("url", p).unwrap_or_default();
         check_url(&s.path("url"), &url, p);
         let timeout = s.duration("timeout", DEFAULT_NOTIFY_TIMEOUT, p);
+        let resend_every = s.duration("resend_every", DEFAULT_ALERTMANAGER_RESEND, p);
+        if !ALERTMANAGER_RESEND_RANGE.contains(&resend_every) {
+            p.push(
+                s.path("resend_every"),
+                format!(
+                    "must be between 1s and 5m (got {}); Prometheus re-sends every 1m",
+                    humantime::format_duration(resend_every)
+                ),
+            );
+        }
         s.finish(p);
         AlertmanagerSettings {
             url: url.trim_end_matches('/').to_string(),
             timeout,
+            resend_every,
         }
     });
     let configured = |name: &str| match name {
@@ -319,7 +347,7 @@ impl NotifySettings {
                 "token": w.token.as_ref().map(|_| "<redacted>"), "timeout": d(w.timeout),
             })),
             "alertmanager": self.alertmanager.as_ref().map(|a| json!({
-                "url": a.url, "timeout": d(a.timeout),
+                "url": a.url, "timeout": d(a.timeout), "resend_every": d(a.resend_every),
             })),
         })
     }
@@ -346,7 +374,7 @@ fn redact_path(url: &str) -> String {
 mod tests {
     use std::path::Path;
 
-    use crate::config::{ConfigError, load_with_env};
+    use crate::config::{ConfigError, DEFAULT_ALERTMANAGER_RESEND, load_with_env};
 
     const BASE: &str = r#"
 [desk]
@@ -432,5 +460,27 @@ format = "xml"
         ] {
             assert!(err.contains(key), "{key} missing in:\n{err}");
         }
+    }
+
+    #[test]
+    fn alertmanager_re_pushes_every_minute_unless_configured_within_bounds() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = load(
+            dir.path(),
+            "[notify]\nprimary = [\"alertmanager\"]\n[notify.alertmanager]\nurl = \"http://127.0.0.1:9093/\"\n",
+            vec![],
+        )
+        .unwrap();
+        let am = s.notify.alertmanager.as_ref().unwrap();
+        assert_eq!(am.resend_every, DEFAULT_ALERTMANAGER_RESEND);
+        assert_eq!(am.url, "http://127.0.0.1:9093");
+        let err = load(
+            dir.path(),
+            "[notify]\nprimary = [\"alertmanager\"]\n[notify.alertmanager]\nurl = \"http://127.0.0.1:9093\"\nresend_every = \"10m\"\n",
+            vec![],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("notify.alertmanager.resend_every"), "{err}");
     }
 }

@@ -6,75 +6,232 @@
 //! routing (`group_by: [alertname, channel]`) batches many inquiries into one notification, so
 //! no digest is built here.
 //!
-//! A `resolved` alert (the inquiry was answered) ends both stages' alerts with `endsAt`.
+//! **Kept firing the way Prometheus does it.** Alertmanager resolves an alert whose `endsAt` has
+//! passed. So every firing alert is pushed with `endsAt` = push time + four re-push intervals,
+//! and a background task pushes every alert still active again each `resend_every` (default
+//! 1 minute). While slawatch runs, a breach stays firing until the inquiry is answered (a
+//! `resolved` alert then ends both stages with `endsAt` = answer time); if slawatch stops,
+//! Alertmanager resolves its alerts about four intervals later, and the `SlawatchDown` rule
+//! (see `dashboards/`) says why. After a restart the engine hands back the alerts still active
+//! ([`super::Notifier::still_firing`]), so they keep firing across it.
 //!
-//! A `renotify` alert re-sends the active `SlaBreach`. Between re-notifications (default every
-//! 15 minutes) Alertmanager may resolve it by itself after its `resolve_timeout` (default 5
-//! minutes): set `resolve_timeout` above `renotify_every`, or re-sends every 30 s–3 min are
-//! still to be built.
+//! [`ActiveAlerts`] is the pure part: which (inquiry, alertname) pairs fire, and their payload at
+//! an instant.
 
-use serde_json::json;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{Value, json};
+use tokio::sync::Notify;
 
 use super::{Alert, AlertKind, Delivery, DeliveryError};
-use crate::config::AlertmanagerSettings;
+use crate::config::{ALERTMANAGER_VALID_FOR, AlertmanagerSettings};
+use crate::domain::InquiryId;
 
 /// Why the Alertmanager client could not be built.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot build the Alertmanager HTTP client: {0}")]
 pub struct AlertmanagerError(String);
 
+/// The two alerts slawatch raises in Alertmanager, as (alertname, severity).
+const WARNING: (&str, &str) = ("SlaWarning", "warning");
+const BREACH: (&str, &str) = ("SlaBreach", "page");
+
+/// The stages an alert kind fires (or, for `resolved`, ends).
+fn stages(kind: AlertKind) -> &'static [(&'static str, &'static str)] {
+    match kind {
+        AlertKind::Warning => &[WARNING],
+        // A re-notification re-sends the active breach (keeps it firing).
+        AlertKind::Breach | AlertKind::Renotify => &[BREACH],
+        // Both stages end: the labels are the identity, `endsAt` resolves them.
+        AlertKind::Resolved => &[WARNING, BREACH],
+    }
+}
+
+fn rfc3339(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// One API v2 alert item for `alert` at stage `(name, severity)`, without `endsAt`.
+fn item(alert: &Alert, (name, severity): (&str, &str)) -> Value {
+    json!({
+        "labels": {
+            "alertname": name, "severity": severity,
+            "channel": alert.channel.as_str(), "language": alert.language.as_str(),
+            "inquiry": alert.inquiry_id.as_str(),
+        },
+        "annotations": {
+            "summary": alert.headline(), "customer": alert.customer, "subject": alert.subject,
+            "deadline": alert.deadline_at.to_rfc3339(),
+        },
+        "startsAt": rfc3339(alert.due_at),
+        "generatorURL": alert.link,
+    })
+}
+
+/// The alerts firing in Alertmanager because of slawatch: what the re-push sends.
+#[derive(Debug, Default)]
+pub struct ActiveAlerts {
+    firing: BTreeMap<(InquiryId, &'static str), Value>,
+}
+
+impl ActiveAlerts {
+    /// Takes delivered alerts into account: warnings and breaches start firing (a later push of
+    /// the same stage keeps its first `startsAt`), `resolved` stops both stages.
+    pub fn record(&mut self, alerts: &[Alert]) {
+        for a in alerts {
+            for &stage in stages(a.kind) {
+                let key = (a.inquiry_id.clone(), stage.0);
+                if a.kind == AlertKind::Resolved {
+                    self.firing.remove(&key);
+                } else {
+                    self.firing.entry(key).or_insert_with(|| item(a, stage));
+                }
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.firing.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.firing.is_empty()
+    }
+
+    /// The re-push body at `now`: every active alert, valid until `now + valid_for`.
+    pub fn payload(&self, now: DateTime<Utc>, valid_for: chrono::Duration) -> Value {
+        let ends = json!(rfc3339(now + valid_for));
+        Value::Array(
+            self.firing
+                .values()
+                .map(|v| {
+                    let mut v = v.clone();
+                    v["endsAt"] = ends.clone();
+                    v
+                })
+                .collect(),
+        )
+    }
+}
+
 #[derive(Debug)]
 pub struct AlertmanagerNotifier {
     client: reqwest::Client,
     endpoint: String,
+    valid_for: chrono::Duration,
+    active: Arc<Mutex<ActiveAlerts>>,
+    /// Wakes the re-push task at once (after a restart's `still_firing`).
+    wake: Arc<Notify>,
 }
 
 impl AlertmanagerNotifier {
+    /// Builds the client and starts the re-push task (needs a tokio runtime); the task ends when
+    /// the notifier is dropped.
     pub fn new(s: &AlertmanagerSettings) -> Result<Self, AlertmanagerError> {
-        Ok(AlertmanagerNotifier {
+        let n = AlertmanagerNotifier {
             client: super::webhook::client(s.timeout).map_err(AlertmanagerError)?,
             endpoint: format!("{}/api/v2/alerts", s.url.trim_end_matches('/')),
-        })
+            valid_for: chrono::Duration::from_std(s.resend_every * ALERTMANAGER_VALID_FOR)
+                .unwrap_or(chrono::Duration::MAX),
+            active: Arc::default(),
+            wake: Arc::default(),
+        };
+        tokio::spawn(repush(
+            n.client.clone(),
+            n.endpoint.clone(),
+            s.resend_every,
+            n.valid_for,
+            Arc::downgrade(&n.active),
+            n.wake.clone(),
+        ));
+        Ok(n)
     }
 
-    /// The API v2 body for a batch.
-    pub fn payload(alerts: &[Alert]) -> serde_json::Value {
-        let mut items: Vec<serde_json::Value> = Vec::new();
+    /// The API v2 body for a batch delivered at `now`: firing stages valid until
+    /// `now + valid_for`, resolved ones ended at the answer.
+    pub fn payload(alerts: &[Alert], now: DateTime<Utc>, valid_for: chrono::Duration) -> Value {
+        let mut items = Vec::new();
         for a in alerts {
-            let ends = a.due_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-            let fired: &[(&str, &str)] = match a.kind {
-                AlertKind::Warning => &[("SlaWarning", "warning")],
-                // A re-notification re-sends the active breach (keeps it firing).
-                AlertKind::Breach | AlertKind::Renotify => &[("SlaBreach", "page")],
-                // Both stages end: the labels are the identity, `endsAt` resolves them.
-                AlertKind::Resolved => &[("SlaWarning", "warning"), ("SlaBreach", "page")],
-            };
-            for (name, severity) in fired {
-                let mut item = json!({
-                    "labels": {
-                        "alertname": name, "severity": severity,
-                        "channel": a.channel.as_str(), "language": a.language.as_str(),
-                        "inquiry": a.inquiry_id.as_str(),
-                    },
-                    "annotations": {
-                        "summary": a.headline(), "customer": a.customer, "subject": a.subject,
-                        "deadline": a.deadline_at.to_rfc3339(),
-                    },
-                    "startsAt": a.due_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                    "generatorURL": a.link,
-                });
+            for &stage in stages(a.kind) {
+                let mut v = item(a, stage);
                 if a.kind == AlertKind::Resolved {
                     // startsAt must not be after endsAt: the inquiry's receipt is before both.
-                    item["startsAt"] = json!(
-                        a.received_at
-                            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-                    );
-                    item["endsAt"] = json!(ends);
+                    v["startsAt"] = json!(rfc3339(a.received_at));
+                    v["endsAt"] = json!(rfc3339(a.due_at));
+                } else {
+                    v["endsAt"] = json!(rfc3339(now + valid_for));
                 }
-                items.push(item);
+                items.push(v);
             }
         }
-        json!(items)
+        Value::Array(items)
+    }
+
+    /// How many alerts are firing (kept alive by the re-push).
+    pub fn active(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ActiveAlerts> {
+        self.active.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Pushes every active alert again each `every`, or at once when woken.
+async fn repush(
+    client: reqwest::Client,
+    endpoint: String,
+    every: Duration,
+    valid_for: chrono::Duration,
+    active: Weak<Mutex<ActiveAlerts>>,
+    wake: Arc<Notify>,
+) {
+    let mut failing = false;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            () = wake.notified() => {}
+        }
+        let Some(active) = active.upgrade() else {
+            return;
+        };
+        let body = {
+            let active = active.lock().unwrap_or_else(|e| e.into_inner());
+            if active.is_empty() {
+                continue;
+            }
+            active.payload(Utc::now(), valid_for)
+        };
+        drop(active);
+        let result = post(&client, &endpoint, &body).await;
+        match (&result, failing) {
+            (Err(e), false) => tracing::warn!(
+                error = %e,
+                "Cannot re-push the active alerts to Alertmanager; retrying every {}.",
+                humantime::format_duration(every)
+            ),
+            (Ok(()), true) => tracing::info!("Active alerts re-pushed to Alertmanager again."),
+            _ => {}
+        }
+        failing = result.is_err();
+    }
+}
+
+async fn post(client: &reqwest::Client, endpoint: &str, body: &Value) -> Result<(), String> {
+    match client.post(endpoint).json(body).send().await {
+        Err(e) => Err(format!("Alertmanager request failed: {}", e.without_url())),
+        Ok(r) if r.status().is_success() => Ok(()),
+        Ok(r) => {
+            let status = r.status();
+            let body = r.text().await.unwrap_or_default();
+            Err(format!(
+                "Alertmanager answered {status}: {}",
+                body.chars().take(200).collect::<String>()
+            ))
+        }
     }
 }
 
@@ -85,24 +242,11 @@ impl super::Notifier for AlertmanagerNotifier {
 
     fn deliver<'a>(&'a self, alerts: &'a [Alert]) -> Delivery<'a> {
         Box::pin(async move {
-            let result = match self
-                .client
-                .post(&self.endpoint)
-                .json(&Self::payload(alerts))
-                .send()
-                .await
-            {
-                Err(e) => Err(format!("Alertmanager request failed: {e}")),
-                Ok(r) if r.status().is_success() => Ok(()),
-                Ok(r) => {
-                    let status = r.status();
-                    let body = r.text().await.unwrap_or_default();
-                    Err(format!(
-                        "Alertmanager answered {status}: {}",
-                        body.chars().take(200).collect::<String>()
-                    ))
-                }
-            };
+            let body = Self::payload(alerts, Utc::now(), self.valid_for);
+            let result = post(&self.client, &self.endpoint, &body).await;
+            if result.is_ok() {
+                self.lock().record(alerts);
+            }
             alerts
                 .iter()
                 .map(|_| {
@@ -113,5 +257,103 @@ impl super::Notifier for AlertmanagerNotifier {
                 })
                 .collect()
         })
+    }
+
+    fn still_firing(&self, alerts: &[Alert]) {
+        self.lock().record(alerts);
+        self.wake.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Channel, Language};
+    use chrono::TimeZone;
+
+    fn alert(kind: AlertKind, id: &str, due_minute: u32) -> Alert {
+        let at = |m| Utc.with_ymd_and_hms(2026, 3, 2, 9, m, 0).unwrap();
+        Alert {
+            kind,
+            inquiry_id: InquiryId::from_display(id),
+            channel: Channel::Email,
+            language: Language::Ar,
+            customer: "c@example.com".into(),
+            subject: "s".into(),
+            received_at: at(0),
+            deadline_at: at(15),
+            due_at: at(due_minute),
+            link: format!("http://127.0.0.1:9750/api/v1/inquiries/{id}"),
+        }
+    }
+
+    fn names(v: &Value) -> Vec<(String, String)> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|i| {
+                (
+                    i["labels"]["inquiry"].as_str().unwrap().to_string(),
+                    i["labels"]["alertname"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn firing_alerts_are_valid_for_four_intervals_and_resolved_ones_end_at_the_answer() {
+        let now = Utc.with_ymd_and_hms(2026, 3, 2, 9, 15, 3).unwrap();
+        let body = AlertmanagerNotifier::payload(
+            &[
+                alert(AlertKind::Breach, "a", 15),
+                alert(AlertKind::Resolved, "b", 12),
+            ],
+            now,
+            chrono::Duration::seconds(240),
+        );
+        assert_eq!(body[0]["labels"]["alertname"], "SlaBreach");
+        assert_eq!(body[0]["startsAt"], "2026-03-02T09:15:00Z");
+        assert_eq!(body[0]["endsAt"], "2026-03-02T09:19:03Z");
+        // Resolved ends both stages at the answer, started at the receipt.
+        assert_eq!(body[1]["labels"]["alertname"], "SlaWarning");
+        assert_eq!(body[2]["labels"]["alertname"], "SlaBreach");
+        for resolved in [&body[1], &body[2]] {
+            assert_eq!(resolved["startsAt"], "2026-03-02T09:00:00Z");
+            assert_eq!(resolved["endsAt"], "2026-03-02T09:12:00Z");
+        }
+    }
+
+    #[test]
+    fn the_active_set_keeps_each_stage_until_its_inquiry_is_resolved() {
+        let mut active = ActiveAlerts::default();
+        active.record(&[
+            alert(AlertKind::Warning, "a", 10),
+            alert(AlertKind::Warning, "b", 10),
+        ]);
+        active.record(&[alert(AlertKind::Breach, "a", 15)]);
+        // A re-notification of a breach already firing adds nothing and keeps its start.
+        active.record(&[alert(AlertKind::Renotify, "a", 30)]);
+        let now = Utc.with_ymd_and_hms(2026, 3, 2, 9, 31, 0).unwrap();
+        let body = active.payload(now, chrono::Duration::seconds(60));
+        assert_eq!(
+            names(&body),
+            [
+                ("a".into(), "SlaBreach".into()),
+                ("a".into(), "SlaWarning".into()),
+                ("b".into(), "SlaWarning".into()),
+            ]
+        );
+        assert_eq!(body[0]["startsAt"], "2026-03-02T09:15:00Z");
+        assert!(
+            body.as_array()
+                .unwrap()
+                .iter()
+                .all(|i| i["endsAt"] == "2026-03-02T09:32:00Z")
+        );
+        active.record(&[alert(AlertKind::Resolved, "a", 40)]);
+        assert_eq!(
+            names(&active.payload(now, chrono::Duration::seconds(60))),
+            [("b".into(), "SlaWarning".into())]
+        );
     }
 }

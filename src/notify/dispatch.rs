@@ -105,6 +105,8 @@ pub struct Dispatch {
     budget: Duration,
     /// `smtp,webhook(fallback)`: recorded with each delivery in the ledger.
     label: String,
+    /// The primaries, told which alerts are still active after a restart.
+    primaries: Vec<Arc<dyn Notifier>>,
 }
 
 impl Dispatch {
@@ -121,7 +123,7 @@ impl Dispatch {
         let label = names.join(",");
         let (queue, mut jobs) = mpsc::unbounded_channel::<Job>();
         let worker = Worker {
-            primaries,
+            primaries: primaries.clone(),
             fallback,
             retry_for,
             health,
@@ -147,6 +149,7 @@ impl Dispatch {
             queue,
             budget,
             label,
+            primaries,
         }
     }
 }
@@ -162,6 +165,13 @@ impl Notifier for Dispatch {
 
     fn budget(&self) -> Duration {
         self.budget
+    }
+
+    /// Primaries only: the fallback took over just the alerts it delivered, and holds those.
+    fn still_firing(&self, alerts: &[Alert]) {
+        for primary in &self.primaries {
+            primary.still_firing(alerts);
+        }
     }
 
     fn deliver<'a>(&'a self, alerts: &'a [Alert]) -> Delivery<'a> {

@@ -113,6 +113,10 @@ pub trait Notifier: Send + Sync + 'static {
     fn budget(&self) -> std::time::Duration {
         crate::engine::ALERT_DELIVERY_TIMEOUT
     }
+    /// At start-up: the alerts delivered before the restart whose inquiries are still open. A
+    /// notifier that keeps alerts alive on the other side (Alertmanager) resumes doing so;
+    /// nothing is sent again by the others.
+    fn still_firing(&self, _alerts: &[Alert]) {}
 }
 
 /// Above this many alerts in one batch the log notifier writes a digest line instead.
