@@ -28,11 +28,19 @@ struct Recorder {
     fail: bool,
     calls: AtomicUsize,
     got: Mutex<Vec<(AlertKind, InquiryId)>>,
+    /// What the engine said was still firing at start-up.
+    firing: Mutex<Vec<(AlertKind, InquiryId)>>,
 }
 
 impl Notifier for Recorder {
     fn name(&self) -> &str {
         "test"
+    }
+    fn still_firing(&self, alerts: &[Alert]) {
+        self.firing
+            .lock()
+            .unwrap()
+            .extend(alerts.iter().map(|a| (a.kind, a.inquiry_id.clone())));
     }
     fn deliver<'a>(&'a self, alerts: &'a [Alert]) -> Delivery<'a> {
         self.calls.fetch_add(1, Ordering::SeqCst);
@@ -170,7 +178,8 @@ fn delivered(r: &Running, id: &InquiryId) -> bool {
 }
 
 #[tokio::test]
-async fn an_undelivered_alert_is_sent_again_at_start_up_exactly_once() {
+async fn an_undelivered_alert_is_sent_again_at_start_up_exactly_once_and_a_delivered_one_still_fires()
+ {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("ledger.db").display());
     let id = InquiryId::derive(Channel::Email, "<m1>");
@@ -201,6 +210,8 @@ async fn an_undelivered_alert_is_sent_again_at_start_up_exactly_once() {
         ok.got.lock().unwrap().as_slice(),
         [(AlertKind::Breach, id.clone())]
     );
+    // Not delivered before this start: resent, not "still firing".
+    assert!(ok.firing.lock().unwrap().is_empty());
     let store = r.shared.store.clone();
     stop(r).await;
     store.close().await;
@@ -211,6 +222,11 @@ async fn an_undelivered_alert_is_sent_again_at_start_up_exactly_once() {
     tokio::time::sleep(Duration::from_millis(700)).await;
     assert!(delivered(&r, &id));
     assert!(again.got.lock().unwrap().is_empty(), "sent twice");
+    // Delivered and still unanswered: notifiers that keep alerts alive are told it still fires.
+    assert_eq!(
+        again.firing.lock().unwrap().as_slice(),
+        [(AlertKind::Breach, id.clone())]
+    );
     stop(r).await;
 }
 
