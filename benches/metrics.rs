@@ -4,19 +4,16 @@
 //! long). Run with `cargo bench --bench metrics`; it prints the median and worst of a few renders
 //! and exits non-zero when the median misses the target.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use slawatch::config::DeskSettings;
-use slawatch::domain::{Channel, InquiryId, Language};
+use slawatch::domain::{Channel, Language};
 use slawatch::telemetry::Metrics;
-use slawatch::tracker::event::{InquiryKind, InquiryOpened, LanguageSource};
-use slawatch::tracker::policy::{Policy, PolicySet};
-use slawatch::tracker::{Event, Tracker, TrackerRules};
+use slawatch::testing;
+use slawatch::tracker::{Event, Tracker};
 
-const OPEN_INQUIRIES: u32 = 100_000;
+const OPEN_INQUIRIES: u64 = 100_000;
 const RENDERS: usize = 21;
 const TARGET: Duration = Duration::from_millis(20);
 
@@ -47,46 +44,18 @@ fn main() {
 }
 
 fn tracker_with_open_inquiries(now: DateTime<Utc>) -> Tracker {
-    let desk = DeskSettings {
-        support_addresses: vec!["support@desk.example".into()],
-        internal_domains: vec!["desk.example".into()],
-        ignore_senders: Vec::new(),
-        ignore_subjects: Vec::new(),
-        auto_ack_subjects: Vec::new(),
-        default_language: Language::En,
-        time_zone: chrono_tz::UTC,
-    };
-    let mut tracker = Tracker::new(Arc::new(TrackerRules {
-        desk,
-        policies: PolicySet::single(Policy::default()),
-    }));
+    let mut tracker = testing::tracker();
     for n in 0..OPEN_INQUIRIES {
         let channel = Channel::ALL[n as usize % Channel::ALL.len()];
         let language = Language::ALL[n as usize % Language::ALL.len()];
         // Spread over the last ~28 hours: a mix of ok, warning and breached.
-        let received_at = now - TimeDelta::seconds(i64::from(n));
-        let external_id = format!("<bench{n}@customer.example>");
-        tracker.apply(&Event::InquiryOpened(Box::new(InquiryOpened {
-            inquiry_id: InquiryId::derive(channel, &external_id),
+        let received_at = now - TimeDelta::seconds(n as i64);
+        tracker.apply(&Event::InquiryOpened(testing::opened(
+            n,
             channel,
-            source: "inbox".into(),
-            thread_id: external_id.clone(),
-            external_id,
-            digest: Some(format!("d{n}")),
-            customer: format!("c{n}@customer.example"),
-            customer_name: None,
-            subject: format!("Question {n}"),
             language,
-            language_source: LanguageSource::Header,
-            reply_to: Vec::new(),
             received_at,
-            first_seen_at: received_at,
-            date_header: None,
-            deadline_at: received_at + TimeDelta::minutes(15),
-            warn_at: vec![received_at + TimeDelta::minutes(10)],
-            policy: "default@bench".into(),
-            kind: InquiryKind::First,
-        })));
+        )));
     }
     tracker
 }

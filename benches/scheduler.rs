@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use slawatch::config::DeskSettings;
-use slawatch::domain::Language;
 use slawatch::engine::{Engine, Shared, replay};
 use slawatch::notify::{Alert, Delivery, Notifier};
 use slawatch::scheduler::Clock;
@@ -73,15 +72,7 @@ async fn main() {
     let store = Store::open(&format!("sqlite://{}/bench.db", dir.path().display()))
         .await
         .unwrap();
-    let desk = DeskSettings {
-        support_addresses: vec!["support@example.com".into()],
-        internal_domains: vec!["example.com".into()],
-        ignore_senders: vec![],
-        ignore_subjects: vec![],
-        auto_ack_subjects: vec![],
-        default_language: Language::En,
-        time_zone: chrono_tz::UTC,
-    };
+    let desk = DeskSettings::with_address("support@example.com");
     // A 2-minute target warned at 1 minute keeps the run short; the density of state changes
     // (2 × N over `spread` seconds each) is what loads the scheduler, not the target itself.
     let policy = Policy {

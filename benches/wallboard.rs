@@ -4,19 +4,16 @@
 //! `cargo bench --bench wallboard`; it prints the median and worst of a few builds and exits
 //! non-zero when the median misses the target.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use slawatch::config::DeskSettings;
-use slawatch::domain::{Channel, InquiryId, Language};
+use slawatch::domain::{Channel, Language};
 use slawatch::http::status::{Summary, render};
-use slawatch::tracker::event::{InquiryKind, InquiryOpened, LanguageSource};
-use slawatch::tracker::policy::{Policy, PolicySet};
-use slawatch::tracker::{Event, Tracker, TrackerRules};
+use slawatch::testing;
+use slawatch::tracker::{Event, Tracker};
 
-const OPEN_INQUIRIES: u32 = 10_000;
+const OPEN_INQUIRIES: u64 = 10_000;
 const PAGES: usize = 21;
 const TARGET: Duration = Duration::from_millis(100);
 
@@ -46,50 +43,20 @@ fn main() {
 }
 
 fn tracker_with_open_inquiries(now: DateTime<Utc>) -> Tracker {
-    let desk = DeskSettings {
-        support_addresses: vec!["support@desk.example".into()],
-        internal_domains: vec!["desk.example".into()],
-        ignore_senders: Vec::new(),
-        ignore_subjects: Vec::new(),
-        auto_ack_subjects: Vec::new(),
-        default_language: Language::En,
-        time_zone: chrono_tz::UTC,
-    };
-    let mut tracker = Tracker::new(Arc::new(TrackerRules {
-        desk,
-        policies: PolicySet::single(Policy::default()),
-    }));
+    let mut tracker = testing::tracker();
     for n in 0..OPEN_INQUIRIES {
         let channel = Channel::ALL[n as usize % Channel::ALL.len()];
         let language = Language::ALL[n as usize % Language::ALL.len()];
         // One every 9 s over the last day: a mix of ok, warning and breached.
-        let received_at = now - TimeDelta::seconds(i64::from(n) * 9);
-        let external_id = format!("<wall{n}@customer.example>");
-        tracker.apply(&Event::InquiryOpened(Box::new(InquiryOpened {
-            inquiry_id: InquiryId::derive(channel, &external_id),
-            channel,
-            source: "inbox".into(),
-            thread_id: external_id.clone(),
-            external_id,
-            digest: Some(format!("d{n}")),
-            customer: format!("c{n}@customer.example"),
-            customer_name: Some(format!("Customer {n}")),
-            subject: if language == Language::Ar {
-                format!("استفسار عن الطلب {n}")
-            } else {
-                format!("Question about order {n}")
-            },
-            language,
-            language_source: LanguageSource::Header,
-            reply_to: Vec::new(),
-            received_at,
-            first_seen_at: received_at,
-            date_header: None,
-            deadline_at: received_at + TimeDelta::minutes(15),
-            warn_at: vec![received_at + TimeDelta::minutes(10)],
-            policy: "default@bench".into(),
-            kind: InquiryKind::First,
-        })));
+        let received_at = now - TimeDelta::seconds(n as i64 * 9);
+        let mut opened = testing::opened(n, channel, language, received_at);
+        opened.customer_name = Some(format!("Customer {n}"));
+        opened.subject = if language == Language::Ar {
+            format!("استفسار عن الطلب {n}")
+        } else {
+            format!("Question about order {n}")
+        };
+        tracker.apply(&Event::InquiryOpened(opened));
     }
     tracker
 }

@@ -31,4 +31,6 @@ pub mod scheduler;
 pub mod sources;
 pub mod store;
 pub mod telemetry;
+#[doc(hidden)]
+pub mod testing;
 pub mod tracker;

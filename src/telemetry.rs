@@ -499,7 +499,6 @@ fn status_index(s: OpenStatus) -> usize {
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
-    use std::sync::Arc;
     use std::time::Duration;
 
     use chrono::TimeDelta;
@@ -507,13 +506,8 @@ mod tests {
     use prometheus::proto::MetricType;
 
     use super::*;
-    use crate::config::DeskSettings;
     use crate::domain::InquiryId;
-    use crate::tracker::TrackerRules;
-    use crate::tracker::event::{
-        InquiryExcluded, InquiryKind, InquiryOpened, InquiryResponded, LanguageSource, ResponseKind,
-    };
-    use crate::tracker::policy::{Policy, PolicySet};
+    use crate::tracker::event::{InquiryExcluded, InquiryResponded, ResponseKind};
 
     fn t0() -> DateTime<Utc> {
         DateTime::parse_from_rfc3339("2026-03-02T10:00:00Z")
@@ -521,45 +515,13 @@ mod tests {
             .unwrap_or_default()
     }
 
-    fn tracker() -> Tracker {
-        let desk = DeskSettings {
-            support_addresses: vec!["support@desk.example".into()],
-            internal_domains: vec!["desk.example".into()],
-            ignore_senders: Vec::new(),
-            ignore_subjects: Vec::new(),
-            auto_ack_subjects: Vec::new(),
-            default_language: Language::En,
-            time_zone: chrono_tz::UTC,
-        };
-        Tracker::new(Arc::new(TrackerRules {
-            desk,
-            policies: PolicySet::single(Policy::default()),
-        }))
-    }
+    use crate::testing::tracker;
 
-    fn opened(n: u32, channel: Channel, language: Language, received_at: DateTime<Utc>) -> Event {
-        let external_id = format!("<m{n}@customer.example>");
-        Event::InquiryOpened(Box::new(InquiryOpened {
-            inquiry_id: InquiryId::derive(channel, &external_id),
-            channel,
-            source: "inbox".into(),
-            thread_id: external_id.clone(),
-            external_id,
-            digest: Some(format!("digest{n}")),
-            customer: format!("c{n}@customer.example"),
-            customer_name: None,
-            subject: format!("Question {n}"),
-            language,
-            language_source: LanguageSource::Header,
-            reply_to: Vec::new(),
-            received_at,
-            first_seen_at: received_at + TimeDelta::seconds(2),
-            date_header: None,
-            deadline_at: received_at + TimeDelta::minutes(15),
-            warn_at: vec![received_at + TimeDelta::minutes(10)],
-            policy: "default@test".into(),
-            kind: InquiryKind::First,
-        }))
+    /// Fixture inquiry `n`, seen 2 s after it was received.
+    fn opened(n: u64, channel: Channel, language: Language, received_at: DateTime<Utc>) -> Event {
+        let mut opened = crate::testing::opened(n, channel, language, received_at);
+        opened.first_seen_at = received_at + TimeDelta::seconds(2);
+        Event::InquiryOpened(opened)
     }
 
     fn id_of(event: &Event) -> InquiryId {

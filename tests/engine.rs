@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use slawatch::config::DeskSettings;
-use slawatch::domain::{Channel, InquiryId, Language};
+use slawatch::domain::{Channel, InquiryId};
 use slawatch::engine::{Engine, Shared, replay};
 use slawatch::notify::{Alert, AlertKind, Delivery, Notifier};
 use slawatch::scheduler::Clock;
@@ -67,15 +67,7 @@ fn t0() -> DateTime<Utc> {
 
 /// The engine with its clock anchored at [`t0`] (advancing in real time) and a short sync grace.
 async fn world(store: Store, sources: &[&str]) -> World {
-    let desk = DeskSettings {
-        support_addresses: vec!["support@example.com".into()],
-        internal_domains: vec!["example.com".into()],
-        ignore_senders: vec![],
-        ignore_subjects: vec![],
-        auto_ack_subjects: vec![],
-        default_language: Language::En,
-        time_zone: chrono_tz::UTC,
-    };
+    let desk = DeskSettings::with_address("support@example.com");
     let rules = Arc::new(TrackerRules {
         desk,
         policies: PolicySet::single(Policy::default()),

@@ -13,17 +13,15 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
-use slawatch::config::{DeskSettings, Secret};
+use slawatch::config::Secret;
 use slawatch::domain::{Channel, InquiryId, Language};
 use slawatch::engine::{AckError, Command, EngineHandle, Shared};
 use slawatch::http::{AppState, router, serve};
 use slawatch::store::Store;
 use slawatch::telemetry::Metrics;
-use slawatch::tracker::event::{
-    InquiryKind, InquiryOpened, InquiryResponded, LanguageSource, Outcome, ResponseKind,
-};
-use slawatch::tracker::policy::{Policy, PolicySet};
-use slawatch::tracker::{Event, Observation, Tracker, TrackerRules};
+use slawatch::testing::{self, tracker};
+use slawatch::tracker::event::{InquiryResponded, Outcome, ResponseKind};
+use slawatch::tracker::{Event, Observation};
 
 const TOKEN: &str = "test-token";
 
@@ -37,22 +35,6 @@ async fn test_store(events: &[Event]) -> Store {
         .await
         .expect("append the world's events");
     store
-}
-
-fn tracker() -> Tracker {
-    let desk = DeskSettings {
-        support_addresses: vec!["support@desk.example".into()],
-        internal_domains: vec!["desk.example".into()],
-        ignore_senders: Vec::new(),
-        ignore_subjects: Vec::new(),
-        auto_ack_subjects: Vec::new(),
-        default_language: Language::En,
-        time_zone: chrono_tz::UTC,
-    };
-    Tracker::new(Arc::new(TrackerRules {
-        desk,
-        policies: PolicySet::single(Policy::default()),
-    }))
 }
 
 struct Spec {
@@ -74,32 +56,14 @@ fn spec(n: u32, channel: Channel, language: Language, received_at: DateTime<Utc>
 }
 
 fn opened(s: &Spec) -> Event {
-    let external_id = format!("<m{}@customer.example>", s.n);
-    Event::InquiryOpened(Box::new(InquiryOpened {
-        inquiry_id: InquiryId::derive(s.channel, &external_id),
-        channel: s.channel,
-        source: "inbox".into(),
-        thread_id: external_id.clone(),
-        external_id,
-        digest: Some(format!("digest{}", s.n)),
-        customer: format!("c{}@customer.example", s.n),
-        customer_name: None,
-        subject: s.subject.clone(),
-        language: s.language,
-        language_source: LanguageSource::Header,
-        reply_to: Vec::new(),
-        received_at: s.received_at,
-        first_seen_at: s.received_at + TimeDelta::seconds(1),
-        date_header: None,
-        deadline_at: s.received_at + TimeDelta::minutes(15),
-        warn_at: vec![s.received_at + TimeDelta::minutes(10)],
-        policy: "default@test".into(),
-        kind: InquiryKind::First,
-    }))
+    let mut opened = testing::opened(u64::from(s.n), s.channel, s.language, s.received_at);
+    opened.subject = s.subject.clone();
+    opened.first_seen_at = s.received_at + TimeDelta::seconds(1);
+    Event::InquiryOpened(opened)
 }
 
 fn id(n: u32, channel: Channel) -> InquiryId {
-    InquiryId::derive(channel, &format!("<m{n}@customer.example>"))
+    InquiryId::derive(channel, &testing::external_id(u64::from(n)))
 }
 
 struct World {

@@ -65,6 +65,24 @@ pub struct DeskSettings {
     pub time_zone: Tz,
 }
 
+impl DeskSettings {
+    /// The smallest desk: answers from `address`, whose domain is internal; English, UTC,
+    /// nothing ignored.
+    pub fn with_address(address: &str) -> DeskSettings {
+        let address = address.to_lowercase();
+        let domain = address.rsplit_once('@').map(|(_, d)| d.to_string());
+        DeskSettings {
+            support_addresses: vec![address],
+            internal_domains: domain.into_iter().collect(),
+            ignore_senders: Vec::new(),
+            ignore_subjects: Vec::new(),
+            auto_ack_subjects: Vec::new(),
+            default_language: Language::En,
+            time_zone: chrono_tz::UTC,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct SourceSettings {
     /// The source's name: its key under `[sources]`, used in metrics and the ledger.

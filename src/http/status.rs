@@ -369,54 +369,23 @@ fn start_of_day(now: DateTime<Utc>, tz: Tz) -> DateTime<Utc> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
-    use crate::config::DeskSettings;
-    use crate::domain::{Channel, InquiryId, Language};
-    use crate::tracker::event::{InquiryKind, InquiryOpened, LanguageSource};
-    use crate::tracker::policy::{Policy, PolicySet};
-    use crate::tracker::{Event, TrackerRules};
+    use crate::domain::{Channel, Language};
+    use crate::testing;
+    use crate::tracker::Event;
 
-    /// `n` open inquiries received `ages` seconds before `now` (15-minute target, warn at 10).
+    /// `n` open Arabic emails received `ages` seconds before `now` (15-minute target, warn at 10).
     fn tracker_with(now: DateTime<Utc>, ages: &[i64]) -> Tracker {
-        let desk = DeskSettings {
-            support_addresses: vec!["support@desk.example".into()],
-            internal_domains: vec!["desk.example".into()],
-            ignore_senders: Vec::new(),
-            ignore_subjects: Vec::new(),
-            auto_ack_subjects: Vec::new(),
-            default_language: Language::En,
-            time_zone: chrono_tz::UTC,
-        };
-        let mut tracker = Tracker::new(Arc::new(TrackerRules {
-            desk,
-            policies: PolicySet::single(Policy::default()),
-        }));
-        for (n, age) in ages.iter().enumerate() {
-            let received_at = now - TimeDelta::seconds(*age);
-            let external_id = format!("<t{n}@customer.example>");
-            tracker.apply(&Event::InquiryOpened(Box::new(InquiryOpened {
-                inquiry_id: InquiryId::derive(Channel::Email, &external_id),
-                channel: Channel::Email,
-                source: "inbox".into(),
-                thread_id: external_id.clone(),
-                external_id,
-                digest: None,
-                customer: format!("c{n}@customer.example"),
-                customer_name: None,
-                subject: format!("Question {n} age {age}"),
-                language: Language::Ar,
-                language_source: LanguageSource::Header,
-                reply_to: Vec::new(),
-                received_at,
-                first_seen_at: received_at,
-                date_header: None,
-                deadline_at: received_at + TimeDelta::minutes(15),
-                warn_at: vec![received_at + TimeDelta::minutes(10)],
-                policy: "default@test".into(),
-                kind: InquiryKind::First,
-            })));
+        let mut tracker = testing::tracker();
+        for (n, age) in (0u64..).zip(ages) {
+            let mut opened = testing::opened(
+                n,
+                Channel::Email,
+                Language::Ar,
+                now - TimeDelta::seconds(*age),
+            );
+            opened.subject = format!("Question {n} age {age}");
+            tracker.apply(&Event::InquiryOpened(opened));
         }
         tracker
     }

@@ -11,7 +11,7 @@ use super::observation::{AckVia, Address, Mail, ManualAck, Observation, Stage};
 use super::policy::{Policy, PolicySet};
 use super::state::{InquiryState, Rejected, SlaStatus, Tracker, TrackerRules};
 use crate::config::DeskSettings;
-use crate::domain::{Channel, InquiryId, Language};
+use crate::domain::{Channel, InquiryId};
 
 fn t(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
@@ -19,13 +19,9 @@ fn t(s: &str) -> DateTime<Utc> {
 
 fn desk() -> DeskSettings {
     DeskSettings {
-        support_addresses: vec!["support@example.com".into()],
-        internal_domains: vec!["example.com".into()],
-        ignore_senders: vec![],
-        ignore_subjects: vec![],
         auto_ack_subjects: vec!["auto:".into()],
-        default_language: Language::En,
         time_zone: chrono_tz::Europe::Madrid,
+        ..DeskSettings::with_address("support@example.com")
     }
 }
 
