@@ -188,6 +188,18 @@ def alert_rules():
             },
         },
         {
+            "alert": "SlawatchNotifierDown",
+            # The dispatcher falls back to another notifier, but the primary path is broken:
+            # say so before the fallback fails too.
+            "expr": "slawatch_notifier_up == 0",
+            "for": "2m",
+            "labels": {"severity": "page"},
+            "annotations": {
+                "summary": "slawatch notifier {{ $labels.notifier }} failed its last delivery",
+                "description": "Alerts go to the fallback notifier, if one is configured; fix the notifier's server or credentials.",
+            },
+        },
+        {
             "alert": "SlawatchAlertDeliveryFailing",
             "expr": "sum by (job, notifier, kind) (increase(slawatch_alerts_total{result=\"failed\"}[10m])) > 0",
             "labels": {"severity": "page"},
@@ -562,6 +574,12 @@ def health():
     b.add(timeseries("Alert delivery", "Alerts delivered and failed per hour, by notifier, kind and result.",
                      [target(f'sum by (notifier, kind, result) (rate(slawatch_alerts_total{{{SEL_J}}}[$__rate_interval])) * 3600', "{{notifier}} {{kind}} {{result}}")],
                      "none", stack=True), 8, 8)
+    b.add(timeseries("Notifiers up", "1 when a notifier's last delivery attempt succeeded; 0 while it fails (the fallback takes over).",
+                     [target(f'slawatch_notifier_up{{{SEL_J}}}', "{{notifier}}")], "bool_yes_no", minmax=(0, 1)), 8, 8)
+    b.add(timeseries("Alert delivery latency", "From the alert's instant (warning time or deadline) to acceptance by the notifier's server (p50, p99); the target is under 1 s.",
+                     [target(f'histogram_quantile(0.5, sum by (le, notifier) (rate(slawatch_alert_delivery_latency_seconds_bucket{{{SEL_J}}}[$__rate_interval])))', "p50 {{notifier}}"),
+                      target(f'histogram_quantile(0.99, sum by (le, notifier) (rate(slawatch_alert_delivery_latency_seconds_bucket{{{SEL_J}}}[$__rate_interval])))', "p99 {{notifier}}")],
+                     "s", thresholds=[{"color": "green", "value": None}, {"color": "red", "value": 1}]), 8, 8)
     b.add(timeseries("Ledger events", "Events appended to the ledger per minute.",
                      [target(f'sum(rate(slawatch_ledger_events_total{{{SEL_J}}}[$__rate_interval])) * 60', "events")],
                      "none"), 8, 8)

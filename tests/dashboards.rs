@@ -31,13 +31,14 @@ const UIDS: [&str; 4] = [
     "slawatch-coverage",
     "slawatch-health",
 ];
-const ALERTS: [&str; 7] = [
+const ALERTS: [&str; 8] = [
     "SlaBreachImminent",
     "SlaBreached",
     "SlaComplianceBudgetBurn",
     "SlawatchDown",
     "SlawatchSourceDown",
     "SlawatchSourceStale",
+    "SlawatchNotifierDown",
     "SlawatchAlertDeliveryFailing",
 ];
 
@@ -464,6 +465,8 @@ fn live_metrics_are_clean_and_cover_every_name_used() {
         "slawatch_oldest_open_inquiry_age_seconds",
         "slawatch_next_deadline_timestamp_seconds",
         "slawatch_alerts_total",
+        "slawatch_notifier_up",
+        "slawatch_alert_delivery_latency_seconds_bucket",
         "slawatch_source_up",
         "slawatch_source_last_success_timestamp_seconds",
         "slawatch_source_errors_total",

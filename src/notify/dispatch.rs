@@ -337,15 +337,23 @@ pub enum BuildError {
     Missing(String),
 }
 
-/// Builds the notifier the engine uses: the log notifier when `[notify]` names none, otherwise a
-/// [`Dispatch`] over the named ones. Needs a tokio runtime.
+/// Builds the notifier the engine uses: a [`Dispatch`] over the named notifiers, or over the log
+/// notifier when `[notify]` names none (so the health series exist in every configuration).
+/// Needs a tokio runtime.
 pub fn build(
     settings: &crate::config::NotifySettings,
     time_zone: chrono_tz::Tz,
     metrics: Arc<Metrics>,
 ) -> Result<Arc<dyn Notifier>, BuildError> {
     if settings.primary.is_empty() && settings.fallback.is_none() {
-        return Ok(Arc::new(super::LogNotifier));
+        let log: Arc<dyn Notifier> = Arc::new(super::LogNotifier);
+        let health = NotifierHealth::new(metrics, &[log.name()])?;
+        return Ok(Arc::new(Dispatch::new(
+            vec![log],
+            None,
+            settings.retry_for,
+            health,
+        )));
     }
     let one = |name: &str| build_one(name, settings, time_zone);
     let primaries = settings
