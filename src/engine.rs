@@ -137,6 +137,8 @@ pub struct Engine {
     pub notifier: Arc<dyn Notifier>,
     /// Base URL for links in alerts.
     pub public_url: String,
+    /// Who receives each alert; `None` sends every alert to the notifiers' fixed destinations.
+    pub oncall: Option<Arc<crate::notify::oncall::OnCall>>,
     pub input: mpsc::Receiver<Submission>,
     pub commands: mpsc::Receiver<Command>,
     pub shutdown: CancellationToken,
@@ -502,7 +504,7 @@ impl Engine {
                 self.shared.metrics.record(event, &tracker);
                 deadlines.follow(event);
                 deliveries.renotify().follow(event, &tracker, now);
-                alerts.extend(self.alert_for(event, &tracker));
+                alerts.extend(self.alerts_for(event, &tracker));
             }
         }
         self.spawn_delivery(alerts, deliveries);
@@ -538,21 +540,25 @@ impl Engine {
                 if !notifier.records_own_metrics() {
                     metrics.record_alert(alert.kind.as_str(), notifier.name(), result.is_ok());
                 }
+                let recipients: Vec<String> =
+                    alert.recipient.iter().map(|r| r.person.clone()).collect();
                 events.push(match result {
                     Ok(()) => Event::AlertDelivered {
                         inquiry_id: alert.inquiry_id.clone(),
                         kind: alert.kind,
                         due_at: alert.due_at,
                         notifiers: vec![notifier.name().to_string()],
+                        recipients,
                         at,
                     },
                     Err(e) => {
-                        tracing::warn!(error = %e, inquiry = %alert.inquiry_id, "Alert delivery failed.");
+                        tracing::warn!(error = %e, inquiry = %alert.inquiry_id, recipients = ?recipients, "Alert delivery failed.");
                         Event::AlertFailed {
                             inquiry_id: alert.inquiry_id.clone(),
                             kind: alert.kind,
                             due_at: alert.due_at,
                             error: e.to_string(),
+                            recipients,
                             at,
                         }
                     }
@@ -611,41 +617,66 @@ impl Engine {
     }
 
     /// Sends again, at once and as one batch, the alerts of open inquiries that were raised but
-    /// never delivered (see [`RESUME_MAX_AGE`]).
+    /// never delivered (see [`RESUME_MAX_AGE`]), each only to the recipients the ledger does not
+    /// record as reached. Recipients are recomputed at the alert's own instant, so they are the
+    /// ones the first attempt addressed (unless the rotation was edited in between).
     fn resume_pending(&self, deliveries: &Deliveries) {
         let now = self.clock.now();
         let oldest = now - chrono::Duration::from_std(RESUME_MAX_AGE).unwrap_or_default();
         let alerts: Vec<Alert> = {
             let tracker = self.read_tracker();
-            let raised: Vec<Event> = tracker
+            // A mark delivered without per-person records went to the fixed destinations (or
+            // predates routing): it is complete.
+            let complete = |m: &crate::tracker::state::AlertMark| {
+                m.delivered_at.is_some() && m.delivered_to.is_empty()
+            };
+            let raised: Vec<(Event, Vec<String>)> = tracker
                 .open()
                 .flat_map(|i| {
                     i.alerts
                         .iter()
-                        .filter(|m| m.delivered_at.is_none() && m.at >= oldest)
-                        .map(|m| match m.stage {
-                            crate::tracker::state::AlertStage::Warning => Event::InquiryWarned {
-                                inquiry_id: i.id.clone(),
-                                index: m.index.unwrap_or(0),
-                                at: m.at,
-                            },
-                            crate::tracker::state::AlertStage::Breach => Event::InquiryBreached {
-                                inquiry_id: i.id.clone(),
-                                at: m.at,
-                            },
-                            crate::tracker::state::AlertStage::Renotify => {
-                                Event::InquiryRenotified {
-                                    inquiry_id: i.id.clone(),
-                                    n: u32::from(m.index.unwrap_or(1)),
-                                    at: m.at,
-                                }
-                            }
+                        .filter(|m| !complete(m) && m.at >= oldest)
+                        .map(|m| {
+                            (
+                                m.delivered_to.clone(),
+                                match m.stage {
+                                    crate::tracker::state::AlertStage::Warning => {
+                                        Event::InquiryWarned {
+                                            inquiry_id: i.id.clone(),
+                                            index: m.index.unwrap_or(0),
+                                            at: m.at,
+                                        }
+                                    }
+                                    crate::tracker::state::AlertStage::Breach => {
+                                        Event::InquiryBreached {
+                                            inquiry_id: i.id.clone(),
+                                            at: m.at,
+                                        }
+                                    }
+                                    crate::tracker::state::AlertStage::Renotify => {
+                                        Event::InquiryRenotified {
+                                            inquiry_id: i.id.clone(),
+                                            n: u32::from(m.index.unwrap_or(1)),
+                                            at: m.at,
+                                        }
+                                    }
+                                },
+                            )
                         })
+                        .map(|(reached, event)| (event, reached))
                 })
                 .collect();
             raised
                 .iter()
-                .filter_map(|e| self.alert_for(e, &tracker))
+                .flat_map(|(e, reached)| {
+                    self.alerts_for(e, &tracker).into_iter().filter(|a| {
+                        match &a.recipient {
+                            Some(r) => !reached.contains(&r.person),
+                            // Not reached at all yet (a complete mark was filtered above).
+                            None => reached.is_empty(),
+                        }
+                    })
+                })
                 .collect()
         };
         if !alerts.is_empty() {
@@ -655,6 +686,41 @@ impl Engine {
             );
             self.spawn_delivery(alerts, deliveries);
         }
+    }
+
+    /// The alerts an event raises: one per recipient when a rotation routes it, else one for
+    /// the notifiers' fixed destinations.
+    fn alerts_for(&self, event: &Event, tracker: &Tracker) -> Vec<Alert> {
+        let Some(alert) = self.alert_for(event, tracker) else {
+            return Vec::new();
+        };
+        let Some(oncall) = &self.oncall else {
+            return vec![alert];
+        };
+        let Some(inquiry) = tracker.get(&alert.inquiry_id) else {
+            return vec![alert];
+        };
+        let alerted: Vec<String> = inquiry
+            .alerts
+            .iter()
+            .flat_map(|m| m.delivered_to.iter().cloned())
+            .collect();
+        let recipients = oncall.recipients(
+            alert.kind,
+            inquiry.policy.as_deref(),
+            alert.due_at,
+            &alerted,
+        );
+        if recipients.is_empty() {
+            return vec![alert];
+        }
+        recipients
+            .into_iter()
+            .map(|r| Alert {
+                recipient: Some(r),
+                ..alert.clone()
+            })
+            .collect()
     }
 
     fn alert_for(&self, event: &Event, tracker: &Tracker) -> Option<Alert> {
@@ -686,6 +752,7 @@ impl Engine {
             deadline_at: inquiry.deadline_at.unwrap_or(due_at),
             due_at,
             link: format!("{}/api/v1/inquiries/{}", self.public_url, id),
+            recipient: None,
         })
     }
 }

@@ -12,7 +12,7 @@
 //! username = "slawatch@example.com"
 //! password_file = "/run/secrets/smtp"
 //! from = "SLA monitor <slawatch@example.com>"
-//! to = ["oncall@example.com"]
+//! to = ["oncall@example.com"]    # everyone, or (with [notify.oncall]) when nobody is on call
 //!
 //! [notify.webhook]
 //! url = "https://hooks.example.com/sla"
@@ -21,6 +21,8 @@
 //! [notify.alertmanager]
 //! url = "http://127.0.0.1:9093"
 //! ```
+//!
+//! `[notify.oncall]` (people, rotations, routes) is parsed in `oncall.rs`.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -53,6 +55,8 @@ pub struct NotifySettings {
     pub smtp: Option<SmtpSettings>,
     pub webhook: Option<WebhookSettings>,
     pub alertmanager: Option<AlertmanagerSettings>,
+    /// Who receives each alert; `None`: everyone in the notifiers' fixed destinations.
+    pub oncall: Option<crate::notify::oncall::OnCall>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -77,7 +81,8 @@ pub struct SmtpSettings {
     pub password: Option<Secret>,
     /// The `From:` mailbox, e.g. `SLA monitor <slawatch@example.com>`.
     pub from: String,
-    /// Recipients of every alert.
+    /// Recipients of every alert; with an on-call rotation, of the alerts nobody is on call for
+    /// (may then be empty).
     pub to: Vec<String>,
     pub timeout: Duration,
 }
@@ -124,9 +129,10 @@ pub(super) fn notify(
     let fallback = t.string("fallback", p);
     let retry_for = t.duration("retry_for", DEFAULT_RETRY_FOR, p);
     let digest_over = t.u64("digest_over", DEFAULT_DIGEST_OVER, p).max(1) as usize;
+    let oncall = super::oncall::oncall(&mut t, p);
     let smtp = t.raw("smtp").is_some().then(|| {
         let mut s = t.table("smtp", p);
-        let out = smtp(&mut s, base, secret, p);
+        let out = smtp(&mut s, base, secret, oncall.is_some(), p);
         s.finish(p);
         out
     });
@@ -174,6 +180,7 @@ pub(super) fn notify(
         smtp: smtp.flatten(),
         webhook,
         alertmanager,
+        oncall,
     }
 }
 
@@ -201,6 +208,7 @@ fn smtp(
     s: &mut Table,
     base: &Path,
     secret: &mut SecretFn<'_>,
+    routed: bool,
     p: &mut Problems,
 ) -> Option<SmtpSettings> {
     let host = s.required_string("host", p)?;
@@ -251,8 +259,11 @@ fn smtp(
         );
     }
     let to = s.string_list("to", p);
-    if to.is_empty() {
-        p.push(s.path("to"), "at least one recipient is required");
+    if to.is_empty() && !routed {
+        p.push(
+            s.path("to"),
+            "at least one recipient is required (or an on-call rotation under [notify.oncall])",
+        );
     }
     for (i, a) in to.iter().enumerate() {
         if a.parse::<lettre::message::Mailbox>().is_err() {
@@ -321,6 +332,7 @@ impl NotifySettings {
             "alertmanager": self.alertmanager.as_ref().map(|a| json!({
                 "url": a.url, "timeout": d(a.timeout),
             })),
+            "oncall": self.oncall.as_ref().map(super::oncall::effective),
         })
     }
 }

@@ -6,10 +6,13 @@
 //! all behind [`dispatch`] (one ordered queue, retry, fallback, health metrics) when `[notify]`
 //! names them; [`renotify`] holds the re-notification instants. Without `[notify]` the built-in
 //! [`LogNotifier`] writes a structured log line per alert, or one digest line when many fall due
-//! at once (e.g. inquiries that went overdue while the daemon was down).
+//! at once (e.g. inquiries that went overdue while the daemon was down). [`oncall`] decides who
+//! receives each alert when a rotation is configured: the engine hands one copy of an alert per
+//! recipient, so each delivery is recorded (and resumed) per person.
 
 pub mod alertmanager;
 pub mod dispatch;
+pub mod oncall;
 pub mod renotify;
 pub mod smtp;
 pub mod webhook;
@@ -60,6 +63,10 @@ pub struct Alert {
     pub due_at: DateTime<Utc>,
     /// Link to the inquiry on the status page / API.
     pub link: String,
+    /// The person this copy of the alert is for, when an on-call rotation routes it; `None`
+    /// sends it to the notifier's fixed destination (`notify.smtp.to`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recipient: Option<oncall::Recipient>,
 }
 
 impl Alert {

@@ -80,7 +80,15 @@ impl WebhookNotifier {
                     );
                 }
                 for a in alerts {
-                    let _ = writeln!(text, "{} <{}|open>", a.headline(), a.link);
+                    let _ = write!(text, "{} <{}|open>", a.headline(), a.link);
+                    // The on-call person, by chat handle when known.
+                    match &a.recipient {
+                        Some(r) => {
+                            let _ =
+                                writeln!(text, " → {}", r.handle.as_deref().unwrap_or(&r.person));
+                        }
+                        None => text.push('\n'),
+                    }
                 }
                 json!({"text": text})
             }
