@@ -397,3 +397,134 @@ pub(super) fn check_routes(o: &OnCall, policy_names: &[&str], p: &mut Problems) 
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::{ConfigError, Settings, load_with_env};
+
+    const BASE: &str = r#"
+[desk]
+support_addresses = ["support@example.com"]
+[sources.mail]
+type = "maildir"
+path = "maildir"
+[[policy.rules]]
+name = "vip"
+senders = ["@vip.example"]
+"#;
+
+    fn load(dir: &Path, extra: &str) -> Result<Settings, ConfigError> {
+        let path = dir.join("slawatch.toml");
+        std::fs::write(&path, format!("{BASE}\n{extra}")).unwrap();
+        load_with_env(&path, vec![])
+    }
+
+    #[test]
+    fn a_rotation_is_read_into_layers_overrides_and_routes() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = load(
+            dir.path(),
+            r#"
+[notify.oncall]
+rotation = "desk"
+routes = { vip = "vip" }
+[notify.oncall.people.ana]
+email = "ana@desk.example"
+handle = "@ana"
+[notify.oncall.people.ben]
+email = "ben@desk.example"
+[notify.oncall.rotations.desk]
+time_zone = "Europe/Madrid"
+escalation = ["ben"]
+[[notify.oncall.rotations.desk.layers]]
+people = ["ana", "ben"]
+shift = "daily"
+handoff = "2026-11-23 08:00"
+[[notify.oncall.rotations.desk.overrides]]
+person = "ben"
+from = "2026-12-24 20:00"
+to = "2026-12-26T08:00"
+[notify.oncall.rotations.vip]
+time_zone = "UTC"
+[[notify.oncall.rotations.vip.layers]]
+slots = [{ when = "Mon 00:00-Mon 00:00", person = "ana" }]
+"#,
+        )
+        .unwrap();
+        let oncall = s.notify.oncall.as_ref().unwrap();
+        assert_eq!(oncall.default_rotation, "desk");
+        assert_eq!(oncall.routes["vip"], "vip");
+        let desk = &oncall.rotations["desk"];
+        assert_eq!(desk.time_zone, chrono_tz::Europe::Madrid);
+        assert_eq!(desk.overrides.len(), 1);
+        assert_eq!(oncall.people["ana"].handle.as_deref(), Some("@ana"));
+        let shown = s.effective().to_string();
+        assert!(shown.contains("\"shift_days\":1"), "{shown}");
+        // No smtp.to is needed with a rotation.
+        assert!(s.notify.smtp.is_none());
+    }
+
+    #[test]
+    fn every_rotation_problem_names_its_key_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = load(
+            dir.path(),
+            r#"
+[notify.oncall]
+rotation = "nights"
+routes = { gold = "desk", vip = "nowhere" }
+[notify.oncall.people.ana]
+email = "not an address"
+[notify.oncall.rotations.desk]
+time_zone = "Europe/Atlantis"
+escalation = ["zoe"]
+[[notify.oncall.rotations.desk.layers]]
+people = ["ana", "bob"]
+shift = "fortnightly"
+handoff = "Monday at eight"
+[[notify.oncall.rotations.desk.layers]]
+slots = [
+  { when = "Mon-Fri 08:00-20:00", person = "ana" },
+  { when = "Fri 12:00-Mon 08:00", person = "carl" },
+  { when = "Someday 08:00-09:00", person = "ana" },
+]
+[[notify.oncall.rotations.desk.overrides]]
+person = "ana"
+from = "2026-12-24 20:00"
+to = "2026-12-26 08:00"
+[[notify.oncall.rotations.desk.overrides]]
+person = "ana"
+from = "2026-12-25 20:00"
+to = "2026-12-25 08:00"
+[[notify.oncall.rotations.desk.overrides]]
+person = "ana"
+from = "2026-12-25 10:00"
+to = "2026-12-25 12:00"
+colour = "red"
+"#,
+        )
+        .unwrap_err()
+        .to_string();
+        for key in [
+            "notify.oncall.rotation: `nights` is not a rotation",
+            "notify.oncall.routes.gold: `gold` is not a policy name",
+            "notify.oncall.routes.vip: `nowhere` is not a rotation",
+            "notify.oncall.people.ana.email",
+            "notify.oncall.rotations.desk.time_zone: `Europe/Atlantis`",
+            "notify.oncall.rotations.desk.escalation[0]: `zoe` is not a person",
+            "notify.oncall.rotations.desk.layers[0].people[1]: `bob` is not a person",
+            "notify.oncall.rotations.desk.layers[0].shift",
+            "notify.oncall.rotations.desk.layers[0].handoff",
+            "notify.oncall.rotations.desk.layers[1].slots[1].person: `carl`",
+            "notify.oncall.rotations.desk.layers[1].slots[1].when: Fri 12:00-Mon 08:00 overlaps",
+            "notify.oncall.rotations.desk.layers[1].slots[2].when[0]",
+            "notify.oncall.rotations.desk.overrides[1].to: must be after `from`",
+            "notify.oncall.rotations.desk.overrides[2]: overlaps notify.oncall.rotations.desk.overrides[0]",
+            "notify.oncall.rotations.desk.overrides[2].colour: unknown key",
+        ] {
+            assert!(err.contains(key), "{key} missing in:\n{err}");
+        }
+    }
+}
