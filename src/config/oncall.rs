@@ -528,3 +528,43 @@ colour = "red"
         }
     }
 }
+
+#[cfg(test)]
+mod example {
+    use std::path::Path;
+
+    /// The commented-out rotation at the end of the bundled configuration, uncommented: it must
+    /// load and cover every minute (it is what people copy).
+    #[test]
+    fn the_documented_example_rotation_is_valid_and_has_no_gaps() {
+        let bundled = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("config/slawatch.toml"),
+        )
+        .unwrap();
+        let start = bundled
+            .find("# [notify.oncall]\n")
+            .expect("the example is there");
+        let example: String = bundled[start..]
+            .lines()
+            .map(|l| l.strip_prefix("# ").unwrap_or(""))
+            .filter(|l| !l.starts_with('#'))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("slawatch.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "[desk]\nsupport_addresses = [\"support@example.com\"]\n[sources.mail]\ntype = \"maildir\"\npath = \"m\"\n{example}\n"
+            ),
+        )
+        .unwrap();
+        let settings = crate::config::load_with_env(&path, vec![]).unwrap();
+        let oncall = settings.notify.oncall.unwrap();
+        assert_eq!(oncall.rotations["desk"].layers.len(), 2);
+        let from = chrono::DateTime::parse_from_rfc3339("2026-11-23T07:00:00Z")
+            .unwrap()
+            .to_utc();
+        assert!(oncall.gaps(from).is_empty());
+    }
+}

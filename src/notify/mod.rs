@@ -150,6 +150,7 @@ impl Notifier for LogNotifier {
                         received_at = %a.received_at.to_rfc3339(),
                         deadline_at = %a.deadline_at.to_rfc3339(),
                         link = %a.link,
+                        recipient = a.recipient.as_ref().map(|r| r.person.as_str()),
                         "{}",
                         a.headline()
                     );
