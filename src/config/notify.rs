@@ -5,6 +5,7 @@
 //! [notify]
 //! primary = ["smtp"]          # every alert goes through each of these
 //! fallback = "webhook"         # takes over an alert a primary could not deliver
+//! digest_window = "60s"       # per person, beyond digest_over in 60 s: one digest at its end
 //!
 //! [notify.smtp]
 //! host = "smtp.example.com"
@@ -52,6 +53,9 @@ pub struct NotifySettings {
     pub fallback: Option<String>,
     pub retry_for: Duration,
     pub digest_over: usize,
+    /// Per recipient, alerts beyond `digest_over` within this window are held for one digest
+    /// at its end; zero (the default) sends every alert at once.
+    pub digest_window: Duration,
     pub smtp: Option<SmtpSettings>,
     pub webhook: Option<WebhookSettings>,
     pub alertmanager: Option<AlertmanagerSettings>,
@@ -129,6 +133,7 @@ pub(super) fn notify(
     let fallback = t.string("fallback", p);
     let retry_for = t.duration("retry_for", DEFAULT_RETRY_FOR, p);
     let digest_over = t.u64("digest_over", DEFAULT_DIGEST_OVER, p).max(1) as usize;
+    let digest_window = t.duration("digest_window", Duration::ZERO, p);
     let oncall = super::oncall::oncall(&mut t, p);
     let smtp = t.raw("smtp").is_some().then(|| {
         let mut s = t.table("smtp", p);
@@ -177,6 +182,7 @@ pub(super) fn notify(
         fallback,
         retry_for,
         digest_over,
+        digest_window,
         smtp: smtp.flatten(),
         webhook,
         alertmanager,
@@ -320,6 +326,7 @@ impl NotifySettings {
             "fallback": self.fallback,
             "retry_for": d(self.retry_for),
             "digest_over": self.digest_over,
+            "digest_window": d(self.digest_window),
             "smtp": self.smtp.as_ref().map(|s| json!({
                 "host": s.host, "port": s.port, "security": s.security, "ca_file": s.ca_file,
                 "username": s.username, "password": s.password.as_ref().map(|_| "<redacted>"),

@@ -16,6 +16,7 @@ pub mod oncall;
 pub mod renotify;
 pub mod smtp;
 pub mod webhook;
+pub mod window;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -111,6 +112,11 @@ pub trait Notifier: Send + Sync + 'static {
     fn name(&self) -> &str;
     /// Delivers a batch of alerts that fell due together; returns one result per alert.
     fn deliver<'a>(&'a self, alerts: &'a [Alert]) -> Delivery<'a>;
+    /// Delivers alerts held for a time-window digest: as one digest per recipient whatever their
+    /// number (a notifier without digests delivers them as usual).
+    fn deliver_digest<'a>(&'a self, alerts: &'a [Alert]) -> Delivery<'a> {
+        self.deliver(alerts)
+    }
     /// True if the notifier counts `alerts_total` itself (per inner notifier), so the caller
     /// must not count again.
     fn records_own_metrics(&self) -> bool {

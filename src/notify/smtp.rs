@@ -253,50 +253,64 @@ impl super::Notifier for SmtpNotifier {
     }
 
     fn deliver<'a>(&'a self, alerts: &'a [Alert]) -> Delivery<'a> {
-        Box::pin(async move {
-            // One group per recipient (the fixed list is one more): a digest is per person.
-            let mut groups: Vec<(Option<&str>, Vec<usize>)> = Vec::new();
-            for (i, a) in alerts.iter().enumerate() {
-                let key = a.recipient.as_ref().map(|r| r.person.as_str());
-                match groups.iter_mut().find(|(k, _)| *k == key) {
-                    Some((_, members)) => members.push(i),
-                    None => groups.push((key, vec![i])),
+        Box::pin(self.send_grouped(alerts, self.digest_over))
+    }
+
+    fn deliver_digest<'a>(&'a self, alerts: &'a [Alert]) -> Delivery<'a> {
+        // Held for a time-window digest: one mail per recipient as soon as there are two.
+        Box::pin(self.send_grouped(alerts, 1))
+    }
+}
+
+impl SmtpNotifier {
+    /// Sends per recipient: a digest for a group larger than `digest_over`, else one mail each.
+    async fn send_grouped(
+        &self,
+        alerts: &[Alert],
+        digest_over: usize,
+    ) -> Vec<Result<(), DeliveryError>> {
+        // One group per recipient (the fixed list is one more): a digest is per person.
+        let mut groups: Vec<(Option<&str>, Vec<usize>)> = Vec::new();
+        for (i, a) in alerts.iter().enumerate() {
+            let key = a.recipient.as_ref().map(|r| r.person.as_str());
+            match groups.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, members)) => members.push(i),
+                None => groups.push((key, vec![i])),
+            }
+        }
+        // Mails go out side by side over the pooled connections: the last of ten must not
+        // wait for nine conversations before it.
+        let mut sends = Vec::new();
+        for (_, members) in &groups {
+            if members.len() > digest_over {
+                let batch: Vec<Alert> = members.iter().map(|&i| alerts[i].clone()).collect();
+                sends.push((members.clone(), self.digest_message(&batch)));
+            } else {
+                sends.extend(
+                    members
+                        .iter()
+                        .map(|&i| (vec![i], self.alert_message(&alerts[i]))),
+                );
+            }
+        }
+        let results = futures_util::future::join_all(
+            sends
+                .into_iter()
+                .map(|(members, message)| async move { (members, self.send(message).await) }),
+        )
+        .await;
+        let mut out: Vec<Result<(), DeliveryError>> = alerts.iter().map(|_| Ok(())).collect();
+        for (members, result) in results {
+            if let Err(e) = result {
+                for i in members {
+                    out[i] = Err(DeliveryError {
+                        notifier: e.notifier.clone(),
+                        message: e.message.clone(),
+                    });
                 }
             }
-            // Mails go out side by side over the pooled connections: the last of ten must not
-            // wait for nine conversations before it.
-            let mut sends = Vec::new();
-            for (_, members) in &groups {
-                if members.len() > self.digest_over {
-                    let batch: Vec<Alert> = members.iter().map(|&i| alerts[i].clone()).collect();
-                    sends.push((members.clone(), self.digest_message(&batch)));
-                } else {
-                    sends.extend(
-                        members
-                            .iter()
-                            .map(|&i| (vec![i], self.alert_message(&alerts[i]))),
-                    );
-                }
-            }
-            let results = futures_util::future::join_all(
-                sends
-                    .into_iter()
-                    .map(|(members, message)| async move { (members, self.send(message).await) }),
-            )
-            .await;
-            let mut out: Vec<Result<(), DeliveryError>> = alerts.iter().map(|_| Ok(())).collect();
-            for (members, result) in results {
-                if let Err(e) = result {
-                    for i in members {
-                        out[i] = Err(DeliveryError {
-                            notifier: e.notifier.clone(),
-                            message: e.message.clone(),
-                        });
-                    }
-                }
-            }
-            out
-        })
+        }
+        out
     }
 }
 
