@@ -40,7 +40,13 @@ impl AlertmanagerNotifier {
     /// The API v2 body for a batch.
     pub fn payload(alerts: &[Alert]) -> serde_json::Value {
         let mut items: Vec<serde_json::Value> = Vec::new();
+        // Copies of one alert for several on-call people are one alert to Alertmanager (its own
+        // routing decides who is paged): pushed once.
+        let mut seen = std::collections::BTreeSet::new();
         for a in alerts {
+            if !seen.insert((a.inquiry_id.as_str(), a.kind.as_str(), a.due_at)) {
+                continue;
+            }
             let ends = a.due_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
             let fired: &[(&str, &str)] = match a.kind {
                 AlertKind::Warning => &[("SlaWarning", "warning")],
@@ -113,5 +119,36 @@ impl super::Notifier for AlertmanagerNotifier {
                 })
                 .collect()
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Channel, InquiryId, Language};
+    use crate::notify::oncall::Recipient;
+
+    #[test]
+    fn copies_of_one_alert_for_several_people_are_pushed_once() {
+        let now = chrono::Utc::now();
+        let copy = |person: &str| Alert {
+            kind: AlertKind::Breach,
+            inquiry_id: InquiryId("email-1".into()),
+            channel: Channel::Email,
+            language: Language::En,
+            customer: "x@customer.test".into(),
+            subject: "s".into(),
+            received_at: now,
+            deadline_at: now,
+            due_at: now,
+            link: "http://127.0.0.1:9750/".into(),
+            recipient: Some(Recipient {
+                person: person.into(),
+                email: format!("{person}@desk.example"),
+                handle: None,
+            }),
+        };
+        let body = AlertmanagerNotifier::payload(&[copy("ana"), copy("dana")]);
+        assert_eq!(body.as_array().map(Vec::len), Some(1), "{body}");
     }
 }
