@@ -227,10 +227,12 @@ fn list<'a>(t: &mut Table<'a>, key: &str, p: &mut Problems) -> Vec<(String, &'a 
 }
 
 fn spans(t: &mut Table, key: &str, p: &mut Problems) -> Vec<WeeklySpan> {
+    let single = matches!(t.raw(key), Some(Value::String(_)));
     let mut out = Vec::new();
     for (i, text) in t.string_list(key, p).into_iter().enumerate() {
         match WeeklySpan::parse(&text) {
             Ok(s) => out.extend(s),
+            Err(e) if single => p.push(t.path(key), e),
             Err(e) => p.push(format!("{}[{i}]", t.path(key)), e),
         }
     }
@@ -519,7 +521,7 @@ colour = "red"
             "notify.oncall.rotations.desk.layers[0].handoff",
             "notify.oncall.rotations.desk.layers[1].slots[1].person: `carl`",
             "notify.oncall.rotations.desk.layers[1].slots[1].when: Fri 12:00-Mon 08:00 overlaps",
-            "notify.oncall.rotations.desk.layers[1].slots[2].when[0]",
+            "notify.oncall.rotations.desk.layers[1].slots[2].when: `Someday 08:00-09:00`",
             "notify.oncall.rotations.desk.overrides[1].to: must be after `from`",
             "notify.oncall.rotations.desk.overrides[2]: overlaps notify.oncall.rotations.desk.overrides[0]",
             "notify.oncall.rotations.desk.overrides[2].colour: unknown key",
