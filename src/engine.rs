@@ -504,7 +504,7 @@ impl Engine {
                 self.shared.metrics.record(event, &tracker);
                 deadlines.follow(event);
                 deliveries.renotify().follow(event, &tracker, now);
-                alerts.extend(self.alerts_for(event, &tracker));
+                alerts.extend(self.alerts_for(event, &tracker, now));
             }
         }
         self.spawn_delivery(alerts, deliveries);
@@ -618,8 +618,9 @@ impl Engine {
 
     /// Sends again, at once and as one batch, the alerts of open inquiries that were raised but
     /// never delivered (see [`RESUME_MAX_AGE`]), each only to the recipients the ledger does not
-    /// record as reached. Recipients are recomputed at the alert's own instant, so they are the
-    /// ones the first attempt addressed (unless the rotation was edited in between).
+    /// record as reached. Recipients are decided now: whoever is on call at the restart (the
+    /// same people as the first attempt unless a handoff came in between, in which case the
+    /// incoming person gets it too, and nobody already reached gets it again).
     fn resume_pending(&self, deliveries: &Deliveries) {
         let now = self.clock.now();
         let oldest = now - chrono::Duration::from_std(RESUME_MAX_AGE).unwrap_or_default();
@@ -669,7 +670,7 @@ impl Engine {
             raised
                 .iter()
                 .flat_map(|(e, reached)| {
-                    self.alerts_for(e, &tracker).into_iter().filter(|a| {
+                    self.alerts_for(e, &tracker, now).into_iter().filter(|a| {
                         match &a.recipient {
                             Some(r) => !reached.contains(&r.person),
                             // Not reached at all yet (a complete mark was filtered above).
@@ -688,9 +689,11 @@ impl Engine {
         }
     }
 
-    /// The alerts an event raises: one per recipient when a rotation routes it, else one for
-    /// the notifiers' fixed destinations.
-    fn alerts_for(&self, event: &Event, tracker: &Tracker) -> Vec<Alert> {
+    /// The alerts an event raises at `now`: one per recipient when a rotation routes it, else
+    /// one for the notifiers' fixed destinations. Routed at `now`, when it is sent, not at the
+    /// instant it is about: a breach raised late (the daemon was down at the deadline) goes to
+    /// whoever is on call when it goes out, not to the person whose shift ended meanwhile.
+    fn alerts_for(&self, event: &Event, tracker: &Tracker, now: DateTime<Utc>) -> Vec<Alert> {
         let Some(alert) = self.alert_for(event, tracker) else {
             return Vec::new();
         };
@@ -705,12 +708,7 @@ impl Engine {
             .iter()
             .flat_map(|m| m.delivered_to.iter().cloned())
             .collect();
-        let recipients = oncall.recipients(
-            alert.kind,
-            inquiry.policy.as_deref(),
-            alert.due_at,
-            &alerted,
-        );
+        let recipients = oncall.recipients(alert.kind, inquiry.policy.as_deref(), now, &alerted);
         if recipients.is_empty() {
             return vec![alert];
         }

@@ -538,3 +538,34 @@ async fn after_a_restart_between_two_recipients_only_the_missing_one_gets_the_al
     stop(r).await;
     assert_eq!(server.messages().len(), 2, "sent again");
 }
+
+#[tokio::test]
+async fn a_breach_raised_after_the_handoff_goes_to_whoever_is_on_call_when_it_is_sent() {
+    install_ring();
+    let server = SmtpServer::start();
+    // Monday 08:05 Madrid: ben's week began at 08:00. The inquiry's deadline was 07:55 Madrid,
+    // in ana's shift, but the daemon only reads it now (it was down).
+    let now = utc("2026-11-30T07:05:00Z");
+    let r = start(
+        Store::open("sqlite::memory:").await.unwrap(),
+        Arc::new(smtp(&server)),
+        now,
+    )
+    .await;
+    r.sink
+        .submit(inquiry(
+            "missed",
+            "x@customer.test",
+            utc("2026-11-30T06:40:00Z"),
+        ))
+        .await
+        .unwrap();
+    server.wait_for(2, Duration::from_secs(15)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        about(&server, &id("missed")),
+        [mail("breach", "ben"), mail("breach", "dana")]
+    );
+    assert_eq!(server.messages().len(), 2);
+    stop(r).await;
+}

@@ -2,9 +2,9 @@
 //!
 //! This module owns the on-call schedule (people, rotations with layers and overrides, the
 //! escalation list, per-policy routes) and the one pure decision made from it,
-//! [`OnCall::recipients`]: given an alert's kind, the inquiry's policy and the instant, the
-//! people to tell. It is pure so that the same answer comes out in the daemon, after a restart
-//! (resuming a delivery recomputes the recipients at the alert's own instant) and in
+//! [`OnCall::recipients`]: given an alert's kind, the inquiry's policy and the instant it is
+//! sent, the people to tell. It is pure so that the same rule holds in the daemon (live, and
+//! when resuming after a restart, where those already recorded as reached are left out) and in
 //! `slawatch oncall`/`check-config`, which read the configuration alone. The rotation maths
 //! (handoffs in a time zone, daylight saving, gaps) is in [`schedule`].
 //!
@@ -78,7 +78,7 @@ impl OnCall {
         self.rotations.get(name)
     }
 
-    /// Who receives an alert of `kind` about an inquiry under `policy`, falling due at `at`.
+    /// Who receives an alert of `kind` about an inquiry under `policy`, sent at `at`.
     ///
     /// - warning: whoever is on call at `at` (the escalation list when nobody is);
     /// - breach, re-notification: whoever is on call plus the escalation list;
