@@ -493,29 +493,53 @@ async fn test_alert(settings: &Settings) -> anyhow::Result<ExitCode> {
         link: format!("{}/", settings.http.public_url),
         recipient: None,
     };
+    // With a rotation, the test goes to whoever is on call now, as a warning would.
+    let alerts: Vec<Alert> = match n
+        .oncall
+        .as_ref()
+        .map(|o| o.recipients(AlertKind::Warning, None, now, &[]))
+    {
+        Some(people) if !people.is_empty() => people
+            .into_iter()
+            .map(|r| Alert {
+                recipient: Some(r),
+                ..alert.clone()
+            })
+            .collect(),
+        _ => vec![alert],
+    };
     let mut failed = false;
     for name in names {
         let result = match slawatch::notify::dispatch::build_one(&name, n, settings.desk.time_zone)
         {
             Err(e) => Err(e.to_string()),
-            Ok(notifier) => notifier
-                .deliver(std::slice::from_ref(&alert))
-                .await
-                .into_iter()
-                .next()
-                .unwrap_or_else(|| {
-                    Err(slawatch::notify::DeliveryError {
-                        notifier: name.clone(),
-                        message: "no result".into(),
-                    })
-                })
-                .map_err(|e| e.to_string()),
+            Ok(notifier) => {
+                let results = notifier.deliver(&alerts).await;
+                Ok(alerts
+                    .iter()
+                    .zip(results)
+                    .map(|(a, r)| (a.recipient.as_ref().map(|r| r.person.clone()), r))
+                    .collect::<Vec<_>>())
+            }
         };
-        match result {
-            Ok(()) => println!("{name}: sent"),
-            Err(e) => {
-                failed = true;
-                println!("{name}: FAILED: {e}");
+        let results = match result {
+            Ok(results) => results,
+            Err(e) => vec![(
+                None,
+                Err(slawatch::notify::DeliveryError {
+                    notifier: name.clone(),
+                    message: e,
+                }),
+            )],
+        };
+        for (person, result) in results {
+            let to = person.map(|p| format!(" to {p}")).unwrap_or_default();
+            match result {
+                Ok(()) => println!("{name}{to}: sent"),
+                Err(e) => {
+                    failed = true;
+                    println!("{name}{to}: FAILED: {e}");
+                }
             }
         }
     }

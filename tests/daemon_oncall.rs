@@ -122,3 +122,26 @@ fn the_daemon_sends_each_breach_to_the_person_on_call_and_the_escalation_list_on
     assert_eq!(smtp.messages().len(), 2 * N, "alerts sent twice");
     assert!(daemon.stop());
 }
+
+#[test]
+fn test_alert_goes_to_whoever_is_on_call_now() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let smtp = SmtpServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    overdue_mailbox(dir.path(), 0);
+    let daemon = Daemon::configure(
+        dir.path(),
+        &config(&smtp),
+        &[("SLAWATCH__NOTIFY__SMTP__PASSWORD", PASSWORD)],
+    );
+    let out = daemon.cli(&["test-alert"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("smtp to ana: sent"), "{stdout}");
+    let mails = smtp.messages();
+    assert_eq!(mails.len(), 1);
+    assert_eq!(
+        mails[0].meta["rcpt_tos"],
+        serde_json::json!(["ana@example.com"])
+    );
+}
