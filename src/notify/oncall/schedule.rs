@@ -52,24 +52,6 @@ pub fn local_clock(tz: Tz, at: DateTime<Utc>) -> NaiveDateTime {
     }
 }
 
-/// The UTC instant a local wall-clock time takes effect (the first instant [`local_clock`] reads
-/// it or later): a skipped time maps to the end of the gap, a repeated one to its first pass.
-pub fn effective_instant(tz: Tz, local: NaiveDateTime) -> DateTime<Utc> {
-    match tz.from_local_datetime(&local) {
-        chrono::LocalResult::Single(t) => t.with_timezone(&Utc),
-        chrono::LocalResult::Ambiguous(early, _) => early.with_timezone(&Utc),
-        chrono::LocalResult::None => (1..=MAX_FOLD_MINUTES)
-            .map(|m| local + chrono::Duration::minutes(m))
-            .find_map(|t| {
-                tz.from_local_datetime(&t)
-                    .earliest()
-                    .map(|t| t.with_timezone(&Utc))
-            })
-            // Only for a zone with a gap longer than three hours (none exists): read as UTC.
-            .unwrap_or_else(|| local.and_utc()),
-    }
-}
-
 /// Minutes since Monday 00:00 of a local time.
 pub fn minute_of_week(local: NaiveDateTime) -> u32 {
     local.weekday().num_days_from_monday() * 24 * 60 + local.hour() * 60 + local.minute()
