@@ -100,6 +100,7 @@ async fn main() {
         clock: Clock::System,
         notifier: lateness.clone(),
         public_url: "http://127.0.0.1:9750".into(),
+        oncall: None,
         input: input_rx,
         commands: command_rx,
         shutdown: shutdown.clone(),

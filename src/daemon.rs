@@ -89,11 +89,19 @@ pub async fn run(
     let notifier: Arc<dyn Notifier> =
         crate::notify::dispatch::build(&settings.notify, settings.desk.time_zone, metrics.clone())
             .context("building the notifiers")?;
+    if let Some(oncall) = &settings.notify.oncall {
+        for (rotation, gaps) in oncall.gaps(clock.now()) {
+            for gap in crate::notify::oncall::describe_gaps(rotation, &gaps) {
+                tracing::warn!(rotation = %rotation.name, "On-call gap: {gap}; alerts then go to the escalation list or notify.smtp.to.");
+            }
+        }
+    }
     let engine = Engine {
         shared: shared.clone(),
         clock,
         notifier,
         public_url: settings.http.public_url.clone(),
+        oncall: settings.notify.oncall.clone().map(Arc::new),
         input: input_rx,
         commands: command_rx,
         shutdown: shutdown.clone(),

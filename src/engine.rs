@@ -137,6 +137,8 @@ pub struct Engine {
     pub notifier: Arc<dyn Notifier>,
     /// Base URL for links in alerts.
     pub public_url: String,
+    /// Who receives each alert; `None` sends every alert to the notifiers' fixed destinations.
+    pub oncall: Option<Arc<crate::notify::oncall::OnCall>>,
     pub input: mpsc::Receiver<Submission>,
     pub commands: mpsc::Receiver<Command>,
     pub shutdown: CancellationToken,
@@ -503,7 +505,7 @@ impl Engine {
                 self.shared.metrics.record(event, &tracker);
                 deadlines.follow(event);
                 deliveries.renotify().follow(event, &tracker, now);
-                alerts.extend(self.alert_for(event, &tracker));
+                alerts.extend(self.alerts_for(event, &tracker, now));
             }
         }
         self.spawn_delivery(alerts, deliveries);
@@ -539,21 +541,25 @@ impl Engine {
                 if !notifier.records_own_metrics() {
                     metrics.record_alert(alert.kind.as_str(), notifier.name(), result.is_ok());
                 }
+                let recipients: Vec<String> =
+                    alert.recipient.iter().map(|r| r.person.clone()).collect();
                 events.push(match result {
                     Ok(()) => Event::AlertDelivered {
                         inquiry_id: alert.inquiry_id.clone(),
                         kind: alert.kind,
                         due_at: alert.due_at,
                         notifiers: vec![notifier.name().to_string()],
+                        recipients,
                         at,
                     },
                     Err(e) => {
-                        tracing::warn!(error = %e, inquiry = %alert.inquiry_id, "Alert delivery failed.");
+                        tracing::warn!(error = %e, inquiry = %alert.inquiry_id, recipients = ?recipients, "Alert delivery failed.");
                         Event::AlertFailed {
                             inquiry_id: alert.inquiry_id.clone(),
                             kind: alert.kind,
                             due_at: alert.due_at,
                             error: e.to_string(),
+                            recipients,
                             at,
                         }
                     }
@@ -612,41 +618,67 @@ impl Engine {
     }
 
     /// Sends again, at once and as one batch, the alerts of open inquiries that were raised but
-    /// never delivered (see [`RESUME_MAX_AGE`]).
+    /// never delivered (see [`RESUME_MAX_AGE`]), each only to the recipients the ledger does not
+    /// record as reached. Recipients are decided now: whoever is on call at the restart (the
+    /// same people as the first attempt unless a handoff came in between, in which case the
+    /// incoming person gets it too, and nobody already reached gets it again).
     fn resume_pending(&self, deliveries: &Deliveries) {
         let now = self.clock.now();
         let oldest = now - chrono::Duration::from_std(RESUME_MAX_AGE).unwrap_or_default();
         let alerts: Vec<Alert> = {
             let tracker = self.read_tracker();
-            let raised: Vec<Event> = tracker
+            // A mark delivered without per-person records went to the fixed destinations (or
+            // predates routing): it is complete.
+            let complete = |m: &crate::tracker::state::AlertMark| {
+                m.delivered_at.is_some() && m.delivered_to.is_empty()
+            };
+            let raised: Vec<(Event, Vec<String>)> = tracker
                 .open()
                 .flat_map(|i| {
                     i.alerts
                         .iter()
-                        .filter(|m| m.delivered_at.is_none() && m.at >= oldest)
-                        .map(|m| match m.stage {
-                            crate::tracker::state::AlertStage::Warning => Event::InquiryWarned {
-                                inquiry_id: i.id.clone(),
-                                index: m.index.unwrap_or(0),
-                                at: m.at,
-                            },
-                            crate::tracker::state::AlertStage::Breach => Event::InquiryBreached {
-                                inquiry_id: i.id.clone(),
-                                at: m.at,
-                            },
-                            crate::tracker::state::AlertStage::Renotify => {
-                                Event::InquiryRenotified {
-                                    inquiry_id: i.id.clone(),
-                                    n: u32::from(m.index.unwrap_or(1)),
-                                    at: m.at,
-                                }
-                            }
+                        .filter(|m| !complete(m) && m.at >= oldest)
+                        .map(|m| {
+                            (
+                                m.delivered_to.clone(),
+                                match m.stage {
+                                    crate::tracker::state::AlertStage::Warning => {
+                                        Event::InquiryWarned {
+                                            inquiry_id: i.id.clone(),
+                                            index: m.index.unwrap_or(0),
+                                            at: m.at,
+                                        }
+                                    }
+                                    crate::tracker::state::AlertStage::Breach => {
+                                        Event::InquiryBreached {
+                                            inquiry_id: i.id.clone(),
+                                            at: m.at,
+                                        }
+                                    }
+                                    crate::tracker::state::AlertStage::Renotify => {
+                                        Event::InquiryRenotified {
+                                            inquiry_id: i.id.clone(),
+                                            n: u32::from(m.index.unwrap_or(1)),
+                                            at: m.at,
+                                        }
+                                    }
+                                },
+                            )
                         })
+                        .map(|(reached, event)| (event, reached))
                 })
                 .collect();
             raised
                 .iter()
-                .filter_map(|e| self.alert_for(e, &tracker))
+                .flat_map(|(e, reached)| {
+                    self.alerts_for(e, &tracker, now).into_iter().filter(|a| {
+                        match &a.recipient {
+                            Some(r) => !reached.contains(&r.person),
+                            // Not reached at all yet (a complete mark was filtered above).
+                            None => reached.is_empty(),
+                        }
+                    })
+                })
                 .collect()
         };
         if !alerts.is_empty() {
@@ -684,6 +716,38 @@ impl Engine {
             .collect()
     }
 
+    /// The alerts an event raises at `now`: one per recipient when a rotation routes it, else
+    /// one for the notifiers' fixed destinations. Routed at `now`, when it is sent, not at the
+    /// instant it is about: a breach raised late (the daemon was down at the deadline) goes to
+    /// whoever is on call when it goes out, not to the person whose shift ended meanwhile.
+    fn alerts_for(&self, event: &Event, tracker: &Tracker, now: DateTime<Utc>) -> Vec<Alert> {
+        let Some(alert) = self.alert_for(event, tracker) else {
+            return Vec::new();
+        };
+        let Some(oncall) = &self.oncall else {
+            return vec![alert];
+        };
+        let Some(inquiry) = tracker.get(&alert.inquiry_id) else {
+            return vec![alert];
+        };
+        let alerted: Vec<String> = inquiry
+            .alerts
+            .iter()
+            .flat_map(|m| m.delivered_to.iter().cloned())
+            .collect();
+        let recipients = oncall.recipients(alert.kind, inquiry.policy.as_deref(), now, &alerted);
+        if recipients.is_empty() {
+            return vec![alert];
+        }
+        recipients
+            .into_iter()
+            .map(|r| Alert {
+                recipient: Some(r),
+                ..alert.clone()
+            })
+            .collect()
+    }
+
     fn alert_for(&self, event: &Event, tracker: &Tracker) -> Option<Alert> {
         let (kind, id, due_at) = match event {
             Event::InquiryWarned { inquiry_id, at, .. } => (AlertKind::Warning, inquiry_id, *at),
@@ -713,6 +777,7 @@ impl Engine {
             deadline_at: inquiry.deadline_at.unwrap_or(due_at),
             due_at,
             link: format!("{}/api/v1/inquiries/{}", self.public_url, id),
+            recipient: None,
         })
     }
 }

@@ -42,7 +42,8 @@ struct Cli {
 enum Command {
     /// Run the daemon (the default).
     Run,
-    /// Validate the configuration and print the effective settings (secrets redacted).
+    /// Validate the configuration and print the effective settings (secrets redacted); exit 1
+    /// on a problem, including time in the next weeks that no on-call rotation covers.
     CheckConfig,
     /// List inquiries from the ledger, newest first.
     Inquiries {
@@ -92,6 +93,15 @@ enum Command {
     },
     /// Send a test alert through every configured notifier; exit 1 if any fails.
     TestAlert,
+    /// Who is on call (from the configuration alone; no daemon needed).
+    Oncall {
+        /// Also list the shifts of the next 7 days, with handoffs in the rotation's zone and UTC.
+        #[arg(long)]
+        week: bool,
+        /// The instant to ask about (RFC 3339; default now).
+        #[arg(long)]
+        at: Option<DateTime<Utc>>,
+    },
     /// Ledger checks for auditors.
     Audit {
         #[command(subcommand)]
@@ -163,6 +173,21 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 for warning in settings.warnings() {
                     eprintln!("warning: {warning}");
                 }
+                // 24/7 means no gaps: uncovered time is an error here (the daemon still starts,
+                // sending those alerts to the escalation list or notify.smtp.to).
+                let mut gaps = 0;
+                if let Some(oncall) = &settings.notify.oncall {
+                    for (rotation, found) in oncall.gaps(Utc::now()) {
+                        for gap in slawatch::notify::oncall::describe_gaps(rotation, &found) {
+                            eprintln!("notify.oncall.rotations.{}: {gap}", rotation.name);
+                            gaps += 1;
+                        }
+                    }
+                }
+                if gaps > 0 {
+                    eprintln!("configuration has on-call gaps: {}", cli.config.display());
+                    return Ok(ExitCode::FAILURE);
+                }
                 eprintln!("configuration OK: {}", cli.config.display());
                 Ok(ExitCode::SUCCESS)
             }
@@ -172,6 +197,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         },
         Command::TestAlert => test_alert(&load(&cli.config)?).await,
+        Command::Oncall { week, at } => {
+            let settings = load(&cli.config)?;
+            print_oncall(&settings, at.unwrap_or_else(Utc::now), week)
+        }
         Command::Inquiries { state, limit } => {
             let settings = load(&cli.config)?;
             let wanted = match state.as_str() {
@@ -462,30 +491,55 @@ async fn test_alert(settings: &Settings) -> anyhow::Result<ExitCode> {
         deadline_at: now + chrono::Duration::minutes(5),
         due_at: now,
         link: format!("{}/", settings.http.public_url),
+        recipient: None,
+    };
+    // With a rotation, the test goes to whoever is on call now, as a warning would.
+    let alerts: Vec<Alert> = match n
+        .oncall
+        .as_ref()
+        .map(|o| o.recipients(AlertKind::Warning, None, now, &[]))
+    {
+        Some(people) if !people.is_empty() => people
+            .into_iter()
+            .map(|r| Alert {
+                recipient: Some(r),
+                ..alert.clone()
+            })
+            .collect(),
+        _ => vec![alert],
     };
     let mut failed = false;
     for name in names {
         let result = match slawatch::notify::dispatch::build_one(&name, n, settings.desk.time_zone)
         {
             Err(e) => Err(e.to_string()),
-            Ok(notifier) => notifier
-                .deliver(std::slice::from_ref(&alert))
-                .await
-                .into_iter()
-                .next()
-                .unwrap_or_else(|| {
-                    Err(slawatch::notify::DeliveryError {
-                        notifier: name.clone(),
-                        message: "no result".into(),
-                    })
-                })
-                .map_err(|e| e.to_string()),
+            Ok(notifier) => {
+                let results = notifier.deliver(&alerts).await;
+                Ok(alerts
+                    .iter()
+                    .zip(results)
+                    .map(|(a, r)| (a.recipient.as_ref().map(|r| r.person.clone()), r))
+                    .collect::<Vec<_>>())
+            }
         };
-        match result {
-            Ok(()) => println!("{name}: sent"),
-            Err(e) => {
-                failed = true;
-                println!("{name}: FAILED: {e}");
+        let results = match result {
+            Ok(results) => results,
+            Err(e) => vec![(
+                None,
+                Err(slawatch::notify::DeliveryError {
+                    notifier: name.clone(),
+                    message: e,
+                }),
+            )],
+        };
+        for (person, result) in results {
+            let to = person.map(|p| format!(" to {p}")).unwrap_or_default();
+            match result {
+                Ok(()) => println!("{name}{to}: sent"),
+                Err(e) => {
+                    failed = true;
+                    println!("{name}{to}: FAILED: {e}");
+                }
             }
         }
     }
@@ -494,6 +548,59 @@ async fn test_alert(settings: &Settings) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// `slawatch oncall`: who is on call at `at` in each rotation, and with `week` the shifts of the
+/// 7 days from `at`.
+fn print_oncall(settings: &Settings, at: DateTime<Utc>, week: bool) -> anyhow::Result<ExitCode> {
+    let Some(oncall) = &settings.notify.oncall else {
+        bail!("no on-call rotation is configured ([notify.oncall]); alerts go to notify.smtp.to");
+    };
+    let who = |name: Option<&str>| match name.and_then(|n| oncall.people.get(n)) {
+        Some(p) => format!("{} <{}>", p.name, p.email),
+        None => "NOBODY".to_string(),
+    };
+    let both = |r: &slawatch::notify::oncall::Rotation, t: DateTime<Utc>| {
+        format!("{} ({} UTC)", r.local_text(t), t.format("%a %H:%M"))
+    };
+    for rotation in oncall.rotations.values() {
+        let mut used_by: Vec<&str> = oncall
+            .routes
+            .iter()
+            .filter(|(_, r)| **r == rotation.name)
+            .map(|(policy, _)| policy.as_str())
+            .collect();
+        if oncall.default_rotation == rotation.name {
+            used_by.insert(0, "default");
+        }
+        println!(
+            "rotation {} ({}; policies: {})",
+            rotation.name,
+            rotation.time_zone.name(),
+            if used_by.is_empty() {
+                "none".to_string()
+            } else {
+                used_by.join(", ")
+            }
+        );
+        println!("  at {}: {}", both(rotation, at), who(rotation.on_call(at)));
+        if !rotation.escalation.is_empty() {
+            let list: Vec<String> = rotation.escalation.iter().map(|n| who(Some(n))).collect();
+            println!("  escalation (breaches): {}", list.join(", "));
+        }
+        if week {
+            println!("  next 7 days:");
+            for shift in rotation.shifts(at, at + chrono::Duration::days(7)) {
+                println!(
+                    "    {} → {}  {}",
+                    both(rotation, shift.start),
+                    both(rotation, shift.end),
+                    who(shift.person.as_deref())
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn wait_for_signal() {

@@ -112,6 +112,7 @@ async fn start_with(store: Store, notifier: Arc<Recorder>, policy: Policy) -> Ru
         clock: Clock::anchored(t0()),
         notifier,
         public_url: "http://127.0.0.1:9750".into(),
+        oncall: None,
         input: input_rx,
         commands: commands_rx,
         shutdown: shutdown.clone(),

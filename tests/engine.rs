@@ -89,6 +89,7 @@ async fn world(store: Store, sources: &[&str]) -> World {
         clock: Clock::anchored(t0()),
         notifier: alerts.clone(),
         public_url: "http://127.0.0.1:9750".into(),
+        oncall: None,
         input: input_rx,
         commands: commands_rx,
         shutdown: shutdown.clone(),

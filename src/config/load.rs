@@ -178,6 +178,10 @@ fn validate(root: &Value, file_only: &Value, base: &Path) -> Result<Settings, Ve
         &mut |t, key, p| secret(t, key, file_only, false, base, p),
         &mut p,
     );
+    if let Some(oncall) = &notify.oncall {
+        let names: Vec<&str> = policies.all().map(|pol| pol.name.as_str()).collect();
+        super::oncall::check_routes(oncall, &names, &mut p);
+    }
     top.finish(&mut p);
 
     if p.0.is_empty() {

@@ -7,6 +7,7 @@
 mod calls;
 mod load;
 mod notify;
+mod oncall;
 mod reader;
 mod settings;
 

@@ -5,6 +5,7 @@
 //! [notify]
 //! primary = ["smtp"]          # every alert goes through each of these
 //! fallback = "webhook"         # takes over an alert a primary could not deliver
+//! digest_window = "60s"       # per person, beyond digest_over in 60 s: one digest at its end
 //!
 //! [notify.smtp]
 //! host = "smtp.example.com"
@@ -12,7 +13,7 @@
 //! username = "slawatch@example.com"
 //! password_file = "/run/secrets/smtp"
 //! from = "SLA monitor <slawatch@example.com>"
-//! to = ["oncall@example.com"]
+//! to = ["oncall@example.com"]    # everyone, or (with [notify.oncall]) when nobody is on call
 //!
 //! [notify.webhook]
 //! url = "https://hooks.example.com/sla"
@@ -22,6 +23,8 @@
 //! url = "http://127.0.0.1:9093"
 //! resend_every = "1m"          # re-push active alerts (Prometheus does the same), 1 s–5 min
 //! ```
+//!
+//! `[notify.oncall]` (people, rotations, routes) is parsed in `oncall.rs`.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -51,9 +54,14 @@ pub struct NotifySettings {
     pub fallback: Option<String>,
     pub retry_for: Duration,
     pub digest_over: usize,
+    /// Per recipient, alerts beyond `digest_over` within this window are held for one digest
+    /// at its end; zero (the default) sends every alert at once.
+    pub digest_window: Duration,
     pub smtp: Option<SmtpSettings>,
     pub webhook: Option<WebhookSettings>,
     pub alertmanager: Option<AlertmanagerSettings>,
+    /// Who receives each alert; `None`: everyone in the notifiers' fixed destinations.
+    pub oncall: Option<crate::notify::oncall::OnCall>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -78,7 +86,8 @@ pub struct SmtpSettings {
     pub password: Option<Secret>,
     /// The `From:` mailbox, e.g. `SLA monitor <slawatch@example.com>`.
     pub from: String,
-    /// Recipients of every alert.
+    /// Recipients of every alert; with an on-call rotation, of the alerts nobody is on call for
+    /// (may then be empty).
     pub to: Vec<String>,
     pub timeout: Duration,
 }
@@ -141,9 +150,11 @@ pub(super) fn notify(
     let fallback = t.string("fallback", p);
     let retry_for = t.duration("retry_for", DEFAULT_RETRY_FOR, p);
     let digest_over = t.u64("digest_over", DEFAULT_DIGEST_OVER, p).max(1) as usize;
+    let digest_window = t.duration("digest_window", Duration::ZERO, p);
+    let oncall = super::oncall::oncall(&mut t, p);
     let smtp = t.raw("smtp").is_some().then(|| {
         let mut s = t.table("smtp", p);
-        let out = smtp(&mut s, base, secret, p);
+        let out = smtp(&mut s, base, secret, oncall.is_some(), p);
         s.finish(p);
         out
     });
@@ -199,9 +210,11 @@ pub(super) fn notify(
         fallback,
         retry_for,
         digest_over,
+        digest_window,
         smtp: smtp.flatten(),
         webhook,
         alertmanager,
+        oncall,
     }
 }
 
@@ -229,6 +242,7 @@ fn smtp(
     s: &mut Table,
     base: &Path,
     secret: &mut SecretFn<'_>,
+    routed: bool,
     p: &mut Problems,
 ) -> Option<SmtpSettings> {
     let host = s.required_string("host", p)?;
@@ -279,8 +293,11 @@ fn smtp(
         );
     }
     let to = s.string_list("to", p);
-    if to.is_empty() {
-        p.push(s.path("to"), "at least one recipient is required");
+    if to.is_empty() && !routed {
+        p.push(
+            s.path("to"),
+            "at least one recipient is required (or an on-call rotation under [notify.oncall])",
+        );
     }
     for (i, a) in to.iter().enumerate() {
         if a.parse::<lettre::message::Mailbox>().is_err() {
@@ -337,6 +354,7 @@ impl NotifySettings {
             "fallback": self.fallback,
             "retry_for": d(self.retry_for),
             "digest_over": self.digest_over,
+            "digest_window": d(self.digest_window),
             "smtp": self.smtp.as_ref().map(|s| json!({
                 "host": s.host, "port": s.port, "security": s.security, "ca_file": s.ca_file,
                 "username": s.username, "password": s.password.as_ref().map(|_| "<redacted>"),
@@ -349,6 +367,7 @@ impl NotifySettings {
             "alertmanager": self.alertmanager.as_ref().map(|a| json!({
                 "url": a.url, "timeout": d(a.timeout), "resend_every": d(a.resend_every),
             })),
+            "oncall": self.oncall.as_ref().map(super::oncall::effective),
         })
     }
 }

@@ -151,10 +151,16 @@ impl AlertmanagerNotifier {
     }
 
     /// The API v2 body for a batch delivered at `now`: firing stages valid until
-    /// `now + valid_for`, resolved ones ended at the answer.
+    /// `now + valid_for`, resolved ones ended at the answer. Copies of one alert for several
+    /// on-call people are one alert to Alertmanager (its own routing decides who is paged):
+    /// pushed once.
     pub fn payload(alerts: &[Alert], now: DateTime<Utc>, valid_for: chrono::Duration) -> Value {
         let mut items = Vec::new();
+        let mut seen = std::collections::BTreeSet::new();
         for a in alerts {
+            if !seen.insert((a.inquiry_id.as_str(), a.kind.as_str(), a.due_at)) {
+                continue;
+            }
             for &stage in stages(a.kind) {
                 let mut v = item(a, stage);
                 if a.kind == AlertKind::Resolved {
@@ -284,6 +290,7 @@ mod tests {
             deadline_at: at(15),
             due_at: at(due_minute),
             link: format!("http://127.0.0.1:9750/api/v1/inquiries/{id}"),
+            recipient: None,
         }
     }
 
@@ -355,5 +362,33 @@ mod tests {
             names(&active.payload(now, chrono::Duration::seconds(60))),
             [("b".into(), "SlaWarning".into())]
         );
+    }
+
+    #[test]
+    fn copies_of_one_alert_for_several_people_are_pushed_once() {
+        let now = chrono::Utc::now();
+        let copy = |person: &str| Alert {
+            kind: AlertKind::Breach,
+            inquiry_id: InquiryId::from_display("email-1"),
+            channel: Channel::Email,
+            language: Language::En,
+            customer: "x@customer.test".into(),
+            subject: "s".into(),
+            received_at: now,
+            deadline_at: now,
+            due_at: now,
+            link: "http://127.0.0.1:9750/".into(),
+            recipient: Some(crate::notify::oncall::Recipient {
+                person: person.into(),
+                email: format!("{person}@desk.example"),
+                handle: None,
+            }),
+        };
+        let body = AlertmanagerNotifier::payload(
+            &[copy("ana"), copy("dana")],
+            now,
+            chrono::Duration::seconds(60),
+        );
+        assert_eq!(body.as_array().map(Vec::len), Some(1), "{body}");
     }
 }

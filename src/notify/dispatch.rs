@@ -5,6 +5,9 @@
 //!   next batch it takes everything queued at that moment as one batch (which a notifier turns
 //!   into a digest above `digest_over`). So a mail server down for minutes gets, once back, the
 //!   alerts in order, none lost, and not one mail per alert.
+//! - **Time-window digests** (`digest_window`, off by default): per recipient, once more than
+//!   `digest_over` alerts went out within the window, further ones are held and sent as one
+//!   digest at the window's end ([`super::window`]); the first ones are never delayed.
 //! - **Retry with backoff** per notifier, for up to `retry_for`, only the alerts that failed.
 //! - **Fallback.** Alerts a primary still could not deliver go to the fallback notifier.
 //! - **Health.** `slawatch_notifier_up{notifier}` (1 after a successful attempt, 0 after a
@@ -17,6 +20,7 @@
 //! The one window for a duplicate: killed after the server accepted a mail and before its
 //! `AlertDelivered` was written (the resend carries the same `Message-ID`).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,6 +28,7 @@ use chrono::Utc;
 use prometheus::{HistogramOpts, HistogramVec, IntGaugeVec, Opts};
 use tokio::sync::{mpsc, oneshot};
 
+use super::window::DigestWindow;
 use super::{Alert, Delivery, DeliveryError, Notifier};
 use crate::telemetry::{Metrics, TelemetryError};
 
@@ -109,14 +114,40 @@ pub struct Dispatch {
     primaries: Vec<Arc<dyn Notifier>>,
 }
 
+/// A job's alerts whose results are not all in yet.
+struct OpenJob {
+    results: Vec<Option<Result<(), DeliveryError>>>,
+    reply: oneshot::Sender<Vec<Result<(), DeliveryError>>>,
+}
+
+/// One alert of one job.
+struct Item {
+    job: u64,
+    index: usize,
+    alert: Alert,
+}
+
 impl Dispatch {
-    /// Starts the worker (needs a tokio runtime). It ends when the `Dispatch` is dropped and its
-    /// queue is empty.
+    /// Starts the worker (needs a tokio runtime), without a digest window. It ends when the
+    /// `Dispatch` is dropped and its queue is empty.
     pub fn new(
         primaries: Vec<Arc<dyn Notifier>>,
         fallback: Option<Arc<dyn Notifier>>,
         retry_for: Duration,
         health: NotifierHealth,
+    ) -> Dispatch {
+        Dispatch::windowed(primaries, fallback, retry_for, health, Duration::ZERO, 1)
+    }
+
+    /// As [`Dispatch::new`], holding alerts per recipient beyond `digest_over` within
+    /// `digest_window` for one digest at the window's end.
+    pub fn windowed(
+        primaries: Vec<Arc<dyn Notifier>>,
+        fallback: Option<Arc<dyn Notifier>>,
+        retry_for: Duration,
+        health: NotifierHealth,
+        digest_window: Duration,
+        digest_over: usize,
     ) -> Dispatch {
         let mut names: Vec<String> = primaries.iter().map(|p| p.name().to_string()).collect();
         names.extend(fallback.iter().map(|f| format!("{}(fallback)", f.name())));
@@ -129,22 +160,94 @@ impl Dispatch {
             health,
         };
         tokio::spawn(async move {
-            while let Some(first) = jobs.recv().await {
-                let mut batch = vec![first];
-                while let Ok(more) = jobs.try_recv() {
-                    batch.push(more);
+            let mut window: DigestWindow<Item> = DigestWindow::new(digest_window, digest_over);
+            let mut open: BTreeMap<u64, OpenJob> = BTreeMap::new();
+            let mut next_job = 0u64;
+            let mut closed = false;
+            loop {
+                let flush_at = window.next_flush();
+                let mut send: Vec<Item> = Vec::new();
+                let mut digests: Vec<Vec<Item>> = Vec::new();
+                tokio::select! {
+                    job = jobs.recv(), if !closed => match job {
+                        None => closed = true,
+                        Some(first) => {
+                            let mut batch = vec![first];
+                            while let Ok(more) = jobs.try_recv() {
+                                batch.push(more);
+                            }
+                            // Grouped per recipient, in order.
+                            let mut groups: Vec<(String, Vec<Item>)> = Vec::new();
+                            for job in batch {
+                                let id = next_job;
+                                next_job += 1;
+                                open.insert(id, OpenJob {
+                                    results: job.alerts.iter().map(|_| None).collect(),
+                                    reply: job.reply,
+                                });
+                                for (index, alert) in job.alerts.into_iter().enumerate() {
+                                    let key = alert
+                                        .recipient
+                                        .as_ref()
+                                        .map(|r| r.person.clone())
+                                        .unwrap_or_default();
+                                    let item = Item { job: id, index, alert };
+                                    match groups.iter_mut().find(|(k, _)| *k == key) {
+                                        Some((_, items)) => items.push(item),
+                                        None => groups.push((key, vec![item])),
+                                    }
+                                }
+                            }
+                            let now = tokio::time::Instant::now();
+                            for (key, items) in groups {
+                                send.extend(window.admit(&key, items, now));
+                            }
+                        }
+                    },
+                    _ = async {
+                        match flush_at {
+                            Some(at) => tokio::time::sleep_until(at).await,
+                            None => std::future::pending().await,
+                        }
+                    } => {
+                        digests = window
+                            .due(tokio::time::Instant::now())
+                            .into_iter()
+                            .map(|(_, items)| items)
+                            .collect();
+                    }
                 }
-                let alerts: Vec<Alert> = batch.iter().flat_map(|j| j.alerts.clone()).collect();
-                let mut results = worker.deliver(&alerts).await.into_iter();
-                for job in batch {
-                    let mine: Vec<_> = results.by_ref().take(job.alerts.len()).collect();
-                    let _ = job.reply.send(mine);
+                if closed {
+                    digests.extend(window.drain().into_iter().map(|(_, items)| items));
+                }
+                if !send.is_empty() {
+                    let alerts: Vec<Alert> = send.iter().map(|i| i.alert.clone()).collect();
+                    let results = worker.deliver(&alerts, false).await;
+                    record(&mut open, &send, results);
+                }
+                for items in digests.into_iter().filter(|d| !d.is_empty()) {
+                    let alerts: Vec<Alert> = items.iter().map(|i| i.alert.clone()).collect();
+                    let results = worker.deliver(&alerts, true).await;
+                    record(&mut open, &items, results);
+                }
+                let done: Vec<u64> = open
+                    .iter()
+                    .filter(|(_, j)| j.results.iter().all(Option::is_some))
+                    .map(|(id, _)| *id)
+                    .collect();
+                for id in done {
+                    if let Some(job) = open.remove(&id) {
+                        let _ = job.reply.send(job.results.into_iter().flatten().collect());
+                    }
+                }
+                if closed && open.is_empty() && !window.is_holding() {
+                    break;
                 }
             }
         });
         // Each primary and the fallback may use their whole retry time; twice that also covers
-        // the batches queued ahead.
-        let budget = retry_for * 4 + Duration::from_secs(60);
+        // the batches queued ahead; an alert held for a digest waits up to the window more.
+        let budget = retry_for * 4 + Duration::from_secs(60) + digest_window;
         Dispatch {
             queue,
             budget,
@@ -203,6 +306,29 @@ impl Notifier for Dispatch {
     }
 }
 
+/// Files each item's result under its job.
+fn record(
+    open: &mut BTreeMap<u64, OpenJob>,
+    items: &[Item],
+    results: Vec<Result<(), DeliveryError>>,
+) {
+    let mut results = results.into_iter();
+    for item in items {
+        let result = results.next().unwrap_or_else(|| {
+            Err(DeliveryError {
+                notifier: "dispatch".into(),
+                message: "the notifier returned no result".into(),
+            })
+        });
+        if let Some(slot) = open
+            .get_mut(&item.job)
+            .and_then(|j| j.results.get_mut(item.index))
+        {
+            *slot = Some(result);
+        }
+    }
+}
+
 struct Worker {
     primaries: Vec<Arc<dyn Notifier>>,
     fallback: Option<Arc<dyn Notifier>>,
@@ -211,11 +337,13 @@ struct Worker {
 }
 
 impl Worker {
-    async fn deliver(&self, alerts: &[Alert]) -> Vec<Result<(), DeliveryError>> {
+    /// Delivers through every primary, then the fallback; `digest` sends the alerts as one
+    /// digest per recipient whatever their number.
+    async fn deliver(&self, alerts: &[Alert], digest: bool) -> Vec<Result<(), DeliveryError>> {
         let mut delivered = vec![false; alerts.len()];
         let mut last_error: Vec<Option<DeliveryError>> = (0..alerts.len()).map(|_| None).collect();
         for primary in &self.primaries {
-            let errors = self.with_retry(primary.as_ref(), alerts).await;
+            let errors = self.with_retry(primary.as_ref(), alerts, digest).await;
             for (i, e) in errors.into_iter().enumerate() {
                 match e {
                     None => delivered[i] = true,
@@ -240,7 +368,7 @@ impl Worker {
                     alerts = batch.len(),
                     "Primary notifier failed; the fallback takes over."
                 );
-                let errors = self.with_retry(fallback.as_ref(), &batch).await;
+                let errors = self.with_retry(fallback.as_ref(), &batch, digest).await;
                 for (k, e) in errors.into_iter().enumerate() {
                     let i = missed[k];
                     match e {
@@ -268,7 +396,12 @@ impl Worker {
 
     /// Delivers through one notifier, retrying the failed alerts with backoff for `retry_for`.
     /// Returns the final error of each alert, `None` if delivered.
-    async fn with_retry(&self, n: &dyn Notifier, alerts: &[Alert]) -> Vec<Option<DeliveryError>> {
+    async fn with_retry(
+        &self,
+        n: &dyn Notifier,
+        alerts: &[Alert],
+        digest: bool,
+    ) -> Vec<Option<DeliveryError>> {
         let started = tokio::time::Instant::now();
         let mut errors: Vec<Option<DeliveryError>> = (0..alerts.len()).map(|_| None).collect();
         let mut pending: Vec<usize> = (0..alerts.len()).collect();
@@ -276,7 +409,12 @@ impl Worker {
         let mut attempt = 1u32;
         loop {
             let batch: Vec<Alert> = pending.iter().map(|&i| alerts[i].clone()).collect();
-            let mut results = n.deliver(&batch).await.into_iter();
+            let mut results = if digest {
+                n.deliver_digest(&batch).await
+            } else {
+                n.deliver(&batch).await
+            }
+            .into_iter();
             let mut still = Vec::new();
             for &i in &pending {
                 match results.next() {
@@ -369,11 +507,13 @@ pub fn build(
         .map(String::as_str)
         .collect();
     let health = NotifierHealth::new(metrics, &names)?;
-    Ok(Arc::new(Dispatch::new(
+    Ok(Arc::new(Dispatch::windowed(
         primaries,
         fallback,
         settings.retry_for,
         health,
+        settings.digest_window,
+        settings.digest_over,
     )))
 }
 

@@ -6,13 +6,17 @@
 //! all behind [`dispatch`] (one ordered queue, retry, fallback, health metrics) when `[notify]`
 //! names them; [`renotify`] holds the re-notification instants. Without `[notify]` the built-in
 //! [`LogNotifier`] writes a structured log line per alert, or one digest line when many fall due
-//! at once (e.g. inquiries that went overdue while the daemon was down).
+//! at once (e.g. inquiries that went overdue while the daemon was down). [`oncall`] decides who
+//! receives each alert when a rotation is configured: the engine hands one copy of an alert per
+//! recipient, so each delivery is recorded (and resumed) per person.
 
 pub mod alertmanager;
 pub mod dispatch;
+pub mod oncall;
 pub mod renotify;
 pub mod smtp;
 pub mod webhook;
+pub mod window;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -60,6 +64,10 @@ pub struct Alert {
     pub due_at: DateTime<Utc>,
     /// Link to the inquiry on the status page / API.
     pub link: String,
+    /// The person this copy of the alert is for, when an on-call rotation routes it; `None`
+    /// sends it to the notifier's fixed destination (`notify.smtp.to`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recipient: Option<oncall::Recipient>,
 }
 
 impl Alert {
@@ -104,6 +112,11 @@ pub trait Notifier: Send + Sync + 'static {
     fn name(&self) -> &str;
     /// Delivers a batch of alerts that fell due together; returns one result per alert.
     fn deliver<'a>(&'a self, alerts: &'a [Alert]) -> Delivery<'a>;
+    /// Delivers alerts held for a time-window digest: as one digest per recipient whatever their
+    /// number (a notifier without digests delivers them as usual).
+    fn deliver_digest<'a>(&'a self, alerts: &'a [Alert]) -> Delivery<'a> {
+        self.deliver(alerts)
+    }
     /// True if the notifier counts `alerts_total` itself (per inner notifier), so the caller
     /// must not count again.
     fn records_own_metrics(&self) -> bool {
@@ -147,6 +160,7 @@ impl Notifier for LogNotifier {
                         received_at = %a.received_at.to_rfc3339(),
                         deadline_at = %a.deadline_at.to_rfc3339(),
                         link = %a.link,
+                        recipient = a.recipient.as_ref().map(|r| r.person.as_str()),
                         "{}",
                         a.headline()
                     );

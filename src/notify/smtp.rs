@@ -5,6 +5,10 @@
 //! desk's time zone, age, deadline, channel, language, the link and the `slawatch ack` command.
 //! When more alerts fall due together than `digest_over`, they go out as one digest listing all.
 //!
+//! An alert addressed to an on-call person ([`Alert::recipient`]) is mailed to that person alone,
+//! so each person's delivery succeeds or fails (and is recorded) on its own; digests are formed
+//! per person. Alerts without a recipient go to the fixed `to` list, as one mail.
+//!
 //! Every mail carries `Auto-Submitted: auto-generated` (RFC 3834; no auto-replies to it) and
 //! `X-Slawatch-Alert` (the mail source excludes it as `own_alert` if it comes back into the
 //! support mailbox). Mails about one inquiry thread together: each has a stable `Message-ID`
@@ -152,7 +156,27 @@ impl SmtpNotifier {
         }
     }
 
-    fn base(&self, subject: &str, message_id: String) -> lettre::message::MessageBuilder {
+    /// The addresses an alert goes to: its on-call recipient, else the fixed `to` list.
+    fn addresses(&self, alert: &Alert) -> Result<Vec<Mailbox>, String> {
+        match &alert.recipient {
+            Some(r) => r
+                .email
+                .parse::<Mailbox>()
+                .map(|m| vec![m])
+                .map_err(|e| format!("invalid address for {}: {e}", r.person)),
+            None if self.to.is_empty() => {
+                Err("nobody is on call for this alert and notify.smtp.to is empty".to_string())
+            }
+            None => Ok(self.to.clone()),
+        }
+    }
+
+    fn base(
+        &self,
+        subject: &str,
+        message_id: String,
+        to: Vec<Mailbox>,
+    ) -> lettre::message::MessageBuilder {
         let mut b = Message::builder()
             .from(self.from.clone())
             .subject(subject)
@@ -166,8 +190,8 @@ impl SmtpNotifier {
                 "All".to_string(),
             ))
             .header(ContentType::TEXT_PLAIN);
-        for to in &self.to {
-            b = b.to(to.clone());
+        for to in to {
+            b = b.to(to);
         }
         b
     }
@@ -175,31 +199,45 @@ impl SmtpNotifier {
     /// The mail for one alert.
     pub fn alert_message(&self, alert: &Alert) -> Result<Message, String> {
         let root = thread_root(alert, &self.domain);
-        self.base(&clean(&alert.headline()), message_id(alert, &self.domain))
-            .in_reply_to(root.clone())
-            .references(root)
-            .raw_header(HeaderValue::new(
-                HeaderName::new_from_ascii_str("X-Slawatch-Alert"),
-                alert.kind.as_str().to_string(),
-            ))
-            .raw_header(HeaderValue::new(
-                HeaderName::new_from_ascii_str("X-Slawatch-Inquiry"),
-                alert.inquiry_id.to_string(),
-            ))
-            .body(alert_body(alert, self.time_zone))
-            .map_err(|e| format!("cannot build the alert mail: {e}"))
+        let to = self.addresses(alert)?;
+        self.base(
+            &clean(&alert.headline()),
+            message_id(alert, &self.domain),
+            to,
+        )
+        .in_reply_to(root.clone())
+        .references(root)
+        .raw_header(HeaderValue::new(
+            HeaderName::new_from_ascii_str("X-Slawatch-Alert"),
+            alert.kind.as_str().to_string(),
+        ))
+        .raw_header(HeaderValue::new(
+            HeaderName::new_from_ascii_str("X-Slawatch-Inquiry"),
+            alert.inquiry_id.to_string(),
+        ))
+        .body(alert_body(alert, self.time_zone))
+        .map_err(|e| format!("cannot build the alert mail: {e}"))
     }
 
-    /// One mail listing many alerts.
+    /// One mail listing many alerts (all for the same recipient).
     pub fn digest_message(&self, alerts: &[Alert]) -> Result<Message, String> {
         let ids: Vec<&str> = alerts.iter().map(|a| a.inquiry_id.as_str()).collect();
+        let person = alerts
+            .first()
+            .and_then(|a| a.recipient.as_ref())
+            .map(|r| r.person.as_str())
+            .unwrap_or_default();
         let id = format!(
             "<digest.{}.{}@{}>",
             alerts.first().map(|a| a.due_at.timestamp()).unwrap_or(0),
-            short_hash(&ids.join(",")),
+            short_hash(&format!("{person}:{}", ids.join(","))),
             self.domain
         );
-        self.base(&digest_subject(alerts), id)
+        let to = match alerts.first() {
+            Some(a) => self.addresses(a)?,
+            None => self.to.clone(),
+        };
+        self.base(&digest_subject(alerts), id, to)
             .raw_header(HeaderValue::new(
                 HeaderName::new_from_ascii_str("X-Slawatch-Alert"),
                 "digest".to_string(),
@@ -215,28 +253,64 @@ impl super::Notifier for SmtpNotifier {
     }
 
     fn deliver<'a>(&'a self, alerts: &'a [Alert]) -> Delivery<'a> {
-        Box::pin(async move {
-            if alerts.len() > self.digest_over {
-                let result = self.send(self.digest_message(alerts)).await;
-                return alerts
-                    .iter()
-                    .map(|_| {
-                        result.as_ref().map(|_| ()).map_err(|e| DeliveryError {
-                            notifier: e.notifier.clone(),
-                            message: e.message.clone(),
-                        })
-                    })
-                    .collect();
+        Box::pin(self.send_grouped(alerts, self.digest_over))
+    }
+
+    fn deliver_digest<'a>(&'a self, alerts: &'a [Alert]) -> Delivery<'a> {
+        // Held for a time-window digest: one mail per recipient as soon as there are two.
+        Box::pin(self.send_grouped(alerts, 1))
+    }
+}
+
+impl SmtpNotifier {
+    /// Sends per recipient: a digest for a group larger than `digest_over`, else one mail each.
+    async fn send_grouped(
+        &self,
+        alerts: &[Alert],
+        digest_over: usize,
+    ) -> Vec<Result<(), DeliveryError>> {
+        // One group per recipient (the fixed list is one more): a digest is per person.
+        let mut groups: Vec<(Option<&str>, Vec<usize>)> = Vec::new();
+        for (i, a) in alerts.iter().enumerate() {
+            let key = a.recipient.as_ref().map(|r| r.person.as_str());
+            match groups.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, members)) => members.push(i),
+                None => groups.push((key, vec![i])),
             }
-            // Alerts due together go out side by side over the pooled connections: the last of
-            // ten must not wait for nine conversations before it.
-            futures_util::future::join_all(
-                alerts
-                    .iter()
-                    .map(|alert| self.send(self.alert_message(alert))),
-            )
-            .await
-        })
+        }
+        // Mails go out side by side over the pooled connections: the last of ten must not
+        // wait for nine conversations before it.
+        let mut sends = Vec::new();
+        for (_, members) in &groups {
+            if members.len() > digest_over {
+                let batch: Vec<Alert> = members.iter().map(|&i| alerts[i].clone()).collect();
+                sends.push((members.clone(), self.digest_message(&batch)));
+            } else {
+                sends.extend(
+                    members
+                        .iter()
+                        .map(|&i| (vec![i], self.alert_message(&alerts[i]))),
+                );
+            }
+        }
+        let results = futures_util::future::join_all(
+            sends
+                .into_iter()
+                .map(|(members, message)| async move { (members, self.send(message).await) }),
+        )
+        .await;
+        let mut out: Vec<Result<(), DeliveryError>> = alerts.iter().map(|_| Ok(())).collect();
+        for (members, result) in results {
+            if let Err(e) = result {
+                for i in members {
+                    out[i] = Err(DeliveryError {
+                        notifier: e.notifier.clone(),
+                        message: e.message.clone(),
+                    });
+                }
+            }
+        }
+        out
     }
 }
 
@@ -281,10 +355,15 @@ fn short(s: &str) -> String {
     }
 }
 
-/// Stable per (inquiry, stage, instant): a resend after a crash carries the same id.
+/// Stable per (inquiry, stage, instant, recipient): a resend after a crash carries the same id.
 fn message_id(alert: &Alert, domain: &str) -> String {
+    let person = alert
+        .recipient
+        .as_ref()
+        .map(|r| format!(".{}", id_part(&r.person)))
+        .unwrap_or_default();
     format!(
-        "<{}.{}.{}@{}>",
+        "<{}.{}.{}{person}@{}>",
         id_part(alert.inquiry_id.as_str()),
         alert.kind.as_str(),
         alert.due_at.timestamp(),
@@ -466,6 +545,7 @@ mod tests {
             due_at: received
                 + chrono::Duration::minutes(if kind == AlertKind::Warning { 10 } else { 15 }),
             link: format!("http://127.0.0.1:9750/api/v1/inquiries/{id}"),
+            recipient: None,
         }
     }
 

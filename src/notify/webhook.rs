@@ -79,8 +79,28 @@ impl WebhookNotifier {
                         alerts.len()
                     );
                 }
+                // Copies of one alert for several on-call people are one line naming them all
+                // (by chat handle when known).
+                let mut lines: Vec<(&Alert, Vec<&str>)> = Vec::new();
                 for a in alerts {
-                    let _ = writeln!(text, "{} <{}|open>", a.headline(), a.link);
+                    let who = a
+                        .recipient
+                        .as_ref()
+                        .map(|r| r.handle.as_deref().unwrap_or(&r.person));
+                    let same = |b: &Alert| {
+                        b.inquiry_id == a.inquiry_id && b.kind == a.kind && b.due_at == a.due_at
+                    };
+                    match lines.iter_mut().find(|(b, _)| same(b)) {
+                        Some((_, names)) => names.extend(who),
+                        None => lines.push((a, who.into_iter().collect())),
+                    }
+                }
+                for (a, names) in lines {
+                    let _ = write!(text, "{} <{}|open>", a.headline(), a.link);
+                    if !names.is_empty() {
+                        let _ = write!(text, " → {}", names.join(", "));
+                    }
+                    text.push('\n');
                 }
                 json!({"text": text})
             }
@@ -123,5 +143,51 @@ impl super::Notifier for WebhookNotifier {
                 })
                 .collect()
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+    use crate::domain::{Channel, InquiryId, Language};
+    use crate::notify::AlertKind;
+    use crate::notify::oncall::Recipient;
+
+    #[test]
+    fn a_slack_message_names_every_on_call_recipient_of_an_alert_on_one_line() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let n = WebhookNotifier::new(
+            &WebhookSettings {
+                url: "http://127.0.0.1:9/hook".into(),
+                format: WebhookFormat::Slack,
+                token: None::<Secret>,
+                timeout: std::time::Duration::from_secs(1),
+            },
+            10,
+        )
+        .unwrap();
+        let now = chrono::Utc::now();
+        let copy = |person: &str, handle: Option<&str>| Alert {
+            kind: AlertKind::Breach,
+            inquiry_id: InquiryId("email-1".into()),
+            channel: Channel::Email,
+            language: Language::En,
+            customer: "x@customer.test".into(),
+            subject: "s".into(),
+            received_at: now,
+            deadline_at: now,
+            due_at: now,
+            link: "http://127.0.0.1:9750/i".into(),
+            recipient: Some(Recipient {
+                person: person.into(),
+                email: format!("{person}@desk.example"),
+                handle: handle.map(str::to_string),
+            }),
+        };
+        let body = n.payload(&[copy("ana", Some("@ana")), copy("lead", None)]);
+        let text = body["text"].as_str().unwrap();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(text.ends_with("|open> → @ana, lead\n"), "{text}");
     }
 }

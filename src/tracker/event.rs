@@ -109,6 +109,10 @@ pub enum Event {
         due_at: DateTime<Utc>,
         /// The notifiers that accepted it (primary and/or fallback).
         notifiers: Vec<String>,
+        /// The on-call people it reached (names under `[notify.oncall.people]`); empty when it
+        /// went to the notifiers' fixed destinations, and in ledgers older than routing.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        recipients: Vec<String>,
         at: DateTime<Utc>,
     },
     /// Every attempt at delivering the alert failed, fallback included. It stays pending: the
@@ -118,6 +122,9 @@ pub enum Event {
         kind: AlertKind,
         due_at: DateTime<Utc>,
         error: String,
+        /// The on-call people it did not reach (as in `AlertDelivered`).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        recipients: Vec<String>,
         at: DateTime<Utc>,
     },
 }

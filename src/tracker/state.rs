@@ -116,8 +116,11 @@ pub struct AlertMark {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub index: Option<u8>,
     pub at: DateTime<Utc>,
-    /// When a notifier's server accepted it (`AlertDelivered`); `None` while pending.
+    /// When a notifier's server first accepted it (`AlertDelivered`); `None` while pending.
     pub delivered_at: Option<DateTime<Utc>>,
+    /// The on-call people it reached so far (`AlertDelivered::recipients`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub delivered_to: Vec<String>,
 }
 
 impl AlertMark {
@@ -1022,6 +1025,7 @@ impl Tracker {
                         index: Some(*index),
                         at: *at,
                         delivered_at: None,
+                        delivered_to: Vec::new(),
                     });
                     if let Some(open) = self.open_in_thread.get_mut(&*i.thread_id) {
                         open.warned = true;
@@ -1037,6 +1041,7 @@ impl Tracker {
                         index: None,
                         at: *at,
                         delivered_at: None,
+                        delivered_to: Vec::new(),
                     });
                     if let Some(open) = self.open_in_thread.get_mut(&*i.thread_id) {
                         open.breached = true;
@@ -1053,16 +1058,25 @@ impl Tracker {
                 inquiry_id,
                 kind,
                 due_at,
+                recipients,
                 at,
                 ..
             } => {
+                // Per-person deliveries of one alert all land on its one mark.
                 if let Some(i) = self.inquiries.get_mut(inquiry_id)
-                    && let Some(mark) = i
-                        .alerts
-                        .iter_mut()
-                        .find(|m| m.is(*kind, *due_at) && m.delivered_at.is_none())
+                    && let Some(mark) = i.alerts.iter_mut().find(|m| {
+                        m.is(*kind, *due_at)
+                            && (m.delivered_at.is_none()
+                                || (!recipients.is_empty()
+                                    && !recipients.iter().all(|r| m.delivered_to.contains(r))))
+                    })
                 {
-                    mark.delivered_at = Some(*at);
+                    mark.delivered_at.get_or_insert(*at);
+                    for r in recipients {
+                        if !mark.delivered_to.contains(r) {
+                            mark.delivered_to.push(r.clone());
+                        }
+                    }
                 }
             }
             Event::InquiryRenotified { inquiry_id, n, at } => {
@@ -1072,6 +1086,7 @@ impl Tracker {
                         index: Some(u8::try_from(*n).unwrap_or(u8::MAX)),
                         at: *at,
                         delivered_at: None,
+                        delivered_to: Vec::new(),
                     });
                 }
             }
