@@ -544,6 +544,7 @@ impl Engine {
                         kind: alert.kind,
                         due_at: alert.due_at,
                         notifiers: vec![notifier.name().to_string()],
+                        recipients: Vec::new(),
                         at,
                     },
                     Err(e) => {
@@ -552,6 +553,7 @@ impl Engine {
                             inquiry_id: alert.inquiry_id.clone(),
                             kind: alert.kind,
                             due_at: alert.due_at,
+                            recipients: Vec::new(),
                             error: e.to_string(),
                             at,
                         }

@@ -109,6 +109,10 @@ pub enum Event {
         due_at: DateTime<Utc>,
         /// The notifiers that accepted it (primary and/or fallback).
         notifiers: Vec<String>,
+        /// Who it went to (addresses, channels), when the notifier knows; empty in ledgers
+        /// written before it was recorded.
+        #[serde(default)]
+        recipients: Vec<String>,
         at: DateTime<Utc>,
     },
     /// Every attempt at delivering the alert failed, fallback included. It stays pending: the
@@ -117,6 +121,9 @@ pub enum Event {
         inquiry_id: InquiryId,
         kind: AlertKind,
         due_at: DateTime<Utc>,
+        /// Who it was meant for, when the notifier knows; empty in older ledgers.
+        #[serde(default)]
+        recipients: Vec<String>,
         error: String,
         at: DateTime<Utc>,
     },
