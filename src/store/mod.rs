@@ -409,6 +409,50 @@ impl Store {
         }
     }
 
+    /// Walks the ledger once, in seq order and constant memory, checking every row exactly as
+    /// [`Store::verify`] does and handing each page of rows, undecoded, to `f` (which decodes
+    /// them where it likes: [`LedgerPage::decode`]). One read of the ledger serves both the
+    /// verification and a replay. The walk goes on past a broken link, so the caller still sees
+    /// every row; the verdict names the first one. `f` may stop the walk with an error, which is
+    /// passed through.
+    pub async fn walk_verified<E, F>(&self, mut f: F) -> Result<Verification, E>
+    where
+        F: FnMut(LedgerPage) -> Result<(), E>,
+        E: From<StoreError>,
+    {
+        let mut checker = ChainChecker::default();
+        let mut broken = None;
+        let mut after = i64::MIN;
+        loop {
+            let rows = self.page(after, PAGE_ROWS).await?;
+            let full = rows.len() as i64 == PAGE_ROWS;
+            if broken.is_none() {
+                for (seq, recorded_at, kind, inquiry_id, payload, prev_hash, hash) in &rows {
+                    let row = RowRef {
+                        seq: *seq,
+                        recorded_at,
+                        kind,
+                        inquiry_id: inquiry_id.as_deref(),
+                        payload,
+                        prev_hash,
+                        hash,
+                    };
+                    if let Err(verdict) = checker.check(row) {
+                        broken = Some(verdict);
+                        break;
+                    }
+                }
+            }
+            if let Some(last) = rows.last() {
+                after = last.0;
+            }
+            f(LedgerPage { rows })?;
+            if !full {
+                return Ok(broken.unwrap_or_else(|| checker.finish()));
+            }
+        }
+    }
+
     /// The stored `kind` and `inquiry_id` columns of row `seq`, without decoding its payload
     /// (so it works on a tampered row); `None` if there is no such row. Used to name the event
     /// at a broken link.
@@ -436,6 +480,33 @@ impl Store {
     pub async fn close(&self) {
         let Store::Sqlite(pool) = self;
         pool.close().await;
+    }
+}
+
+/// Rows as read from the ledger, in seq order, not decoded yet (see [`Store::walk_verified`]).
+#[derive(Debug)]
+pub struct LedgerPage {
+    rows: Vec<RawRow>,
+}
+
+impl LedgerPage {
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// The seq of the page's last row.
+    pub fn last_seq(&self) -> Option<i64> {
+        self.rows.last().map(|r| r.0)
+    }
+
+    /// The rows as entries, in seq order; a row whose payload is not a known event is a
+    /// [`StoreError::CorruptRow`].
+    pub fn decode(self) -> impl Iterator<Item = Result<LedgerEntry, StoreError>> {
+        self.rows.into_iter().map(decode)
     }
 }
 
