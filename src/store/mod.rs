@@ -80,6 +80,7 @@
 
 mod chain;
 mod error;
+mod packed;
 mod sql;
 mod sqlite;
 
@@ -383,30 +384,41 @@ impl Store {
     /// this works on ledgers written by any version using the same format.
     pub async fn verify(&self) -> Result<Verification, StoreError> {
         let mut checker = ChainChecker::default();
-        let mut after = i64::MIN;
-        loop {
-            let rows = self.page(after, PAGE_ROWS).await?;
-            let full = rows.len() as i64 == PAGE_ROWS;
-            for (seq, recorded_at, kind, inquiry_id, payload, prev_hash, hash) in &rows {
-                let row = RowRef {
-                    seq: *seq,
-                    recorded_at,
-                    kind,
-                    inquiry_id: inquiry_id.as_deref(),
-                    payload,
-                    prev_hash,
-                    hash,
-                };
+        let mut pages = PageReader::start(self);
+        while let Some(page) = pages.next().await? {
+            for row in page.rows() {
                 if let Err(broken) = checker.check(row) {
                     return Ok(broken);
                 }
-                after = *seq;
             }
-            if !full {
-                return Ok(checker.finish());
-            }
-            debug_assert_eq!(after, checker.last_seq());
         }
+        Ok(checker.finish())
+    }
+
+    /// Up to `limit` rows with `seq > after_seq`, packed into one value by the database
+    /// (see `sql::PACKED_PAGE`): the fast path for walking the whole ledger.
+    async fn packed_page(&self, after_seq: i64, limit: i64) -> Result<LedgerPage, StoreError> {
+        let Store::Sqlite(pool) = self;
+        let (count, text): (i64, String) = sqlx::query_as(sql::PACKED_PAGE)
+            .bind(after_seq)
+            .bind(limit)
+            .fetch_one(pool)
+            .await
+            .map_err(StoreError::db("read ledger page"))?;
+        let spans = packed::unpack(&text, after_seq).map_err(|e| StoreError::CorruptRow {
+            seq: e.after_seq.saturating_add(1).max(1),
+            problem: format!("the database returned a malformed page: {}", e.problem),
+        })?;
+        if spans.len() as i64 != count {
+            return Err(StoreError::CorruptRow {
+                seq: after_seq.saturating_add(1).max(1),
+                problem: format!(
+                    "the database returned a page of {count} rows packed as {}",
+                    spans.len()
+                ),
+            });
+        }
+        Ok(LedgerPage { text, spans })
     }
 
     /// Walks the ledger once, in seq order and constant memory, checking every row exactly as
@@ -422,35 +434,19 @@ impl Store {
     {
         let mut checker = ChainChecker::default();
         let mut broken = None;
-        let mut after = i64::MIN;
-        loop {
-            let rows = self.page(after, PAGE_ROWS).await?;
-            let full = rows.len() as i64 == PAGE_ROWS;
+        let mut pages = PageReader::start(self);
+        while let Some(page) = pages.next().await? {
             if broken.is_none() {
-                for (seq, recorded_at, kind, inquiry_id, payload, prev_hash, hash) in &rows {
-                    let row = RowRef {
-                        seq: *seq,
-                        recorded_at,
-                        kind,
-                        inquiry_id: inquiry_id.as_deref(),
-                        payload,
-                        prev_hash,
-                        hash,
-                    };
+                for row in page.rows() {
                     if let Err(verdict) = checker.check(row) {
                         broken = Some(verdict);
                         break;
                     }
                 }
             }
-            if let Some(last) = rows.last() {
-                after = last.0;
-            }
-            f(LedgerPage { rows })?;
-            if !full {
-                return Ok(broken.unwrap_or_else(|| checker.finish()));
-            }
+            f(page)?;
         }
+        Ok(broken.unwrap_or_else(|| checker.finish()))
     }
 
     /// The stored `kind` and `inquiry_id` columns of row `seq`, without decoding its payload
@@ -483,30 +479,102 @@ impl Store {
     }
 }
 
-/// Rows as read from the ledger, in seq order, not decoded yet (see [`Store::walk_verified`]).
+/// Reads the whole ledger a packed page at a time, in seq order, fetching the next page while
+/// the caller works on the current one (the database and the hashing then use two cores).
+struct PageReader {
+    store: Store,
+    next: Option<tokio::task::JoinHandle<Result<LedgerPage, StoreError>>>,
+}
+
+impl PageReader {
+    fn start(store: &Store) -> PageReader {
+        let mut reader = PageReader {
+            store: store.clone(),
+            next: None,
+        };
+        reader.fetch(i64::MIN);
+        reader
+    }
+
+    fn fetch(&mut self, after: i64) {
+        let store = self.store.clone();
+        self.next = Some(tokio::spawn(async move {
+            store.packed_page(after, PAGE_ROWS).await
+        }));
+    }
+
+    /// The next page, or `None` after the last.
+    async fn next(&mut self) -> Result<Option<LedgerPage>, StoreError> {
+        let Some(pending) = self.next.take() else {
+            return Ok(None);
+        };
+        let page = match pending.await {
+            Ok(page) => page?,
+            Err(e) => match e.try_into_panic() {
+                Ok(panic) => std::panic::resume_unwind(panic),
+                // Only a runtime shutting down cancels the read.
+                Err(_) => {
+                    return Err(StoreError::Database {
+                        op: "read ledger page",
+                        source: sqlx::Error::WorkerCrashed,
+                    });
+                }
+            },
+        };
+        if page.len() as i64 == PAGE_ROWS
+            && let Some(last) = page.last_seq()
+        {
+            self.fetch(last);
+        }
+        Ok(Some(page))
+    }
+}
+
+impl Drop for PageReader {
+    fn drop(&mut self) {
+        if let Some(pending) = self.next.take() {
+            pending.abort();
+        }
+    }
+}
+
+/// Rows as read from the ledger, in seq order, not decoded yet (see [`Store::walk_verified`]):
+/// one text holding the page, and where each row is in it.
 #[derive(Debug)]
 pub struct LedgerPage {
-    rows: Vec<RawRow>,
+    text: String,
+    spans: Vec<packed::RowSpan>,
 }
 
 impl LedgerPage {
     pub fn len(&self) -> usize {
-        self.rows.len()
+        self.spans.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
+        self.spans.is_empty()
     }
 
     /// The seq of the page's last row.
     pub fn last_seq(&self) -> Option<i64> {
-        self.rows.last().map(|r| r.0)
+        self.spans.last().map(|r| r.seq)
     }
 
-    /// The rows as entries, in seq order; a row whose payload is not a known event is a
+    fn rows(&self) -> impl Iterator<Item = RowRef<'_>> {
+        self.spans.iter().map(|s| s.row(&self.text))
+    }
+
+    /// Each row's seq and event, in seq order; a payload that is not a known event is a
     /// [`StoreError::CorruptRow`].
-    pub fn decode(self) -> impl Iterator<Item = Result<LedgerEntry, StoreError>> {
-        self.rows.into_iter().map(decode)
+    pub fn events(&self) -> impl Iterator<Item = Result<(i64, Event), StoreError>> + '_ {
+        self.rows().map(|row| {
+            serde_json::from_str(row.payload)
+                .map(|event| (row.seq, event))
+                .map_err(|e| StoreError::CorruptRow {
+                    seq: row.seq,
+                    problem: format!("payload is not a known event: {e}"),
+                })
+        })
     }
 }
 
