@@ -11,7 +11,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use super::{InquiryRow, ReportData};
 
 /// The header row, in order.
-pub const COLUMNS: [&str; 25] = [
+pub const COLUMNS: [&str; 26] = [
     "id",
     "channel",
     "source",
@@ -37,13 +37,14 @@ pub const COLUMNS: [&str; 25] = [
     "breached_at",
     "alerts",
     "follow_ups",
+    "alert_deliveries",
 ];
 
 /// Writes the header and one row per inquiry.
 pub fn render(data: &ReportData, out: &mut dyn std::io::Write) -> std::io::Result<()> {
     write_row(out, COLUMNS.iter().map(|c| c.to_string()))?;
-    for row in &data.inquiries {
-        write_row(out, fields(row).into_iter())?;
+    for row in data.inquiries.iter() {
+        write_row(out, fields(&row).into_iter())?;
     }
     Ok(())
 }
@@ -85,6 +86,7 @@ pub fn fields(r: &InquiryRow) -> Vec<String> {
         instant(r.breached_at),
         r.alerts.to_string(),
         r.follow_ups.to_string(),
+        opt(&r.alert_deliveries),
     ]
 }
 

@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
-use super::{Counts, Percentiles, ReportData, format_ratio, format_seconds};
+use super::{AlertRow, Counts, Percentiles, ReportData, format_ratio, format_seconds};
 
 /// Writes the whole document.
 pub fn render(data: &ReportData, out: &mut dyn std::io::Write) -> std::io::Result<()> {
@@ -165,7 +165,7 @@ fn document(d: &ReportData) -> String {
         h.push_str("<p>None.</p>");
     } else {
         h.push_str("<table id=\"breaches\"><tr><th>Inquiry</th><th>Customer / subject</th><th>Received / deadline</th><th>Response</th><th>Alerts</th></tr>");
-        for b in &d.breaches {
+        for b in d.breaches.iter() {
             let response = if b.responded {
                 format!(
                     "{} after {} by {} ({}){}{}{}",
@@ -189,21 +189,7 @@ fn document(d: &ReportData) -> String {
             } else {
                 "<b class=\"bad\">not answered</b>".to_string()
             };
-            let alerts: Vec<String> = b
-                .alerts
-                .iter()
-                .map(|a| {
-                    format!(
-                        "{} {}{}",
-                        esc(&a.stage),
-                        esc(&local(d, a.at)),
-                        a.recipient
-                            .as_deref()
-                            .map(|r| format!(" to {}", esc(r)))
-                            .unwrap_or_default()
-                    )
-                })
-                .collect();
+            let alerts: Vec<String> = b.alerts.iter().map(|a| alert_cell(d, a)).collect();
             let _ = write!(
                 h,
                 "<tr><td class=\"mono\">{}<br>{} {}<br>{}</td><td>{}<br>{}</td><td>{}<br>{}</td><td>{}</td><td>{}</td></tr>",
@@ -234,7 +220,7 @@ fn document(d: &ReportData) -> String {
         }
         h.push_str("</table>");
         h.push_str("<table id=\"exclusions\"><tr><th>Inquiry</th><th>Received</th><th>Sender / subject</th><th>Reason</th><th>Evidence</th></tr>");
-        for x in &d.exclusions {
+        for x in d.exclusions.iter() {
             let _ = write!(
                 h,
                 "<tr><td class=\"mono\">{}</td><td>{}</td><td>{}<br>{}</td><td>{}</td><td>{}</td></tr>",
@@ -358,6 +344,40 @@ fn document(d: &ReportData) -> String {
     );
     h.push_str("</body></html>\n");
     h
+}
+
+/// One alert of a breach: its stage and instant, then each delivery (when, which notifiers,
+/// to whom) and each failure (when, why).
+fn alert_cell(d: &ReportData, a: &AlertRow) -> String {
+    let mut cell = format!("<b>{}</b> {}", esc(&a.stage), esc(&local(d, a.at)));
+    for x in &a.delivered {
+        let _ = write!(
+            cell,
+            "<br>&nbsp;delivered {} via {}",
+            esc(&local(d, x.at)),
+            esc(&x.notifiers.join(", "))
+        );
+        if !x.recipients.is_empty() {
+            let to: Vec<String> = x.recipients.iter().map(|r| txt(r)).collect();
+            let _ = write!(cell, " to {}", to.join(", "));
+        }
+    }
+    for x in &a.failed {
+        let _ = write!(
+            cell,
+            "<br>&nbsp;<span class=\"bad\">failed</span> {}",
+            esc(&local(d, x.at))
+        );
+        if !x.recipients.is_empty() {
+            let to: Vec<String> = x.recipients.iter().map(|r| txt(r)).collect();
+            let _ = write!(cell, " to {}", to.join(", "));
+        }
+        let _ = write!(cell, ": {}", txt(&x.error));
+    }
+    if a.delivered.is_empty() && a.failed.is_empty() {
+        cell.push_str("<br>&nbsp;no delivery recorded");
+    }
+    cell
 }
 
 fn counts_table(h: &mut String, label: &str, rows: &std::collections::BTreeMap<String, Counts>) {
