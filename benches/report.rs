@@ -166,6 +166,7 @@ async fn main() -> Result<(), StoreError> {
             other => panic!("report failed: {other}"),
         })?;
     let built = started.elapsed();
+    let rss_built = peak_rss_mb();
     assert_eq!(data.totals.received, n as u64);
     assert!(data.ledger.intact);
 
@@ -194,9 +195,10 @@ async fn main() -> Result<(), StoreError> {
         total.as_secs_f64()
     );
     println!(
-        "memory : peak RSS {:.0} MB (after writing the ledger: {:.0} MB)",
+        "memory : peak RSS {:.0} MB (after writing the ledger: {:.0} MB; after building the report: {:.0} MB)",
         peak_rss_mb().unwrap_or(f64::NAN),
-        rss_before.unwrap_or(f64::NAN)
+        rss_before.unwrap_or(f64::NAN),
+        rss_built.unwrap_or(f64::NAN)
     );
     println!(
         "figures: compliance {}, p50 {:?} s, p99 {:?} s, breaches {}",
