@@ -100,6 +100,11 @@ use sql::Dialect;
 /// enough that a page of `InquiryOpened` events stays a few megabytes.
 const PAGE_ROWS: i64 = 10_000;
 
+/// Rows per packed page (verify, report): a packed page is one text, which the database builds
+/// and the driver copies, so a few of them are alive at once; 2,000 rows (about 2 MB) keep
+/// that small while one query still serves thousands of rows.
+const PACKED_PAGE_ROWS: i64 = 2_000;
+
 /// One store for the whole daemon. Cloning is cheap (a pool handle).
 #[derive(Debug, Clone)]
 pub enum Store {
@@ -499,7 +504,7 @@ impl PageReader {
     fn fetch(&mut self, after: i64) {
         let store = self.store.clone();
         self.next = Some(tokio::spawn(async move {
-            store.packed_page(after, PAGE_ROWS).await
+            store.packed_page(after, PACKED_PAGE_ROWS).await
         }));
     }
 
@@ -521,7 +526,7 @@ impl PageReader {
                 }
             },
         };
-        if page.len() as i64 == PAGE_ROWS
+        if page.len() as i64 == PACKED_PAGE_ROWS
             && let Some(last) = page.last_seq()
         {
             self.fetch(last);
