@@ -5,7 +5,9 @@
 //! is not accepted here (nor is the report token accepted for writes). Without a configured
 //! report token the endpoint answers 403, so reports are never served unauthenticated by
 //! accident. The report replays the ledger from the store, not the engine's in-memory state,
-//! and never holds the tracker lock across that work.
+//! and never holds the tracker lock across that work; the fold, the figures and the rendering
+//! run on blocking threads, so the daemon keeps serving (and alerting) while a year's report
+//! is made.
 
 use std::sync::Arc;
 
@@ -87,18 +89,25 @@ pub async fn report(
     let data = report::build(&state.shared.store, rules, &params, &mut |_| {})
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let mut body = Vec::new();
-    let rendered = match format {
-        "csv" => report::csv::render(&data, &mut body),
-        "json" => report::json::render(&data, &mut body),
-        _ => report::html::render(&data, &mut body),
+    // Rendering a large report takes seconds: off the async workers, like the build.
+    let render = match format {
+        "csv" => report::csv::render,
+        "json" => report::json::render,
+        _ => report::html::render,
     };
-    rendered.map_err(|e| ApiError::Internal(e.to_string()))?;
+    let verification = data.ledger.verification.clone();
+    let body = tokio::task::spawn_blocking(move || {
+        let mut body = Vec::new();
+        render(&data, &mut body).map(|()| body)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?
+    .map_err(|e| ApiError::Internal(e.to_string()))?;
     let mut response = body.into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if let Ok(v) = HeaderValue::from_str(&data.ledger.verification) {
+    if let Ok(v) = HeaderValue::from_str(&verification) {
         headers.insert("x-slawatch-ledger", v);
     }
     Ok(response)

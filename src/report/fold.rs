@@ -59,6 +59,41 @@ impl Interner {
     }
 }
 
+/// Texts of one inquiry each (Message-IDs, call ids), end to end in one buffer: a million of
+/// them cost their bytes, not a million allocations.
+#[derive(Debug, Default)]
+pub struct TextArena {
+    text: String,
+}
+
+/// Where a text is in its [`TextArena`]: 40 bits of offset, 24 of length, plus one so that
+/// `Option<TextRef>` is 8 bytes too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TextRef(std::num::NonZeroU64);
+
+impl TextArena {
+    /// Longest text kept whole (16 MiB); a longer one (no real identifier is) is cut at a
+    /// character boundary.
+    const MAX_LEN: usize = (1 << 24) - 1;
+
+    pub fn push(&mut self, text: &str) -> TextRef {
+        let mut len = text.len().min(Self::MAX_LEN);
+        while !text.is_char_boundary(len) {
+            len -= 1;
+        }
+        let start = self.text.len() as u64;
+        self.text.push_str(&text[..len]);
+        let packed = (start << 24 | len as u64) + 1;
+        TextRef(std::num::NonZeroU64::new(packed).expect("never zero: one is added"))
+    }
+
+    pub fn get(&self, at: TextRef) -> &str {
+        let packed = at.0.get() - 1;
+        let (start, len) = ((packed >> 24) as usize, (packed & 0xff_ffff) as usize);
+        &self.text[start..start + len]
+    }
+}
+
 /// One delivery attempt of an alert, as the ledger recorded it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Attempt {
@@ -115,10 +150,10 @@ pub struct Record {
     pub responded_at: Option<DateTime<Utc>>,
     pub breached_at: Option<DateTime<Utc>>,
     pub response_seconds: Option<i64>,
-    /// Message-ID or call id of the message or call that opened it.
-    pub external_id: Box<str>,
-    /// Message-ID or call id of the response.
-    pub response_id: Option<Box<str>>,
+    /// Message-ID or call id of the message or call that opened it (in the fold's ids).
+    pub external_id: TextRef,
+    /// Message-ID or call id of the response (in the fold's ids).
+    pub response_id: Option<TextRef>,
     /// Kept while it can still be shown (see the module documentation).
     pub subject: Option<Box<str>>,
     /// Alerts raised (warnings, breach, re-notifications).
@@ -170,6 +205,15 @@ impl Record {
     }
 }
 
+/// A finished fold: what the report is derived from.
+#[derive(Debug)]
+pub struct FoldedPeriod {
+    pub records: Vec<Record>,
+    pub strings: Interner,
+    pub ids: TextArena,
+    pub policies: Vec<(DateTime<Utc>, PolicyRecord)>,
+}
+
 /// The ledger folded for one period `[from, to)`.
 #[derive(Debug)]
 pub struct PeriodFold {
@@ -177,6 +221,8 @@ pub struct PeriodFold {
     to: DateTime<Utc>,
     pub records: Vec<Record>,
     pub strings: Interner,
+    /// Message-IDs and call ids.
+    pub ids: TextArena,
     /// Every `PolicyActivated`, in ledger order.
     pub policies: Vec<(DateTime<Utc>, PolicyRecord)>,
     /// The monitor's own events (start, heartbeat, stop, source down/up), in ledger order.
@@ -200,6 +246,7 @@ impl PeriodFold {
             to,
             records: Vec::new(),
             strings: Interner::default(),
+            ids: TextArena::default(),
             policies: Vec::new(),
             monitor: Vec::new(),
             by_hash: HashMap::new(),
@@ -282,7 +329,7 @@ impl PeriodFold {
                     responded_at: None,
                     breached_at: None,
                     response_seconds: None,
-                    external_id: e.external_id.as_str().into(),
+                    external_id: self.ids.push(&e.external_id),
                     response_id: None,
                     subject: Some(e.subject.as_str().into()),
                     alerts: 0,
@@ -317,7 +364,7 @@ impl PeriodFold {
                     responded_at: None,
                     breached_at: None,
                     response_seconds: None,
-                    external_id: e.external_id.as_str().into(),
+                    external_id: self.ids.push(&e.external_id),
                     response_id: None,
                     subject: Some(e.subject.as_str().into()),
                     alerts: 0,
@@ -336,6 +383,7 @@ impl PeriodFold {
                     return;
                 };
                 let responder = self.strings.intern(&e.responder);
+                let response_id = e.external_id.as_deref().map(|id| self.ids.push(id));
                 let r = &mut self.records[n];
                 r.state = InquiryState::Responded;
                 r.responded_at = Some(e.at);
@@ -347,7 +395,7 @@ impl PeriodFold {
                     Outcome::Missed => SlaStatus::Missed,
                 };
                 if e.external_id.is_some() || e.via.is_some() || e.note.is_some() {
-                    r.response_id = e.external_id.as_deref().map(Into::into);
+                    r.response_id = response_id;
                     r.ack_via = e.via;
                     match &e.note {
                         Some(note) => r.evidence().ack_note = Some(note.clone()),
@@ -429,6 +477,17 @@ impl PeriodFold {
             | Event::SourceUp { .. }
             | Event::MonitorHeartbeat { .. } => self.monitor.push(event.clone()),
             Event::MessageLinked { .. } | Event::ReplyUnmatched { .. } => {}
+        }
+    }
+
+    /// What the report needs once the ledger is folded: the records, their texts and the
+    /// policies. The look-up indexes and the monitor events (already turned into gaps) go.
+    pub fn into_parts(self) -> FoldedPeriod {
+        FoldedPeriod {
+            records: self.records,
+            strings: self.strings,
+            ids: self.ids,
+            policies: self.policies,
         }
     }
 
@@ -623,7 +682,7 @@ mod tests {
             assert_eq!(r.kind, i.kind);
             assert_eq!(text(r.customer), i.customer);
             assert_eq!(text(r.source), i.source);
-            assert_eq!(&*r.external_id, &*i.external_id);
+            assert_eq!(fold.ids.get(r.external_id), &*i.external_id);
             assert_eq!(r.excluded_reason, i.excluded_reason);
             assert_eq!(r.excluded_detail.map(text), i.excluded_detail);
         }
@@ -654,6 +713,17 @@ mod tests {
             Some("connection refused")
         );
         assert!(log[2].attempts.is_empty());
+    }
+
+    #[test]
+    fn the_text_arena_gives_back_what_it_was_given() {
+        let mut ids = TextArena::default();
+        let texts = ["<a@b.example>", "", "llamada-٣٤٥", "<a@b.example>"];
+        let refs: Vec<TextRef> = texts.iter().map(|t| ids.push(t)).collect();
+        for (r, t) in refs.iter().zip(texts) {
+            assert_eq!(ids.get(*r), t);
+        }
+        assert_eq!(std::mem::size_of::<Option<TextRef>>(), 8);
     }
 
     #[test]

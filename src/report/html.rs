@@ -16,7 +16,20 @@ use super::{AlertRow, Counts, Percentiles, ReportData, format_ratio, format_seco
 
 /// Writes the whole document.
 pub fn render(data: &ReportData, out: &mut dyn std::io::Write) -> std::io::Result<()> {
-    out.write_all(document(data).as_bytes())
+    document(data, out)
+}
+
+/// Bytes of markup gathered before they are written out: long tables (a year's breaches) stream
+/// to the writer instead of being held whole.
+const CHUNK: usize = 64 * 1024;
+
+/// Writes `h` out once it holds a chunk.
+fn spill(h: &mut String, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    if h.len() >= CHUNK {
+        out.write_all(h.as_bytes())?;
+        h.clear();
+    }
+    Ok(())
 }
 
 fn esc(s: &str) -> String {
@@ -81,8 +94,8 @@ figcaption { font-size: 8.5pt; color: #444; }
 @media print { a { color: inherit; text-decoration: none; } }
 "#;
 
-fn document(d: &ReportData) -> String {
-    let mut h = String::with_capacity(64 * 1024 + d.breaches.len() * 600);
+fn document(d: &ReportData, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    let mut h = String::with_capacity(2 * CHUNK);
     let tz = tz_of(d);
     let _ = write!(
         h,
@@ -208,6 +221,7 @@ fn document(d: &ReportData) -> String {
                     alerts.join("<br>")
                 }
             );
+            spill(&mut h, out)?;
         }
         h.push_str("</table>");
     }
@@ -231,6 +245,7 @@ fn document(d: &ReportData) -> String {
                 esc(&x.reason),
                 txt(&x.detail)
             );
+            spill(&mut h, out)?;
         }
         h.push_str("</table>");
     } else {
@@ -323,6 +338,7 @@ fn document(d: &ReportData) -> String {
                     .map(|g| format!("#{}", g + 1))
                     .unwrap_or_else(|| "—".into())
             );
+            spill(&mut h, out)?;
         }
         h.push_str("</table>");
     }
@@ -343,7 +359,7 @@ fn document(d: &ReportData) -> String {
         esc(d.ledger.head_hash.as_deref().unwrap_or("(empty ledger)"))
     );
     h.push_str("</body></html>\n");
-    h
+    out.write_all(h.as_bytes())
 }
 
 /// One alert of a breach: its stage and instant, then each delivery (when, which notifiers,

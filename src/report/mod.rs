@@ -1,11 +1,15 @@
 //! Compliance reports for auditors: every number derived from the ledger, nothing else.
 //!
 //! This module owns [`ReportData`] and the three renderers ([`html`], [`csv`], [`json`]).
-//! [`build`] verifies the hash chain, then replays the **whole** ledger through
-//! [`Tracker::apply`](crate::tracker::Tracker::apply) — the same fold the daemon uses at
-//! start-up, so no SLA rule is re-implemented here — and keeps the inquiries *received* in the
-//! half-open period `[from, to)`. That is the population: every message or call received in
-//! the period is counted, answered or not, excluded or not.
+//! [`build`] reads the **whole** ledger once: each page is verified (the `audit verify` check)
+//! and folded (`fold`) into compact records of the inquiries *received* in the half-open
+//! period `[from, to)`. That is the population: every message or call received in the period
+//! is counted, answered or not, excluded or not. No SLA rule is re-implemented here: met and
+//! missed are what the tracker decided and recorded (`InquiryBreached`, the response's
+//! outcome), read field for field as [`Tracker::apply`](crate::tracker::Tracker::apply) reads
+//! them. The per-inquiry lists (CSV rows, breaches, exclusions) are [`view`]s over those
+//! records, built one item at a time while rendering, so a year of a busy desk (a million
+//! inquiries) is reported in a few hundred megabytes.
 //!
 //! How the figures are defined:
 //!
@@ -19,6 +23,9 @@
 //!   answered inquiries;
 //! - policy versions: from `PolicyActivated` events, with their parameters and the date each
 //!   was first used, plus how many inquiries of the period each governed;
+//! - alerts: every breach lists the alerts raised about it (warning, breach, re-notifications,
+//!   and the `resolved` notice) with each delivery (`AlertDelivered`: when, which notifiers, to
+//!   whom when the ledger records it) and each failure (`AlertFailed`: when, to whom, why);
 //! - monitoring coverage: the periods the daemon was not running (from `monitor_started`,
 //!   `monitor_heartbeat` and `monitor_stopped` events: a restart without a stop, or heartbeats
 //!   silent for more than [`HEARTBEAT_SILENCE`]) and the periods a source was down
@@ -37,7 +44,7 @@
 //! `id, channel, source, language, kind, customer, received_at, received_local,
 //! first_seen_at, detection_seconds, deadline_at, policy, state, sla, responded_at,
 //! response_seconds, response_kind, responder, response_id, external_id, excluded_reason,
-//! excluded_detail, breached_at, alerts, follow_ups`
+//! excluded_detail, breached_at, alerts, follow_ups, alert_deliveries`
 
 pub mod csv;
 mod fold;
@@ -52,11 +59,12 @@ use chrono::{DateTime, Datelike, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
 
+use crate::domain::{Channel, Language};
 use crate::store::{LedgerPage, Store, StoreError, Verification};
 use crate::tracker::event::Event;
 use crate::tracker::policy::PolicyRecord;
 use crate::tracker::{InquiryState, SlaStatus, TrackerRules};
-use fold::{PeriodFold, Record};
+use fold::{FoldedPeriod, PeriodFold, Record};
 pub use view::Listing;
 
 /// Detection latency above which an inquiry counts as detected late (a monitoring gap):
@@ -151,7 +159,13 @@ pub struct Percentiles {
 }
 
 impl Percentiles {
+    #[cfg(test)]
     fn of(mut values: Vec<i64>) -> Percentiles {
+        Percentiles::of_slice(&mut values)
+    }
+
+    /// Sorts `values` in place.
+    fn of_slice(values: &mut [i64]) -> Percentiles {
         values.sort_unstable();
         let rank = |p: f64| -> Option<i64> {
             if values.is_empty() {
@@ -169,6 +183,23 @@ impl Percentiles {
             p99: rank(0.99),
             max: values.last().copied(),
         }
+    }
+
+    /// Over the values `value` gives for the records `population` numbers, gathered in
+    /// `buffer` (one buffer serves every group, so a year's report holds one list at a time).
+    fn over(
+        records: &[Record],
+        population: &[u32],
+        buffer: &mut Vec<i64>,
+        value: impl Fn(&Record) -> Option<i64>,
+    ) -> Percentiles {
+        buffer.clear();
+        buffer.extend(
+            population
+                .iter()
+                .filter_map(|n| value(&records[*n as usize])),
+        );
+        Percentiles::of_slice(buffer)
     }
 }
 
@@ -389,10 +420,10 @@ pub struct ReportData {
 }
 
 /// Pages decoded and folded while the next ones are read and verified.
-const PAGES_IN_FLIGHT: usize = 2;
+const PAGES_IN_FLIGHT: usize = 1;
 
 /// Verifies the chain and folds the ledger in one pass, then derives the report for `params`.
-/// `progress` is called with the number of events read so far (every page, 10,000 events).
+/// `progress` is called with the number of events read so far (after every page).
 ///
 /// The pass is a pipeline: this task reads each page and checks its links and hashes (the
 /// same check as `audit verify`), and a blocking thread decodes and folds the pages it is
@@ -474,12 +505,11 @@ pub async fn build(
         .monitor
         .iter()
         .any(|e| matches!(e, Event::MonitorStarted { .. }));
-    Ok(derive(fold, (recorded, gaps), ledger, params))
+    let params = params.clone();
+    tokio::task::spawn_blocking(move || derive(fold, (recorded, gaps), ledger, &params))
+        .await
+        .map_err(|e| ReportError::Io(std::io::Error::other(e)))
 }
-
-/// Percentile input for one group: response times as whole seconds.
-#[derive(Default)]
-struct Times(Vec<i64>);
 
 fn derive(
     fold: PeriodFold,
@@ -489,12 +519,12 @@ fn derive(
 ) -> ReportData {
     let tz = params.time_zone;
     let population = fold.population();
-    let PeriodFold {
+    let FoldedPeriod {
         records,
         strings,
+        ids,
         policies,
-        ..
-    } = fold;
+    } = fold.into_parts();
 
     let mut totals = Counts::default();
     let mut excluded_by_reason = BTreeMap::new();
@@ -503,14 +533,10 @@ fn derive(
     let mut by_month: BTreeMap<String, Counts> = BTreeMap::new();
     let mut by_day: BTreeMap<String, Counts> = BTreeMap::new();
     let mut hour_of_week = vec![Counts::default(); 168];
-    let mut all_times = Times::default();
-    let mut times_by_channel: BTreeMap<String, Times> = BTreeMap::new();
-    let mut times_by_language: BTreeMap<String, Times> = BTreeMap::new();
     let mut distribution = vec![0u64; HISTOGRAM_BOUNDS.len()];
     let mut breaches = Vec::new();
     let mut exclusions = Vec::new();
     let mut late_detections = Vec::new();
-    let mut detection_times = Vec::with_capacity(population.len());
     let mut policy_use: HashMap<u32, u64> = HashMap::new();
 
     // Every month of the period appears, even an empty one (a yearly review shows twelve).
@@ -568,8 +594,6 @@ fn derive(
                 )
                 .or_default() += 1;
             exclusions.push(n);
-        } else {
-            detection_times.push(detection);
         }
         let late = (i.first_seen_at - i.received_at) > LATE_DETECTION;
         let mut in_gap = None;
@@ -600,23 +624,6 @@ fn derive(
             }
         }
         if let Some(s) = i.response_seconds {
-            all_times.0.push(s);
-            match times_by_channel.get_mut(i.channel.as_str()) {
-                Some(t) => t.0.push(s),
-                None => times_by_channel
-                    .entry(i.channel.as_str().into())
-                    .or_default()
-                    .0
-                    .push(s),
-            }
-            match times_by_language.get_mut(i.language.as_str()) {
-                Some(t) => t.0.push(s),
-                None => times_by_language
-                    .entry(i.language.as_str().into())
-                    .or_default()
-                    .0
-                    .push(s),
-            }
             let slot = HISTOGRAM_BOUNDS
                 .iter()
                 .position(|b| s <= *b)
@@ -638,6 +645,32 @@ fn derive(
     {
         c.finish();
     }
+
+    let mut buffer = Vec::new();
+    let answered = |r: &Record| r.response_seconds;
+    let response_times = Percentiles::over(&records, &population, &mut buffer, answered);
+    let mut response_times_by_channel = BTreeMap::new();
+    for channel in Channel::ALL {
+        let p = Percentiles::over(&records, &population, &mut buffer, |r| {
+            answered(r).filter(|_| r.channel == channel)
+        });
+        if p.answered > 0 {
+            response_times_by_channel.insert(channel.as_str().to_string(), p);
+        }
+    }
+    let mut response_times_by_language = BTreeMap::new();
+    for language in Language::ALL {
+        let p = Percentiles::over(&records, &population, &mut buffer, |r| {
+            answered(r).filter(|_| r.language == language)
+        });
+        if p.answered > 0 {
+            response_times_by_language.insert(language.as_str().to_string(), p);
+        }
+    }
+    let detection = Percentiles::over(&records, &population, &mut buffer, |r| {
+        (r.state != InquiryState::Excluded).then(|| view::detection_seconds(r))
+    });
+    drop(buffer);
 
     // Versions in force: every version first used before the end of the period (the last one
     // used before `from` was still in force at its start).
@@ -661,6 +694,7 @@ fn derive(
     let table = Arc::new(view::Table {
         records,
         strings,
+        ids,
         mask: params.mask,
         time_zone: tz,
     });
@@ -678,15 +712,9 @@ fn derive(
         by_month,
         by_day,
         hour_of_week,
-        response_times: Percentiles::of(all_times.0),
-        response_times_by_channel: times_by_channel
-            .into_iter()
-            .map(|(k, v)| (k, Percentiles::of(v.0)))
-            .collect(),
-        response_times_by_language: times_by_language
-            .into_iter()
-            .map(|(k, v)| (k, Percentiles::of(v.0)))
-            .collect(),
+        response_times,
+        response_times_by_channel,
+        response_times_by_language,
         response_distribution: HISTOGRAM_BOUNDS
             .iter()
             .zip(distribution)
@@ -708,7 +736,7 @@ fn derive(
             gaps,
             late_threshold_seconds: LATE_DETECTION.num_seconds(),
             late_detections,
-            detection: Percentiles::of(detection_times),
+            detection,
         },
         ledger,
         inquiries: Listing::new(table, population, view::Table::row),

@@ -9,7 +9,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use chrono_tz::Tz;
 use serde::{Serialize, Serializer};
 
-use super::fold::{AlertLog, Interner, Record};
+use super::fold::{AlertLog, Interner, Record, TextArena};
 use super::{AlertDelivery, AlertFailure, AlertRow, Breach, Exclusion, InquiryRow, mask_customer};
 use crate::tracker::event::InquiryKind;
 use crate::tracker::observation::AckVia;
@@ -20,6 +20,7 @@ use crate::tracker::{InquiryState, SlaStatus};
 pub struct Table {
     pub(super) records: Vec<Record>,
     pub(super) strings: Interner,
+    pub(super) ids: TextArena,
     pub(super) mask: bool,
     pub(super) time_zone: Tz,
 }
@@ -61,8 +62,8 @@ impl Table {
             response_seconds: r.response_seconds,
             response_kind: r.response_kind.map(|k| k.as_str().into()),
             responder: r.responder.map(|p| self.text(p)),
-            response_id: r.response_id.as_deref().map(str::to_string),
-            external_id: r.external_id.to_string(),
+            response_id: r.response_id.map(|t| self.ids.get(t).to_string()),
+            external_id: self.ids.get(r.external_id).to_string(),
             excluded_reason: r.excluded_reason.map(|x| x.as_str().into()),
             excluded_detail: r.excluded_detail.map(|d| self.text(d)),
             breached_at: r.breached_at,
@@ -89,8 +90,8 @@ impl Table {
             response_seconds: r.response_seconds,
             response_kind: r.response_kind.map(|k| k.as_str().into()),
             responder: r.responder.map(|p| self.text(p)),
-            external_id: r.external_id.to_string(),
-            response_id: r.response_id.as_deref().map(str::to_string),
+            external_id: self.ids.get(r.external_id).to_string(),
+            response_id: r.response_id.map(|t| self.ids.get(t).to_string()),
             ack_via: r.ack_via.map(|v| via_str(v).into()),
             ack_note: r.evidence.as_deref().and_then(|e| e.ack_note.clone()),
             alerts: r.alert_log().iter().map(alert_row).collect(),
@@ -113,7 +114,7 @@ impl Table {
                 .unwrap_or("unknown")
                 .into(),
             detail: r.excluded_detail.map(|d| self.text(d)).unwrap_or_default(),
-            external_id: r.external_id.to_string(),
+            external_id: self.ids.get(r.external_id).to_string(),
         }
     }
 }
