@@ -5,6 +5,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+use chrono::format::{Item, StrftimeItems};
 use chrono::{DateTime, SecondsFormat, Utc};
 use chrono_tz::Tz;
 use serde::{Serialize, Serializer};
@@ -51,7 +52,7 @@ impl Table {
             kind: r.kind.map(|k| kind_str(k).into()),
             customer: self.customer(r),
             received_at: r.received_at,
-            received_local: local.format("%Y-%m-%d %H:%M:%S %Z").to_string(),
+            received_local: local.format_with_items(local_format().iter()).to_string(),
             first_seen_at: r.first_seen_at,
             detection_seconds: detection_seconds(r),
             deadline_at: r.deadline_at,
@@ -176,6 +177,12 @@ impl<T: Serialize> Serialize for Listing<T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.collect_seq(self.iter())
     }
+}
+
+/// `received_local`'s format, parsed once (parsing it for every row of a year showed).
+fn local_format() -> &'static [Item<'static>] {
+    static ITEMS: std::sync::OnceLock<Vec<Item<'static>>> = std::sync::OnceLock::new();
+    ITEMS.get_or_init(|| StrftimeItems::new("%Y-%m-%d %H:%M:%S %Z").collect())
 }
 
 pub(super) fn detection_seconds(r: &Record) -> i64 {
