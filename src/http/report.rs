@@ -11,6 +11,9 @@
 
 use std::sync::Arc;
 
+use std::io::Write as _;
+
+use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
@@ -96,14 +99,26 @@ pub async fn report(
         _ => report::html::render,
     };
     let verification = data.ledger.verification.clone();
-    let body = tokio::task::spawn_blocking(move || {
-        let mut body = Vec::new();
-        render(&data, &mut body).map(|()| body)
-    })
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))?
-    .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let mut response = body.into_response();
+    // The body streams as it is rendered: a year's CSV is hundreds of megabytes, never held
+    // whole. A client that goes away stops the rendering (its chunks have nowhere to go).
+    let (chunks, received) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(CHUNKS_IN_FLIGHT);
+    tokio::task::spawn_blocking(move || {
+        let mut writer = std::io::BufWriter::with_capacity(
+            CHUNK_BYTES,
+            ChunkWriter {
+                chunks: chunks.clone(),
+            },
+        );
+        let rendered = render(&data, &mut writer).and_then(|()| writer.flush());
+        if let Err(e) = rendered {
+            tracing::warn!(error = %e, "Report rendering stopped.");
+            let _ = chunks.blocking_send(Err(e));
+        }
+    });
+    let stream = futures_util::stream::unfold(received, |mut received| async move {
+        received.recv().await.map(|chunk| (chunk, received))
+    });
+    let mut response = Body::from_stream(stream).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -111,4 +126,33 @@ pub async fn report(
         headers.insert("x-slawatch-ledger", v);
     }
     Ok(response)
+}
+
+/// Bytes of rendered report per chunk of the response body.
+const CHUNK_BYTES: usize = 256 * 1024;
+
+/// Chunks rendered ahead of what the client has read.
+const CHUNKS_IN_FLIGHT: usize = 4;
+
+/// Hands what a renderer writes to the response body, chunk by chunk.
+struct ChunkWriter {
+    chunks: tokio::sync::mpsc::Sender<std::io::Result<Bytes>>,
+}
+
+impl std::io::Write for ChunkWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.chunks
+            .blocking_send(Ok(Bytes::copy_from_slice(buf)))
+            .map_err(|_| {
+                std::io::Error::new(
+                    std::io::ErrorKind::BrokenPipe,
+                    "the client stopped reading the report",
+                )
+            })?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
