@@ -12,6 +12,7 @@ use std::process::{Command, Output};
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use serde_json::Value;
 use slawatch::domain::{Channel, InquiryId, Language};
+use slawatch::notify::AlertKind;
 use slawatch::report::csv as report_csv;
 use slawatch::store::Store;
 use slawatch::tracker::event::{
@@ -574,6 +575,123 @@ async fn csv_parses_back_to_the_json() {
             };
             assert_eq!(field, &expected, "column {column} of {}", inquiry["id"]);
         }
+    }
+}
+
+/// The fixture with the alerts' fate: b's warning delivered by mail to the on-call person, its
+/// breach delivered by mail and webhook to two people; c's breach failed on every notifier.
+fn fixture_with_deliveries() -> Vec<Event> {
+    let at = |s: &str| s.parse::<DateTime<Utc>>().expect("instant");
+    let mut ev = fixture();
+    ev.extend([
+        Event::AlertDelivered {
+            inquiry_id: InquiryId("b".into()),
+            kind: AlertKind::Warning,
+            due_at: at("2026-03-01T10:10:00Z"),
+            notifiers: vec!["smtp".into()],
+            recipients: vec!["oncall@desk.example".into()],
+            at: at("2026-03-01T10:10:02Z"),
+        },
+        Event::AlertDelivered {
+            inquiry_id: InquiryId("b".into()),
+            kind: AlertKind::Breach,
+            due_at: at("2026-03-01T10:15:00Z"),
+            notifiers: vec!["smtp".into(), "webhook".into()],
+            recipients: vec!["oncall@desk.example".into(), "lead@desk.example".into()],
+            at: at("2026-03-01T10:15:03Z"),
+        },
+        Event::AlertFailed {
+            inquiry_id: InquiryId("c".into()),
+            kind: AlertKind::Breach,
+            due_at: at("2026-03-01T11:15:00Z"),
+            recipients: vec!["+34600111222".into()],
+            error: "connection refused".into(),
+            at: at("2026-03-01T11:15:04Z"),
+        },
+    ]);
+    ev
+}
+
+#[tokio::test]
+async fn breach_evidence_shows_alerts_delivered_and_failed_and_to_whom() {
+    let world = World::new(&fixture_with_deliveries()).await;
+    let json: Value = serde_json::from_str(&report(&world, "json", &[])).expect("json");
+    let breaches = json["breaches"].as_array().expect("breaches");
+    // b: warning then breach, each with its delivery.
+    let b = &breaches[0]["alerts"];
+    assert_eq!(b[0]["stage"], "warning");
+    assert_eq!(
+        b[0]["delivered"][0]["notifiers"],
+        serde_json::json!(["smtp"])
+    );
+    assert_eq!(
+        b[0]["delivered"][0]["recipients"],
+        serde_json::json!(["oncall@desk.example"])
+    );
+    assert_eq!(b[1]["stage"], "breach");
+    assert_eq!(b[1]["delivered"][0]["at"], "2026-03-01T10:15:03Z");
+    assert_eq!(
+        b[1]["delivered"][0]["notifiers"],
+        serde_json::json!(["smtp", "webhook"])
+    );
+    assert_eq!(
+        b[1]["delivered"][0]["recipients"],
+        serde_json::json!(["oncall@desk.example", "lead@desk.example"])
+    );
+    assert_eq!(b[1]["failed"].as_array().map(Vec::len), Some(0));
+    // c: the breach alert failed; nothing was delivered.
+    let c = &breaches[1]["alerts"][1];
+    assert_eq!(c["stage"], "breach");
+    assert_eq!(c["delivered"].as_array().map(Vec::len), Some(0));
+    assert_eq!(c["failed"][0]["error"], "connection refused");
+    assert_eq!(
+        c["failed"][0]["recipients"],
+        serde_json::json!(["+34600111222"])
+    );
+
+    // The CSV's last column says the same, and agrees with the JSON rows.
+    let csv = report(&world, "csv", &[]);
+    let rows = report_csv::parse(&csv);
+    let column = rows[0]
+        .iter()
+        .position(|c| c == "alert_deliveries")
+        .expect("alert_deliveries column");
+    assert_eq!(column, rows[0].len() - 1, "appended last");
+    let row_of = |id: &str| rows.iter().find(|r| r[0] == id).expect(id);
+    assert_eq!(
+        row_of("b")[column],
+        "warning delivered 2026-03-01T10:10:02Z via smtp to oncall@desk.example; \
+         breach delivered 2026-03-01T10:15:03Z via smtp+webhook to oncall@desk.example, lead@desk.example"
+    );
+    assert_eq!(
+        row_of("c")[column],
+        "breach failed 2026-03-01T11:15:04Z to +34600111222: connection refused"
+    );
+    assert_eq!(row_of("a")[column], "", "no alert, nothing delivered");
+    for inquiry in json["inquiries"].as_array().expect("inquiries") {
+        let id = inquiry["id"].as_str().expect("id");
+        assert_eq!(
+            row_of(id)[column],
+            inquiry["alert_deliveries"].as_str().unwrap_or_default(),
+            "{id}"
+        );
+    }
+
+    // The HTML evidence names the notifiers, the recipients and the failure.
+    let html = report(&world, "html", &[]);
+    let table = &html[html.find("id=\"breaches\"").expect("breaches table")..];
+    let table = &table[..table.find("</table>").expect("table end")];
+    for shown in [
+        "delivered 2026-03-01 10:15:03 via smtp, webhook",
+        "<bdi dir=\"auto\">lead@desk.example</bdi>",
+        "<span class=\"bad\">failed</span> 2026-03-01 11:15:04",
+        "<bdi dir=\"auto\">+34600111222</bdi>",
+        "connection refused",
+    ] {
+        assert!(
+            table.contains(shown),
+            "breach table lacks {shown:?}:\n{table}"
+        );
     }
 }
 

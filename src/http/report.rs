@@ -5,10 +5,15 @@
 //! is not accepted here (nor is the report token accepted for writes). Without a configured
 //! report token the endpoint answers 403, so reports are never served unauthenticated by
 //! accident. The report replays the ledger from the store, not the engine's in-memory state,
-//! and never holds the tracker lock across that work.
+//! and never holds the tracker lock across that work; the fold, the figures and the rendering
+//! run on blocking threads, so the daemon keeps serving (and alerting) while a year's report
+//! is made.
 
 use std::sync::Arc;
 
+use std::io::Write as _;
+
+use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
@@ -87,19 +92,67 @@ pub async fn report(
     let data = report::build(&state.shared.store, rules, &params, &mut |_| {})
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let mut body = Vec::new();
-    let rendered = match format {
-        "csv" => report::csv::render(&data, &mut body),
-        "json" => report::json::render(&data, &mut body),
-        _ => report::html::render(&data, &mut body),
+    // Rendering a large report takes seconds: off the async workers, like the build.
+    let render = match format {
+        "csv" => report::csv::render,
+        "json" => report::json::render,
+        _ => report::html::render,
     };
-    rendered.map_err(|e| ApiError::Internal(e.to_string()))?;
-    let mut response = body.into_response();
+    let verification = data.ledger.verification.clone();
+    // The body streams as it is rendered: a year's CSV is hundreds of megabytes, never held
+    // whole. A client that goes away stops the rendering (its chunks have nowhere to go).
+    let (chunks, received) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(CHUNKS_IN_FLIGHT);
+    tokio::task::spawn_blocking(move || {
+        let mut writer = std::io::BufWriter::with_capacity(
+            CHUNK_BYTES,
+            ChunkWriter {
+                chunks: chunks.clone(),
+            },
+        );
+        let rendered = render(&data, &mut writer).and_then(|()| writer.flush());
+        if let Err(e) = rendered {
+            tracing::warn!(error = %e, "Report rendering stopped.");
+            let _ = chunks.blocking_send(Err(e));
+        }
+    });
+    let stream = futures_util::stream::unfold(received, |mut received| async move {
+        received.recv().await.map(|chunk| (chunk, received))
+    });
+    let mut response = Body::from_stream(stream).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if let Ok(v) = HeaderValue::from_str(&data.ledger.verification) {
+    if let Ok(v) = HeaderValue::from_str(&verification) {
         headers.insert("x-slawatch-ledger", v);
     }
     Ok(response)
+}
+
+/// Bytes of rendered report per chunk of the response body.
+const CHUNK_BYTES: usize = 256 * 1024;
+
+/// Chunks rendered ahead of what the client has read.
+const CHUNKS_IN_FLIGHT: usize = 4;
+
+/// Hands what a renderer writes to the response body, chunk by chunk.
+struct ChunkWriter {
+    chunks: tokio::sync::mpsc::Sender<std::io::Result<Bytes>>,
+}
+
+impl std::io::Write for ChunkWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.chunks
+            .blocking_send(Ok(Bytes::copy_from_slice(buf)))
+            .map_err(|_| {
+                std::io::Error::new(
+                    std::io::ErrorKind::BrokenPipe,
+                    "the client stopped reading the report",
+                )
+            })?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }

@@ -11,7 +11,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use super::{InquiryRow, ReportData};
 
 /// The header row, in order.
-pub const COLUMNS: [&str; 25] = [
+pub const COLUMNS: [&str; 26] = [
     "id",
     "channel",
     "source",
@@ -37,13 +37,16 @@ pub const COLUMNS: [&str; 25] = [
     "breached_at",
     "alerts",
     "follow_ups",
+    "alert_deliveries",
 ];
 
-/// Writes the header and one row per inquiry.
+/// Writes the header and one row per inquiry, a row at a time.
 pub fn render(data: &ReportData, out: &mut dyn std::io::Write) -> std::io::Result<()> {
-    write_row(out, COLUMNS.iter().map(|c| c.to_string()))?;
-    for row in &data.inquiries {
-        write_row(out, fields(row).into_iter())?;
+    let mut line = String::with_capacity(1024);
+    write_row(out, &mut line, COLUMNS.iter().copied())?;
+    for row in data.inquiries.iter() {
+        let fields = fields(&row);
+        write_row(out, &mut line, fields.iter().map(String::as_str))?;
     }
     Ok(())
 }
@@ -85,35 +88,45 @@ pub fn fields(r: &InquiryRow) -> Vec<String> {
         instant(r.breached_at),
         r.alerts.to_string(),
         r.follow_ups.to_string(),
+        opt(&r.alert_deliveries),
     ]
 }
 
-fn write_row(
+/// Writes one line of `fields`, using `line` as the buffer.
+fn write_row<'a>(
     out: &mut dyn std::io::Write,
-    fields: impl Iterator<Item = String>,
+    line: &mut String,
+    fields: impl Iterator<Item = &'a str>,
 ) -> std::io::Result<()> {
-    let mut line = String::new();
+    line.clear();
     for (n, f) in fields.enumerate() {
         if n > 0 {
             line.push(',');
         }
-        line.push_str(&escape(&f));
+        line.push_str(&escape(f));
     }
     line.push_str("\r\n");
     out.write_all(line.as_bytes())
 }
 
-/// Quotes a field when needed, and defuses spreadsheet formulas.
-pub fn escape(field: &str) -> String {
-    let defused = match field.chars().next() {
-        Some('=' | '+' | '-' | '@') if field.parse::<f64>().is_err() => format!("'{field}"),
-        _ => field.to_string(),
+/// Quotes a field when needed, and defuses spreadsheet formulas (borrowed when neither is).
+pub fn escape(field: &str) -> std::borrow::Cow<'_, str> {
+    let defuse = matches!(field.chars().next(), Some('=' | '+' | '-' | '@'))
+        && field.parse::<f64>().is_err();
+    let quote = field.contains([',', '"', '\r', '\n']);
+    if !defuse && !quote {
+        return std::borrow::Cow::Borrowed(field);
+    }
+    let defused = if defuse {
+        format!("'{field}")
+    } else {
+        field.to_string()
     };
-    if defused.contains([',', '"', '\r', '\n']) {
+    std::borrow::Cow::Owned(if quote {
         format!("\"{}\"", defused.replace('"', "\"\""))
     } else {
         defused
-    }
+    })
 }
 
 /// Parses CSV written by [`render`] back into rows of fields (for checks and tests).

@@ -12,11 +12,24 @@ use std::fmt::Write as _;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
-use super::{Counts, Percentiles, ReportData, format_ratio, format_seconds};
+use super::{AlertRow, Counts, Percentiles, ReportData, format_ratio, format_seconds};
 
 /// Writes the whole document.
 pub fn render(data: &ReportData, out: &mut dyn std::io::Write) -> std::io::Result<()> {
-    out.write_all(document(data).as_bytes())
+    document(data, out)
+}
+
+/// Bytes of markup gathered before they are written out: long tables (a year's breaches) stream
+/// to the writer instead of being held whole.
+const CHUNK: usize = 64 * 1024;
+
+/// Writes `h` out once it holds a chunk.
+fn spill(h: &mut String, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    if h.len() >= CHUNK {
+        out.write_all(h.as_bytes())?;
+        h.clear();
+    }
+    Ok(())
 }
 
 fn esc(s: &str) -> String {
@@ -81,8 +94,8 @@ figcaption { font-size: 8.5pt; color: #444; }
 @media print { a { color: inherit; text-decoration: none; } }
 "#;
 
-fn document(d: &ReportData) -> String {
-    let mut h = String::with_capacity(64 * 1024 + d.breaches.len() * 600);
+fn document(d: &ReportData, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    let mut h = String::with_capacity(2 * CHUNK);
     let tz = tz_of(d);
     let _ = write!(
         h,
@@ -165,7 +178,7 @@ fn document(d: &ReportData) -> String {
         h.push_str("<p>None.</p>");
     } else {
         h.push_str("<table id=\"breaches\"><tr><th>Inquiry</th><th>Customer / subject</th><th>Received / deadline</th><th>Response</th><th>Alerts</th></tr>");
-        for b in &d.breaches {
+        for b in d.breaches.iter() {
             let response = if b.responded {
                 format!(
                     "{} after {} by {} ({}){}{}{}",
@@ -189,21 +202,7 @@ fn document(d: &ReportData) -> String {
             } else {
                 "<b class=\"bad\">not answered</b>".to_string()
             };
-            let alerts: Vec<String> = b
-                .alerts
-                .iter()
-                .map(|a| {
-                    format!(
-                        "{} {}{}",
-                        esc(&a.stage),
-                        esc(&local(d, a.at)),
-                        a.recipient
-                            .as_deref()
-                            .map(|r| format!(" to {}", esc(r)))
-                            .unwrap_or_default()
-                    )
-                })
-                .collect();
+            let alerts: Vec<String> = b.alerts.iter().map(|a| alert_cell(d, a)).collect();
             let _ = write!(
                 h,
                 "<tr><td class=\"mono\">{}<br>{} {}<br>{}</td><td>{}<br>{}</td><td>{}<br>{}</td><td>{}</td><td>{}</td></tr>",
@@ -222,6 +221,7 @@ fn document(d: &ReportData) -> String {
                     alerts.join("<br>")
                 }
             );
+            spill(&mut h, out)?;
         }
         h.push_str("</table>");
     }
@@ -234,7 +234,7 @@ fn document(d: &ReportData) -> String {
         }
         h.push_str("</table>");
         h.push_str("<table id=\"exclusions\"><tr><th>Inquiry</th><th>Received</th><th>Sender / subject</th><th>Reason</th><th>Evidence</th></tr>");
-        for x in &d.exclusions {
+        for x in d.exclusions.iter() {
             let _ = write!(
                 h,
                 "<tr><td class=\"mono\">{}</td><td>{}</td><td>{}<br>{}</td><td>{}</td><td>{}</td></tr>",
@@ -245,6 +245,7 @@ fn document(d: &ReportData) -> String {
                 esc(&x.reason),
                 txt(&x.detail)
             );
+            spill(&mut h, out)?;
         }
         h.push_str("</table>");
     } else {
@@ -337,6 +338,7 @@ fn document(d: &ReportData) -> String {
                     .map(|g| format!("#{}", g + 1))
                     .unwrap_or_else(|| "—".into())
             );
+            spill(&mut h, out)?;
         }
         h.push_str("</table>");
     }
@@ -357,7 +359,41 @@ fn document(d: &ReportData) -> String {
         esc(d.ledger.head_hash.as_deref().unwrap_or("(empty ledger)"))
     );
     h.push_str("</body></html>\n");
-    h
+    out.write_all(h.as_bytes())
+}
+
+/// One alert of a breach: its stage and instant, then each delivery (when, which notifiers,
+/// to whom) and each failure (when, why).
+fn alert_cell(d: &ReportData, a: &AlertRow) -> String {
+    let mut cell = format!("<b>{}</b> {}", esc(&a.stage), esc(&local(d, a.at)));
+    for x in &a.delivered {
+        let _ = write!(
+            cell,
+            "<br>&nbsp;delivered {} via {}",
+            esc(&local(d, x.at)),
+            esc(&x.notifiers.join(", "))
+        );
+        if !x.recipients.is_empty() {
+            let to: Vec<String> = x.recipients.iter().map(|r| txt(r)).collect();
+            let _ = write!(cell, " to {}", to.join(", "));
+        }
+    }
+    for x in &a.failed {
+        let _ = write!(
+            cell,
+            "<br>&nbsp;<span class=\"bad\">failed</span> {}",
+            esc(&local(d, x.at))
+        );
+        if !x.recipients.is_empty() {
+            let to: Vec<String> = x.recipients.iter().map(|r| txt(r)).collect();
+            let _ = write!(cell, " to {}", to.join(", "));
+        }
+        let _ = write!(cell, ": {}", txt(&x.error));
+    }
+    if a.delivered.is_empty() && a.failed.is_empty() {
+        cell.push_str("<br>&nbsp;no delivery recorded");
+    }
+    cell
 }
 
 fn counts_table(h: &mut String, label: &str, rows: &std::collections::BTreeMap<String, Counts>) {

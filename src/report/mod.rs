@@ -1,11 +1,15 @@
 //! Compliance reports for auditors: every number derived from the ledger, nothing else.
 //!
 //! This module owns [`ReportData`] and the three renderers ([`html`], [`csv`], [`json`]).
-//! [`build`] verifies the hash chain, then replays the **whole** ledger through
-//! [`Tracker::apply`](crate::tracker::Tracker::apply) — the same fold the daemon uses at
-//! start-up, so no SLA rule is re-implemented here — and keeps the inquiries *received* in the
-//! half-open period `[from, to)`. That is the population: every message or call received in
-//! the period is counted, answered or not, excluded or not.
+//! [`build`] reads the **whole** ledger once: each page is verified (the `audit verify` check)
+//! and folded (`fold`) into compact records of the inquiries *received* in the half-open
+//! period `[from, to)`. That is the population: every message or call received in the period
+//! is counted, answered or not, excluded or not. No SLA rule is re-implemented here: met and
+//! missed are what the tracker decided and recorded (`InquiryBreached`, the response's
+//! outcome), read field for field as [`Tracker::apply`](crate::tracker::Tracker::apply) reads
+//! them. The per-inquiry lists (CSV rows, breaches, exclusions) are [`view`]s over those
+//! records, built one item at a time while rendering, so a year of a busy desk (a million
+//! inquiries) is reported in a few hundred megabytes.
 //!
 //! How the figures are defined:
 //!
@@ -19,6 +23,9 @@
 //!   answered inquiries;
 //! - policy versions: from `PolicyActivated` events, with their parameters and the date each
 //!   was first used, plus how many inquiries of the period each governed;
+//! - alerts: every breach lists the alerts raised about it (warning, breach, re-notifications,
+//!   and the `resolved` notice) with each delivery (`AlertDelivered`: when, which notifiers, to
+//!   whom when the ledger records it) and each failure (`AlertFailed`: when, to whom, why);
 //! - monitoring coverage: the periods the daemon was not running (from `monitor_started`,
 //!   `monitor_heartbeat` and `monitor_stopped` events: a restart without a stop, or heartbeats
 //!   silent for more than [`HEARTBEAT_SILENCE`]) and the periods a source was down
@@ -37,24 +44,28 @@
 //! `id, channel, source, language, kind, customer, received_at, received_local,
 //! first_seen_at, detection_seconds, deadline_at, policy, state, sla, responded_at,
 //! response_seconds, response_kind, responder, response_id, external_id, excluded_reason,
-//! excluded_detail, breached_at, alerts, follow_ups`
+//! excluded_detail, breached_at, alerts, follow_ups, alert_deliveries`
 
 pub mod csv;
+mod fold;
 pub mod html;
 pub mod json;
+pub mod view;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use chrono::{DateTime, Datelike, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
 
-use crate::domain::InquiryId;
-use crate::store::{Store, StoreError, Verification};
+use crate::domain::{Channel, Language};
+use crate::store::{LedgerPage, Store, StoreError, Verification};
 use crate::tracker::event::Event;
 use crate::tracker::policy::PolicyRecord;
-use crate::tracker::{Inquiry, InquiryState, SlaStatus, Tracker, TrackerRules};
+use crate::tracker::{InquiryState, SlaStatus, TrackerRules};
+use fold::{FoldedPeriod, PeriodFold, Record};
+pub use view::Listing;
 
 /// Detection latency above which an inquiry counts as detected late (a monitoring gap):
 /// sources poll or IDLE within seconds, so five minutes means nobody was watching.
@@ -110,7 +121,7 @@ pub struct Counts {
 }
 
 impl Counts {
-    fn add(&mut self, i: &Inquiry) {
+    fn add(&mut self, i: &Record) {
         self.received += 1;
         if i.state == InquiryState::Excluded {
             self.excluded += 1;
@@ -148,7 +159,13 @@ pub struct Percentiles {
 }
 
 impl Percentiles {
+    #[cfg(test)]
     fn of(mut values: Vec<i64>) -> Percentiles {
+        Percentiles::of_slice(&mut values)
+    }
+
+    /// Sorts `values` in place.
+    fn of_slice(values: &mut [i64]) -> Percentiles {
         values.sort_unstable();
         let rank = |p: f64| -> Option<i64> {
             if values.is_empty() {
@@ -167,6 +184,23 @@ impl Percentiles {
             max: values.last().copied(),
         }
     }
+
+    /// Over the values `value` gives for the records `population` numbers, gathered in
+    /// `buffer` (one buffer serves every group, so a year's report holds one list at a time).
+    fn over(
+        records: &[Record],
+        population: &[u32],
+        buffer: &mut Vec<i64>,
+        value: impl Fn(&Record) -> Option<i64>,
+    ) -> Percentiles {
+        buffer.clear();
+        buffer.extend(
+            population
+                .iter()
+                .filter_map(|n| value(&records[*n as usize])),
+        );
+        Percentiles::of_slice(buffer)
+    }
 }
 
 /// One bar of the response-time distribution.
@@ -177,14 +211,35 @@ pub struct Bucket {
     pub count: u64,
 }
 
-/// One alert raised for an inquiry.
+/// One alert about an inquiry, with what became of it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AlertRow {
-    /// `warning` or `breach`.
+    /// `warning`, `breach`, `renotify`, or `resolved` (the notice that an alerted inquiry was
+    /// answered).
     pub stage: String,
+    /// The instant it is about: when it was raised.
     pub at: DateTime<Utc>,
-    /// Who it went to; the ledger does not record deliveries yet, so `None`.
-    pub recipient: Option<String>,
+    /// Each time a notifier's server accepted it, with whom it went to.
+    pub delivered: Vec<AlertDelivery>,
+    /// Each time every notifier failed.
+    pub failed: Vec<AlertFailure>,
+}
+
+/// An alert accepted by notifiers (`AlertDelivered`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AlertDelivery {
+    pub at: DateTime<Utc>,
+    pub notifiers: Vec<String>,
+    /// Empty when the ledger did not record them (older ledgers).
+    pub recipients: Vec<String>,
+}
+
+/// An alert no notifier could deliver (`AlertFailed`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AlertFailure {
+    pub at: DateTime<Utc>,
+    pub recipients: Vec<String>,
+    pub error: String,
 }
 
 /// One row per inquiry (the CSV's rows, the JSON's `inquiries`).
@@ -217,6 +272,8 @@ pub struct InquiryRow {
     pub breached_at: Option<DateTime<Utc>>,
     pub alerts: u32,
     pub follow_ups: u32,
+    /// Every delivery and failure of its alerts, in one line (see [`view::alert_summary`]).
+    pub alert_deliveries: Option<String>,
 }
 
 /// A missed inquiry with its evidence.
@@ -242,6 +299,7 @@ pub struct Breach {
     /// `phone|email|other` for a manual acknowledgement.
     pub ack_via: Option<String>,
     pub ack_note: Option<String>,
+    /// The alerts raised and sent about it, oldest first.
     pub alerts: Vec<AlertRow>,
     pub policy: Option<String>,
 }
@@ -350,105 +408,77 @@ pub struct ReportData {
     pub response_times_by_channel: BTreeMap<String, Percentiles>,
     pub response_times_by_language: BTreeMap<String, Percentiles>,
     pub response_distribution: Vec<Bucket>,
-    pub breaches: Vec<Breach>,
-    pub exclusions: Vec<Exclusion>,
+    /// Oldest first.
+    pub breaches: Listing<Breach>,
+    /// Oldest first.
+    pub exclusions: Listing<Exclusion>,
     pub policies: Vec<PolicyInForce>,
     pub coverage: Coverage,
     pub ledger: LedgerCheck,
-    pub inquiries: Vec<InquiryRow>,
+    /// One row per inquiry received in the period, oldest first.
+    pub inquiries: Listing<InquiryRow>,
 }
 
-/// What a report needs of a response beyond the tracker's inquiry state.
-struct ResponseExtra {
-    external_id: Option<String>,
-    via: Option<crate::tracker::observation::AckVia>,
-    note: Option<String>,
-}
+/// Pages decoded and folded while the next ones are read and verified.
+const PAGES_IN_FLIGHT: usize = 1;
 
-/// Verifies the chain, replays the ledger and derives the report for `params`.
-/// `progress` is called with the number of events replayed so far (every 10,000).
+/// Verifies the chain and folds the ledger in one pass, then derives the report for `params`.
+/// `progress` is called with the number of events read so far (after every page).
+///
+/// The pass is a pipeline: this task reads each page and checks its links and hashes (the
+/// same check as `audit verify`), and a blocking thread decodes and folds the pages it is
+/// handed; so the work is spread over two cores, and a daemon serving the report over HTTP
+/// keeps its async workers free between pages.
 pub async fn build(
     store: &Store,
     rules: Arc<TrackerRules>,
     params: &ReportParams,
     progress: &mut (dyn FnMut(u64) + Send),
 ) -> Result<ReportData, ReportError> {
+    // The fold reads decisions from the ledger; the rules that made them are not needed.
+    drop(rules);
     if params.from >= params.to {
         return Err(ReportError::EmptyPeriod {
             from: params.from,
             to: params.to,
         });
     }
-    let mut tracker = Tracker::new(rules);
-    let mut responses: HashMap<InquiryId, ResponseExtra> = HashMap::new();
-    let mut in_period: HashSet<InquiryId> = HashSet::new();
-    let mut policies: Vec<(DateTime<Utc>, PolicyRecord)> = Vec::new();
-    let mut monitor: Vec<Event> = Vec::new();
+    let (pages, received) = std::sync::mpsc::sync_channel::<LedgerPage>(PAGES_IN_FLIGHT);
     let (from, to) = (params.from, params.to);
-    let mut seen = 0u64;
-    // The chain is verified while the replay runs: two passes over the ledger, in parallel.
-    let replay = store.for_each_event(|entry| {
-        match &entry.event {
-            Event::PolicyActivated { at, policy } => policies.push((*at, policy.clone())),
-            Event::InquiryOpened(e) if e.received_at >= from && e.received_at < to => {
-                in_period.insert(e.inquiry_id.clone());
+    let folder = tokio::task::spawn_blocking(move || -> Result<PeriodFold, StoreError> {
+        let mut fold = PeriodFold::new(from, to);
+        for page in received {
+            for event in page.events() {
+                fold.apply(&event?.1);
             }
-            Event::InquiryExcluded(e) if e.received_at >= from && e.received_at < to => {
-                in_period.insert(e.inquiry_id.clone());
-            }
-            Event::InquiryResponded(e)
-                if in_period.contains(&e.inquiry_id)
-                    && (e.external_id.is_some() || e.via.is_some() || e.note.is_some()) =>
-            {
-                responses.insert(
-                    e.inquiry_id.clone(),
-                    ResponseExtra {
-                        external_id: e.external_id.clone(),
-                        via: e.via,
-                        note: e.note.clone(),
-                    },
-                );
-            }
-            Event::MonitorStarted { .. }
-            | Event::MonitorStopped { .. }
-            | Event::SourceDown { .. }
-            | Event::SourceUp { .. } => monitor.push(entry.event.clone()),
-            // Heartbeats are many: keep only the instant.
-            Event::MonitorHeartbeat { at } => monitor.push(Event::MonitorHeartbeat { at: *at }),
-            _ => {}
         }
-        tracker.apply(&entry.event);
-        seen += 1;
-        if seen.is_multiple_of(10_000) {
-            progress(seen);
-        }
-        Ok::<(), StoreError>(())
+        Ok(fold)
     });
-    let (ledger, replayed) = tokio::join!(check_ledger(store), replay);
-    let ledger = ledger?;
-    replayed?;
-    progress(seen);
-    let gaps = gaps(&monitor, params.from, params.to.min(Utc::now()));
-    let recorded = monitor
-        .iter()
-        .any(|e| matches!(e, Event::MonitorStarted { .. }));
-    Ok(derive(
-        &tracker,
-        &responses,
-        policies,
-        (recorded, gaps),
-        ledger,
-        params,
-    ))
-}
-
-async fn check_ledger(store: &Store) -> Result<LedgerCheck, StoreError> {
-    let head = store.head().await?;
-    Ok(match store.verify().await? {
+    let mut read = 0u64;
+    let mut last_seq = None;
+    let walked = store
+        .walk_verified(|page| {
+            read += page.len() as u64;
+            if let Some(seq) = page.last_seq() {
+                last_seq = Some(seq);
+            }
+            // A closed channel means the folder stopped at a corrupt row: its error is reported.
+            let _ = pages.send(page);
+            progress(read);
+            Ok::<(), StoreError>(())
+        })
+        .await;
+    drop(pages);
+    let fold = folder
+        .await
+        .map_err(|e| ReportError::Io(std::io::Error::other(e)))??;
+    let verification = walked?;
+    progress(read);
+    let ledger = match verification {
         Verification::Intact { events, head_hash } => LedgerCheck {
             intact: true,
             events,
-            head_seq: head.map(|h| h.0),
+            head_seq: last_seq,
             head_hash: Some(head_hash),
             verification: "intact".to_string(),
         },
@@ -457,32 +487,44 @@ async fn check_ledger(store: &Store) -> Result<LedgerCheck, StoreError> {
             expected,
             found,
             problem,
-        } => LedgerCheck {
-            intact: false,
-            events: 0,
-            head_seq: head.as_ref().map(|h| h.0),
-            head_hash: head.map(|h| h.1),
-            verification: format!(
-                "BROKEN at event {seq}: {problem} (expected {expected}, found {found})"
-            ),
-        },
-    })
+        } => {
+            let head = store.head().await?;
+            LedgerCheck {
+                intact: false,
+                events: 0,
+                head_seq: head.as_ref().map(|h| h.0),
+                head_hash: head.map(|h| h.1),
+                verification: format!(
+                    "BROKEN at event {seq}: {problem} (expected {expected}, found {found})"
+                ),
+            }
+        }
+    };
+    let gaps = gaps(&fold.monitor, params.from, params.to.min(Utc::now()));
+    let recorded = fold
+        .monitor
+        .iter()
+        .any(|e| matches!(e, Event::MonitorStarted { .. }));
+    let params = params.clone();
+    tokio::task::spawn_blocking(move || derive(fold, (recorded, gaps), ledger, &params))
+        .await
+        .map_err(|e| ReportError::Io(std::io::Error::other(e)))
 }
 
 fn derive(
-    tracker: &Tracker,
-    responses: &HashMap<InquiryId, ResponseExtra>,
-    policies: Vec<(DateTime<Utc>, PolicyRecord)>,
+    fold: PeriodFold,
     (recorded, mut gaps): (bool, Vec<Gap>),
     ledger: LedgerCheck,
     params: &ReportParams,
 ) -> ReportData {
     let tz = params.time_zone;
-    let mut population: Vec<&Inquiry> = tracker
-        .newest_first()
-        .filter(|i| i.received_at >= params.from && i.received_at < params.to)
-        .collect();
-    population.reverse();
+    let population = fold.population();
+    let FoldedPeriod {
+        records,
+        strings,
+        ids,
+        policies,
+    } = fold.into_parts();
 
     let mut totals = Counts::default();
     let mut excluded_by_reason = BTreeMap::new();
@@ -491,16 +533,11 @@ fn derive(
     let mut by_month: BTreeMap<String, Counts> = BTreeMap::new();
     let mut by_day: BTreeMap<String, Counts> = BTreeMap::new();
     let mut hour_of_week = vec![Counts::default(); 168];
-    let mut all_times = Vec::new();
-    let mut times_by_channel: BTreeMap<String, Vec<i64>> = BTreeMap::new();
-    let mut times_by_language: BTreeMap<String, Vec<i64>> = BTreeMap::new();
     let mut distribution = vec![0u64; HISTOGRAM_BOUNDS.len()];
     let mut breaches = Vec::new();
     let mut exclusions = Vec::new();
     let mut late_detections = Vec::new();
-    let mut detection_times = Vec::with_capacity(population.len());
-    let mut policy_use: HashMap<&str, u64> = HashMap::new();
-    let mut rows = Vec::with_capacity(population.len());
+    let mut policy_use: HashMap<u32, u64> = HashMap::new();
 
     // Every month of the period appears, even an empty one (a yearly review shows twelve).
     let mut month = tz.from_utc_datetime(&params.from.naive_utc());
@@ -512,8 +549,21 @@ fn derive(
         };
     }
 
-    for i in &population {
+    // Calendar keys change rarely between consecutive inquiries (oldest first): the day and
+    // month keys are formatted once per local day, not once per inquiry.
+    let mut day_of: Option<(chrono::NaiveDate, String, String)> = None;
+    for &n in &population {
+        let i = &records[n as usize];
         let local = i.received_at.with_timezone(&tz);
+        let date = local.date_naive();
+        if day_of.as_ref().is_none_or(|(d, ..)| *d != date) {
+            day_of = Some((
+                date,
+                local.format("%Y-%m-%d").to_string(),
+                month_key(&local),
+            ));
+        }
+        let (_, day_key, month) = day_of.as_ref().expect("set above");
         totals.add(i);
         by_channel
             .entry(i.channel.as_str().into())
@@ -523,20 +573,17 @@ fn derive(
             .entry(i.language.as_str().into())
             .or_default()
             .add(i);
-        by_month.entry(month_key(&local)).or_default().add(i);
-        by_day
-            .entry(local.format("%Y-%m-%d").to_string())
-            .or_default()
-            .add(i);
+        match by_month.get_mut(month) {
+            Some(c) => c.add(i),
+            None => by_month.entry(month.clone()).or_default().add(i),
+        }
+        match by_day.get_mut(day_key) {
+            Some(c) => c.add(i),
+            None => by_day.entry(day_key.clone()).or_default().add(i),
+        }
         let how = local.weekday().num_days_from_monday() as usize * 24 + local.hour() as usize;
         hour_of_week[how].add(i);
-        let customer = if params.mask {
-            mask_customer(&i.customer)
-        } else {
-            i.customer.clone()
-        };
-        let response = responses.get(&i.id);
-        let detection = (i.first_seen_at - i.received_at).num_seconds().max(0);
+        let detection = view::detection_seconds(i);
         if i.state == InquiryState::Excluded {
             *excluded_by_reason
                 .entry(
@@ -546,60 +593,37 @@ fn derive(
                         .to_string(),
                 )
                 .or_default() += 1;
-            exclusions.push(Exclusion {
-                id: i.id.to_string(),
-                channel: i.channel.as_str().into(),
-                customer: customer.clone(),
-                subject: i.subject.clone(),
-                received_at: i.received_at,
-                reason: i
-                    .excluded_reason
-                    .map(|r| r.as_str())
-                    .unwrap_or("unknown")
-                    .into(),
-                detail: i.excluded_detail.clone().unwrap_or_default(),
-                external_id: i.external_id.to_string(),
-            });
-        } else {
-            detection_times.push(detection);
+            exclusions.push(n);
         }
         let late = (i.first_seen_at - i.received_at) > LATE_DETECTION;
         let mut in_gap = None;
-        for (n, g) in gaps.iter_mut().enumerate() {
-            let concerned = g.source.as_ref().is_none_or(|s| *s == i.source);
+        let source = strings.get(i.source);
+        for (k, g) in gaps.iter_mut().enumerate() {
+            let concerned = g.source.as_deref().is_none_or(|s| s == source);
             if concerned && i.received_at >= g.start && i.received_at <= g.end {
                 g.inquiries_received += 1;
                 if late {
                     g.detected_late += 1;
                 }
-                in_gap.get_or_insert(n);
+                in_gap.get_or_insert(k);
             }
         }
         if i.state != InquiryState::Excluded {
             if late {
                 late_detections.push(LateDetection {
                     id: i.id.to_string(),
-                    source: i.source.clone(),
+                    source: source.to_string(),
                     received_at: i.received_at,
                     first_seen_at: i.first_seen_at,
                     detection_seconds: detection,
                     gap: in_gap,
                 });
             }
-            if let Some(p) = &i.policy {
-                *policy_use.entry(p.as_str()).or_default() += 1;
+            if let Some(p) = i.policy {
+                *policy_use.entry(p).or_default() += 1;
             }
         }
         if let Some(s) = i.response_seconds {
-            all_times.push(s);
-            times_by_channel
-                .entry(i.channel.as_str().into())
-                .or_default()
-                .push(s);
-            times_by_language
-                .entry(i.language.as_str().into())
-                .or_default()
-                .push(s);
             let slot = HISTOGRAM_BOUNDS
                 .iter()
                 .position(|b| s <= *b)
@@ -607,69 +631,8 @@ fn derive(
             distribution[slot] += 1;
         }
         if i.sla == SlaStatus::Missed {
-            breaches.push(Breach {
-                id: i.id.to_string(),
-                channel: i.channel.as_str().into(),
-                language: i.language.as_str().into(),
-                customer: customer.clone(),
-                subject: i.subject.clone(),
-                received_at: i.received_at,
-                deadline_at: i.deadline_at,
-                breached_at: i.breached_at,
-                responded: i.responded_at.is_some(),
-                responded_at: i.responded_at,
-                response_seconds: i.response_seconds,
-                response_kind: i.response_kind.map(|k| k.as_str().into()),
-                responder: i.responder.clone(),
-                external_id: i.external_id.to_string(),
-                response_id: response.and_then(|r| r.external_id.clone()),
-                ack_via: response
-                    .and_then(|r| r.via)
-                    .and_then(|v| serde_json::to_value(v).ok())
-                    .and_then(|v| v.as_str().map(str::to_string)),
-                ack_note: response.and_then(|r| r.note.clone()),
-                alerts: i
-                    .alerts
-                    .iter()
-                    .map(|a| AlertRow {
-                        stage: a.stage.as_str().into(),
-                        at: a.at,
-                        recipient: None,
-                    })
-                    .collect(),
-                policy: i.policy.clone(),
-            });
+            breaches.push(n);
         }
-        rows.push(InquiryRow {
-            id: i.id.to_string(),
-            channel: i.channel.as_str().into(),
-            source: i.source.clone(),
-            language: i.language.as_str().into(),
-            kind: i
-                .kind
-                .and_then(|k| serde_json::to_value(k).ok())
-                .and_then(|v| v.as_str().map(str::to_string)),
-            customer,
-            received_at: i.received_at,
-            received_local: local.format("%Y-%m-%d %H:%M:%S %Z").to_string(),
-            first_seen_at: i.first_seen_at,
-            detection_seconds: detection,
-            deadline_at: i.deadline_at,
-            policy: i.policy.clone(),
-            state: i.state.as_str().into(),
-            sla: sla_str(i).into(),
-            responded_at: i.responded_at,
-            response_seconds: i.response_seconds,
-            response_kind: i.response_kind.map(|k| k.as_str().into()),
-            responder: i.responder.clone(),
-            response_id: response.and_then(|r| r.external_id.clone()),
-            external_id: i.external_id.to_string(),
-            excluded_reason: i.excluded_reason.map(|r| r.as_str().into()),
-            excluded_detail: i.excluded_detail.clone(),
-            breached_at: i.breached_at,
-            alerts: i.alerts.len() as u32,
-            follow_ups: i.follow_ups,
-        });
     }
 
     totals.finish();
@@ -683,8 +646,38 @@ fn derive(
         c.finish();
     }
 
+    let mut buffer = Vec::new();
+    let answered = |r: &Record| r.response_seconds;
+    let response_times = Percentiles::over(&records, &population, &mut buffer, answered);
+    let mut response_times_by_channel = BTreeMap::new();
+    for channel in Channel::ALL {
+        let p = Percentiles::over(&records, &population, &mut buffer, |r| {
+            answered(r).filter(|_| r.channel == channel)
+        });
+        if p.answered > 0 {
+            response_times_by_channel.insert(channel.as_str().to_string(), p);
+        }
+    }
+    let mut response_times_by_language = BTreeMap::new();
+    for language in Language::ALL {
+        let p = Percentiles::over(&records, &population, &mut buffer, |r| {
+            answered(r).filter(|_| r.language == language)
+        });
+        if p.answered > 0 {
+            response_times_by_language.insert(language.as_str().to_string(), p);
+        }
+    }
+    let detection = Percentiles::over(&records, &population, &mut buffer, |r| {
+        (r.state != InquiryState::Excluded).then(|| view::detection_seconds(r))
+    });
+    drop(buffer);
+
     // Versions in force: every version first used before the end of the period (the last one
     // used before `from` was still in force at its start).
+    let policy_use: HashMap<&str, u64> = policy_use
+        .into_iter()
+        .map(|(p, count)| (strings.get(p), count))
+        .collect();
     let policies = policies
         .into_iter()
         .filter(|(at, _)| *at < params.to)
@@ -698,6 +691,13 @@ fn derive(
         })
         .collect();
 
+    let table = Arc::new(view::Table {
+        records,
+        strings,
+        ids,
+        mask: params.mask,
+        time_zone: tz,
+    });
     ReportData {
         title: params.title.clone(),
         from: params.from,
@@ -712,15 +712,9 @@ fn derive(
         by_month,
         by_day,
         hour_of_week,
-        response_times: Percentiles::of(all_times),
-        response_times_by_channel: times_by_channel
-            .into_iter()
-            .map(|(k, v)| (k, Percentiles::of(v)))
-            .collect(),
-        response_times_by_language: times_by_language
-            .into_iter()
-            .map(|(k, v)| (k, Percentiles::of(v)))
-            .collect(),
+        response_times,
+        response_times_by_channel,
+        response_times_by_language,
         response_distribution: HISTOGRAM_BOUNDS
             .iter()
             .zip(distribution)
@@ -729,8 +723,8 @@ fn derive(
                 count,
             })
             .collect(),
-        breaches,
-        exclusions,
+        breaches: Listing::new(table.clone(), breaches, view::Table::breach),
+        exclusions: Listing::new(table.clone(), exclusions, view::Table::exclusion),
         policies,
         coverage: Coverage {
             recorded,
@@ -742,10 +736,10 @@ fn derive(
             gaps,
             late_threshold_seconds: LATE_DETECTION.num_seconds(),
             late_detections,
-            detection: Percentiles::of(detection_times),
+            detection,
         },
         ledger,
-        inquiries: rows,
+        inquiries: Listing::new(table, population, view::Table::row),
     }
 }
 
@@ -838,17 +832,6 @@ fn gaps(monitor: &[Event], from: DateTime<Utc>, until: DateTime<Utc>) -> Vec<Gap
         .collect();
     out.sort_by(|a, b| (a.start, &a.source).cmp(&(b.start, &b.source)));
     out
-}
-
-fn sla_str(i: &Inquiry) -> &'static str {
-    if i.state == InquiryState::Excluded {
-        return "excluded";
-    }
-    match i.sla {
-        SlaStatus::Pending => "pending",
-        SlaStatus::Met => "met",
-        SlaStatus::Missed => "missed",
-    }
 }
 
 fn month_key(t: &DateTime<Tz>) -> String {

@@ -53,6 +53,48 @@ pub fn link_hash(
     hex::encode(h.finalize())
 }
 
+/// [`link_hash`] as its 64 hex bytes, without allocating: `verify` computes one per row.
+fn link_hash_hex(
+    prev_hash: &str,
+    seq: i64,
+    recorded_at: &str,
+    kind: &str,
+    payload: &str,
+) -> [u8; 64] {
+    let mut h = Sha256::new();
+    h.update(prev_hash.as_bytes());
+    let mut digits = [0u8; 20];
+    h.update(decimal(seq, &mut digits));
+    h.update(b"\n");
+    h.update(recorded_at.as_bytes());
+    h.update(b"\n");
+    h.update(kind.as_bytes());
+    h.update(b"\n");
+    h.update(payload.as_bytes());
+    let mut hex = [0u8; 64];
+    hex::encode_to_slice(h.finalize(), &mut hex).expect("32 bytes are 64 hex digits");
+    hex
+}
+
+/// `n` in decimal (as `to_string` writes it) in `buf`, without allocating.
+fn decimal(n: i64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut at = buf.len();
+    let mut rest = n.unsigned_abs();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    if n < 0 {
+        at -= 1;
+        buf[at] = b'-';
+    }
+    &buf[at..]
+}
+
 /// One stored row, as the chain sees it (borrowed from whatever the database returned).
 #[derive(Debug, Clone, Copy)]
 pub struct RowRef<'a> {
@@ -129,16 +171,16 @@ impl ChainChecker {
             };
             return Err(broken(&self.prev_hash, row.prev_hash, problem));
         }
-        let computed = link_hash(
+        let computed_hex = link_hash_hex(
             row.prev_hash,
             row.seq,
             row.recorded_at,
             row.kind,
             row.payload,
         );
-        if computed != row.hash {
+        if computed_hex != row.hash.as_bytes() {
             return Err(broken(
-                &computed,
+                &String::from_utf8_lossy(&computed_hex),
                 row.hash,
                 "stored hash does not match the row's content (recorded_at, kind or payload was changed, or the hash was forged)".to_string(),
             ));
@@ -148,7 +190,7 @@ impl ChainChecker {
         match serde_json::from_str::<PayloadProbe<'_>>(row.payload) {
             Err(e) => {
                 return Err(broken(
-                    &computed,
+                    row.hash,
                     row.hash,
                     format!("payload is not a JSON event object: {e}"),
                 ));
@@ -170,7 +212,9 @@ impl ChainChecker {
                 }
             }
         }
-        self.prev_hash = computed;
+        // The stored hash is the computed one: keep it in place of the last (no allocation).
+        self.prev_hash.clear();
+        self.prev_hash.push_str(row.hash);
         self.next_seq += 1;
         self.count += 1;
         Ok(())
@@ -182,11 +226,6 @@ impl ChainChecker {
             events: self.count,
             head_hash: self.prev_hash,
         }
-    }
-
-    /// The last seq accepted so far (0 before any row).
-    pub fn last_seq(&self) -> i64 {
-        self.next_seq - 1
     }
 }
 
@@ -223,6 +262,21 @@ mod tests {
         );
         assert_eq!(got, expected);
         assert_eq!(got.len(), 64);
+        let hex = link_hash_hex(
+            GENESIS,
+            1,
+            "2026-03-01T09:05:07.000000Z",
+            "inquiry_breached",
+            "{\"type\":\"inquiry_breached\",\"inquiry_id\":\"e1\",\"at\":\"2026-03-01T09:05:07Z\"}",
+        );
+        assert_eq!(hex.as_slice(), expected.as_bytes());
+        let mut digits = [0u8; 20];
+        assert_eq!(decimal(-1_234_567_890, &mut digits), b"-1234567890");
+        assert_eq!(decimal(0, &mut digits), b"0");
+        assert_eq!(
+            decimal(i64::MIN, &mut digits),
+            i64::MIN.to_string().as_bytes()
+        );
     }
 
     fn row<'a>(seq: i64, prev: &'a str, hash: &'a str, payload: &'a str) -> RowRef<'a> {

@@ -80,6 +80,7 @@
 
 mod chain;
 mod error;
+mod packed;
 mod sql;
 mod sqlite;
 
@@ -98,6 +99,11 @@ use sql::Dialect;
 /// Rows fetched per page when walking the ledger: large enough to amortize the query, small
 /// enough that a page of `InquiryOpened` events stays a few megabytes.
 const PAGE_ROWS: i64 = 10_000;
+
+/// Rows per packed page (verify, report): a packed page is one text, which the database builds
+/// and the driver copies, so a few of them are alive at once; 2,000 rows (about 2 MB) keep
+/// that small while one query still serves thousands of rows.
+const PACKED_PAGE_ROWS: i64 = 2_000;
 
 /// One store for the whole daemon. Cloning is cheap (a pool handle).
 #[derive(Debug, Clone)]
@@ -383,30 +389,69 @@ impl Store {
     /// this works on ledgers written by any version using the same format.
     pub async fn verify(&self) -> Result<Verification, StoreError> {
         let mut checker = ChainChecker::default();
-        let mut after = i64::MIN;
-        loop {
-            let rows = self.page(after, PAGE_ROWS).await?;
-            let full = rows.len() as i64 == PAGE_ROWS;
-            for (seq, recorded_at, kind, inquiry_id, payload, prev_hash, hash) in &rows {
-                let row = RowRef {
-                    seq: *seq,
-                    recorded_at,
-                    kind,
-                    inquiry_id: inquiry_id.as_deref(),
-                    payload,
-                    prev_hash,
-                    hash,
-                };
+        let mut pages = PageReader::start(self);
+        while let Some(page) = pages.next().await? {
+            for row in page.rows() {
                 if let Err(broken) = checker.check(row) {
                     return Ok(broken);
                 }
-                after = *seq;
             }
-            if !full {
-                return Ok(checker.finish());
-            }
-            debug_assert_eq!(after, checker.last_seq());
         }
+        Ok(checker.finish())
+    }
+
+    /// Up to `limit` rows with `seq > after_seq`, packed into one value by the database
+    /// (see `sql::PACKED_PAGE`): the fast path for walking the whole ledger.
+    async fn packed_page(&self, after_seq: i64, limit: i64) -> Result<LedgerPage, StoreError> {
+        let Store::Sqlite(pool) = self;
+        let (count, text): (i64, String) = sqlx::query_as(sql::PACKED_PAGE)
+            .bind(after_seq)
+            .bind(limit)
+            .fetch_one(pool)
+            .await
+            .map_err(StoreError::db("read ledger page"))?;
+        let spans = packed::unpack(&text, after_seq).map_err(|e| StoreError::CorruptRow {
+            seq: e.after_seq.saturating_add(1).max(1),
+            problem: format!("the database returned a malformed page: {}", e.problem),
+        })?;
+        if spans.len() as i64 != count {
+            return Err(StoreError::CorruptRow {
+                seq: after_seq.saturating_add(1).max(1),
+                problem: format!(
+                    "the database returned a page of {count} rows packed as {}",
+                    spans.len()
+                ),
+            });
+        }
+        Ok(LedgerPage { text, spans })
+    }
+
+    /// Walks the ledger once, in seq order and constant memory, checking every row exactly as
+    /// [`Store::verify`] does and handing each page of rows, undecoded, to `f` (which decodes
+    /// them where it likes: [`LedgerPage::decode`]). One read of the ledger serves both the
+    /// verification and a replay. The walk goes on past a broken link, so the caller still sees
+    /// every row; the verdict names the first one. `f` may stop the walk with an error, which is
+    /// passed through.
+    pub async fn walk_verified<E, F>(&self, mut f: F) -> Result<Verification, E>
+    where
+        F: FnMut(LedgerPage) -> Result<(), E>,
+        E: From<StoreError>,
+    {
+        let mut checker = ChainChecker::default();
+        let mut broken = None;
+        let mut pages = PageReader::start(self);
+        while let Some(page) = pages.next().await? {
+            if broken.is_none() {
+                for row in page.rows() {
+                    if let Err(verdict) = checker.check(row) {
+                        broken = Some(verdict);
+                        break;
+                    }
+                }
+            }
+            f(page)?;
+        }
+        Ok(broken.unwrap_or_else(|| checker.finish()))
     }
 
     /// The stored `kind` and `inquiry_id` columns of row `seq`, without decoding its payload
@@ -439,6 +484,129 @@ impl Store {
     }
 }
 
+/// Reads the whole ledger a packed page at a time, in seq order, fetching the next page while
+/// the caller works on the current one (the database and the hashing then use two cores).
+struct PageReader {
+    store: Store,
+    next: Option<tokio::task::JoinHandle<Result<LedgerPage, StoreError>>>,
+}
+
+impl PageReader {
+    fn start(store: &Store) -> PageReader {
+        let mut reader = PageReader {
+            store: store.clone(),
+            next: None,
+        };
+        reader.fetch(i64::MIN);
+        reader
+    }
+
+    fn fetch(&mut self, after: i64) {
+        let store = self.store.clone();
+        self.next = Some(tokio::spawn(async move {
+            store.packed_page(after, PACKED_PAGE_ROWS).await
+        }));
+    }
+
+    /// The next page, or `None` after the last.
+    async fn next(&mut self) -> Result<Option<LedgerPage>, StoreError> {
+        let Some(pending) = self.next.take() else {
+            return Ok(None);
+        };
+        let page = match pending.await {
+            Ok(page) => page?,
+            Err(e) => match e.try_into_panic() {
+                Ok(panic) => std::panic::resume_unwind(panic),
+                // Only a runtime shutting down cancels the read.
+                Err(_) => {
+                    return Err(StoreError::Database {
+                        op: "read ledger page",
+                        source: sqlx::Error::WorkerCrashed,
+                    });
+                }
+            },
+        };
+        if page.len() as i64 == PACKED_PAGE_ROWS
+            && let Some(last) = page.last_seq()
+        {
+            self.fetch(last);
+        }
+        Ok(Some(page))
+    }
+}
+
+impl Drop for PageReader {
+    fn drop(&mut self) {
+        if let Some(pending) = self.next.take() {
+            pending.abort();
+        }
+    }
+}
+
+/// Rows as read from the ledger, in seq order, not decoded yet (see [`Store::walk_verified`]):
+/// one text holding the page, and where each row is in it.
+#[derive(Debug)]
+pub struct LedgerPage {
+    text: String,
+    spans: Vec<packed::RowSpan>,
+}
+
+impl LedgerPage {
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    /// The seq of the page's last row.
+    pub fn last_seq(&self) -> Option<i64> {
+        self.spans.last().map(|r| r.seq)
+    }
+
+    fn rows(&self) -> impl Iterator<Item = RowRef<'_>> {
+        self.spans.iter().map(|s| s.row(&self.text))
+    }
+
+    /// Each row's seq and event, in seq order; a payload that is not a known event is a
+    /// [`StoreError::CorruptRow`].
+    pub fn events(&self) -> impl Iterator<Item = Result<(i64, Event), StoreError>> + '_ {
+        self.rows().map(|row| {
+            decode_event(row.kind, row.payload)
+                .map(|event| (row.seq, event))
+                .map_err(|e| StoreError::CorruptRow {
+                    seq: row.seq,
+                    problem: format!("payload is not a known event: {e}"),
+                })
+        })
+    }
+}
+
+/// The event in `payload`. The two commonest kinds (an inquiry opened, an inquiry answered)
+/// are read straight into their records, which costs half of reading an `Event` (its `"type"`
+/// tag makes serde buffer the whole object first); `kind` is the row's kind column, which the
+/// chain check holds equal to the payload's `"type"`, so on an intact chain the result is the
+/// `Event` reading's. Any other kind, or a payload that does not read as its column says, is
+/// read as an `Event`.
+fn decode_event(kind: &str, payload: &str) -> serde_json::Result<Event> {
+    use crate::tracker::event::{InquiryOpened, InquiryResponded};
+    match kind {
+        "inquiry_opened" => {
+            if let Ok(e) = serde_json::from_str::<InquiryOpened>(payload) {
+                return Ok(Event::InquiryOpened(Box::new(e)));
+            }
+        }
+        "inquiry_responded" => {
+            if let Ok(e) = serde_json::from_str::<InquiryResponded>(payload) {
+                return Ok(Event::InquiryResponded(Box::new(e)));
+            }
+        }
+        _ => {}
+    }
+    serde_json::from_str(payload)
+}
+
 fn decode(row: RawRow) -> Result<LedgerEntry, StoreError> {
     let (seq, recorded_at, _kind, _inquiry_id, payload, prev_hash, hash) = row;
     let recorded_at = chain::parse_instant(&recorded_at).ok_or_else(|| StoreError::CorruptRow {
@@ -464,4 +632,67 @@ fn decode_cursor(source: &str, key: &str, value: &str) -> Result<serde_json::Val
         key: key.to_string(),
         problem: format!("value is not JSON: {e}"),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Channel, Language};
+    use crate::tracker::event::{
+        InquiryKind, InquiryOpened, InquiryResponded, LanguageSource, Outcome, ResponseKind,
+    };
+    use chrono::TimeZone;
+
+    #[test]
+    fn the_quick_reading_of_common_events_is_the_event_reading() {
+        let at = Utc.with_ymd_and_hms(2026, 3, 1, 9, 0, 0).unwrap();
+        let events = [
+            Event::InquiryOpened(Box::new(InquiryOpened {
+                inquiry_id: InquiryId::from_display("e1"),
+                channel: Channel::Email,
+                source: "mail".into(),
+                external_id: "<m1@customer.example>".into(),
+                thread_id: "<m1@customer.example>".into(),
+                digest: Some("d1".into()),
+                customer: "ana@customer.example".into(),
+                customer_name: Some("Ana".into()),
+                subject: "استفسار".into(),
+                language: Language::Ar,
+                language_source: LanguageSource::Text,
+                reply_to: vec!["ana@home.example".into()],
+                received_at: at,
+                first_seen_at: at,
+                date_header: Some(at),
+                deadline_at: at,
+                warn_at: vec![at],
+                policy: "default@1".into(),
+                kind: InquiryKind::NextReply,
+            })),
+            Event::InquiryResponded(Box::new(InquiryResponded {
+                inquiry_id: InquiryId::from_display("e1"),
+                at,
+                response_seconds: 60,
+                kind: ResponseKind::Manual,
+                responder: "maria".into(),
+                external_id: None,
+                outcome: Outcome::Met,
+                via: Some(crate::tracker::observation::AckVia::Phone),
+                note: Some("called back".into()),
+            })),
+            Event::InquiryBreached {
+                inquiry_id: InquiryId::from_display("e1"),
+                at,
+            },
+        ];
+        for event in events {
+            let payload = serde_json::to_string(&event).unwrap();
+            assert_eq!(decode_event(event.kind(), &payload).unwrap(), event);
+        }
+        // A payload that is not what its column says is read for what it is.
+        let breach = r#"{"type":"inquiry_breached","inquiry_id":"e1","at":"2026-03-01T09:00:00Z"}"#;
+        assert!(matches!(
+            decode_event("inquiry_opened", breach),
+            Ok(Event::InquiryBreached { .. })
+        ));
+    }
 }
