@@ -215,6 +215,60 @@ fn a_tailed_master_csv_is_followed_live_through_partial_lines_bad_rows_and_rotat
     assert!(d.stop());
 }
 
+/// A missed call from `number` with its own uniqueid, as one Master.csv row.
+fn missed_call(number: &str, uniqueid: &str) -> String {
+    format!(
+        "{}\n",
+        NEW_CALL
+            .replace("1767607200.1500", uniqueid)
+            .replace("+34 611 22 33 44", number)
+            .replace("+34611223344", number)
+    )
+}
+
+#[test]
+fn rows_written_just_before_a_rotation_are_read_from_the_old_file_exactly_once() {
+    let dir = tempdir();
+    let csv = dir.path().join("Master.csv");
+    append(&csv, &missed_call("34611000001", "1767607200.1"));
+    let mut d = Daemon::configure(dir.path(), &config(&cdr_source()), &[]);
+    d.start();
+    d.wait_ready(Duration::from_secs(30));
+    assert_eq!(phone(&d).len(), 1);
+
+    // Rows appended after the daemon's last read, then at once a rename and a new file: the
+    // daemon sees the new inode before it has read those rows.
+    for round in 0..3 {
+        let old: Vec<String> = (0..3).map(|k| format!("346110{round}{k}100")).collect();
+        let new: Vec<String> = (0..2).map(|k| format!("346120{round}{k}200")).collect();
+        for (k, n) in old.iter().enumerate() {
+            append(&csv, &missed_call(n, &format!("17676073{round}{k}.1")));
+        }
+        std::fs::rename(&csv, dir.path().join(format!("Master.csv.{}", round + 1))).unwrap();
+        for (k, n) in new.iter().enumerate() {
+            append(&csv, &missed_call(n, &format!("17676074{round}{k}.1")));
+        }
+        let expected = 1 + 5 * (round + 1);
+        d.wait_for("every row of both files", Duration::from_secs(5), |d| {
+            phone(d).len() >= expected
+        });
+        let inquiries = phone(&d);
+        for n in old.iter().chain(&new) {
+            let key = format!("+{n}");
+            let found = inquiries.iter().filter(|i| i["customer"] == key).count();
+            assert_eq!(found, 1, "{key} in {inquiries:#?}");
+        }
+    }
+
+    // A restart reads nothing twice, wherever the old files went.
+    assert!(d.stop());
+    d.start();
+    d.wait_ready(Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(phone(&d).len(), 16);
+    assert!(d.stop());
+}
+
 #[test]
 fn a_missing_call_log_shows_the_source_down_and_is_picked_up_when_it_appears() {
     let dir = tempdir();

@@ -450,3 +450,100 @@ pub async fn run(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(path: &Path, text: &str) {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(path)
+            .unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+    }
+
+    /// Reads until caught up, as the source does, and returns the text read per inode.
+    fn read_all(path: &Path, cursor: &mut FileCursor, open: &mut OpenFile) -> Vec<(u64, String)> {
+        let mut out = Vec::new();
+        loop {
+            let chunk = read_chunk(path, cursor, open).unwrap();
+            if chunk.restarted {
+                cursor.inode = chunk.inode;
+                cursor.offset = 0;
+            }
+            cursor.offset = chunk.offset + chunk.bytes.len() as u64;
+            if !chunk.bytes.is_empty() {
+                out.push((chunk.inode, String::from_utf8(chunk.bytes).unwrap()));
+            }
+            if !chunk.more {
+                return out;
+            }
+        }
+    }
+
+    #[test]
+    fn rows_appended_before_a_rename_are_read_from_the_held_file_then_the_new_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("Master.csv");
+        write(&path, "a\n");
+        let (mut cursor, mut open) = (FileCursor::default(), OpenFile::default());
+        assert_eq!(read_all(&path, &mut cursor, &mut open).len(), 1);
+        let old_inode = cursor.inode;
+        write(&path, "b\n");
+        std::fs::rename(&path, dir.path().join("Master.csv.1")).unwrap();
+        write(&path, "c\n");
+        let read = read_all(&path, &mut cursor, &mut open);
+        assert_eq!(read.len(), 2, "{read:?}");
+        assert_eq!(read[0], (old_inode, "b\n".to_string()));
+        assert_eq!(read[1].1, "c\n");
+        assert_ne!(read[1].0, old_inode);
+        assert!(read_all(&path, &mut cursor, &mut open).is_empty());
+    }
+
+    #[test]
+    fn after_a_restart_the_rotated_file_is_found_by_its_inode() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("Master.csv");
+        write(&path, "a\n");
+        let mut cursor = FileCursor::default();
+        read_all(&path, &mut cursor, &mut OpenFile::default());
+        write(&path, "b\n");
+        std::fs::rename(&path, dir.path().join("Master.csv-20260105")).unwrap();
+        write(&path, "c\n");
+        // A fresh handle, as after a restart: nothing is held open.
+        let read = read_all(&path, &mut cursor, &mut OpenFile::default());
+        let texts: Vec<&str> = read.iter().map(|(_, t)| t.as_str()).collect();
+        assert_eq!(texts, ["b\n", "c\n"]);
+    }
+
+    #[test]
+    fn a_rotated_file_deleted_after_the_last_read_is_still_read_to_its_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("Master.csv");
+        write(&path, "a\n");
+        let (mut cursor, mut open) = (FileCursor::default(), OpenFile::default());
+        read_all(&path, &mut cursor, &mut open);
+        write(&path, "b\n");
+        std::fs::remove_file(&path).unwrap();
+        write(&path, "c\n");
+        let read = read_all(&path, &mut cursor, &mut open);
+        let texts: Vec<&str> = read.iter().map(|(_, t)| t.as_str()).collect();
+        assert_eq!(texts, ["b\n", "c\n"]);
+    }
+
+    #[test]
+    fn a_truncated_file_is_read_again_from_its_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("Master.csv");
+        write(&path, "a\nb\n");
+        let (mut cursor, mut open) = (FileCursor::default(), OpenFile::default());
+        read_all(&path, &mut cursor, &mut open);
+        std::fs::write(&path, "c\n").unwrap();
+        let read = read_all(&path, &mut cursor, &mut open);
+        let texts: Vec<&str> = read.iter().map(|(_, t)| t.as_str()).collect();
+        assert_eq!(texts, ["c\n"]);
+    }
+}
