@@ -40,6 +40,7 @@ fn event(i: usize, t0: DateTime<Utc>) -> Event {
             warn_at: vec![at + chrono::Duration::minutes(10)],
             policy: "default@1".into(),
             kind: InquiryKind::First,
+            call: None,
         })),
         1 => Event::InquiryWarned {
             inquiry_id: id,

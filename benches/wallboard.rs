@@ -89,6 +89,7 @@ fn tracker_with_open_inquiries(now: DateTime<Utc>) -> Tracker {
             warn_at: vec![received_at + TimeDelta::minutes(10)],
             policy: "default@bench".into(),
             kind: InquiryKind::First,
+            call: None,
         })));
     }
     tracker

@@ -95,6 +95,7 @@ fn opened(s: &Spec) -> Event {
         warn_at: vec![s.received_at + TimeDelta::minutes(10)],
         policy: "default@test".into(),
         kind: InquiryKind::First,
+        call: None,
     }))
 }
 

@@ -118,6 +118,9 @@ fn check_fixture_calls(inquiries: &[Value], with_callback: bool) {
     let withheld = by_customer(inquiries, "withheld");
     assert_eq!(withheld["received_at"], "2026-01-05T09:33:20Z");
     assert_eq!(withheld["state"], "open");
+    assert_eq!(withheld["call"]["withheld"], true, "{withheld:#}");
+    assert_eq!(ana["call"]["withheld"], false, "{ana:#}");
+    assert_eq!(ana["call"]["line"], "soporte-es");
 }
 
 #[test]
@@ -134,7 +137,19 @@ fn cdr_and_queue_log_for_the_same_calls_agree() {
         let mut d = Daemon::configure(dir.path(), &config(&sources), &[]);
         d.start();
         d.wait_ready(Duration::from_secs(30));
-        check_fixture_calls(&phone(&d), with_callback);
+        let inquiries = phone(&d);
+        check_fixture_calls(&inquiries, with_callback);
+        // The withheld caller is counted in its own bucket.
+        assert_eq!(
+            d.metric(r#"slawatch_withheld_calls_total{language="es",state="open"}"#),
+            Some(1.0)
+        );
+        // queue_log knows when Ana entered the queue (18 s of menu after the call arrived);
+        // the CDR does not, so it is there when queue_log opened the inquiry.
+        let ana = by_customer(&inquiries, "+34600123456");
+        if !sources.contains("asterisk_cdr") {
+            assert_eq!(ana["call"]["queue_entered_at"], "2026-01-05T09:16:00Z");
+        }
         assert!(d.stop());
     }
 }

@@ -416,6 +416,7 @@ mod tests {
                 warn_at: vec![received_at + TimeDelta::minutes(10)],
                 policy: "default@test".into(),
                 kind: InquiryKind::First,
+                call: None,
             })));
         }
         tracker

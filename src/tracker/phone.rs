@@ -21,8 +21,8 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::{Channel, InquiryId};
 use crate::tracker::event::{
-    Event, ExclusionReason, InquiryExcluded, InquiryKind, InquiryOpened, InquiryResponded,
-    LanguageSource, LinkRole, Outcome, ResponseKind, UnmatchedReason,
+    CallDetails, Event, ExclusionReason, InquiryExcluded, InquiryKind, InquiryOpened,
+    InquiryResponded, LanguageSource, LinkRole, Outcome, ResponseKind, UnmatchedReason,
 };
 use crate::tracker::observation::{Call, CallDirection, CallIgnore};
 use crate::tracker::state::{Inquiry, InquiryState, Tracker};
@@ -40,6 +40,15 @@ fn thread_of_call(call: &Call) -> String {
         format!("tel:withheld:{}", call.call_id)
     } else {
         format!("tel:{}", call.number.key())
+    }
+}
+
+/// The call's facts kept on the inquiry it opens.
+fn call_details(call: &Call) -> CallDetails {
+    CallDetails {
+        line: call.line.clone(),
+        queue_entered_at: call.queue_entered_at,
+        withheld: call.number.is_withheld(),
     }
 }
 
@@ -179,6 +188,7 @@ impl Tracker {
             policy: version,
             // A new call is always a first inquiry: there is no "next reply" on the phone.
             kind: InquiryKind::First,
+            call: Some(call_details(call)),
         })));
         if let Some(at) = answered
             && call.started_at <= at

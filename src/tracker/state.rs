@@ -175,6 +175,9 @@ pub struct Inquiry {
     pub follow_ups: u32,
     pub breached_at: Option<DateTime<Utc>>,
     pub alerts: Vec<AlertMark>,
+    /// Phone only: the line, queue entry and withheld flag of the call that opened it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub call: Option<crate::tracker::event::CallDetails>,
     /// The customer's `Reply-To` addresses (a reply may go there).
     #[serde(skip)]
     pub reply_to: Vec<String>,
@@ -532,6 +535,7 @@ impl Tracker {
             warn_at,
             policy: version,
             kind,
+            call: None,
         })));
 
         // A reply read earlier that references this very message, and goes to its sender,
@@ -761,6 +765,7 @@ impl Tracker {
             warn_at,
             policy: version,
             kind,
+            call: None,
         })));
         events.extend(later.map(|f| Event::FollowUpAttached {
             inquiry_id: id.clone(),
@@ -884,6 +889,7 @@ impl Tracker {
                     follow_ups: 0,
                     breached_at: None,
                     alerts: Vec::new(),
+                    call: e.call.clone(),
                     reply_to: e.reply_to.clone(),
                     language_source: Some(e.language_source),
                     follow_up_messages: Vec::new(),
@@ -921,6 +927,7 @@ impl Tracker {
                     follow_ups: 0,
                     breached_at: None,
                     alerts: Vec::new(),
+                    call: None,
                     reply_to: Vec::new(),
                     language_source: None,
                     follow_up_messages: Vec::new(),
