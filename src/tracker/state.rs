@@ -336,6 +336,8 @@ pub struct Tracker {
     sender_of: HashMap<u64, u64>,
     /// Thread ids, shared by the indexes above.
     threads: HashSet<Arc<str>>,
+    /// Customer email ↔ phone numbers, for answers across channels (`contacts` module).
+    pub(super) contacts: Arc<super::contacts::ContactMap>,
 }
 
 impl Tracker {
@@ -352,6 +354,7 @@ impl Tracker {
             policies_seen: HashSet::new(),
             sender_of: HashMap::new(),
             threads: HashSet::new(),
+            contacts: Arc::default(),
         }
     }
 
@@ -408,7 +411,9 @@ impl Tracker {
     ) -> Result<Vec<Event>, Rejected> {
         Ok(match observation {
             Observation::MessageReceived(mail) => self.decide_received(mail),
-            Observation::MessageSent(mail) => self.decide_sent(mail),
+            Observation::MessageSent(mail) => {
+                self.answer_calls_by_mail(mail, self.decide_sent(mail))
+            }
             Observation::ManualAck(ack) => self.decide_ack(ack)?,
             Observation::DeadlineReached { inquiry_id, stage } => {
                 self.decide_deadline(inquiry_id, *stage, now)
@@ -1165,7 +1170,7 @@ fn referenced_ids(mail: &Mail) -> Vec<String> {
     out
 }
 
-fn responded_by_email(
+pub(super) fn responded_by_email(
     inquiry_id: &InquiryId,
     received_at: DateTime<Utc>,
     deadline_at: DateTime<Utc>,
