@@ -284,6 +284,95 @@ fn rows_written_just_before_a_rotation_are_read_from_the_old_file_exactly_once()
     assert!(d.stop());
 }
 
+/// A callback from extension 2001 to `dialled` (digits as typed), connected at `answer`.
+fn callback_row(dialled: &str, start: &str, answer: &str, end: &str, uniqueid: &str) -> String {
+    format!(
+        "\"\",\"2001\",\"{dialled}\",\"from-internal\",\"\"\"Agent\"\" <2001>\",\"PJSIP/2001-00000090\",\"PJSIP/trunk-es-00000091\",\"Dial\",\"PJSIP/{dialled}@trunk,60\",\"{start}\",\"{answer}\",\"{end}\",70,60,\"ANSWERED\",\"DOCUMENTATION\",\"{uniqueid}\",\"\"\n"
+    )
+}
+
+#[test]
+fn with_a_contact_map_a_callback_answers_mail_and_a_reply_mail_answers_a_missed_call() {
+    for answer_across_channels in [true, false] {
+        let dir = tempdir();
+        let maildir = dir.path().join("maildir");
+        for sub in ["tmp", "new", "cur", ".Sent/tmp", ".Sent/new", ".Sent/cur"] {
+            std::fs::create_dir_all(maildir.join(sub)).unwrap();
+        }
+        // Ana writes at 09:50 (Maildir delivery time: the file name's epoch).
+        std::fs::write(
+            maildir.join("new/1767606600.M1P1.test"),
+            "From: Ana Ruiz <ana@cliente.example>\r\nTo: support@example.com\r\n\
+             Subject: Factura de noviembre\r\nMessage-ID: <q1@cliente.example>\r\n\
+             Date: Mon, 05 Jan 2026 09:50:00 +0000\r\n\r\nHola, la factura de noviembre tiene un importe equivocado.\r\n",
+        )
+        .unwrap();
+        let csv = dir.path().join("Master.csv");
+        std::fs::write(&csv, "").unwrap();
+        let sources = format!(
+            "[sources.mail]\ntype = \"maildir\"\npath = \"maildir\"\nscan_interval = \"200ms\"\n{}\n\
+             [contacts]\nanswer_across_channels = {answer_across_channels}\ndefault_region = \"ES\"\n\
+             [[contacts.customers]]\nemail = \"ana@cliente.example\"\n\
+             phones = [\"+34 600 12 34 56\", \"911 22 23 33\"]\n",
+            cdr_source()
+        );
+        let mut d = Daemon::configure(dir.path(), &config(&sources), &[]);
+        d.start();
+        d.wait_ready(Duration::from_secs(30));
+        // Then, as it happens live: the desk calls her back at 09:55 (connected at 09:55:10);
+        // at 10:00 she calls from her office line and nobody picks up; at 10:05 the desk mails
+        // her (a new message, not a reply to any mail). Each is written once the one before
+        // has been read: a response read before the inquiry it answers is not matched across
+        // channels.
+        append(
+            &csv,
+            &callback_row(
+                "0034600123456",
+                "2026-01-05 09:55:00",
+                "2026-01-05 09:55:10",
+                "2026-01-05 09:56:10",
+                "1767606900.1",
+            ),
+        );
+        append(&csv, &missed_call("911222333", "1767607200.1500"));
+        d.wait_for("the missed call to be read", Duration::from_secs(10), |d| {
+            phone(d).len() == 1
+        });
+        std::fs::write(
+            maildir.join(".Sent/cur/1767607500.M2P1.test:2,S"),
+            "From: Support <support@example.com>\r\nTo: ana@cliente.example\r\n\
+             Subject: Su llamada de esta mañana\r\nMessage-ID: <r1@example.com>\r\n\
+             Date: Mon, 05 Jan 2026 10:05:00 +0000\r\n\r\nHola Ana, ya hemos corregido la factura.\r\n",
+        )
+        .unwrap();
+        d.wait_for("the desk's mail to be read", Duration::from_secs(10), |d| {
+            d.sql("SELECT count(*) FROM ledger WHERE payload LIKE '%r1@example.com%'") != "0"
+        });
+        let all = d.get_json("/api/v1/inquiries?limit=100")["inquiries"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let mail = all
+            .iter()
+            .find(|i| i["channel"] == "email")
+            .unwrap_or_else(|| panic!("no mail inquiry in {all:#?}"));
+        let call = by_customer(&all, "+34911222333");
+        assert_eq!(all.len(), 2, "{all:#?}");
+        if answer_across_channels {
+            assert_eq!(mail["state"], "responded", "{mail:#}");
+            assert_eq!(mail["response_kind"], "phone");
+            assert_eq!(mail["responded_at"], "2026-01-05T09:55:10Z");
+            assert_eq!(call["state"], "responded", "{call:#}");
+            assert_eq!(call["response_kind"], "email");
+            assert_eq!(call["responded_at"], "2026-01-05T10:05:00Z");
+        } else {
+            assert_eq!(mail["state"], "open", "{mail:#}");
+            assert_eq!(call["state"], "open", "{call:#}");
+        }
+        assert!(d.stop());
+    }
+}
+
 #[test]
 fn a_missing_call_log_shows_the_source_down_and_is_picked_up_when_it_appears() {
     let dir = tempdir();

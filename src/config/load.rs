@@ -172,6 +172,7 @@ fn validate(root: &Value, file_only: &Value, base: &Path) -> Result<Settings, Ve
 
     let policies = policies(&mut top, &mut p);
     let sources = sources(&mut top, file_only, base, &mut p);
+    let contacts = std::sync::Arc::new(super::calls::contacts(&mut top, &mut p));
     let notify = super::notify::notify(
         &mut top,
         base,
@@ -188,6 +189,7 @@ fn validate(root: &Value, file_only: &Value, base: &Path) -> Result<Settings, Ve
             policies,
             sources,
             notify,
+            contacts,
         })
     } else {
         Err(p.0)
@@ -690,6 +692,7 @@ impl Settings {
             "policies": policies,
             "sources": sources,
             "notify": self.notify.effective(),
+            "contacts": super::calls::effective_contacts(&self.contacts),
         })
     }
 }
