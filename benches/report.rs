@@ -60,6 +60,7 @@ fn inquiry(i: usize, policy: &str, out: &mut Vec<Event>) {
         warn_at: vec![received + Duration::minutes(10)],
         policy: policy.into(),
         kind: InquiryKind::First,
+        call: None,
     })));
     let respond = |after: i64, outcome| {
         Event::InquiryResponded(Box::new(InquiryResponded {

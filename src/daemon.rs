@@ -52,9 +52,10 @@ pub async fn run(
         policies: settings.policies.clone(),
     });
     let started = std::time::Instant::now();
-    let (tracker, deadlines) = replay(&store, rules)
+    let (mut tracker, deadlines) = replay(&store, rules)
         .await
         .context("replaying the ledger")?;
+    tracker.set_contacts(settings.contacts.clone());
     tracing::info!(
         inquiries = tracker.len(),
         pending_deadlines = deadlines.len(),

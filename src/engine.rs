@@ -482,7 +482,7 @@ impl Engine {
         }
         let mut pause = Duration::from_millis(500);
         let mut attempt = 1u32;
-        while let Err(e) = self.shared.store.append(now, events, cursors).await {
+        while let Err(e) = self.shared.store.commit(now, events, cursors).await {
             tracing::error!(
                 error = %e,
                 attempt,

@@ -54,6 +54,10 @@ pub const DETECTION_LATENCY_BUCKETS: [f64; 14] = [
 /// codes) appear when first counted.
 pub const SOURCE_ERROR_KINDS: [&str; 6] = ["connect", "tls", "auth", "timeout", "protocol", "io"];
 
+/// Values of `slawatch_withheld_calls_total{state}`: the configuration (`withheld = "track"` or
+/// `"exclude"` on a call-log source) opens an inquiry for such a call or excludes it.
+pub const WITHHELD_CALL_STATES: [&str; 2] = ["open", "excluded"];
+
 /// Alert kinds, the values of `slawatch_alerts_total{kind}`.
 pub const ALERT_KINDS: [&str; 4] = ["warning", "breach", "renotify", "resolved"];
 
@@ -85,6 +89,7 @@ pub struct Metrics {
     registry: Registry,
     received: IntCounterVec,
     excluded: IntCounterVec,
+    withheld_calls: IntCounterVec,
     first_response: HistogramVec,
     deadlines: IntCounterVec,
     open: IntGaugeVec,
@@ -137,6 +142,15 @@ impl Metrics {
                 "Inbound messages that are not inquiries, by exclusion reason.",
             ),
             &["channel", "reason"],
+        )?;
+        let withheld_calls = IntCounterVec::new(
+            Opts::new(
+                "slawatch_withheld_calls_total",
+                "Inbound calls from withheld numbers (nobody can call back), by what the \
+                 configuration made of them: state=\"open\" opened an inquiry of its own, \
+                 state=\"excluded\" was excluded.",
+            ),
+            &["language", "state"],
         )?;
         let first_response = HistogramVec::new(
             HistogramOpts::new(
@@ -233,6 +247,7 @@ impl Metrics {
         let collectors: Vec<Box<dyn Collector>> = vec![
             Box::new(received.clone()),
             Box::new(excluded.clone()),
+            Box::new(withheld_calls.clone()),
             Box::new(first_response.clone()),
             Box::new(deadlines.clone()),
             Box::new(open.clone()),
@@ -256,6 +271,11 @@ impl Metrics {
         ))?;
 
         build_info.with_label_values(&[version]).set(1);
+        for language in Language::ALL {
+            for state in WITHHELD_CALL_STATES {
+                withheld_calls.with_label_values(&[language.as_str(), state]);
+            }
+        }
         for channel in Channel::ALL {
             let c = channel.as_str();
             for language in Language::ALL {
@@ -297,6 +317,7 @@ impl Metrics {
             registry,
             received,
             excluded,
+            withheld_calls,
             first_response,
             deadlines,
             open,
@@ -328,11 +349,21 @@ impl Metrics {
                     .with_label_values(&[e.channel.as_str(), e.language.as_str()])
                     .inc();
                 self.observe_detection(e.received_at, e.first_seen_at);
+                if e.call.as_ref().is_some_and(|c| c.withheld) {
+                    self.withheld_calls
+                        .with_label_values(&[e.language.as_str(), "open"])
+                        .inc();
+                }
             }
             Event::InquiryExcluded(e) => {
                 self.excluded
                     .with_label_values(&[e.channel.as_str(), e.reason.as_str()])
                     .inc();
+                if e.reason == ExclusionReason::WithheldNumber {
+                    self.withheld_calls
+                        .with_label_values(&[e.language.as_str(), "excluded"])
+                        .inc();
+                }
                 self.observe_detection(e.received_at, e.first_seen_at);
             }
             Event::InquiryResponded(e) => {
@@ -709,6 +740,57 @@ mod tests {
             value(&metrics, "slawatch_first_response_seconds", &labels),
             Some(1.0)
         );
+    }
+
+    #[test]
+    fn withheld_callers_are_counted_in_their_own_bucket_tracked_or_excluded() {
+        let metrics = Metrics::new("t", &[]);
+        let mut tracker = tracker();
+        let withheld = |state: &str| {
+            value(
+                &metrics,
+                "slawatch_withheld_calls_total",
+                &[("language", "es"), ("state", state)],
+            )
+        };
+        assert_eq!(withheld("open"), Some(0.0));
+        assert_eq!(withheld("excluded"), Some(0.0));
+
+        // A call from a known number is not in the bucket; a withheld one is.
+        let mut known = opened(1, Channel::Phone, Language::Es, t0());
+        if let Event::InquiryOpened(o) = &mut known {
+            o.call = Some(crate::tracker::event::CallDetails::default());
+        }
+        feed(&metrics, &mut tracker, known);
+        let mut hidden = opened(2, Channel::Phone, Language::Es, t0());
+        if let Event::InquiryOpened(o) = &mut hidden {
+            o.call = Some(crate::tracker::event::CallDetails {
+                withheld: true,
+                ..Default::default()
+            });
+        }
+        feed(&metrics, &mut tracker, hidden);
+        assert_eq!(withheld("open"), Some(1.0));
+
+        let excluded = Event::InquiryExcluded(Box::new(InquiryExcluded {
+            inquiry_id: InquiryId::derive(Channel::Phone, "call:1767604542.1"),
+            channel: Channel::Phone,
+            source: "cdr".into(),
+            external_id: "call:1767604542.1".into(),
+            thread_id: "tel:withheld:1767604542.1".into(),
+            digest: None,
+            customer: "withheld".into(),
+            customer_name: None,
+            subject: "Call from a withheld number".into(),
+            language: Language::Es,
+            received_at: t0(),
+            first_seen_at: t0(),
+            reason: ExclusionReason::WithheldNumber,
+            detail: "withheld number, excluded by configuration".into(),
+        }));
+        feed(&metrics, &mut tracker, excluded);
+        assert_eq!(withheld("excluded"), Some(1.0));
+        assert_eq!(withheld("open"), Some(1.0));
     }
 
     #[test]

@@ -59,5 +59,6 @@ pub fn opened(
         warn_at: vec![received_at + TimeDelta::minutes(10)],
         policy: "default@test".into(),
         kind: InquiryKind::First,
+        call: None,
     })
 }

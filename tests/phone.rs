@@ -118,6 +118,9 @@ fn check_fixture_calls(inquiries: &[Value], with_callback: bool) {
     let withheld = by_customer(inquiries, "withheld");
     assert_eq!(withheld["received_at"], "2026-01-05T09:33:20Z");
     assert_eq!(withheld["state"], "open");
+    assert_eq!(withheld["call"]["withheld"], true, "{withheld:#}");
+    assert_eq!(ana["call"]["withheld"], false, "{ana:#}");
+    assert_eq!(ana["call"]["line"], "soporte-es");
 }
 
 #[test]
@@ -134,7 +137,19 @@ fn cdr_and_queue_log_for_the_same_calls_agree() {
         let mut d = Daemon::configure(dir.path(), &config(&sources), &[]);
         d.start();
         d.wait_ready(Duration::from_secs(30));
-        check_fixture_calls(&phone(&d), with_callback);
+        let inquiries = phone(&d);
+        check_fixture_calls(&inquiries, with_callback);
+        // The withheld caller is counted in its own bucket.
+        assert_eq!(
+            d.metric(r#"slawatch_withheld_calls_total{language="es",state="open"}"#),
+            Some(1.0)
+        );
+        // queue_log knows when Ana entered the queue (18 s of menu after the call arrived);
+        // the CDR does not, so it is there when queue_log opened the inquiry.
+        let ana = by_customer(&inquiries, "+34600123456");
+        if !sources.contains("asterisk_cdr") {
+            assert_eq!(ana["call"]["queue_entered_at"], "2026-01-05T09:16:00Z");
+        }
         assert!(d.stop());
     }
 }
@@ -213,6 +228,149 @@ fn a_tailed_master_csv_is_followed_live_through_partial_lines_bad_rows_and_rotat
     d.wait_ready(Duration::from_secs(30));
     assert_eq!(phone(&d).len(), 6);
     assert!(d.stop());
+}
+
+/// A missed call from `number` with its own uniqueid, as one Master.csv row.
+fn missed_call(number: &str, uniqueid: &str) -> String {
+    format!(
+        "{}\n",
+        NEW_CALL
+            .replace("1767607200.1500", uniqueid)
+            .replace("+34 611 22 33 44", number)
+            .replace("+34611223344", number)
+    )
+}
+
+#[test]
+fn rows_written_just_before_a_rotation_are_read_from_the_old_file_exactly_once() {
+    let dir = tempdir();
+    let csv = dir.path().join("Master.csv");
+    append(&csv, &missed_call("34611000001", "1767607200.1"));
+    let mut d = Daemon::configure(dir.path(), &config(&cdr_source()), &[]);
+    d.start();
+    d.wait_ready(Duration::from_secs(30));
+    assert_eq!(phone(&d).len(), 1);
+
+    // Rows appended after the daemon's last read, then at once a rename and a new file: the
+    // daemon sees the new inode before it has read those rows.
+    for round in 0..3 {
+        let old: Vec<String> = (0..3).map(|k| format!("346110{round}{k}100")).collect();
+        let new: Vec<String> = (0..2).map(|k| format!("346120{round}{k}200")).collect();
+        for (k, n) in old.iter().enumerate() {
+            append(&csv, &missed_call(n, &format!("17676073{round}{k}.1")));
+        }
+        std::fs::rename(&csv, dir.path().join(format!("Master.csv.{}", round + 1))).unwrap();
+        for (k, n) in new.iter().enumerate() {
+            append(&csv, &missed_call(n, &format!("17676074{round}{k}.1")));
+        }
+        let expected = 1 + 5 * (round + 1);
+        d.wait_for("every row of both files", Duration::from_secs(5), |d| {
+            phone(d).len() >= expected
+        });
+        let inquiries = phone(&d);
+        for n in old.iter().chain(&new) {
+            let key = format!("+{n}");
+            let found = inquiries.iter().filter(|i| i["customer"] == key).count();
+            assert_eq!(found, 1, "{key} in {inquiries:#?}");
+        }
+    }
+
+    // A restart reads nothing twice, wherever the old files went.
+    assert!(d.stop());
+    d.start();
+    d.wait_ready(Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(phone(&d).len(), 16);
+    assert!(d.stop());
+}
+
+/// A callback from extension 2001 to `dialled` (digits as typed), connected at `answer`.
+fn callback_row(dialled: &str, start: &str, answer: &str, end: &str, uniqueid: &str) -> String {
+    format!(
+        "\"\",\"2001\",\"{dialled}\",\"from-internal\",\"\"\"Agent\"\" <2001>\",\"PJSIP/2001-00000090\",\"PJSIP/trunk-es-00000091\",\"Dial\",\"PJSIP/{dialled}@trunk,60\",\"{start}\",\"{answer}\",\"{end}\",70,60,\"ANSWERED\",\"DOCUMENTATION\",\"{uniqueid}\",\"\"\n"
+    )
+}
+
+#[test]
+fn with_a_contact_map_a_callback_answers_mail_and_a_reply_mail_answers_a_missed_call() {
+    for answer_across_channels in [true, false] {
+        let dir = tempdir();
+        let maildir = dir.path().join("maildir");
+        for sub in ["tmp", "new", "cur", ".Sent/tmp", ".Sent/new", ".Sent/cur"] {
+            std::fs::create_dir_all(maildir.join(sub)).unwrap();
+        }
+        // Ana writes at 09:50 (Maildir delivery time: the file name's epoch).
+        std::fs::write(
+            maildir.join("new/1767606600.M1P1.test"),
+            "From: Ana Ruiz <ana@cliente.example>\r\nTo: support@example.com\r\n\
+             Subject: Factura de noviembre\r\nMessage-ID: <q1@cliente.example>\r\n\
+             Date: Mon, 05 Jan 2026 09:50:00 +0000\r\n\r\nHola, la factura de noviembre tiene un importe equivocado.\r\n",
+        )
+        .unwrap();
+        let csv = dir.path().join("Master.csv");
+        std::fs::write(&csv, "").unwrap();
+        let sources = format!(
+            "[sources.mail]\ntype = \"maildir\"\npath = \"maildir\"\nscan_interval = \"200ms\"\n{}\n\
+             [contacts]\nanswer_across_channels = {answer_across_channels}\ndefault_region = \"ES\"\n\
+             [[contacts.customers]]\nemail = \"ana@cliente.example\"\n\
+             phones = [\"+34 600 12 34 56\", \"911 22 23 33\"]\n",
+            cdr_source()
+        );
+        let mut d = Daemon::configure(dir.path(), &config(&sources), &[]);
+        d.start();
+        d.wait_ready(Duration::from_secs(30));
+        // Then, as it happens live: the desk calls her back at 09:55 (connected at 09:55:10);
+        // at 10:00 she calls from her office line and nobody picks up; at 10:05 the desk mails
+        // her (a new message, not a reply to any mail). Each is written once the one before
+        // has been read: a response read before the inquiry it answers is not matched across
+        // channels.
+        append(
+            &csv,
+            &callback_row(
+                "0034600123456",
+                "2026-01-05 09:55:00",
+                "2026-01-05 09:55:10",
+                "2026-01-05 09:56:10",
+                "1767606900.1",
+            ),
+        );
+        append(&csv, &missed_call("911222333", "1767607200.1500"));
+        d.wait_for("the missed call to be read", Duration::from_secs(10), |d| {
+            phone(d).len() == 1
+        });
+        std::fs::write(
+            maildir.join(".Sent/cur/1767607500.M2P1.test:2,S"),
+            "From: Support <support@example.com>\r\nTo: ana@cliente.example\r\n\
+             Subject: Su llamada de esta mañana\r\nMessage-ID: <r1@example.com>\r\n\
+             Date: Mon, 05 Jan 2026 10:05:00 +0000\r\n\r\nHola Ana, ya hemos corregido la factura.\r\n",
+        )
+        .unwrap();
+        d.wait_for("the desk's mail to be read", Duration::from_secs(10), |d| {
+            d.sql("SELECT count(*) FROM ledger WHERE payload LIKE '%r1@example.com%'") != "0"
+        });
+        let all = d.get_json("/api/v1/inquiries?limit=100")["inquiries"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let mail = all
+            .iter()
+            .find(|i| i["channel"] == "email")
+            .unwrap_or_else(|| panic!("no mail inquiry in {all:#?}"));
+        let call = by_customer(&all, "+34911222333");
+        assert_eq!(all.len(), 2, "{all:#?}");
+        if answer_across_channels {
+            assert_eq!(mail["state"], "responded", "{mail:#}");
+            assert_eq!(mail["response_kind"], "phone");
+            assert_eq!(mail["responded_at"], "2026-01-05T09:55:10Z");
+            assert_eq!(call["state"], "responded", "{call:#}");
+            assert_eq!(call["response_kind"], "email");
+            assert_eq!(call["responded_at"], "2026-01-05T10:05:00Z");
+        } else {
+            assert_eq!(mail["state"], "open", "{mail:#}");
+            assert_eq!(call["state"], "open", "{call:#}");
+        }
+        assert!(d.stop());
+    }
 }
 
 #[test]

@@ -148,6 +148,7 @@ fn opened(s: &Spec<'_>) -> Event {
         warn_at: vec![s.received_at + Duration::minutes(10)],
         policy: Policy::default().version(),
         kind: InquiryKind::First,
+        call: None,
     }))
 }
 

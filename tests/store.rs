@@ -41,6 +41,7 @@ fn opened(id: &str, subject: &str, at: DateTime<Utc>) -> Event {
         warn_at: vec![at + Duration::minutes(10)],
         policy: "default@1".into(),
         kind: InquiryKind::First,
+        call: None,
     }))
 }
 

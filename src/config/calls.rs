@@ -17,6 +17,18 @@
 //! language = "es"
 //! region = "ES"
 //! ```
+//!
+//! The desk's contact map, used to answer across channels (`tracker::contacts`), lives here
+//! too, because its numbers are normalised like the call logs' numbers:
+//!
+//! ```toml
+//! [contacts]
+//! answer_across_channels = true   # default false: each channel answers only itself
+//! default_region = "ES"           # for numbers written without a country code
+//! [[contacts.customers]]
+//! email = "ana@cliente.example"
+//! phones = ["+34 600 12 34 56", "0034911222333"]
+//! ```
 
 use std::path::Path;
 use std::time::Duration;
@@ -30,6 +42,7 @@ use crate::sources::calls::generic_csv::GenericCsv;
 use crate::sources::calls::lines::{CallLines, CallLogFormat, CallLogSettings, Line};
 use crate::sources::calls::number::region;
 use crate::sources::calls::poll::TwilioSettings;
+use crate::tracker::contacts::ContactMap;
 
 pub(super) fn call_log(
     s: &mut Table,
@@ -306,5 +319,86 @@ pub(super) fn effective(name: &str, c: &CallLogSettings) -> Value {
             "name": x.name, "match": x.matches, "language": x.language,
             "region": x.region.map(|r| r.as_ref().to_string()),
         })).collect::<Vec<_>>(),
+    })
+}
+
+/// The `[contacts]` section: every number normalised to E.164 (a problem, with its key path, if
+/// it cannot be, or if it is a withheld-number sentinel), every address checked.
+pub(super) fn contacts(top: &mut Table, p: &mut Problems) -> ContactMap {
+    let mut t = top.table("contacts", p);
+    let answer_across_channels = t.bool("answer_across_channels", false, p);
+    let default_region = t.string("default_region", p).and_then(|r| {
+        region(&r).or_else(|| {
+            p.push(
+                t.path("default_region"),
+                format!("`{r}` is not a region code such as ES, SA, AE"),
+            );
+            None
+        })
+    });
+    let mut customers = Vec::new();
+    match t.raw("customers") {
+        None => {}
+        Some(Value::Array(items)) => {
+            for (i, item) in items.iter().enumerate() {
+                let path = t.path(&format!("customers[{i}]"));
+                let mut c = Table::at(&path, item);
+                let email = c
+                    .required_string("email", p)
+                    .map(|e| e.trim().to_lowercase());
+                if let Some(e) = &email
+                    && (!e.contains('@') || e.starts_with('@') || e.ends_with('@'))
+                {
+                    p.push(c.path("email"), format!("`{e}` is not an email address"));
+                }
+                let raw_phones = c.string_list("phones", p);
+                if raw_phones.is_empty() {
+                    p.push(c.path("phones"), "list at least one phone number");
+                }
+                let mut phones = Vec::new();
+                for (k, raw) in raw_phones.iter().enumerate() {
+                    let number = crate::sources::calls::number::normalize(raw, default_region);
+                    match (&number.e164, number.is_withheld()) {
+                        (Some(e164), false) => phones.push(e164.clone()),
+                        _ => p.push(
+                            c.path(&format!("phones[{k}]")),
+                            format!(
+                                "`{raw}` is not a phone number that can be called back{}",
+                                if default_region.is_none() && !raw.trim().starts_with('+') {
+                                    " (write it with +country code, or set contacts.default_region)"
+                                } else {
+                                    ""
+                                }
+                            ),
+                        ),
+                    }
+                }
+                c.finish(p);
+                if let Some(email) = email {
+                    customers.push((email, phones));
+                }
+            }
+        }
+        Some(_) => p.push(
+            t.path("customers"),
+            "must be a list of tables ([[contacts.customers]])",
+        ),
+    }
+    if answer_across_channels && customers.is_empty() {
+        p.push(
+            t.path("answer_across_channels"),
+            "is on, but no [[contacts.customers]] are listed: nothing could be answered across channels",
+        );
+    }
+    t.finish(p);
+    ContactMap::new(answer_across_channels, customers)
+}
+
+/// The contact map as `check-config` prints it (addresses and numbers are the desk's own
+/// configuration, not secrets).
+pub(super) fn effective_contacts(c: &ContactMap) -> Value {
+    json!({
+        "answer_across_channels": c.answers_across_channels(),
+        "customers": c.customers(),
     })
 }

@@ -172,6 +172,7 @@ fn validate(root: &Value, file_only: &Value, base: &Path) -> Result<Settings, Ve
 
     let policies = policies(&mut top, &mut p);
     let sources = sources(&mut top, file_only, base, &mut p);
+    let contacts = std::sync::Arc::new(super::calls::contacts(&mut top, &mut p));
     let notify = super::notify::notify(
         &mut top,
         base,
@@ -192,6 +193,7 @@ fn validate(root: &Value, file_only: &Value, base: &Path) -> Result<Settings, Ve
             policies,
             sources,
             notify,
+            contacts,
         })
     } else {
         Err(p.0)
@@ -694,6 +696,7 @@ impl Settings {
             "policies": policies,
             "sources": sources,
             "notify": self.notify.effective(),
+            "contacts": super::calls::effective_contacts(&self.contacts),
         })
     }
 }

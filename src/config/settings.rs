@@ -24,6 +24,8 @@ pub struct Settings {
     pub policies: PolicySet,
     pub sources: Vec<SourceSettings>,
     pub notify: super::notify::NotifySettings,
+    /// Customer email ↔ phone numbers, for answers across channels (`[contacts]`).
+    pub contacts: std::sync::Arc<crate::tracker::contacts::ContactMap>,
 }
 
 #[derive(Debug, Clone)]

@@ -317,3 +317,67 @@ fn the_report_token_is_a_secret_from_a_file_or_the_environment() {
         Some("from-env")
     );
 }
+
+#[test]
+fn the_contact_map_is_normalised_to_e164_and_off_unless_switched_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), MINIMAL);
+    let settings = load_with_env(&path, vec![]).unwrap();
+    assert!(!settings.contacts.answers_across_channels());
+    assert_eq!(settings.contacts.customers(), 0);
+
+    let path = write(
+        dir.path(),
+        &format!(
+            "{MINIMAL}\n[contacts]\nanswer_across_channels = true\ndefault_region = \"ES\"\n\
+             [[contacts.customers]]\nemail = \"Ana@Cliente.example\"\n\
+             phones = [\"+34 600 12 34 56\", \"0034911222333\", \"600 765 432\"]\n"
+        ),
+    );
+    let settings = load_with_env(&path, vec![]).unwrap();
+    let contacts = &settings.contacts;
+    assert!(contacts.answers_across_channels());
+    assert_eq!(
+        contacts.numbers_of("ana@cliente.example"),
+        ["+34600123456", "+34911222333", "+34600765432"]
+    );
+    assert_eq!(contacts.emails_of("+34911222333"), ["ana@cliente.example"]);
+    assert_eq!(
+        settings.effective()["contacts"]["answer_across_channels"],
+        true
+    );
+}
+
+#[test]
+fn contact_map_problems_are_named_by_key_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        &format!(
+            "{MINIMAL}\n[contacts]\nanswer_across_channels = \"yes please\"\ndefault_region = \"Atlantis\"\n\
+             [[contacts.customers]]\nemail = \"ana\"\nphones = [\"+34600123456\", \"anonymous\", \"call me\"]\n\
+             [[contacts.customers]]\nemail = \"bob@example.org\"\nphones = []\ncolour = \"red\"\n"
+        ),
+    );
+    let found = problems(load_with_env(&path, vec![]));
+    for expected in [
+        "contacts.answer_across_channels",
+        "contacts.default_region",
+        "contacts.customers[0].email",
+        "contacts.customers[0].phones[1]",
+        "contacts.customers[0].phones[2]",
+        "contacts.customers[1].phones",
+        "contacts.customers[1].colour",
+    ] {
+        assert!(
+            found.iter().any(|p| p.starts_with(expected)),
+            "{expected} missing from {found:#?}"
+        );
+    }
+    assert!(
+        !found
+            .iter()
+            .any(|p| p.starts_with("contacts.customers[0].phones[0]")),
+        "{found:#?}"
+    );
+}

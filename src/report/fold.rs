@@ -508,7 +508,7 @@ impl PeriodFold {
 mod tests {
     use super::*;
     use crate::config::DeskSettings;
-    use crate::tracker::event::{InquiryExcluded, InquiryOpened, InquiryResponded, LanguageSource};
+    use crate::tracker::event::{InquiryExcluded, InquiryResponded, LanguageSource};
     use crate::tracker::policy::{Policy, PolicySet};
     use crate::tracker::{Tracker, TrackerRules};
     use chrono::{Duration, TimeZone};
@@ -518,27 +518,18 @@ mod tests {
     }
 
     fn opened(id: &str, received: i64) -> Event {
-        Event::InquiryOpened(Box::new(InquiryOpened {
-            inquiry_id: InquiryId::from_display(id),
-            channel: Channel::Email,
-            source: "mail".into(),
-            external_id: format!("<{id}@customer.example>"),
-            thread_id: format!("<{id}@customer.example>"),
-            digest: Some(format!("digest-{id}")),
-            customer: format!("{id}@customer.example"),
-            customer_name: None,
-            subject: format!("subject {id}"),
-            language: Language::Es,
-            language_source: LanguageSource::Text,
-            reply_to: Vec::new(),
-            received_at: t(received),
-            first_seen_at: t(received) + Duration::seconds(3),
-            date_header: None,
-            deadline_at: t(received + 15),
-            warn_at: vec![t(received + 10)],
-            policy: "default@1".into(),
-            kind: InquiryKind::First,
-        }))
+        let mut opened = crate::testing::opened(0, Channel::Email, Language::Es, t(received));
+        opened.inquiry_id = InquiryId::from_display(id);
+        opened.source = "mail".into();
+        opened.external_id = format!("<{id}@customer.example>");
+        opened.thread_id = opened.external_id.clone();
+        opened.digest = Some(format!("digest-{id}"));
+        opened.customer = format!("{id}@customer.example");
+        opened.subject = format!("subject {id}");
+        opened.language_source = LanguageSource::Text;
+        opened.first_seen_at = t(received) + Duration::seconds(3);
+        opened.policy = "default@1".into();
+        Event::InquiryOpened(opened)
     }
 
     fn responded(id: &str, at: i64, received: i64, outcome: Outcome) -> Event {

@@ -137,6 +137,15 @@ pub enum Verification {
     },
 }
 
+/// What one [`Store::write`] added: rows `first_seq, first_seq + 1, …` with these hashes, the
+/// first linked to `prev_hash`.
+struct Written {
+    recorded_at: DateTime<Utc>,
+    first_seq: i64,
+    prev_hash: String,
+    hashes: Vec<String>,
+}
+
 /// A stored row as read: `(seq, recorded_at, kind, inquiry_id, payload, prev_hash, hash)`.
 type RawRow = (i64, String, String, Option<String>, String, String, String);
 
@@ -177,12 +186,52 @@ impl Store {
         events: &[Event],
         cursors: &[(String, CursorUpdate)],
     ) -> Result<Vec<LedgerEntry>, StoreError> {
-        if events.is_empty() && cursors.is_empty() {
-            return Ok(Vec::new());
-        }
+        let written = self.write(recorded_at, events, cursors).await?;
+        let mut prev_hash = written.prev_hash;
+        Ok(events
+            .iter()
+            .zip(written.hashes)
+            .enumerate()
+            .map(|(i, (event, hash))| LedgerEntry {
+                seq: written.first_seq + i as i64,
+                recorded_at: written.recorded_at,
+                event: event.clone(),
+                prev_hash: std::mem::replace(&mut prev_hash, hash.clone()),
+                hash,
+            })
+            .collect())
+    }
+
+    /// [`Store::append`] without handing the entries back: the same transaction and the same
+    /// rows, minus a copy of every event. The engine's path, where a backfill appends events by
+    /// the hundred thousand and needs only to know that they are committed.
+    pub async fn commit(
+        &self,
+        recorded_at: DateTime<Utc>,
+        events: &[Event],
+        cursors: &[(String, CursorUpdate)],
+    ) -> Result<(), StoreError> {
+        self.write(recorded_at, events, cursors).await.map(drop)
+    }
+
+    /// The one write path of [`Store::append`] and [`Store::commit`].
+    async fn write(
+        &self,
+        recorded_at: DateTime<Utc>,
+        events: &[Event],
+        cursors: &[(String, CursorUpdate)],
+    ) -> Result<Written, StoreError> {
         let stamp = format_instant(recorded_at);
         // Re-read so the returned instant is exactly what replay will see (microseconds).
         let recorded_at = chain::parse_instant(&stamp).unwrap_or(recorded_at);
+        if events.is_empty() && cursors.is_empty() {
+            return Ok(Written {
+                recorded_at,
+                first_seq: 1,
+                prev_hash: GENESIS.to_string(),
+                hashes: Vec::new(),
+            });
+        }
 
         // Everything that can fail without the database fails before the transaction.
         let payloads = events
@@ -222,39 +271,28 @@ impl Store {
             .fetch_optional(&mut *tx)
             .await
             .map_err(StoreError::db("append: read head"))?;
-        let (mut seq, mut prev_hash) = head.unwrap_or_else(|| (0, GENESIS.to_string()));
+        let (head_seq, head_hash) = head.unwrap_or_else(|| (0, GENESIS.to_string()));
 
         // Chain first (pure), then write the rows in a few multi-row inserts.
-        let mut entries = Vec::with_capacity(events.len());
-        let mut rows = Vec::with_capacity(events.len());
-        for (event, payload) in events.iter().zip(payloads) {
-            seq += 1;
-            let kind = event.kind();
-            let hash = link_hash(&prev_hash, seq, &stamp, kind, &payload);
-            let prev = std::mem::replace(&mut prev_hash, hash.clone());
-            rows.push((kind, event.inquiry_id().map(InquiryId::as_str), payload));
-            entries.push(LedgerEntry {
-                seq,
-                recorded_at,
-                event: event.clone(),
-                prev_hash: prev,
-                hash,
-            });
+        let mut hashes: Vec<String> = Vec::with_capacity(events.len());
+        for (i, (event, payload)) in events.iter().zip(&payloads).enumerate() {
+            let prev = hashes.last().unwrap_or(&head_hash);
+            let hash = link_hash(prev, head_seq + 1 + i as i64, &stamp, event.kind(), payload);
+            hashes.push(hash);
         }
         let mut next = 0;
-        for size in sql::insert_chunks(rows.len()) {
-            let mut insert = sqlx::query(sql::insert_events(size));
+        for size in sql::insert_chunks(events.len()) {
+            let mut insert = sqlx::query(sql::insert_events(dialect, size));
             for i in next..next + size {
-                let (kind, inquiry_id, payload) = &rows[i];
-                let entry = &entries[i];
+                let prev = if i == 0 { &head_hash } else { &hashes[i - 1] };
                 insert = insert
-                    .bind(entry.seq)
+                    .bind(head_seq + 1 + i as i64)
                     .bind(stamp.as_str())
-                    .bind(*kind)
-                    .bind(*inquiry_id)
-                    .bind(payload.as_str())
-                    .bind(entry.prev_hash.as_str())
-                    .bind(entry.hash.as_str());
+                    .bind(events[i].kind())
+                    .bind(events[i].inquiry_id().map(InquiryId::as_str))
+                    .bind(payloads[i].as_str())
+                    .bind(prev.as_str())
+                    .bind(hashes[i].as_str());
             }
             insert
                 .execute(&mut *tx)
@@ -275,7 +313,12 @@ impl Store {
         tx.commit()
             .await
             .map_err(StoreError::db("append: commit"))?;
-        Ok(entries)
+        Ok(Written {
+            recorded_at,
+            first_seq: head_seq + 1,
+            prev_hash: head_hash,
+            hashes,
+        })
     }
 
     async fn page(&self, after_seq: i64, limit: i64) -> Result<Vec<RawRow>, StoreError> {
@@ -667,6 +710,7 @@ mod tests {
                 warn_at: vec![at],
                 policy: "default@1".into(),
                 kind: InquiryKind::NextReply,
+                call: None,
             })),
             Event::InquiryResponded(Box::new(InquiryResponded {
                 inquiry_id: InquiryId::from_display("e1"),

@@ -157,6 +157,26 @@ pub struct InquiryOpened {
     /// Version of the policy in force when it opened.
     pub policy: String,
     pub kind: InquiryKind,
+    /// What the call that opened a phone inquiry tells beyond the common fields; absent for
+    /// mail (and in ledgers written before it existed, which read as `None`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call: Option<CallDetails>,
+}
+
+/// The facts of the call that opened a phone inquiry, kept as data for the API and reports.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallDetails {
+    /// The configured support line or queue it came in on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<String>,
+    /// When the caller entered a queue. `received_at` is when the call reached the phone
+    /// system: the gap is menu/IVR time, and the queue wait runs from here to the pickup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_entered_at: Option<DateTime<Utc>>,
+    /// The caller withheld the number: nobody can call back, so such inquiries are reported
+    /// in a bucket of their own.
+    #[serde(default)]
+    pub withheld: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -15,6 +15,7 @@
 //! versions) is written in DESIGN.md; each function below names the rule it implements.
 
 pub mod classify;
+pub mod contacts;
 pub mod event;
 pub mod language;
 pub mod observation;
@@ -26,6 +27,8 @@ pub use event::Event;
 pub use observation::Observation;
 pub use state::{Inquiry, InquiryState, OpenStatus, SlaStatus, Tracker, TrackerRules};
 
+#[cfg(test)]
+mod contacts_tests;
 #[cfg(test)]
 mod phone_tests;
 #[cfg(test)]

@@ -21,8 +21,8 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::{Channel, InquiryId};
 use crate::tracker::event::{
-    Event, ExclusionReason, InquiryExcluded, InquiryKind, InquiryOpened, InquiryResponded,
-    LanguageSource, LinkRole, Outcome, ResponseKind, UnmatchedReason,
+    CallDetails, Event, ExclusionReason, InquiryExcluded, InquiryKind, InquiryOpened,
+    InquiryResponded, LanguageSource, LinkRole, Outcome, ResponseKind, UnmatchedReason,
 };
 use crate::tracker::observation::{Call, CallDirection, CallIgnore};
 use crate::tracker::state::{Inquiry, InquiryState, Tracker};
@@ -40,6 +40,15 @@ fn thread_of_call(call: &Call) -> String {
         format!("tel:withheld:{}", call.call_id)
     } else {
         format!("tel:{}", call.number.key())
+    }
+}
+
+/// The call's facts kept on the inquiry it opens.
+fn call_details(call: &Call) -> CallDetails {
+    CallDetails {
+        line: call.line.clone(),
+        queue_entered_at: call.queue_entered_at,
+        withheld: call.number.is_withheld(),
     }
 }
 
@@ -73,10 +82,35 @@ fn subject_of(call: &Call) -> String {
 impl Tracker {
     /// Any call record; `answered` is the human pickup (or callback connection) it reports.
     pub(super) fn decide_call(&self, call: &Call, answered: Option<DateTime<Utc>>) -> Vec<Event> {
-        match call.direction {
+        let mut events = match call.direction {
             CallDirection::Inbound => self.decide_inbound_call(call, answered),
             CallDirection::Outbound => self.decide_outbound_call(call, answered),
+        };
+        // With the contact map on, the same conversation may answer the customer's mail.
+        if let Some(at) = answered
+            && self.contacts().answers_across_channels()
+        {
+            let record = match call.direction {
+                CallDirection::Inbound => call_external_id(call),
+                CallDirection::Outbound => format!("call:{}:{}", call.source, call.record_id),
+            };
+            let across = self.answer_email_by_call(call, at, &record);
+            if !across.is_empty() {
+                // A callback that answered mail is linked, not "unrelated".
+                if let [Event::ReplyUnmatched { at, .. }] = events.as_slice() {
+                    let linked_at = *at;
+                    events = vec![Event::MessageLinked {
+                        external_id: record.clone(),
+                        digest: record.clone(),
+                        thread_id: format!("tel:{}", call.number.key()),
+                        at: linked_at,
+                        role: LinkRole::Reply,
+                    }];
+                }
+                events.extend(across);
+            }
         }
+        events
     }
 
     fn decide_inbound_call(&self, call: &Call, answered: Option<DateTime<Utc>>) -> Vec<Event> {
@@ -179,6 +213,7 @@ impl Tracker {
             policy: version,
             // A new call is always a first inquiry: there is no "next reply" on the phone.
             kind: InquiryKind::First,
+            call: Some(call_details(call)),
         })));
         if let Some(at) = answered
             && call.started_at <= at
@@ -257,19 +292,23 @@ impl Tracker {
         call: &Call,
         external_id: &str,
     ) -> Vec<Event> {
-        let met = inquiry.breached_at.is_none() && inquiry.deadline_at.is_some_and(|d| at <= d);
-        let mut events = vec![responded(
-            &inquiry.id,
-            inquiry.received_at,
-            met,
-            at,
-            call,
-            external_id,
-        )];
+        let mut events = vec![responded_by_call(inquiry, at, call, external_id)];
         // A call placed after the answer is a new inquiry of its own.
         events.extend(self.open_from_later_follow_ups(inquiry, at, InquiryKind::First));
         events
     }
+}
+
+/// `inquiry` (of either channel) answered at `at` by `call`, whose record `record` is the
+/// evidence.
+pub(super) fn responded_by_call(
+    inquiry: &Inquiry,
+    at: DateTime<Utc>,
+    call: &Call,
+    record: &str,
+) -> Event {
+    let met = inquiry.breached_at.is_none() && inquiry.deadline_at.is_some_and(|d| at <= d);
+    responded(&inquiry.id, inquiry.received_at, met, at, call, record)
 }
 
 fn responded(

@@ -331,6 +331,8 @@ fn withheld_callers_get_an_inquiry_each_and_cannot_be_called_back() {
     let w = tr.get(&id("W1")).unwrap();
     assert_eq!(w.customer, "withheld");
     assert!(w.subject.contains("withheld"), "{}", w.subject);
+    // Flagged as data, for the API, the metrics' bucket and reports.
+    assert!(w.call.as_ref().is_some_and(|c| c.withheld), "{:?}", w.call);
     let events = tr
         .observe(
             &callback("O1", "anonymous", "2026-01-05T09:05:00Z", true),
@@ -393,4 +395,39 @@ fn a_breached_call_answered_late_stays_missed() {
     };
     // The pickup was in time, but the deadline was already counted missed: it stays missed.
     assert_eq!(r.outcome, Outcome::Missed);
+}
+
+#[test]
+fn the_queue_entry_and_line_are_kept_as_data_on_the_inquiry_and_its_event() {
+    let mut tr = tracker();
+    let mut c = inbound("Q1", "+34600123456", "2026-01-05T09:00:00Z");
+    c.queue_entered_at = Some(t("2026-01-05T09:00:40Z"));
+    let events = tr.observe(&Observation::CallStarted(c), now()).unwrap();
+    let Some(Event::InquiryOpened(opened)) = events.last() else {
+        panic!("{events:?}");
+    };
+    let details = opened.call.clone().expect("call details on the event");
+    assert_eq!(details.queue_entered_at, Some(t("2026-01-05T09:00:40Z")));
+    assert_eq!(details.line.as_deref(), Some("soporte-es"));
+    assert!(!details.withheld);
+    let inquiry = tr.get(&id("Q1")).unwrap();
+    assert_eq!(inquiry.call.as_ref(), Some(&details));
+    // Received time is still the arrival at the phone system, not the queue entry.
+    assert_eq!(inquiry.received_at, t("2026-01-05T09:00:00Z"));
+    let json = serde_json::to_value(inquiry).unwrap();
+    assert_eq!(json["call"]["queue_entered_at"], "2026-01-05T09:00:40Z");
+}
+
+#[test]
+fn events_written_before_call_details_existed_still_read() {
+    let mut tr = tracker();
+    let c = inbound("Q2", "+34600123456", "2026-01-05T09:00:00Z");
+    let events = tr.observe(&Observation::CallStarted(c), now()).unwrap();
+    let mut json = serde_json::to_value(events.last().unwrap()).unwrap();
+    json.as_object_mut().unwrap().remove("call");
+    let old: Event = serde_json::from_value(json).unwrap();
+    let Event::InquiryOpened(old) = old else {
+        panic!("{old:?}");
+    };
+    assert_eq!(old.call, None);
 }

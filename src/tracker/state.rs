@@ -178,6 +178,9 @@ pub struct Inquiry {
     pub follow_ups: u32,
     pub breached_at: Option<DateTime<Utc>>,
     pub alerts: Vec<AlertMark>,
+    /// Phone only: the line, queue entry and withheld flag of the call that opened it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub call: Option<crate::tracker::event::CallDetails>,
     /// The customer's `Reply-To` addresses (a reply may go there).
     #[serde(skip)]
     pub reply_to: Vec<String>,
@@ -336,6 +339,8 @@ pub struct Tracker {
     sender_of: HashMap<u64, u64>,
     /// Thread ids, shared by the indexes above.
     threads: HashSet<Arc<str>>,
+    /// Customer email ↔ phone numbers, for answers across channels (`contacts` module).
+    pub(super) contacts: Arc<super::contacts::ContactMap>,
 }
 
 impl Tracker {
@@ -352,6 +357,7 @@ impl Tracker {
             policies_seen: HashSet::new(),
             sender_of: HashMap::new(),
             threads: HashSet::new(),
+            contacts: Arc::default(),
         }
     }
 
@@ -408,7 +414,9 @@ impl Tracker {
     ) -> Result<Vec<Event>, Rejected> {
         Ok(match observation {
             Observation::MessageReceived(mail) => self.decide_received(mail),
-            Observation::MessageSent(mail) => self.decide_sent(mail),
+            Observation::MessageSent(mail) => {
+                self.answer_calls_by_mail(mail, self.decide_sent(mail))
+            }
             Observation::ManualAck(ack) => self.decide_ack(ack)?,
             Observation::DeadlineReached { inquiry_id, stage } => {
                 self.decide_deadline(inquiry_id, *stage, now)
@@ -535,6 +543,7 @@ impl Tracker {
             warn_at,
             policy: version,
             kind,
+            call: None,
         })));
 
         // A reply read earlier that references this very message, and goes to its sender,
@@ -764,6 +773,7 @@ impl Tracker {
             warn_at,
             policy: version,
             kind,
+            call: None,
         })));
         events.extend(later.map(|f| Event::FollowUpAttached {
             inquiry_id: id.clone(),
@@ -887,6 +897,7 @@ impl Tracker {
                     follow_ups: 0,
                     breached_at: None,
                     alerts: Vec::new(),
+                    call: e.call.clone(),
                     reply_to: e.reply_to.clone(),
                     language_source: Some(e.language_source),
                     follow_up_messages: Vec::new(),
@@ -924,6 +935,7 @@ impl Tracker {
                     follow_ups: 0,
                     breached_at: None,
                     alerts: Vec::new(),
+                    call: None,
                     reply_to: Vec::new(),
                     language_source: None,
                     follow_up_messages: Vec::new(),
@@ -1173,7 +1185,7 @@ fn referenced_ids(mail: &Mail) -> Vec<String> {
     out
 }
 
-fn responded_by_email(
+pub(super) fn responded_by_email(
     inquiry_id: &InquiryId,
     received_at: DateTime<Utc>,
     deadline_at: DateTime<Utc>,

@@ -5,11 +5,18 @@
 //! batch together with the new cursor — so a restart resumes exactly after the last committed
 //! record. The cursor is the file's inode, the byte offset and line number reached (and, for
 //! queue_log, the callers still waiting in a queue). A different inode means the file was rotated
-//! (Asterisk appends and closes per record; rotation is external): the new file is read from its
-//! start. A file shorter than the offset was truncated: read from the start too. A partial last
+//! (Asterisk appends and closes per record; rotation is external): records appended to the old
+//! file after the last read and before the rotation are read first — through the handle kept
+//! open since the last read, or, after a restart, by finding the old inode again in the same
+//! directory (`Master.csv.1`, `Master.csv-20260105`, …) — and then the new file is read from its
+//! start. A file shorter than the offset was truncated: read from the start. A partial last
 //! record (still being written) is left for the next read. A missing or unreadable file sets
 //! `source_up 0` and is retried; a malformed record is logged with file and line, counted in
 //! `source_errors_total{kind="parse"}` and skipped.
+//!
+//! During a backfill the next chunk is read and parsed while the engine commits the previous
+//! one; a chunk is submitted only once the previous one is committed, so cursors are committed
+//! in order and a failed commit makes the source read again from the last committed cursor.
 
 use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom};
@@ -51,8 +58,11 @@ struct Chunk {
     offset: u64,
     restarted: bool,
     bytes: Vec<u8>,
-    /// The file has more after these bytes.
+    /// The file has more after these bytes (or, for a rotated file, a new file follows).
     more: bool,
+    /// The bytes end a file that was rotated away: nothing more will be appended to it, so an
+    /// incomplete record at its end will never be completed.
+    rotated_end: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -64,7 +74,44 @@ pub enum TailError {
     },
 }
 
-fn read_chunk(path: &Path, cursor: &FileCursor) -> Result<Chunk, TailError> {
+/// The call-log file the source is reading, kept open between reads so that a file rotated
+/// (renamed or deleted) after the last read can still be read to its end.
+#[derive(Debug, Default)]
+pub struct OpenFile {
+    held: Option<(u64, std::fs::File)>,
+}
+
+/// Reads at most [`MAX_READ`] bytes from `offset`; `more` if the file is longer.
+fn read_from(file: &mut std::fs::File, offset: u64, len: u64) -> std::io::Result<(Vec<u8>, bool)> {
+    file.seek(SeekFrom::Start(offset))?;
+    let want = len.saturating_sub(offset).min(MAX_READ as u64) as usize;
+    let mut bytes = Vec::with_capacity(want);
+    file.by_ref().take(want as u64).read_to_end(&mut bytes)?;
+    let more = offset + (bytes.len() as u64) < len;
+    Ok((bytes, more))
+}
+
+/// The file with inode `inode` among the regular files beside `path` (a rotated call log renamed
+/// in its directory), opened; `None` if there is none any more.
+fn find_by_inode(path: &Path, inode: u64) -> Option<std::fs::File> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .filter(|entry| {
+            entry
+                .metadata()
+                .is_ok_and(|m| m.is_file() && m.ino() == inode)
+        })
+        .find_map(|entry| std::fs::File::open(entry.path()).ok())
+}
+
+/// Reads the next bytes after `cursor`: from the file at `path`, or, if that is a new file (the
+/// old one was rotated), first what is left of the old one.
+fn read_chunk(path: &Path, cursor: &FileCursor, open: &mut OpenFile) -> Result<Chunk, TailError> {
     let io = |source| TailError::Io {
         path: path.display().to_string(),
         source,
@@ -72,21 +119,38 @@ fn read_chunk(path: &Path, cursor: &FileCursor) -> Result<Chunk, TailError> {
     let mut file = std::fs::File::open(path).map_err(io)?;
     let meta = file.metadata().map_err(io)?;
     let inode = meta.ino();
+    if cursor.inode != 0 && inode != cursor.inode {
+        let old = match open.held.take() {
+            Some((held, file)) if held == cursor.inode => Some(file),
+            _ => find_by_inode(path, cursor.inode),
+        };
+        if let Some(mut old) = old {
+            let len = old.metadata().map_err(io)?.len();
+            if len > cursor.offset {
+                let (bytes, more) = read_from(&mut old, cursor.offset, len).map_err(io)?;
+                open.held = Some((cursor.inode, old));
+                return Ok(Chunk {
+                    inode: cursor.inode,
+                    offset: cursor.offset,
+                    restarted: false,
+                    bytes,
+                    more: true,
+                    rotated_end: !more,
+                });
+            }
+        }
+    }
     let restarted = inode != cursor.inode || meta.len() < cursor.offset;
     let offset = if restarted { 0 } else { cursor.offset };
-    file.seek(SeekFrom::Start(offset)).map_err(io)?;
-    let want = (meta.len() - offset).min(MAX_READ as u64) as usize;
-    let mut bytes = Vec::with_capacity(want);
-    file.by_ref()
-        .take(want as u64)
-        .read_to_end(&mut bytes)
-        .map_err(io)?;
+    let (bytes, more) = read_from(&mut file, offset, meta.len()).map_err(io)?;
+    open.held = Some((inode, file));
     Ok(Chunk {
         inode,
         offset,
         restarted,
-        more: offset + (bytes.len() as u64) < meta.len(),
+        more,
         bytes,
+        rotated_end: false,
     })
 }
 
@@ -171,6 +235,42 @@ pub fn parse_chunk(
     (observations, cut, lines, problems)
 }
 
+/// A batch handed to the engine and not yet known to be committed.
+struct InFlight {
+    commit: tokio::task::JoinHandle<Result<(), SinkError>>,
+    /// The cursor once it is committed.
+    cursor: FileCursor,
+    /// The batch completes the source's first sync.
+    marks_sync: bool,
+}
+
+/// What became of an [`InFlight`] batch.
+enum Settled {
+    Committed,
+    Failed,
+    EngineStopped,
+}
+
+async fn settle(name: &str, batch: InFlight, health: &dyn SourceHealth) -> Settled {
+    match batch.commit.await {
+        Ok(Ok(())) => {
+            health.succeeded(name, Utc::now());
+            Settled::Committed
+        }
+        Ok(Err(SinkError::EngineStopped)) => Settled::EngineStopped,
+        Ok(Err(e)) => {
+            health.error(name, "commit");
+            tracing::warn!(source = %name, error = %e, "Batch not committed; retrying.");
+            Settled::Failed
+        }
+        Err(e) => {
+            health.error(name, "commit");
+            tracing::error!(source = %name, error = %e, "Batch commit task failed; retrying.");
+            Settled::Failed
+        }
+    }
+}
+
 /// Runs the source until `shutdown`. Never returns an error: problems are logged, reported
 /// through `health` and retried on the next poll.
 pub async fn run(
@@ -181,16 +281,26 @@ pub async fn run(
     health: Arc<dyn SourceHealth>,
     shutdown: CancellationToken,
 ) {
-    let mut cursor: FileCursor = stored
+    // `committed` is what the ledger holds; `ahead` is where reading goes on, past a batch that
+    // may still be in flight.
+    let mut committed: FileCursor = stored
         .get(CURSOR_KEY)
         .and_then(|v| serde_json::from_value(v.clone()).ok())
         .unwrap_or_default();
+    let mut ahead = committed.clone();
+    let mut in_flight: Option<InFlight> = None;
+    let open = Arc::new(std::sync::Mutex::new(OpenFile::default()));
     let mut initial_sync_done = false;
     let mut was_down = false;
     loop {
         let path = settings.path.clone();
-        let read_cursor = cursor.clone();
-        let read = tokio::task::spawn_blocking(move || read_chunk(&path, &read_cursor)).await;
+        let read_cursor = ahead.clone();
+        let read_open = open.clone();
+        let read = tokio::task::spawn_blocking(move || {
+            let mut open = read_open.lock().unwrap_or_else(|e| e.into_inner());
+            read_chunk(&path, &read_cursor, &mut open)
+        })
+        .await;
         let mut more = false;
         match read {
             Ok(Ok(mut chunk)) => {
@@ -199,10 +309,10 @@ pub async fn run(
                     was_down = false;
                 }
                 health.set_up(&name, true);
-                if chunk.restarted && cursor.inode != 0 {
+                if chunk.restarted && ahead.inode != 0 {
                     tracing::info!(source = %name, path = %settings.path.display(), "Call log rotated or truncated; reading the new file from its start.");
                 }
-                let mut next = cursor.clone();
+                let mut next = ahead.clone();
                 if chunk.restarted {
                     next.inode = chunk.inode;
                     next.offset = 0;
@@ -248,10 +358,34 @@ pub async fn run(
                     tracing::warn!(source = %name, file = %settings.path.display(), line = next.line + 1, "Record longer than {MAX_READ} bytes skipped.");
                     next.offset = chunk.offset + chunk.bytes.len() as u64;
                 }
+                // Nothing will ever complete a partial record at the end of a rotated file.
+                if chunk.rotated_end && used < chunk.bytes.len() {
+                    health.error(&name, "parse");
+                    tracing::warn!(source = %name, file = %settings.path.display(), line = next.line + 1, "Incomplete last record of the rotated call log skipped.");
+                    next.offset = chunk.offset + chunk.bytes.len() as u64;
+                }
                 more = chunk.more;
-                let changed = next != cursor;
+                let changed = next != ahead;
                 let mark = !more && !initial_sync_done;
                 if changed || mark {
+                    // Cursors are committed in order: the previous batch first.
+                    if let Some(previous) = in_flight.take() {
+                        let (cursor, marked) = (previous.cursor.clone(), previous.marks_sync);
+                        match settle(&name, previous, health.as_ref()).await {
+                            Settled::Committed => committed = cursor,
+                            Settled::EngineStopped => return,
+                            Settled::Failed => {
+                                // Read again from what is committed; this chunk is dropped.
+                                ahead = committed.clone();
+                                initial_sync_done &= !marked;
+                                tokio::select! {
+                                    _ = shutdown.cancelled() => return,
+                                    _ = tokio::time::sleep(settings.poll_interval) => {}
+                                }
+                                continue;
+                            }
+                        }
+                    }
                     let batch = SourceBatch {
                         source: name.clone(),
                         observations,
@@ -265,20 +399,16 @@ pub async fn run(
                             .collect(),
                         initial_sync_done: mark,
                     };
-                    match sink.submit(batch).await {
-                        Ok(()) => {
-                            cursor = next;
-                            initial_sync_done |= mark;
-                            health.succeeded(&name, Utc::now());
-                        }
-                        Err(SinkError::EngineStopped) => return,
-                        Err(e) => {
-                            more = false;
-                            health.error(&name, "commit");
-                            tracing::warn!(source = %name, error = %e, "Batch not committed; retrying.");
-                        }
-                    }
-                } else {
+                    let sink = sink.clone();
+                    in_flight = Some(InFlight {
+                        commit: tokio::spawn(async move { sink.submit(batch).await }),
+                        cursor: next.clone(),
+                        marks_sync: mark,
+                    });
+                    ahead = next;
+                    // Marked once; if that batch fails, it is marked again with the next one.
+                    initial_sync_done |= mark;
+                } else if in_flight.is_none() {
                     health.succeeded(&name, Utc::now());
                 }
             }
@@ -301,9 +431,119 @@ pub async fn run(
             }
             continue;
         }
+        // Caught up: wait for the last batch before sleeping, so what was read is committed
+        // (and visible) without waiting a poll interval.
+        if let Some(previous) = in_flight.take() {
+            let (cursor, marked) = (previous.cursor.clone(), previous.marks_sync);
+            match settle(&name, previous, health.as_ref()).await {
+                Settled::Committed => committed = cursor,
+                Settled::EngineStopped => return,
+                Settled::Failed => {
+                    ahead = committed.clone();
+                    initial_sync_done &= !marked;
+                }
+            }
+        }
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(settings.poll_interval) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(path: &Path, text: &str) {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(path)
+            .unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+    }
+
+    /// Reads until caught up, as the source does, and returns the text read per inode.
+    fn read_all(path: &Path, cursor: &mut FileCursor, open: &mut OpenFile) -> Vec<(u64, String)> {
+        let mut out = Vec::new();
+        loop {
+            let chunk = read_chunk(path, cursor, open).unwrap();
+            if chunk.restarted {
+                cursor.inode = chunk.inode;
+                cursor.offset = 0;
+            }
+            cursor.offset = chunk.offset + chunk.bytes.len() as u64;
+            if !chunk.bytes.is_empty() {
+                out.push((chunk.inode, String::from_utf8(chunk.bytes).unwrap()));
+            }
+            if !chunk.more {
+                return out;
+            }
+        }
+    }
+
+    #[test]
+    fn rows_appended_before_a_rename_are_read_from_the_held_file_then_the_new_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("Master.csv");
+        write(&path, "a\n");
+        let (mut cursor, mut open) = (FileCursor::default(), OpenFile::default());
+        assert_eq!(read_all(&path, &mut cursor, &mut open).len(), 1);
+        let old_inode = cursor.inode;
+        write(&path, "b\n");
+        std::fs::rename(&path, dir.path().join("Master.csv.1")).unwrap();
+        write(&path, "c\n");
+        let read = read_all(&path, &mut cursor, &mut open);
+        assert_eq!(read.len(), 2, "{read:?}");
+        assert_eq!(read[0], (old_inode, "b\n".to_string()));
+        assert_eq!(read[1].1, "c\n");
+        assert_ne!(read[1].0, old_inode);
+        assert!(read_all(&path, &mut cursor, &mut open).is_empty());
+    }
+
+    #[test]
+    fn after_a_restart_the_rotated_file_is_found_by_its_inode() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("Master.csv");
+        write(&path, "a\n");
+        let mut cursor = FileCursor::default();
+        read_all(&path, &mut cursor, &mut OpenFile::default());
+        write(&path, "b\n");
+        std::fs::rename(&path, dir.path().join("Master.csv-20260105")).unwrap();
+        write(&path, "c\n");
+        // A fresh handle, as after a restart: nothing is held open.
+        let read = read_all(&path, &mut cursor, &mut OpenFile::default());
+        let texts: Vec<&str> = read.iter().map(|(_, t)| t.as_str()).collect();
+        assert_eq!(texts, ["b\n", "c\n"]);
+    }
+
+    #[test]
+    fn a_rotated_file_deleted_after_the_last_read_is_still_read_to_its_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("Master.csv");
+        write(&path, "a\n");
+        let (mut cursor, mut open) = (FileCursor::default(), OpenFile::default());
+        read_all(&path, &mut cursor, &mut open);
+        write(&path, "b\n");
+        std::fs::remove_file(&path).unwrap();
+        write(&path, "c\n");
+        let read = read_all(&path, &mut cursor, &mut open);
+        let texts: Vec<&str> = read.iter().map(|(_, t)| t.as_str()).collect();
+        assert_eq!(texts, ["b\n", "c\n"]);
+    }
+
+    #[test]
+    fn a_truncated_file_is_read_again_from_its_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("Master.csv");
+        write(&path, "a\nb\n");
+        let (mut cursor, mut open) = (FileCursor::default(), OpenFile::default());
+        read_all(&path, &mut cursor, &mut open);
+        std::fs::write(&path, "c\n").unwrap();
+        let read = read_all(&path, &mut cursor, &mut open);
+        let texts: Vec<&str> = read.iter().map(|(_, t)| t.as_str()).collect();
+        assert_eq!(texts, ["c\n"]);
     }
 }
