@@ -630,7 +630,7 @@ impl Engine {
             // A mark delivered without per-person records went to the fixed destinations (or
             // predates routing): it is complete.
             let complete = |m: &crate::tracker::state::AlertMark| {
-                m.delivered_at.is_some() && m.delivered_to.is_empty()
+                m.delivered_at.is_some() && m.reached().is_empty()
             };
             let raised: Vec<(Event, Vec<String>)> = tracker
                 .open()
@@ -640,7 +640,7 @@ impl Engine {
                         .filter(|m| !complete(m) && m.at >= oldest)
                         .map(|m| {
                             (
-                                m.delivered_to.clone(),
+                                m.reached().to_vec(),
                                 match m.stage {
                                     crate::tracker::state::AlertStage::Warning => {
                                         Event::InquiryWarned {
@@ -733,7 +733,7 @@ impl Engine {
         let alerted: Vec<String> = inquiry
             .alerts
             .iter()
-            .flat_map(|m| m.delivered_to.iter().cloned())
+            .flat_map(|m| m.reached().iter().cloned())
             .collect();
         let recipients = oncall.recipients(alert.kind, inquiry.policy.as_deref(), now, &alerted);
         if recipients.is_empty() {
@@ -742,7 +742,7 @@ impl Engine {
         recipients
             .into_iter()
             .map(|r| Alert {
-                recipient: Some(r),
+                recipient: Some(Arc::new(r)),
                 ..alert.clone()
             })
             .collect()

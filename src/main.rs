@@ -502,7 +502,7 @@ async fn test_alert(settings: &Settings) -> anyhow::Result<ExitCode> {
         Some(people) if !people.is_empty() => people
             .into_iter()
             .map(|r| Alert {
-                recipient: Some(r),
+                recipient: Some(std::sync::Arc::new(r)),
                 ..alert.clone()
             })
             .collect(),

@@ -378,11 +378,11 @@ mod tests {
             deadline_at: now,
             due_at: now,
             link: "http://127.0.0.1:9750/".into(),
-            recipient: Some(crate::notify::oncall::Recipient {
+            recipient: Some(std::sync::Arc::new(crate::notify::oncall::Recipient {
                 person: person.into(),
                 email: format!("{person}@desk.example"),
                 handle: None,
-            }),
+            })),
         };
         let body = AlertmanagerNotifier::payload(
             &[copy("ana"), copy("dana")],

@@ -67,7 +67,7 @@ pub struct Alert {
     /// The person this copy of the alert is for, when an on-call rotation routes it; `None`
     /// sends it to the notifier's fixed destination (`notify.smtp.to`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub recipient: Option<oncall::Recipient>,
+    pub recipient: Option<std::sync::Arc<oncall::Recipient>>,
 }
 
 impl Alert {

@@ -179,11 +179,11 @@ mod tests {
             deadline_at: now,
             due_at: now,
             link: "http://127.0.0.1:9750/i".into(),
-            recipient: Some(Recipient {
+            recipient: Some(std::sync::Arc::new(Recipient {
                 person: person.into(),
                 email: format!("{person}@desk.example"),
                 handle: handle.map(str::to_string),
-            }),
+            })),
         };
         let body = n.payload(&[copy("ana", Some("@ana")), copy("lead", None)]);
         let text = body["text"].as_str().unwrap();

@@ -411,7 +411,7 @@ fn the_queue_entry_and_line_are_kept_as_data_on_the_inquiry_and_its_event() {
     assert_eq!(details.line.as_deref(), Some("soporte-es"));
     assert!(!details.withheld);
     let inquiry = tr.get(&id("Q1")).unwrap();
-    assert_eq!(inquiry.call.as_ref(), Some(&details));
+    assert_eq!(inquiry.call.as_deref(), Some(&details));
     // Received time is still the arrival at the phone system, not the queue entry.
     assert_eq!(inquiry.received_at, t("2026-01-05T09:00:00Z"));
     let json = serde_json::to_value(inquiry).unwrap();

@@ -118,12 +118,34 @@ pub struct AlertMark {
     pub at: DateTime<Utc>,
     /// When a notifier's server first accepted it (`AlertDelivered`); `None` while pending.
     pub delivered_at: Option<DateTime<Utc>>,
-    /// The on-call people it reached so far (`AlertDelivered::recipients`).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub delivered_to: Vec<String>,
+    /// The on-call people it reached so far (`AlertDelivered::recipients`): boxed, as most
+    /// alerts go to fixed destinations and every open inquiry carries its marks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delivered_to: Option<Box<Vec<String>>>,
 }
 
 impl AlertMark {
+    fn raised(stage: AlertStage, index: Option<u8>, at: DateTime<Utc>) -> AlertMark {
+        AlertMark {
+            stage,
+            index,
+            at,
+            delivered_at: None,
+            delivered_to: None,
+        }
+    }
+
+    /// The on-call people it reached so far.
+    pub fn reached(&self) -> &[String] {
+        self.delivered_to.as_deref().map_or(&[], Vec::as_slice)
+    }
+
+    fn add_reached(&mut self, person: &str) {
+        let reached = self.delivered_to.get_or_insert_default();
+        if !reached.iter().any(|r| r == person) {
+            reached.push(person.to_string());
+        }
+    }
     /// Whether this mark is the one an alert of `kind` about `due_at` was raised for.
     pub fn is(&self, kind: crate::notify::AlertKind, due_at: DateTime<Utc>) -> bool {
         let stage = match kind {
@@ -180,7 +202,7 @@ pub struct Inquiry {
     pub alerts: Vec<AlertMark>,
     /// Phone only: the line, queue entry and withheld flag of the call that opened it.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub call: Option<crate::tracker::event::CallDetails>,
+    pub call: Option<Box<crate::tracker::event::CallDetails>>,
     /// The customer's `Reply-To` addresses (a reply may go there).
     #[serde(skip)]
     pub reply_to: Vec<String>,
@@ -897,7 +919,7 @@ impl Tracker {
                     follow_ups: 0,
                     breached_at: None,
                     alerts: Vec::new(),
-                    call: e.call.clone(),
+                    call: e.call.clone().map(Box::new),
                     reply_to: e.reply_to.clone(),
                     language_source: Some(e.language_source),
                     follow_up_messages: Vec::new(),
@@ -1032,13 +1054,10 @@ impl Tracker {
                 at,
             } => {
                 if let Some(i) = self.inquiries.get_mut(inquiry_id) {
-                    i.alerts.push(AlertMark {
-                        stage: AlertStage::Warning,
-                        index: Some(*index),
-                        at: *at,
-                        delivered_at: None,
-                        delivered_to: Vec::new(),
-                    });
+                    push_mark(
+                        &mut i.alerts,
+                        AlertMark::raised(AlertStage::Warning, Some(*index), *at),
+                    );
                     if let Some(open) = self.open_in_thread.get_mut(&*i.thread_id) {
                         open.warned = true;
                     }
@@ -1048,13 +1067,10 @@ impl Tracker {
                 if let Some(i) = self.inquiries.get_mut(inquiry_id) {
                     i.breached_at = Some(*at);
                     i.sla = SlaStatus::Missed;
-                    i.alerts.push(AlertMark {
-                        stage: AlertStage::Breach,
-                        index: None,
-                        at: *at,
-                        delivered_at: None,
-                        delivered_to: Vec::new(),
-                    });
+                    push_mark(
+                        &mut i.alerts,
+                        AlertMark::raised(AlertStage::Breach, None, *at),
+                    );
                     if let Some(open) = self.open_in_thread.get_mut(&*i.thread_id) {
                         open.breached = true;
                     }
@@ -1080,26 +1096,25 @@ impl Tracker {
                         m.is(*kind, *due_at)
                             && (m.delivered_at.is_none()
                                 || (!recipients.is_empty()
-                                    && !recipients.iter().all(|r| m.delivered_to.contains(r))))
+                                    && !recipients.iter().all(|r| m.reached().contains(r))))
                     })
                 {
                     mark.delivered_at.get_or_insert(*at);
                     for r in recipients {
-                        if !mark.delivered_to.contains(r) {
-                            mark.delivered_to.push(r.clone());
-                        }
+                        mark.add_reached(r);
                     }
                 }
             }
             Event::InquiryRenotified { inquiry_id, n, at } => {
                 if let Some(i) = self.inquiries.get_mut(inquiry_id) {
-                    i.alerts.push(AlertMark {
-                        stage: AlertStage::Renotify,
-                        index: Some(u8::try_from(*n).unwrap_or(u8::MAX)),
-                        at: *at,
-                        delivered_at: None,
-                        delivered_to: Vec::new(),
-                    });
+                    push_mark(
+                        &mut i.alerts,
+                        AlertMark::raised(
+                            AlertStage::Renotify,
+                            Some(u8::try_from(*n).unwrap_or(u8::MAX)),
+                            *at,
+                        ),
+                    );
                 }
             }
             Event::AlertFailed { .. } => {}
@@ -1206,4 +1221,11 @@ pub(super) fn responded_by_email(
         via: None,
         note: None,
     }))
+}
+
+/// Adds an alert mark with no spare capacity: an open inquiry holds two or three marks, and
+/// a hundred thousand of them are kept at once on a bad day.
+fn push_mark(marks: &mut Vec<AlertMark>, mark: AlertMark) {
+    marks.reserve_exact(1);
+    marks.push(mark);
 }
