@@ -25,15 +25,7 @@ fn now() -> DateTime<Utc> {
 /// A tracker whose contact map says Ana is ana@customer.test with two numbers.
 fn tracker(answer_across_channels: bool) -> Tracker {
     let mut tr = Tracker::new(Arc::new(TrackerRules {
-        desk: DeskSettings {
-            support_addresses: vec!["support@example.com".into()],
-            internal_domains: vec!["example.com".into()],
-            ignore_senders: vec![],
-            ignore_subjects: vec![],
-            auto_ack_subjects: vec![],
-            default_language: Language::En,
-            time_zone: chrono_tz::UTC,
-        },
+        desk: DeskSettings::with_address("support@example.com"),
         policies: PolicySet::single(Policy::default()),
     }));
     tr.set_contacts(Arc::new(ContactMap::new(
@@ -44,6 +36,11 @@ fn tracker(answer_across_channels: bool) -> Tracker {
         )],
     )));
     tr
+}
+
+/// Decides and applies one observation at [`now`], as the engine does.
+fn feed(tr: &mut Tracker, observation: &Observation) -> Vec<Event> {
+    tr.observe(observation, now()).unwrap()
 }
 
 fn addr(email: &str) -> Address {
@@ -139,17 +136,14 @@ fn responded(events: &[Event]) -> Vec<InquiryId> {
 #[test]
 fn with_the_switch_on_a_connected_callback_answers_the_customers_open_mail() {
     let mut tr = tracker(true);
-    tr.observe(
+    feed(
+        &mut tr,
         &customer_mail("m1", "ana@customer.test", "2026-01-05T09:00:00Z"),
-        now(),
-    )
-    .unwrap();
-    let events = tr
-        .observe(
-            &callback("cb1", "0034 600 12 34 56", "2026-01-05T09:05:00Z"),
-            now(),
-        )
-        .unwrap();
+    );
+    let events = feed(
+        &mut tr,
+        &callback("cb1", "0034 600 12 34 56", "2026-01-05T09:05:00Z"),
+    );
     assert_eq!(responded(&events), [mail_id("m1")]);
     // Recorded as a linked response, not as a callback to nobody.
     assert!(
@@ -165,17 +159,14 @@ fn with_the_switch_on_a_connected_callback_answers_the_customers_open_mail() {
 #[test]
 fn with_the_switch_on_a_reply_mail_answers_the_customers_missed_call() {
     let mut tr = tracker(true);
-    tr.observe(
+    feed(
+        &mut tr,
         &missed_call("c1", "600123456", "2026-01-05T09:00:00Z"),
-        now(),
-    )
-    .unwrap();
-    let events = tr
-        .observe(
-            &desk_mail("r1", "ANA@customer.test", "2026-01-05T09:10:00Z"),
-            now(),
-        )
-        .unwrap();
+    );
+    let events = feed(
+        &mut tr,
+        &desk_mail("r1", "ANA@customer.test", "2026-01-05T09:10:00Z"),
+    );
     assert_eq!(responded(&events), [call_id("c1")]);
     assert!(
         !events.iter().any(|e| e.kind() == "reply_unmatched"),
@@ -189,29 +180,23 @@ fn with_the_switch_on_a_reply_mail_answers_the_customers_missed_call() {
 #[test]
 fn with_the_switch_off_nothing_crosses_channels() {
     let mut tr = tracker(false);
-    tr.observe(
+    feed(
+        &mut tr,
         &customer_mail("m1", "ana@customer.test", "2026-01-05T09:00:00Z"),
-        now(),
-    )
-    .unwrap();
-    tr.observe(
+    );
+    feed(
+        &mut tr,
         &missed_call("c1", "600123456", "2026-01-05T09:00:00Z"),
-        now(),
-    )
-    .unwrap();
-    let events = tr
-        .observe(
-            &callback("cb1", "+34911222333", "2026-01-05T09:05:00Z"),
-            now(),
-        )
-        .unwrap();
+    );
+    let events = feed(
+        &mut tr,
+        &callback("cb1", "+34911222333", "2026-01-05T09:05:00Z"),
+    );
     assert!(responded(&events).is_empty(), "{events:?}");
-    let events = tr
-        .observe(
-            &desk_mail("r1", "ana@customer.test", "2026-01-05T09:10:00Z"),
-            now(),
-        )
-        .unwrap();
+    let events = feed(
+        &mut tr,
+        &desk_mail("r1", "ana@customer.test", "2026-01-05T09:10:00Z"),
+    );
     assert!(responded(&events).is_empty(), "{events:?}");
     assert_eq!(tr.get(&mail_id("m1")).unwrap().state, InquiryState::Open);
     assert_eq!(tr.get(&call_id("c1")).unwrap().state, InquiryState::Open);
@@ -220,36 +205,29 @@ fn with_the_switch_off_nothing_crosses_channels() {
 #[test]
 fn an_unmapped_customer_is_never_matched_across_channels() {
     let mut tr = tracker(true);
-    tr.observe(
+    feed(
+        &mut tr,
         &customer_mail("m2", "bob@other.test", "2026-01-05T09:00:00Z"),
-        now(),
-    )
-    .unwrap();
-    tr.observe(
+    );
+    feed(
+        &mut tr,
         &missed_call("c2", "+34622000111", "2026-01-05T09:00:00Z"),
-        now(),
-    )
-    .unwrap();
+    );
     // Bob's own number, but the map does not say it is his.
-    let events = tr
-        .observe(
-            &callback("cb2", "+34622000111", "2026-01-05T09:05:00Z"),
-            now(),
-        )
-        .unwrap();
+    let events = feed(
+        &mut tr,
+        &callback("cb2", "+34622000111", "2026-01-05T09:05:00Z"),
+    );
     assert_eq!(responded(&events), [call_id("c2")]);
     assert_eq!(tr.get(&mail_id("m2")).unwrap().state, InquiryState::Open);
-    tr.observe(
+    feed(
+        &mut tr,
         &missed_call("c3", "+34633000222", "2026-01-05T09:06:00Z"),
-        now(),
-    )
-    .unwrap();
-    let events = tr
-        .observe(
-            &desk_mail("r2", "bob@other.test", "2026-01-05T09:10:00Z"),
-            now(),
-        )
-        .unwrap();
+    );
+    let events = feed(
+        &mut tr,
+        &desk_mail("r2", "bob@other.test", "2026-01-05T09:10:00Z"),
+    );
     assert!(responded(&events).is_empty(), "{events:?}");
     assert_eq!(tr.get(&call_id("c3")).unwrap().state, InquiryState::Open);
 }
@@ -257,28 +235,23 @@ fn an_unmapped_customer_is_never_matched_across_channels() {
 #[test]
 fn a_customer_with_several_numbers_is_answered_on_all_of_them_but_not_before_they_called() {
     let mut tr = tracker(true);
-    tr.observe(
+    feed(
+        &mut tr,
         &missed_call("c1", "+34600123456", "2026-01-05T09:00:00Z"),
-        now(),
-    )
-    .unwrap();
-    tr.observe(
+    );
+    feed(
+        &mut tr,
         &missed_call("c2", "911222333", "2026-01-05T09:02:00Z"),
-        now(),
-    )
-    .unwrap();
+    );
     // Received after the reply: the reply cannot have answered it.
-    tr.observe(
+    feed(
+        &mut tr,
         &missed_call("c3", "+34600123456", "2026-01-05T09:20:00Z"),
-        now(),
-    )
-    .unwrap();
-    let events = tr
-        .observe(
-            &desk_mail("r1", "ana@customer.test", "2026-01-05T09:10:00Z"),
-            now(),
-        )
-        .unwrap();
+    );
+    let events = feed(
+        &mut tr,
+        &desk_mail("r1", "ana@customer.test", "2026-01-05T09:10:00Z"),
+    );
     let mut answered = responded(&events);
     answered.sort();
     let mut expected = vec![call_id("c1"), call_id("c2")];
@@ -288,16 +261,13 @@ fn a_customer_with_several_numbers_is_answered_on_all_of_them_but_not_before_the
     let open: Vec<_> = tr.open().map(|i| i.received_at).collect();
     assert_eq!(open, [t("2026-01-05T09:20:00Z")]);
     // And a callback to the second number answers a mail from Ana, whichever number.
-    tr.observe(
+    feed(
+        &mut tr,
         &customer_mail("m3", "ana@customer.test", "2026-01-05T09:30:00Z"),
-        now(),
-    )
-    .unwrap();
-    let events = tr
-        .observe(
-            &callback("cb3", "+34911222333", "2026-01-05T09:31:00Z"),
-            now(),
-        )
-        .unwrap();
+    );
+    let events = feed(
+        &mut tr,
+        &callback("cb3", "+34911222333", "2026-01-05T09:31:00Z"),
+    );
     assert_eq!(responded(&events), [mail_id("m3")]);
 }
