@@ -3,25 +3,22 @@
 //! start-up, exactly once; a delivered one never is. Answering an alerted inquiry sends a
 //! `resolved` alert; a breach still unanswered is re-notified at the policy's interval, capped.
 
-use std::collections::BTreeSet;
+mod support;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use slawatch::config::DeskSettings;
-use slawatch::domain::{Channel, InquiryId, Language};
-use slawatch::engine::{Engine, EngineHandle, Shared, replay};
+use slawatch::domain::{Channel, InquiryId};
 use slawatch::notify::{Alert, AlertKind, Delivery, DeliveryError, Notifier};
-use slawatch::scheduler::Clock;
-use slawatch::sources::{EngineSink, SourceBatch};
+use slawatch::sources::SourceBatch;
 use slawatch::store::Store;
-use slawatch::telemetry::Metrics;
 use slawatch::tracker::TrackerRules;
 use slawatch::tracker::observation::{AckVia, Address, Mail, ManualAck, Observation};
 use slawatch::tracker::policy::{Policy, PolicySet};
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
+use support::engine::{Running, Setup, stop};
 
 #[derive(Default)]
 struct Recorder {
@@ -71,67 +68,16 @@ fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, 0).unwrap()
 }
 
-struct Running {
-    engine: EngineHandle,
-    shared: Arc<Shared>,
-    sink: EngineSink,
-    shutdown: CancellationToken,
-    task: tokio::task::JoinHandle<()>,
-}
-
 async fn start(store: Store, notifier: Arc<Recorder>) -> Running {
     start_with(store, notifier, Policy::default()).await
 }
 
 async fn start_with(store: Store, notifier: Arc<Recorder>, policy: Policy) -> Running {
-    let desk = DeskSettings {
-        support_addresses: vec!["support@example.com".into()],
-        internal_domains: vec!["example.com".into()],
-        ignore_senders: vec![],
-        ignore_subjects: vec![],
-        auto_ack_subjects: vec![],
-        default_language: Language::En,
-        time_zone: chrono_tz::UTC,
-    };
     let rules = Arc::new(TrackerRules {
-        desk,
+        desk: DeskSettings::with_address("support@example.com"),
         policies: PolicySet::single(policy),
     });
-    let (tracker, deadlines) = replay(&store, rules).await.unwrap();
-    let shared = Arc::new(Shared {
-        tracker: RwLock::new(tracker),
-        metrics: Arc::new(Metrics::new("test", &["s".to_string()])),
-        store,
-        pending_sources: Mutex::new(BTreeSet::new()),
-    });
-    let (input_tx, input_rx) = mpsc::channel(4);
-    let (commands_tx, commands_rx) = mpsc::channel(1);
-    let shutdown = CancellationToken::new();
-    let engine = Engine {
-        shared: shared.clone(),
-        clock: Clock::anchored(t0()),
-        notifier,
-        public_url: "http://127.0.0.1:9750".into(),
-        oncall: None,
-        input: input_rx,
-        commands: commands_rx,
-        shutdown: shutdown.clone(),
-        sync_grace: Duration::from_secs(1),
-    };
-    let task = tokio::spawn(engine.run(deadlines));
-    Running {
-        engine: EngineHandle::new(commands_tx),
-        shared,
-        sink: EngineSink::new(input_tx),
-        shutdown,
-        task,
-    }
-}
-
-async fn stop(r: Running) {
-    r.shutdown.cancel();
-    r.task.await.unwrap();
-    drop(r.sink);
+    support::engine::start(store, rules, notifier, Setup::at(t0())).await
 }
 
 fn overdue(id: &str) -> SourceBatch {

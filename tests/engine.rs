@@ -2,23 +2,22 @@
 //! syncs, the grace cap, alerts once, and a failing ledger write that neither loses nor double
 //! counts anything.
 
-use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex, RwLock};
+mod support;
+
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use slawatch::config::DeskSettings;
 use slawatch::domain::{Channel, InquiryId};
-use slawatch::engine::{Engine, Shared, replay};
+use slawatch::engine::Shared;
 use slawatch::notify::{Alert, AlertKind, Delivery, Notifier};
-use slawatch::scheduler::Clock;
 use slawatch::sources::{EngineSink, SourceBatch};
 use slawatch::store::Store;
-use slawatch::telemetry::Metrics;
 use slawatch::tracker::observation::{Address, Mail, Observation};
 use slawatch::tracker::policy::{Policy, PolicySet};
 use slawatch::tracker::{SlaStatus, TrackerRules};
-use tokio::sync::mpsc;
+use support::engine::Setup;
 use tokio_util::sync::CancellationToken;
 
 /// The engine runs on real time from an anchored UTC instant: the ledger's SQLite works on its
@@ -65,43 +64,27 @@ fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, 0).unwrap()
 }
 
-/// The engine with its clock anchored at [`t0`] (advancing in real time) and a short sync grace.
+/// The engine with its clock anchored at [`t0`] (advancing in real time), `sources` still in
+/// their first sync, and a short sync grace.
 async fn world(store: Store, sources: &[&str]) -> World {
-    let desk = DeskSettings::with_address("support@example.com");
     let rules = Arc::new(TrackerRules {
-        desk,
+        desk: DeskSettings::with_address("support@example.com"),
         policies: PolicySet::single(Policy::default()),
     });
-    let (tracker, deadlines) = replay(&store, rules).await.unwrap();
-    let names: Vec<String> = sources.iter().map(|s| s.to_string()).collect();
-    let shared = Arc::new(Shared {
-        tracker: RwLock::new(tracker),
-        metrics: Arc::new(Metrics::new("test", &names)),
-        store,
-        pending_sources: Mutex::new(names.iter().cloned().collect::<BTreeSet<_>>()),
-    });
     let alerts = Arc::new(Recorder::default());
-    let (input_tx, input_rx) = mpsc::channel(4);
-    let (_commands_tx, commands_rx) = mpsc::channel(1);
-    let shutdown = CancellationToken::new();
-    let engine = Engine {
-        shared: shared.clone(),
-        clock: Clock::anchored(t0()),
-        notifier: alerts.clone(),
-        public_url: "http://127.0.0.1:9750".into(),
-        oncall: None,
-        input: input_rx,
-        commands: commands_rx,
-        shutdown: shutdown.clone(),
+    let setup = Setup {
+        sources: sources.iter().map(|s| s.to_string()).collect(),
+        pending: true,
         sync_grace: GRACE,
+        ..Setup::at(t0())
     };
-    let task = tokio::spawn(engine.run(deadlines));
+    let r = support::engine::start(store, rules, alerts.clone(), setup).await;
     World {
-        shared,
-        sink: EngineSink::new(input_tx),
+        shared: r.shared,
+        sink: r.sink,
         alerts,
-        shutdown,
-        task,
+        shutdown: r.shutdown,
+        task: r.task,
     }
 }
 

@@ -5,26 +5,21 @@
 
 mod support;
 
-use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use slawatch::config::{SmtpSecurity, SmtpSettings};
 use slawatch::domain::{Channel, InquiryId};
-use slawatch::engine::{Engine, EngineHandle, Shared, replay};
 use slawatch::notify::oncall::OnCall;
 use slawatch::notify::smtp::SmtpNotifier;
 use slawatch::notify::{Alert, Delivery, DeliveryError, Notifier};
-use slawatch::scheduler::Clock;
-use slawatch::sources::{EngineSink, SourceBatch};
+use slawatch::sources::SourceBatch;
 use slawatch::store::Store;
-use slawatch::telemetry::Metrics;
 use slawatch::tracker::observation::{AckVia, Address, Mail, ManualAck, Observation};
 use slawatch::tracker::{Event, TrackerRules};
+use support::engine::{Running, Setup, stop};
 use support::smtp::{PASSWORD, Received, SmtpServer, USER};
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 /// Weekly turns ana → ben, handing off Mondays 08:00 Madrid (07:00 UTC in winter), from Monday
 /// 2026-11-23; carla covers Christmas; dana hears of every breach. Mail from `@vip.example`
@@ -117,51 +112,13 @@ fn smtp(server: &SmtpServer) -> SmtpNotifier {
     .unwrap()
 }
 
-struct Running {
-    engine: EngineHandle,
-    shared: Arc<Shared>,
-    sink: EngineSink,
-    shutdown: CancellationToken,
-    task: tokio::task::JoinHandle<()>,
-}
-
 async fn start(store: Store, notifier: Arc<dyn Notifier>, now: DateTime<Utc>) -> Running {
     let (rules, oncall) = configuration();
-    let (tracker, deadlines) = replay(&store, rules).await.unwrap();
-    let shared = Arc::new(Shared {
-        tracker: RwLock::new(tracker),
-        metrics: Arc::new(Metrics::new("test", &["s".to_string()])),
-        store,
-        pending_sources: Mutex::new(BTreeSet::new()),
-    });
-    let (input_tx, input_rx) = mpsc::channel(4);
-    let (commands_tx, commands_rx) = mpsc::channel(1);
-    let shutdown = CancellationToken::new();
-    let engine = Engine {
-        shared: shared.clone(),
-        clock: Clock::anchored(now),
-        notifier,
-        public_url: "http://127.0.0.1:9750".into(),
+    let setup = Setup {
         oncall: Some(Arc::new(oncall)),
-        input: input_rx,
-        commands: commands_rx,
-        shutdown: shutdown.clone(),
-        sync_grace: Duration::from_secs(1),
+        ..Setup::at(now)
     };
-    let task = tokio::spawn(engine.run(deadlines));
-    Running {
-        engine: EngineHandle::new(commands_tx),
-        shared,
-        sink: EngineSink::new(input_tx),
-        shutdown,
-        task,
-    }
-}
-
-async fn stop(r: Running) {
-    r.shutdown.cancel();
-    r.task.await.unwrap();
-    drop(r.sink);
+    support::engine::start(store, rules, notifier, setup).await
 }
 
 /// A customer mail from `from`, received at `received`.

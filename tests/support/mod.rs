@@ -4,6 +4,7 @@
 pub mod alertmanager;
 pub mod daemon;
 pub mod dovecot;
+pub mod engine;
 pub mod grafana;
 pub mod slawatchd;
 pub mod smtp;
