@@ -5,10 +5,9 @@
 
 mod support;
 
-use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use support::daemon::Daemon;
+use support::daemon::{Daemon, overdue_mailbox};
 use support::smtp::{PASSWORD, SmtpServer, USER};
 
 fn config(smtp: &SmtpServer) -> String {
@@ -50,30 +49,6 @@ slots = [{{ when = "Mon 00:00-Mon 00:00", person = "ana" }}]
         port = smtp.starttls_port,
         ca = smtp.cert.display(),
     )
-}
-
-/// `n` customer mails delivered an hour ago: overdue the moment the daemon reads them.
-fn overdue_mailbox(dir: &Path, n: usize) {
-    let root = dir.join("maildir");
-    for sub in ["tmp", "new", "cur", ".Sent/tmp", ".Sent/new", ".Sent/cur"] {
-        std::fs::create_dir_all(root.join(sub)).unwrap();
-    }
-    let an_hour_ago = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        - 3600;
-    for i in 0..n {
-        let raw = format!(
-            "From: C{i} <c{i}@customer.test>\r\nTo: support@example.com\r\nSubject: question {i}\r\n\
-             Message-ID: <q{i}@customer.test>\r\nDate: Tue, 24 Nov 2026 10:00:00 +0000\r\n\r\nHello, order {i}.\r\n"
-        );
-        std::fs::write(
-            root.join("new").join(format!("{an_hour_ago}.M{i}P1.test")),
-            raw,
-        )
-        .unwrap();
-    }
 }
 
 #[test]

@@ -251,3 +251,28 @@ fn dechunk(mut rest: &str) -> String {
     }
     out
 }
+
+/// `n` customer mails delivered an hour ago: overdue the moment the daemon reads them.
+/// (A Maildir with an empty `.Sent` folder, under `dir/maildir`.)
+pub fn overdue_mailbox(dir: &Path, n: usize) {
+    let root = dir.join("maildir");
+    for sub in ["tmp", "new", "cur", ".Sent/tmp", ".Sent/new", ".Sent/cur"] {
+        std::fs::create_dir_all(root.join(sub)).unwrap();
+    }
+    let an_hour_ago = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 3600;
+    for i in 0..n {
+        let raw = format!(
+            "From: C{i} <c{i}@customer.test>\r\nTo: support@example.com\r\nSubject: question {i}\r\n\
+             Message-ID: <q{i}@customer.test>\r\nDate: Tue, 24 Nov 2026 10:00:00 +0000\r\n\r\nHello, I need help with order {i}.\r\n"
+        );
+        std::fs::write(
+            root.join("new").join(format!("{an_hour_ago}.M{i}P1.test")),
+            raw,
+        )
+        .unwrap();
+    }
+}
