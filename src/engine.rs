@@ -638,34 +638,7 @@ impl Engine {
                     i.alerts
                         .iter()
                         .filter(|m| !complete(m) && m.at >= oldest)
-                        .map(|m| {
-                            (
-                                m.reached().to_vec(),
-                                match m.stage {
-                                    crate::tracker::state::AlertStage::Warning => {
-                                        Event::InquiryWarned {
-                                            inquiry_id: i.id.clone(),
-                                            index: m.index.unwrap_or(0),
-                                            at: m.at,
-                                        }
-                                    }
-                                    crate::tracker::state::AlertStage::Breach => {
-                                        Event::InquiryBreached {
-                                            inquiry_id: i.id.clone(),
-                                            at: m.at,
-                                        }
-                                    }
-                                    crate::tracker::state::AlertStage::Renotify => {
-                                        Event::InquiryRenotified {
-                                            inquiry_id: i.id.clone(),
-                                            n: u32::from(m.index.unwrap_or(1)),
-                                            at: m.at,
-                                        }
-                                    }
-                                },
-                            )
-                        })
-                        .map(|(reached, event)| (event, reached))
+                        .map(|m| (m.raised_by(&i.id), m.reached().to_vec()))
                 })
                 .collect();
             raised
@@ -700,12 +673,9 @@ impl Engine {
             .filter_map(|i| {
                 let delivered = i.alerts.iter().filter(|m| m.delivered_at.is_some());
                 let latest = delivered.max_by_key(|m| (m.stage != AlertStage::Warning, m.at))?;
+                // A breach fires from its deadline, whichever reminder was delivered last.
                 let event = match latest.stage {
-                    AlertStage::Warning => Event::InquiryWarned {
-                        inquiry_id: i.id.clone(),
-                        index: latest.index.unwrap_or(0),
-                        at: latest.at,
-                    },
+                    AlertStage::Warning => latest.raised_by(&i.id),
                     AlertStage::Breach | AlertStage::Renotify => Event::InquiryBreached {
                         inquiry_id: i.id.clone(),
                         at: i.deadline_at.unwrap_or(latest.at),

@@ -135,6 +135,27 @@ impl AlertMark {
         }
     }
 
+    /// The ledger event that raised this mark for inquiry `inquiry_id`.
+    pub fn raised_by(&self, inquiry_id: &InquiryId) -> Event {
+        let inquiry_id = inquiry_id.clone();
+        match self.stage {
+            AlertStage::Warning => Event::InquiryWarned {
+                inquiry_id,
+                index: self.index.unwrap_or(0),
+                at: self.at,
+            },
+            AlertStage::Breach => Event::InquiryBreached {
+                inquiry_id,
+                at: self.at,
+            },
+            AlertStage::Renotify => Event::InquiryRenotified {
+                inquiry_id,
+                n: u32::from(self.index.unwrap_or(1)),
+                at: self.at,
+            },
+        }
+    }
+
     /// The on-call people it reached so far.
     pub fn reached(&self) -> &[String] {
         self.delivered_to.as_deref().map_or(&[], Vec::as_slice)
