@@ -156,6 +156,7 @@ pub async fn replay(
     store
         .for_each_event(|entry| {
             tracker.apply(&entry.event);
+            tracker.note_ledger_seq(&entry.event, entry.seq);
             deadlines.follow(&entry.event);
             Ok::<(), StoreError>(())
         })
@@ -482,7 +483,11 @@ impl Engine {
         }
         let mut pause = Duration::from_millis(500);
         let mut attempt = 1u32;
-        while let Err(e) = self.shared.store.commit(now, events, cursors).await {
+        let first_seq = loop {
+            let e = match self.shared.store.commit(now, events, cursors).await {
+                Ok(first_seq) => break first_seq,
+                Err(e) => e,
+            };
             tracing::error!(
                 error = %e,
                 attempt,
@@ -497,11 +502,12 @@ impl Engine {
             }
             pause = (pause * 2).min(MAX_APPEND_BACKOFF);
             attempt += 1;
-        }
+        };
         let mut alerts = Vec::new();
         {
-            let tracker = self.read_tracker();
-            for event in events {
+            let mut tracker = self.write_tracker();
+            for (seq, event) in (first_seq..).zip(events) {
+                tracker.note_ledger_seq(event, seq);
                 self.shared.metrics.record(event, &tracker);
                 deadlines.follow(event);
                 deliveries.renotify().follow(event, &tracker, now);

@@ -281,3 +281,76 @@ async fn a_failing_ledger_write_is_retried_and_counted_once() {
     w.shutdown.cancel();
     w.task.await.unwrap();
 }
+
+#[tokio::test]
+async fn an_inquirys_history_is_read_back_by_its_seqs_live_and_after_replay() {
+    let store = memory_store().await;
+    let w = world(store.clone(), &["s"]).await;
+    let received = t0() - chrono::Duration::minutes(1);
+    // m1 opens, m2 opens in between, then the desk answers m1: m1's events are not adjacent.
+    for observations in [
+        vec![mail("s", "m1", received)],
+        vec![mail("s", "m2", received)],
+        vec![Observation::MessageSent(Mail {
+            source: "s".into(),
+            folder: "Sent".into(),
+            message_id: "<r1>".into(),
+            digest: "digest-r1".into(),
+            delivered_at: t0(),
+            seen_at: t0(),
+            from: Some(Address {
+                name: None,
+                email: "support@example.com".into(),
+            }),
+            to: vec![Address {
+                name: None,
+                email: "m1@customer.test".into(),
+            }],
+            subject: "Re: question m1".into(),
+            in_reply_to: vec!["<m1>".into()],
+            references: vec!["<m1>".into()],
+            ..Mail::default()
+        })],
+    ] {
+        w.sink.submit(batch("s", observations, true)).await.unwrap();
+    }
+    let m1 = InquiryId::derive(Channel::Email, "<m1>");
+    let live = w
+        .shared
+        .tracker
+        .read()
+        .unwrap()
+        .get(&m1)
+        .unwrap()
+        .ledger_seqs;
+    let seqs = live.expect("m1 was committed");
+    let kinds: Vec<&str> = store
+        .events_for_inquiry(&m1, seqs)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.event.kind())
+        .collect();
+    assert_eq!(kinds, ["inquiry_opened", "inquiry_responded"]);
+    // Exactly m1's events: every ledger row about m1 lies in its range.
+    let all = store.events().await.unwrap();
+    let about_m1: Vec<i64> = all
+        .iter()
+        .filter(|e| e.event.inquiry_id() == Some(&m1))
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!((about_m1[0], *about_m1.last().unwrap()), seqs);
+    assert!(
+        all.iter().any(|e| e.seq > seqs.0 && e.seq < seqs.1),
+        "m2 lies in between"
+    );
+    w.shutdown.cancel();
+    w.task.await.unwrap();
+
+    // A restart finds the same range by replaying the ledger.
+    let rules = w.shared.tracker.read().unwrap().rules().clone();
+    let (replayed, _) = slawatch::engine::replay(&store, Arc::new(rules))
+        .await
+        .unwrap();
+    assert_eq!(replayed.get(&m1).unwrap().ledger_seqs, live);
+}

@@ -99,6 +99,10 @@ impl World {
             metrics.record(&e, &tracker);
             ledger.push(e);
         }
+        // `test_store` writes the ledger in this order, from seq 1.
+        for (seq, e) in (1..).zip(&ledger) {
+            tracker.note_ledger_seq(e, seq);
+        }
         let shared = Arc::new(Shared {
             tracker: RwLock::new(tracker),
             metrics,

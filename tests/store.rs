@@ -212,12 +212,18 @@ async fn append_and_replay_round_trip() {
     );
 
     let mine = store
-        .events_for_inquiry(&InquiryId("e5".into()))
+        .events_for_inquiry(&InquiryId("e5".into()), (1, 12))
         .await
         .unwrap();
     assert_eq!(mine.len(), 1);
     assert_eq!(mine[0].seq, 6);
     assert!(matches!(mine[0].event, Event::InquiryOpened(_)));
+    // Only the given seq range is read.
+    let outside = store
+        .events_for_inquiry(&InquiryId("e5".into()), (7, 12))
+        .await
+        .unwrap();
+    assert!(outside.is_empty(), "{outside:?}");
 
     let page = store.events_after(10, 100).await.unwrap();
     assert_eq!(page.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![11, 12]);

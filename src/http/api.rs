@@ -216,12 +216,16 @@ pub async fn one(
         .get(&id)
         .cloned()
         .ok_or_else(|| unknown(&id))?;
-    let entries = state
-        .shared
-        .store
-        .events_for_inquiry(&id)
-        .await
-        .map_err(|e| ApiError::Internal(format!("reading the ledger failed: {e}")))?;
+    // Not yet committed (the engine is retrying its append): no history to show yet.
+    let entries = match inquiry.ledger_seqs {
+        Some(seqs) => state
+            .shared
+            .store
+            .events_for_inquiry(&id, seqs)
+            .await
+            .map_err(|e| ApiError::Internal(format!("reading the ledger failed: {e}")))?,
+        None => Vec::new(),
+    };
     let events = entries
         .into_iter()
         .map(|e| EventView {

@@ -15,8 +15,8 @@
 //!   `seq` is 1, 2, 3, … without gaps. `recorded_at` is the commit's instant as RFC 3339 UTC with
 //!   exactly six fractional digits (`2026-03-01T09:05:07.123456Z`). `kind` is the event's
 //!   `"type"` ([`Event::kind`]). `payload` is the event's JSON exactly as hashed. `inquiry_id`
-//!   (indexed, not hashed) mirrors the payload's `inquiry_id` for per-inquiry look-ups;
-//!   [`Store::verify`] checks that it agrees with the payload. Triggers refuse `UPDATE` and
+//!   (not hashed) mirrors the payload's `inquiry_id` for per-inquiry reads over a seq range
+//!   ([`Store::events_for_inquiry`]); [`Store::verify`] checks that it agrees with the payload. Triggers refuse `UPDATE` and
 //!   `DELETE` on the table (a guard against accidents, not against an attacker).
 //! - `cursors(source, key, value, updated_at)`: JSON cursor per source and key.
 //! - `meta(key, value)`: `ledger_format` (`1`), a description of the hash and the genesis value.
@@ -204,14 +204,17 @@ impl Store {
 
     /// [`Store::append`] without handing the entries back: the same transaction and the same
     /// rows, minus a copy of every event. The engine's path, where a backfill appends events by
-    /// the hundred thousand and needs only to know that they are committed.
+    /// the hundred thousand and needs only their seqs: returns the first one (`events[i]` is
+    /// `first + i`).
     pub async fn commit(
         &self,
         recorded_at: DateTime<Utc>,
         events: &[Event],
         cursors: &[(String, CursorUpdate)],
-    ) -> Result<(), StoreError> {
-        self.write(recorded_at, events, cursors).await.map(drop)
+    ) -> Result<i64, StoreError> {
+        self.write(recorded_at, events, cursors)
+            .await
+            .map(|written| written.first_seq)
     }
 
     /// The one write path of [`Store::append`] and [`Store::commit`].
@@ -380,10 +383,20 @@ impl Store {
         Ok(all)
     }
 
-    /// The entries about one inquiry, in seq order.
-    pub async fn events_for_inquiry(&self, id: &InquiryId) -> Result<Vec<LedgerEntry>, StoreError> {
+    /// The entries about one inquiry among seqs `first..=last`, in seq order. The caller knows
+    /// the range (the tracker notes, per inquiry, the seqs of its first and last event), so the
+    /// read walks the primary key over it. The ledger deliberately has no index on
+    /// `inquiry_id`: ids are hashes, so such an index takes every new row at a random place, and
+    /// each append rewrote index pages all over the file (it cost two thirds of a backfill).
+    pub async fn events_for_inquiry(
+        &self,
+        id: &InquiryId,
+        (first, last): (i64, i64),
+    ) -> Result<Vec<LedgerEntry>, StoreError> {
         let Store::Sqlite(pool) = self;
         let rows: Vec<RawRow> = sqlx::query_as(sql::FOR_INQUIRY)
+            .bind(first)
+            .bind(last)
             .bind(id.as_str())
             .fetch_all(pool)
             .await

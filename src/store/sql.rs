@@ -116,8 +116,10 @@ pub const PACKED_PAGE: &str = "SELECT count(*), coalesce(group_concat(concat( \
      FROM (SELECT seq, recorded_at, kind, inquiry_id, payload, prev_hash, hash FROM ledger \
            WHERE seq > $1 ORDER BY seq LIMIT $2)";
 
+/// The rows about one inquiry within a seq range: a walk of the primary key over the range,
+/// filtered (the ledger has no index on `inquiry_id`; see [`crate::store::Store::events_for_inquiry`]).
 pub const FOR_INQUIRY: &str = "SELECT seq, recorded_at, kind, inquiry_id, payload, prev_hash, hash FROM ledger \
-     WHERE inquiry_id = $1 ORDER BY seq";
+     WHERE seq BETWEEN $1 AND $2 AND inquiry_id = $3 ORDER BY seq";
 
 pub const CURSOR: &str = "SELECT value FROM cursors WHERE source = $1 AND key = $2";
 

@@ -232,6 +232,10 @@ pub struct Inquiry {
     /// The follow-up messages, oldest first.
     #[serde(skip)]
     pub follow_up_messages: Vec<FollowUp>,
+    /// The ledger seqs of the first and the last event about it, once committed: its history
+    /// is read back from the ledger by this range ([`crate::store::Store::events_for_inquiry`]).
+    #[serde(skip)]
+    pub ledger_seqs: Option<(i64, i64)>,
 }
 
 impl Inquiry {
@@ -886,6 +890,15 @@ impl Tracker {
             .find_map(|id| self.thread_of.get(id.as_str()).map(|t| t.to_string()))
     }
 
+    /// Notes that `event`, already applied, is stored in the ledger as `seq` (seqs come in
+    /// increasing order: replay, then commits).
+    pub fn note_ledger_seq(&mut self, event: &Event, seq: i64) {
+        if let Some(inquiry) = event.inquiry_id().and_then(|id| self.inquiries.get_mut(id)) {
+            let first = inquiry.ledger_seqs.map_or(seq, |(first, _)| first);
+            inquiry.ledger_seqs = Some((first, seq));
+        }
+    }
+
     // ---- apply ----------------------------------------------------------------------------
 
     /// Folds one event into the state. Total: an event about an unknown inquiry is ignored.
@@ -944,6 +957,7 @@ impl Tracker {
                     reply_to: e.reply_to.clone(),
                     language_source: Some(e.language_source),
                     follow_up_messages: Vec::new(),
+                    ledger_seqs: None,
                 });
             }
             Event::InquiryExcluded(e) => {
@@ -982,6 +996,7 @@ impl Tracker {
                     reply_to: Vec::new(),
                     language_source: None,
                     follow_up_messages: Vec::new(),
+                    ledger_seqs: None,
                 });
             }
             Event::FollowUpAttached {

@@ -924,3 +924,36 @@ fn an_early_read_reply_to_someone_else_does_not_answer_a_later_read_message() {
     .unwrap();
     assert_eq!(tr.get(&id_of("m1")).unwrap().state, InquiryState::Open);
 }
+
+#[test]
+fn an_inquiry_notes_the_seqs_of_its_first_and_last_ledger_event() {
+    let mut tr = tracker();
+    let opened = tr
+        .observe(
+            &received(customer("m1", "2026-11-24T10:00:00Z")),
+            t("2026-11-24T10:00:01Z"),
+        )
+        .unwrap();
+    assert_eq!(
+        tr.get(&id_of("m1")).unwrap().ledger_seqs,
+        None,
+        "not committed yet"
+    );
+    // Committed as seqs 10.. (a policy record first, then the opening).
+    for (seq, e) in (10..).zip(&opened) {
+        tr.note_ledger_seq(e, seq);
+    }
+    assert_eq!(kinds(&opened), ["policy_activated", "inquiry_opened"]);
+    assert_eq!(tr.get(&id_of("m1")).unwrap().ledger_seqs, Some((11, 11)));
+    let answered = tr
+        .observe(
+            &sent(reply("r1", "m1", "2026-11-24T10:12:30Z")),
+            t("2026-11-24T10:12:31Z"),
+        )
+        .unwrap();
+    for (seq, e) in (40..).zip(&answered) {
+        tr.note_ledger_seq(e, seq);
+    }
+    // message_linked (40) is not about the inquiry; inquiry_responded (41) is.
+    assert_eq!(tr.get(&id_of("m1")).unwrap().ledger_seqs, Some((11, 41)));
+}
