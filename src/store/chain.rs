@@ -65,8 +65,9 @@ fn lower_hex(bytes: &[u8]) -> String {
     out
 }
 
-/// [`link_hash`] as its 64 hex bytes, without allocating: `verify` computes one per row.
-fn link_hash_hex(
+/// [`link_hash`] as its 64 hex bytes, without allocating: `verify` and appends compute one per
+/// row.
+pub(super) fn link_hash_hex(
     prev_hash: &str,
     seq: i64,
     recorded_at: &str,

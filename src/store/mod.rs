@@ -84,6 +84,8 @@ mod packed;
 mod sql;
 mod sqlite;
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use sqlx::SqlitePool;
 
@@ -143,7 +145,7 @@ struct Written {
     recorded_at: DateTime<Utc>,
     first_seq: i64,
     prev_hash: String,
-    hashes: Vec<String>,
+    hashes: Vec<Arc<str>>,
 }
 
 /// A stored row as read: `(seq, recorded_at, kind, inquiry_id, payload, prev_hash, hash)`.
@@ -196,8 +198,8 @@ impl Store {
                 seq: written.first_seq + i as i64,
                 recorded_at: written.recorded_at,
                 event: event.clone(),
-                prev_hash: std::mem::replace(&mut prev_hash, hash.clone()),
-                hash,
+                prev_hash: std::mem::replace(&mut prev_hash, hash.to_string()),
+                hash: hash.to_string(),
             })
             .collect())
     }
@@ -237,13 +239,18 @@ impl Store {
         }
 
         // Everything that can fail without the database fails before the transaction.
+        let mut buffer = Vec::with_capacity(1024);
         let payloads = events
             .iter()
             .map(|e| {
-                serde_json::to_string(e).map_err(|source| StoreError::Serialize {
-                    what: format!("{} event", e.kind()),
-                    source,
-                })
+                // Through one buffer, so each payload is allocated once at its size.
+                buffer.clear();
+                serde_json::to_writer(&mut buffer, e)
+                    .map(|()| String::from_utf8_lossy(&buffer).into_owned())
+                    .map_err(|source| StoreError::Serialize {
+                        what: format!("{} event", e.kind()),
+                        source,
+                    })
             })
             .collect::<Result<Vec<_>, _>>()?;
         let cursor_rows = cursors
@@ -276,26 +283,42 @@ impl Store {
             .map_err(StoreError::db("append: read head"))?;
         let (head_seq, head_hash) = head.unwrap_or_else(|| (0, GENESIS.to_string()));
 
-        // Chain first (pure), then write the rows in a few multi-row inserts.
-        let mut hashes: Vec<String> = Vec::with_capacity(events.len());
+        // Chain first (pure), then write the rows in a few multi-row inserts. Text is bound as
+        // shared `Arc<str>` (or moved, for payloads): sqlx copies a bound `&str` into two new
+        // allocations, which for seven columns was most of an append's allocations.
+        let head_hash: Arc<str> = head_hash.into();
+        let mut hashes: Vec<Arc<str>> = Vec::with_capacity(events.len());
         for (i, (event, payload)) in events.iter().zip(&payloads).enumerate() {
             let prev = hashes.last().unwrap_or(&head_hash);
-            let hash = link_hash(prev, head_seq + 1 + i as i64, &stamp, event.kind(), payload);
-            hashes.push(hash);
+            let seq = head_seq + 1 + i as i64;
+            let hex = chain::link_hash_hex(prev, seq, &stamp, event.kind(), payload);
+            hashes.push(std::str::from_utf8(&hex).expect("hex digits").into());
         }
+        let stamp_text: Arc<str> = stamp.as_str().into();
+        let mut kinds: Vec<(&'static str, Arc<str>)> = Vec::new();
+        let mut payloads = payloads.into_iter();
         let mut next = 0;
         for size in sql::insert_chunks(events.len()) {
             let mut insert = sqlx::query(sql::insert_events(dialect, size));
             for i in next..next + size {
                 let prev = if i == 0 { &head_hash } else { &hashes[i - 1] };
+                let kind = events[i].kind();
+                let kind = match kinds.iter().find(|(k, _)| *k == kind) {
+                    Some((_, shared)) => shared.clone(),
+                    None => {
+                        let shared: Arc<str> = kind.into();
+                        kinds.push((kind, shared.clone()));
+                        shared
+                    }
+                };
                 insert = insert
                     .bind(head_seq + 1 + i as i64)
-                    .bind(stamp.as_str())
-                    .bind(events[i].kind())
-                    .bind(events[i].inquiry_id().map(InquiryId::as_str))
-                    .bind(payloads[i].as_str())
-                    .bind(prev.as_str())
-                    .bind(hashes[i].as_str());
+                    .bind(stamp_text.clone())
+                    .bind(kind)
+                    .bind(events[i].inquiry_id().map(|id| Arc::<str>::from(id.as_str())))
+                    .bind(payloads.next().expect("one payload per event"))
+                    .bind(prev.clone())
+                    .bind(hashes[i].clone());
             }
             insert
                 .execute(&mut *tx)
@@ -319,7 +342,7 @@ impl Store {
         Ok(Written {
             recorded_at,
             first_seq: head_seq + 1,
-            prev_hash: head_hash,
+            prev_hash: head_hash.to_string(),
             hashes,
         })
     }
