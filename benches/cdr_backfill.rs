@@ -8,7 +8,8 @@
 //! - detection latency: a row appended to the tailed file → the inquiry visible in
 //!   `/api/v1/inquiries`, p50/p99 over 200 appends.
 //!
-//! `cargo bench --bench cdr_backfill [-- N]`.
+//! `cargo bench --bench cdr_backfill [-- N]`; `SLAWATCH_BENCH_BACKFILL_ONLY=1` skips the latency
+//! part (for comparing changes by repeated backfills).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -72,6 +73,16 @@ fn call_rows(w: &mut impl Write, i: i64) -> std::io::Result<usize> {
         )?;
     }
     Ok(n + 1)
+}
+
+/// User plus system CPU seconds of process `pid` so far (Linux `/proc/<pid>/stat`).
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    // USER_HZ is 100 on every Linux this runs on.
+    Some(ticks / 100.0)
 }
 
 fn main() {
@@ -171,9 +182,20 @@ language = "es"
         took.as_secs_f64(),
         rows as f64 / took.as_secs_f64()
     );
+    // CPU time is steadier than wall time on a shared machine: it shows whether a change did
+    // less work even when the wall clock is noisy.
+    if let Some(cpu) = d.pid().and_then(cpu_seconds) {
+        println!(
+            "daemon CPU (user + system) for the backfill: {cpu:.2} s on {} cores",
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        );
+    }
     let events = d.sql("SELECT COUNT(*) FROM ledger");
     println!("ledger events: {events}");
 
+    if std::env::var_os("SLAWATCH_BENCH_BACKFILL_ONLY").is_some() {
+        return;
+    }
     let mut latencies = Vec::new();
     for k in 0..200i64 {
         let i = calls + k;

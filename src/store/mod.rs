@@ -315,7 +315,11 @@ impl Store {
                     .bind(head_seq + 1 + i as i64)
                     .bind(stamp_text.clone())
                     .bind(kind)
-                    .bind(events[i].inquiry_id().map(|id| Arc::<str>::from(id.as_str())))
+                    .bind(
+                        events[i]
+                            .inquiry_id()
+                            .map(|id| Arc::<str>::from(id.as_str())),
+                    )
                     .bind(payloads.next().expect("one payload per event"))
                     .bind(prev.clone())
                     .bind(hashes[i].clone());

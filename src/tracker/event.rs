@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::{Channel, InquiryId, Language};
 use crate::notify::AlertKind;
+use crate::tracker::instant;
 use crate::tracker::observation::AckVia;
 use crate::tracker::policy::PolicyRecord;
 
@@ -19,6 +20,7 @@ pub enum Event {
     /// A policy version was used for the first time. Its parameters are kept so reports can show
     /// what was in force, whatever the configuration says today.
     PolicyActivated {
+        #[serde(serialize_with = "instant::one")]
         at: DateTime<Utc>,
         policy: PolicyRecord,
     },
@@ -31,9 +33,11 @@ pub enum Event {
         inquiry_id: InquiryId,
         external_id: String,
         digest: String,
+        #[serde(serialize_with = "instant::one")]
         received_at: DateTime<Utc>,
         /// When slawatch read it, who sent it and its subject: enough to open a next-reply
         /// inquiry from it if a reply written before it is read only afterwards.
+        #[serde(serialize_with = "instant::one")]
         first_seen_at: DateTime<Utc>,
         customer: String,
         subject: String,
@@ -44,6 +48,7 @@ pub enum Event {
         external_id: String,
         digest: String,
         thread_id: String,
+        #[serde(serialize_with = "instant::one")]
         at: DateTime<Utc>,
         role: LinkRole,
     },
@@ -56,6 +61,7 @@ pub enum Event {
         external_id: String,
         digest: String,
         source: String,
+        #[serde(serialize_with = "instant::one")]
         at: DateTime<Utc>,
         reason: UnmatchedReason,
         responder: String,
@@ -67,37 +73,55 @@ pub enum Event {
     InquiryWarned {
         inquiry_id: InquiryId,
         index: u8,
+        #[serde(serialize_with = "instant::one")]
         at: DateTime<Utc>,
     },
     /// The deadline of an open inquiry passed unanswered: counted `missed` now.
     InquiryBreached {
         inquiry_id: InquiryId,
+        #[serde(serialize_with = "instant::one")]
         at: DateTime<Utc>,
     },
     /// The daemon started watching (after replaying the ledger). With the heartbeats and
     /// [`Event::MonitorStopped`] it proves when the monitor was running: a report shows the
     /// gaps. These monitor events never change inquiry state.
-    MonitorStarted { at: DateTime<Utc>, version: String },
+    MonitorStarted {
+        #[serde(serialize_with = "instant::one")]
+        at: DateTime<Utc>,
+        version: String,
+    },
     /// The daemon was alive and its engine was writing at `at` (every few minutes; see
     /// `daemon::HEARTBEAT_EVERY`).
-    MonitorHeartbeat { at: DateTime<Utc> },
+    MonitorHeartbeat {
+        #[serde(serialize_with = "instant::one")]
+        at: DateTime<Utc>,
+    },
     /// The daemon stopped cleanly. A start without a stop before it means it crashed or was
     /// killed; the gap runs from the last heartbeat.
-    MonitorStopped { at: DateTime<Utc> },
+    MonitorStopped {
+        #[serde(serialize_with = "instant::one")]
+        at: DateTime<Utc>,
+    },
     /// A source lost its server or folder (it was up before); `error_kind` is the last error
     /// kind it reported (the `kind` label of `source_errors_total`), or `unknown`.
     SourceDown {
         source: String,
+        #[serde(serialize_with = "instant::one")]
         at: DateTime<Utc>,
         error_kind: String,
     },
     /// A source is working again after [`Event::SourceDown`].
-    SourceUp { source: String, at: DateTime<Utc> },
+    SourceUp {
+        source: String,
+        #[serde(serialize_with = "instant::one")]
+        at: DateTime<Utc>,
+    },
     /// A breached inquiry is still unanswered `renotify_every` after its last alert: the `n`-th
     /// re-notification (1-based, at most the policy's `renotify_max`). Decided by the engine.
     InquiryRenotified {
         inquiry_id: InquiryId,
         n: u32,
+        #[serde(serialize_with = "instant::one")]
         at: DateTime<Utc>,
     },
     /// The alert raised by an `InquiryWarned`/`InquiryBreached` (which is its intent: it is in the
@@ -106,6 +130,7 @@ pub enum Event {
         inquiry_id: InquiryId,
         kind: AlertKind,
         /// The instant the alert is about: the `at` of its `InquiryWarned`/`InquiryBreached`.
+        #[serde(serialize_with = "instant::one")]
         due_at: DateTime<Utc>,
         /// The notifiers that accepted it (primary and/or fallback).
         notifiers: Vec<String>,
@@ -113,6 +138,7 @@ pub enum Event {
         /// went to the notifiers' fixed destinations, and in ledgers older than routing.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         recipients: Vec<String>,
+        #[serde(serialize_with = "instant::one")]
         at: DateTime<Utc>,
     },
     /// Every attempt at delivering the alert failed, fallback included. It stays pending: the
@@ -120,11 +146,13 @@ pub enum Event {
     AlertFailed {
         inquiry_id: InquiryId,
         kind: AlertKind,
+        #[serde(serialize_with = "instant::one")]
         due_at: DateTime<Utc>,
         error: String,
         /// The on-call people it did not reach (as in `AlertDelivered`).
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         recipients: Vec<String>,
+        #[serde(serialize_with = "instant::one")]
         at: DateTime<Utc>,
     },
 }
@@ -145,14 +173,19 @@ pub struct InquiryOpened {
     pub subject: String,
     pub language: Language,
     pub language_source: LanguageSource,
+    #[serde(serialize_with = "instant::one")]
     pub received_at: DateTime<Utc>,
+    #[serde(serialize_with = "instant::one")]
     pub first_seen_at: DateTime<Utc>,
     /// The sender's own `Date:`, recorded only.
+    #[serde(serialize_with = "instant::maybe")]
     pub date_header: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "instant::one")]
     pub deadline_at: DateTime<Utc>,
     /// The customer's `Reply-To` addresses: a reply to them answers too.
     pub reply_to: Vec<String>,
     /// One instant per configured warn offset, in order.
+    #[serde(serialize_with = "instant::many")]
     pub warn_at: Vec<DateTime<Utc>>,
     /// Version of the policy in force when it opened.
     pub policy: String,
@@ -172,6 +205,7 @@ pub struct CallDetails {
     /// When the caller entered a queue. `received_at` is when the call reached the phone
     /// system: the gap is menu/IVR time, and the queue wait runs from here to the pickup.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(serialize_with = "instant::maybe")]
     pub queue_entered_at: Option<DateTime<Utc>>,
     /// The caller withheld the number: nobody can call back, so such inquiries are reported
     /// in a bucket of their own.
@@ -191,7 +225,9 @@ pub struct InquiryExcluded {
     pub customer_name: Option<String>,
     pub subject: String,
     pub language: Language,
+    #[serde(serialize_with = "instant::one")]
     pub received_at: DateTime<Utc>,
+    #[serde(serialize_with = "instant::one")]
     pub first_seen_at: DateTime<Utc>,
     pub reason: ExclusionReason,
     /// Human-readable evidence, e.g. the header that decided it (`Auto-Submitted: auto-replied`).
@@ -202,6 +238,7 @@ pub struct InquiryExcluded {
 pub struct InquiryResponded {
     pub inquiry_id: InquiryId,
     /// When the customer was answered.
+    #[serde(serialize_with = "instant::one")]
     pub at: DateTime<Utc>,
     /// `at - received_at`, in whole seconds (never negative).
     pub response_seconds: i64,

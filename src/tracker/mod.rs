@@ -17,6 +17,7 @@
 pub mod classify;
 pub mod contacts;
 pub mod event;
+mod instant;
 pub mod language;
 pub mod observation;
 mod phone;
