@@ -6,11 +6,13 @@
 //! — to the ledger in one transaction, and only once they are in the ledger counts them in the
 //! metrics, reschedules deadlines and hands alerts to the notifier.
 //!
-//! The in-memory state may be ahead of the ledger only while an append is being retried: a
-//! failed append is retried with backoff (the sources wait, their queue is bounded) and is never
-//! rolled back, so memory and ledger cannot disagree once the append succeeds. If the daemon stops
-//! before that, the uncommitted batch is simply read again after the restart (its cursor was not
-//! committed either). Readers (HTTP, CLI) look at the shared state under a read lock.
+//! A source batch is written while the next one is decided (see [`InFlight`]), so the in-memory
+//! state may be ahead of the ledger by the batch being written, and for as long as its append is
+//! retried: a failed append is retried with backoff (the sources wait, their queue is bounded)
+//! and is never rolled back, so memory and ledger cannot disagree once the append succeeds. If
+//! the daemon stops before that, the uncommitted batches are simply read again after the restart
+//! (their cursors were not committed either). Metrics, deadlines and alerts follow only what is
+//! committed. Readers (HTTP, CLI) look at the shared state under a read lock.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, RwLock};
@@ -200,6 +202,62 @@ enum Wake {
     Submission(Submission),
     Deadline,
     Delivered(Vec<Event>),
+    /// The ledger write of the submission in flight finished.
+    Written(Written),
+}
+
+/// A source batch whose events are being written to the ledger while the engine decides the
+/// next one: deciding (tracker) and writing (serialising, hashing, SQLite) overlap, on two
+/// threads. Only one is in flight at a time, and it is finished before anything else is
+/// decided or written, so the ledger keeps the order in which the tracker applied events.
+struct InFlight {
+    write: tokio::task::JoinHandle<Written>,
+    now: DateTime<Utc>,
+    source: String,
+    initial_sync_done: bool,
+    committed: oneshot::Sender<Result<(), String>>,
+}
+
+/// What a ledger write hands back: its events and the seq of the first, or why it gave up.
+type Written = (Vec<Event>, Result<i64, String>);
+
+/// The outcome of a write task; a task that panicked wrote nothing.
+fn joined(outcome: Result<Written, tokio::task::JoinError>) -> Written {
+    outcome.unwrap_or_else(|e| (Vec::new(), Err(format!("ledger write task failed: {e}"))))
+}
+
+/// Appends `events` and `cursors` in one transaction, retrying with backoff (sources wait
+/// meanwhile, their queue is bounded) until the ledger takes them; gives up only at shutdown.
+/// Returns the seq of the first event.
+async fn write_until_stored(
+    store: &Store,
+    shutdown: &CancellationToken,
+    now: DateTime<Utc>,
+    events: &[Event],
+    cursors: &[(String, CursorUpdate)],
+) -> Result<i64, String> {
+    let mut pause = Duration::from_millis(500);
+    let mut attempt = 1u32;
+    loop {
+        let e = match store.commit(now, events, cursors).await {
+            Ok(first_seq) => return Ok(first_seq),
+            Err(e) => e,
+        };
+        tracing::error!(
+            error = %e,
+            attempt,
+            events = events.len(),
+            "Ledger append failed; retrying (sources wait meanwhile)."
+        );
+        tokio::select! {
+            _ = shutdown.cancelled() => {
+                return Err(format!("shutting down with {} events not written: {e}", events.len()));
+            }
+            _ = tokio::time::sleep(pause) => {}
+        }
+        pause = (pause * 2).min(MAX_APPEND_BACKOFF);
+        attempt += 1;
+    }
 }
 
 impl Engine {
@@ -217,6 +275,7 @@ impl Engine {
         };
         self.resume_pending(&deliveries);
         self.notifier.still_firing(&self.still_firing());
+        let mut in_flight: Option<InFlight> = None;
         let mut gate = SyncGate {
             grace_end: self.clock.now()
                 + chrono::Duration::from_std(self.sync_grace).unwrap_or_default(),
@@ -237,6 +296,9 @@ impl Engine {
             let wake = tokio::select! {
                 biased;
                 _ = self.shutdown.cancelled() => Wake::Shutdown,
+                written = async { (&mut in_flight.as_mut().expect("guarded").write).await }, if in_flight.is_some() => {
+                    Wake::Written(joined(written))
+                }
                 Some(command) = self.commands.recv() => Wake::Command(command),
                 Some(submission) = self.input.recv() => Wake::Submission(submission),
                 Some(events) = delivered.recv() => Wake::Delivered(events),
@@ -247,13 +309,37 @@ impl Engine {
                     }
                 } => Wake::Deadline,
             };
+            if let Wake::Written(written) = wake {
+                let batch = in_flight.take().expect("a write was in flight");
+                // A failed write means shutdown, which the next turn sees.
+                self.finish_submission(batch, written, &mut deadlines, &mut gate, &deliveries);
+                continue;
+            }
+            // A new batch is decided before the one in flight is finished; anything else
+            // waits for it.
+            let now = self.clock.now();
+            let decided = match &wake {
+                Wake::Submission(s) => self.decide_and_apply(&s.batch.observations, now),
+                _ => Vec::new(),
+            };
+            let mut stored = true;
+            if let Some(mut batch) = in_flight.take() {
+                let written = joined((&mut batch.write).await);
+                stored =
+                    self.finish_submission(batch, written, &mut deadlines, &mut gate, &deliveries);
+            }
             match wake {
                 Wake::Shutdown => break,
+                Wake::Written(_) => unreachable!("handled above"),
                 Wake::Command(c) => self.handle_command(c, &mut deadlines, &deliveries).await,
-                Wake::Submission(s) => {
-                    self.handle_submission(s, &mut deadlines, &mut gate, &deliveries)
-                        .await
+                // A batch must not be stored after one before it was not (its cursor is further
+                // on): its source reads both again. A write gives up only at shutdown.
+                Wake::Submission(s) if !stored => {
+                    let _ = s
+                        .committed
+                        .send(Err("an earlier batch was not written".into()));
                 }
+                Wake::Submission(s) => in_flight = Some(self.start_submission(s, decided, now)),
                 Wake::Deadline => {
                     self.fire_due(&mut deadlines, &mut gate, &deliveries).await;
                     self.fire_renotify(&mut deadlines, &deliveries).await;
@@ -284,25 +370,50 @@ impl Engine {
         tracing::info!("Engine stopped.");
     }
 
-    async fn handle_submission(
-        &mut self,
+    /// Starts writing a source batch whose observations were decided into `events` at `now`.
+    fn start_submission(
+        &self,
         submission: Submission,
-        deadlines: &mut Deadlines,
-        gate: &mut SyncGate,
-        deliveries: &Deliveries,
-    ) {
+        events: Vec<Event>,
+        now: DateTime<Utc>,
+    ) -> InFlight {
         let Submission { batch, committed } = submission;
-        let now = self.clock.now();
-        let events = self.decide_and_apply(&batch.observations, now);
         let cursors: Vec<(String, CursorUpdate)> = batch
             .cursors
             .into_iter()
             .map(|c| (batch.source.clone(), c))
             .collect();
-        let result = self
-            .commit(now, &events, &cursors, deadlines, deliveries)
-            .await;
+        let store = self.shared.store.clone();
+        let shutdown = self.shutdown.clone();
+        let write = tokio::spawn(async move {
+            let result = write_until_stored(&store, &shutdown, now, &events, &cursors).await;
+            (events, result)
+        });
+        InFlight {
+            write,
+            now,
+            source: batch.source,
+            initial_sync_done: batch.initial_sync_done,
+            committed,
+        }
+    }
+
+    /// Once a batch's write ended: if it is in the ledger, everything that follows a commit and
+    /// the source's first sync if the batch completed it; then the answer to the source.
+    /// Returns whether it was stored.
+    fn finish_submission(
+        &self,
+        batch: InFlight,
+        (events, result): Written,
+        deadlines: &mut Deadlines,
+        gate: &mut SyncGate,
+        deliveries: &Deliveries,
+    ) -> bool {
+        let result = result.map(|first_seq| {
+            self.after_commit(batch.now, &events, first_seq, deadlines, deliveries)
+        });
         if result.is_ok() && batch.initial_sync_done {
+            let now = batch.now;
             let ready = {
                 let mut pending = self
                     .shared
@@ -327,7 +438,9 @@ impl Engine {
                 );
             }
         }
-        let _ = committed.send(result);
+        let stored = result.is_ok();
+        let _ = batch.committed.send(result);
+        stored
     }
 
     async fn handle_command(
@@ -478,31 +591,22 @@ impl Engine {
         deadlines: &mut Deadlines,
         deliveries: &Deliveries,
     ) -> Result<(), String> {
-        if events.is_empty() && cursors.is_empty() {
-            return Ok(());
-        }
-        let mut pause = Duration::from_millis(500);
-        let mut attempt = 1u32;
-        let first_seq = loop {
-            let e = match self.shared.store.commit(now, events, cursors).await {
-                Ok(first_seq) => break first_seq,
-                Err(e) => e,
-            };
-            tracing::error!(
-                error = %e,
-                attempt,
-                events = events.len(),
-                "Ledger append failed; retrying (sources wait meanwhile)."
-            );
-            tokio::select! {
-                _ = self.shutdown.cancelled() => {
-                    return Err(format!("shutting down with {} events not written: {e}", events.len()));
-                }
-                _ = tokio::time::sleep(pause) => {}
-            }
-            pause = (pause * 2).min(MAX_APPEND_BACKOFF);
-            attempt += 1;
-        };
+        let first_seq =
+            write_until_stored(&self.shared.store, &self.shutdown, now, events, cursors).await?;
+        self.after_commit(now, events, first_seq, deadlines, deliveries);
+        Ok(())
+    }
+
+    /// What follows the commit of `events` (the first at `first_seq`): their seqs noted, their
+    /// metrics counted, their deadlines scheduled and their alerts sent.
+    fn after_commit(
+        &self,
+        now: DateTime<Utc>,
+        events: &[Event],
+        first_seq: i64,
+        deadlines: &mut Deadlines,
+        deliveries: &Deliveries,
+    ) {
         let mut alerts = Vec::new();
         {
             let mut tracker = self.write_tracker();
@@ -515,7 +619,6 @@ impl Engine {
             }
         }
         self.spawn_delivery(alerts, deliveries);
-        Ok(())
     }
 
     /// Delivers alerts in a task; their results come back as ledger events.

@@ -354,3 +354,41 @@ async fn an_inquirys_history_is_read_back_by_its_seqs_live_and_after_replay() {
         .unwrap();
     assert_eq!(replayed.get(&m1).unwrap().ledger_seqs, live);
 }
+
+#[tokio::test]
+async fn a_batch_after_one_that_could_not_be_written_is_not_written_either() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&format!("sqlite://{}/ledger.db", dir.path().display()))
+        .await
+        .unwrap();
+    let Store::Sqlite(pool) = &store;
+    // The ledger refuses m1's batch only; m2's alone would be written.
+    sqlx::query("CREATE TRIGGER refuse BEFORE INSERT ON ledger WHEN NEW.payload LIKE '%m1@customer.test%' BEGIN SELECT RAISE(ABORT, 'disk full (test)'); END")
+        .execute(pool)
+        .await
+        .unwrap();
+    let w = world(store.clone(), &["s"]).await;
+    let submit = |id: &'static str| {
+        let sink = w.sink.clone();
+        tokio::spawn(async move {
+            sink.submit(batch("s", vec![mail("s", id, t0())], false))
+                .await
+        })
+    };
+    let first = submit("m1");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Decided while the first is still being retried (its cursor would be further on).
+    let second = submit("m2");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!first.is_finished() && !second.is_finished());
+    w.shutdown.cancel();
+    w.task.await.unwrap();
+    assert!(first.await.unwrap().is_err(), "m1 was never written");
+    assert!(
+        second.await.unwrap().is_err(),
+        "m2 must be refused, not written"
+    );
+    let events = store.events().await.unwrap();
+    let kinds: Vec<&str> = events.iter().map(|e| e.event.kind()).collect();
+    assert!(!kinds.contains(&"inquiry_opened"), "{kinds:?}");
+}

@@ -14,11 +14,13 @@
 //! `source_up 0` and is retried; a malformed record is logged with file and line, counted in
 //! `source_errors_total{kind="parse"}` and skipped.
 //!
-//! During a backfill the next chunk is read and parsed while the engine commits the previous
-//! one; a chunk is submitted only once the previous one is committed, so cursors are committed
-//! in order and a failed commit makes the source read again from the last committed cursor.
+//! During a backfill three things overlap: this source parses a chunk while the engine decides
+//! the one before and writes the one before that to the ledger ([`MAX_IN_FLIGHT`] batches are
+//! submitted at once). The engine commits batches in the order they were submitted and refuses
+//! every batch after one it could not write, so cursors are committed in order, and a failed
+//! commit makes the source read again from the last committed cursor.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -244,31 +246,50 @@ struct InFlight {
     marks_sync: bool,
 }
 
-/// What became of an [`InFlight`] batch.
+/// Batches handed to the engine at once: while it writes one to the ledger it decides the next,
+/// so a backfill keeps both busy.
+const MAX_IN_FLIGHT: usize = 2;
+
+/// What became of the oldest batch in flight.
 enum Settled {
-    Committed,
-    Failed,
+    /// Its cursor is committed.
+    Committed(FileCursor),
+    /// Not committed, and neither is any later batch; `marked` if one of them marked the first
+    /// sync.
+    Failed {
+        marked: bool,
+    },
     EngineStopped,
 }
 
-async fn settle(name: &str, batch: InFlight, health: &dyn SourceHealth) -> Settled {
-    match batch.commit.await {
+/// Waits for the oldest batch in flight. If it was not committed, no later one was either (the
+/// engine writes batches in order and refuses those after a failed one): they are waited for
+/// and dropped with it, and reading starts again from the committed cursor.
+async fn settle_oldest(
+    name: &str,
+    in_flight: &mut VecDeque<InFlight>,
+    health: &dyn SourceHealth,
+) -> Settled {
+    let Some(oldest) = in_flight.pop_front() else {
+        return Settled::Failed { marked: false };
+    };
+    let failure = match oldest.commit.await {
         Ok(Ok(())) => {
             health.succeeded(name, Utc::now());
-            Settled::Committed
+            return Settled::Committed(oldest.cursor);
         }
-        Ok(Err(SinkError::EngineStopped)) => Settled::EngineStopped,
-        Ok(Err(e)) => {
-            health.error(name, "commit");
-            tracing::warn!(source = %name, error = %e, "Batch not committed; retrying.");
-            Settled::Failed
-        }
-        Err(e) => {
-            health.error(name, "commit");
-            tracing::error!(source = %name, error = %e, "Batch commit task failed; retrying.");
-            Settled::Failed
-        }
+        Ok(Err(SinkError::EngineStopped)) => return Settled::EngineStopped,
+        Ok(Err(e)) => e.to_string(),
+        Err(e) => format!("the commit task failed: {e}"),
+    };
+    health.error(name, "commit");
+    tracing::warn!(source = %name, error = %failure, "Batch not committed; retrying.");
+    let mut marked = oldest.marks_sync;
+    for later in in_flight.drain(..) {
+        marked |= later.marks_sync;
+        let _ = later.commit.await;
     }
+    Settled::Failed { marked }
 }
 
 /// Runs the source until `shutdown`. Never returns an error: problems are logged, reported
@@ -288,7 +309,7 @@ pub async fn run(
         .and_then(|v| serde_json::from_value(v.clone()).ok())
         .unwrap_or_default();
     let mut ahead = committed.clone();
-    let mut in_flight: Option<InFlight> = None;
+    let mut in_flight: VecDeque<InFlight> = VecDeque::new();
     let open = Arc::new(std::sync::Mutex::new(OpenFile::default()));
     let mut initial_sync_done = false;
     let mut was_down = false;
@@ -368,13 +389,12 @@ pub async fn run(
                 let changed = next != ahead;
                 let mark = !more && !initial_sync_done;
                 if changed || mark {
-                    // Cursors are committed in order: the previous batch first.
-                    if let Some(previous) = in_flight.take() {
-                        let (cursor, marked) = (previous.cursor.clone(), previous.marks_sync);
-                        match settle(&name, previous, health.as_ref()).await {
-                            Settled::Committed => committed = cursor,
+                    // Cursors are committed in order: the oldest batch first.
+                    if in_flight.len() == MAX_IN_FLIGHT {
+                        match settle_oldest(&name, &mut in_flight, health.as_ref()).await {
+                            Settled::Committed(cursor) => committed = cursor,
                             Settled::EngineStopped => return,
-                            Settled::Failed => {
+                            Settled::Failed { marked } => {
                                 // Read again from what is committed; this chunk is dropped.
                                 ahead = committed.clone();
                                 initial_sync_done &= !marked;
@@ -400,7 +420,7 @@ pub async fn run(
                         initial_sync_done: mark,
                     };
                     let sink = sink.clone();
-                    in_flight = Some(InFlight {
+                    in_flight.push_back(InFlight {
                         commit: tokio::spawn(async move { sink.submit(batch).await }),
                         cursor: next.clone(),
                         marks_sync: mark,
@@ -408,7 +428,7 @@ pub async fn run(
                     ahead = next;
                     // Marked once; if that batch fails, it is marked again with the next one.
                     initial_sync_done |= mark;
-                } else if in_flight.is_none() {
+                } else if in_flight.is_empty() {
                     health.succeeded(&name, Utc::now());
                 }
             }
@@ -431,14 +451,13 @@ pub async fn run(
             }
             continue;
         }
-        // Caught up: wait for the last batch before sleeping, so what was read is committed
+        // Caught up: wait for the last batches before sleeping, so what was read is committed
         // (and visible) without waiting a poll interval.
-        if let Some(previous) = in_flight.take() {
-            let (cursor, marked) = (previous.cursor.clone(), previous.marks_sync);
-            match settle(&name, previous, health.as_ref()).await {
-                Settled::Committed => committed = cursor,
+        while !in_flight.is_empty() {
+            match settle_oldest(&name, &mut in_flight, health.as_ref()).await {
+                Settled::Committed(cursor) => committed = cursor,
                 Settled::EngineStopped => return,
-                Settled::Failed => {
+                Settled::Failed { marked } => {
                     ahead = committed.clone();
                     initial_sync_done &= !marked;
                 }
@@ -545,5 +564,44 @@ mod tests {
         let read = read_all(&path, &mut cursor, &mut open);
         let texts: Vec<&str> = read.iter().map(|(_, t)| t.as_str()).collect();
         assert_eq!(texts, ["c\n"]);
+    }
+
+    struct Quiet;
+
+    impl SourceHealth for Quiet {
+        fn set_up(&self, _: &str, _: bool) {}
+        fn succeeded(&self, _: &str, _: chrono::DateTime<Utc>) {}
+        fn error(&self, _: &str, _: &str) {}
+    }
+
+    fn in_flight(line: u64, outcome: Result<(), SinkError>, marks_sync: bool) -> InFlight {
+        InFlight {
+            commit: tokio::spawn(async move { outcome }),
+            cursor: FileCursor {
+                line,
+                ..FileCursor::default()
+            },
+            marks_sync,
+        }
+    }
+
+    #[tokio::test]
+    async fn batches_settle_in_order_and_a_failure_drops_the_later_ones() {
+        let mut batches = VecDeque::from([
+            in_flight(10, Ok(()), false),
+            in_flight(20, Err(SinkError::CommitFailed("disk full".into())), false),
+            in_flight(30, Ok(()), true),
+        ]);
+        match settle_oldest("cdr", &mut batches, &Quiet).await {
+            Settled::Committed(cursor) => assert_eq!(cursor.line, 10),
+            _ => panic!("the first batch was committed"),
+        }
+        // The second failed: the third cannot count even though it says it was committed (the
+        // engine refuses a batch after a failed one), and its first-sync mark is reported.
+        match settle_oldest("cdr", &mut batches, &Quiet).await {
+            Settled::Failed { marked } => assert!(marked),
+            _ => panic!("the second batch failed"),
+        }
+        assert!(batches.is_empty());
     }
 }
