@@ -8,7 +8,7 @@
 //! lossily. Dates are `%Y-%m-%d %H:%M:%S` in UTC (`usegmtime=yes`) or a named local zone; an
 //! unanswered call's `answer` is an empty unquoted field.
 
-use chrono::{DateTime, LocalResult, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, LocalResult, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 
 /// Which `cdr.conf` `[csv]` switches produced the file.
@@ -236,9 +236,11 @@ fn row(
             layout: layout.as_str(),
         });
     }
-    let s = |i: usize| String::from_utf8_lossy(r.get(i).unwrap_or(&[])).into_owned();
+    // Fields are read in place; only those kept as text are copied.
+    let text = |i: usize| String::from_utf8_lossy(r.get(i).unwrap_or(&[]));
+    let s = |i: usize| text(i).into_owned();
     let time = |i: usize, column: &'static str| -> Result<Option<DateTime<Utc>>, CdrError> {
-        let v = s(i);
+        let v = text(i);
         if v.trim().is_empty() {
             return Ok(None);
         }
@@ -247,16 +249,16 @@ fn row(
             .ok_or_else(|| CdrError::Field {
                 line,
                 column,
-                value: v.clone(),
+                value: v.to_string(),
                 what: "a date like 2026-01-05 09:15:42",
             })
     };
     let int = |i: usize, column: &'static str| -> Result<i64, CdrError> {
-        let v = s(i);
+        let v = text(i);
         v.trim().parse::<i64>().map_err(|_| CdrError::Field {
             line,
             column,
-            value: v.clone(),
+            value: v.to_string(),
             what: "a whole number",
         })
     };
@@ -297,7 +299,7 @@ fn row(
         end: required(time(11, "end")?, "end")?,
         duration: int(12, "duration")?,
         billsec: int(13, "billsec")?,
-        disposition: Disposition::parse(&s(14)),
+        disposition: Disposition::parse(&text(14)),
         amaflags: s(15),
         uniqueid: uniqueid.filter(|u| !u.is_empty()),
         userfield: userfield.filter(|u| !u.is_empty()),
@@ -311,11 +313,28 @@ fn row(
 /// taken as its earlier instant; the caller may correct it with the uniqueid epoch
 /// ([`nearest_instant`]).
 pub fn parse_time(s: &str, zone: FileZone) -> Option<DateTime<Utc>> {
-    let naive = NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").ok()?;
+    let naive = fixed_width_time(s)
+        .or_else(|| NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").ok())?;
     match zone {
         FileZone::Utc => Some(Utc.from_utc_datetime(&naive)),
         FileZone::Local(tz) => local(tz, naive, None),
     }
+}
+
+/// `YYYY-MM-DD HH:MM:SS` exactly as Asterisk writes it (zero-padded), read without chrono's
+/// format interpreter (three per CDR row); anything else is left to `parse_from_str`.
+fn fixed_width_time(s: &str) -> Option<NaiveDateTime> {
+    let b: &[u8; 19] = s.as_bytes().try_into().ok()?;
+    if [b[4], b[7], b[10], b[13], b[16]] != [b'-', b'-', b' ', b':', b':'] {
+        return None;
+    }
+    let number = |from: usize, to: usize| {
+        b[from..to].iter().try_fold(0u32, |n, d| {
+            d.is_ascii_digit().then(|| n * 10 + u32::from(d - b'0'))
+        })
+    };
+    let date = NaiveDate::from_ymd_opt(number(0, 4)? as i32, number(5, 7)?, number(8, 10)?)?;
+    date.and_hms_opt(number(11, 13)?, number(14, 16)?, number(17, 19)?)
 }
 
 /// A local time in `tz`; when ambiguous, the candidate nearest `hint` (else the earlier one);
@@ -520,5 +539,32 @@ mod tests {
             uniqueid_epoch("pbx01-1767604542.1187"),
             Some(t("2026-01-05T09:15:42Z"))
         );
+    }
+
+    #[test]
+    fn the_fixed_width_reading_agrees_with_chronos() {
+        for text in [
+            "2026-01-05 09:15:42",
+            "1999-12-31 23:59:59",
+            "2026-02-29 10:00:00",
+            "2028-02-29 10:00:00",
+            "2026-13-01 10:00:00",
+            "2026-04-31 10:00:00",
+            "2026-01-05 24:00:00",
+            "2026-01-05 23:60:00",
+            "2026-06-30 23:59:60",
+            "2026-1-05 09:15:42",
+            "2026-01-05T09:15:42",
+            "2026-01-05 09:15:4x",
+            "+026-01-05 09:15:42",
+            "2026-01-05 09:15:42 ",
+        ] {
+            let chrono = NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S").ok();
+            let read = fixed_width_time(text).or_else(|| {
+                NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S").ok()
+            });
+            assert_eq!(read, chrono, "{text}");
+        }
+        assert!(fixed_width_time("2026-01-05 09:15:42").is_some(), "the fast path is taken");
     }
 }

@@ -8,6 +8,9 @@
 //! not valid (metadata lags, fictitious test ranges) is kept, keyed by its best normalised form
 //! and marked unverified; one that does not parse at all is kept raw and flagged.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+
 use phonenumber::country::Id as Region;
 use phonenumber::{Mode, PhoneNumber};
 use serde::{Deserialize, Serialize};
@@ -83,24 +86,32 @@ pub fn region(code: &str) -> Option<Region> {
 /// CDR row, and one call's rows (and a customer's calls) repeat the same number.
 const CACHE_ENTRIES: usize = 65_536;
 
+/// Per default region, raw string → its normalised form (looked up by `&str`, without building
+/// a key).
+type Cache = HashMap<Option<Region>, HashMap<String, CallerNumber>>;
+
 thread_local! {
-    static CACHE: std::cell::RefCell<std::collections::HashMap<(String, Option<Region>), CallerNumber>> =
-        std::cell::RefCell::new(std::collections::HashMap::new());
+    static CACHE: RefCell<Cache> = RefCell::new(HashMap::new());
 }
 
 /// Normalises `raw` with `default_region` (the line's region) for national numbers.
 pub fn normalize(raw: &str, default_region: Option<Region>) -> CallerNumber {
-    let key = (raw.to_string(), default_region);
-    if let Some(hit) = CACHE.with(|c| c.borrow().get(&key).cloned()) {
+    let hit = CACHE.with(|c| {
+        c.borrow()
+            .get(&default_region)
+            .and_then(|numbers| numbers.get(raw).cloned())
+    });
+    if let Some(hit) = hit {
         return hit;
     }
     let n = normalize_uncached(raw, default_region);
     CACHE.with(|c| {
         let mut c = c.borrow_mut();
-        if c.len() >= CACHE_ENTRIES {
-            c.clear();
+        let numbers = c.entry(default_region).or_default();
+        if numbers.len() >= CACHE_ENTRIES {
+            numbers.clear();
         }
-        c.insert(key, n.clone());
+        numbers.insert(raw.to_string(), n.clone());
     });
     n
 }
