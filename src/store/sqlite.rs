@@ -38,6 +38,12 @@ static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
 /// How long a connection waits for another writer's lock before failing with "database is locked".
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Page size of a new database, in bytes (an existing one keeps its own). A ledger row is about
+/// 750 bytes, so SQLite's default 4 KiB page holds five of them; every page is written twice (to
+/// the WAL, then by the checkpoint), and on a backfill the per-page write calls cost more than
+/// the bytes. 16 KiB pages made a 1,000,000-row backfill 4–10 % faster with 1.5 s less CPU.
+const PAGE_SIZE: u32 = 16 * 1024;
+
 /// Connections for a file database: one writer at a time (the write lock), plus readers for the
 /// API and reports running beside it.
 const FILE_POOL_SIZE: u32 = 4;
@@ -58,6 +64,7 @@ pub async fn open(url: &str, shown: &str) -> Result<SqlitePool, StoreError> {
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Normal)
+        .page_size(PAGE_SIZE)
         .busy_timeout(BUSY_TIMEOUT)
         .foreign_keys(true)
         .pragma("wal_autocheckpoint", if in_memory { "1000" } else { "0" });
