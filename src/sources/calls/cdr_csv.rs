@@ -560,11 +560,13 @@ mod tests {
             "2026-01-05 09:15:42 ",
         ] {
             let chrono = NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S").ok();
-            let read = fixed_width_time(text).or_else(|| {
-                NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S").ok()
-            });
+            let read = fixed_width_time(text)
+                .or_else(|| NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S").ok());
             assert_eq!(read, chrono, "{text}");
         }
-        assert!(fixed_width_time("2026-01-05 09:15:42").is_some(), "the fast path is taken");
+        assert!(
+            fixed_width_time("2026-01-05 09:15:42").is_some(),
+            "the fast path is taken"
+        );
     }
 }
