@@ -115,6 +115,13 @@ enum AuditCommand {
     Verify,
 }
 
+/// mimalloc rather than the C library's allocator: a backfill allocates in the source's thread
+/// and frees in the engine's, where glibc spent over a quarter of the daemon's CPU; with
+/// mimalloc a 1,000,000-row backfill runs about 10 % faster. An idle daemon holds ~31 MB
+/// resident instead of ~17 MB.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(&cli.log_format);
