@@ -140,6 +140,24 @@ async fn memory_store() -> Store {
     Store::open("sqlite::memory:").await.unwrap()
 }
 
+/// A ledger in `dir` that refuses every insert of a row matching `when` (SQL over `NEW`), as a
+/// full disk would, until its `refuse` trigger is dropped.
+async fn refusing_store(dir: &std::path::Path, when: &str) -> Store {
+    let store = Store::open(&format!("sqlite://{}/ledger.db", dir.display()))
+        .await
+        .unwrap();
+    let Store::Sqlite(pool) = &store;
+    // The condition is the test's own text, not input.
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "CREATE TRIGGER refuse BEFORE INSERT ON ledger WHEN {when} \
+         BEGIN SELECT RAISE(ABORT, 'disk full (test)'); END"
+    )))
+    .execute(pool)
+    .await
+    .unwrap();
+    store
+}
+
 #[tokio::test]
 async fn deadlines_wait_for_their_own_sources_first_sync_only() {
     let w = world(memory_store().await, &["slow", "fast"]).await;
@@ -230,14 +248,8 @@ async fn a_warning_and_a_breach_fire_at_their_instants_once() {
 #[tokio::test]
 async fn a_failing_ledger_write_is_retried_and_counted_once() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&format!("sqlite://{}/ledger.db", dir.path().display()))
-        .await
-        .unwrap();
+    let store = refusing_store(dir.path(), "1").await;
     let Store::Sqlite(pool) = &store;
-    sqlx::query("CREATE TRIGGER refuse BEFORE INSERT ON ledger BEGIN SELECT RAISE(ABORT, 'disk full (test)'); END")
-        .execute(pool)
-        .await
-        .unwrap();
     let w = world(store.clone(), &["s"]).await;
     let sink = w.sink.clone();
     let submitted = tokio::spawn(async move {
@@ -358,15 +370,8 @@ async fn an_inquirys_history_is_read_back_by_its_seqs_live_and_after_replay() {
 #[tokio::test]
 async fn a_batch_after_one_that_could_not_be_written_is_not_written_either() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&format!("sqlite://{}/ledger.db", dir.path().display()))
-        .await
-        .unwrap();
-    let Store::Sqlite(pool) = &store;
     // The ledger refuses m1's batch only; m2's alone would be written.
-    sqlx::query("CREATE TRIGGER refuse BEFORE INSERT ON ledger WHEN NEW.payload LIKE '%m1@customer.test%' BEGIN SELECT RAISE(ABORT, 'disk full (test)'); END")
-        .execute(pool)
-        .await
-        .unwrap();
+    let store = refusing_store(dir.path(), "NEW.payload LIKE '%m1@customer.test%'").await;
     let w = world(store.clone(), &["s"]).await;
     let submit = |id: &'static str| {
         let sink = w.sink.clone();

@@ -432,6 +432,31 @@ async fn concurrent_appends_do_not_fork_the_chain() {
 }
 
 #[tokio::test]
+async fn a_new_ledger_has_16_kib_pages_and_no_random_key_index() {
+    let db = TempDb::new();
+    let store = db.open().await;
+    let Store::Sqlite(pool) = &store;
+    let page_size: i64 = sqlx::query_scalar("PRAGMA page_size")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(page_size, 16 * 1024);
+    let indexes: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'ledger'",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    assert!(
+        indexes
+            .iter()
+            .all(|name| name.starts_with("sqlite_autoindex")),
+        "{indexes:?}"
+    );
+    store.close().await;
+}
+
+#[tokio::test]
 async fn reopen_after_close_keeps_the_chain() {
     let db = TempDb::new();
     assert!(!db.path.exists());
