@@ -208,8 +208,9 @@ enum Wake {
 
 /// A source batch whose events are being written to the ledger while the engine decides the
 /// next one: deciding (tracker) and writing (serialising, hashing, SQLite) overlap, on two
-/// threads. Only one is in flight at a time, and it is finished before anything else is
-/// decided or written, so the ledger keeps the order in which the tracker applied events.
+/// threads. Only one is in flight at a time, and it is finished (counted, scheduled, alerted,
+/// answered) before anything else is written, so the ledger keeps the order in which the tracker
+/// applied events.
 struct InFlight {
     write: tokio::task::JoinHandle<Written>,
     now: DateTime<Utc>,
