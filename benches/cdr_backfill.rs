@@ -75,16 +75,6 @@ fn call_rows(w: &mut impl Write, i: i64) -> std::io::Result<usize> {
     Ok(n + 1)
 }
 
-/// User plus system CPU seconds of process `pid` so far (Linux `/proc/<pid>/stat`).
-fn cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name (which is in parentheses and may hold spaces).
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-    // USER_HZ is 100 on every Linux this runs on.
-    Some(ticks / 100.0)
-}
-
 fn main() {
     let n: usize = std::env::args()
         .skip(1)
@@ -184,7 +174,7 @@ language = "es"
     );
     // CPU time is steadier than wall time on a shared machine: it shows whether a change did
     // less work even when the wall clock is noisy.
-    if let Some(cpu) = d.pid().and_then(cpu_seconds) {
+    if let Some(cpu) = d.pid().and_then(support::process::cpu_seconds) {
         println!(
             "daemon CPU (user + system) for the backfill: {cpu:.2} s on {} cores",
             std::thread::available_parallelism().map_or(1, |n| n.get())

@@ -2,9 +2,11 @@
 //! temporary SQLite file.
 //!
 //! `cargo bench --bench ledger`; the number of events is `SLAWATCH_BENCH_EVENTS` (default
-//! 200000), the events per append `SLAWATCH_BENCH_BATCH` (default 500; larger transactions
-//! rewrite fewer pages of the `inquiry_id` index, whose keys are hashes). Targets: append ≥ 20,000 events/s, replay of 1M events in a few seconds, verify of
+//! 200000), the events per append `SLAWATCH_BENCH_BATCH` (default 500). Targets: append ≥ 20,000 events/s, replay of 1M events in a few seconds, verify of
 //! 5M events ≤ 30 s.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 use std::time::{Duration, Instant};
 
@@ -66,16 +68,6 @@ fn event(i: usize, t0: DateTime<Utc>) -> Event {
 /// `verify` is measured. Outside the timed appends, so the append figure is unchanged.
 const CHECKPOINT_EVERY: usize = 100_000;
 
-async fn checkpoint(store: &Store) {
-    let Store::Sqlite(pool) = store;
-    if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-        .execute(pool)
-        .await
-    {
-        eprintln!("checkpoint failed (the log keeps growing): {e}");
-    }
-}
-
 fn rate(n: u64, d: Duration) -> String {
     format!("{:>10.0} events/s", n as f64 / d.as_secs_f64())
 }
@@ -117,10 +109,10 @@ async fn main() -> Result<(), StoreError> {
         append_time += start.elapsed();
         written += len;
         if written.is_multiple_of(CHECKPOINT_EVERY) {
-            checkpoint(&store).await;
+            support::ledger::checkpoint(&store).await;
         }
     }
-    checkpoint(&store).await;
+    support::ledger::checkpoint(&store).await;
     println!(
         "append : {} ({:.2} s)",
         rate(n as u64, append_time),

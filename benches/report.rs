@@ -7,6 +7,9 @@
 //! `cargo bench --bench report` (release). Set `SLAWATCH_BENCH_LEDGER=/path/file.db` to keep the
 //! ledger between runs (it is reused when it exists).
 
+#[path = "../tests/support/mod.rs"]
+mod support;
+
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -100,38 +103,6 @@ fn inquiry(i: usize, policy: &str, out: &mut Vec<Event>) {
     }
 }
 
-/// Copies the write-ahead log into the database file and empties it. Written flat out, the
-/// ledger's log outgrows the database (gigabytes), and a report would then be measured reading
-/// through it, which no running desk does.
-async fn checkpoint(store: &Store) {
-    let Store::Sqlite(pool) = store;
-    if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-        .execute(pool)
-        .await
-    {
-        eprintln!("checkpoint failed (the log keeps growing): {e}");
-    }
-}
-
-/// CPU seconds used by the whole process so far (user + system, every thread), from
-/// `/proc/self/stat` at the kernel's usual 100 ticks a second: on a shared machine this says
-/// what the work costs when wall-clock time says how busy the neighbours were.
-fn cpu_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // Fields after the parenthesized command name; utime and stime are fields 14 and 15.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-    Some(ticks / 100.0)
-}
-
-fn peak_rss_mb() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
-}
-
 #[tokio::main]
 async fn main() -> Result<(), StoreError> {
     let n: usize = std::env::var("SLAWATCH_BENCH_INQUIRIES")
@@ -166,18 +137,18 @@ async fn main() -> Result<(), StoreError> {
                 batch.clear();
             }
             if (i + 1).is_multiple_of(50_000) {
-                checkpoint(&store).await;
+                support::ledger::checkpoint(&store).await;
             }
         }
         store.append(Utc::now(), &batch, &[]).await?;
-        checkpoint(&store).await;
+        support::ledger::checkpoint(&store).await;
         eprintln!(
             "ledger : {n} inquiries written in {:.1} s",
             started.elapsed().as_secs_f64()
         );
     }
     let events = store.head().await?.map(|h| h.0).unwrap_or(0);
-    let rss_before = peak_rss_mb();
+    let rss_before = support::process::memory_mb("self", "VmHWM:");
 
     let rules = Arc::new(TrackerRules {
         desk: DeskSettings {
@@ -199,7 +170,7 @@ async fn main() -> Result<(), StoreError> {
         title: "bench".into(),
     };
     let started = Instant::now();
-    let cpu_before = cpu_seconds();
+    let cpu_before = support::process::cpu_seconds("self");
     let data = report::build(&store, rules, &params, &mut |_| {})
         .await
         .map_err(|e| match e {
@@ -207,8 +178,10 @@ async fn main() -> Result<(), StoreError> {
             other => panic!("report failed: {other}"),
         })?;
     let built = started.elapsed();
-    let cpu_built = cpu_seconds().zip(cpu_before).map(|(a, b)| a - b);
-    let rss_built = peak_rss_mb();
+    let cpu_built = support::process::cpu_seconds("self")
+        .zip(cpu_before)
+        .map(|(a, b)| a - b);
+    let rss_built = support::process::memory_mb("self", "VmHWM:");
     assert_eq!(data.totals.received, n as u64);
     assert!(data.ledger.intact);
 
@@ -222,7 +195,7 @@ async fn main() -> Result<(), StoreError> {
         ("html", report::html::render),
     ] {
         let started = Instant::now();
-        let cpu_before = cpu_seconds();
+        let cpu_before = support::process::cpu_seconds("self");
         let mut sink = std::io::BufWriter::new(
             std::fs::File::create(dir.path().join(format!("report.{name}"))).expect("file"),
         );
@@ -231,7 +204,7 @@ async fn main() -> Result<(), StoreError> {
         timings.push(format!(
             "{name} {:.2} s (cpu {:.2} s)",
             started.elapsed().as_secs_f64(),
-            cpu_seconds()
+            support::process::cpu_seconds("self")
                 .zip(cpu_before)
                 .map_or(f64::NAN, |(a, b)| a - b)
         ));
@@ -246,7 +219,7 @@ async fn main() -> Result<(), StoreError> {
     );
     println!(
         "memory : peak RSS {:.0} MB (after writing the ledger: {:.0} MB; after building the report: {:.0} MB)",
-        peak_rss_mb().unwrap_or(f64::NAN),
+        support::process::memory_mb("self", "VmHWM:").unwrap_or(f64::NAN),
         rss_before.unwrap_or(f64::NAN),
         rss_built.unwrap_or(f64::NAN)
     );

@@ -9,6 +9,9 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+#[path = "../tests/support/mod.rs"]
+mod support;
+
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -42,17 +45,6 @@ impl Notifier for Lateness {
         }
         Box::pin(async move { alerts.iter().map(|_| Ok(())).collect() })
     }
-}
-
-fn rss_mb(field: &str) -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(f64::NAN)
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -159,7 +151,7 @@ async fn main() {
         "opened {n} inquiries through the engine in {:.2} s ({:.0}/s); RSS {:.1} MB",
         load.as_secs_f64(),
         n as f64 / load.as_secs_f64(),
-        rss_mb("VmRSS:")
+        support::process::memory_mb("self", "VmRSS:").unwrap_or(f64::NAN)
     );
 
     // Wait for every warn and breach: 2 per inquiry.
@@ -180,5 +172,8 @@ async fn main() {
         percentile(&l, 0.99),
         l.last().copied().unwrap_or(f64::NAN)
     );
-    println!("peak RSS (VmHWM): {:.1} MB", rss_mb("VmHWM:"));
+    println!(
+        "peak RSS (VmHWM): {:.1} MB",
+        support::process::memory_mb("self", "VmHWM:").unwrap_or(f64::NAN)
+    );
 }

@@ -6,6 +6,8 @@ pub mod daemon;
 pub mod dovecot;
 pub mod engine;
 pub mod grafana;
+pub mod ledger;
+pub mod process;
 pub mod slawatchd;
 pub mod smtp;
 pub mod webhook;

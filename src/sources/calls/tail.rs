@@ -485,6 +485,11 @@ mod tests {
     }
 
     /// Reads until caught up, as the source does, and returns the text read per inode.
+    /// The text of each read, without its inode.
+    fn texts(read: &[(u64, String)]) -> Vec<&str> {
+        read.iter().map(|(_, t)| t.as_str()).collect()
+    }
+
     fn read_all(path: &Path, cursor: &mut FileCursor, open: &mut OpenFile) -> Vec<(u64, String)> {
         let mut out = Vec::new();
         loop {
@@ -534,8 +539,7 @@ mod tests {
         write(&path, "c\n");
         // A fresh handle, as after a restart: nothing is held open.
         let read = read_all(&path, &mut cursor, &mut OpenFile::default());
-        let texts: Vec<&str> = read.iter().map(|(_, t)| t.as_str()).collect();
-        assert_eq!(texts, ["b\n", "c\n"]);
+        assert_eq!(texts(&read), ["b\n", "c\n"]);
     }
 
     #[test]
@@ -549,8 +553,7 @@ mod tests {
         std::fs::remove_file(&path).unwrap();
         write(&path, "c\n");
         let read = read_all(&path, &mut cursor, &mut open);
-        let texts: Vec<&str> = read.iter().map(|(_, t)| t.as_str()).collect();
-        assert_eq!(texts, ["b\n", "c\n"]);
+        assert_eq!(texts(&read), ["b\n", "c\n"]);
     }
 
     #[test]
@@ -562,8 +565,7 @@ mod tests {
         read_all(&path, &mut cursor, &mut open);
         std::fs::write(&path, "c\n").unwrap();
         let read = read_all(&path, &mut cursor, &mut open);
-        let texts: Vec<&str> = read.iter().map(|(_, t)| t.as_str()).collect();
-        assert_eq!(texts, ["c\n"]);
+        assert_eq!(texts(&read), ["c\n"]);
     }
 
     struct Quiet;
