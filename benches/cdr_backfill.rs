@@ -111,7 +111,7 @@ fn main() {
             path: csv.clone(),
             poll_interval: Duration::from_millis(50),
             lines: slawatch::sources::calls::lines::CallLines {
-                default_region: slawatch::sources::calls::number::region("ES"),
+                default_region: slawatch_core::phone_number::region("ES"),
                 extension_max_digits: 5,
                 ..Default::default()
             },

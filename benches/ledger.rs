@@ -11,10 +11,10 @@ mod support;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeZone, Utc};
-use slawatch::domain::{Channel, InquiryId, Language};
 use slawatch::sources::CursorUpdate;
 use slawatch::store::{Store, StoreError, Verification};
-use slawatch::tracker::event::{Event, InquiryKind, InquiryOpened, LanguageSource, LinkRole};
+use slawatch_core::domain::{Channel, InquiryId, Language};
+use slawatch_core::tracker::event::{Event, InquiryKind, InquiryOpened, LanguageSource, LinkRole};
 
 /// Events per append unless `SLAWATCH_BENCH_BATCH` says otherwise.
 const BATCH: usize = 500;

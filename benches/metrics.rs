@@ -7,11 +7,10 @@
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
-
-use slawatch::domain::{Channel, Language};
 use slawatch::telemetry::Metrics;
-use slawatch::testing;
-use slawatch::tracker::{Event, Tracker};
+use slawatch_core::domain::{Channel, Language};
+use slawatch_core::testing;
+use slawatch_core::tracker::{Event, Tracker};
 
 const OPEN_INQUIRIES: u64 = 100_000;
 const RENDERS: usize = 21;

@@ -14,16 +14,16 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use slawatch::config::DeskSettings;
-use slawatch::domain::{Channel, InquiryId, Language};
 use slawatch::notify::AlertKind;
 use slawatch::report::{self, ReportParams};
 use slawatch::store::{Store, StoreError};
-use slawatch::tracker::TrackerRules;
-use slawatch::tracker::event::{
+use slawatch_core::desk::DeskSettings;
+use slawatch_core::domain::{Channel, InquiryId, Language};
+use slawatch_core::tracker::TrackerRules;
+use slawatch_core::tracker::event::{
     Event, InquiryKind, InquiryOpened, InquiryResponded, LanguageSource, Outcome, ResponseKind,
 };
-use slawatch::tracker::policy::{Policy, PolicySet};
+use slawatch_core::tracker::policy::{Policy, PolicySet};
 
 const BATCH: usize = 5_000;
 

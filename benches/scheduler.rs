@@ -17,16 +17,16 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use slawatch::config::DeskSettings;
 use slawatch::engine::{Engine, Shared, replay};
 use slawatch::notify::{Alert, Delivery, Notifier};
 use slawatch::scheduler::Clock;
 use slawatch::sources::{EngineSink, SourceBatch};
 use slawatch::store::Store;
 use slawatch::telemetry::Metrics;
-use slawatch::tracker::TrackerRules;
-use slawatch::tracker::observation::{Address, Mail, Observation};
-use slawatch::tracker::policy::{Policy, PolicySet};
+use slawatch_core::desk::DeskSettings;
+use slawatch_core::tracker::TrackerRules;
+use slawatch_core::tracker::observation::{Address, Mail, Observation};
+use slawatch_core::tracker::policy::{Policy, PolicySet};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 

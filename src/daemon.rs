@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
 
 use anyhow::Context;
+use slawatch_core::tracker::{Event, TrackerRules};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -21,10 +22,10 @@ use crate::engine::{Engine, EngineHandle, Shared, replay};
 use crate::monitor::LedgerHealth;
 use crate::notify::Notifier;
 use crate::scheduler::Clock;
-use crate::sources::{EngineSink, SourceHealth};
+use crate::sources::EngineSink;
 use crate::store::Store;
 use crate::telemetry::Metrics;
-use crate::tracker::{Event, TrackerRules};
+use crate::telemetry::SourceHealth;
 
 /// Room for source batches waiting for the engine: enough to keep IMAP fetches flowing, small
 /// enough that a stalled ledger slows sources down instead of filling memory.

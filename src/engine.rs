@@ -19,19 +19,19 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use slawatch_core::domain::InquiryId;
+use slawatch_core::tracker::observation::{ManualAck, Stage};
+use slawatch_core::tracker::state::Rejected;
+use slawatch_core::tracker::{Event, Inquiry, Observation, Tracker};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::domain::InquiryId;
 use crate::notify::{Alert, AlertKind, Notifier};
 use crate::scheduler::{Clock, Deadlines};
 use crate::sources::{CursorUpdate, Submission};
 use crate::store::{Store, StoreError};
 use crate::telemetry::Metrics;
-use crate::tracker::observation::{ManualAck, Stage};
-use crate::tracker::state::Rejected;
-use crate::tracker::{Event, Inquiry, Observation, Tracker};
 
 /// What readers share with the engine.
 pub struct Shared {
@@ -151,7 +151,7 @@ pub struct Engine {
 /// Builds the in-memory state from the ledger: the start-up replay.
 pub async fn replay(
     store: &Store,
-    rules: Arc<crate::tracker::TrackerRules>,
+    rules: Arc<slawatch_core::tracker::TrackerRules>,
 ) -> Result<(Tracker, Deadlines), StoreError> {
     let mut tracker = Tracker::new(rules);
     let mut deadlines = Deadlines::new();
@@ -692,10 +692,10 @@ impl Engine {
                 .into_iter()
                 .filter(|(id, n, _)| {
                     tracker.get(id).is_some_and(|i| {
-                        i.state == crate::tracker::InquiryState::Open
+                        i.state == slawatch_core::tracker::InquiryState::Open
                             && i.breached_at.is_some()
                             && !i.alerts.iter().any(|m| {
-                                m.stage == crate::tracker::state::AlertStage::Renotify
+                                m.stage == slawatch_core::tracker::alert::AlertStage::Renotify
                                     && m.index.map(u32::from) == Some(*n)
                             })
                     })
@@ -739,7 +739,7 @@ impl Engine {
             let tracker = self.read_tracker();
             // A mark delivered without per-person records went to the fixed destinations (or
             // predates routing): it is complete.
-            let complete = |m: &crate::tracker::state::AlertMark| {
+            let complete = |m: &slawatch_core::tracker::alert::AlertMark| {
                 m.delivered_at.is_some() && m.reached().is_empty()
             };
             let raised: Vec<(Event, Vec<String>)> = tracker
@@ -776,7 +776,7 @@ impl Engine {
     /// The alerts delivered before this start whose inquiries are still open: the breach if one
     /// was delivered, else the latest delivered warning.
     fn still_firing(&self) -> Vec<Alert> {
-        use crate::tracker::state::AlertStage;
+        use slawatch_core::tracker::alert::AlertStage;
         let tracker = self.read_tracker();
         tracker
             .open()

@@ -7,14 +7,13 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
-use tokio_util::sync::CancellationToken;
-
 use slawatch::config::{self, Settings};
-use slawatch::domain::InquiryId;
 use slawatch::engine::replay;
 use slawatch::report;
 use slawatch::store::{Store, Verification};
-use slawatch::tracker::{InquiryState, TrackerRules};
+use slawatch_core::domain::InquiryId;
+use slawatch_core::tracker::{InquiryState, TrackerRules};
+use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
 #[command(
@@ -490,7 +489,7 @@ async fn test_alert(settings: &Settings) -> anyhow::Result<ExitCode> {
     let alert = Alert {
         kind: AlertKind::Warning,
         inquiry_id: InquiryId::from_display(format!("test-{}", now.timestamp())),
-        channel: slawatch::domain::Channel::Email,
+        channel: slawatch_core::domain::Channel::Email,
         language: settings.desk.default_language,
         customer: "slawatch test-alert".into(),
         subject: "Test alert: no action needed".into(),

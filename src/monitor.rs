@@ -16,13 +16,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use slawatch_core::tracker::Event;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::engine::EngineHandle;
 use crate::scheduler::Clock;
-use crate::sources::SourceHealth;
-use crate::tracker::Event;
+use crate::telemetry::SourceHealth;
 
 /// How often the daemon proves it is alive: short against the 15-minute promise (a gap of two
 /// missed beats is visible well within one deadline), long enough to add only 288 rows a day.

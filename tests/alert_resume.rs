@@ -10,14 +10,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
-use slawatch::config::DeskSettings;
-use slawatch::domain::{Channel, InquiryId};
 use slawatch::notify::{Alert, AlertKind, Delivery, DeliveryError, Notifier};
 use slawatch::sources::SourceBatch;
 use slawatch::store::Store;
-use slawatch::tracker::TrackerRules;
-use slawatch::tracker::observation::{AckVia, Address, Mail, ManualAck, Observation};
-use slawatch::tracker::policy::{Policy, PolicySet};
+use slawatch_core::desk::DeskSettings;
+use slawatch_core::domain::{Channel, InquiryId};
+use slawatch_core::tracker::TrackerRules;
+use slawatch_core::tracker::observation::{AckVia, Address, Mail, ManualAck, Observation};
+use slawatch_core::tracker::policy::{Policy, PolicySet};
 use support::engine::{Running, Setup, stop};
 
 #[derive(Default)]

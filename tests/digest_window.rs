@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use slawatch::config::{Secret, SmtpSecurity, SmtpSettings};
-use slawatch::domain::{Channel, InquiryId, Language};
 use slawatch::notify::dispatch::{Dispatch, NotifierHealth};
 use slawatch::notify::oncall::Recipient;
 use slawatch::notify::smtp::SmtpNotifier;
 use slawatch::notify::{Alert, AlertKind, Notifier};
 use slawatch::telemetry::Metrics;
+use slawatch_core::domain::{Channel, InquiryId, Language};
 use support::smtp::{PASSWORD, SmtpServer, USER};
 
 fn alert(id: &str, person: &str) -> Alert {

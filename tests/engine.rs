@@ -8,15 +8,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
-use slawatch::config::DeskSettings;
-use slawatch::domain::{Channel, InquiryId};
 use slawatch::engine::Shared;
 use slawatch::notify::{Alert, AlertKind, Delivery, Notifier};
 use slawatch::sources::{EngineSink, SourceBatch};
 use slawatch::store::Store;
-use slawatch::tracker::observation::{Address, Mail, Observation};
-use slawatch::tracker::policy::{Policy, PolicySet};
-use slawatch::tracker::{SlaStatus, TrackerRules};
+use slawatch_core::desk::DeskSettings;
+use slawatch_core::domain::{Channel, InquiryId};
+use slawatch_core::tracker::observation::{Address, Mail, Observation};
+use slawatch_core::tracker::policy::{Policy, PolicySet};
+use slawatch_core::tracker::{SlaStatus, TrackerRules};
 use support::engine::Setup;
 use tokio_util::sync::CancellationToken;
 

@@ -9,19 +9,18 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::Value;
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
-use tower::ServiceExt;
-
 use slawatch::config::Secret;
-use slawatch::domain::{Channel, InquiryId, Language};
 use slawatch::engine::{AckError, Command, EngineHandle, Shared};
 use slawatch::http::{AppState, router, serve};
 use slawatch::store::Store;
 use slawatch::telemetry::Metrics;
-use slawatch::testing::{self, tracker};
-use slawatch::tracker::event::{InquiryResponded, Outcome, ResponseKind};
-use slawatch::tracker::{Event, Observation};
+use slawatch_core::domain::{Channel, InquiryId, Language};
+use slawatch_core::testing::{self, tracker};
+use slawatch_core::tracker::event::{InquiryResponded, Outcome, ResponseKind};
+use slawatch_core::tracker::{Event, Observation};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
 
 const TOKEN: &str = "test-token";
 

@@ -10,9 +10,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use slawatch::config::{ImapSecurity, ImapSettings, Secret};
-use slawatch::sources::{EngineSink, SourceBatch, SourceHealth, imap};
-use slawatch::tracker::Observation;
-use slawatch::tracker::observation::Mail;
+use slawatch::sources::{EngineSink, SourceBatch, imap};
+use slawatch::telemetry::SourceHealth;
+use slawatch_core::tracker::Observation;
+use slawatch_core::tracker::observation::Mail;
 use support::dovecot::{Dovecot, PASSWORD, USER};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;

@@ -9,18 +9,18 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use slawatch::config::{
-    AlertmanagerSettings, DeskSettings, Secret, SmtpSecurity, SmtpSettings, WebhookFormat,
-    WebhookSettings,
+    AlertmanagerSettings, Secret, SmtpSecurity, SmtpSettings, WebhookFormat, WebhookSettings,
 };
-use slawatch::domain::{Channel, InquiryId, Language};
 use slawatch::notify::alertmanager::AlertmanagerNotifier;
 use slawatch::notify::dispatch::{Dispatch, NotifierHealth};
 use slawatch::notify::smtp::SmtpNotifier;
 use slawatch::notify::webhook::WebhookNotifier;
 use slawatch::notify::{Alert, AlertKind, Notifier};
 use slawatch::telemetry::Metrics;
-use slawatch::tracker::policy::{Policy, PolicySet};
-use slawatch::tracker::{Tracker, TrackerRules};
+use slawatch_core::desk::DeskSettings;
+use slawatch_core::domain::{Channel, InquiryId, Language};
+use slawatch_core::tracker::policy::{Policy, PolicySet};
+use slawatch_core::tracker::{Tracker, TrackerRules};
 use support::smtp::{PASSWORD, SmtpServer, USER};
 use support::webhook::Receiver;
 

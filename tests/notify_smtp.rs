@@ -7,13 +7,14 @@ mod support;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use slawatch::config::{DeskSettings, SmtpSecurity, SmtpSettings};
-use slawatch::domain::{Channel, InquiryId, Language};
+use slawatch::config::{SmtpSecurity, SmtpSettings};
 use slawatch::notify::smtp::SmtpNotifier;
 use slawatch::notify::{Alert, AlertKind, Notifier};
-use slawatch::sources::mail::{Envelope, parse_complete_message};
-use slawatch::tracker::classify::classify_inbound;
-use slawatch::tracker::event::ExclusionReason;
+use slawatch_core::desk::DeskSettings;
+use slawatch_core::domain::{Channel, InquiryId, Language};
+use slawatch_core::mail::{Envelope, parse_complete_message};
+use slawatch_core::tracker::classify::classify_inbound;
+use slawatch_core::tracker::event::ExclusionReason;
 use support::smtp::{PASSWORD, SmtpServer, USER};
 
 fn install_ring() {

@@ -10,14 +10,14 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use slawatch::config::{SmtpSecurity, SmtpSettings};
-use slawatch::domain::{Channel, InquiryId};
 use slawatch::notify::oncall::OnCall;
 use slawatch::notify::smtp::SmtpNotifier;
 use slawatch::notify::{Alert, Delivery, DeliveryError, Notifier};
 use slawatch::sources::SourceBatch;
 use slawatch::store::Store;
-use slawatch::tracker::observation::{AckVia, Address, Mail, ManualAck, Observation};
-use slawatch::tracker::{Event, TrackerRules};
+use slawatch_core::domain::{Channel, InquiryId};
+use slawatch_core::tracker::observation::{AckVia, Address, Mail, ManualAck, Observation};
+use slawatch_core::tracker::{Event, TrackerRules};
 use support::engine::{Running, Setup, stop};
 use support::smtp::{PASSWORD, Received, SmtpServer, USER};
 

@@ -11,16 +11,16 @@ use std::process::{Command, Output};
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use serde_json::Value;
-use slawatch::domain::{Channel, InquiryId, Language};
 use slawatch::notify::AlertKind;
 use slawatch::report::csv as report_csv;
 use slawatch::store::Store;
-use slawatch::tracker::event::{
+use slawatch_core::domain::{Channel, InquiryId, Language};
+use slawatch_core::tracker::event::{
     Event, ExclusionReason, InquiryExcluded, InquiryKind, InquiryOpened, InquiryResponded,
     LanguageSource, Outcome, ResponseKind,
 };
-use slawatch::tracker::observation::AckVia;
-use slawatch::tracker::policy::Policy;
+use slawatch_core::tracker::observation::AckVia;
+use slawatch_core::tracker::policy::Policy;
 
 /// A temporary world: a config file, an empty Maildir and a ledger file.
 struct World {
@@ -830,14 +830,15 @@ mod http {
     use serde_json::Value;
     use tower::ServiceExt;
 
-    use slawatch::config::{DeskSettings, Secret};
-    use slawatch::domain::Language;
+    use slawatch::config::Secret;
     use slawatch::engine::{EngineHandle, Shared};
     use slawatch::http::{AppState, router};
     use slawatch::store::Store;
     use slawatch::telemetry::Metrics;
-    use slawatch::tracker::policy::{Policy, PolicySet};
-    use slawatch::tracker::{Tracker, TrackerRules};
+    use slawatch_core::desk::DeskSettings;
+    use slawatch_core::domain::Language;
+    use slawatch_core::tracker::policy::{Policy, PolicySet};
+    use slawatch_core::tracker::{Tracker, TrackerRules};
 
     const WRITE: &str = "write-token";
     const READ: &str = "auditor-token";

@@ -9,10 +9,10 @@ use std::process::Command;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use serde_json::json;
-use slawatch::domain::{Channel, InquiryId, Language};
 use slawatch::sources::CursorUpdate;
 use slawatch::store::{GENESIS, LedgerEntry, Store, StoreError, Verification, link_hash};
-use slawatch::tracker::event::{
+use slawatch_core::domain::{Channel, InquiryId, Language};
+use slawatch_core::tracker::event::{
     Event, InquiryKind, InquiryOpened, LanguageSource, LinkRole, UnmatchedReason,
 };
 

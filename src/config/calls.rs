@@ -34,15 +34,15 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use slawatch_core::domain::Language;
+use slawatch_core::phone_number::region;
+use slawatch_core::tracker::contacts::ContactMap;
 
 use super::reader::{Problems, Table};
-use crate::domain::Language;
 use crate::sources::calls::cdr_csv::{CdrLayout, FileZone};
 use crate::sources::calls::generic_csv::GenericCsv;
 use crate::sources::calls::lines::{CallLines, CallLogFormat, CallLogSettings, Line};
-use crate::sources::calls::number::region;
 use crate::sources::calls::poll::TwilioSettings;
-use crate::tracker::contacts::ContactMap;
 
 pub(super) fn call_log(
     s: &mut Table,
@@ -357,7 +357,7 @@ pub(super) fn contacts(top: &mut Table, p: &mut Problems) -> ContactMap {
                 }
                 let mut phones = Vec::new();
                 for (k, raw) in raw_phones.iter().enumerate() {
-                    let number = crate::sources::calls::number::normalize(raw, default_region);
+                    let number = slawatch_core::phone_number::normalize(raw, default_region);
                     match (&number.e164, number.is_withheld()) {
                         (Some(e164), false) => phones.push(e164.clone()),
                         _ => p.push(

@@ -9,12 +9,13 @@ use std::time::Duration;
 use chrono::{NaiveDate, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde_json::{Value, json};
+use slawatch_core::desk::DeskSettings;
+use slawatch_core::domain::{Channel, Language};
+use slawatch_core::tracker::policy::{BusinessHours, Calendar, Policy, PolicyRule, PolicySet};
 
 use super::reader::{Problem, Problems, Table};
 use super::settings::*;
-use crate::domain::{Channel, Language};
 use crate::store::redact_url;
-use crate::tracker::policy::{BusinessHours, Calendar, Policy, PolicyRule, PolicySet};
 
 /// Why the configuration cannot be used.
 #[derive(Debug, thiserror::Error)]

@@ -10,22 +10,19 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use chrono_tz::Tz;
 use serde::Serialize;
-
-use crate::domain::Language;
-use crate::tracker::policy::PolicySet;
+use slawatch_core::tracker::policy::PolicySet;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub store: StoreSettings,
     pub http: HttpSettings,
-    pub desk: DeskSettings,
+    pub desk: slawatch_core::desk::DeskSettings,
     pub policies: PolicySet,
     pub sources: Vec<SourceSettings>,
     pub notify: super::notify::NotifySettings,
     /// Customer email ↔ phone numbers, for answers across channels (`[contacts]`).
-    pub contacts: std::sync::Arc<crate::tracker::contacts::ContactMap>,
+    pub contacts: std::sync::Arc<slawatch_core::tracker::contacts::ContactMap>,
 }
 
 #[derive(Debug, Clone)]
@@ -46,43 +43,6 @@ pub struct HttpSettings {
     pub report_token: Option<Secret>,
     /// Base URL of the status page as the desk reaches it (links in alerts).
     pub public_url: String,
-}
-
-/// Who the desk is: its addresses, its domains, what to ignore.
-#[derive(Debug, Clone)]
-pub struct DeskSettings {
-    /// Lower-cased addresses the desk answers from (and receives at).
-    pub support_addresses: Vec<String>,
-    /// The desk's own domains: senders there are colleagues, not customers.
-    pub internal_domains: Vec<String>,
-    /// Lower-cased sender addresses or `@domain` entries whose mail is never an inquiry.
-    pub ignore_senders: Vec<String>,
-    /// Subjects (case-insensitive substrings) whose mail is never an inquiry.
-    pub ignore_subjects: Vec<String>,
-    /// Subject prefixes that mark the desk's own automatic acknowledgement, in addition to
-    /// `Auto-Submitted` and vendor auto-reply headers.
-    pub auto_ack_subjects: Vec<String>,
-    pub default_language: Language,
-    /// Time zone for display (alerts, reports); instants stay UTC.
-    pub time_zone: Tz,
-}
-
-impl DeskSettings {
-    /// The smallest desk: answers from `address`, whose domain is internal; English, UTC,
-    /// nothing ignored.
-    pub fn with_address(address: &str) -> DeskSettings {
-        let address = address.to_lowercase();
-        let domain = address.rsplit_once('@').map(|(_, d)| d.to_string());
-        DeskSettings {
-            support_addresses: vec![address],
-            internal_domains: domain.into_iter().collect(),
-            ignore_senders: Vec::new(),
-            ignore_subjects: Vec::new(),
-            auto_ack_subjects: Vec::new(),
-            default_language: Language::En,
-            time_zone: chrono_tz::UTC,
-        }
-    }
 }
 
 #[derive(Debug, Clone)]

@@ -183,7 +183,8 @@ fn business_hours_calendars_are_parsed_in_their_time_zone() {
         ),
     );
     let s = load_with_env(&path, vec![]).unwrap();
-    let crate::tracker::policy::Calendar::BusinessHours(h) = &s.policies.default.calendar else {
+    let slawatch_core::tracker::policy::Calendar::BusinessHours(h) = &s.policies.default.calendar
+    else {
         panic!()
     };
     assert_eq!(h.time_zone, chrono_tz::Asia::Riyadh);

@@ -14,13 +14,13 @@ use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
+use slawatch_core::domain::{Channel, InquiryId, Language};
+use slawatch_core::tracker::observation::{AckVia, ManualAck};
+use slawatch_core::tracker::state::Rejected;
+use slawatch_core::tracker::{Event, Inquiry, InquiryState};
 
 use super::{ApiError, AppState, authorize};
-use crate::domain::{Channel, InquiryId, Language};
 use crate::engine::AckError;
-use crate::tracker::observation::{AckVia, ManualAck};
-use crate::tracker::state::Rejected;
-use crate::tracker::{Event, Inquiry, InquiryState};
 
 /// Page size when `limit` is not given.
 pub const DEFAULT_LIMIT: usize = 100;
@@ -149,7 +149,7 @@ pub struct Page {
 
 /// Runs a query against the tracker: newest first, at most `limit` items, and a cursor when
 /// more match.
-pub fn page(tracker: &crate::tracker::Tracker, q: &ListQuery) -> Page {
+pub fn page(tracker: &slawatch_core::tracker::Tracker, q: &ListQuery) -> Page {
     // Start strictly before the cursor, or before `until` (the empty id sorts first, so
     // `(until, "")` excludes everything received at `until` or later).
     let mut start = q.cursor.clone();

@@ -34,12 +34,12 @@ use axum::extract::rejection::JsonRejection;
 use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use slawatch_core::domain::Language;
+use slawatch_core::phone_number::{normalize, region};
+use slawatch_core::tracker::Observation;
+use slawatch_core::tracker::observation::{Call, CallDirection, CallIgnore, CallOutcome};
 
 use super::{ApiError, AppState, authorize};
-use crate::domain::Language;
-use crate::sources::calls::number::{normalize, region};
-use crate::tracker::Observation;
-use crate::tracker::observation::{Call, CallDirection, CallIgnore, CallOutcome};
 
 /// Events accepted in one request.
 const MAX_EVENTS: usize = 1000;

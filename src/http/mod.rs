@@ -32,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Secret;
 use crate::engine::{EngineHandle, Shared};
 use crate::telemetry::Metrics;
-use crate::tracker::Tracker;
+use slawatch_core::tracker::Tracker;
 
 /// What every handler gets.
 #[derive(Clone)]

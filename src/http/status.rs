@@ -18,9 +18,9 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use chrono_tz::Tz;
+use slawatch_core::tracker::{Inquiry, InquiryState, OpenStatus, SlaStatus, Tracker};
 
 use super::AppState;
-use crate::tracker::{Inquiry, InquiryState, OpenStatus, SlaStatus, Tracker};
 
 /// Rows shown at most; the rest are counted. A TV shows a few dozen; 500 bounds the page (and
 /// the work under the read lock) while still letting someone scroll through a bad morning.
@@ -370,9 +370,9 @@ fn start_of_day(now: DateTime<Utc>, tz: Tz) -> DateTime<Utc> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Channel, Language};
-    use crate::testing;
-    use crate::tracker::Event;
+    use slawatch_core::domain::{Channel, Language};
+    use slawatch_core::testing;
+    use slawatch_core::tracker::Event;
 
     /// `n` open Arabic emails received `ages` seconds before `now` (15-minute target, warn at 10).
     fn tracker_with(now: DateTime<Utc>, ages: &[i64]) -> Tracker {

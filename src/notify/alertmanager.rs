@@ -24,11 +24,11 @@ use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
+use slawatch_core::domain::InquiryId;
 use tokio::sync::Notify;
 
 use super::{Alert, AlertKind, Delivery, DeliveryError};
 use crate::config::{ALERTMANAGER_VALID_FOR, AlertmanagerSettings};
-use crate::domain::InquiryId;
 
 /// Why the Alertmanager client could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -274,8 +274,8 @@ impl super::Notifier for AlertmanagerNotifier {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Channel, Language};
     use chrono::TimeZone;
+    use slawatch_core::domain::{Channel, Language};
 
     fn alert(kind: AlertKind, id: &str, due_minute: u32) -> Alert {
         let at = |m| Utc.with_ymd_and_hms(2026, 3, 2, 9, m, 0).unwrap();

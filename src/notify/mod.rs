@@ -24,30 +24,9 @@ use std::pin::Pin;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::domain::{Channel, InquiryId, Language};
-
-/// Which alert.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AlertKind {
-    Warning,
-    Breach,
-    /// Still unanswered `renotify_every` after the last alert.
-    Renotify,
-    /// An alerted inquiry was answered or acknowledged: sent to whoever was alerted.
-    Resolved,
-}
-
-impl AlertKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AlertKind::Warning => "warning",
-            AlertKind::Breach => "breach",
-            AlertKind::Renotify => "renotify",
-            AlertKind::Resolved => "resolved",
-        }
-    }
-}
+use slawatch_core::domain::{Channel, InquiryId, Language};
+/// The kinds of alert are decided by the rules, in the core.
+pub use slawatch_core::tracker::AlertKind;
 
 /// One alert about one inquiry.
 #[derive(Debug, Clone, PartialEq, Serialize)]

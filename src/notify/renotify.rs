@@ -11,10 +11,9 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-
-use crate::domain::InquiryId;
-use crate::tracker::state::AlertStage;
-use crate::tracker::{Event, Inquiry, Tracker};
+use slawatch_core::domain::InquiryId;
+use slawatch_core::tracker::alert::AlertStage;
+use slawatch_core::tracker::{Event, Inquiry, Tracker};
 
 #[derive(Debug, Default)]
 pub struct Renotifications {

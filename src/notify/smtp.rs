@@ -527,7 +527,7 @@ pub fn digest_body(alerts: &[Alert], tz: Tz) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Channel, InquiryId, Language};
+    use slawatch_core::domain::{Channel, InquiryId, Language};
 
     fn alert(kind: AlertKind, id: &str) -> Alert {
         let received = DateTime::parse_from_rfc3339("2026-11-24T14:05:00Z")

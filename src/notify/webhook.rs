@@ -150,9 +150,9 @@ impl super::Notifier for WebhookNotifier {
 mod tests {
     use super::*;
     use crate::config::Secret;
-    use crate::domain::{Channel, InquiryId, Language};
     use crate::notify::AlertKind;
     use crate::notify::oncall::Recipient;
+    use slawatch_core::domain::{Channel, InquiryId, Language};
 
     #[test]
     fn a_slack_message_names_every_on_call_recipient_of_an_alert_on_one_line() {

@@ -3,7 +3,7 @@
 //!
 //! It owns no SLA rule. Whether an inquiry met or missed its promise is what the tracker
 //! decided and wrote to the ledger (`InquiryBreached`, `InquiryResponded.outcome`); this fold
-//! records those decisions field for field as [`Tracker::apply`](crate::tracker::Tracker::apply)
+//! records those decisions field for field as [`Tracker::apply`](slawatch_core::tracker::Tracker::apply)
 //! does (a unit test holds the two to the same figures), but only for the inquiries a report
 //! counts and in far less memory, so a year of a busy desk (a million inquiries) fits in a few
 //! hundred megabytes:
@@ -26,13 +26,13 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use slawatch_core::domain::{Channel, InquiryId, Language};
+use slawatch_core::tracker::event::{Event, ExclusionReason, InquiryKind, Outcome, ResponseKind};
+use slawatch_core::tracker::observation::AckVia;
+use slawatch_core::tracker::policy::PolicyRecord;
+use slawatch_core::tracker::{InquiryState, SlaStatus};
 
-use crate::domain::{Channel, InquiryId, Language};
 use crate::notify::AlertKind;
-use crate::tracker::event::{Event, ExclusionReason, InquiryKind, Outcome, ResponseKind};
-use crate::tracker::observation::AckVia;
-use crate::tracker::policy::PolicyRecord;
-use crate::tracker::{InquiryState, SlaStatus};
 
 /// Texts stored once and referred to by number.
 #[derive(Debug, Default)]
@@ -507,18 +507,19 @@ impl PeriodFold {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::DeskSettings;
-    use crate::tracker::event::{InquiryExcluded, InquiryResponded, LanguageSource};
-    use crate::tracker::policy::{Policy, PolicySet};
-    use crate::tracker::{Tracker, TrackerRules};
     use chrono::{Duration, TimeZone};
+    use slawatch_core::desk::DeskSettings;
+    use slawatch_core::tracker::event::{InquiryExcluded, InquiryResponded, LanguageSource};
+    use slawatch_core::tracker::policy::{Policy, PolicySet};
+    use slawatch_core::tracker::{Tracker, TrackerRules};
 
     fn t(minutes: i64) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0).unwrap() + Duration::minutes(minutes)
     }
 
     fn opened(id: &str, received: i64) -> Event {
-        let mut opened = crate::testing::opened(0, Channel::Email, Language::Es, t(received));
+        let mut opened =
+            slawatch_core::testing::opened(0, Channel::Email, Language::Es, t(received));
         opened.inquiry_id = InquiryId::from_display(id);
         opened.source = "mail".into();
         opened.external_id = format!("<{id}@customer.example>");

@@ -6,7 +6,7 @@
 //! period `[from, to)`. That is the population: every message or call received in the period
 //! is counted, answered or not, excluded or not. No SLA rule is re-implemented here: met and
 //! missed are what the tracker decided and recorded (`InquiryBreached`, the response's
-//! outcome), read field for field as [`Tracker::apply`](crate::tracker::Tracker::apply) reads
+//! outcome), read field for field as [`Tracker::apply`](slawatch_core::tracker::Tracker::apply) reads
 //! them. The per-inquiry lists (CSV rows, breaches, exclusions) are [`view`]s over those
 //! records, built one item at a time while rendering, so a year of a busy desk (a million
 //! inquiries) is reported in a few hundred megabytes.
@@ -59,12 +59,12 @@ use chrono::{DateTime, Datelike, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
 
-use crate::domain::{Channel, Language};
 use crate::store::{LedgerPage, Store, StoreError, Verification};
-use crate::tracker::event::Event;
-use crate::tracker::policy::PolicyRecord;
-use crate::tracker::{InquiryState, SlaStatus, TrackerRules};
 use fold::{FoldedPeriod, PeriodFold, Record};
+use slawatch_core::domain::{Channel, Language};
+use slawatch_core::tracker::event::Event;
+use slawatch_core::tracker::policy::PolicyRecord;
+use slawatch_core::tracker::{InquiryState, SlaStatus, TrackerRules};
 pub use view::Listing;
 
 /// Detection latency above which an inquiry counts as detected late (a monitoring gap):

@@ -9,12 +9,12 @@ use chrono::format::{Item, StrftimeItems};
 use chrono::{DateTime, SecondsFormat, Utc};
 use chrono_tz::Tz;
 use serde::{Serialize, Serializer};
+use slawatch_core::tracker::event::InquiryKind;
+use slawatch_core::tracker::observation::AckVia;
+use slawatch_core::tracker::{InquiryState, SlaStatus};
 
 use super::fold::{AlertLog, Interner, Record, TextArena};
 use super::{AlertDelivery, AlertFailure, AlertRow, Breach, Exclusion, InquiryRow, mask_customer};
-use crate::tracker::event::InquiryKind;
-use crate::tracker::observation::AckVia;
-use crate::tracker::{InquiryState, SlaStatus};
 
 /// The fold's records and texts, and how to show them.
 #[derive(Debug)]

@@ -17,9 +17,9 @@ use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::InquiryId;
-use crate::tracker::Event;
-use crate::tracker::observation::Stage;
+use slawatch_core::domain::InquiryId;
+use slawatch_core::tracker::Event;
+use slawatch_core::tracker::observation::Stage;
 
 /// The ordered set of pending instants.
 ///

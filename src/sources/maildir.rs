@@ -3,7 +3,7 @@
 //! A thin I/O shell: every `scan_interval` it lists the `new` and `cur` directories of the
 //! configured folders (`INBOX` = the root, `X` = `<root>/.X`, Maildir++), reads the messages it
 //! has not handled yet (headers plus a bounded body prefix), parses them with the pure
-//! [`crate::sources::mail`] parser and hands them to the engine in delivery-time order, inbox
+//! [`slawatch_core::mail`] parser and hands them to the engine in delivery-time order, inbox
 //! messages as `MessageReceived`, sent ones as `MessageSent`.
 //!
 //! The delivery time is the epoch in the file name (`1732456789.M1P2.host:2,S`), else the file's
@@ -21,12 +21,13 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use slawatch_core::mail::{self, Envelope};
+use slawatch_core::tracker::Observation;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::MaildirSettings;
-use crate::sources::mail::{self, Envelope};
-use crate::sources::{CursorUpdate, EngineSink, SinkError, SourceBatch, SourceHealth};
-use crate::tracker::Observation;
+use crate::sources::{CursorUpdate, EngineSink, SinkError, SourceBatch};
+use crate::telemetry::SourceHealth;
 
 /// Body bytes read after the header block: enough for the text sample, never an attachment.
 pub const BODY_PREFIX_BYTES: u64 = 64 * 1024;

@@ -3,16 +3,17 @@
 //! A source sends [`SourceBatch`]es to the engine through an [`EngineSink`]. Each batch carries
 //! the source's new durable cursor, which the engine writes in the same ledger transaction as the
 //! batch's events: after a crash the source resumes exactly after the last committed batch, so
-//! nothing is lost and nothing is counted twice. Parsing is in pure functions ([`mail`]).
+//! nothing is lost and nothing is counted twice. Parsing is in pure functions (`slawatch_core::mail`
+//! for messages, the call-log parsers in [`calls`]); sources report their health through
+//! [`crate::telemetry::SourceHealth`].
 
 pub mod calls;
 pub mod imap;
-pub mod mail;
 pub mod maildir;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::tracker::Observation;
+use slawatch_core::tracker::Observation;
 
 /// What a source hands the engine in one go.
 #[derive(Debug)]
@@ -73,16 +74,4 @@ impl EngineSink {
             Err(_) => Err(SinkError::EngineStopped),
         }
     }
-}
-
-/// How a source reports its health (implemented by the metrics registry; tests may record it).
-/// `kind` values are short snake_case codes such as `connect`, `tls`, `auth`, `timeout`,
-/// `protocol`, `io`, or a [`crate::tracker::observation::ParseProblem`] code.
-pub trait SourceHealth: Send + Sync + 'static {
-    /// The source reached its server (or folder) and is working (`true`), or lost it (`false`).
-    fn set_up(&self, source: &str, up: bool);
-    /// A sync round completed at `at`.
-    fn succeeded(&self, source: &str, at: chrono::DateTime<chrono::Utc>);
-    /// Something went wrong; counted per kind.
-    fn error(&self, source: &str, kind: &str);
 }

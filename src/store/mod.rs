@@ -92,10 +92,10 @@ use sqlx::SqlitePool;
 pub use chain::{GENESIS, LEDGER_FORMAT, format_instant, link_hash};
 pub use error::{StoreError, redact_url};
 
-use crate::domain::InquiryId;
 use crate::sources::CursorUpdate;
-use crate::tracker::event::Event;
 use chain::{ChainChecker, RowRef};
+use slawatch_core::domain::InquiryId;
+use slawatch_core::tracker::event::Event;
 use sql::Dialect;
 
 /// Rows fetched per page when walking the ledger: large enough to amortize the query, small
@@ -673,7 +673,7 @@ impl LedgerPage {
 /// `Event` reading's. Any other kind, or a payload that does not read as its column says, is
 /// read as an `Event`.
 fn decode_event(kind: &str, payload: &str) -> serde_json::Result<Event> {
-    use crate::tracker::event::{InquiryOpened, InquiryResponded};
+    use slawatch_core::tracker::event::{InquiryOpened, InquiryResponded};
     match kind {
         "inquiry_opened" => {
             if let Ok(e) = serde_json::from_str::<InquiryOpened>(payload) {
@@ -720,11 +720,11 @@ fn decode_cursor(source: &str, key: &str, value: &str) -> Result<serde_json::Val
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Channel, Language};
-    use crate::tracker::event::{
+    use chrono::TimeZone;
+    use slawatch_core::domain::{Channel, Language};
+    use slawatch_core::tracker::event::{
         InquiryKind, InquiryOpened, InquiryResponded, LanguageSource, Outcome, ResponseKind,
     };
-    use chrono::TimeZone;
 
     #[test]
     fn the_quick_reading_of_common_events_is_the_event_reading() {
@@ -760,7 +760,7 @@ mod tests {
                 responder: "maria".into(),
                 external_id: None,
                 outcome: Outcome::Met,
-                via: Some(crate::tracker::observation::AckVia::Phone),
+                via: Some(slawatch_core::tracker::observation::AckVia::Phone),
                 note: Some("called back".into()),
             })),
             Event::InquiryBreached {

@@ -14,7 +14,7 @@ use slawatch::scheduler::Clock;
 use slawatch::sources::EngineSink;
 use slawatch::store::Store;
 use slawatch::telemetry::Metrics;
-use slawatch::tracker::TrackerRules;
+use slawatch_core::tracker::TrackerRules;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 

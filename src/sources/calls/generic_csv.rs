@@ -8,11 +8,13 @@
 //! it has an answer time; direction and lines follow the same rules as Asterisk CDRs.
 
 use chrono::{DateTime, Utc};
+use slawatch_core::phone_number::normalize;
+use slawatch_core::tracker::observation::{
+    Call, CallDirection, CallIgnore, CallOutcome, Observation,
+};
 
 use super::cdr_csv::{FileZone, parse_time};
 use super::lines::CallLines;
-use super::number::normalize;
-use crate::tracker::observation::{Call, CallDirection, CallIgnore, CallOutcome, Observation};
 
 /// The column mapping, resolved to indices.
 #[derive(Debug, Clone, PartialEq)]
@@ -238,9 +240,9 @@ pub fn observation(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::Language;
     use crate::sources::calls::lines::Line;
-    use crate::sources::calls::number::region;
+    use slawatch_core::domain::Language;
+    use slawatch_core::phone_number::region;
 
     /// FreeSWITCH's compiled-in `default` template.
     fn freeswitch() -> GenericCsv {

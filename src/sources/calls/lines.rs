@@ -13,12 +13,14 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use phonenumber::country::Id as Region;
 use serde::{Deserialize, Serialize};
+use slawatch_core::domain::Language;
+use slawatch_core::phone_number::{CallerNumber, normalize};
+use slawatch_core::tracker::observation::{
+    Call, CallDirection, CallIgnore, CallOutcome, Observation,
+};
 
 use super::cdr_csv::{CdrLayout, CdrRow, Disposition, FileZone, uniqueid_epoch};
-use super::number::{CallerNumber, normalize};
 use super::queue_log::{QueueEvent, QueueLogEntry};
-use crate::domain::Language;
-use crate::tracker::observation::{Call, CallDirection, CallIgnore, CallOutcome, Observation};
 
 /// A `[sources.NAME]` of type `asterisk_cdr` or `asterisk_queue_log`.
 #[derive(Debug, Clone)]
@@ -319,8 +321,8 @@ impl QueueCalls {
 mod tests {
     use super::*;
     use crate::sources::calls::cdr_csv::parse;
-    use crate::sources::calls::number::region;
     use crate::sources::calls::queue_log::parse_line;
+    use slawatch_core::phone_number::region;
 
     fn lines() -> CallLines {
         CallLines {

@@ -4,7 +4,7 @@
 //! `cdr_csv` ([`cdr_csv`]), Asterisk `queue_log` ([`queue_log`]) — and [`number`] normalises
 //! the numbers in them. [`lines`] applies the desk's line configuration (which numbers and
 //! queues are support lines, their language and default region, which numbers are extensions)
-//! and turns records into [`crate::tracker::observation::Call`] observations. The thin I/O shell
+//! and turns records into [`slawatch_core::tracker::observation::Call`] observations. The thin I/O shell
 //! that tails the files with a durable offset + inode cursor is [`tail`].
 //!
 //! The traps these parsers exist for are listed in `phone-feeds.md`: no header row, quoted
@@ -14,7 +14,6 @@
 pub mod cdr_csv;
 pub mod generic_csv;
 pub mod lines;
-pub mod number;
 pub mod poll;
 pub mod queue_log;
 pub mod tail;

@@ -18,7 +18,8 @@ use tokio_util::sync::CancellationToken;
 use super::lines::CallLines;
 use super::twilio::{self, CallResource};
 use crate::config::Secret;
-use crate::sources::{CursorUpdate, EngineSink, SinkError, SourceBatch, SourceHealth};
+use crate::sources::{CursorUpdate, EngineSink, SinkError, SourceBatch};
+use crate::telemetry::SourceHealth;
 
 /// Pages followed at most in one poll (1000 calls each): a bound, not a limit in practice.
 const MAX_PAGES: usize = 200;

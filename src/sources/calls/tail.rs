@@ -28,13 +28,14 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
+use slawatch_core::tracker::Observation;
 use tokio_util::sync::CancellationToken;
 
 use super::cdr_csv::{self, Disposition, complete_prefix};
 use super::lines::{CallLogFormat, CallLogSettings, QueueCalls, cdr_observation};
 use super::queue_log;
-use crate::sources::{CursorUpdate, EngineSink, SinkError, SourceBatch, SourceHealth};
-use crate::tracker::Observation;
+use crate::sources::{CursorUpdate, EngineSink, SinkError, SourceBatch};
+use crate::telemetry::SourceHealth;
 
 /// Bytes read at most per batch: a 1,000,000-row backfill goes in ~1 MiB transactions.
 const MAX_READ: usize = 1 << 20;

@@ -12,10 +12,12 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
+use slawatch_core::phone_number::normalize;
+use slawatch_core::tracker::observation::{
+    Call, CallDirection, CallIgnore, CallOutcome, Observation,
+};
 
 use super::lines::CallLines;
-use super::number::normalize;
-use crate::tracker::observation::{Call, CallDirection, CallIgnore, CallOutcome, Observation};
 
 /// One page of `GET …/Calls.json`.
 #[derive(Debug, Clone, Deserialize)]
@@ -231,9 +233,9 @@ fn outbound(mut obs: Call, c: &CallResource, agent: Option<String>) -> Observati
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::Language;
     use crate::sources::calls::lines::Line;
-    use crate::sources::calls::number::region;
+    use slawatch_core::domain::Language;
+    use slawatch_core::phone_number::region;
 
     fn lines() -> CallLines {
         CallLines {

@@ -13,6 +13,9 @@ use async_imap::imap_proto::{Response, Status};
 use async_imap::types::UnsolicitedResponse;
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
+use slawatch_core::mail::{Envelope, parse_message};
+use slawatch_core::tracker::Observation;
+use slawatch_core::tracker::observation::ParseProblem;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -21,10 +24,7 @@ use super::backoff::Backoff;
 use super::connection::{ImapSession, bounded};
 use super::error::Error;
 use super::fetch::{self, FETCH_CHUNK, Fetched, Unsolicited};
-use crate::sources::mail::{Envelope, parse_message};
 use crate::sources::{CursorUpdate, SourceBatch};
-use crate::tracker::Observation;
-use crate::tracker::observation::ParseProblem;
 
 /// Whether a folder's messages are inquiries or the desk's replies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,11 +1,11 @@
 //! IMAP source: watches a support mailbox's inbox and sent folders and turns every message into an
-//! [`Observation`](crate::tracker::Observation).
+//! [`Observation`](slawatch_core::tracker::Observation).
 //!
 //! This module owns the network side only — connecting (TLS, STARTTLS or loopback plain),
 //! finding the `\Sent` folders, reading headers plus a body prefix, following new mail with IDLE
 //! (or polling), reconnecting with backoff, and the per-folder cursor
 //! `{"uidvalidity": u32, "last_uid": u32}` stored with each committed batch. What a message
-//! *means* is decided by the pure parser ([`crate::sources::mail`]) and the tracker.
+//! *means* is decided by the pure parser ([`slawatch_core::mail`]) and the tracker.
 //!
 //! Layout: [`connection`] (transport, TLS, login, timeouts), [`fetch`] (SEARCH/FETCH and pure
 //! helpers), [`folder`] (one task per folder: sync, IDLE, reconnect), [`backoff`], [`error`].
@@ -37,7 +37,8 @@ use tracing::{error, info, warn};
 pub use error::Error;
 
 use crate::config::ImapSettings;
-use crate::sources::{EngineSink, SourceBatch, SourceHealth};
+use crate::sources::{EngineSink, SourceBatch};
+use crate::telemetry::SourceHealth;
 use backoff::Backoff;
 use connection::{Connector, bounded};
 use folder::{Cursor, FolderTask, Role};

@@ -292,12 +292,12 @@ async fn large_file_is_read_bounded() {
 /// The bundled sample mailbox parses and classifies as its README says.
 #[test]
 fn sample_mailbox_matches_its_readme() {
-    use crate::domain::Language;
-    use crate::tracker::classify::{OutboundKind, classify_inbound, classify_outbound};
-    use crate::tracker::event::ExclusionReason as R;
-    use crate::tracker::language::detect_language;
+    use slawatch_core::domain::Language;
+    use slawatch_core::tracker::classify::{OutboundKind, classify_inbound, classify_outbound};
+    use slawatch_core::tracker::event::ExclusionReason as R;
+    use slawatch_core::tracker::language::detect_language;
 
-    let desk = crate::config::DeskSettings {
+    let desk = slawatch_core::desk::DeskSettings {
         support_addresses: vec![
             "support@example.com".into(),
             "soporte@example.com".into(),
@@ -326,7 +326,7 @@ fn sample_mailbox_matches_its_readme() {
         };
         let m = mail::parse_complete_message(&bytes, &env);
         let expected_problems: &[_] = if m.message_id_synthetic {
-            &[crate::tracker::observation::ParseProblem::MissingMessageId]
+            &[slawatch_core::tracker::observation::ParseProblem::MissingMessageId]
         } else {
             &[]
         };

@@ -7,10 +7,11 @@ use chrono::{DateTime, Duration, Utc};
 use super::event::{
     Event, ExclusionReason, InquiryKind, LinkRole, Outcome, ResponseKind, UnmatchedReason,
 };
+use super::inquiry::{InquiryState, SlaStatus};
 use super::observation::{AckVia, Address, Mail, ManualAck, Observation, Stage};
 use super::policy::{Policy, PolicySet};
-use super::state::{InquiryState, Rejected, SlaStatus, Tracker, TrackerRules};
-use crate::config::DeskSettings;
+use super::state::{Rejected, Tracker, TrackerRules};
+use crate::desk::DeskSettings;
 use crate::domain::{Channel, InquiryId};
 
 fn t(s: &str) -> DateTime<Utc> {
@@ -530,7 +531,7 @@ fn warnings_and_breach_fire_once_at_their_instants_and_not_after_a_response() {
     ));
     assert_eq!(
         tr.get(&id_of("m1")).unwrap().open_status(),
-        Some(super::state::OpenStatus::Warning)
+        Some(super::inquiry::OpenStatus::Warning)
     );
     // Once only.
     assert!(

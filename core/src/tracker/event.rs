@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{Channel, InquiryId, Language};
-use crate::notify::AlertKind;
+use crate::tracker::alert::AlertKind;
 use crate::tracker::instant;
 use crate::tracker::observation::AckVia;
 use crate::tracker::policy::PolicyRecord;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use crate::config::DeskSettings;
+use crate::desk::DeskSettings;
 use crate::domain::{Channel, InquiryId, Language};
 use crate::tracker::event::{InquiryKind, InquiryOpened, LanguageSource};
 use crate::tracker::policy::{Policy, PolicySet};

@@ -20,14 +20,14 @@
 use chrono::{DateTime, Utc};
 
 use crate::domain::{Channel, InquiryId};
+use crate::phone_number::NumberStatus;
 use crate::tracker::event::{
     CallDetails, Event, ExclusionReason, InquiryExcluded, InquiryKind, InquiryOpened,
     InquiryResponded, LanguageSource, LinkRole, Outcome, ResponseKind, UnmatchedReason,
 };
+use crate::tracker::inquiry::{Inquiry, InquiryState};
 use crate::tracker::observation::{Call, CallDirection, CallIgnore};
-use crate::tracker::state::{Inquiry, InquiryState, Tracker};
-
-use crate::sources::calls::number::NumberStatus;
+use crate::tracker::state::Tracker;
 
 /// The external id of a call: the same for every record of it, whichever feed read it.
 pub fn call_external_id(call: &Call) -> String {

@@ -4,7 +4,7 @@ use chrono::TimeZone;
 
 use super::*;
 use crate::domain::Language;
-use crate::sources::mail::{Envelope, parse_complete_message};
+use crate::mail::{Envelope, parse_complete_message};
 use crate::tracker::observation::Address;
 
 fn desk() -> DeskSettings {

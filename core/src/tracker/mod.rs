@@ -14,19 +14,27 @@
 //! What the rules are (received time, what is an inquiry, threads, what is a response, policy
 //! versions) is written in DESIGN.md; each function below names the rule it implements.
 
+mod ack;
+pub mod alert;
+mod apply;
 pub mod classify;
 pub mod contacts;
+mod email;
 pub mod event;
+pub mod inquiry;
 mod instant;
 pub mod language;
 pub mod observation;
 mod phone;
 pub mod policy;
 pub mod state;
+mod threads;
 
+pub use alert::AlertKind;
 pub use event::Event;
+pub use inquiry::{Inquiry, InquiryState, OpenStatus, SlaStatus};
 pub use observation::Observation;
-pub use state::{Inquiry, InquiryState, OpenStatus, SlaStatus, Tracker, TrackerRules};
+pub use state::{Tracker, TrackerRules};
 
 #[cfg(test)]
 mod contacts_tests;

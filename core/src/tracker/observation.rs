@@ -217,7 +217,7 @@ pub struct Call {
     pub record_id: String,
     pub direction: CallDirection,
     /// The customer's number: the caller of an inbound call, the callee of an outbound one.
-    pub number: crate::sources::calls::number::CallerNumber,
+    pub number: crate::phone_number::CallerNumber,
     /// Caller name, when the phone system has one.
     pub name: Option<String>,
     /// The support line or queue it came in on (configured name), if any.

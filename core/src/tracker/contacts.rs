@@ -22,8 +22,9 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use super::event::{Event, InquiryKind, LinkRole, UnmatchedReason};
+use super::inquiry::{Inquiry, InquiryState};
 use super::observation::{Call, Mail};
-use super::state::{Inquiry, InquiryState, Tracker};
+use super::state::Tracker;
 use crate::domain::Channel;
 
 /// Customer email address ↔ phone numbers, and whether a response may cross channels.
@@ -221,7 +222,7 @@ impl Tracker {
             *e = linked;
         }
         for inquiry in answered {
-            events.push(super::state::responded_by_email(
+            events.push(super::email::responded_by_email(
                 &inquiry.id,
                 inquiry.received_at,
                 inquiry.deadline_at.unwrap_or(at),

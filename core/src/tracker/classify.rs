@@ -6,7 +6,7 @@
 //! decided it, so an auditor can see why a message was not counted. Rules are checked in a fixed
 //! order so the same message always gets the same reason.
 
-use crate::config::DeskSettings;
+use crate::desk::DeskSettings;
 use crate::tracker::event::ExclusionReason;
 use crate::tracker::observation::Mail;
 

@@ -5,12 +5,13 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 
 use super::event::{Event, ExclusionReason, Outcome, ResponseKind, UnmatchedReason};
+use super::inquiry::{InquiryState, SlaStatus};
 use super::observation::{Call, CallDirection, CallIgnore, CallOutcome, Observation};
 use super::policy::{Policy, PolicySet};
-use super::state::{InquiryState, SlaStatus, Tracker, TrackerRules};
-use crate::config::DeskSettings;
+use super::state::{Tracker, TrackerRules};
+use crate::desk::DeskSettings;
 use crate::domain::{Channel, InquiryId, Language};
-use crate::sources::calls::number::{normalize, region};
+use crate::phone_number::{normalize, region};
 
 fn t(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)

@@ -7,12 +7,13 @@ use chrono::{DateTime, Duration, Utc};
 
 use super::contacts::ContactMap;
 use super::event::{Event, ResponseKind};
+use super::inquiry::{InquiryState, SlaStatus};
 use super::observation::{Address, Call, CallDirection, CallOutcome, Mail, Observation};
 use super::policy::{Policy, PolicySet};
-use super::state::{InquiryState, SlaStatus, Tracker, TrackerRules};
-use crate::config::DeskSettings;
+use super::state::{Tracker, TrackerRules};
+use crate::desk::DeskSettings;
 use crate::domain::{Channel, InquiryId, Language};
-use crate::sources::calls::number::{normalize, region};
+use crate::phone_number::{normalize, region};
 
 fn t(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)

@@ -1,0 +1,278 @@
+//! `apply`: the only code that changes the tracker's state, one event at a time. Total: an
+//! event about an unknown inquiry is ignored, so a replay of any ledger rebuilds the state.
+
+use crate::tracker::alert::{AlertMark, AlertStage};
+use crate::tracker::event::{Event, LinkRole, Outcome, UnmatchedReason};
+use crate::tracker::inquiry::{FollowUp, Inquiry, InquiryState, OpenSummary, SlaStatus};
+use crate::tracker::state::{PendingReply, Tracker, key64};
+
+impl Tracker {
+    /// Folds one event into the state. Total: an event about an unknown inquiry is ignored.
+    pub fn apply(&mut self, event: &Event) {
+        match event {
+            Event::PolicyActivated { policy, .. } => {
+                self.policies_seen.insert(policy.version.clone());
+            }
+            Event::InquiryOpened(e) => {
+                let (external_id, thread) =
+                    self.index_message(&e.external_id, &e.thread_id, e.digest.as_deref());
+                self.open_in_thread.insert(
+                    thread.clone(),
+                    OpenSummary {
+                        id: e.inquiry_id.clone(),
+                        channel: e.channel,
+                        language: e.language,
+                        received_at: e.received_at,
+                        deadline_at: e.deadline_at,
+                        first_warn_at: e.warn_at.iter().min().copied(),
+                        warned: false,
+                        breached: false,
+                    },
+                );
+                let plain_id = e.external_id.split('#').next().unwrap_or(&e.external_id);
+                self.pending_replies.remove(plain_id);
+                self.sender_of.insert(key64(plain_id), key64(&e.customer));
+                self.insert(Inquiry {
+                    id: e.inquiry_id.clone(),
+                    channel: e.channel,
+                    source: e.source.clone(),
+                    external_id,
+                    thread_id: thread,
+                    customer: e.customer.clone(),
+                    customer_name: e.customer_name.clone(),
+                    subject: e.subject.clone(),
+                    language: e.language,
+                    received_at: e.received_at,
+                    first_seen_at: e.first_seen_at,
+                    deadline_at: Some(e.deadline_at),
+                    warn_at: e.warn_at.clone(),
+                    responded_at: None,
+                    response_seconds: None,
+                    response_kind: None,
+                    responder: None,
+                    state: InquiryState::Open,
+                    sla: SlaStatus::Pending,
+                    excluded_reason: None,
+                    excluded_detail: None,
+                    policy: Some(e.policy.clone()),
+                    kind: Some(e.kind),
+                    follow_ups: 0,
+                    breached_at: None,
+                    alerts: Vec::new(),
+                    call: e.call.clone().map(Box::new),
+                    reply_to: e.reply_to.clone(),
+                    language_source: Some(e.language_source),
+                    follow_up_messages: Vec::new(),
+                    ledger_seqs: None,
+                });
+            }
+            Event::InquiryExcluded(e) => {
+                let (external_id, thread) =
+                    self.index_message(&e.external_id, &e.thread_id, e.digest.as_deref());
+                let plain_id = e.external_id.split('#').next().unwrap_or(&e.external_id);
+                self.sender_of.insert(key64(plain_id), key64(&e.customer));
+                self.insert(Inquiry {
+                    id: e.inquiry_id.clone(),
+                    channel: e.channel,
+                    source: e.source.clone(),
+                    external_id,
+                    thread_id: thread,
+                    customer: e.customer.clone(),
+                    customer_name: e.customer_name.clone(),
+                    subject: e.subject.clone(),
+                    language: e.language,
+                    received_at: e.received_at,
+                    first_seen_at: e.first_seen_at,
+                    deadline_at: None,
+                    warn_at: Vec::new(),
+                    responded_at: None,
+                    response_seconds: None,
+                    response_kind: None,
+                    responder: None,
+                    state: InquiryState::Excluded,
+                    sla: SlaStatus::Pending,
+                    excluded_reason: Some(e.reason),
+                    excluded_detail: Some(e.detail.clone()),
+                    policy: None,
+                    kind: None,
+                    follow_ups: 0,
+                    breached_at: None,
+                    alerts: Vec::new(),
+                    call: None,
+                    reply_to: Vec::new(),
+                    language_source: None,
+                    follow_up_messages: Vec::new(),
+                    ledger_seqs: None,
+                });
+            }
+            Event::FollowUpAttached {
+                inquiry_id,
+                external_id,
+                digest,
+                received_at,
+                first_seen_at,
+                customer,
+                subject,
+            } => {
+                let thread = self.inquiries.get(inquiry_id).map(|i| i.thread_id.clone());
+                if let Some(thread) = thread {
+                    self.index_message(external_id, &thread, Some(digest));
+                }
+                let plain_id = external_id.split('#').next().unwrap_or(external_id);
+                self.sender_of.insert(key64(plain_id), key64(customer));
+                if let Some(i) = self.inquiries.get_mut(inquiry_id) {
+                    i.follow_ups += 1;
+                    i.follow_up_messages.push(FollowUp {
+                        external_id: external_id.clone(),
+                        digest: digest.clone(),
+                        received_at: *received_at,
+                        first_seen_at: *first_seen_at,
+                        customer: customer.clone(),
+                        subject: subject.clone(),
+                    });
+                    i.follow_up_messages.sort_by_key(|f| f.received_at);
+                }
+            }
+            Event::MessageLinked {
+                external_id,
+                digest,
+                thread_id,
+                role,
+                ..
+            } => {
+                self.index_message(external_id, thread_id, Some(digest));
+                if *role == LinkRole::Reply {
+                    let thread = self.share_thread(thread_id);
+                    self.replied_threads.insert(thread);
+                }
+            }
+            Event::ReplyUnmatched {
+                external_id,
+                digest,
+                at,
+                reason,
+                responder,
+                references,
+                recipients,
+                ..
+            } => {
+                self.seen_digests.insert(key64(digest));
+                if *reason == UnmatchedReason::UnknownThread {
+                    for r in references {
+                        self.pending_replies
+                            .entry(r.clone())
+                            .or_default()
+                            .push(PendingReply {
+                                external_id: external_id.clone(),
+                                at: *at,
+                                responder: responder.clone(),
+                                recipients: recipients.clone(),
+                            });
+                    }
+                }
+            }
+            Event::InquiryResponded(e) => {
+                if let Some(i) = self.inquiries.get_mut(&e.inquiry_id) {
+                    i.state = InquiryState::Responded;
+                    i.responded_at = Some(e.at);
+                    i.response_seconds = Some(e.response_seconds);
+                    i.response_kind = Some(e.kind);
+                    i.responder = Some(e.responder.clone());
+                    i.sla = match e.outcome {
+                        Outcome::Met => SlaStatus::Met,
+                        Outcome::Missed => SlaStatus::Missed,
+                    };
+                    let thread_id = i.thread_id.clone();
+                    if self.open_in_thread.get(&*thread_id).map(|o| &o.id) == Some(&e.inquiry_id) {
+                        self.open_in_thread.remove(&*thread_id);
+                    }
+                    // Any response in a thread makes the next customer message a next reply.
+                    self.replied_threads.insert(thread_id);
+                }
+            }
+            Event::InquiryWarned {
+                inquiry_id,
+                index,
+                at,
+            } => {
+                if let Some(i) = self.inquiries.get_mut(inquiry_id) {
+                    push_mark(
+                        &mut i.alerts,
+                        AlertMark::raised(AlertStage::Warning, Some(*index), *at),
+                    );
+                    if let Some(open) = self.open_in_thread.get_mut(&*i.thread_id) {
+                        open.warned = true;
+                    }
+                }
+            }
+            Event::InquiryBreached { inquiry_id, at } => {
+                if let Some(i) = self.inquiries.get_mut(inquiry_id) {
+                    i.breached_at = Some(*at);
+                    i.sla = SlaStatus::Missed;
+                    push_mark(
+                        &mut i.alerts,
+                        AlertMark::raised(AlertStage::Breach, None, *at),
+                    );
+                    if let Some(open) = self.open_in_thread.get_mut(&*i.thread_id) {
+                        open.breached = true;
+                    }
+                }
+            }
+            // The monitor's own record (coverage for reports): no inquiry state.
+            Event::MonitorStarted { .. }
+            | Event::MonitorHeartbeat { .. }
+            | Event::MonitorStopped { .. }
+            | Event::SourceDown { .. }
+            | Event::SourceUp { .. } => {}
+            Event::AlertDelivered {
+                inquiry_id,
+                kind,
+                due_at,
+                recipients,
+                at,
+                ..
+            } => {
+                // Per-person deliveries of one alert all land on its one mark.
+                if let Some(i) = self.inquiries.get_mut(inquiry_id)
+                    && let Some(mark) = i.alerts.iter_mut().find(|m| {
+                        m.is(*kind, *due_at)
+                            && (m.delivered_at.is_none()
+                                || (!recipients.is_empty()
+                                    && !recipients.iter().all(|r| m.reached().contains(r))))
+                    })
+                {
+                    mark.delivered_at.get_or_insert(*at);
+                    for r in recipients {
+                        mark.add_reached(r);
+                    }
+                }
+            }
+            Event::InquiryRenotified { inquiry_id, n, at } => {
+                if let Some(i) = self.inquiries.get_mut(inquiry_id) {
+                    push_mark(
+                        &mut i.alerts,
+                        AlertMark::raised(
+                            AlertStage::Renotify,
+                            Some(u8::try_from(*n).unwrap_or(u8::MAX)),
+                            *at,
+                        ),
+                    );
+                }
+            }
+            Event::AlertFailed { .. } => {}
+        }
+    }
+
+    fn insert(&mut self, inquiry: Inquiry) {
+        self.by_received
+            .insert((inquiry.received_at, inquiry.id.clone()));
+        self.inquiries.insert(inquiry.id.clone(), Box::new(inquiry));
+    }
+}
+
+/// Adds an alert mark with no spare capacity: an open inquiry holds two or three marks, and
+/// a hundred thousand of them are kept at once on a bad day.
+fn push_mark(marks: &mut Vec<AlertMark>, mark: AlertMark) {
+    marks.reserve_exact(1);
+    marks.push(mark);
+}

@@ -1,0 +1,216 @@
+//! Inquiry records: one inquiry as derived from its events (the API's JSON shape), where it
+//! stands, whether the promise was kept, and the compact summary kept of each open one.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::domain::{Channel, InquiryId, Language};
+use crate::tracker::alert::{AlertMark, AlertStage};
+use crate::tracker::event::{ExclusionReason, InquiryKind, LanguageSource, ResponseKind};
+
+/// Where an inquiry stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InquiryState {
+    Open,
+    Responded,
+    Excluded,
+}
+
+impl InquiryState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InquiryState::Open => "open",
+            InquiryState::Responded => "responded",
+            InquiryState::Excluded => "excluded",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<InquiryState> {
+        [
+            InquiryState::Open,
+            InquiryState::Responded,
+            InquiryState::Excluded,
+        ]
+        .into_iter()
+        .find(|v| v.as_str() == s)
+    }
+}
+
+/// Whether the promise was kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SlaStatus {
+    Pending,
+    Met,
+    Missed,
+}
+
+/// How an open inquiry is doing, for the `open_inquiries{state}` gauge and the wallboard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OpenStatus {
+    Ok,
+    Warning,
+    Breached,
+}
+
+impl OpenStatus {
+    pub const ALL: [OpenStatus; 3] = [OpenStatus::Ok, OpenStatus::Warning, OpenStatus::Breached];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OpenStatus::Ok => "ok",
+            OpenStatus::Warning => "warning",
+            OpenStatus::Breached => "breached",
+        }
+    }
+}
+
+/// A customer message attached to an open inquiry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FollowUp {
+    pub external_id: String,
+    pub digest: String,
+    pub received_at: DateTime<Utc>,
+    pub first_seen_at: DateTime<Utc>,
+    pub customer: String,
+    pub subject: String,
+}
+
+/// One inquiry as derived from its events: the JSON shape of the API.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Inquiry {
+    pub id: InquiryId,
+    pub channel: Channel,
+    pub source: String,
+    /// Message-ID or call id; for the first message of a conversation the same shared text as
+    /// `thread_id`.
+    pub external_id: Arc<str>,
+    pub thread_id: Arc<str>,
+    pub customer: String,
+    pub customer_name: Option<String>,
+    pub subject: String,
+    pub language: Language,
+    pub received_at: DateTime<Utc>,
+    pub first_seen_at: DateTime<Utc>,
+    pub deadline_at: Option<DateTime<Utc>>,
+    pub warn_at: Vec<DateTime<Utc>>,
+    pub responded_at: Option<DateTime<Utc>>,
+    pub response_seconds: Option<i64>,
+    pub response_kind: Option<ResponseKind>,
+    pub responder: Option<String>,
+    pub state: InquiryState,
+    pub sla: SlaStatus,
+    pub excluded_reason: Option<ExclusionReason>,
+    pub excluded_detail: Option<String>,
+    pub policy: Option<String>,
+    pub kind: Option<InquiryKind>,
+    pub follow_ups: u32,
+    pub breached_at: Option<DateTime<Utc>>,
+    pub alerts: Vec<AlertMark>,
+    /// Phone only: the line, queue entry and withheld flag of the call that opened it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub call: Option<Box<crate::tracker::event::CallDetails>>,
+    /// The customer's `Reply-To` addresses (a reply may go there).
+    #[serde(skip)]
+    pub reply_to: Vec<String>,
+    #[serde(skip)]
+    pub language_source: Option<LanguageSource>,
+    /// The follow-up messages, oldest first.
+    #[serde(skip)]
+    pub follow_up_messages: Vec<FollowUp>,
+    /// The ledger seqs of the first and the last event about it, once committed: its history
+    /// is read back from the ledger by this range (the daemon's `Store::events_for_inquiry`).
+    #[serde(skip)]
+    pub ledger_seqs: Option<(i64, i64)>,
+}
+
+impl Inquiry {
+    /// The open inquiry's status, or `None` when it is not open.
+    pub fn open_status(&self) -> Option<OpenStatus> {
+        if self.state != InquiryState::Open {
+            None
+        } else if self.breached_at.is_some() {
+            Some(OpenStatus::Breached)
+        } else if self.alerts.iter().any(|a| a.stage == AlertStage::Warning) {
+            Some(OpenStatus::Warning)
+        } else {
+            Some(OpenStatus::Ok)
+        }
+    }
+
+    /// How the inquiry is doing at `now` (see [`OpenSummary::status_at`]); `None` if not open.
+    pub fn open_status_at(&self, now: DateTime<Utc>) -> Option<OpenStatus> {
+        let recorded = self.open_status()?;
+        Some(status_at(
+            recorded == OpenStatus::Breached,
+            self.deadline_at?,
+            recorded == OpenStatus::Warning,
+            self.warn_at.iter().min().copied(),
+            now,
+        ))
+    }
+
+    pub(super) fn warned(&self, index: u8) -> bool {
+        self.alerts
+            .iter()
+            .any(|a| a.stage == AlertStage::Warning && a.index == Some(index))
+    }
+
+    /// Whether a message to these recipients reaches the customer.
+    pub(super) fn addressed_by(&self, recipients: &[String]) -> bool {
+        recipients
+            .iter()
+            .any(|r| *r == self.customer || self.reply_to.contains(r))
+    }
+}
+
+/// What metrics and wallboards need of an open inquiry, kept compact in the open-thread index so
+/// that scanning 100,000 open inquiries touches a few megabytes, not every inquiry record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenSummary {
+    pub id: InquiryId,
+    pub channel: Channel,
+    pub language: Language,
+    pub received_at: DateTime<Utc>,
+    pub deadline_at: DateTime<Utc>,
+    /// The earliest warn instant, if any.
+    pub first_warn_at: Option<DateTime<Utc>>,
+    pub warned: bool,
+    pub breached: bool,
+}
+
+impl OpenSummary {
+    /// The status at `now`: instants already passed count even before the scheduler fired them
+    /// (during a first sync, deadlines are held; the gauge shows the truth meanwhile).
+    pub fn status_at(&self, now: DateTime<Utc>) -> OpenStatus {
+        status_at(
+            self.breached,
+            self.deadline_at,
+            self.warned,
+            self.first_warn_at,
+            now,
+        )
+    }
+}
+
+/// Breached once the deadline has passed, warning once a warn instant has passed — whether or
+/// not the scheduler has fired them yet — else ok.
+fn status_at(
+    breached: bool,
+    deadline_at: DateTime<Utc>,
+    warned: bool,
+    first_warn_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> OpenStatus {
+    if breached || deadline_at <= now {
+        OpenStatus::Breached
+    } else if warned || first_warn_at.is_some_and(|w| w <= now) {
+        OpenStatus::Warning
+    } else {
+        OpenStatus::Ok
+    }
+}

@@ -1,0 +1,333 @@
+//! The tracker's state and the decide/apply pair.
+//!
+//! `decide` reads the state and returns events; `apply` (in `apply.rs`) is the only code that
+//! changes the state. Everything the state holds is derived from events, so replaying the ledger
+//! rebuilds it exactly. The maps below are the indexes the rules need: which thread a Message-ID
+//! belongs to (`threads.rs`), which inquiry of a thread is open, which message bytes were already
+//! seen. The rules themselves live by channel: `email.rs`, `phone.rs`, `ack.rs`, `contacts.rs`.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use crate::desk::DeskSettings;
+use crate::domain::InquiryId;
+use crate::tracker::event::{Event, InquiryKind, InquiryOpened, LanguageSource};
+use crate::tracker::inquiry::{Inquiry, InquiryState, OpenSummary};
+use crate::tracker::observation::{Observation, Stage};
+use crate::tracker::policy::PolicySet;
+
+/// What the rules are configured with.
+#[derive(Debug, Clone)]
+pub struct TrackerRules {
+    pub desk: DeskSettings,
+    pub policies: PolicySet,
+}
+
+/// Why an observation was refused (only manual acks can be).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Rejected {
+    #[error("no inquiry {0}")]
+    UnknownInquiry(InquiryId),
+    #[error("inquiry {0} is {1}, not open")]
+    NotOpen(InquiryId, &'static str),
+    #[error("the acknowledgement time {at} is before the inquiry was received ({received})")]
+    AckBeforeReceipt {
+        at: DateTime<Utc>,
+        received: DateTime<Utc>,
+    },
+}
+
+/// A desk reply whose thread was not known when it was read.
+#[derive(Debug, Clone)]
+pub(super) struct PendingReply {
+    pub(super) external_id: String,
+    pub(super) at: DateTime<Utc>,
+    pub(super) responder: String,
+    pub(super) recipients: Vec<String>,
+}
+
+/// A 64-bit key for a string (digests, message ids, senders) in the large dedupe indexes: 8 bytes
+/// instead of a heap string per message. The chance of any collision among a million keys is
+/// about 3 in 100 million.
+pub(super) fn key64(text: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    text.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// The state of every inquiry and the indexes the rules need.
+///
+/// Sized for 100,000 open inquiries in well under 150 MB: inquiry records are boxed (a map
+/// bucket holds a pointer, not 400 bytes), thread ids are shared, dedupe keys are 64-bit.
+#[derive(Debug)]
+pub struct Tracker {
+    pub(super) rules: Arc<TrackerRules>,
+    pub(super) inquiries: HashMap<InquiryId, Box<Inquiry>>,
+    /// Inquiries by received time, newest last: the API's order and paging key.
+    pub(super) by_received: BTreeSet<(DateTime<Utc>, InquiryId)>,
+    /// Every Message-ID (or call id) seen → its thread.
+    pub(super) thread_of: HashMap<Arc<str>, Arc<str>>,
+    /// Header digests of every message seen: a re-fetch of the same bytes is dropped.
+    pub(super) seen_digests: HashSet<u64>,
+    /// Thread → its open inquiry.
+    pub(super) open_in_thread: HashMap<Arc<str>, OpenSummary>,
+    /// Threads the desk has replied in: a later customer message is a next reply.
+    pub(super) replied_threads: HashSet<Arc<str>>,
+    /// Replies read before the message they answer: referenced id → replies.
+    pub(super) pending_replies: HashMap<String, Vec<PendingReply>>,
+    /// Policy versions already recorded in the ledger.
+    pub(super) policies_seen: HashSet<String>,
+    /// Message-ID → sender of the customer messages seen (both as [`key64`]): a second delivery
+    /// of the same message (another alias, a redelivery: other `Received:` lines, so another
+    /// digest) is the same inquiry, not a new one.
+    pub(super) sender_of: HashMap<u64, u64>,
+    /// Thread ids, shared by the indexes above.
+    pub(super) threads: HashSet<Arc<str>>,
+    /// Customer email ↔ phone numbers, for answers across channels (`contacts` module).
+    pub(super) contacts: Arc<super::contacts::ContactMap>,
+}
+
+impl Tracker {
+    pub fn new(rules: Arc<TrackerRules>) -> Tracker {
+        Tracker {
+            rules,
+            inquiries: HashMap::new(),
+            by_received: BTreeSet::new(),
+            thread_of: HashMap::new(),
+            seen_digests: HashSet::new(),
+            open_in_thread: HashMap::new(),
+            replied_threads: HashSet::new(),
+            pending_replies: HashMap::new(),
+            policies_seen: HashSet::new(),
+            sender_of: HashMap::new(),
+            threads: HashSet::new(),
+            contacts: Arc::default(),
+        }
+    }
+
+    pub fn rules(&self) -> &TrackerRules {
+        &self.rules
+    }
+
+    pub fn get(&self, id: &InquiryId) -> Option<&Inquiry> {
+        self.inquiries.get(id).map(|b| &**b)
+    }
+
+    pub fn len(&self) -> usize {
+        self.inquiries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.inquiries.is_empty()
+    }
+
+    /// Inquiries newest first.
+    pub fn newest_first(&self) -> impl Iterator<Item = &Inquiry> {
+        self.by_received
+            .iter()
+            .rev()
+            .filter_map(|(_, id)| self.get(id))
+    }
+
+    /// Inquiries received strictly before `(at, id)`, newest first (cursor paging).
+    pub fn newest_before(
+        &self,
+        at: DateTime<Utc>,
+        id: &InquiryId,
+    ) -> impl Iterator<Item = &Inquiry> {
+        self.by_received
+            .range(..(at, id.clone()))
+            .rev()
+            .filter_map(|(_, id)| self.get(id))
+    }
+
+    pub fn open(&self) -> impl Iterator<Item = &Inquiry> {
+        self.open_in_thread.values().filter_map(|o| self.get(&o.id))
+    }
+
+    /// The open inquiries in compact form (cheap to scan: metrics, wallboard headlines).
+    pub fn open_summaries(&self) -> impl Iterator<Item = &OpenSummary> {
+        self.open_in_thread.values()
+    }
+
+    /// The events an observation causes at `now`. Nothing changes until they are applied.
+    pub fn decide(
+        &self,
+        observation: &Observation,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Event>, Rejected> {
+        Ok(match observation {
+            Observation::MessageReceived(mail) => self.decide_received(mail),
+            Observation::MessageSent(mail) => {
+                self.answer_calls_by_mail(mail, self.decide_sent(mail))
+            }
+            Observation::ManualAck(ack) => self.decide_ack(ack)?,
+            Observation::DeadlineReached { inquiry_id, stage } => {
+                self.decide_deadline(inquiry_id, *stage, now)
+            }
+            Observation::CallStarted(call) | Observation::CallEnded(call) => {
+                self.decide_call(call, None)
+            }
+            Observation::CallAnswered(call) => {
+                self.decide_call(call, Some(call.answered_at.unwrap_or(call.started_at)))
+            }
+        })
+    }
+
+    /// `decide` then `apply` each event; returns the events (tests and replay-free callers).
+    pub fn observe(
+        &mut self,
+        observation: &Observation,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Event>, Rejected> {
+        let events = self.decide(observation, now)?;
+        for e in &events {
+            self.apply(e);
+        }
+        Ok(events)
+    }
+
+    // ---- rules shared by every channel ---------------------------------------------------
+
+    /// Customer messages (or calls) attached to `inquiry` that arrived after it was answered at
+    /// `at` — read before the answer was — open a new inquiry from the oldest of them, the others
+    /// attached to it. `kind` says what it is: a `NextReply` in a mail conversation (nothing when
+    /// the policy does not track next replies; language inherited from the thread), or a `First`
+    /// for a new call (its language stays the line's).
+    pub(super) fn open_from_later_follow_ups(
+        &self,
+        inquiry: &Inquiry,
+        at: DateTime<Utc>,
+        kind: InquiryKind,
+    ) -> Vec<Event> {
+        let mut later = inquiry
+            .follow_up_messages
+            .iter()
+            .filter(|f| f.received_at > at);
+        let Some(first) = later.next() else {
+            return Vec::new();
+        };
+        let policy = self.rules.policies.select(
+            inquiry.channel,
+            inquiry.language,
+            &inquiry.source,
+            &first.customer,
+        );
+        if kind == InquiryKind::NextReply && !policy.next_reply {
+            return Vec::new();
+        }
+        let language_source = match kind {
+            InquiryKind::NextReply => LanguageSource::Thread,
+            InquiryKind::First => inquiry.language_source.unwrap_or(LanguageSource::Default),
+        };
+        let mut events = Vec::new();
+        let (version, deadline_at, warn_at) =
+            self.stamp_policy(policy, first.received_at, first.first_seen_at, &mut events);
+        let id = InquiryId::derive(inquiry.channel, &first.external_id);
+        events.push(Event::InquiryOpened(Box::new(InquiryOpened {
+            inquiry_id: id.clone(),
+            channel: inquiry.channel,
+            source: inquiry.source.clone(),
+            external_id: first.external_id.clone(),
+            thread_id: inquiry.thread_id.to_string(),
+            digest: Some(first.digest.clone()),
+            customer: first.customer.clone(),
+            customer_name: inquiry
+                .customer_name
+                .clone()
+                .filter(|_| first.customer == inquiry.customer),
+            subject: first.subject.clone(),
+            language: inquiry.language,
+            language_source,
+            received_at: first.received_at,
+            first_seen_at: first.first_seen_at,
+            date_header: None,
+            reply_to: inquiry.reply_to.clone(),
+            deadline_at,
+            warn_at,
+            policy: version,
+            kind,
+            call: None,
+        })));
+        events.extend(later.map(|f| Event::FollowUpAttached {
+            inquiry_id: id.clone(),
+            external_id: f.external_id.clone(),
+            digest: f.digest.clone(),
+            received_at: f.received_at,
+            first_seen_at: f.first_seen_at,
+            customer: f.customer.clone(),
+            subject: f.subject.clone(),
+        }));
+        events
+    }
+
+    /// The scheduler's instants. Stale ones (inquiry answered meanwhile, stage already fired,
+    /// instant not reached) cause nothing, so the scheduler may be generous.
+    fn decide_deadline(&self, id: &InquiryId, stage: Stage, now: DateTime<Utc>) -> Vec<Event> {
+        let Some(inquiry) = self.inquiries.get(id) else {
+            return Vec::new();
+        };
+        if inquiry.state != InquiryState::Open || inquiry.breached_at.is_some() {
+            return Vec::new();
+        }
+        match stage {
+            // A warning whose deadline has passed too is no warning: the breach says it all
+            // (e.g. inquiries that went overdue while the daemon was down).
+            Stage::Warning(_) if inquiry.deadline_at.is_some_and(|d| d <= now) => Vec::new(),
+            Stage::Warning(index) => match inquiry.warn_at.get(index as usize) {
+                Some(at) if *at <= now && !inquiry.warned(index) => {
+                    vec![Event::InquiryWarned {
+                        inquiry_id: id.clone(),
+                        index,
+                        at: *at,
+                    }]
+                }
+                _ => Vec::new(),
+            },
+            Stage::Breach => match inquiry.deadline_at {
+                Some(at) if at <= now => vec![Event::InquiryBreached {
+                    inquiry_id: id.clone(),
+                    at,
+                }],
+                _ => Vec::new(),
+            },
+        }
+    }
+
+    /// Notes that `event`, already applied, is stored in the ledger as `seq` (seqs come in
+    /// increasing order: replay, then commits).
+    pub fn note_ledger_seq(&mut self, event: &Event, seq: i64) {
+        if let Some(inquiry) = event.inquiry_id().and_then(|id| self.inquiries.get_mut(id)) {
+            let first = inquiry.ledger_seqs.map_or(seq, |(first, _)| first);
+            inquiry.ledger_seqs = Some((first, seq));
+        }
+    }
+
+    /// Stamps a new inquiry with `policy`: its version and its deadlines from `start`, and — the
+    /// first time this version is used — the `PolicyActivated` event that records its parameters.
+    pub(super) fn stamp_policy(
+        &self,
+        policy: &crate::tracker::policy::Policy,
+        start: DateTime<Utc>,
+        seen_at: DateTime<Utc>,
+        events: &mut Vec<Event>,
+    ) -> (String, DateTime<Utc>, Vec<DateTime<Utc>>) {
+        let record = policy.record();
+        let (deadline_at, warn_at) = policy.deadlines(start);
+        let version = record.version.clone();
+        let already = self.policies_seen.contains(&version)
+            || events.iter().any(
+                |e| matches!(e, Event::PolicyActivated { policy, .. } if policy.version == version),
+            );
+        if !already {
+            events.push(Event::PolicyActivated {
+                at: seen_at,
+                policy: record,
+            });
+        }
+        (version, deadline_at, warn_at)
+    }
+}

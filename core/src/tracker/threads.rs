@@ -1,0 +1,77 @@
+//! The thread index: which conversation a message belongs to (by `In-Reply-To`, then
+//! `References`), the shared copies of thread ids, and the ids of messages already seen.
+
+use std::sync::Arc;
+
+use crate::tracker::observation::Mail;
+use crate::tracker::state::{Tracker, key64};
+
+impl Tracker {
+    /// The Message-ID, made unique when another message already used it.
+    pub(super) fn external_id(&self, mail: &Mail) -> String {
+        if self.thread_of.contains_key(mail.message_id.as_str()) {
+            format!(
+                "{}#{}",
+                mail.message_id,
+                &mail.digest[..mail.digest.len().min(12)]
+            )
+        } else {
+            mail.message_id.clone()
+        }
+    }
+
+    /// The thread of the nearest known message this one refers to: `In-Reply-To` first, then
+    /// `References` from the most recent.
+    pub(super) fn thread_for(&self, mail: &Mail) -> Option<String> {
+        referenced_ids(mail)
+            .iter()
+            .find_map(|id| self.thread_of.get(id.as_str()).map(|t| t.to_string()))
+    }
+
+    /// The shared copy of a thread id.
+    pub(super) fn share_thread(&mut self, thread_id: &str) -> Arc<str> {
+        if let Some(shared) = self.threads.get(thread_id) {
+            return shared.clone();
+        }
+        let shared: Arc<str> = Arc::from(thread_id);
+        self.threads.insert(shared.clone());
+        shared
+    }
+
+    /// Records a message in its thread; returns the shared copies of its id and thread id.
+    pub(super) fn index_message(
+        &mut self,
+        external_id: &str,
+        thread_id: &str,
+        digest: Option<&str>,
+    ) -> (Arc<str>, Arc<str>) {
+        let thread = self.share_thread(thread_id);
+        let id: Arc<str> = if external_id == thread_id {
+            thread.clone()
+        } else {
+            Arc::from(external_id)
+        };
+        // A disambiguated id (`<id>#digest`) is still reachable by the id replies quote.
+        if let Some((plain, _)) = external_id.split_once('#') {
+            self.thread_of
+                .entry(Arc::from(plain))
+                .or_insert_with(|| thread.clone());
+        }
+        self.thread_of.insert(id.clone(), thread.clone());
+        if let Some(d) = digest {
+            self.seen_digests.insert(key64(d));
+        }
+        (id, thread)
+    }
+}
+
+/// `In-Reply-To` first, then `References` from the most recent, without duplicates.
+pub(super) fn referenced_ids(mail: &Mail) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for id in mail.in_reply_to.iter().chain(mail.references.iter().rev()) {
+        if !out.contains(id) {
+            out.push(id.clone());
+        }
+    }
+    out
+}

@@ -1,0 +1,93 @@
+//! From events to counters: what the engine reports after each event is in the ledger and
+//! applied (`received`, `excluded`, `deadlines`, the first-response and detection histograms).
+
+use chrono::{DateTime, Utc};
+use slawatch_core::tracker::event::{ExclusionReason, Outcome};
+use slawatch_core::tracker::{Event, Tracker};
+
+use super::{Metrics, seconds};
+
+impl Metrics {
+    /// Counts one event. Called by the engine for each event after it is appended to the ledger
+    /// *and applied* to `tracker`, so the inquiry it concerns is there with its channel, language
+    /// and state.
+    ///
+    /// `slawatch_deadlines_total` counts each inquiry once: `met` at an in-time response;
+    /// `missed` at `InquiryBreached`, or at a late `InquiryResponded` only if no breach was
+    /// counted before (e.g. a manual ack after the deadline, before the scheduler fired).
+    pub fn record(&self, event: &Event, tracker: &Tracker) {
+        self.ledger_events.inc();
+        match event {
+            Event::InquiryOpened(e) => {
+                self.received
+                    .with_label_values(&[e.channel.as_str(), e.language.as_str()])
+                    .inc();
+                self.observe_detection(e.received_at, e.first_seen_at);
+                if e.call.as_ref().is_some_and(|c| c.withheld) {
+                    self.withheld_calls
+                        .with_label_values(&[e.language.as_str(), "open"])
+                        .inc();
+                }
+            }
+            Event::InquiryExcluded(e) => {
+                self.excluded
+                    .with_label_values(&[e.channel.as_str(), e.reason.as_str()])
+                    .inc();
+                if e.reason == ExclusionReason::WithheldNumber {
+                    self.withheld_calls
+                        .with_label_values(&[e.language.as_str(), "excluded"])
+                        .inc();
+                }
+                self.observe_detection(e.received_at, e.first_seen_at);
+            }
+            Event::InquiryResponded(e) => {
+                let Some(inquiry) = tracker.get(&e.inquiry_id) else {
+                    return;
+                };
+                let labels = [inquiry.channel.as_str(), inquiry.language.as_str()];
+                self.first_response
+                    .with_label_values(&labels)
+                    .observe(e.response_seconds.max(0) as f64);
+                let counted_at_breach = inquiry.breached_at.is_some();
+                if e.outcome == Outcome::Met || !counted_at_breach {
+                    self.deadlines
+                        .with_label_values(&[labels[0], labels[1], e.outcome.as_str()])
+                        .inc();
+                }
+            }
+            Event::InquiryBreached { inquiry_id, .. } => {
+                if let Some(inquiry) = tracker.get(inquiry_id) {
+                    self.deadlines
+                        .with_label_values(&[
+                            inquiry.channel.as_str(),
+                            inquiry.language.as_str(),
+                            Outcome::Missed.as_str(),
+                        ])
+                        .inc();
+                }
+            }
+            Event::ReplyUnmatched { reason, .. } => {
+                self.replies_unmatched
+                    .with_label_values(&[reason.as_str()])
+                    .inc();
+            }
+            Event::PolicyActivated { .. }
+            | Event::FollowUpAttached { .. }
+            | Event::MessageLinked { .. }
+            | Event::InquiryWarned { .. }
+            | Event::MonitorStarted { .. }
+            | Event::MonitorHeartbeat { .. }
+            | Event::MonitorStopped { .. }
+            | Event::SourceDown { .. }
+            | Event::SourceUp { .. }
+            | Event::InquiryRenotified { .. }
+            | Event::AlertDelivered { .. }
+            | Event::AlertFailed { .. } => {}
+        }
+    }
+
+    fn observe_detection(&self, received_at: DateTime<Utc>, first_seen_at: DateTime<Utc>) {
+        self.detection_latency
+            .observe(seconds(first_seen_at - received_at).max(0.0));
+    }
+}
