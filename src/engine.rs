@@ -837,6 +837,8 @@ impl Engine {
             }
             // Whoever was alerted learns that it was answered (nothing if no alert was raised).
             Event::InquiryResponded(r) => (AlertKind::Resolved, &r.inquiry_id, r.at),
+            // Merged into an older clock: its own alerts end; that inquiry carries on.
+            Event::InquiryMerged { inquiry_id, at, .. } => (AlertKind::Resolved, inquiry_id, *at),
             _ => return None,
         };
         let inquiry = tracker.get(id)?;

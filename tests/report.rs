@@ -17,7 +17,7 @@ use slawatch::store::Store;
 use slawatch_core::domain::{Channel, InquiryId, Language};
 use slawatch_core::tracker::event::{
     Event, ExclusionReason, InquiryExcluded, InquiryKind, InquiryOpened, InquiryResponded,
-    LanguageSource, Outcome, ResponseKind,
+    LanguageSource, Outcome, ResponseKind, RevisedResponse, RevisionReason,
 };
 use slawatch_core::tracker::observation::AckVia;
 use slawatch_core::tracker::policy::Policy;
@@ -657,7 +657,10 @@ async fn breach_evidence_shows_alerts_delivered_and_failed_and_to_whom() {
         .iter()
         .position(|c| c == "alert_deliveries")
         .expect("alert_deliveries column");
-    assert_eq!(column, rows[0].len() - 1, "appended last");
+    assert_eq!(
+        column, 25,
+        "column 26, as documented: columns are only appended"
+    );
     let row_of = |id: &str| rows.iter().find(|r| r[0] == id).expect(id);
     assert_eq!(
         row_of("b")[column],
@@ -694,6 +697,85 @@ async fn breach_evidence_shows_alerts_delivered_and_failed_and_to_whom() {
             "breach table lacks {shown:?}:\n{table}"
         );
     }
+}
+
+/// The fixture plus evidence read late: `b`'s reply turns out to have been delivered at minute
+/// 12 (its breach revised: met), and `m` (received 03-01 09:05) turns out to be a follow-up of
+/// `a` (merged: not counted on its own).
+fn fixture_with_revisions() -> Vec<Event> {
+    let b_received = day() + Duration::hours(10);
+    let mut ev = fixture();
+    ev.extend([
+        opened(&Spec {
+            id: "m",
+            channel: Channel::Email,
+            language: Language::En,
+            received_at: day() + Duration::hours(9) + Duration::minutes(5),
+            detected_after: 1,
+            subject: "Again",
+        }),
+        Event::InquiryMerged {
+            inquiry_id: InquiryId("m".into()),
+            into: InquiryId("a".into()),
+            at: day() + Duration::hours(9) + Duration::minutes(6),
+            evidence: "<a@customer.example>".into(),
+        },
+        Event::InquiryRevised {
+            inquiry_id: InquiryId("b".into()),
+            at: b_received + Duration::minutes(40),
+            reason: RevisionReason::EarlierResponse,
+            from: Outcome::Missed,
+            to: Outcome::Met,
+            evidence: Some("<early-reply-b@desk.example>".into()),
+            response: Some(Box::new(RevisedResponse {
+                at: b_received + Duration::minutes(12),
+                response_seconds: 720,
+                kind: ResponseKind::Email,
+                responder: "support@desk.example".into(),
+            })),
+        },
+    ]);
+    ev
+}
+
+#[tokio::test]
+async fn revisions_are_the_last_word_and_a_merged_inquiry_is_not_counted_on_its_own() {
+    let world = World::new(&fixture_with_revisions()).await;
+    let json: Value = serde_json::from_str(&report(&world, "json", &[])).expect("json");
+    let t = &json["totals"];
+    // As the fixture (`m` left out), with b met instead of missed.
+    assert_eq!(t["received"], 6, "{t}");
+    assert_eq!(t["met"], 3);
+    assert_eq!(t["missed"], 1);
+    assert_eq!(t["missed_answered_late"], 0);
+    assert_eq!(json["breaches"].as_array().map(Vec::len), Some(1), "c only");
+    let csv = report(&world, "csv", &[]);
+    let rows = report_csv::parse(&csv);
+    let column = rows[0]
+        .iter()
+        .position(|c| c == "revisions")
+        .expect("revisions column");
+    assert_eq!(
+        column, 26,
+        "column 27, as documented: columns are only appended"
+    );
+    let row_of = |id: &str| rows.iter().find(|r| r[0] == id).expect(id);
+    assert_eq!(
+        row_of("b")[column],
+        "2026-03-01T10:40:00Z earlier_response: missed -> met by <early-reply-b@desk.example>"
+    );
+    assert_eq!(
+        row_of("b")[rows[0].iter().position(|c| c == "sla").unwrap()],
+        "met"
+    );
+    assert_eq!(
+        row_of("b")[rows[0].iter().position(|c| c == "responded_at").unwrap()],
+        "2026-03-01T10:12:00Z"
+    );
+    assert!(
+        rows.iter().all(|r| r[0] != "m"),
+        "a merged inquiry has no row"
+    );
 }
 
 #[tokio::test]

@@ -115,6 +115,10 @@ impl Summary {
             }
             // Each inquiry counts once, on the day its outcome was decided (as the metrics do).
             let decided_missed = match (i.breached_at, i.state) {
+                // Counted in the inquiry it was merged into.
+                (_, InquiryState::Merged) => false,
+                // A breach revised: answered in time after all (`InquiryRevised`).
+                (Some(_), InquiryState::Responded) if i.sla == SlaStatus::Met => false,
                 (Some(b), _) => is_today(Some(b)),
                 (None, InquiryState::Responded) => {
                     i.sla == SlaStatus::Missed && is_today(i.responded_at)

@@ -11,7 +11,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use super::{InquiryRow, ReportData};
 
 /// The header row, in order.
-pub const COLUMNS: [&str; 26] = [
+pub const COLUMNS: [&str; 27] = [
     "id",
     "channel",
     "source",
@@ -38,6 +38,7 @@ pub const COLUMNS: [&str; 26] = [
     "alerts",
     "follow_ups",
     "alert_deliveries",
+    "revisions",
 ];
 
 /// Writes the header and one row per inquiry, a row at a time.
@@ -89,6 +90,7 @@ pub fn fields(r: &InquiryRow) -> Vec<String> {
         r.alerts.to_string(),
         r.follow_ups.to_string(),
         opt(&r.alert_deliveries),
+        opt(&r.revisions),
     ]
 }
 

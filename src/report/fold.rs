@@ -27,7 +27,9 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use slawatch_core::domain::{Channel, InquiryId, Language};
-use slawatch_core::tracker::event::{Event, ExclusionReason, InquiryKind, Outcome, ResponseKind};
+use slawatch_core::tracker::event::{
+    Event, ExclusionReason, InquiryKind, Outcome, ResponseKind, RevisionReason,
+};
 use slawatch_core::tracker::observation::AckVia;
 use slawatch_core::tracker::policy::PolicyRecord;
 use slawatch_core::tracker::{InquiryState, SlaStatus};
@@ -124,6 +126,18 @@ pub struct AlertLog {
 pub struct Evidence {
     pub alerts: Vec<AlertLog>,
     pub ack_note: Option<String>,
+    /// Changes of its outcome by evidence read late (`InquiryRevised`), oldest first.
+    pub revisions: Vec<RevisionLog>,
+}
+
+/// One `InquiryRevised`: when, why, from and to which outcome, and the evidence behind it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RevisionLog {
+    pub at: DateTime<Utc>,
+    pub reason: RevisionReason,
+    pub from: Outcome,
+    pub to: Outcome,
+    pub evidence: Option<String>,
 }
 
 /// One inquiry (or excluded message) received in the period, as its events left it.
@@ -165,6 +179,11 @@ pub struct Record {
 impl Record {
     fn evidence(&mut self) -> &mut Evidence {
         self.evidence.get_or_insert_with(Default::default)
+    }
+
+    /// The revisions of its outcome, oldest first.
+    pub fn revisions(&self) -> &[RevisionLog] {
+        self.evidence.as_deref().map_or(&[], |e| &e.revisions)
     }
 
     /// The alert log entries, oldest first (empty without alerts).
@@ -410,6 +429,44 @@ impl PeriodFold {
                     r.subject = None;
                 }
             }
+            Event::InquiryRevised {
+                inquiry_id,
+                at,
+                reason,
+                from,
+                to,
+                evidence,
+                response,
+            } => {
+                let Some(n) = self.find(inquiry_id) else {
+                    return;
+                };
+                if let Some(revised) = response {
+                    let responder = self.strings.intern(&revised.responder);
+                    let r = &mut self.records[n];
+                    r.responded_at = Some(revised.at);
+                    r.response_seconds = Some(revised.response_seconds);
+                    r.response_kind = Some(revised.kind);
+                    r.responder = Some(responder);
+                }
+                let r = &mut self.records[n];
+                r.sla = match to {
+                    Outcome::Met => SlaStatus::Met,
+                    Outcome::Missed => SlaStatus::Missed,
+                };
+                r.evidence().revisions.push(RevisionLog {
+                    at: *at,
+                    reason: *reason,
+                    from: *from,
+                    to: *to,
+                    evidence: evidence.clone(),
+                });
+            }
+            Event::InquiryMerged { inquiry_id, .. } => {
+                if let Some(r) = self.record_mut(inquiry_id) {
+                    r.state = InquiryState::Merged;
+                }
+            }
             Event::InquiryWarned { inquiry_id, at, .. } => {
                 if let Some(r) = self.record_mut(inquiry_id) {
                     r.raise(AlertKind::Warning, *at);
@@ -476,7 +533,9 @@ impl PeriodFold {
             | Event::SourceDown { .. }
             | Event::SourceUp { .. }
             | Event::MonitorHeartbeat { .. } => self.monitor.push(event.clone()),
-            Event::MessageLinked { .. } | Event::ReplyUnmatched { .. } => {}
+            Event::MessageLinked { .. }
+            | Event::ReplyUnmatched { .. }
+            | Event::ReplyAwaiting { .. } => {}
         }
     }
 
@@ -492,9 +551,14 @@ impl PeriodFold {
     }
 
     /// Record numbers of the period's inquiries, oldest first (by received instant, then id).
+    /// An inquiry merged into an older clock is not counted on its own: its messages are in
+    /// the inquiry it was merged into.
     pub fn population(&self) -> Vec<u32> {
         let mut order: Vec<u32> = (0..self.records.len() as u32)
-            .filter(|n| self.in_period(self.records[*n as usize].received_at))
+            .filter(|n| {
+                let r = &self.records[*n as usize];
+                self.in_period(r.received_at) && r.state != InquiryState::Merged
+            })
             .collect();
         order.sort_unstable_by(|a, b| {
             let (a, b) = (&self.records[*a as usize], &self.records[*b as usize]);

@@ -44,7 +44,7 @@
 //! `id, channel, source, language, kind, customer, received_at, received_local,
 //! first_seen_at, detection_seconds, deadline_at, policy, state, sla, responded_at,
 //! response_seconds, response_kind, responder, response_id, external_id, excluded_reason,
-//! excluded_detail, breached_at, alerts, follow_ups, alert_deliveries`
+//! excluded_detail, breached_at, alerts, follow_ups, alert_deliveries, revisions`
 
 pub mod csv;
 mod fold;
@@ -274,6 +274,9 @@ pub struct InquiryRow {
     pub follow_ups: u32,
     /// Every delivery and failure of its alerts, in one line (see [`view::alert_summary`]).
     pub alert_deliveries: Option<String>,
+    /// Every revision of its outcome by evidence read late, in one line (see
+    /// [`view::revision_summary`]).
+    pub revisions: Option<String>,
 }
 
 /// A missed inquiry with its evidence.

@@ -13,7 +13,7 @@ use slawatch_core::tracker::event::InquiryKind;
 use slawatch_core::tracker::observation::AckVia;
 use slawatch_core::tracker::{InquiryState, SlaStatus};
 
-use super::fold::{AlertLog, Interner, Record, TextArena};
+use super::fold::{AlertLog, Interner, Record, RevisionLog, TextArena};
 use super::{AlertDelivery, AlertFailure, AlertRow, Breach, Exclusion, InquiryRow, mask_customer};
 
 /// The fold's records and texts, and how to show them.
@@ -71,6 +71,7 @@ impl Table {
             alerts: r.alerts,
             follow_ups: r.follow_ups,
             alert_deliveries: alert_summary(r.alert_log()),
+            revisions: revision_summary(r.revisions()),
         }
     }
 
@@ -250,6 +251,29 @@ fn instant(t: DateTime<Utc>) -> String {
 /// Every delivery attempt of the inquiry's alerts in one line, oldest alert first:
 /// `breach delivered 2026-03-01T10:15:02Z via smtp to oncall@desk.example; warning failed
 /// 2026-03-01T10:10:01Z: connection refused`. `None` when no attempt was recorded.
+/// Every revision of an inquiry's outcome in one line, oldest first, separated by `; `:
+/// `{instant} {reason}: {from} -> {to} by {evidence}` (` by …` left out when unknown).
+pub fn revision_summary(log: &[RevisionLog]) -> Option<String> {
+    let parts: Vec<String> = log
+        .iter()
+        .map(|r| {
+            let mut s = format!(
+                "{} {}: {} -> {}",
+                instant(r.at),
+                r.reason.as_str(),
+                r.from.as_str(),
+                r.to.as_str()
+            );
+            if let Some(e) = &r.evidence {
+                s.push_str(" by ");
+                s.push_str(e);
+            }
+            s
+        })
+        .collect();
+    (!parts.is_empty()).then(|| parts.join("; "))
+}
+
 pub fn alert_summary(log: &[AlertLog]) -> Option<String> {
     let mut parts = Vec::new();
     for a in log {

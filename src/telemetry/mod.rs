@@ -70,9 +70,17 @@ pub const ALERT_KINDS: [&str; 4] = ["warning", "breach", "renotify", "resolved"]
 pub const DEFAULT_NOTIFIERS: [&str; 1] = ["log"];
 
 /// The labels any `slawatch_*` metric may carry (DESIGN.md).
-pub const ALLOWED_LABELS: [&str; 9] = [
+/// `from` and `to` (of `slawatch_deadline_revisions_total`) take only `met`, `missed` and
+/// `merged`.
+pub const ALLOWED_LABELS: [&str; 11] = [
     "channel", "language", "source", "reason", "kind", "notifier", "outcome", "state", "result",
+    "from", "to",
 ];
+
+/// The revisions of a counted deadline that can happen (`from`, `to`): a breach the evidence
+/// shows was answered in time, and a counted inquiry merged into an older clock.
+pub const DEADLINE_REVISIONS: [(&str, &str); 3] =
+    [("missed", "met"), ("met", "merged"), ("missed", "merged")];
 
 const UNMATCHED_REASONS: [UnmatchedReason; 5] = [
     UnmatchedReason::NotThreaded,
@@ -97,6 +105,7 @@ pub struct Metrics {
     withheld_calls: IntCounterVec,
     first_response: HistogramVec,
     deadlines: IntCounterVec,
+    deadline_revisions: IntCounterVec,
     open: IntGaugeVec,
     oldest_open_age: GaugeVec,
     next_deadline: GaugeVec,
@@ -172,6 +181,15 @@ impl Metrics {
                  missed the instant the deadline passes.",
             ),
             &["channel", "language", "outcome"],
+        )?;
+        let deadline_revisions = IntCounterVec::new(
+            Opts::new(
+                "slawatch_deadline_revisions_total",
+                "Deadlines already counted in slawatch_deadlines_total whose outcome later \
+                 evidence changed (from, to): a breach answered in time after all (missed → met), \
+                 an inquiry merged into an older clock (→ merged).",
+            ),
+            &["channel", "language", "from", "to"],
         )?;
         let open = IntGaugeVec::new(
             Opts::new(
@@ -255,6 +273,7 @@ impl Metrics {
             Box::new(withheld_calls.clone()),
             Box::new(first_response.clone()),
             Box::new(deadlines.clone()),
+            Box::new(deadline_revisions.clone()),
             Box::new(open.clone()),
             Box::new(oldest_open_age.clone()),
             Box::new(next_deadline.clone()),
@@ -289,6 +308,9 @@ impl Metrics {
                 first_response.with_label_values(&[c, l]);
                 for outcome in Outcome::ALL {
                     deadlines.with_label_values(&[c, l, outcome.as_str()]);
+                }
+                for (from, to) in DEADLINE_REVISIONS {
+                    deadline_revisions.with_label_values(&[c, l, from, to]);
                 }
                 for state in OpenStatus::ALL {
                     open.with_label_values(&[c, l, state.as_str()]);
@@ -325,6 +347,7 @@ impl Metrics {
             withheld_calls,
             first_response,
             deadlines,
+            deadline_revisions,
             open,
             oldest_open_age,
             next_deadline,

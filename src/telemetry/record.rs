@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use slawatch_core::tracker::event::{ExclusionReason, Outcome};
-use slawatch_core::tracker::{Event, Tracker};
+use slawatch_core::tracker::{Event, Inquiry, SlaStatus, Tracker};
 
 use super::{Metrics, seconds};
 
@@ -14,7 +14,10 @@ impl Metrics {
     ///
     /// `slawatch_deadlines_total` counts each inquiry once: `met` at an in-time response;
     /// `missed` at `InquiryBreached`, or at a late `InquiryResponded` only if no breach was
-    /// counted before (e.g. a manual ack after the deadline, before the scheduler fired).
+    /// counted before (e.g. a manual ack after the deadline, before the scheduler fired). When
+    /// later evidence changes a counted outcome (`InquiryRevised`, `InquiryMerged`), the change
+    /// is counted in `slawatch_deadline_revisions_total{from,to}`: counters never go down, so
+    /// the compliance rules add those revisions to the first count.
     pub fn record(&self, event: &Event, tracker: &Tracker) {
         self.ledger_events.inc();
         match event {
@@ -48,11 +51,36 @@ impl Metrics {
                 self.first_response
                     .with_label_values(&labels)
                     .observe(e.response_seconds.max(0) as f64);
+                // After a breach the deadline was counted missed; a response in time after all
+                // comes with its `InquiryRevised`, which counts the change.
                 let counted_at_breach = inquiry.breached_at.is_some();
-                if e.outcome == Outcome::Met || !counted_at_breach {
+                if !counted_at_breach {
                     self.deadlines
                         .with_label_values(&[labels[0], labels[1], e.outcome.as_str()])
                         .inc();
+                }
+            }
+            Event::InquiryRevised {
+                inquiry_id,
+                from,
+                to,
+                ..
+            } if from != to => {
+                if let Some(inquiry) = tracker.get(inquiry_id) {
+                    self.count_revision(inquiry, from.as_str(), to.as_str());
+                }
+            }
+            Event::InquiryMerged { inquiry_id, .. } => {
+                let Some(inquiry) = tracker.get(inquiry_id) else {
+                    return;
+                };
+                let counted = match (inquiry.responded_at, inquiry.breached_at) {
+                    (Some(_), _) if inquiry.sla == SlaStatus::Met => Some(Outcome::Met),
+                    (Some(_), _) | (None, Some(_)) => Some(Outcome::Missed),
+                    (None, None) => None,
+                };
+                if let Some(from) = counted {
+                    self.count_revision(inquiry, from.as_str(), "merged");
                 }
             }
             Event::InquiryBreached { inquiry_id, .. } => {
@@ -71,7 +99,9 @@ impl Metrics {
                     .with_label_values(&[reason.as_str()])
                     .inc();
             }
-            Event::PolicyActivated { .. }
+            Event::InquiryRevised { .. }
+            | Event::ReplyAwaiting { .. }
+            | Event::PolicyActivated { .. }
             | Event::FollowUpAttached { .. }
             | Event::MessageLinked { .. }
             | Event::InquiryWarned { .. }
@@ -84,6 +114,17 @@ impl Metrics {
             | Event::AlertDelivered { .. }
             | Event::AlertFailed { .. } => {}
         }
+    }
+
+    fn count_revision(&self, inquiry: &Inquiry, from: &str, to: &str) {
+        self.deadline_revisions
+            .with_label_values(&[
+                inquiry.channel.as_str(),
+                inquiry.language.as_str(),
+                from,
+                to,
+            ])
+            .inc();
     }
 
     fn observe_detection(&self, received_at: DateTime<Utc>, first_seen_at: DateTime<Utc>) {

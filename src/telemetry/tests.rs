@@ -220,6 +220,48 @@ fn breach_counts_missed_and_a_later_response_does_not_count_again() {
 }
 
 #[test]
+fn a_breach_answered_in_time_after_all_counts_a_revision_not_a_second_deadline() {
+    let metrics = Metrics::new("t", &[]);
+    let mut tracker = tracker();
+    let open = opened(1, Channel::Email, Language::En, t0());
+    let id = id_of(&open);
+    feed(&metrics, &mut tracker, open);
+    let breach = Event::InquiryBreached {
+        inquiry_id: id.clone(),
+        at: t0() + TimeDelta::minutes(15),
+    };
+    feed(&metrics, &mut tracker, breach);
+    // The reply, delivered at minute 12, is read after the breach fired.
+    feed(
+        &metrics,
+        &mut tracker,
+        responded(&id, TimeDelta::minutes(12), Outcome::Met),
+    );
+    let revised = Event::InquiryRevised {
+        inquiry_id: id.clone(),
+        at: t0() + TimeDelta::minutes(16),
+        reason: slawatch_core::tracker::event::RevisionReason::AnsweredBeforeDeadline,
+        from: Outcome::Missed,
+        to: Outcome::Met,
+        evidence: None,
+        response: None,
+    };
+    feed(&metrics, &mut tracker, revised);
+    assert_eq!(deadlines(&metrics, "missed"), 1.0);
+    assert_eq!(deadlines(&metrics, "met"), 0.0);
+    let labels = [
+        ("channel", "email"),
+        ("language", "en"),
+        ("from", "missed"),
+        ("to", "met"),
+    ];
+    assert_eq!(
+        value(&metrics, "slawatch_deadline_revisions_total", &labels),
+        Some(1.0)
+    );
+}
+
+#[test]
 fn withheld_callers_are_counted_in_their_own_bucket_tracked_or_excluded() {
     let metrics = Metrics::new("t", &[]);
     let mut tracker = tracker();

@@ -7,8 +7,8 @@ use crate::tracker::observation::ManualAck;
 use crate::tracker::state::{Rejected, Tracker};
 
 impl Tracker {
-    // ---- manual acknowledgement and deadlines ----------------------------------------------
-
+    /// The inquiry answered on another channel at `ack.at`: met when that is at or before the
+    /// deadline (a breach already fired is then revised, see `Tracker::decide`).
     pub(super) fn decide_ack(&self, ack: &ManualAck) -> Result<Vec<Event>, Rejected> {
         let inquiry = self
             .inquiries
@@ -26,8 +26,7 @@ impl Tracker {
                 received: inquiry.received_at,
             });
         }
-        let in_time =
-            inquiry.breached_at.is_none() && inquiry.deadline_at.is_some_and(|d| ack.at <= d);
+        let in_time = inquiry.deadline_at.is_some_and(|d| ack.at <= d);
         let mut events = vec![Event::InquiryResponded(Box::new(InquiryResponded {
             inquiry_id: inquiry.id.clone(),
             at: ack.at,

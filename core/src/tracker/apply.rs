@@ -16,9 +16,11 @@ impl Tracker {
             Event::InquiryOpened(e) => {
                 let (external_id, thread) =
                     self.index_message(&e.external_id, &e.thread_id, e.digest.as_deref());
-                self.open_in_thread.insert(
-                    thread.clone(),
-                    OpenSummary {
+                // A thread has one open inquiry. An inquiry opened for an older clock than an
+                // answered one (`InquiryMerged`) does not displace a later one still open.
+                self.open_in_thread
+                    .entry(thread.clone())
+                    .or_insert(OpenSummary {
                         id: e.inquiry_id.clone(),
                         channel: e.channel,
                         language: e.language,
@@ -27,8 +29,7 @@ impl Tracker {
                         first_warn_at: e.warn_at.iter().min().copied(),
                         warned: false,
                         breached: false,
-                    },
-                );
+                    });
                 let plain_id = e.external_id.split('#').next().unwrap_or(&e.external_id);
                 self.pending_replies.remove(plain_id);
                 self.sender_of.insert(key64(plain_id), key64(&e.customer));
@@ -63,6 +64,7 @@ impl Tracker {
                     reply_to: e.reply_to.clone(),
                     language_source: Some(e.language_source),
                     follow_up_messages: Vec::new(),
+                    merged_into: None,
                     ledger_seqs: None,
                 });
             }
@@ -102,6 +104,7 @@ impl Tracker {
                     reply_to: Vec::new(),
                     language_source: None,
                     follow_up_messages: Vec::new(),
+                    merged_into: None,
                     ledger_seqs: None,
                 });
             }
@@ -182,12 +185,77 @@ impl Tracker {
                         Outcome::Met => SlaStatus::Met,
                         Outcome::Missed => SlaStatus::Missed,
                     };
+                    // Customer messages delivered after the response are not part of this
+                    // clock (they open the next one, see `open_from_later_follow_ups`).
+                    i.follow_up_messages.retain(|f| f.received_at <= e.at);
+                    i.follow_ups = i.follow_up_messages.len() as u32;
                     let thread_id = i.thread_id.clone();
                     if self.open_in_thread.get(&*thread_id).map(|o| &o.id) == Some(&e.inquiry_id) {
                         self.open_in_thread.remove(&*thread_id);
                     }
+                    self.answered_in_thread
+                        .entry(thread_id.clone())
+                        .or_default()
+                        .push(e.inquiry_id.clone());
                     // Any response in a thread makes the next customer message a next reply.
                     self.replied_threads.insert(thread_id);
+                }
+            }
+            Event::InquiryMerged {
+                inquiry_id, into, ..
+            } => {
+                if let Some(i) = self.inquiries.get_mut(inquiry_id) {
+                    i.merged_into = Some(into.clone());
+                    i.state = InquiryState::Merged;
+                    let thread = i.thread_id.clone();
+                    self.by_received
+                        .remove(&(i.received_at, inquiry_id.clone()));
+                    if self.open_in_thread.get(&*thread).map(|o| &o.id) == Some(inquiry_id) {
+                        self.open_in_thread.remove(&*thread);
+                    }
+                    if let Some(answered) = self.answered_in_thread.get_mut(&*thread) {
+                        answered.retain(|id| id != inquiry_id);
+                    }
+                }
+            }
+            Event::InquiryRevised {
+                inquiry_id,
+                to,
+                response,
+                ..
+            } => {
+                if let Some(i) = self.inquiries.get_mut(inquiry_id) {
+                    i.sla = match to {
+                        Outcome::Met => SlaStatus::Met,
+                        Outcome::Missed => SlaStatus::Missed,
+                    };
+                    if let Some(r) = response {
+                        i.responded_at = Some(r.at);
+                        i.response_seconds = Some(r.response_seconds);
+                        i.response_kind = Some(r.kind);
+                        i.responder = Some(r.responder.clone());
+                        i.follow_up_messages.retain(|f| f.received_at <= r.at);
+                        i.follow_ups = i.follow_up_messages.len() as u32;
+                    }
+                }
+            }
+            Event::ReplyAwaiting {
+                external_id,
+                awaiting,
+                at,
+                responder,
+                recipients,
+            } => {
+                for parent in awaiting {
+                    self.pending_replies
+                        .entry(parent.clone())
+                        .or_default()
+                        .push(PendingReply {
+                            external_id: external_id.clone(),
+                            at: *at,
+                            responder: responder.clone(),
+                            recipients: recipients.clone(),
+                        });
                 }
             }
             Event::InquiryWarned {

@@ -226,7 +226,6 @@ impl Tracker {
                 &inquiry.id,
                 inquiry.received_at,
                 inquiry.deadline_at.unwrap_or(at),
-                inquiry.breached_at.is_some(),
                 at,
                 &responder,
                 &external_id,

@@ -28,10 +28,12 @@ pub enum Event {
     InquiryOpened(Box<InquiryOpened>),
     /// A message was seen but is not an inquiry, for the stored reason.
     InquiryExcluded(Box<InquiryExcluded>),
-    /// Another customer message joined an open inquiry; the clock keeps running from the oldest.
+    /// Another customer message joined an inquiry; the clock keeps running from the oldest. The
+    /// inquiry is open, or was answered after this message was delivered (read late).
     FollowUpAttached {
         inquiry_id: InquiryId,
         external_id: String,
+        /// Empty when the message was recorded before (moved by an `InquiryMerged`).
         digest: String,
         #[serde(serialize_with = "instant::one")]
         received_at: DateTime<Utc>,
@@ -115,6 +117,49 @@ pub enum Event {
         source: String,
         #[serde(serialize_with = "instant::one")]
         at: DateTime<Utc>,
+    },
+    /// An inquiry turned out to be part of an older clock: a customer message delivered before
+    /// it, read after it, in the same conversation (DESIGN.md "Evidence order"). Written just
+    /// before the `InquiryOpened` of `into`, which takes over its messages (`FollowUpAttached`)
+    /// and its response; the merged inquiry is no longer listed, and answers with `merged_into`.
+    InquiryMerged {
+        inquiry_id: InquiryId,
+        into: InquiryId,
+        #[serde(serialize_with = "instant::one")]
+        at: DateTime<Utc>,
+        /// The message whose reading caused it.
+        evidence: String,
+    },
+    /// Evidence read after a decision changed it (DESIGN.md "Evidence order"): the ledger keeps
+    /// the first decision, and this is the last word, with its reason and the evidence behind
+    /// it. E.g. a breach fired at the deadline, then a reply delivered before the deadline was
+    /// read: the inquiry's `sla` goes from `missed` to `met`.
+    InquiryRevised {
+        inquiry_id: InquiryId,
+        /// When the revision was decided: the late evidence was read.
+        #[serde(serialize_with = "instant::one")]
+        at: DateTime<Utc>,
+        reason: RevisionReason,
+        from: Outcome,
+        to: Outcome,
+        /// The message or call record whose reading caused it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        evidence: Option<String>,
+        /// The first response, when the revision moves it earlier (`earlier_response`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        response: Option<Box<RevisedResponse>>,
+    },
+    /// A desk reply that replies to a message not read yet (its `In-Reply-To`): it waits for it,
+    /// as a reply read before the message it answers does, even though it may have answered an
+    /// older inquiry of the same conversation meanwhile.
+    ReplyAwaiting {
+        external_id: String,
+        /// The messages it replies to that were not read yet.
+        awaiting: Vec<String>,
+        #[serde(serialize_with = "instant::one")]
+        at: DateTime<Utc>,
+        responder: String,
+        recipients: Vec<String>,
     },
     /// A breached inquiry is still unanswered `renotify_every` after its last alert: the `n`-th
     /// re-notification (1-based, at most the policy's `renotify_max`). Decided by the engine.
@@ -308,6 +353,42 @@ impl Outcome {
     }
 }
 
+/// The first response of an inquiry as a revision sets it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RevisedResponse {
+    #[serde(serialize_with = "instant::one")]
+    pub at: DateTime<Utc>,
+    pub response_seconds: i64,
+    pub kind: ResponseKind,
+    pub responder: String,
+}
+
+/// Why a decision was revised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RevisionReason {
+    /// The breach fired before the evidence was read that shows a response at or before the
+    /// deadline (a reply fetched late, a call record written at hangup, a manual ack with an
+    /// earlier time).
+    AnsweredBeforeDeadline,
+    /// A response sent before the one recorded, read after it: it is the first response.
+    EarlierResponse,
+}
+
+impl RevisionReason {
+    pub const ALL: [RevisionReason; 2] = [
+        RevisionReason::AnsweredBeforeDeadline,
+        RevisionReason::EarlierResponse,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RevisionReason::AnsweredBeforeDeadline => "answered_before_deadline",
+            RevisionReason::EarlierResponse => "earlier_response",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LinkRole {
@@ -442,6 +523,9 @@ impl Event {
             Event::MonitorStopped { .. } => "monitor_stopped",
             Event::SourceDown { .. } => "source_down",
             Event::SourceUp { .. } => "source_up",
+            Event::InquiryRevised { .. } => "inquiry_revised",
+            Event::InquiryMerged { .. } => "inquiry_merged",
+            Event::ReplyAwaiting { .. } => "reply_awaiting",
             Event::InquiryRenotified { .. } => "inquiry_renotified",
             Event::AlertDelivered { .. } => "alert_delivered",
             Event::AlertFailed { .. } => "alert_failed",
@@ -458,11 +542,14 @@ impl Event {
             | Event::InquiryWarned { inquiry_id, .. }
             | Event::InquiryBreached { inquiry_id, .. }
             | Event::InquiryRenotified { inquiry_id, .. }
+            | Event::InquiryRevised { inquiry_id, .. }
+            | Event::InquiryMerged { inquiry_id, .. }
             | Event::AlertDelivered { inquiry_id, .. }
             | Event::AlertFailed { inquiry_id, .. } => Some(inquiry_id),
             Event::PolicyActivated { .. }
             | Event::MessageLinked { .. }
             | Event::ReplyUnmatched { .. }
+            | Event::ReplyAwaiting { .. }
             | Event::MonitorStarted { .. }
             | Event::MonitorHeartbeat { .. }
             | Event::MonitorStopped { .. }

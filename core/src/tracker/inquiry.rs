@@ -17,6 +17,8 @@ pub enum InquiryState {
     Open,
     Responded,
     Excluded,
+    /// Part of an older clock after all (`merged_into` says which): not counted on its own.
+    Merged,
 }
 
 impl InquiryState {
@@ -25,6 +27,7 @@ impl InquiryState {
             InquiryState::Open => "open",
             InquiryState::Responded => "responded",
             InquiryState::Excluded => "excluded",
+            InquiryState::Merged => "merged",
         }
     }
 
@@ -33,6 +36,7 @@ impl InquiryState {
             InquiryState::Open,
             InquiryState::Responded,
             InquiryState::Excluded,
+            InquiryState::Merged,
         ]
         .into_iter()
         .find(|v| v.as_str() == s)
@@ -122,6 +126,9 @@ pub struct Inquiry {
     /// The follow-up messages, oldest first.
     #[serde(skip)]
     pub follow_up_messages: Vec<FollowUp>,
+    /// Set when it turned out to be part of an older clock (`InquiryMerged`): that inquiry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub merged_into: Option<InquiryId>,
     /// The ledger seqs of the first and the last event about it, once committed: its history
     /// is read back from the ledger by this range (the daemon's `Store::events_for_inquiry`).
     #[serde(skip)]

@@ -39,6 +39,8 @@ pub use state::{Tracker, TrackerRules};
 #[cfg(test)]
 mod contacts_tests;
 #[cfg(test)]
+mod order_tests;
+#[cfg(test)]
 mod phone_tests;
 #[cfg(test)]
 mod tests;

@@ -307,7 +307,8 @@ pub(super) fn responded_by_call(
     call: &Call,
     record: &str,
 ) -> Event {
-    let met = inquiry.breached_at.is_none() && inquiry.deadline_at.is_some_and(|d| at <= d);
+    // Met when the evidence says so, even if the breach fired first (see `InquiryRevised`).
+    let met = inquiry.deadline_at.is_some_and(|d| at <= d);
     responded(&inquiry.id, inquiry.received_at, met, at, call, record)
 }
 

@@ -375,7 +375,7 @@ fn an_unparseable_number_is_kept_raw_and_flagged() {
 }
 
 #[test]
-fn a_breached_call_answered_late_stays_missed() {
+fn a_pickup_before_the_deadline_read_after_the_breach_is_met_and_revises_it() {
     let mut tr = tracker();
     let c = inbound("L1", "+34600123456", "2026-01-05T09:00:00Z");
     tr.observe(&Observation::CallStarted(c.clone()), now())
@@ -394,7 +394,44 @@ fn a_breached_call_answered_late_stays_missed() {
     let Event::InquiryResponded(r) = &events[0] else {
         panic!("{events:?}")
     };
-    // The pickup was in time, but the deadline was already counted missed: it stays missed.
+    // The pickup was in time; its record was written at hangup, after the breach fired. The
+    // evidence wins: met, and the breach is revised on the record.
+    assert_eq!(r.outcome, Outcome::Met);
+    let Event::InquiryRevised {
+        reason, from, to, ..
+    } = &events[1]
+    else {
+        panic!("{events:?}")
+    };
+    assert_eq!(
+        *reason,
+        super::event::RevisionReason::AnsweredBeforeDeadline
+    );
+    assert_eq!((*from, *to), (Outcome::Missed, Outcome::Met));
+    assert_eq!(tr.get(&id("L1")).unwrap().sla, SlaStatus::Met);
+}
+
+#[test]
+fn a_pickup_after_the_deadline_stays_missed() {
+    let mut tr = tracker();
+    let c = inbound("L2", "+34600123457", "2026-01-05T09:00:00Z");
+    tr.observe(&Observation::CallStarted(c.clone()), now())
+        .unwrap();
+    tr.observe(
+        &Observation::DeadlineReached {
+            inquiry_id: id("L2"),
+            stage: super::observation::Stage::Breach,
+        },
+        t("2026-01-05T09:15:00Z"),
+    )
+    .unwrap();
+    let events = tr
+        .observe(&answered(c, "r", "2026-01-05T09:16:00Z", "2001"), now())
+        .unwrap();
+    assert_eq!(kinds_of(&events), ["inquiry_responded"]);
+    let Event::InquiryResponded(r) = &events[0] else {
+        panic!("{events:?}")
+    };
     assert_eq!(r.outcome, Outcome::Missed);
 }
 
@@ -431,4 +468,8 @@ fn events_written_before_call_details_existed_still_read() {
         panic!("{old:?}");
     };
     assert_eq!(old.call, None);
+}
+
+fn kinds_of(events: &[Event]) -> Vec<&'static str> {
+    events.iter().map(Event::kind).collect()
 }

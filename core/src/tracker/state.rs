@@ -13,8 +13,11 @@ use chrono::{DateTime, Utc};
 
 use crate::desk::DeskSettings;
 use crate::domain::InquiryId;
-use crate::tracker::event::{Event, InquiryKind, InquiryOpened, LanguageSource};
-use crate::tracker::inquiry::{Inquiry, InquiryState, OpenSummary};
+use crate::tracker::email::responded_by_email;
+use crate::tracker::event::{
+    Event, InquiryKind, InquiryOpened, LanguageSource, Outcome, RevisionReason,
+};
+use crate::tracker::inquiry::{FollowUp, Inquiry, InquiryState, OpenSummary};
 use crate::tracker::observation::{Observation, Stage};
 use crate::tracker::policy::PolicySet;
 
@@ -76,6 +79,9 @@ pub struct Tracker {
     pub(super) open_in_thread: HashMap<Arc<str>, OpenSummary>,
     /// Threads the desk has replied in: a later customer message is a next reply.
     pub(super) replied_threads: HashSet<Arc<str>>,
+    /// Thread → its answered inquiries: a customer message delivered before one of their
+    /// answers, but read after it, belongs to that inquiry (DESIGN.md "Evidence order").
+    pub(super) answered_in_thread: HashMap<Arc<str>, Vec<InquiryId>>,
     /// Replies read before the message they answer: referenced id → replies.
     pub(super) pending_replies: HashMap<String, Vec<PendingReply>>,
     /// Policy versions already recorded in the ledger.
@@ -100,6 +106,7 @@ impl Tracker {
             seen_digests: HashSet::new(),
             open_in_thread: HashMap::new(),
             replied_threads: HashSet::new(),
+            answered_in_thread: HashMap::new(),
             pending_replies: HashMap::new(),
             policies_seen: HashSet::new(),
             sender_of: HashMap::new(),
@@ -159,7 +166,7 @@ impl Tracker {
         observation: &Observation,
         now: DateTime<Utc>,
     ) -> Result<Vec<Event>, Rejected> {
-        Ok(match observation {
+        let mut events = match observation {
             Observation::MessageReceived(mail) => self.decide_received(mail),
             Observation::MessageSent(mail) => {
                 self.answer_calls_by_mail(mail, self.decide_sent(mail))
@@ -174,7 +181,39 @@ impl Tracker {
             Observation::CallAnswered(call) => {
                 self.decide_call(call, Some(call.answered_at.unwrap_or(call.started_at)))
             }
-        })
+        };
+        self.revise_breaches(&mut events, now);
+        Ok(events)
+    }
+
+    /// DESIGN.md "Evidence order": a response at or before the deadline is met, even when the
+    /// breach fired before that evidence was read (a reply fetched late, a call record written
+    /// at hangup). The breach stays in the ledger; an `InquiryRevised` after the response says
+    /// that it was not one, and why.
+    fn revise_breaches(&self, events: &mut Vec<Event>, now: DateTime<Utc>) {
+        let mut i = 0;
+        while i < events.len() {
+            if let Event::InquiryResponded(r) = &events[i]
+                && r.outcome == Outcome::Met
+                && self
+                    .inquiries
+                    .get(&r.inquiry_id)
+                    .is_some_and(|inquiry| inquiry.breached_at.is_some())
+            {
+                let revision = Event::InquiryRevised {
+                    inquiry_id: r.inquiry_id.clone(),
+                    at: now,
+                    reason: RevisionReason::AnsweredBeforeDeadline,
+                    from: Outcome::Missed,
+                    to: Outcome::Met,
+                    evidence: r.external_id.clone(),
+                    response: None,
+                };
+                events.insert(i + 1, revision);
+                i += 1;
+            }
+            i += 1;
+        }
     }
 
     /// `decide` then `apply` each event; returns the events (tests and replay-free callers).
@@ -203,11 +242,12 @@ impl Tracker {
         at: DateTime<Utc>,
         kind: InquiryKind,
     ) -> Vec<Event> {
-        let mut later = inquiry
+        let moved: Vec<&FollowUp> = inquiry
             .follow_up_messages
             .iter()
-            .filter(|f| f.received_at > at);
-        let Some(first) = later.next() else {
+            .filter(|f| f.received_at > at)
+            .collect();
+        let Some(&first) = moved.first() else {
             return Vec::new();
         };
         let policy = self.rules.policies.select(
@@ -252,7 +292,7 @@ impl Tracker {
             kind,
             call: None,
         })));
-        events.extend(later.map(|f| Event::FollowUpAttached {
+        events.extend(moved[1..].iter().map(|f| Event::FollowUpAttached {
             inquiry_id: id.clone(),
             external_id: f.external_id.clone(),
             digest: f.digest.clone(),
@@ -261,6 +301,26 @@ impl Tracker {
             customer: f.customer.clone(),
             subject: f.subject.clone(),
         }));
+        // A reply read earlier that replies to one of these messages answers the new inquiry.
+        let reply = moved
+            .iter()
+            .filter_map(|f| {
+                let plain = f.external_id.split('#').next().unwrap_or(&f.external_id);
+                self.pending_replies.get(plain)
+            })
+            .flatten()
+            .filter(|r| r.at >= first.received_at && r.recipients.contains(&first.customer))
+            .min_by_key(|r| r.at);
+        if let Some(reply) = reply {
+            events.push(responded_by_email(
+                &id,
+                first.received_at,
+                deadline_at,
+                reply.at,
+                &reply.responder,
+                &reply.external_id,
+            ));
+        }
         events
     }
 

@@ -22,10 +22,29 @@ impl Tracker {
 
     /// The thread of the nearest known message this one refers to: `In-Reply-To` first, then
     /// `References` from the most recent.
+    /// A referenced id that is itself a thread (a message not read yet that others already
+    /// refer to) counts as known.
     pub(super) fn thread_for(&self, mail: &Mail) -> Option<String> {
-        referenced_ids(mail)
-            .iter()
-            .find_map(|id| self.thread_of.get(id.as_str()).map(|t| t.to_string()))
+        referenced_ids(mail).iter().find_map(|id| {
+            self.thread_of
+                .get(id.as_str())
+                .or_else(|| self.threads.get(id.as_str()))
+                .map(|t| t.to_string())
+        })
+    }
+
+    /// The thread of a customer message: that of the nearest known message it refers to; when
+    /// it refers only to messages not read yet, the conversation's root (the first `References`
+    /// entry, else `In-Reply-To`), so the root, read later, finds its conversation; else its own.
+    pub(super) fn customer_thread(&self, mail: &Mail, external_id: &str) -> String {
+        self.thread_for(mail)
+            .or_else(|| {
+                mail.references
+                    .first()
+                    .or(mail.in_reply_to.first())
+                    .cloned()
+            })
+            .unwrap_or_else(|| external_id.to_string())
     }
 
     /// The shared copy of a thread id.
@@ -58,7 +77,7 @@ impl Tracker {
                 .or_insert_with(|| thread.clone());
         }
         self.thread_of.insert(id.clone(), thread.clone());
-        if let Some(d) = digest {
+        if let Some(d) = digest.filter(|d| !d.is_empty()) {
             self.seen_digests.insert(key64(d));
         }
         (id, thread)

@@ -1,0 +1,582 @@
+//! Evidence order (DESIGN.md "Evidence order"): the outcome of every inquiry is a function of
+//! the evidence, never of the order in which it is read.
+//!
+//! Each case generates a small desk of email conversations (first messages, follow-ups before
+//! and after replies, replies threaded by `In-Reply-To` or `References` only, auto-
+//! acknowledgements, out-of-office replies, messages delivered twice) and evaluates it twice:
+//!
+//! - the **reference**: every message in its own time order (ties: a message before anything
+//!   that references it, then by folder and Message-ID), the scheduler firing each warning and
+//!   breach at its instant, between the messages;
+//! - a **reading**: the same messages in a random order, with the clock advancing between
+//!   arrivals (so warnings and breaches fire before the evidence that answers them), and the
+//!   tracker rebuilt from its own events at a random point (a restart replaying the ledger).
+//!
+//! Both must end with the same outcomes: per inquiry its messages, state, `sla`, received and
+//! responded times, response kind and exclusion reason.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestCaseError, TestRunner};
+
+use super::event::Event;
+use super::inquiry::{InquiryState, SlaStatus};
+use super::observation::{Address, Mail, Observation, Stage};
+use super::policy::{Policy, PolicySet};
+use super::state::{Tracker, TrackerRules};
+use crate::desk::DeskSettings;
+use crate::domain::InquiryId;
+
+const SUPPORT: &str = "support@example.com";
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 24, 10, 0, 0).unwrap()
+}
+
+fn addr(email: &str) -> Address {
+    Address {
+        name: None,
+        email: email.into(),
+    }
+}
+
+fn tracker() -> Tracker {
+    Tracker::new(Arc::new(TrackerRules {
+        desk: DeskSettings {
+            auto_ack_subjects: vec!["auto:".into()],
+            ..DeskSettings::with_address(SUPPORT)
+        },
+        policies: PolicySet::single(Policy::default()),
+    }))
+}
+
+/// How a message refers to its parent.
+#[derive(Debug, Clone, Copy)]
+enum Threading {
+    InReplyTo,
+    ReferencesOnly,
+}
+
+/// One conversation's shape; times are seconds after the conversation starts.
+#[derive(Debug, Clone)]
+struct Conversation {
+    start: i64,
+    /// A second customer message, its delay and whether it has a Message-ID.
+    follow_up: Option<(i64, Threading, bool)>,
+    /// The desk's reply: its delay, threading, and whether it answers the follow-up.
+    reply: Option<(i64, Threading, bool)>,
+    /// The desk's automatic acknowledgement, seconds after the first message.
+    auto_ack: Option<i64>,
+    /// The customer's out-of-office answer to the reply, seconds after it.
+    out_of_office: Option<i64>,
+    /// A next customer message after the reply, and the desk's answer to it.
+    next: Option<(i64, Option<i64>)>,
+    /// The first message is delivered twice (another alias, a redelivery).
+    delivered_twice: bool,
+}
+
+fn threading() -> impl Strategy<Value = Threading> {
+    prop_oneof![Just(Threading::InReplyTo), Just(Threading::ReferencesOnly)]
+}
+
+/// Delays in whole minutes or minutes and seconds, so ties between conversations happen.
+fn delay(max_minutes: i64) -> impl Strategy<Value = i64> {
+    prop_oneof![
+        (1..=max_minutes).prop_map(|m| m * 60),
+        (1..=max_minutes * 60),
+    ]
+}
+
+fn conversation() -> impl Strategy<Value = Conversation> {
+    (
+        0..40i64,
+        proptest::option::of((delay(12), threading(), any::<bool>())),
+        proptest::option::weighted(0.85, (delay(25), threading(), any::<bool>())),
+        proptest::option::weighted(0.25, 1..30i64),
+        proptest::option::weighted(0.2, delay(5)),
+        proptest::option::weighted(0.3, (delay(20), proptest::option::of(delay(25)))),
+        proptest::bool::weighted(0.1),
+    )
+        .prop_map(
+            |(start, follow_up, reply, auto_ack, out_of_office, next, delivered_twice)| {
+                Conversation {
+                    start: start * 60,
+                    follow_up,
+                    reply,
+                    auto_ack,
+                    out_of_office,
+                    next,
+                    delivered_twice,
+                }
+            },
+        )
+}
+
+/// One message, as the source would hand it over, and where it was read.
+#[derive(Debug, Clone)]
+struct Evidence {
+    inbound: bool,
+    mail: Mail,
+}
+
+impl Evidence {
+    fn observation(&self, seen_at: DateTime<Utc>) -> Observation {
+        let mut mail = self.mail.clone();
+        mail.seen_at = seen_at;
+        if self.inbound {
+            Observation::MessageReceived(mail)
+        } else {
+            Observation::MessageSent(mail)
+        }
+    }
+}
+
+fn customer_mail(
+    c: usize,
+    name: &str,
+    at: DateTime<Utc>,
+    parent: Option<(&Mail, Threading)>,
+) -> Mail {
+    let mut mail = Mail {
+        source: "imap".into(),
+        folder: "INBOX".into(),
+        message_id: format!("<{name}.{c}@customer.test>"),
+        digest: format!("digest-{name}-{c}"),
+        delivered_at: at,
+        from: Some(addr(&format!("c{c}@customer.test"))),
+        to: vec![addr(SUPPORT)],
+        subject: format!("Question {c}"),
+        text_sample: "I need help with my invoice, it shows the wrong amount for November.".into(),
+        ..Mail::default()
+    };
+    thread(&mut mail, parent);
+    mail
+}
+
+fn desk_mail(c: usize, name: &str, at: DateTime<Utc>, parent: (&Mail, Threading)) -> Mail {
+    let mut mail = Mail {
+        source: "imap".into(),
+        folder: "Sent".into(),
+        message_id: format!("<{name}.{c}@example.com>"),
+        digest: format!("digest-{name}-{c}"),
+        delivered_at: at,
+        from: Some(addr(SUPPORT)),
+        to: vec![addr(&format!("c{c}@customer.test"))],
+        subject: format!("Re: Question {c}"),
+        ..Mail::default()
+    };
+    thread(&mut mail, Some(parent));
+    mail
+}
+
+/// `References` carry the whole chain (the parent's references, then the parent), as RFC 5322
+/// asks and mail clients do; `In-Reply-To` the parent, unless only `References` are written.
+fn thread(mail: &mut Mail, parent: Option<(&Mail, Threading)>) {
+    if let Some((parent, how)) = parent {
+        mail.references = parent.references.clone();
+        mail.references.push(parent.message_id.clone());
+        if let Threading::InReplyTo = how {
+            mail.in_reply_to = vec![parent.message_id.clone()];
+        }
+    }
+}
+
+/// Every message of the desk.
+fn evidence(conversations: &[Conversation]) -> Vec<Evidence> {
+    let mut out = Vec::new();
+    let mut push = |inbound: bool, mail: &Mail| {
+        out.push(Evidence {
+            inbound,
+            mail: mail.clone(),
+        })
+    };
+    for (c, conv) in conversations.iter().enumerate() {
+        let start = t0() + Duration::seconds(conv.start);
+        let first = customer_mail(c, "first", start, None);
+        push(true, &first);
+        if conv.delivered_twice {
+            push(true, &first);
+        }
+        let mut follow = None;
+        if let Some((after, how, has_id)) = conv.follow_up {
+            let at = start + Duration::seconds(after);
+            let mut m = customer_mail(c, "follow", at, Some((&first, how)));
+            if !has_id {
+                m.message_id = format!("<synthetic-follow.{c}@synthetic.slawatch.invalid>");
+                m.message_id_synthetic = true;
+            }
+            push(true, &m);
+            follow = Some(m);
+        }
+        if let Some(after) = conv.auto_ack {
+            let at = start + Duration::seconds(after);
+            let mut m = desk_mail(c, "ack", at, (&first, Threading::InReplyTo));
+            m.subject = format!("auto: we got your message {c}");
+            m.signals.auto_submitted = Some("auto-replied".into());
+            push(false, &m);
+        }
+        let Some((after, how, to_follow)) = conv.reply else {
+            continue;
+        };
+        let reply_at = start + Duration::seconds(after);
+        let parent = match (&follow, to_follow) {
+            (Some(f), true) => f,
+            _ => &first,
+        };
+        let reply = desk_mail(c, "reply", reply_at, (parent, how));
+        push(false, &reply);
+        if let Some(after) = conv.out_of_office {
+            let at = reply_at + Duration::seconds(after);
+            let mut m = customer_mail(c, "ooo", at, Some((&reply, Threading::InReplyTo)));
+            m.subject = format!("Out of office: Re: Question {c}");
+            m.signals.auto_submitted = Some("auto-replied".into());
+            push(true, &m);
+        }
+        if let Some((after, answer)) = conv.next {
+            let next_at = reply_at + Duration::seconds(after);
+            let next = customer_mail(c, "next", next_at, Some((&reply, Threading::InReplyTo)));
+            push(true, &next);
+            if let Some(after) = answer {
+                let at = next_at + Duration::seconds(after);
+                push(
+                    false,
+                    &desk_mail(c, "reply2", at, (&next, Threading::InReplyTo)),
+                );
+            }
+        }
+    }
+    out
+}
+
+/// The written-down order of evidence: by its own time; at the same second a message before
+/// anything that references it, then by folder and Message-ID.
+fn time_order(evidence: &mut [Evidence]) {
+    let depth = |e: &Evidence, all: &[Evidence]| -> usize {
+        let mut depth = 0;
+        let mut refs: Vec<String> = e.mail.references.clone();
+        while let Some(parent) = refs.pop() {
+            depth += 1;
+            if let Some(p) = all.iter().find(|x| x.mail.message_id == parent) {
+                refs.extend(p.mail.references.iter().cloned());
+            }
+        }
+        depth
+    };
+    let keys: Vec<_> = evidence
+        .iter()
+        .map(|e| {
+            (
+                e.mail.delivered_at,
+                depth(e, evidence),
+                e.mail.folder.clone(),
+                e.mail.message_id.clone(),
+            )
+        })
+        .collect();
+    let mut indexed: Vec<(usize, Evidence)> = evidence.iter().cloned().enumerate().collect();
+    indexed.sort_by(|a, b| keys[a.0].cmp(&keys[b.0]));
+    for (slot, (_, e)) in evidence.iter_mut().zip(indexed) {
+        *slot = e;
+    }
+}
+
+/// The scheduler: fires every warning and breach due at `now` (strictly before it when
+/// `strictly_before`), in instant order, with `now` as the clock; records the events.
+fn fire_due(
+    tracker: &mut Tracker,
+    now: DateTime<Utc>,
+    strictly_before: bool,
+    log: &mut Vec<Event>,
+) {
+    let mut tried = BTreeSet::new();
+    loop {
+        let mut due: Vec<(DateTime<Utc>, InquiryId, Stage)> = Vec::new();
+        for inquiry in tracker.open().filter(|i| i.breached_at.is_none()) {
+            for (i, at) in inquiry.warn_at.iter().enumerate() {
+                let index = i as u8;
+                if !inquiry.alerts.iter().any(|a| a.index == Some(index)) {
+                    due.push((*at, inquiry.id.clone(), Stage::Warning(index)));
+                }
+            }
+            if let Some(at) = inquiry.deadline_at {
+                due.push((at, inquiry.id.clone(), Stage::Breach));
+            }
+        }
+        due.retain(|(at, id, stage)| {
+            (if strictly_before {
+                *at < now
+            } else {
+                *at <= now
+            }) && !tried.contains(&(id.clone(), *stage))
+        });
+        due.sort_by_key(|(at, id, _)| (*at, id.clone()));
+        let Some((at, inquiry_id, stage)) = due.into_iter().next() else {
+            return;
+        };
+        tried.insert((inquiry_id.clone(), stage));
+        let clock = if strictly_before { at } else { now };
+        let reached = Observation::DeadlineReached { inquiry_id, stage };
+        log.extend(
+            tracker
+                .observe(&reached, clock)
+                .expect("deadlines are never refused"),
+        );
+    }
+}
+
+/// What the outcome of an inquiry is, independent of how it was read.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Outcome {
+    messages: Vec<String>,
+    state: &'static str,
+    sla: Option<&'static str>,
+    received_at: DateTime<Utc>,
+    responded_at: Option<DateTime<Utc>>,
+    response_kind: Option<String>,
+    excluded_reason: Option<String>,
+}
+
+fn outcomes(tracker: &Tracker) -> Vec<Outcome> {
+    let mut out: Vec<Outcome> = tracker
+        .newest_first()
+        .map(|i| {
+            let mut messages: Vec<String> = std::iter::once(i.external_id.to_string())
+                .chain(i.follow_up_messages.iter().map(|f| f.external_id.clone()))
+                .collect();
+            messages.sort();
+            Outcome {
+                messages,
+                state: i.state.as_str(),
+                sla: (i.state != InquiryState::Excluded).then_some(match i.sla {
+                    SlaStatus::Pending => "pending",
+                    SlaStatus::Met => "met",
+                    SlaStatus::Missed => "missed",
+                }),
+                received_at: i.received_at,
+                responded_at: i.responded_at,
+                response_kind: i.response_kind.map(|k| format!("{k:?}")),
+                excluded_reason: i.excluded_reason.map(|r| r.as_str().to_string()),
+            }
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// The reference evaluation: time order, deadlines between the messages.
+fn reference(evidence: &[Evidence], end: DateTime<Utc>) -> Vec<Outcome> {
+    let mut ordered = evidence.to_vec();
+    time_order(&mut ordered);
+    let mut tracker = tracker();
+    let mut log = Vec::new();
+    for e in &ordered {
+        let at = e.mail.delivered_at;
+        fire_due(&mut tracker, at, true, &mut log);
+        log.extend(
+            tracker
+                .observe(&e.observation(at), at)
+                .expect("mail is never refused"),
+        );
+    }
+    fire_due(&mut tracker, end, false, &mut log);
+    outcomes(&tracker)
+}
+
+/// A reading: `order` (a permutation), the clock advancing by `delays` (seconds) between
+/// arrivals, and a restart (the tracker rebuilt from its events) before arrival `restart_at`.
+fn reading(
+    evidence: &[Evidence],
+    order: &[usize],
+    delays: &[i64],
+    restart_at: usize,
+    end: DateTime<Utc>,
+) -> (Vec<Outcome>, usize) {
+    let mut tracker = tracker();
+    let mut log: Vec<Event> = Vec::new();
+    let mut now = t0();
+    for (n, &i) in order.iter().enumerate() {
+        if n == restart_at {
+            let mut replayed = self::tracker();
+            for e in &log {
+                replayed.apply(e);
+            }
+            tracker = replayed;
+        }
+        let e = &evidence[i];
+        now = now.max(e.mail.delivered_at) + Duration::seconds(delays[n % delays.len()]);
+        fire_due(&mut tracker, now, false, &mut log);
+        log.extend(
+            tracker
+                .observe(&e.observation(now), now)
+                .expect("mail is never refused"),
+        );
+    }
+    fire_due(&mut tracker, end.max(now), false, &mut log);
+    let revisions = log
+        .iter()
+        .filter(|e| matches!(e.kind(), "inquiry_revised" | "inquiry_merged"))
+        .count();
+    (outcomes(&tracker), revisions)
+}
+
+#[test]
+fn email_outcomes_do_not_depend_on_read_order_clock_or_restart_point() {
+    let cases: u32 = std::env::var("SLAWATCH_ORDER_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
+    let mut runner = TestRunner::new(Config {
+        cases,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let revised = std::cell::Cell::new(0u32);
+    let desk = proptest::collection::vec(conversation(), 1..=3).prop_flat_map(|convs| {
+        let n = evidence(&convs).len();
+        (
+            Just(convs),
+            Just((0..n).collect::<Vec<_>>()).prop_shuffle(),
+            proptest::collection::vec(prop_oneof![0..60i64, 0..1800i64], 1..=6),
+            0..=n,
+        )
+    });
+    runner
+        .run(&desk, |(convs, order, delays, restart_at)| {
+            let all = evidence(&convs);
+            let end = t0() + Duration::hours(6);
+            let expected = reference(&all, end);
+            let (got, revisions) = reading(&all, &order, &delays, restart_at, end);
+            if revisions > 0 {
+                revised.set(revised.get() + 1);
+            }
+            if got != expected {
+                return Err(TestCaseError::fail(format!(
+                    "read in order {order:?} (delays {delays:?}, restart before {restart_at}):\n got      {got:#?}\n expected {expected:#?}"
+                )));
+            }
+            Ok(())
+        })
+        .unwrap();
+    let share = f64::from(revised.get()) / f64::from(cases);
+    println!("{cases} cases, {:.1} % with a revision", share * 100.0);
+}
+
+/// A conversation with only the fields a regression case sets.
+fn conv(
+    follow_up: Option<(i64, Threading, bool)>,
+    reply: Option<(i64, Threading, bool)>,
+    out_of_office: Option<i64>,
+    next: Option<(i64, Option<i64>)>,
+) -> Conversation {
+    Conversation {
+        start: 0,
+        follow_up,
+        reply,
+        auto_ack: None,
+        out_of_office,
+        next,
+        delivered_twice: false,
+    }
+}
+
+/// The cases the property test found, shrunk, each once a failure of the rules: read in the
+/// given order, they must end as the reference does.
+#[test]
+fn regressions_found_by_the_property_test_end_as_in_time_order() {
+    use Threading::{InReplyTo, ReferencesOnly};
+    let cases: Vec<(&str, Vec<Conversation>, Vec<usize>, i64)> = vec![
+        (
+            "the breach fired before the reply delivered in time was read",
+            vec![Conversation {
+                auto_ack: Some(2),
+                ..conv(None, Some((1, InReplyTo, false)), None, Some((300, None)))
+            }],
+            vec![0, 1, 2, 3],
+            300,
+        ),
+        (
+            "a follow-up read before the message it follows",
+            vec![conv(Some((60, InReplyTo, false)), None, None, None)],
+            vec![1, 0],
+            0,
+        ),
+        (
+            "a follow-up delivered after the reply but read before it",
+            vec![conv(
+                Some((180, InReplyTo, false)),
+                Some((60, InReplyTo, false)),
+                None,
+                Some((201, None)),
+            )],
+            vec![0, 1, 2, 3],
+            0,
+        ),
+        (
+            "a reply read before the first message, a later follow-up read first",
+            vec![conv(
+                Some((360, InReplyTo, false)),
+                Some((1, InReplyTo, false)),
+                None,
+                None,
+            )],
+            vec![1, 2, 0],
+            0,
+        ),
+        (
+            "a reply to a follow-up delivered after it (contradictory evidence)",
+            vec![conv(
+                Some((124, InReplyTo, false)),
+                Some((120, ReferencesOnly, true)),
+                None,
+                Some((1080, None)),
+            )],
+            vec![0, 1, 2, 3],
+            0,
+        ),
+        (
+            "the reply to the next message read before the first reply",
+            vec![conv(
+                None,
+                Some((60, InReplyTo, false)),
+                None,
+                Some((60, Some(60))),
+            )],
+            vec![0, 2, 3, 1],
+            0,
+        ),
+        (
+            "a follow-up and the reply in the same second, the first message read last",
+            vec![conv(
+                Some((60, InReplyTo, false)),
+                Some((60, InReplyTo, false)),
+                None,
+                Some((60, None)),
+            )],
+            vec![2, 1, 3, 0],
+            0,
+        ),
+        (
+            "an out-of-office and a next message threaded to a reply read late",
+            vec![conv(
+                Some((240, ReferencesOnly, false)),
+                Some((120, ReferencesOnly, false)),
+                Some(112),
+                Some((1140, Some(323))),
+            )],
+            vec![4, 1, 3, 2, 5, 0],
+            0,
+        ),
+    ];
+    for (name, convs, order, delay) in cases {
+        let all = evidence(&convs);
+        let end = t0() + Duration::hours(6);
+        let expected = reference(&all, end);
+        for restart_at in 0..=order.len() {
+            let (got, _) = reading(&all, &order, &[delay], restart_at, end);
+            assert_eq!(got, expected, "{name} (restart before {restart_at})");
+        }
+    }
+}
