@@ -37,13 +37,26 @@ LEVELS = [
 ]
 
 
+def decided(fn, w):
+    """Deadlines decided in window `w` by outcome, revisions included: `fn` (`increase` or
+    `rate`) of slawatch_deadlines_total, plus the revisions *to* an outcome, minus those *from*
+    it. A revision series carries `from` and `to`, so `or` keeps it beside the deadline series
+    of the same outcome and the sum adds them (an inquiry merged into another is withdrawn).
+    Counters never go down: this is how Prometheus agrees with the reports, whose last word is
+    the revised outcome."""
+    return ("sum by (job, channel, language, outcome) (\n"
+            f"  {fn}(slawatch_deadlines_total[{w}])\n"
+            f"  or label_replace({fn}(slawatch_deadline_revisions_total{{to=~\"met|missed\"}}[{w}]), \"outcome\", \"$1\", \"to\", \"(.+)\")\n"
+            f"  or -1 * label_replace({fn}(slawatch_deadline_revisions_total[{w}]), \"outcome\", \"$1\", \"from\", \"(.+)\")\n"
+            ")")
+
+
 def compliance_rules():
     rules = []
     for w in WINDOWS:
         rules.append({
             "record": f"channel_language_outcome:slawatch_deadlines:increase{w}",
-            "expr": f"sum by (job, channel, language, outcome) "
-                    f"(increase(slawatch_deadlines_total[{w}]))",
+            "expr": decided("increase", w),
         })
     for w in WINDOWS:
         for level, by in LEVELS:
@@ -56,19 +69,28 @@ def compliance_rules():
     return rules
 
 
+SLO_WINDOWS = ["5m", "30m", "1h", "2h", "6h", "1d", "3d"]
+
+
 def slo_rules():
     rules = []
-    for w in ["5m", "30m", "1h", "2h", "6h", "1d", "3d"]:
+    for w in SLO_WINDOWS:
+        rules.append({
+            "record": f"channel_language_outcome:slawatch_deadlines:rate{w}",
+            "expr": decided("rate", w),
+        })
+    for w in SLO_WINDOWS:
+        src = f"channel_language_outcome:slawatch_deadlines:rate{w}"
         rules.append({
             "record": f"slo:sli_error:ratio_rate{w}",
-            "expr": f"sum by (job, channel) (rate(slawatch_deadlines_total{{outcome=\"missed\"}}[{w}]))\n/\n"
-                    f"sum by (job, channel) (rate(slawatch_deadlines_total[{w}]))",
+            "expr": f"sum by (job, channel) ({src}{{outcome=\"missed\"}})\n/\n"
+                    f"sum by (job, channel) ({src})",
             "labels": {"slo": "first-response-15m"},
         })
     for w in ["1h", "6h"]:
         rules.append({
             "record": f"slo:sli_events:increase{w}",
-            "expr": f"sum by (job, channel) (increase(slawatch_deadlines_total[{w}]))",
+            "expr": f"sum by (job, channel) (channel_language_outcome:slawatch_deadlines:increase{w})",
             "labels": {"slo": "first-response-15m"},
         })
     rules.append({
@@ -100,7 +122,7 @@ def coverage_rules():
         },
         {
             "record": "channel_language_outcome_hour_day:slawatch_deadlines:rate5m",
-            "expr": "sum by (job, channel, language, outcome) (rate(slawatch_deadlines_total[5m]))\n"
+            "expr": "channel_language_outcome:slawatch_deadlines:rate5m\n"
                     f"* on () group_left (hour, day_of_week)\n{CLOCK}",
         },
     ]
@@ -472,13 +494,13 @@ def wallboard():
 def compliance():
     b = Board()
     q_day = lambda by, flt="": (
-        f'sum by ({by}) (increase(slawatch_deadlines_total{{{SEL}, outcome="met"{flt}}}[1d]))\n'
-        f'/ sum by ({by}) (increase(slawatch_deadlines_total{{{SEL}}}[1d]))')
+        f'sum by ({by}) (channel_language_outcome:slawatch_deadlines:increase1d{{{SEL}, outcome="met"{flt}}})\n'
+        f'/ sum by ({by}) (channel_language_outcome:slawatch_deadlines:increase1d{{{SEL}{flt}}})')
     b.add(timeseries("Daily compliance", "Share answered within 15 minutes over the preceding 24 h (one point per day).",
                      [target(q_day("job").replace("sum by (job)", "sum"), "all")],
                      "percentunit", interval="1d", minmax=(0, 1), thresholds=GOOD), 12, 8)
     b.add(timeseries("Daily breaches", "Inquiries that missed their deadline, per day.",
-                     [target(f'sum by (channel, language) (increase(slawatch_deadlines_total{{{SEL}, outcome="missed"}}[1d]))',
+                     [target(f'sum by (channel, language) (channel_language_outcome:slawatch_deadlines:increase1d{{{SEL}, outcome="missed"}})',
                              "{{channel}} {{language}}")],
                      "none", stack=True, interval="1d", decimals=0), 12, 8)
     b.add(timeseries("Compliance by language (24 h)", "Share in time over a rolling day, per language.",

@@ -6,10 +6,36 @@
 //! `engine`); a restart applies the whole ledger. No sockets, no clock reads, no database here:
 //! `now` is an argument, so every rule is tested with any clock in microseconds.
 //!
-//! Folders are read independently (inbox and sent are separate IMAP connections), so messages
-//! may be observed out of order; the rules are written so the outcome does not depend on it: a
-//! reply read before the message it answers waits for it, and a customer message read before the
-//! reply that preceded it becomes a next-reply inquiry when that reply is read.
+//! **Evidence order** (DESIGN.md): the outcome of every inquiry is a function of the evidence,
+//! never of the order in which it is read. Folders are read on separate connections, call logs
+//! are written at hangup, a restart re-reads what was not committed; so the rules place each
+//! message by its own time, as if everything had been read in this order:
+//!
+//! 1. by server time (IMAP INTERNALDATE, Maildir delivery, call start);
+//! 2. at the same second, a message before anything that references it; then a customer
+//!    message before the desk's reply (a customer message and a reply in the same second belong
+//!    to the clock the reply answers); then by folder and Message-ID.
+//!
+//! Evidence read after a decision that it changes does not rewrite the ledger: it appends the
+//! correction, and the last word wins.
+//! - A response at or before the deadline is met, even if the breach fired before it was read
+//!   (`InquiryRevised`, `answered_before_deadline`; the alert is resolved).
+//! - A response sent before the recorded one becomes the first response (`earlier_response`).
+//! - A customer message delivered before an answer joins the inquiry it answered; one delivered
+//!   before an inquiry's first message starts the older clock, and the later inquiry is merged
+//!   into it (`InquiryMerged`: state `merged`, `merged_into`).
+//! - A reply read before the message it replies to waits for it (`ReplyUnmatched` with
+//!   `unknown_thread`, or `ReplyAwaiting` when it answered an older inquiry meanwhile); a customer
+//!   message that refers only to unread messages joins the conversation's root.
+//!
+//! The scheduler's instants are evidence too: a deadline observed at `now` decides on what was
+//! read by then, and later evidence revises it. `order_tests` proves all this over generated
+//! desks read in random orders, with the clock advancing and restarts between arrivals.
+//!
+//! Known limits: a customer message that replies to a desk reply delivered in the same second
+//! is placed before it (the second rule); conversations joined only through a message that
+//! references nothing but an unread intermediate message (clients that write `In-Reply-To`
+//! without `References`) are joined when that message is read, not before.
 //!
 //! What the rules are (received time, what is an inquiry, threads, what is a response, policy
 //! versions) is written in DESIGN.md; each function below names the rule it implements.
