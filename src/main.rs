@@ -241,7 +241,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     i.channel.as_str(),
                     i.language.as_str(),
                     i.state.as_str(),
-                    format!("{:?}", i.sla).to_lowercase(),
+                    i.sla.as_str().to_string(),
                     i.received_at.format("%Y-%m-%d %H:%M:%S"),
                     left,
                     truncate(&i.customer, 30),

@@ -368,7 +368,7 @@ impl PeriodFold {
                     language: e.language,
                     kind: None,
                     state: InquiryState::Excluded,
-                    sla: SlaStatus::Pending,
+                    sla: SlaStatus::Excluded,
                     response_kind: None,
                     excluded_reason: Some(e.reason),
                     ack_via: None,

@@ -123,11 +123,8 @@ pub struct Counts {
 impl Counts {
     fn add(&mut self, i: &Record) {
         self.received += 1;
-        if i.state == InquiryState::Excluded {
-            self.excluded += 1;
-            return;
-        }
         match i.sla {
+            SlaStatus::Excluded => self.excluded += 1,
             SlaStatus::Met => self.met += 1,
             SlaStatus::Missed => {
                 self.missed += 1;

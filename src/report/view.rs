@@ -11,7 +11,6 @@ use chrono_tz::Tz;
 use serde::{Serialize, Serializer};
 use slawatch_core::tracker::event::InquiryKind;
 use slawatch_core::tracker::observation::AckVia;
-use slawatch_core::tracker::{InquiryState, SlaStatus};
 
 use super::fold::{AlertLog, Interner, Record, RevisionLog, TextArena};
 use super::{AlertDelivery, AlertFailure, AlertRow, Breach, Exclusion, InquiryRow, mask_customer};
@@ -191,14 +190,7 @@ pub(super) fn detection_seconds(r: &Record) -> i64 {
 }
 
 pub(super) fn sla_str(r: &Record) -> &'static str {
-    if r.state == InquiryState::Excluded {
-        return "excluded";
-    }
-    match r.sla {
-        SlaStatus::Pending => "pending",
-        SlaStatus::Met => "met",
-        SlaStatus::Missed => "missed",
-    }
+    r.sla.as_str()
 }
 
 /// As the ledger spells it (serde names).

@@ -92,7 +92,7 @@ impl Tracker {
                     response_kind: None,
                     responder: None,
                     state: InquiryState::Excluded,
-                    sla: SlaStatus::Pending,
+                    sla: SlaStatus::Excluded,
                     excluded_reason: Some(e.reason),
                     excluded_detail: Some(e.detail.clone()),
                     policy: None,

@@ -21,6 +21,17 @@ pub enum InquiryState {
     Merged,
 }
 
+impl SlaStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SlaStatus::Pending => "pending",
+            SlaStatus::Met => "met",
+            SlaStatus::Missed => "missed",
+            SlaStatus::Excluded => "excluded",
+        }
+    }
+}
+
 impl InquiryState {
     pub fn as_str(self) -> &'static str {
         match self {
@@ -43,13 +54,15 @@ impl InquiryState {
     }
 }
 
-/// Whether the promise was kept.
+/// Whether the promise was kept. `excluded` for a message that is not an inquiry (it has no
+/// deadline): the API, the CSV and the JSON report use the same words.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SlaStatus {
     Pending,
     Met,
     Missed,
+    Excluded,
 }
 
 /// How an open inquiry is doing, for the `open_inquiries{state}` gauge and the wallboard.

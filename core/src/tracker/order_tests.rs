@@ -23,7 +23,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
 use super::event::Event;
-use super::inquiry::{InquiryState, SlaStatus};
+
 use super::observation::{Address, Mail, Observation, Stage};
 use super::policy::{Policy, PolicySet};
 use super::state::{Tracker, TrackerRules};
@@ -332,7 +332,7 @@ fn fire_due(
 struct Outcome {
     messages: Vec<String>,
     state: &'static str,
-    sla: Option<&'static str>,
+    sla: &'static str,
     received_at: DateTime<Utc>,
     responded_at: Option<DateTime<Utc>>,
     response_kind: Option<String>,
@@ -350,11 +350,7 @@ fn outcomes(tracker: &Tracker) -> Vec<Outcome> {
             Outcome {
                 messages,
                 state: i.state.as_str(),
-                sla: (i.state != InquiryState::Excluded).then_some(match i.sla {
-                    SlaStatus::Pending => "pending",
-                    SlaStatus::Met => "met",
-                    SlaStatus::Missed => "missed",
-                }),
+                sla: i.sla.as_str(),
                 received_at: i.received_at,
                 responded_at: i.responded_at,
                 response_kind: i.response_kind.map(|k| format!("{k:?}")),

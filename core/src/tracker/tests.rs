@@ -498,6 +498,27 @@ fn automatic_mail_is_excluded_with_its_reason_and_never_scheduled() {
 }
 
 #[test]
+fn an_excluded_message_says_sla_excluded_in_the_api_as_in_the_reports() {
+    let mut tr = tracker();
+    let mut m = customer("bounce", "2026-11-24T10:00:00Z");
+    m.signals.auto_submitted = Some("auto-replied".into());
+    tr.observe(&received(m), t("2026-11-24T10:00:01Z")).unwrap();
+    let i = tr.get(&id_of("bounce")).unwrap();
+    assert_eq!(i.sla, SlaStatus::Excluded);
+    let json = serde_json::to_value(i).unwrap();
+    assert_eq!(json["sla"], "excluded", "{json}");
+    assert_eq!(json["state"], "excluded");
+    // An open inquiry is the only one pending.
+    tr.observe(
+        &received(customer("q", "2026-11-24T10:01:00Z")),
+        t("2026-11-24T10:01:01Z"),
+    )
+    .unwrap();
+    let json = serde_json::to_value(tr.get(&id_of("q")).unwrap()).unwrap();
+    assert_eq!(json["sla"], "pending");
+}
+
+#[test]
 fn outlooks_auto_response_suppress_alone_is_a_real_customer() {
     let mut tr = tracker();
     let mut m = customer("outlook", "2026-11-24T10:00:00Z");
