@@ -1,6 +1,8 @@
 //! `apply`: the only code that changes the tracker's state, one event at a time. Total: an
 //! event about an unknown inquiry is ignored, so a replay of any ledger rebuilds the state.
 
+use std::sync::Arc;
+
 use crate::tracker::alert::{AlertMark, AlertStage};
 use crate::tracker::event::{Event, LinkRole, Outcome, UnmatchedReason};
 use crate::tracker::inquiry::{FollowUp, Inquiry, InquiryState, OpenSummary, SlaStatus};
@@ -51,6 +53,7 @@ impl Tracker {
                     response_seconds: None,
                     response_kind: None,
                     responder: None,
+                    response_id: None,
                     state: InquiryState::Open,
                     sla: SlaStatus::Pending,
                     excluded_reason: None,
@@ -91,6 +94,7 @@ impl Tracker {
                     response_seconds: None,
                     response_kind: None,
                     responder: None,
+                    response_id: None,
                     state: InquiryState::Excluded,
                     sla: SlaStatus::Excluded,
                     excluded_reason: Some(e.reason),
@@ -160,7 +164,12 @@ impl Tracker {
                 ..
             } => {
                 self.seen_digests.insert(key64(digest));
-                if *reason == UnmatchedReason::UnknownThread {
+                // A reply whose thread is unknown, or a callback with nothing open then, waits
+                // for the message or call it answers to be read.
+                if matches!(
+                    reason,
+                    UnmatchedReason::UnknownThread | UnmatchedReason::CallbackUnrelated
+                ) {
                     for r in references {
                         self.pending_replies
                             .entry(r.clone())
@@ -181,6 +190,7 @@ impl Tracker {
                     i.response_seconds = Some(e.response_seconds);
                     i.response_kind = Some(e.kind);
                     i.responder = Some(e.responder.clone());
+                    i.response_id = e.external_id.as_deref().map(Arc::from);
                     i.sla = match e.outcome {
                         Outcome::Met => SlaStatus::Met,
                         Outcome::Missed => SlaStatus::Missed,
@@ -222,6 +232,7 @@ impl Tracker {
                 inquiry_id,
                 to,
                 response,
+                evidence,
                 ..
             } => {
                 if let Some(i) = self.inquiries.get_mut(inquiry_id) {
@@ -234,6 +245,7 @@ impl Tracker {
                         i.response_seconds = Some(r.response_seconds);
                         i.response_kind = Some(r.kind);
                         i.responder = Some(r.responder.clone());
+                        i.response_id = evidence.as_deref().map(Arc::from);
                         i.follow_up_messages.retain(|f| f.received_at <= r.at);
                         i.follow_ups = i.follow_up_messages.len() as u32;
                     }

@@ -143,7 +143,7 @@ impl Tracker {
         let mut events = Vec::new();
         for email in self.contacts.emails_of(&number) {
             for inquiry in self.open_of_customer(Channel::Email, email, at) {
-                events.push(super::phone::responded_by_call(inquiry, at, call, record));
+                events.extend(super::phone::responded_by_call(inquiry, at, call, record));
                 events.extend(self.open_from_later_follow_ups(inquiry, at, InquiryKind::NextReply));
             }
         }

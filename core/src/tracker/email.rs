@@ -8,11 +8,12 @@ use crate::domain::{Channel, InquiryId};
 use crate::tracker::classify::{OutboundKind, classify_inbound, classify_outbound};
 use crate::tracker::event::{
     Event, InquiryExcluded, InquiryKind, InquiryOpened, InquiryResponded, LinkRole, Outcome,
-    ResponseKind, RevisedResponse, RevisionReason, UnmatchedReason,
+    ResponseKind, UnmatchedReason,
 };
-use crate::tracker::inquiry::{Inquiry, InquiryState, SlaStatus};
+use crate::tracker::inquiry::{Inquiry, InquiryState};
 use crate::tracker::language::detect_language;
 use crate::tracker::observation::Mail;
+use crate::tracker::revision::{Answer, Place};
 use crate::tracker::state::{PendingReply, Tracker, key64};
 use crate::tracker::threads::referenced_ids;
 
@@ -168,56 +169,6 @@ impl Tracker {
         events
     }
 
-    /// Where a customer message delivered at `at` belongs in its thread, whatever was read
-    /// first: the earliest inquiry of the thread whose clock still ran at `at` (open, or answered
-    /// at or after `at`) takes it as a follow-up, or — received after `at` — turns out to be part
-    /// of the older clock this message starts. Otherwise the message opens a new inquiry.
-    fn place_in_thread(&self, thread: &str, at: DateTime<Utc>) -> Place<'_> {
-        let mut candidates: Vec<&Inquiry> = self
-            .answered_in_thread
-            .get(thread)
-            .into_iter()
-            .flatten()
-            .chain(self.open_in_thread.get(thread).map(|o| &o.id))
-            .filter_map(|id| self.get(id))
-            .collect();
-        candidates.sort_by(|a, b| (a.received_at, &a.id).cmp(&(b.received_at, &b.id)));
-        let answered: Vec<DateTime<Utc>> =
-            candidates.iter().filter_map(|i| i.responded_at).collect();
-        let running = candidates
-            .into_iter()
-            .find(|i| i.state == InquiryState::Open || i.responded_at.is_some_and(|r| r >= at));
-        match running {
-            Some(inquiry) if inquiry.received_at <= at => Place::Joins(inquiry),
-            Some(inquiry) => Place::Precedes(inquiry),
-            // A next reply when the desk answered in this thread before it: an inquiry answered
-            // earlier, or (no inquiry at all) a reply linked to the thread.
-            None => Place::Opens {
-                answered_before: if answered.is_empty() {
-                    self.replied_threads.contains(thread)
-                } else {
-                    answered.iter().any(|r| *r < at)
-                },
-            },
-        }
-    }
-
-    /// The inquiry of `thread` whose clock ran when a reply was sent at `at`: received at or
-    /// before it, and open or answered only after it.
-    fn clock_running_at(&self, thread: &str, at: DateTime<Utc>) -> Option<&Inquiry> {
-        self.answered_in_thread
-            .get(thread)
-            .into_iter()
-            .flatten()
-            .chain(self.open_in_thread.get(thread).map(|o| &o.id))
-            .filter_map(|id| self.get(id))
-            .filter(|i| {
-                i.received_at <= at
-                    && (i.state == InquiryState::Open || i.responded_at.is_some_and(|r| r > at))
-            })
-            .min_by(|a, b| (a.received_at, &a.id).cmp(&(b.received_at, &b.id)))
-    }
-
     /// The earliest reply read before `mail` that references it, goes to its sender and was
     /// sent at or after `since`: `mail`'s own delivery when it opens an inquiry; the start of the
     /// inquiry it joins otherwise (the reply threads into that conversation, whatever the order
@@ -238,8 +189,8 @@ impl Tracker {
     }
 
     /// `mail`, read after `later`, was delivered before it in the same conversation: the clock
-    /// starts at `mail`. A new inquiry opens from it and takes over `later`'s messages and its
-    /// response (kept if it still meets the earlier deadline); `later` is merged into it.
+    /// starts at `mail`. A new inquiry opens from it and takes over `later` (see
+    /// `Tracker::take_over_later_clock`); `later` is merged into it.
     fn open_older_clock(
         &self,
         mail: &Mail,
@@ -266,8 +217,8 @@ impl Tracker {
         }];
         let (version, deadline_at, warn_at) =
             self.stamp_policy(policy, mail.delivered_at, mail.seen_at, &mut events);
-        events.push(Event::InquiryOpened(Box::new(InquiryOpened {
-            inquiry_id: inquiry_id.clone(),
+        let opened = InquiryOpened {
+            inquiry_id,
             channel: Channel::Email,
             source: mail.source.clone(),
             external_id,
@@ -287,81 +238,13 @@ impl Tracker {
             policy: version,
             kind: later.kind.unwrap_or(InquiryKind::First),
             call: None,
-        })));
-        // The first response of the older clock: a reply read earlier that answers `mail`, or
-        // the one `later` had. Messages of `later` after it belong to the next clock.
-        let pending = self.pending_reply_to(mail, mail.delivered_at);
-        let first_response = match (pending, later.responded_at) {
-            (Some(reply), Some(answered)) if answered <= reply.at => None,
-            (Some(reply), _) => Some(reply.at),
-            (None, _) => None,
         };
-        let until = first_response.or(later.responded_at);
-        let moved = std::iter::once((
-            later.external_id.to_string(),
-            later.received_at,
-            later.first_seen_at,
-            &later.customer,
-            &later.subject,
-        ))
-        .chain(later.follow_up_messages.iter().map(|f| {
-            (
-                f.external_id.clone(),
-                f.received_at,
-                f.first_seen_at,
-                &f.customer,
-                &f.subject,
-            )
-        }));
-        for (external_id, received_at, first_seen_at, customer, subject) in moved {
-            if until.is_some_and(|r| received_at > r) {
-                continue;
-            }
-            events.push(Event::FollowUpAttached {
-                inquiry_id: inquiry_id.clone(),
-                external_id,
-                digest: String::new(),
-                received_at,
-                first_seen_at,
-                customer: customer.clone(),
-                subject: subject.clone(),
-            });
-        }
-        match (pending, first_response) {
-            (Some(reply), Some(_)) => {
-                events.push(responded_by_email(
-                    &inquiry_id,
-                    mail.delivered_at,
-                    deadline_at,
-                    reply.at,
-                    &reply.responder,
-                    &reply.external_id,
-                ));
-                let next = self.open_from_later_follow_ups(later, reply.at, InquiryKind::NextReply);
-                let carried = carry_displaced_response(later, &next);
-                events.extend(next);
-                events.extend(carried);
-            }
-            _ => {
-                if let Some(at) = later.responded_at {
-                    events.push(Event::InquiryResponded(Box::new(InquiryResponded {
-                        inquiry_id,
-                        at,
-                        response_seconds: (at - mail.delivered_at).num_seconds().max(0),
-                        kind: later.response_kind.unwrap_or(ResponseKind::Email),
-                        responder: later.responder.clone().unwrap_or_default(),
-                        external_id: None,
-                        outcome: if at <= deadline_at {
-                            Outcome::Met
-                        } else {
-                            Outcome::Missed
-                        },
-                        via: None,
-                        note: None,
-                    })));
-                }
-            }
-        }
+        let answer = self
+            .pending_reply_to(mail, mail.delivered_at)
+            .map(PendingReply::answer);
+        let rest = self.take_over_later_clock(&opened, later, answer, InquiryKind::NextReply);
+        events.push(Event::InquiryOpened(Box::new(opened)));
+        events.extend(rest);
         events
     }
 
@@ -437,36 +320,18 @@ impl Tracker {
                     return vec![linked(thread_id, LinkRole::Forward)];
                 }
                 let mut events = vec![linked(thread_id.clone(), LinkRole::Reply)];
-                match running {
-                    Some(inquiry) if inquiry.state == InquiryState::Open => {
-                        if let Some(deadline_at) = inquiry.deadline_at {
-                            events.push(responded_by_email(
-                                &inquiry.id,
-                                inquiry.received_at,
-                                deadline_at,
-                                at,
-                                &responder,
-                                &external_id,
-                            ));
-                        }
-                        events.extend(self.open_from_later_follow_ups(
-                            inquiry,
-                            at,
-                            InquiryKind::NextReply,
-                        ));
-                    }
-                    Some(inquiry) => {
-                        // Answered after this reply was sent, by a response read before it:
-                        // this one is the first response.
-                        events.push(earlier_response(inquiry, at, &responder, &external_id));
-                        let next =
-                            self.open_from_later_follow_ups(inquiry, at, InquiryKind::NextReply);
-                        let carried = carry_displaced_response(inquiry, &next);
-                        events.extend(next);
-                        events.extend(carried);
-                    }
-                    None => {}
-                }
+                let answer = Answer {
+                    at,
+                    seen_at: mail.seen_at,
+                    responder: responder.clone(),
+                    kind: ResponseKind::Email,
+                    evidence: Some(external_id.clone()),
+                };
+                events.extend(self.answer_running_clock(
+                    thread_id.as_str(),
+                    &answer,
+                    InquiryKind::NextReply,
+                ));
                 // A reply to a message not read yet waits for it: that message may open an
                 // inquiry of its own (read later, delivered before this reply).
                 let unseen = |ids: &[String]| -> Vec<String> {
@@ -501,75 +366,6 @@ impl Tracker {
             }
         }
     }
-}
-
-/// `inquiry`, answered later, was first answered by the reply `external_id` sent at `at`.
-fn earlier_response(
-    inquiry: &Inquiry,
-    at: DateTime<Utc>,
-    responder: &str,
-    external_id: &str,
-) -> Event {
-    let from = if inquiry.sla == SlaStatus::Met {
-        Outcome::Met
-    } else {
-        Outcome::Missed
-    };
-    let met = inquiry.deadline_at.is_some_and(|d| at <= d);
-    Event::InquiryRevised {
-        inquiry_id: inquiry.id.clone(),
-        at,
-        reason: RevisionReason::EarlierResponse,
-        from,
-        to: if met { Outcome::Met } else { Outcome::Missed },
-        evidence: Some(external_id.to_string()),
-        response: Some(Box::new(RevisedResponse {
-            at,
-            response_seconds: (at - inquiry.received_at).num_seconds().max(0),
-            kind: ResponseKind::Email,
-            responder: responder.to_string(),
-        })),
-    }
-}
-
-/// The response `inquiry` had before an earlier one displaced it still answers the inquiry the
-/// later messages open (`next`, from `open_from_later_follow_ups`) when it came after them: it
-/// threads into the conversation while that clock ran. Returns the events to add after `next`.
-fn carry_displaced_response(inquiry: &Inquiry, next: &[Event]) -> Option<Event> {
-    let opened = next.iter().find_map(|e| match e {
-        Event::InquiryOpened(o) => Some(o),
-        _ => None,
-    })?;
-    let answered = next
-        .iter()
-        .any(|e| matches!(e, Event::InquiryResponded(r) if r.inquiry_id == opened.inquiry_id));
-    let at = inquiry
-        .responded_at
-        .filter(|at| *at >= opened.received_at)?;
-    (!answered).then(|| {
-        Event::InquiryResponded(Box::new(InquiryResponded {
-            inquiry_id: opened.inquiry_id.clone(),
-            at,
-            response_seconds: (at - opened.received_at).num_seconds().max(0),
-            kind: inquiry.response_kind.unwrap_or(ResponseKind::Email),
-            responder: inquiry.responder.clone().unwrap_or_default(),
-            external_id: None,
-            outcome: if at <= opened.deadline_at {
-                Outcome::Met
-            } else {
-                Outcome::Missed
-            },
-            via: None,
-            note: None,
-        }))
-    })
-}
-
-/// Where a customer message belongs in its thread (see `Tracker::place_in_thread`).
-enum Place<'a> {
-    Joins(&'a Inquiry),
-    Precedes(&'a Inquiry),
-    Opens { answered_before: bool },
 }
 
 pub(super) fn responded_by_email(

@@ -119,6 +119,9 @@ pub struct Inquiry {
     pub response_seconds: Option<i64>,
     pub response_kind: Option<ResponseKind>,
     pub responder: Option<String>,
+    /// The reply's Message-ID or the call record that is the first response.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response_id: Option<Arc<str>>,
     pub state: InquiryState,
     pub sla: SlaStatus,
     pub excluded_reason: Option<ExclusionReason>,
@@ -172,6 +175,38 @@ impl Inquiry {
             self.warn_at.iter().min().copied(),
             now,
         ))
+    }
+
+    /// Its messages or calls, the first then the follow-ups: (external id, received, first
+    /// seen, customer, subject).
+    pub(super) fn members(
+        &self,
+    ) -> impl Iterator<Item = (String, DateTime<Utc>, DateTime<Utc>, &String, &String)> {
+        std::iter::once((
+            self.external_id.to_string(),
+            self.received_at,
+            self.first_seen_at,
+            &self.customer,
+            &self.subject,
+        ))
+        .chain(self.follow_up_messages.iter().map(|f| {
+            (
+                f.external_id.clone(),
+                f.received_at,
+                f.first_seen_at,
+                &f.customer,
+                &f.subject,
+            )
+        }))
+    }
+
+    /// Whether the message or call `external_id` is one of its own (the first or a follow-up).
+    pub fn contains(&self, external_id: &str) -> bool {
+        &*self.external_id == external_id
+            || self
+                .follow_up_messages
+                .iter()
+                .any(|f| f.external_id == external_id)
     }
 
     pub(super) fn warned(&self, index: u8) -> bool {

@@ -53,6 +53,7 @@ pub mod language;
 pub mod observation;
 mod phone;
 pub mod policy;
+mod revision;
 pub mod state;
 mod threads;
 

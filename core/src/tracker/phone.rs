@@ -23,10 +23,11 @@ use crate::domain::{Channel, InquiryId};
 use crate::phone_number::NumberStatus;
 use crate::tracker::event::{
     CallDetails, Event, ExclusionReason, InquiryExcluded, InquiryKind, InquiryOpened,
-    InquiryResponded, LanguageSource, LinkRole, Outcome, ResponseKind, UnmatchedReason,
+    LanguageSource, LinkRole, ResponseKind, UnmatchedReason,
 };
-use crate::tracker::inquiry::{Inquiry, InquiryState};
+use crate::tracker::inquiry::Inquiry;
 use crate::tracker::observation::{Call, CallDirection, CallIgnore};
+use crate::tracker::revision::{Answer, Place};
 use crate::tracker::state::Tracker;
 
 /// The external id of a call: the same for every record of it, whichever feed read it.
@@ -116,12 +117,12 @@ impl Tracker {
     fn decide_inbound_call(&self, call: &Call, answered: Option<DateTime<Utc>>) -> Vec<Event> {
         let external_id = call_external_id(call);
         if let Some(thread) = self.thread_of.get(external_id.as_str()) {
-            // Another record of a call already read: it can only answer what is open.
-            return match (answered, self.open_inquiry(thread)) {
-                (Some(at), Some(open)) if open.received_at <= at => {
-                    self.respond_by_call(open, at, call, &external_id)
+            // Another record of a call already read: its pickup answers the clock that ran then.
+            return match answered {
+                Some(at) => {
+                    self.answer_call_clock(thread, &external_id, &pickup(call, at, &external_id))
                 }
-                _ => Vec::new(),
+                None => Vec::new(),
             };
         }
         let customer = call.number.key();
@@ -161,38 +162,71 @@ impl Tracker {
             }))];
         }
 
-        if let Some(open) = self.open_inquiry(&thread_id) {
-            // Another call from a number that is still owed an answer: one inquiry, oldest clock.
-            let mut events = vec![Event::FollowUpAttached {
-                inquiry_id: open.id.clone(),
-                external_id: external_id.clone(),
-                digest: external_id.clone(),
-                received_at: call.started_at,
-                first_seen_at: call.seen_at,
-                customer,
-                subject: subject_of(call),
-            }];
-            if let Some(at) = answered
-                && open.received_at <= at
-            {
-                events.extend(self.respond_by_call(open, at, call, &external_id));
+        // The first answer of this call's own clock: its pickup, or a callback read before it.
+        let own_answer = answered
+            .filter(|at| call.started_at <= *at)
+            .map(|at| pickup(call, at, &external_id));
+        let callback = self.pending_callback(&thread_id, call);
+        let answer = match (own_answer, callback) {
+            (Some(a), Some(b)) => Some(if b.at < a.at { b } else { a }),
+            (a, b) => a.or(b),
+        };
+        match self.place_in_thread(&thread_id, call.started_at) {
+            Place::Joins(target) => {
+                // Another call from a number still owed an answer (or answered only after this
+                // call came in): one inquiry, oldest clock.
+                let mut events = vec![Event::FollowUpAttached {
+                    inquiry_id: target.id.clone(),
+                    external_id: external_id.clone(),
+                    digest: external_id.clone(),
+                    received_at: call.started_at,
+                    first_seen_at: call.seen_at,
+                    customer,
+                    subject: subject_of(call),
+                }];
+                if let Some(at) = answered.filter(|at| target.received_at <= *at) {
+                    let pickup = pickup(call, at, &external_id);
+                    events.extend(self.pick_up(target, &external_id, &pickup));
+                }
+                return events;
             }
-            return events;
+            Place::Precedes(later) if answer.as_ref().is_none_or(|a| a.at >= later.received_at) => {
+                return self.open_call_before(call, later, answer, external_id, thread_id);
+            }
+            Place::Precedes(_) | Place::Opens { .. } => {}
         }
 
+        let mut events = Vec::new();
+        let opened = self.opened_by_call(call, external_id, thread_id, &mut events);
+        let (inquiry_id, deadline_at) = (opened.inquiry_id.clone(), opened.deadline_at);
+        events.push(Event::InquiryOpened(Box::new(opened)));
+        if let Some(answer) = answer {
+            events.push(answer.responded(&inquiry_id, call.started_at, deadline_at));
+        }
+        events
+    }
+
+    /// The inquiry a new call opens; the first use of its policy version goes into `events`.
+    fn opened_by_call(
+        &self,
+        call: &Call,
+        external_id: String,
+        thread_id: String,
+        events: &mut Vec<Event>,
+    ) -> InquiryOpened {
+        let customer = call.number.key();
+        let language = call.language.unwrap_or(self.rules.desk.default_language);
         let policy = self
             .rules
             .policies
             .select(Channel::Phone, language, &call.source, &customer);
-        let mut events = Vec::new();
         let (version, deadline_at, warn_at) =
-            self.stamp_policy(policy, call.started_at, call.seen_at, &mut events);
-        let inquiry_id = InquiryId::derive(Channel::Phone, &external_id);
-        events.push(Event::InquiryOpened(Box::new(InquiryOpened {
-            inquiry_id: inquiry_id.clone(),
+            self.stamp_policy(policy, call.started_at, call.seen_at, events);
+        InquiryOpened {
+            inquiry_id: InquiryId::derive(Channel::Phone, &external_id),
             channel: Channel::Phone,
             source: call.source.clone(),
-            external_id: external_id.clone(),
+            external_id,
             thread_id,
             digest: None,
             customer,
@@ -214,21 +248,46 @@ impl Tracker {
             // A new call is always a first inquiry: there is no "next reply" on the phone.
             kind: InquiryKind::First,
             call: Some(call_details(call)),
-        })));
-        if let Some(at) = answered
-            && call.started_at <= at
-        {
-            let met = at <= deadline_at;
-            events.push(responded(
-                &inquiry_id,
-                call.started_at,
-                met,
-                at,
-                call,
-                &external_id,
-            ));
         }
+    }
+
+    /// `call`, read after `later`, came in before it from the same number while `later`'s
+    /// clock ran: the clock starts at `call`, which takes `later` over (see
+    /// `Tracker::take_over_later_clock`); `later` is merged into it.
+    fn open_call_before(
+        &self,
+        call: &Call,
+        later: &Inquiry,
+        answer: Option<Answer>,
+        external_id: String,
+        thread_id: String,
+    ) -> Vec<Event> {
+        let mut events = vec![Event::InquiryMerged {
+            inquiry_id: later.id.clone(),
+            into: InquiryId::derive(Channel::Phone, &external_id),
+            at: call.seen_at,
+            evidence: external_id.clone(),
+        }];
+        let opened = self.opened_by_call(call, external_id, thread_id, &mut events);
+        let rest = self.take_over_later_clock(&opened, later, answer, InquiryKind::First);
+        events.push(Event::InquiryOpened(Box::new(opened)));
+        events.extend(rest);
         events
+    }
+
+    /// The earliest callback read before `call`, to its number, that connected at or after
+    /// the call came in: it answers the call's inquiry.
+    fn pending_callback(&self, thread_id: &str, call: &Call) -> Option<Answer> {
+        let number = call.number.key();
+        self.pending_replies
+            .get(thread_id)?
+            .iter()
+            .filter(|r| r.at >= call.started_at && r.recipients.contains(&number))
+            .min_by_key(|r| r.at)
+            .map(|r| Answer {
+                kind: ResponseKind::Phone,
+                ..r.answer()
+            })
     }
 
     /// A callback: answers the open inquiry of the number it went to when it connected.
@@ -239,7 +298,7 @@ impl Tracker {
         }
         let responder = call.agent.clone().unwrap_or_default();
         let at = answered.unwrap_or(call.started_at);
-        let unmatched = |reason| {
+        let unmatched = |reason, references| {
             vec![Event::ReplyUnmatched {
                 external_id: record.clone(),
                 digest: record.clone(),
@@ -247,23 +306,30 @@ impl Tracker {
                 at,
                 reason,
                 responder: responder.clone(),
-                references: Vec::new(),
+                references,
                 recipients: vec![call.number.key()],
             }]
         };
         if call.number.is_withheld() {
-            return unmatched(UnmatchedReason::CallbackUnrelated);
+            return unmatched(UnmatchedReason::CallbackUnrelated, Vec::new());
         }
-        let thread_id = thread_of_call(call);
-        let Some(open) = self.open_inquiry(&thread_id) else {
-            return unmatched(UnmatchedReason::CallbackUnrelated);
-        };
         let Some(connected) = answered else {
-            return unmatched(UnmatchedReason::CallbackNotConnected);
+            return unmatched(UnmatchedReason::CallbackNotConnected, Vec::new());
         };
-        if connected < open.received_at {
-            // A call placed before the customer called: it cannot answer that call.
-            return unmatched(UnmatchedReason::CallbackUnrelated);
+        let thread_id = thread_of_call(call);
+        let answer = Answer {
+            at: connected,
+            seen_at: call.seen_at,
+            responder: responder.clone(),
+            kind: ResponseKind::Phone,
+            evidence: Some(record.clone()),
+        };
+        let answered = self.answer_running_clock(&thread_id, &answer, InquiryKind::First);
+        if answered.is_empty() {
+            // Nothing of that number's was waiting then, as far as read: the callback waits for
+            // a call placed before it and read later (logs are written at hangup, APIs return
+            // newest first).
+            return unmatched(UnmatchedReason::CallbackUnrelated, vec![thread_id]);
         }
         let mut events = vec![Event::MessageLinked {
             external_id: record.clone(),
@@ -272,30 +338,22 @@ impl Tracker {
             at: connected,
             role: LinkRole::Reply,
         }];
-        events.extend(self.respond_by_call(open, connected, call, &record));
+        events.extend(answered);
         events
     }
+}
 
-    fn open_inquiry(&self, thread: &str) -> Option<&Inquiry> {
-        self.open_in_thread
-            .get(thread)
-            .and_then(|open| self.get(&open.id))
-            .filter(|i| i.state == InquiryState::Open)
-    }
-
-    /// Answers `inquiry` at `at`, then reopens from calls attached to it that were placed after
-    /// `at` (read before the answer because logs are written at hangup).
-    fn respond_by_call(
-        &self,
-        inquiry: &Inquiry,
-        at: DateTime<Utc>,
-        call: &Call,
-        external_id: &str,
-    ) -> Vec<Event> {
-        let mut events = vec![responded_by_call(inquiry, at, call, external_id)];
-        // A call placed after the answer is a new inquiry of its own.
-        events.extend(self.open_from_later_follow_ups(inquiry, at, InquiryKind::First));
-        events
+/// A human pickup of `call` at `at` (or its connection, for a callback): the answer it is.
+fn pickup(call: &Call, at: DateTime<Utc>, record: &str) -> Answer {
+    Answer {
+        at,
+        seen_at: call.seen_at,
+        responder: call
+            .agent
+            .clone()
+            .unwrap_or_else(|| format!("phone:{}", call.source)),
+        kind: ResponseKind::Phone,
+        evidence: Some(record.to_string()),
     }
 }
 
@@ -306,32 +364,6 @@ pub(super) fn responded_by_call(
     at: DateTime<Utc>,
     call: &Call,
     record: &str,
-) -> Event {
-    // Met when the evidence says so, even if the breach fired first (see `InquiryRevised`).
-    let met = inquiry.deadline_at.is_some_and(|d| at <= d);
-    responded(&inquiry.id, inquiry.received_at, met, at, call, record)
-}
-
-fn responded(
-    inquiry_id: &InquiryId,
-    received_at: DateTime<Utc>,
-    met: bool,
-    at: DateTime<Utc>,
-    call: &Call,
-    external_id: &str,
-) -> Event {
-    Event::InquiryResponded(Box::new(InquiryResponded {
-        inquiry_id: inquiry_id.clone(),
-        at,
-        response_seconds: (at - received_at).num_seconds().max(0),
-        kind: ResponseKind::Phone,
-        responder: call
-            .agent
-            .clone()
-            .unwrap_or_else(|| format!("phone:{}", call.source)),
-        external_id: Some(external_id.to_string()),
-        outcome: if met { Outcome::Met } else { Outcome::Missed },
-        via: None,
-        note: None,
-    }))
+) -> Option<Event> {
+    Some(pickup(call, at, record).responded(&inquiry.id, inquiry.received_at, inquiry.deadline_at?))
 }

@@ -12,14 +12,14 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use crate::desk::DeskSettings;
-use crate::domain::InquiryId;
-use crate::tracker::email::responded_by_email;
+use crate::domain::{Channel, InquiryId};
 use crate::tracker::event::{
-    Event, InquiryKind, InquiryOpened, LanguageSource, Outcome, RevisionReason,
+    Event, InquiryKind, InquiryOpened, LanguageSource, Outcome, ResponseKind, RevisionReason,
 };
 use crate::tracker::inquiry::{FollowUp, Inquiry, InquiryState, OpenSummary};
 use crate::tracker::observation::{Observation, Stage};
 use crate::tracker::policy::PolicySet;
+use crate::tracker::revision::Answer;
 
 /// What the rules are configured with.
 #[derive(Debug, Clone)]
@@ -49,6 +49,19 @@ pub(super) struct PendingReply {
     pub(super) at: DateTime<Utc>,
     pub(super) responder: String,
     pub(super) recipients: Vec<String>,
+}
+
+impl PendingReply {
+    /// The response it is, once the message it answers is read.
+    pub(super) fn answer(&self) -> Answer {
+        Answer {
+            at: self.at,
+            seen_at: self.at,
+            responder: self.responder.clone(),
+            kind: ResponseKind::Email,
+            evidence: Some(self.external_id.clone()),
+        }
+    }
 }
 
 /// A 64-bit key for a string (digests, message ids, senders) in the large dedupe indexes: 8 bytes
@@ -301,25 +314,26 @@ impl Tracker {
             customer: f.customer.clone(),
             subject: f.subject.clone(),
         }));
-        // A reply read earlier that replies to one of these messages answers the new inquiry.
+        // A reply read earlier that replies to one of these messages, or a callback read earlier
+        // to the number, answers the new inquiry.
         let reply = moved
             .iter()
-            .filter_map(|f| {
-                let plain = f.external_id.split('#').next().unwrap_or(&f.external_id);
-                self.pending_replies.get(plain)
-            })
+            .map(|f| f.external_id.split('#').next().unwrap_or(&f.external_id))
+            .chain(std::iter::once(&*inquiry.thread_id))
+            .filter_map(|id| self.pending_replies.get(id))
             .flatten()
             .filter(|r| r.at >= first.received_at && r.recipients.contains(&first.customer))
             .min_by_key(|r| r.at);
         if let Some(reply) = reply {
-            events.push(responded_by_email(
-                &id,
-                first.received_at,
-                deadline_at,
-                reply.at,
-                &reply.responder,
-                &reply.external_id,
-            ));
+            let kind = match inquiry.channel {
+                Channel::Email => ResponseKind::Email,
+                Channel::Phone => ResponseKind::Phone,
+            };
+            let answer = Answer {
+                kind,
+                ..reply.answer()
+            };
+            events.push(answer.responded(&id, first.received_at, deadline_at));
         }
         events
     }
