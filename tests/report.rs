@@ -832,7 +832,7 @@ mod http {
 
     use slawatch::config::Secret;
     use slawatch::engine::{EngineHandle, Shared};
-    use slawatch::http::{AppState, router};
+    use slawatch::http::{Access, AppState, Tokens, router};
     use slawatch::store::Store;
     use slawatch::telemetry::Metrics;
     use slawatch_core::desk::DeskSettings;
@@ -863,17 +863,20 @@ mod http {
             policies: PolicySet::single(Policy::default()),
         }));
         let (tx, _rx) = tokio::sync::mpsc::channel(1);
-        AppState {
-            shared: Arc::new(Shared {
+        AppState::new(
+            Arc::new(Shared {
                 tracker: RwLock::new(tracker),
                 metrics: Arc::new(Metrics::new("test", &["mail".to_string()])),
                 store,
                 pending_sources: Mutex::new(BTreeSet::new()),
             }),
-            engine: EngineHandle::new(tx),
-            token: Some(Secret::new(WRITE)),
-            report_token: report_token.map(Secret::new),
-        }
+            EngineHandle::new(tx),
+            Access::with_tokens(Tokens {
+                write: Some(Secret::new(WRITE)),
+                report: report_token.map(Secret::new),
+                ..Tokens::default()
+            }),
+        )
     }
 
     async fn get(state: &AppState, uri: &str, token: Option<&str>) -> (StatusCode, String, String) {

@@ -1,0 +1,311 @@
+//! Serving connections within limits, with graceful shutdown.
+//!
+//! axum's own `serve` reads headers for as long as a client likes and accepts every connection,
+//! so a few hundred clients sending half a request would hold the daemon's sockets forever. This
+//! loop serves HTTP/1.1 with hyper directly:
+//!
+//! - **Header time.** A connection that has not sent a request's headers within
+//!   `http.header_timeout` (10 s) is closed by hyper.
+//! - **Connections.** At most `http.max_connections` are served at once. At the limit, a new
+//!   connection takes the place of the one *idle* the longest: waiting for its first headers, or
+//!   kept alive between requests. A connection running a request is never closed for another, so
+//!   a request is answered once its headers are in; only when every slot runs a request does a
+//!   new connection wait (each request is bounded by the request timeouts). Slow clients are idle
+//!   by definition, so however many there are, `/healthz` and a Prometheus scrape — which send
+//!   their headers at once — get a slot at once and are answered.
+//! - **Shutdown.** No new connections; idle ones close, running requests finish (bounded by the
+//!   header and report timeouts).
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::HttpSettings;
+
+/// What bounds the server.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub header_timeout: Duration,
+    pub max_connections: usize,
+    /// How long shutdown waits for running requests.
+    pub drain: Duration,
+}
+
+impl Limits {
+    pub fn from_settings(s: &HttpSettings) -> Limits {
+        Limits {
+            header_timeout: s.header_timeout,
+            max_connections: s.max_connections.max(1),
+            drain: s.header_timeout + s.report_timeout,
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            header_timeout: crate::config::DEFAULT_HEADER_TIMEOUT,
+            max_connections: crate::config::DEFAULT_MAX_CONNECTIONS as usize,
+            drain: crate::config::DEFAULT_HEADER_TIMEOUT + crate::config::DEFAULT_REPORT_TIMEOUT,
+        }
+    }
+}
+
+/// The connections being served.
+struct Registry {
+    inner: Mutex<Inner>,
+    /// A slot was freed or a connection became idle (evictable).
+    freed: Notify,
+    limit: usize,
+}
+
+#[derive(Default)]
+struct Inner {
+    next_id: u64,
+    connections: HashMap<u64, Connection>,
+}
+
+struct Connection {
+    /// Requests running (a response body being sent counts).
+    busy: usize,
+    /// When it last became idle (or connected).
+    idle_since: Instant,
+    evict: CancellationToken,
+}
+
+impl Registry {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A slot for a new connection, evicting the connection idle the longest at the limit;
+    /// `None` when every slot runs a request.
+    fn admit(self: &Arc<Self>) -> Option<Slot> {
+        let mut inner = self.lock();
+        if inner.connections.len() >= self.limit {
+            let victim = inner
+                .connections
+                .iter()
+                .filter(|(_, c)| c.busy == 0)
+                .min_by_key(|(_, c)| c.idle_since)
+                .map(|(id, _)| *id)?;
+            if let Some(c) = inner.connections.remove(&victim) {
+                c.evict.cancel();
+            }
+        }
+        let id = inner.next_id;
+        inner.next_id += 1;
+        let evict = CancellationToken::new();
+        inner.connections.insert(
+            id,
+            Connection {
+                busy: 0,
+                idle_since: Instant::now(),
+                evict: evict.clone(),
+            },
+        );
+        Some(Slot {
+            registry: self.clone(),
+            id,
+            evict,
+        })
+    }
+
+    fn begin(&self, id: u64) {
+        if let Some(c) = self.lock().connections.get_mut(&id) {
+            c.busy += 1;
+        }
+    }
+
+    fn end(&self, id: u64) {
+        let idle = match self.lock().connections.get_mut(&id) {
+            Some(c) => {
+                c.busy = c.busy.saturating_sub(1);
+                if c.busy == 0 {
+                    c.idle_since = Instant::now();
+                }
+                c.busy == 0
+            }
+            None => false,
+        };
+        if idle {
+            self.freed.notify_one();
+        }
+    }
+}
+
+/// A connection's place; freed on drop.
+struct Slot {
+    registry: Arc<Registry>,
+    id: u64,
+    evict: CancellationToken,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.registry.lock().connections.remove(&self.id);
+        self.registry.freed.notify_one();
+    }
+}
+
+/// Marks a request running until the response body is sent (or dropped).
+struct Busy {
+    registry: Arc<Registry>,
+    id: u64,
+}
+
+impl Busy {
+    fn new(registry: Arc<Registry>, id: u64) -> Busy {
+        registry.begin(id);
+        Busy { registry, id }
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.registry.end(self.id);
+    }
+}
+
+/// A response body that keeps its connection marked busy while it is sent.
+struct Guarded {
+    body: Body,
+    _busy: Busy,
+}
+
+impl http_body::Body for Guarded {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// Serves `router` on `listener` within `limits` until `shutdown` is cancelled, then lets
+/// running requests finish.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: Limits,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let registry = Arc::new(Registry {
+        inner: Mutex::new(Inner::default()),
+        freed: Notify::new(),
+        limit: limits.max_connections.max(1),
+    });
+    let tasks = TaskTracker::new();
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = shutdown.cancelled() => break,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of file descriptors or a connection reset before accept: wait a little
+                // rather than spin.
+                tracing::warn!(error = %e, "Accepting an HTTP connection failed.");
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_millis(100)) => continue,
+                    () = shutdown.cancelled() => break,
+                }
+            }
+        };
+        let slot = loop {
+            if let Some(slot) = registry.admit() {
+                break Some(slot);
+            }
+            tokio::select! {
+                () = registry.freed.notified() => {}
+                () = shutdown.cancelled() => break None,
+            }
+        };
+        let Some(slot) = slot else { break };
+        tasks.spawn(connection(
+            stream,
+            slot,
+            router.clone(),
+            limits,
+            shutdown.clone(),
+        ));
+    }
+    drop(listener);
+    tasks.close();
+    tasks.wait().await;
+    Ok(())
+}
+
+async fn connection(
+    stream: TcpStream,
+    slot: Slot,
+    router: Router,
+    limits: Limits,
+    shutdown: CancellationToken,
+) {
+    let _ = stream.set_nodelay(true);
+    let (registry, id) = (slot.registry.clone(), slot.id);
+    let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+        let busy = Busy::new(registry.clone(), id);
+        let mut router = router.clone();
+        async move {
+            let response = tower_service::Service::call(&mut router, request).await?;
+            Ok::<_, std::convert::Infallible>(
+                response.map(|body| Body::new(Guarded { body, _busy: busy })),
+            )
+        }
+    });
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
+    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    let mut draining = false;
+    let drain = tokio::time::sleep(Duration::from_secs(365 * 24 * 3600));
+    tokio::pin!(drain);
+    loop {
+        tokio::select! {
+            served = conn.as_mut() => {
+                if let Err(e) = served {
+                    tracing::debug!(error = %e, "HTTP connection ended with an error.");
+                }
+                break;
+            }
+            () = slot.evict.cancelled() => {
+                tracing::debug!("Idle HTTP connection closed to make room for a new one.");
+                break;
+            }
+            () = shutdown.cancelled(), if !draining => {
+                draining = true;
+                conn.as_mut().graceful_shutdown();
+                drain.as_mut().reset(tokio::time::Instant::now() + limits.drain);
+            }
+            () = drain.as_mut(), if draining => break,
+        }
+    }
+}
