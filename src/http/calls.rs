@@ -107,6 +107,9 @@ pub async fn push(
 ) -> Result<(StatusCode, Json<PushReply>), ApiError> {
     let Json(body) = body.map_err(|e| match e {
         JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType(e.body_text()),
+        _ if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::TooLarge(e.body_text())
+        }
         _ => ApiError::BadRequest(e.body_text()),
     })?;
     let bodies = match body {

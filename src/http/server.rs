@@ -7,17 +7,21 @@
 //! - **Header time.** A connection that has not sent a request's headers within
 //!   `http.header_timeout` (10 s) is closed by hyper.
 //! - **Connections.** At most `http.max_connections` are served at once. At the limit, a new
-//!   connection takes the place of the one *idle* the longest: waiting for its first headers, or
-//!   kept alive between requests. A connection running a request is never closed for another, so
-//!   a request is answered once its headers are in; only when every slot runs a request does a
-//!   new connection wait (each request is bounded by the request timeouts). Slow clients are idle
-//!   by definition, so however many there are, `/healthz` and a Prometheus scrape — which send
-//!   their headers at once — get a slot at once and are answered.
+//!   connection takes the place of an *idle* one: first the one that has been sending part of a
+//!   request's head the longest (a slow client), else the one idle the longest (kept alive
+//!   between requests, or connected and silent). A connection not yet read from is never closed
+//!   (its head may be whole, waiting to be read), nor one running a request, so a request is
+//!   answered once its headers are in; only when no slot can be taken does a new connection
+//!   wait (each request is bounded by the request timeouts).
+//!   `/healthz` and a Prometheus scrape send their whole head at once: they are never "part way
+//!   through a head", so slow clients make room for them however many there are, and they are
+//!   answered at once.
 //! - **Shutdown.** No new connections; idle ones close, running requests finish (bounded by the
 //!   header and report timeouts).
 
 use std::collections::HashMap;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -27,6 +31,7 @@ use axum::body::{Body, Bytes};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -63,6 +68,17 @@ impl Default for Limits {
     }
 }
 
+/// Not read from yet: its head may be whole in the socket; never evicted.
+const FRESH: u8 = 0;
+/// Read from, and nothing arrived since its last request began (or ever).
+const SILENT: u8 = 1;
+/// Part of a head arrived and no request began: a slow client, evicted first.
+const PARTIAL: u8 = 2;
+
+/// How long the accept loop waits before looking for room again when every connection is
+/// fresh or running a request (fresh ones are read within microseconds).
+const RETRY_ADMIT: Duration = Duration::from_millis(5);
+
 /// The connections being served.
 struct Registry {
     inner: Mutex<Inner>,
@@ -80,6 +96,8 @@ struct Inner {
 struct Connection {
     /// Requests running (a response body being sent counts).
     busy: usize,
+    /// [`FRESH`], [`SILENT`] or [`PARTIAL`].
+    reading: Arc<AtomicU8>,
     /// When it last became idle (or connected).
     idle_since: Instant,
     evict: CancellationToken,
@@ -98,8 +116,8 @@ impl Registry {
             let victim = inner
                 .connections
                 .iter()
-                .filter(|(_, c)| c.busy == 0)
-                .min_by_key(|(_, c)| c.idle_since)
+                .filter(|(_, c)| c.busy == 0 && c.reading.load(Ordering::Relaxed) != FRESH)
+                .min_by_key(|(_, c)| (c.reading.load(Ordering::Relaxed) != PARTIAL, c.idle_since))
                 .map(|(id, _)| *id)?;
             if let Some(c) = inner.connections.remove(&victim) {
                 c.evict.cancel();
@@ -108,10 +126,12 @@ impl Registry {
         let id = inner.next_id;
         inner.next_id += 1;
         let evict = CancellationToken::new();
+        let reading = Arc::new(AtomicU8::new(FRESH));
         inner.connections.insert(
             id,
             Connection {
                 busy: 0,
+                reading: reading.clone(),
                 idle_since: Instant::now(),
                 evict: evict.clone(),
             },
@@ -120,12 +140,14 @@ impl Registry {
             registry: self.clone(),
             id,
             evict,
+            reading,
         })
     }
 
     fn begin(&self, id: u64) {
         if let Some(c) = self.lock().connections.get_mut(&id) {
             c.busy += 1;
+            c.reading.store(SILENT, Ordering::Relaxed);
         }
     }
 
@@ -151,6 +173,62 @@ struct Slot {
     registry: Arc<Registry>,
     id: u64,
     evict: CancellationToken,
+    reading: Arc<AtomicU8>,
+}
+
+/// The socket, noting when it is read and when bytes arrive (see [`Connection::reading`]).
+struct Watched {
+    stream: TcpStream,
+    reading: Arc<AtomicU8>,
+}
+
+impl AsyncRead for Watched {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.stream).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.reading.store(PARTIAL, Ordering::Relaxed);
+        } else {
+            let _ =
+                self.reading
+                    .compare_exchange(FRESH, SILENT, Ordering::Relaxed, Ordering::Relaxed);
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for Watched {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
 }
 
 impl Drop for Slot {
@@ -242,6 +320,7 @@ pub async fn serve(
             }
             tokio::select! {
                 () = registry.freed.notified() => {}
+                () = tokio::time::sleep(RETRY_ADMIT) => {}
                 () = shutdown.cancelled() => break None,
             }
         };
@@ -283,7 +362,11 @@ async fn connection(
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout);
-    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    let watched = Watched {
+        stream,
+        reading: slot.reading.clone(),
+    };
+    let conn = builder.serve_connection(TokioIo::new(watched), service);
     tokio::pin!(conn);
     let mut draining = false;
     let drain = tokio::time::sleep(Duration::from_secs(365 * 24 * 3600));
