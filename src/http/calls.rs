@@ -1,5 +1,7 @@
 //! `POST /api/v1/calls`: call events pushed by any PBX (a webhook, a dialplan `CURL()`, a CTI
-//! bridge). Needs the bearer token when one is configured.
+//! bridge). Needs the write token (`http.token`) once any token is configured. Times more than
+//! [`CALL_MAX_AGE`] back or [`CALL_FUTURE_TOLERANCE`] ahead of the server's clock are refused,
+//! naming the field.
 //!
 //! The body is one JSON call event or a list of them:
 //!
