@@ -108,8 +108,9 @@ impl Registry {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// A slot for a new connection, evicting the connection idle the longest at the limit;
-    /// `None` when every slot runs a request.
+    /// A slot for a new connection, at the limit taking the place of an idle connection (part
+    /// way through a head first, then idle the longest); `None` when every connection is fresh
+    /// or running a request.
     fn admit(self: &Arc<Self>) -> Option<Slot> {
         let mut inner = self.lock();
         if inner.connections.len() >= self.limit {
@@ -390,5 +391,44 @@ async fn connection(
             }
             () = drain.as_mut(), if draining => break,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registry(limit: usize) -> Arc<Registry> {
+        Arc::new(Registry {
+            inner: Mutex::new(Inner::default()),
+            freed: Notify::new(),
+            limit,
+        })
+    }
+
+    #[test]
+    fn slow_clients_make_room_first_and_fresh_or_busy_connections_never() {
+        let r = registry(3);
+        let keep_alive = r.admit().unwrap();
+        keep_alive.reading.store(SILENT, Ordering::Relaxed);
+        let slow = r.admit().unwrap();
+        slow.reading.store(PARTIAL, Ordering::Relaxed);
+        let running = r.admit().unwrap();
+        r.begin(running.id);
+
+        // The slow client goes first, although the kept-alive one is older.
+        let fresh = r.admit().unwrap();
+        assert!(slow.evict.is_cancelled());
+        assert!(!keep_alive.evict.is_cancelled());
+        // Then the one idle the longest.
+        let _next = r.admit().unwrap();
+        assert!(keep_alive.evict.is_cancelled());
+        // Fresh (not read yet) and running connections stay: no room.
+        assert!(r.admit().is_none());
+        assert!(!fresh.evict.is_cancelled() && !running.evict.is_cancelled());
+        // A finished request makes its connection idle, hence evictable.
+        r.end(running.id);
+        assert!(r.admit().is_some());
+        assert!(running.evict.is_cancelled());
     }
 }
