@@ -63,7 +63,8 @@ pub struct Tokens {
 }
 
 impl Tokens {
-    fn any(&self) -> bool {
+    /// Whether any token is configured (then every route but health needs one).
+    pub fn any(&self) -> bool {
         self.write.is_some()
             || self.read.is_some()
             || self.report.is_some()
@@ -261,6 +262,7 @@ pub async fn require(
     next: Next,
 ) -> Response {
     if need == Need::Read
+        && access.tokens.any()
         && request.method() == Method::GET
         && request.uri().path() == "/"
         && let Some(token) = query_token(request.uri())
