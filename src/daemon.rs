@@ -122,15 +122,12 @@ pub async fn run(
         let _ = bound.send(addr);
     }
     let engine_handle = EngineHandle::new(command_tx);
-    let state = crate::http::AppState {
-        shared: shared.clone(),
-        engine: engine_handle.clone(),
-        token: settings.http.token.clone(),
-        report_token: settings.http.report_token.clone(),
-    };
+    let state =
+        crate::http::AppState::from_settings(shared.clone(), engine_handle.clone(), &settings.http);
+    let limits = crate::http::Limits::from_settings(&settings.http);
     let http_shutdown = shutdown.clone();
     tasks.spawn(async move {
-        if let Err(e) = crate::http::serve(listener, state, http_shutdown).await {
+        if let Err(e) = crate::http::serve_within(listener, state, limits, http_shutdown).await {
             tracing::error!(error = %e, "HTTP server failed.");
         }
     });

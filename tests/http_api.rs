@@ -11,7 +11,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::Value;
 use slawatch::config::Secret;
 use slawatch::engine::{AckError, Command, EngineHandle, Shared};
-use slawatch::http::{AppState, router, serve};
+use slawatch::http::{Access, AppState, Tokens, router, serve};
 use slawatch::store::Store;
 use slawatch::telemetry::Metrics;
 use slawatch_core::domain::{Channel, InquiryId, Language};
@@ -111,12 +111,14 @@ impl World {
         let (tx, rx) = mpsc::channel(8);
         tokio::spawn(test_engine(shared.clone(), rx));
         World {
-            state: AppState {
+            state: AppState::new(
                 shared,
-                engine: EngineHandle::new(tx),
-                token: token.then(|| Secret::new(TOKEN)),
-                report_token: None,
-            },
+                EngineHandle::new(tx),
+                Access::with_tokens(Tokens {
+                    write: token.then(|| Secret::new(TOKEN)),
+                    ..Tokens::default()
+                }),
+            ),
         }
     }
 
@@ -134,9 +136,15 @@ impl World {
         (status, headers, body)
     }
 
+    /// `GET uri` with the write token, which also reads (ignored when no token is set).
     async fn get(&self, uri: &str) -> (StatusCode, axum::http::HeaderMap, String) {
-        self.send(Request::get(uri).body(Body::empty()).expect("request"))
-            .await
+        self.send(
+            Request::get(uri)
+                .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await
     }
 
     async fn get_json(&self, uri: &str) -> (StatusCode, Value) {

@@ -47,7 +47,7 @@ fn alert(kind: AlertKind, id: &str) -> Alert {
 
 fn webhook(url: &str, format: WebhookFormat) -> WebhookSettings {
     WebhookSettings {
-        url: url.into(),
+        url: Secret::new(url),
         format,
         token: Some(Secret::new("hook-token")),
         timeout: Duration::from_secs(5),
@@ -118,6 +118,35 @@ async fn webhook_posts_generic_json_and_slack_text_with_the_token() {
     let err = r[0].as_ref().unwrap_err().to_string();
     assert!(err.contains("503"), "{err}");
     assert!(!err.contains("/hook"), "{err}");
+}
+
+#[tokio::test]
+async fn slack_text_escapes_markup_from_the_customer() {
+    install_ring();
+    let receiver = Receiver::start().await;
+    let slack = WebhookNotifier::new(&webhook(&receiver.url, WebhookFormat::Slack), 10).unwrap();
+    let mut a = alert(AlertKind::Breach, "phone-9");
+    a.customer = "Mallory <mallory@evil.example>".into();
+    a.subject = "<!channel> refund & <https://evil.example/pay|your invoice>".into();
+    let r = slack.deliver(&[a]).await;
+    assert!(r[0].is_ok(), "{r:?}");
+    let bodies = receiver.wait_for(1, Duration::from_secs(5)).await;
+    let text = bodies[0]["text"].as_str().unwrap();
+    assert!(!text.contains("<!channel>"), "{text}");
+    assert!(!text.contains("<https://evil.example"), "{text}");
+    assert!(
+        text.contains(
+            "&lt;!channel&gt; refund &amp; &lt;https://evil.example/pay|your invoice&gt;"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("&lt;mallory@evil.example&gt;"), "{text}");
+    // The one link left is ours.
+    assert_eq!(text.matches('<').count(), 1, "{text}");
+    assert!(
+        text.contains("<http://127.0.0.1:9750/api/v1/inquiries/phone-9|open>"),
+        "{text}"
+    );
 }
 
 #[tokio::test]

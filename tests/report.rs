@@ -579,6 +579,44 @@ async fn csv_parses_back_to_the_json() {
     }
 }
 
+#[tokio::test]
+async fn csv_cells_a_spreadsheet_would_evaluate_are_defused() {
+    let mut events = fixture();
+    let raw = [
+        ("tab", "\t=HYPERLINK(\"https://evil.example\",\"invoice\")"),
+        ("cr", "\r=1+1"),
+        ("eq", "=SUM(A1)"),
+    ];
+    // The customer column carries what the sender wrote (a phone CSV's caller name, a From:).
+    for (n, (id, customer)) in raw.iter().enumerate() {
+        let mut event = opened(&Spec {
+            id,
+            channel: Channel::Email,
+            language: Language::En,
+            received_at: day()
+                + Duration::days(1)
+                + Duration::hours(13)
+                + Duration::minutes(n as i64),
+            detected_after: 2,
+            subject: "hello",
+        });
+        if let Event::InquiryOpened(o) = &mut event {
+            o.customer = customer.to_string();
+        }
+        events.push(event);
+    }
+    let world = World::new(&events).await;
+    let rows = report_csv::parse(&report(&world, "csv", &[]));
+    let column = |name: &str| report_csv::COLUMNS.iter().position(|c| *c == name).unwrap();
+    for (id, customer) in raw {
+        let row = rows
+            .iter()
+            .find(|r| r[column("id")] == id)
+            .unwrap_or_else(|| panic!("{id} not in the report"));
+        assert_eq!(row[column("customer")], format!("'{customer}"), "{id}");
+    }
+}
+
 /// The fixture with the alerts' fate: b's warning delivered by mail to the on-call person, its
 /// breach delivered by mail and webhook to two people; c's breach failed on every notifier.
 fn fixture_with_deliveries() -> Vec<Event> {
@@ -914,7 +952,7 @@ mod http {
 
     use slawatch::config::Secret;
     use slawatch::engine::{EngineHandle, Shared};
-    use slawatch::http::{AppState, router};
+    use slawatch::http::{Access, AppState, Tokens, router};
     use slawatch::store::Store;
     use slawatch::telemetry::Metrics;
     use slawatch_core::desk::DeskSettings;
@@ -945,17 +983,20 @@ mod http {
             policies: PolicySet::single(Policy::default()),
         }));
         let (tx, _rx) = tokio::sync::mpsc::channel(1);
-        AppState {
-            shared: Arc::new(Shared {
+        AppState::new(
+            Arc::new(Shared {
                 tracker: RwLock::new(tracker),
                 metrics: Arc::new(Metrics::new("test", &["mail".to_string()])),
                 store,
                 pending_sources: Mutex::new(BTreeSet::new()),
             }),
-            engine: EngineHandle::new(tx),
-            token: Some(Secret::new(WRITE)),
-            report_token: report_token.map(Secret::new),
-        }
+            EngineHandle::new(tx),
+            Access::with_tokens(Tokens {
+                write: Some(Secret::new(WRITE)),
+                report: report_token.map(Secret::new),
+                ..Tokens::default()
+            }),
+        )
     }
 
     async fn get(state: &AppState, uri: &str, token: Option<&str>) -> (StatusCode, String, String) {

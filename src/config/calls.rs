@@ -191,13 +191,12 @@ pub(super) fn twilio(
     let base_url = s
         .string("base_url", p)
         .unwrap_or_else(|| "https://api.twilio.com".to_string());
-    if !(base_url.starts_with("https://")
-        || base_url.starts_with("http://127.0.0.1")
-        || base_url.starts_with("http://localhost"))
-    {
+    if !super::load::https_or_loopback(&base_url) {
         p.push(
             s.path("base_url"),
-            format!("`{base_url}` must be https:// (plain http only to loopback)"),
+            format!(
+                "`{base_url}` must be https:// (plain http only to a host that resolves to loopback addresses only)"
+            ),
         );
     }
     let account_sid = s.required_string("account_sid", p);

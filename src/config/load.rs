@@ -29,6 +29,22 @@ pub enum ConfigError {
 /// Days an IMAP source backfills on its first start when `since` is not set.
 pub const DEFAULT_BACKFILL_DAYS: i64 = 7;
 
+/// A client that has not sent its request headers within this is dropped: a person's browser or
+/// a scraper sends them in milliseconds, and a slow client holds a connection at most this long.
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Bound on one request up to its response's head: every route but the report answers from
+/// memory or one ledger read, in well under a second.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Bound on `GET /api/v1/report` up to its response's head: a year's ledger is replayed and
+/// folded before the first byte.
+pub const DEFAULT_REPORT_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Connections served at once: far above a desk's wallboards, scrapers and API clients, far
+/// below the default limit of 1024 open files.
+pub const DEFAULT_MAX_CONNECTIONS: u64 = 256;
+
 /// Environment prefix: `SLAWATCH__HTTP__BIND=0.0.0.0:9750` overrides `[http] bind`.
 pub const ENV_PREFIX: &str = "SLAWATCH";
 
@@ -116,17 +132,61 @@ fn validate(root: &Value, file_only: &Value, base: &Path) -> Result<Settings, Ve
         SocketAddr::from(([127, 0, 0, 1], 9750))
     });
     let token = secret(&mut t, "token", file_only, false, base, &mut p);
+    let read_token = secret(&mut t, "read_token", file_only, false, base, &mut p);
     let report_token = secret(&mut t, "report_token", file_only, false, base, &mut p);
+    let metrics_token = secret(&mut t, "metrics_token", file_only, false, base, &mut p);
+    let allow_anonymous = t.bool("allow_anonymous", false, &mut p);
     let public_url = t
         .string("public_url", &mut p)
         .unwrap_or_else(|| format!("http://{bind}"));
+    if reqwest::Url::parse(&public_url)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https"))
+        .and_then(|u| u.host_str().map(str::to_string))
+        .is_none()
+    {
+        p.push(
+            "http.public_url",
+            format!("`{public_url}` is not an http:// or https:// URL with a host"),
+        );
+    }
+    let allowed_hosts = t
+        .string_list("allowed_hosts", &mut p)
+        .into_iter()
+        .map(|h| h.trim().to_ascii_lowercase())
+        .collect();
+    let header_timeout = t.duration("header_timeout", DEFAULT_HEADER_TIMEOUT, &mut p);
+    let request_timeout = t.duration("request_timeout", DEFAULT_REQUEST_TIMEOUT, &mut p);
+    let report_timeout = t.duration("report_timeout", DEFAULT_REPORT_TIMEOUT, &mut p);
+    for (key, value) in [
+        ("header_timeout", header_timeout),
+        ("request_timeout", request_timeout),
+        ("report_timeout", report_timeout),
+    ] {
+        if value.is_zero() {
+            p.push(t.path(key), "must be longer than zero");
+        }
+    }
+    let max_connections = t.u64("max_connections", DEFAULT_MAX_CONNECTIONS, &mut p);
+    if max_connections == 0 {
+        p.push("http.max_connections", "must be at least 1");
+    }
     t.finish(&mut p);
     let http = HttpSettings {
         bind,
         token,
+        read_token,
         report_token,
+        metrics_token,
+        allow_anonymous,
         public_url: public_url.trim_end_matches('/').to_string(),
+        allowed_hosts,
+        header_timeout,
+        request_timeout,
+        report_timeout,
+        max_connections: usize::try_from(max_connections.max(1)).unwrap_or(usize::MAX),
     };
+    check_http_access(&http, &mut p);
 
     let mut t = top.table("desk", &mut p);
     let lower = |v: Vec<String>| {
@@ -493,7 +553,7 @@ fn imap(
     let allow_insecure = s.bool("allow_insecure", false, p);
     if security == ImapSecurity::Plain
         && !allow_insecure
-        && host.as_deref().is_some_and(|h| !is_loopback(h))
+        && host.as_deref().is_some_and(|h| !resolves_to_loopback(h))
     {
         p.push(s.path("security"), "plain IMAP sends the password in clear: only to a loopback host, or set allow_insecure = true");
     }
@@ -628,19 +688,79 @@ fn env_name(path: &str) -> String {
     format!("{ENV_PREFIX}__{}", path.replace('.', "__").to_uppercase())
 }
 
-pub(super) fn is_loopback(host: &str) -> bool {
-    host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+/// Whether `host` (a name or an IP literal, IPv6 with or without brackets) reaches this machine
+/// only: an IP literal must be loopback, a name must resolve, and every address it resolves to
+/// must be loopback. `localhost.evil.example` resolves elsewhere (or not at all) and is refused.
+pub fn resolves_to_loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return ip.is_loopback();
+    }
+    use std::net::ToSocketAddrs as _;
+    match (host, 0).to_socket_addrs() {
+        Ok(addrs) => {
+            let addrs: Vec<SocketAddr> = addrs.collect();
+            !addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback())
+        }
+        Err(_) => false,
+    }
+}
+
+/// Whether `url` is `https://…`, or `http://…` to a host that resolves to loopback only. The URL
+/// is parsed, so `http://127.0.0.1@evil.example` is a URL to `evil.example`.
+pub fn https_or_loopback(url: &str) -> bool {
+    match reqwest::Url::parse(url) {
+        Ok(u) if u.scheme() == "https" => u.host_str().is_some(),
+        Ok(u) if u.scheme() == "http" => u.host_str().is_some_and(resolves_to_loopback),
+        _ => false,
+    }
+}
+
+/// The access rules of `[http]`: a public bind needs tokens, and no two tokens are the same
+/// (a shared value would make the roles one).
+fn check_http_access(http: &HttpSettings, p: &mut Problems) {
+    if !http.bind.ip().is_loopback() && !http.any_token() && !http.allow_anonymous {
+        p.push(
+            "http.bind",
+            format!(
+                "{} is reachable from other hosts and no token is set: anyone who can reach it could read customer addresses and acknowledge inquiries. Set http.token_file and http.read_token_file (or SLAWATCH__HTTP__TOKEN, SLAWATCH__HTTP__READ_TOKEN), or http.allow_anonymous = true",
+                http.bind
+            ),
+        );
+    }
+    let tokens = http.tokens();
+    for (i, (a, x)) in tokens.iter().enumerate() {
+        for (b, y) in &tokens[i + 1..] {
+            if let (Some(x), Some(y)) = (x, y)
+                && x.expose() == y.expose()
+            {
+                p.push(
+                    *b,
+                    format!("has the same value as {a}: each role needs its own token"),
+                );
+            }
+        }
+        if x.as_ref().is_some_and(|x| x.expose().trim().is_empty()) {
+            p.push(*a, "is empty");
+        }
+    }
 }
 
 impl Settings {
     /// Things that are allowed but probably not meant: printed by `check-config`, logged by `run`.
     pub fn warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
-        if !self.http.bind.ip().is_loopback() && self.http.token.is_none() {
+        if !self.http.bind.ip().is_loopback() && !self.http.any_token() {
             out.push(format!(
-                "http.bind {} is reachable from other hosts and http.token is not set: anyone who can reach it can read customer addresses and acknowledge inquiries",
+                "http.bind {} is reachable from other hosts and no token is set (http.allow_anonymous = true): anyone who can reach it can read customer addresses and acknowledge inquiries",
                 self.http.bind
             ));
+        }
+        if self.http.any_token() && self.http.token.is_none() {
+            out.push(
+                "http.token is not set while another token is: acknowledgements and pushed calls are refused over HTTP"
+                    .to_string(),
+            );
         }
         out
     }
@@ -687,7 +807,16 @@ impl Settings {
             .collect();
         json!({
             "store": { "url": redact_url(&self.store.url), "password": secret(&self.store.password) },
-            "http": { "bind": self.http.bind.to_string(), "token": secret(&self.http.token), "report_token": secret(&self.http.report_token), "public_url": self.http.public_url },
+            "http": {
+                "bind": self.http.bind.to_string(), "token": secret(&self.http.token),
+                "read_token": secret(&self.http.read_token), "report_token": secret(&self.http.report_token),
+                "metrics_token": secret(&self.http.metrics_token), "allow_anonymous": self.http.allow_anonymous,
+                "public_url": self.http.public_url, "allowed_hosts": self.http.allowed_hosts,
+                "header_timeout": humantime::format_duration(self.http.header_timeout).to_string(),
+                "request_timeout": humantime::format_duration(self.http.request_timeout).to_string(),
+                "report_timeout": humantime::format_duration(self.http.report_timeout).to_string(),
+                "max_connections": self.http.max_connections,
+            },
             "desk": {
                 "support_addresses": self.desk.support_addresses, "internal_domains": self.desk.internal_domains,
                 "ignore_senders": self.desk.ignore_senders, "ignore_subjects": self.desk.ignore_subjects,

@@ -11,7 +11,11 @@ mod oncall;
 mod reader;
 mod settings;
 
-pub use load::{ConfigError, ENV_PREFIX, load, load_with_env};
+pub use load::{
+    ConfigError, DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_REPORT_TIMEOUT,
+    DEFAULT_REQUEST_TIMEOUT, ENV_PREFIX, https_or_loopback, load, load_with_env,
+    resolves_to_loopback,
+};
 pub use notify::*;
 pub use reader::Problem;
 pub use settings::*;

@@ -16,7 +16,7 @@
 //! to = ["oncall@example.com"]    # everyone, or (with [notify.oncall]) when nobody is on call
 //!
 //! [notify.webhook]
-//! url = "https://hooks.example.com/sla"
+//! url_file = "/run/secrets/webhook-url"   # a secret: chat webhook URLs carry their credential
 //! format = "json"              # json | slack
 //!
 //! [notify.alertmanager]
@@ -103,7 +103,8 @@ pub enum WebhookFormat {
 
 #[derive(Debug, Clone)]
 pub struct WebhookSettings {
-    pub url: String,
+    /// A secret: chat webhook URLs carry their credential (from `url_file` or the environment).
+    pub url: Secret,
     pub format: WebhookFormat,
     /// Sent as `Authorization: Bearer …` when set.
     pub token: Option<Secret>,
@@ -233,9 +234,14 @@ fn check_name(key: &str, name: &str, configured: &dyn Fn(&str) -> bool, p: &mut 
 }
 
 fn check_url(key: &str, url: &str, p: &mut Problems) {
-    if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
-        p.push(key, format!("`{url}` must start with http:// or https://"));
+    if !(url.is_empty() || is_http_url(url)) {
+        p.push(key, format!("`{url}` must be an http:// or https:// URL"));
     }
+}
+
+fn is_http_url(url: &str) -> bool {
+    reqwest::Url::parse(url)
+        .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
 }
 
 fn smtp(
@@ -258,11 +264,11 @@ fn smtp(
             SmtpSecurity::Starttls
         }
     };
-    if security == SmtpSecurity::Plain && !super::load::is_loopback(&host) {
+    if security == SmtpSecurity::Plain && !super::load::resolves_to_loopback(&host) {
         p.push(
             s.path("security"),
             format!(
-                "plain SMTP is allowed only to a loopback host, not `{host}`: use tls or starttls"
+                "plain SMTP is allowed only to a host that resolves to loopback addresses only, not `{host}`: use tls or starttls"
             ),
         );
     }
@@ -322,8 +328,21 @@ fn smtp(
 }
 
 fn webhook(s: &mut Table, secret: &mut SecretFn<'_>, p: &mut Problems) -> WebhookSettings {
-    let url = s.required_string("url", p).unwrap_or_default();
-    check_url(&s.path("url"), &url, p);
+    // Chat webhook URLs carry their credential in the path: a secret like the others.
+    let url = secret(s, "url", p);
+    if url.is_none() && !p.0.iter().any(|e| e.key == s.path("url")) {
+        p.push(
+            s.path("url"),
+            "is required: set url_file or the environment variable SLAWATCH__NOTIFY__WEBHOOK__URL",
+        );
+    }
+    let url = url.unwrap_or_else(|| Secret::new(""));
+    if !url.expose().is_empty() && !is_http_url(url.expose()) {
+        p.push(
+            s.path("url"),
+            "must be an http:// or https:// URL (its value is a secret, not shown)",
+        );
+    }
     let format = match s.string("format", p).as_deref() {
         None | Some("json") => WebhookFormat::Json,
         Some("slack") => WebhookFormat::Slack,
@@ -361,7 +380,7 @@ impl NotifySettings {
                 "from": s.from, "to": s.to, "timeout": d(s.timeout),
             })),
             "webhook": self.webhook.as_ref().map(|w| json!({
-                "url": redact_path(&w.url), "format": w.format,
+                "url": "<redacted>", "format": w.format,
                 "token": w.token.as_ref().map(|_| "<redacted>"), "timeout": d(w.timeout),
             })),
             "alertmanager": self.alertmanager.as_ref().map(|a| json!({
@@ -369,23 +388,6 @@ impl NotifySettings {
             })),
             "oncall": self.oncall.as_ref().map(super::oncall::effective),
         })
-    }
-}
-
-/// `https://hooks.slack.com/services/T0/B0/secret` → `https://hooks.slack.com/<redacted>`: chat
-/// webhook URLs carry their credential in the path.
-fn redact_path(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => {
-            let host = rest.split(['/', '?']).next().unwrap_or_default();
-            let host = host.rsplit('@').next().unwrap_or_default();
-            if rest.len() > host.len() {
-                format!("{scheme}://{host}/<redacted>")
-            } else {
-                format!("{scheme}://{host}")
-            }
-        }
-        None => "<redacted>".to_string(),
     }
 }
 
@@ -428,10 +430,15 @@ username = "alerts@example.com"
 from = "SLA <alerts@example.com>"
 to = ["oncall@example.com"]
 [notify.webhook]
-url = "https://hooks.example.com/services/T0/B0/XYZ"
 format = "slack"
 "#,
-            vec![("SLAWATCH__NOTIFY__SMTP__PASSWORD".into(), "pw".into())],
+            vec![
+                ("SLAWATCH__NOTIFY__SMTP__PASSWORD".into(), "pw".into()),
+                (
+                    "SLAWATCH__NOTIFY__WEBHOOK__URL".into(),
+                    "https://hooks.example.com/services/T0/B0/XYZ".into(),
+                ),
+            ],
         )
         .unwrap();
         let smtp = s.notify.smtp.as_ref().unwrap();
@@ -460,7 +467,7 @@ security = "plain"
 password = "in-the-file"
 from = "not an address"
 [notify.webhook]
-url = "ftp://x"
+url = "https://hooks.example.com/in-the-file"
 format = "xml"
 "#,
             vec![],

@@ -36,13 +36,50 @@ pub struct StoreSettings {
 #[derive(Debug, Clone)]
 pub struct HttpSettings {
     pub bind: SocketAddr,
-    /// Bearer token required by write endpoints, when set.
+    /// The write token: acknowledgements and pushed calls need it once any token is set; it
+    /// also reads.
     pub token: Option<Secret>,
+    /// Read-only bearer token of the status page and `GET /api/v1/inquiries…` (wallboards,
+    /// Grafana viewers).
+    pub read_token: Option<Secret>,
     /// Read-only bearer token for `GET /api/v1/report` (auditors). A separate role: the write
     /// token is not accepted there. Reports over HTTP are disabled when unset.
     pub report_token: Option<Secret>,
+    /// Bearer token of `GET /metrics` (Prometheus); `/metrics` is open when unset.
+    pub metrics_token: Option<Secret>,
+    /// Permits a bind beyond loopback without any token (anyone who reaches it reads customer
+    /// data and writes acks).
+    pub allow_anonymous: bool,
     /// Base URL of the status page as the desk reaches it (links in alerts).
     pub public_url: String,
+    /// `Host` names accepted besides loopback names, the bind address and `public_url`'s host.
+    pub allowed_hosts: Vec<String>,
+    /// A client that has not sent a request's headers within this is dropped.
+    pub header_timeout: Duration,
+    /// Bound on a request from its headers to the response's head (the report has its own).
+    pub request_timeout: Duration,
+    /// Bound on `GET /api/v1/report` up to the response's head (a year's ledger is replayed
+    /// first).
+    pub report_timeout: Duration,
+    /// Connections served at once; at the limit, the connection idle the longest makes room.
+    pub max_connections: usize,
+}
+
+impl HttpSettings {
+    /// Whether any token is configured (then every route but health needs one).
+    pub fn any_token(&self) -> bool {
+        self.tokens().iter().any(|(_, t)| t.is_some())
+    }
+
+    /// The tokens with their keys.
+    pub fn tokens(&self) -> [(&'static str, &Option<Secret>); 4] {
+        [
+            ("http.token", &self.token),
+            ("http.read_token", &self.read_token),
+            ("http.report_token", &self.report_token),
+            ("http.metrics_token", &self.metrics_token),
+        ]
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -252,29 +252,111 @@ fn a_password_in_the_store_url_in_the_file_is_refused() {
 }
 
 #[test]
-fn a_public_bind_without_a_token_is_warned_about() {
+fn a_public_bind_needs_a_token_unless_anonymous_access_is_allowed() {
     let dir = tempfile::tempdir().unwrap();
     let path = write(dir.path(), MINIMAL);
-    let public = vec![(
-        "SLAWATCH__HTTP__BIND".to_string(),
-        "0.0.0.0:9750".to_string(),
-    )];
-    assert_eq!(
-        load_with_env(&path, public.clone())
-            .unwrap()
-            .warnings()
-            .len(),
-        1
-    );
-    let mut with_token = public;
-    with_token.push(("SLAWATCH__HTTP__TOKEN".to_string(), "t".to_string()));
+    let env = |extra: &[(&str, &str)]| {
+        let mut env = vec![(
+            "SLAWATCH__HTTP__BIND".to_string(),
+            "0.0.0.0:9750".to_string(),
+        )];
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        env
+    };
+    let found = problems(load_with_env(&path, env(&[])));
     assert!(
-        load_with_env(&path, with_token)
-            .unwrap()
-            .warnings()
-            .is_empty()
+        found
+            .iter()
+            .any(|f| f.starts_with("http.bind: 0.0.0.0:9750 is reachable")
+                && f.contains("http.token_file")
+                && f.contains("http.read_token_file")
+                && f.contains("http.allow_anonymous = true")),
+        "{found:?}"
     );
+    let anonymous = load_with_env(&path, env(&[("SLAWATCH__HTTP__ALLOW_ANONYMOUS", "true")]));
+    assert_eq!(anonymous.unwrap().warnings().len(), 1);
+    let with_tokens = load_with_env(
+        &path,
+        env(&[
+            ("SLAWATCH__HTTP__TOKEN", "w-token"),
+            ("SLAWATCH__HTTP__READ_TOKEN", "r-token"),
+        ]),
+    );
+    assert!(with_tokens.unwrap().warnings().is_empty());
     assert!(load_with_env(&path, vec![]).unwrap().warnings().is_empty());
+}
+
+#[test]
+fn two_roles_with_one_token_value_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), MINIMAL);
+    let env = vec![
+        ("SLAWATCH__HTTP__TOKEN".to_string(), "same".to_string()),
+        (
+            "SLAWATCH__HTTP__READ_TOKEN".to_string(),
+            "other".to_string(),
+        ),
+        (
+            "SLAWATCH__HTTP__METRICS_TOKEN".to_string(),
+            "same".to_string(),
+        ),
+    ];
+    let found = problems(load_with_env(&path, env));
+    assert_eq!(
+        found,
+        vec!["http.metrics_token: has the same value as http.token: each role needs its own token"]
+    );
+}
+
+#[test]
+fn http_limits_have_defaults_and_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), MINIMAL);
+    let s = load_with_env(&path, vec![]).unwrap();
+    assert!(s.http.header_timeout <= std::time::Duration::from_secs(10));
+    assert_eq!(s.http.request_timeout, DEFAULT_REQUEST_TIMEOUT);
+    assert_eq!(s.http.max_connections as u64, DEFAULT_MAX_CONNECTIONS);
+    let bad = write(
+        dir.path(),
+        &format!(
+            "{MINIMAL}[http]\nheader_timeout = \"0s\"\nmax_connections = 0\npublic_url = \"ftp://x\"\nallowed_hosts = [\"Desk.Example\"]\n"
+        ),
+    );
+    let found = problems(load_with_env(&bad, vec![]));
+    for key in [
+        "http.header_timeout",
+        "http.max_connections",
+        "http.public_url",
+    ] {
+        assert!(found.iter().any(|f| f.starts_with(key)), "{key}: {found:?}");
+    }
+}
+
+#[test]
+fn plain_http_and_plain_smtp_go_to_loopback_by_resolved_address() {
+    for ok in [
+        "https://api.twilio.com",
+        "http://127.0.0.1:8080",
+        "http://localhost:8080/x",
+        "http://[::1]:8080",
+    ] {
+        assert!(https_or_loopback(ok), "{ok}");
+    }
+    for refused in [
+        "http://localhost.evil.example",
+        "http://127.0.0.1@evil.example",
+        "http://127.0.0.1.evil.example",
+        "http://192.0.2.1",
+        "ftp://127.0.0.1",
+        "127.0.0.1:80",
+    ] {
+        assert!(!https_or_loopback(refused), "{refused}");
+    }
+    assert!(resolves_to_loopback("localhost"));
+    assert!(resolves_to_loopback("127.0.0.2"));
+    assert!(resolves_to_loopback("[::1]"));
+    assert!(!resolves_to_loopback("localhost.evil.example"));
+    assert!(!resolves_to_loopback("192.0.2.1"));
 }
 
 #[test]

@@ -11,7 +11,6 @@ use std::collections::HashSet;
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 use slawatch_core::domain::{Channel, InquiryId, Language};
@@ -19,7 +18,7 @@ use slawatch_core::tracker::observation::{AckVia, ManualAck};
 use slawatch_core::tracker::state::Rejected;
 use slawatch_core::tracker::{Event, Inquiry, InquiryState};
 
-use super::{ApiError, AppState, authorize};
+use super::{ApiError, AppState};
 use crate::engine::AckError;
 
 /// Page size when `limit` is not given.
@@ -29,6 +28,10 @@ pub const MAX_LIMIT: usize = 1000;
 /// How far in the future an acknowledgement time may be: clocks of people and machines differ a
 /// little, but an ack "in an hour" is a mistake.
 const ACK_FUTURE_TOLERANCE: TimeDelta = TimeDelta::minutes(1);
+/// How far in the past an acknowledgement time may be: an ack records an answer given on another
+/// channel, noted the same day; one dated more than a week back is a typo in the date (or an
+/// attempt to rewrite the figures) far more often than a real record.
+pub const ACK_MAX_AGE: TimeDelta = TimeDelta::days(7);
 /// Bounds on free-text fields of an ack (they are stored in the ledger forever).
 const MAX_BY_CHARS: usize = 200;
 const MAX_NOTE_CHARS: usize = 2000;
@@ -253,12 +256,13 @@ pub struct AckBody {
 pub async fn ack(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
     body: Result<Json<AckBody>, JsonRejection>,
 ) -> Result<Json<Inquiry>, ApiError> {
-    authorize(state.token.as_ref(), &headers)?;
     let Json(body) = body.map_err(|e| match e {
         JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType(e.body_text()),
+        _ if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::TooLarge(e.body_text())
+        }
         _ => ApiError::BadRequest(e.body_text()),
     })?;
     let now = Utc::now();
@@ -324,7 +328,22 @@ pub fn validate_ack(
         Some(v) => parse_time("at", v)?,
     };
     if at > now + ACK_FUTURE_TOLERANCE {
-        return Err(ApiError::bad("at", "at is in the future"));
+        return Err(ApiError::bad(
+            "at",
+            format!(
+                "at is in the future (more than {} minute ahead of the server's clock)",
+                ACK_FUTURE_TOLERANCE.num_minutes()
+            ),
+        ));
+    }
+    if at < now - ACK_MAX_AGE {
+        return Err(ApiError::bad(
+            "at",
+            format!(
+                "at is more than {} days in the past: an ack records a recent answer",
+                ACK_MAX_AGE.num_days()
+            ),
+        ));
     }
     let note = body
         .note
@@ -471,5 +490,31 @@ mod tests {
         assert_eq!(e.and_then(parameter_of), Some("at"));
         let ack = validate_ack(&id, body(Some("ana"), None, None), now).ok();
         assert_eq!(ack.map(|a| (a.via, a.at)), Some((AckVia::Other, now)));
+    }
+
+    #[test]
+    fn ack_times_far_from_now_are_refused_with_the_bound() {
+        // A fixed clock: the bounds are relative to the server's `now`.
+        let now = "2026-03-10T12:00:00Z".parse::<DateTime<Utc>>().unwrap();
+        let id = InquiryId("e1".into());
+        let at = |t: &str| AckBody {
+            by: Some("ana".into()),
+            via: None,
+            at: Some(t.into()),
+            note: None,
+        };
+        for (t, says) in [
+            ("2016-03-10T12:00:00Z", "more than 7 days in the past"),
+            ("2026-03-03T11:59:00Z", "more than 7 days in the past"),
+            ("2026-03-10T12:02:00Z", "in the future"),
+            ("2036-03-10T12:00:00Z", "in the future"),
+        ] {
+            let e = validate_ack(&id, at(t), now).expect_err(t);
+            assert!(e.to_string().contains(says), "{t}: {e}");
+            assert_eq!(parameter_of(e), Some("at"));
+        }
+        for t in ["2026-03-03T12:01:00Z", "2026-03-10T12:00:30Z"] {
+            assert!(validate_ack(&id, at(t), now).is_ok(), "{t}");
+        }
     }
 }

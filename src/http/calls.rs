@@ -1,5 +1,7 @@
 //! `POST /api/v1/calls`: call events pushed by any PBX (a webhook, a dialplan `CURL()`, a CTI
-//! bridge). Needs the bearer token when one is configured.
+//! bridge). Needs the write token (`http.token`) once any token is configured. Times more than
+//! [`CALL_MAX_AGE`] back or [`CALL_FUTURE_TOLERANCE`] ahead of the server's clock are refused,
+//! naming the field.
 //!
 //! The body is one JSON call event or a list of them:
 //!
@@ -31,7 +33,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use slawatch_core::domain::Language;
@@ -39,12 +41,18 @@ use slawatch_core::phone_number::{normalize, region};
 use slawatch_core::tracker::Observation;
 use slawatch_core::tracker::observation::{Call, CallDirection, CallIgnore, CallOutcome};
 
-use super::{ApiError, AppState, authorize};
+use super::{ApiError, AppState};
 
 /// Events accepted in one request.
 const MAX_EVENTS: usize = 1000;
 /// Bound on free-text fields (they end up in the ledger).
 const MAX_TEXT: usize = 200;
+/// How far ahead of the server's clock a pushed time may be (PBX clocks drift a little).
+pub const CALL_FUTURE_TOLERANCE: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
+/// How far in the past a pushed time may be: a PBX pushes calls as they happen, and a catch-up
+/// after a long outage belongs to its call log (`asterisk_cdr`, `csv_calls`), which keeps a
+/// cursor. A call dated weeks back would open (or answer) inquiries long decided.
+pub const CALL_MAX_AGE: chrono::TimeDelta = chrono::TimeDelta::days(7);
 
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
@@ -97,12 +105,13 @@ pub struct PushReply {
 
 pub async fn push(
     State(state): State<AppState>,
-    headers: HeaderMap,
     body: Result<Json<PushBody>, JsonRejection>,
 ) -> Result<(StatusCode, Json<PushReply>), ApiError> {
-    authorize(state.token.as_ref(), &headers)?;
     let Json(body) = body.map_err(|e| match e {
         JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType(e.body_text()),
+        _ if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::TooLarge(e.body_text())
+        }
         _ => ApiError::BadRequest(e.body_text()),
     })?;
     let bodies = match body {
@@ -160,8 +169,25 @@ pub fn observation(b: CallEventBody, now: DateTime<Utc>) -> Result<Observation, 
             Some(Language::parse(l).ok_or_else(|| format!("language {l:?} is not en, es or ar"))?)
         }
     };
-    if b.started_at > now + chrono::Duration::minutes(5) {
-        return Err("started_at is in the future".into());
+    for (field, at) in [
+        ("started_at", Some(b.started_at)),
+        ("queue_entered_at", b.queue_entered_at),
+        ("answered_at", b.answered_at),
+        ("ended_at", b.ended_at),
+    ] {
+        let Some(at) = at else { continue };
+        if at > now + CALL_FUTURE_TOLERANCE {
+            return Err(format!(
+                "{field} is in the future (more than {} minutes ahead of the server's clock)",
+                CALL_FUTURE_TOLERANCE.num_minutes()
+            ));
+        }
+        if at < now - CALL_MAX_AGE {
+            return Err(format!(
+                "{field} is more than {} days in the past: push calls as they happen, and read older ones from the call log",
+                CALL_MAX_AGE.num_days()
+            ));
+        }
     }
     let (outcome, answered_at) = match b.event.as_str() {
         "started" => (CallOutcome::InProgress, None),
@@ -220,4 +246,42 @@ pub fn observation(b: CallEventBody, now: DateTime<Utc>) -> Result<Observation, 
         CallOutcome::Answered => Observation::CallAnswered(call),
         _ => Observation::CallEnded(call),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(json: &str) -> CallEventBody {
+        serde_json::from_str(json).expect("call event")
+    }
+
+    #[test]
+    fn pushed_times_far_from_now_are_refused_naming_the_field() {
+        // A fixed clock: the bounds are relative to the server's `now`.
+        let now = "2026-03-10T12:00:00Z".parse::<DateTime<Utc>>().unwrap();
+        for (json, says) in [
+            (
+                r#"{"call_id": "a", "event": "ended", "number": "+34600000001", "started_at": "2016-03-10T12:00:00Z"}"#,
+                "started_at is more than 7 days in the past",
+            ),
+            (
+                r#"{"call_id": "b", "event": "started", "number": "+34600000001", "started_at": "2027-03-10T12:00:00Z"}"#,
+                "started_at is in the future",
+            ),
+            (
+                r#"{"call_id": "c", "event": "answered", "direction": "outbound", "number": "+34600000001", "started_at": "2026-03-10T11:59:00Z", "answered_at": "2030-01-01T00:00:00Z"}"#,
+                "answered_at is in the future",
+            ),
+            (
+                r#"{"call_id": "d", "event": "ended", "number": "+34600000001", "started_at": "2026-03-10T11:00:00Z", "ended_at": "2026-03-10T12:10:00Z"}"#,
+                "ended_at is in the future",
+            ),
+        ] {
+            let e = observation(event(json), now).expect_err(json);
+            assert!(e.contains(says), "{json}: {e}");
+        }
+        let fine = r#"{"call_id": "e", "event": "ended", "number": "+34600000001", "started_at": "2026-03-04T12:00:00Z", "ended_at": "2026-03-10T12:04:00Z"}"#;
+        assert!(observation(event(fine), now).is_ok());
+    }
 }

@@ -9,43 +9,80 @@
 //! - [`api`]: `/api/v1/inquiries…` (list with filters and cursor paging, one with its events, ack);
 //! - [`report`]: `/api/v1/report`, the auditors' report, behind its own read-only token;
 //! - [`status`]: the server-rendered status page at `/`;
-//! - here: the router, health and readiness, `/metrics`, bearer-token checking and serving with
-//!   graceful shutdown.
+//! - [`access`]: the token each route needs and the `Host` check;
+//! - [`server`]: connections within limits (header time, connection count), graceful shutdown;
+//! - here: the router (with each route's token, time and body limits), health and readiness,
+//!   `/metrics`.
 
+pub mod access;
 pub mod api;
 pub mod calls;
 pub mod report;
+pub mod server;
 pub mod status;
 
 use std::sync::{Arc, PoisonError, RwLockReadGuard};
+use std::time::Duration;
 
 use axum::Router;
-use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::Utc;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Secret;
+pub use access::{Access, Need, Tokens, authorize};
+pub use server::Limits;
+
+use crate::config::HttpSettings;
 use crate::engine::{EngineHandle, Shared};
 use crate::telemetry::Metrics;
 use slawatch_core::tracker::Tracker;
+
+/// Largest acknowledgement body: `by` and `note` at their character limits, every character
+/// escaped as `\uXXXX`, fit in it.
+pub const ACK_BODY_BYTES: usize = 32 * 1024;
+
+/// Largest pushed-calls body: 1,000 call events of about 2 KiB each.
+pub const CALLS_BODY_BYTES: usize = 2 * 1024 * 1024;
 
 /// What every handler gets.
 #[derive(Clone)]
 pub struct AppState {
     pub shared: Arc<Shared>,
     pub engine: EngineHandle,
-    /// Bearer token required by write endpoints, when set.
-    pub token: Option<Secret>,
-    /// Read-only bearer token of `GET /api/v1/report`; the endpoint is disabled without it.
-    pub report_token: Option<Secret>,
+    /// Tokens of each route and the accepted `Host` names.
+    pub access: Arc<Access>,
+    /// Bound on a request up to its response's head (every route but the report).
+    pub request_timeout: Duration,
+    /// The same bound for `GET /api/v1/report`.
+    pub report_timeout: Duration,
 }
 
 impl AppState {
+    /// State with `access` and the default time limits.
+    pub fn new(shared: Arc<Shared>, engine: EngineHandle, access: Access) -> AppState {
+        AppState {
+            shared,
+            engine,
+            access: Arc::new(access),
+            request_timeout: crate::config::DEFAULT_REQUEST_TIMEOUT,
+            report_timeout: crate::config::DEFAULT_REPORT_TIMEOUT,
+        }
+    }
+
+    /// State as `[http]` configures it.
+    pub fn from_settings(shared: Arc<Shared>, engine: EngineHandle, s: &HttpSettings) -> AppState {
+        AppState {
+            request_timeout: s.request_timeout,
+            report_timeout: s.report_timeout,
+            ..AppState::new(shared, engine, Access::from_settings(s))
+        }
+    }
+
     /// The tracker under its read lock. A writer that panicked leaves the state as it was after
     /// its last whole event (apply is infallible), so a poisoned lock is still readable.
     pub(crate) fn tracker(&self) -> RwLockReadGuard<'_, Tracker> {
@@ -56,32 +93,79 @@ impl AppState {
     }
 }
 
-/// Every route.
+/// Every route, with the token it needs ([`access`]), its time limit and its body limit (routes
+/// without a body never read one). The `Host` check wraps them all.
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/", get(status::page))
-        .route("/metrics", get(metrics))
+    let access = state.access.clone();
+    let need = |n: Need| middleware::from_fn_with_state((access.clone(), n), access::require);
+    let within = |d: Duration| middleware::from_fn_with_state(d, time_limit);
+    let open = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route_layer(within(state.request_timeout));
+    let metrics = Router::new()
+        .route("/metrics", get(metrics))
+        .route_layer(within(state.request_timeout))
+        .route_layer(need(Need::Metrics));
+    let reads = Router::new()
+        .route("/", get(status::page))
         .route("/api/v1/inquiries", get(api::list))
         .route("/api/v1/inquiries/{id}", get(api::one))
-        .route("/api/v1/inquiries/{id}/ack", post(api::ack))
+        .route_layer(within(state.request_timeout))
+        .route_layer(need(Need::Read));
+    let report = Router::new()
         .route("/api/v1/report", get(report::report))
-        .route("/api/v1/calls", post(calls::push))
+        .route_layer(within(state.report_timeout))
+        .route_layer(need(Need::Report));
+    let writes = Router::new()
+        .route(
+            "/api/v1/inquiries/{id}/ack",
+            post(api::ack).layer(DefaultBodyLimit::max(ACK_BODY_BYTES)),
+        )
+        .route(
+            "/api/v1/calls",
+            post(calls::push).layer(DefaultBodyLimit::max(CALLS_BODY_BYTES)),
+        )
+        .route_layer(within(state.request_timeout))
+        .route_layer(need(Need::Write));
+    Router::new()
+        .merge(open)
+        .merge(metrics)
+        .merge(reads)
+        .merge(report)
+        .merge(writes)
         .fallback(not_found)
+        .layer(middleware::from_fn_with_state(access, access::check_host))
         .with_state(state)
 }
 
-/// Serves `router(state)` on `listener` until `shutdown` is cancelled, then lets in-flight
-/// requests finish.
+/// Serves `router(state)` on `listener` within the default [`Limits`] until `shutdown` is
+/// cancelled, then lets in-flight requests finish.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+    serve_within(listener, state, Limits::default(), shutdown).await
+}
+
+/// [`serve`] within `limits`.
+pub async fn serve_within(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    limits: Limits,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    server::serve(listener, router(state), limits, shutdown).await
+}
+
+/// Answers 408 when a request takes longer than `limit` up to its response's head (a slow
+/// body included).
+async fn time_limit(State(limit): State<Duration>, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::Timeout(humantime::format_duration(limit).to_string()).into_response(),
+    }
 }
 
 /// An API error: a status and a JSON body naming what was wrong.
@@ -96,6 +180,8 @@ pub enum ApiError {
     BadRequest(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
+    #[error("{0}")]
+    TooLarge(String),
     #[error("a valid bearer token is required")]
     Unauthorized,
     #[error("{0}")]
@@ -108,6 +194,8 @@ pub enum ApiError {
     Unavailable(String),
     #[error("{0}")]
     Internal(String),
+    #[error("the request took longer than {0}")]
+    Timeout(String),
 }
 
 impl ApiError {
@@ -122,12 +210,14 @@ impl ApiError {
         match self {
             ApiError::BadParameter { .. } | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
         }
     }
 }
@@ -162,34 +252,6 @@ impl IntoResponse for ApiError {
         }
         response
     }
-}
-
-/// Checks `Authorization: Bearer <token>` when a token is configured. Both sides are hashed
-/// before an equal-time comparison, so neither the content nor the length of the token leaks
-/// through timing.
-pub fn authorize(token: Option<&Secret>, headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(token) = token else { return Ok(()) };
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            let (scheme, rest) = v.trim().split_once(' ')?;
-            scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
-        })
-        .ok_or(ApiError::Unauthorized)?;
-    if constant_time_eq(presented.as_bytes(), token.expose().as_bytes()) {
-        Ok(())
-    } else {
-        Err(ApiError::Unauthorized)
-    }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let (a, b) = (Sha256::digest(a), Sha256::digest(b));
-    a.iter()
-        .zip(b.iter())
-        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-        == 0
 }
 
 async fn healthz() -> &'static str {
@@ -233,37 +295,4 @@ async fn metrics(State(state): State<AppState>) -> Response {
 
 async fn not_found() -> ApiError {
     ApiError::NotFound("no such endpoint".to_string())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bearer_tokens_are_checked() {
-        let token = Secret::new("s3cret");
-        let mut headers = HeaderMap::new();
-        assert!(authorize(None, &headers).is_ok());
-        assert!(authorize(Some(&token), &headers).is_err());
-        headers.insert(
-            header::AUTHORIZATION,
-            HeaderValue::from_static("Bearer s3cret"),
-        );
-        assert!(authorize(Some(&token), &headers).is_ok());
-        headers.insert(
-            header::AUTHORIZATION,
-            HeaderValue::from_static("bearer  s3cret "),
-        );
-        assert!(authorize(Some(&token), &headers).is_ok());
-        headers.insert(
-            header::AUTHORIZATION,
-            HeaderValue::from_static("Bearer s3cre"),
-        );
-        assert!(authorize(Some(&token), &headers).is_err());
-        headers.insert(
-            header::AUTHORIZATION,
-            HeaderValue::from_static("Basic s3cret"),
-        );
-        assert!(authorize(Some(&token), &headers).is_err());
-    }
 }

@@ -54,6 +54,22 @@ pub enum SmtpError {
     Tls { host: String, message: String },
     #[error("invalid address {address}: {message}")]
     Address { address: String, message: String },
+    #[error("plain SMTP to {host} refused: it does not resolve to loopback addresses only")]
+    NotLoopback { host: String },
+}
+
+/// The loopback address `host` resolves to, when it resolves to loopback addresses only.
+fn plain_loopback(host: &str) -> Option<String> {
+    use std::net::ToSocketAddrs as _;
+    if !crate::config::resolves_to_loopback(host) {
+        return None;
+    }
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let ip = match bare.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip,
+        Err(_) => (bare, 0).to_socket_addrs().ok()?.next()?.ip(),
+    };
+    Some(ip.to_string())
 }
 
 /// Sends alerts as mail.
@@ -109,7 +125,17 @@ impl SmtpNotifier {
             SmtpSecurity::Tls => Tls::Wrapper(params.build_rustls().map_err(tls_err)?),
             SmtpSecurity::Starttls => Tls::Required(params.build_rustls().map_err(tls_err)?),
         };
-        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&s.host)
+        // Plain SMTP crosses no network: the host is resolved now and every address must be
+        // loopback; the transport then connects to that address, not to the name again.
+        let server = match s.security {
+            SmtpSecurity::Plain => {
+                plain_loopback(&s.host).ok_or_else(|| SmtpError::NotLoopback {
+                    host: s.host.clone(),
+                })?
+            }
+            SmtpSecurity::Tls | SmtpSecurity::Starttls => s.host.clone(),
+        };
+        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&server)
             .port(s.port)
             .tls(tls)
             .timeout(Some(s.timeout))

@@ -20,7 +20,7 @@ pub struct WebhookError(String);
 
 pub struct WebhookNotifier {
     client: reqwest::Client,
-    url: String,
+    url: crate::config::Secret,
     format: WebhookFormat,
     token: Option<crate::config::Secret>,
     digest_over: usize,
@@ -96,7 +96,14 @@ impl WebhookNotifier {
                     }
                 }
                 for (a, names) in lines {
-                    let _ = write!(text, "{} <{}|open>", a.headline(), a.link);
+                    // The headline carries the customer's name and subject: escaped, so a subject
+                    // cannot mention `<!channel>` or hide a link behind other text.
+                    let _ = write!(
+                        text,
+                        "{} <{}|open>",
+                        slack_escape(&a.headline()),
+                        slack_escape(&a.link)
+                    );
                     if !names.is_empty() {
                         let _ = write!(text, " → {}", names.join(", "));
                     }
@@ -108,7 +115,10 @@ impl WebhookNotifier {
     }
 
     async fn post(&self, alerts: &[Alert]) -> Result<(), String> {
-        let mut request = self.client.post(&self.url).json(&self.payload(alerts));
+        let mut request = self
+            .client
+            .post(self.url.expose())
+            .json(&self.payload(alerts));
         if let Some(token) = &self.token {
             request = request.bearer_auth(token.expose());
         }
@@ -123,6 +133,21 @@ impl WebhookNotifier {
             Err(format!("webhook answered {status}"))
         }
     }
+}
+
+/// Escapes the three characters Slack-compatible text treats as markup (`&`, `<`, `>`), as
+/// their documentation asks: `<!channel>`, `<@U123>` and `<https://x|text>` then stay text.
+pub fn slack_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 impl super::Notifier for WebhookNotifier {
@@ -159,7 +184,7 @@ mod tests {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let n = WebhookNotifier::new(
             &WebhookSettings {
-                url: "http://127.0.0.1:9/hook".into(),
+                url: Secret::new("http://127.0.0.1:9/hook"),
                 format: WebhookFormat::Slack,
                 token: None::<Secret>,
                 timeout: std::time::Duration::from_secs(1),
@@ -189,5 +214,13 @@ mod tests {
         let text = body["text"].as_str().unwrap();
         assert_eq!(text.lines().count(), 1, "{text}");
         assert!(text.ends_with("|open> → @ana, lead\n"), "{text}");
+    }
+
+    #[test]
+    fn slack_markup_in_a_subject_stays_text() {
+        assert_eq!(
+            slack_escape("<!channel> & <https://evil.example|your invoice>"),
+            "&lt;!channel&gt; &amp; &lt;https://evil.example|your invoice&gt;"
+        );
     }
 }

@@ -113,8 +113,10 @@ fn write_row<'a>(
 
 /// Quotes a field when needed, and defuses spreadsheet formulas (borrowed when neither is).
 pub fn escape(field: &str) -> std::borrow::Cow<'_, str> {
-    let defuse = matches!(field.chars().next(), Some('=' | '+' | '-' | '@'))
-        && field.parse::<f64>().is_err();
+    let defuse = matches!(
+        field.chars().next(),
+        Some('=' | '+' | '-' | '@' | '\t' | '\r')
+    ) && field.parse::<f64>().is_err();
     let quote = field.contains([',', '"', '\r', '\n']);
     if !defuse && !quote {
         return std::borrow::Cow::Borrowed(field);
@@ -178,6 +180,13 @@ mod tests {
         assert_eq!(escape("say \"hi\""), "\"say \"\"hi\"\"\"");
         assert_eq!(escape("=SUM(A1)"), "'=SUM(A1)");
         assert_eq!(escape("-5"), "-5");
+        // TAB and CR open a cell that spreadsheets trim and then evaluate.
+        assert_eq!(
+            escape("\t=HYPERLINK(\"x\")"),
+            "\"'\t=HYPERLINK(\"\"x\"\")\""
+        );
+        assert_eq!(escape("\r=1+1"), "\"'\r=1+1\"");
+        assert_eq!(escape("\t@SUM(A1)"), "'\t@SUM(A1)");
         let rows = parse("a,\"b,\"\"c\"\"\"\r\n,x\r\n");
         assert_eq!(rows, vec![vec!["a", "b,\"c\""], vec!["", "x"]]);
     }
