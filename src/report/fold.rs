@@ -476,7 +476,10 @@ impl PeriodFold {
             | Event::SourceDown { .. }
             | Event::SourceUp { .. }
             | Event::MonitorHeartbeat { .. } => self.monitor.push(event.clone()),
-            Event::MessageLinked { .. } | Event::ReplyUnmatched { .. } => {}
+            Event::MessageLinked { .. }
+            | Event::ReplyUnmatched { .. }
+            | Event::LedgerCheckpoint { .. }
+            | Event::LedgerVerified { .. } => {}
         }
     }
 
