@@ -212,6 +212,23 @@ pub async fn run(
         crate::store::head::PUBLISH_EVERY,
         shutdown.clone(),
     ));
+    if !settings.audit.head_recipients.is_empty()
+        && let Some(smtp) = &settings.notify.smtp
+    {
+        let mailer = crate::notify::smtp::SmtpNotifier::new(
+            smtp,
+            settings.desk.time_zone,
+            settings.notify.digest_over,
+        )
+        .context("building the mailer of the ledger head")?;
+        tasks.spawn(crate::store::head::mail_every(
+            store.clone(),
+            mailer,
+            settings.audit.head_recipients.clone(),
+            crate::store::head::MAIL_EVERY,
+            shutdown.clone(),
+        ));
+    }
     tasks.spawn(crate::monitor::run(
         engine_handle,
         clock,

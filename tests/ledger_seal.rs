@@ -529,3 +529,67 @@ fn acknowledged_pushes_survive_a_kill_9_right_after_the_answer() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+#[test]
+fn the_head_is_mailed_to_the_auditors() {
+    use support::smtp::{PASSWORD, SmtpServer, USER};
+    let smtp = SmtpServer::start();
+    let w = World::new();
+    let text = format!(
+        r#"{base}
+[audit]
+head_recipients = ["auditor@audit.example"]
+[notify.smtp]
+host = "127.0.0.1"
+port = {port}
+security = "starttls"
+ca_file = "{ca}"
+username = "{USER}"
+from = "SLA monitor <slawatch@example.com>"
+to = ["oncall@example.com"]
+timeout = "5s"
+"#,
+        base = config(w.dir.path(), true),
+        port = smtp.starttls_port,
+        ca = smtp.cert.display(),
+    );
+    let mut d = Daemon::configure(
+        w.dir.path(),
+        &text,
+        &[("SLAWATCH__NOTIFY__SMTP__PASSWORD", PASSWORD)],
+    );
+    d.start();
+    d.wait_for("the head mail", Duration::from_secs(30), |_| {
+        !smtp.messages().is_empty()
+    });
+    assert!(d.stop());
+    let mail = &smtp.messages()[0];
+    let subject = mail.header("Subject").unwrap_or_default();
+    assert!(subject.contains("slawatch ledger head"), "{subject}");
+    let body = mail.body();
+    assert!(body.contains("--expect "), "{body}");
+    // The mailed pin is a head the ledger still holds.
+    let pin = body
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("slawatch audit verify --public-key ledger-signing.pub --expect ")
+        })
+        .expect("the pin in the mail")
+        .trim()
+        .to_string();
+    let key = w.public_key();
+    let out = d.cli(&[
+        "audit",
+        "verify",
+        "--public-key",
+        key.to_str().unwrap(),
+        "--expect",
+        &pin,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}

@@ -19,6 +19,9 @@ use super::Store;
 /// How often the head is logged while the daemon runs.
 pub const PUBLISH_EVERY: Duration = Duration::from_secs(3600);
 
+/// How often the head is mailed to `audit.head_recipients` (the first mail goes at start-up).
+pub const MAIL_EVERY: Duration = Duration::from_secs(24 * 3600);
+
 /// A published head: the last row's seq and hash, and whether that row is a signed checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Head {
@@ -93,5 +96,69 @@ pub async fn publish_every(
             _ = tick.tick() => {}
         }
         publish(&store, Some(&gauge), "Ledger head.").await;
+    }
+}
+
+/// The mail auditors keep: subject and body naming the head and how to check it later.
+pub fn mail_text(head: &Head, host: &str) -> (String, String) {
+    let subject = format!("slawatch ledger head on {host}: seq {}", head.seq);
+    let body = format!(
+        "The ledger of slawatch on {host} had this head at {now}:\n\n         seq:    {seq}\n         hash:   {hash}\n         signed: {signed}\n\n         Keep this mail. Later, check that the ledger still holds this head (nothing was\n         removed or rewritten since) with:\n\n         slawatch audit verify --public-key ledger-signing.pub --expect {pin}\n",
+        now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        seq = head.seq,
+        hash = head.hash,
+        signed = if head.signed {
+            "yes (the last row is a signed checkpoint)"
+        } else {
+            "no (no signing key is configured)"
+        },
+        pin = head.pin(),
+    );
+    (subject, body)
+}
+
+/// Mails the head to `recipients` at start-up and every `every` until shutdown; a failed
+/// mail is logged and tried again at the next turn.
+pub async fn mail_every(
+    store: Store,
+    smtp: crate::notify::smtp::SmtpNotifier,
+    recipients: Vec<String>,
+    every: Duration,
+    shutdown: CancellationToken,
+) {
+    let host = hostname::get()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "unknown".to_string());
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let head = match current(&store).await {
+            Ok(Some(head)) => head,
+            Ok(None) => continue,
+            Err(e) => {
+                tracing::warn!(error = %e, "Could not read the ledger head to mail it.");
+                continue;
+            }
+        };
+        let (subject, body) = mail_text(&head, &host);
+        let id = format!(
+            "ledger-head-{}-{}",
+            head.seq,
+            chrono::Utc::now().timestamp()
+        );
+        match smtp.send_text(&recipients, &subject, &body, &id).await {
+            Ok(()) => tracing::info!(
+                seq = head.seq,
+                recipients = recipients.len(),
+                "Ledger head mailed."
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "Could not mail the ledger head; trying again at the next turn.")
+            }
+        }
     }
 }
