@@ -67,12 +67,22 @@
 //! Editing any hashed field of a row, deleting or reordering rows, or inserting a row with a
 //! wrong link breaks the chain at the first affected seq, which [`Store::verify`] names.
 //! A chain only proves itself consistent: whoever can write the file could drop the last rows,
-//! or rewrite the chain from some row onwards with fresh hashes. To catch that, compare
-//! [`Store::head`] with a head recorded elsewhere (a report, an alert mail, a log line).
+//! or rewrite the chain from some row onwards with fresh hashes. Two things catch that:
+//!
+//! - **Signed checkpoints.** With a [`Signer`] ([`Sealing::signer`]), every commit ends with an
+//!   `Event::LedgerCheckpoint` row signing the seq and hash of the row before it (Ed25519 over
+//!   `slawatch-ledger-checkpoint-v1\n{head_seq}\n{head_hash}`; see the `signing` submodule).
+//!   The checkpoint row is chained like any other, so the hash recipe above is unchanged for
+//!   every kind. [`Store::audit`] checks every signature with the public key alone.
+//! - **A head kept elsewhere** (the `head` submodule publishes it): [`Store::audit`] with an
+//!   [`ExpectedHead`] fails when that hash is no longer at its seq.
+//!
+//! `docs/ledger.md` is the auditor's version of all this, with the openssl commands.
 //!
 //! # Concurrency and durability
 //!
-//! One writer is assumed (the engine), but concurrent appends cannot fork the chain: the head is
+//! One daemon writes a ledger: it holds the `lock` submodule's file lock beside an SQLite
+//! database. Inside it the engine is the one writer, but concurrent appends cannot fork the chain: the head is
 //! read inside the writing transaction, which on SQLite starts with `BEGIN IMMEDIATE` and so
 //! holds the write lock from its first statement. Reads page through the ledger by seq
 //! (keyset pagination), in constant memory and without holding one long read transaction.
