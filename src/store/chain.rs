@@ -549,6 +549,66 @@ mod tests {
         }
     }
 
+    fn checkpoint_row<'a>(prev: &'a str, payload: &'a str, hash: &'a str) -> RowRef<'a> {
+        RowRef {
+            seq: 2,
+            recorded_at: "2026-03-01T09:05:07.000000Z",
+            kind: "ledger_checkpoint",
+            inquiry_id: None,
+            payload,
+            prev_hash: prev,
+            hash,
+        }
+    }
+
+    #[test]
+    fn a_checkpoint_must_name_the_row_before_it() {
+        let p = r#"{"type":"inquiry_breached","inquiry_id":"e1","at":"2026-03-01T09:05:07Z"}"#;
+        let at = "2026-03-01T09:05:07.000000Z";
+        let h1 = link_hash(GENESIS, 1, at, "inquiry_breached", p);
+        let checkpoint = |head_hash: &str| {
+            format!(
+                r#"{{"type":"ledger_checkpoint","head_seq":1,"head_hash":"{head_hash}","key_id":"k","signature":"00","at":"{at}"}}"#
+            )
+        };
+        let good = checkpoint(&h1);
+        let h2 = link_hash(&h1, 2, at, "ledger_checkpoint", &good);
+        let mut c = ChainChecker::default();
+        c.check(row(1, GENESIS, &h1, p)).unwrap();
+        c.check(checkpoint_row(&h1, &good, &h2)).unwrap();
+        let (v, seals) = c.finish_sealed(false);
+        assert!(matches!(v, Verification::Intact { events: 2, .. }));
+        assert_eq!(
+            (seals.checkpoints, seals.signed_from, seals.last_checkpoint),
+            (1, Some(1), Some(2))
+        );
+
+        // Re-hashed rows before it leave it naming the old hash.
+        let stale = checkpoint(&"1".repeat(64));
+        let h2 = link_hash(&h1, 2, at, "ledger_checkpoint", &stale);
+        let mut c = ChainChecker::default();
+        c.check(row(1, GENESIS, &h1, p)).unwrap();
+        match c.check(checkpoint_row(&h1, &stale, &h2)) {
+            Err(Verification::Broken {
+                seq: 2, problem, ..
+            }) => {
+                assert!(problem.contains("rewritten"), "{problem}")
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_expected_head_is_seq_and_hash_or_hash() {
+        let hash = "AB".repeat(32);
+        let e: ExpectedHead = format!("42:{hash}").parse().unwrap();
+        assert_eq!((e.seq, e.hash), (Some(42), "ab".repeat(32)));
+        let e: ExpectedHead = hash.parse().unwrap();
+        assert_eq!(e.seq, None);
+        assert!("42:abc".parse::<ExpectedHead>().is_err());
+        assert!(format!("x:{hash}").parse::<ExpectedHead>().is_err());
+    }
+
     #[test]
     fn checker_rejects_mismatched_index_columns() {
         let p = r#"{"type":"inquiry_breached","inquiry_id":"e1","at":"2026-03-01T09:05:07Z"}"#;
