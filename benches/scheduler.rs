@@ -101,6 +101,7 @@ async fn main() {
         commands: command_rx,
         shutdown: shutdown.clone(),
         sync_grace: slawatch::engine::SYNC_GRACE,
+        ledger: Default::default(),
     };
     let task = tokio::spawn(engine.run(deadlines));
     let sink = EngineSink::new(input_tx);

@@ -18,18 +18,22 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{Settings, SourceKind};
-use crate::engine::{Engine, EngineHandle, Shared, replay};
+use crate::engine::{Engine, EngineHandle, LedgerOptions, Shared, replay_verified};
 use crate::monitor::LedgerHealth;
 use crate::notify::Notifier;
 use crate::scheduler::Clock;
 use crate::sources::EngineSink;
-use crate::store::Store;
+use crate::store::{Sealing, Signer, Store, Verification};
 use crate::telemetry::Metrics;
 use crate::telemetry::SourceHealth;
 
 /// Room for source batches waiting for the engine: enough to keep IMAP fetches flowing, small
 /// enough that a stalled ledger slows sources down instead of filling memory.
 const INPUT_QUEUE: usize = 16;
+
+/// Room for API commands (pushed calls, acks) waiting for the engine: pushes queued together are
+/// written in one durable commit, so the queue is what lets one disk sync serve many requests.
+const COMMAND_QUEUE: usize = 1024;
 
 /// Runs the daemon until `shutdown` is cancelled. `bound` receives the HTTP address once it
 /// listens (tests bind port 0).
@@ -42,6 +46,22 @@ pub async fn run(
     for warning in settings.warnings() {
         tracing::warn!("{warning}");
     }
+    // One writer per ledger: taken before the database is even opened, held until the end.
+    let _writer_lock = match Store::sqlite_file(&settings.store.url) {
+        Some(file) => Some(crate::store::lock::WriterLock::acquire(&file)?),
+        None => None,
+    };
+    let signer = match &settings.store.signing_key_file {
+        Some(file) => Some(Arc::new(
+            Signer::from_file(file).context("reading store.signing_key_file")?,
+        )),
+        None => {
+            tracing::warn!(
+                "No store.signing_key_file: the ledger is hash-linked but not signed; whoever can write its file can rewrite it unnoticed (see `slawatch audit keygen`)."
+            );
+            None
+        }
+    };
     let store = Store::open(&settings.store.url).await.with_context(|| {
         format!(
             "opening the ledger at {}",
@@ -53,31 +73,75 @@ pub async fn run(
         policies: settings.policies.clone(),
     });
     let started = std::time::Instant::now();
-    let (mut tracker, deadlines) = replay(&store, rules)
+    let key = signer.as_ref().map(|s| s.public_key());
+    let (mut tracker, deadlines, verification, seals) = replay_verified(&store, rules, key)
         .await
         .context("replaying the ledger")?;
+    let elapsed = started.elapsed();
     tracker.set_contacts(settings.contacts.clone());
-    tracing::info!(
-        inquiries = tracker.len(),
-        pending_deadlines = deadlines.len(),
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        "Ledger replayed."
-    );
+    let accepted_break = match verification {
+        Verification::Intact { events, .. } => {
+            tracing::info!(
+                events,
+                checkpoints = seals.checkpoints,
+                signatures_checked = seals.signatures_checked,
+                inquiries = tracker.len(),
+                pending_deadlines = deadlines.len(),
+                elapsed_ms = elapsed.as_millis() as u64,
+                "Ledger verified (every row) and replayed."
+            );
+            None
+        }
+        Verification::Broken { seq, problem, .. } => {
+            if !settings.store.accept_broken_ledger {
+                anyhow::bail!(
+                    "the ledger is broken at seq {seq}: {problem}; refusing to run on it (`slawatch audit verify` shows the break; `slawatch run --accept-broken-ledger` runs anyway and records that in the ledger)"
+                );
+            }
+            tracing::error!(seq, %problem, "The ledger is broken; running anyway as --accept-broken-ledger says (recorded in the ledger).");
+            Some(slawatch_core::tracker::event::AcceptedBreak { seq, problem })
+        }
+    };
+    let (head_seq, head_hash) = store
+        .head()
+        .await?
+        .unwrap_or_else(|| (0, crate::store::GENESIS.to_string()));
     // Before the engine starts, so this is the only writer: the monitor's coverage begins here.
     store
-        .append(
+        .commit_sealed(
             clock.now(),
-            &[Event::MonitorStarted {
-                at: clock.now(),
-                version: env!("CARGO_PKG_VERSION").to_string(),
-            }],
+            &[
+                Event::LedgerVerified {
+                    at: clock.now(),
+                    scope: slawatch_core::tracker::event::VerifyScope::Full,
+                    from_seq: 1,
+                    head_seq,
+                    head_hash,
+                    elapsed_ms: elapsed.as_millis() as u64,
+                    checkpoints: seals.checkpoints,
+                    accepted_break,
+                },
+                Event::MonitorStarted {
+                    at: clock.now(),
+                    version: env!("CARGO_PKG_VERSION").to_string(),
+                },
+            ],
             &[],
+            Sealing {
+                signer: signer.as_deref(),
+                durable: false,
+            },
         )
         .await
         .context("recording the start in the ledger")?;
 
     let source_names: Vec<String> = settings.sources.iter().map(|s| s.name.clone()).collect();
     let metrics = Arc::new(Metrics::new(env!("CARGO_PKG_VERSION"), &source_names));
+    let head_gauge = crate::store::head::gauge();
+    metrics
+        .register(Box::new(head_gauge.clone()))
+        .context("registering the ledger head gauge")?;
+    crate::store::head::publish(&store, Some(&head_gauge), "Ledger head at start-up.").await;
     let shared = Arc::new(Shared {
         tracker: RwLock::new(tracker),
         metrics: metrics.clone(),
@@ -86,7 +150,7 @@ pub async fn run(
     });
 
     let (input_tx, input_rx) = mpsc::channel(INPUT_QUEUE);
-    let (command_tx, command_rx) = mpsc::channel(16);
+    let (command_tx, command_rx) = mpsc::channel(COMMAND_QUEUE);
     let tasks = TaskTracker::new();
     let notifier: Arc<dyn Notifier> =
         crate::notify::dispatch::build(&settings.notify, settings.desk.time_zone, metrics.clone())
@@ -108,6 +172,10 @@ pub async fn run(
         commands: command_rx,
         shutdown: shutdown.clone(),
         sync_grace: crate::engine::SYNC_GRACE,
+        ledger: LedgerOptions {
+            signer: signer.clone(),
+            head_seq: Some(head_gauge.clone()),
+        },
     };
     // Watched apart from the other tasks: if the engine ends, nothing is recorded any more, so
     // the daemon must stop (and be restarted) rather than serve frozen numbers.
@@ -135,6 +203,29 @@ pub async fn run(
     let sink = EngineSink::new(input_tx);
     let (health, transitions) = LedgerHealth::new(metrics.clone(), clock);
     let health: Arc<dyn SourceHealth> = Arc::new(health);
+    tasks.spawn(crate::store::head::publish_every(
+        store.clone(),
+        head_gauge.clone(),
+        crate::store::head::PUBLISH_EVERY,
+        shutdown.clone(),
+    ));
+    if !settings.audit.head_recipients.is_empty()
+        && let Some(smtp) = &settings.notify.smtp
+    {
+        let mailer = crate::notify::smtp::SmtpNotifier::new(
+            smtp,
+            settings.desk.time_zone,
+            settings.notify.digest_over,
+        )
+        .context("building the mailer of the ledger head")?;
+        tasks.spawn(crate::store::head::mail_every(
+            store.clone(),
+            mailer,
+            settings.audit.head_recipients.clone(),
+            crate::store::head::MAIL_EVERY,
+            shutdown.clone(),
+        ));
+    }
     tasks.spawn(crate::monitor::run(
         engine_handle,
         clock,
@@ -197,15 +288,20 @@ pub async fn run(
     }
     // Every task has stopped, so this is the only writer again.
     if let Err(e) = store
-        .append(
+        .commit_sealed(
             clock.now(),
             &[Event::MonitorStopped { at: clock.now() }],
             &[],
+            Sealing {
+                signer: signer.as_deref(),
+                durable: true,
+            },
         )
         .await
     {
         tracing::error!(error = %e, "Could not record the stop in the ledger.");
     }
+    crate::store::head::publish(&store, Some(&head_gauge), "Ledger head at shutdown.").await;
     store.close().await;
     if engine_died {
         anyhow::bail!("the engine stopped unexpectedly");

@@ -30,7 +30,7 @@ use tokio_util::task::TaskTracker;
 use crate::notify::{Alert, AlertKind, Notifier};
 use crate::scheduler::{Clock, Deadlines};
 use crate::sources::{CursorUpdate, Submission};
-use crate::store::{Store, StoreError};
+use crate::store::{Sealing, Seals, Signer, Store, StoreError, Verification};
 use crate::telemetry::Metrics;
 
 /// What readers share with the engine.
@@ -146,7 +146,22 @@ pub struct Engine {
     pub shutdown: CancellationToken,
     /// How long deadlines of a source still in its first sync are held ([`SYNC_GRACE`]).
     pub sync_grace: Duration,
+    /// How commits are sealed and where the head is shown.
+    pub ledger: LedgerOptions,
 }
+
+/// What the engine does with the ledger beyond appending: sign every commit, show the head.
+#[derive(Debug, Clone, Default)]
+pub struct LedgerOptions {
+    /// Seals every commit with a signed checkpoint (`store.signing_key_file`).
+    pub signer: Option<Arc<Signer>>,
+    /// `slawatch_ledger_head_seq`, set after every commit.
+    pub head_seq: Option<prometheus::IntGauge>,
+}
+
+/// Most pushed-call requests gathered into one durable commit. Each waits for the commit's
+/// disk sync, so one sync serves them all (group commit).
+const GROUP_COMMIT_MAX: usize = 512;
 
 /// Builds the in-memory state from the ledger: the start-up replay.
 pub async fn replay(
@@ -164,6 +179,30 @@ pub async fn replay(
         })
         .await?;
     Ok((tracker, deadlines))
+}
+
+/// [`replay`], checking the chain (and with `key` every checkpoint's signature) in the same
+/// single read of the ledger: the daemon's start-up. Returns the chain's verdict and what the
+/// walk found about signatures; the state is built from every row even past a break.
+pub async fn replay_verified(
+    store: &Store,
+    rules: Arc<slawatch_core::tracker::TrackerRules>,
+    key: Option<crate::store::PublicKey>,
+) -> Result<(Tracker, Deadlines, Verification, Seals), StoreError> {
+    let mut tracker = Tracker::new(rules);
+    let mut deadlines = Deadlines::new();
+    let (verification, seals) = store
+        .walk_checked(key, |page| {
+            for entry in page.events() {
+                let (seq, event) = entry?;
+                tracker.apply(&event);
+                tracker.note_ledger_seq(&event, seq);
+                deadlines.follow(&event);
+            }
+            Ok::<(), StoreError>(())
+        })
+        .await?;
+    Ok((tracker, deadlines, verification, seals))
 }
 
 /// Deadlines held back while their source finishes its first sync.
@@ -236,12 +275,26 @@ async fn write_until_stored(
     now: DateTime<Utc>,
     events: &[Event],
     cursors: &[(String, CursorUpdate)],
+    ledger: &LedgerOptions,
+    durable: bool,
 ) -> Result<i64, String> {
     let mut pause = Duration::from_millis(500);
     let mut attempt = 1u32;
+    let sealing = Sealing {
+        signer: ledger.signer.as_deref(),
+        durable,
+    };
     loop {
-        let e = match store.commit(now, events, cursors).await {
-            Ok(first_seq) => return Ok(first_seq),
+        let e = match store.commit_sealed(now, events, cursors, sealing).await {
+            Ok(first_seq) => {
+                if let Some(gauge) = &ledger.head_seq
+                    && !events.is_empty()
+                {
+                    let sealed = i64::from(sealing.signer.is_some());
+                    gauge.set(first_seq + events.len() as i64 - 1 + sealed);
+                }
+                return Ok(first_seq);
+            }
             Err(e) => e,
         };
         tracing::error!(
@@ -386,8 +439,10 @@ impl Engine {
             .collect();
         let store = self.shared.store.clone();
         let shutdown = self.shutdown.clone();
+        let ledger = self.ledger.clone();
         let write = tokio::spawn(async move {
-            let result = write_until_stored(&store, &shutdown, now, &events, &cursors).await;
+            let result =
+                write_until_stored(&store, &shutdown, now, &events, &cursors, &ledger, false).await;
             (events, result)
         });
         InFlight {
@@ -459,7 +514,9 @@ impl Engine {
                     .observe(&Observation::ManualAck(ack), now);
                 let answer = match decided {
                     Err(rejected) => Err(AckError::Rejected(rejected)),
-                    Ok(events) => match self.commit(now, &events, &[], deadlines, deliveries).await
+                    Ok(events) => match self
+                        .commit_with(now, &events, &[], deadlines, deliveries, true)
+                        .await
                     {
                         Ok(()) => self
                             .read_tracker()
@@ -482,14 +539,41 @@ impl Engine {
                 observations,
                 reply,
             } => {
+                // Group commit: every push already queued joins this one's commit (and its
+                // disk sync); other commands queued meanwhile run after it, in order.
+                let mut group = vec![(observations, reply)];
+                let mut after = Vec::new();
+                while group.len() < GROUP_COMMIT_MAX {
+                    match self.commands.try_recv() {
+                        Ok(Command::Observe {
+                            observations,
+                            reply,
+                        }) => group.push((observations, reply)),
+                        Ok(other) => {
+                            after.push(other);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
                 let now = self.clock.now();
-                let events = self.decide_and_apply(&observations, now);
-                let answer = self
-                    .commit(now, &events, &[], deadlines, deliveries)
-                    .await
-                    .map(|()| events.len())
-                    .map_err(AckError::Store);
-                let _ = reply.send(answer);
+                let mut events = Vec::new();
+                let mut counts = Vec::with_capacity(group.len());
+                for (observations, _) in &group {
+                    let decided = self.decide_and_apply(observations, now);
+                    counts.push(decided.len());
+                    events.extend(decided);
+                }
+                let stored = self
+                    .commit_with(now, &events, &[], deadlines, deliveries, true)
+                    .await;
+                for ((_, reply), count) in group.into_iter().zip(counts) {
+                    let answer = stored.clone().map(|()| count).map_err(AckError::Store);
+                    let _ = reply.send(answer);
+                }
+                for command in after {
+                    Box::pin(self.handle_command(command, deadlines, deliveries)).await;
+                }
             }
         }
     }
@@ -592,8 +676,31 @@ impl Engine {
         deadlines: &mut Deadlines,
         deliveries: &Deliveries,
     ) -> Result<(), String> {
-        let first_seq =
-            write_until_stored(&self.shared.store, &self.shutdown, now, events, cursors).await?;
+        self.commit_with(now, events, cursors, deadlines, deliveries, false)
+            .await
+    }
+
+    /// [`Engine::commit`]; `durable` commits are on disk before this returns (what nobody sends
+    /// again: pushed calls, acknowledgements; see [`Sealing::durable`]).
+    async fn commit_with(
+        &mut self,
+        now: DateTime<Utc>,
+        events: &[Event],
+        cursors: &[(String, CursorUpdate)],
+        deadlines: &mut Deadlines,
+        deliveries: &Deliveries,
+        durable: bool,
+    ) -> Result<(), String> {
+        let first_seq = write_until_stored(
+            &self.shared.store,
+            &self.shutdown,
+            now,
+            events,
+            cursors,
+            &self.ledger,
+            durable,
+        )
+        .await?;
         self.after_commit(now, events, first_seq, deadlines, deliveries);
         Ok(())
     }

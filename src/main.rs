@@ -40,7 +40,11 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the daemon (the default).
-    Run,
+    Run {
+        /// Run even though the ledger's chain is broken (the break is recorded in the ledger).
+        #[arg(long)]
+        accept_broken_ledger: bool,
+    },
     /// Validate the configuration and print the effective settings (secrets redacted); exit 1
     /// on a problem, including time in the next weeks that no on-call rotation covers.
     CheckConfig,
@@ -111,7 +115,38 @@ enum Command {
 #[derive(Subcommand)]
 enum AuditCommand {
     /// Walk the hash chain: print the head hash, or name the first broken link and exit 1.
-    Verify,
+    /// Reads the ledger only (works beside the running daemon); exit 2 if there is none.
+    Verify {
+        /// The ledger's Ed25519 public key (PEM): every checkpoint's signature is checked, and
+        /// the last row must be a signed checkpoint.
+        #[arg(long)]
+        public_key: Option<PathBuf>,
+        /// A head recorded earlier (`SEQ:HASH` as logged, or `HASH`): fail if that hash is no
+        /// longer in the chain (at its seq).
+        #[arg(long)]
+        expect: Option<slawatch::store::ExpectedHead>,
+    },
+    /// Write a new ledger signing key pair: DIR/ledger-signing.key (for
+    /// store.signing_key_file) and DIR/ledger-signing.pub (for auditors).
+    Keygen {
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+/// Exit code of a read-only command pointed at a ledger that does not exist.
+const NO_LEDGER: u8 = 2;
+
+/// Opens the ledger for a read-only command: `Ok(None)` (after saying so) if there is none.
+async fn open_for_reading(settings: &Settings) -> anyhow::Result<Option<Store>> {
+    match Store::open_existing(&settings.store.url).await {
+        Ok(store) => Ok(Some(store)),
+        Err(e @ slawatch::store::StoreError::Missing { .. }) => {
+            eprintln!("error: {e}");
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// mimalloc rather than the C library's allocator: a backfill allocates in the source's thread
@@ -160,9 +195,14 @@ fn load(path: &std::path::Path) -> anyhow::Result<Settings> {
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
-    match cli.command.unwrap_or(Command::Run) {
-        Command::Run => {
-            let settings = load(&cli.config)?;
+    match cli.command.unwrap_or(Command::Run {
+        accept_broken_ledger: false,
+    }) {
+        Command::Run {
+            accept_broken_ledger,
+        } => {
+            let mut settings = load(&cli.config)?;
+            settings.store.accept_broken_ledger = accept_broken_ledger;
             let shutdown = CancellationToken::new();
             let on_signal = shutdown.clone();
             tokio::spawn(async move {
@@ -215,7 +255,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     format!("--state {s}: expected open, responded, excluded or all")
                 })?),
             };
-            let store = Store::open(&settings.store.url).await?;
+            let Some(store) = open_for_reading(&settings).await? else {
+                return Ok(ExitCode::from(NO_LEDGER));
+            };
             let rules = std::sync::Arc::new(TrackerRules {
                 desk: settings.desk.clone(),
                 policies: settings.policies.clone(),
@@ -337,7 +379,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 mask,
                 title,
             };
-            let store = Store::open(&settings.store.url).await?;
+            let Some(store) = open_for_reading(&settings).await? else {
+                return Ok(ExitCode::from(NO_LEDGER));
+            };
             let rules = std::sync::Arc::new(TrackerRules {
                 desk: settings.desk.clone(),
                 policies: settings.policies.clone(),
@@ -377,16 +421,67 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Audit {
-            command: AuditCommand::Verify,
+            command: AuditCommand::Keygen { out },
+        } => {
+            let (private, public, key) = slawatch::store::signing::generate(&out)?;
+            println!(
+                "private key: {} (set store.signing_key_file to it; keep it on the host, readable by slawatch only)",
+                private.display()
+            );
+            println!(
+                "public key:  {} (give it to the auditors)",
+                public.display()
+            );
+            println!("key id:      {}", key.key_id());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit {
+            command: AuditCommand::Verify { public_key, expect },
         } => {
             let settings = load(&cli.config)?;
-            let store = Store::open(&settings.store.url).await?;
-            let verification = store.verify().await?;
+            let key = public_key
+                .as_deref()
+                .map(slawatch::store::PublicKey::from_file)
+                .transpose()?;
+            let Some(store) = open_for_reading(&settings).await? else {
+                return Ok(ExitCode::from(NO_LEDGER));
+            };
+            let key_id = key.as_ref().map(|k| k.key_id().to_string());
+            let signed_head = key.is_some();
+            let (verification, seals) = store.audit(key, expect.clone(), signed_head).await?;
             match verification {
                 Verification::Intact { events, head_hash } => {
                     store.close().await;
                     println!("ledger intact: {events} events");
                     println!("head hash: {head_hash}");
+                    println!("head seq:  {}", seals.head_seq);
+                    println!("pin:       {}:{head_hash}", seals.head_seq);
+                    match (&key_id, seals.first_checkpoint) {
+                        (_, None) => println!(
+                            "signatures: none; rows 1..={} linked, not signed",
+                            seals.head_seq
+                        ),
+                        (Some(id), Some(first)) => println!(
+                            "signatures: {} checkpoints, every signature valid with key {id}; every row up to seq {} signed",
+                            seals.checkpoints,
+                            seals.last_checkpoint.unwrap_or(first)
+                        ),
+                        (None, Some(_)) => println!(
+                            "signatures: {} checkpoints, not checked (give --public-key)",
+                            seals.checkpoints
+                        ),
+                    }
+                    if let Some(first) = seals.signed_from
+                        && first > 1
+                    {
+                        println!(
+                            "rows 1..={} linked, not signed (written before signing began)",
+                            first - 1
+                        );
+                    }
+                    if let (Some(expect), Some(at)) = (&expect, seals.expected_at) {
+                        println!("expected head {} found at seq {at}", expect.hash);
+                    }
                     Ok(ExitCode::SUCCESS)
                 }
                 Verification::Broken {

@@ -95,7 +95,14 @@ fn validate(root: &Value, file_only: &Value, base: &Path) -> Result<Settings, Ve
             .string("url", &mut p)
             .unwrap_or_else(|| "sqlite://data/slawatch.db".to_string()),
         password: secret(&mut t, "password", file_only, false, base, &mut p),
+        signing_key_file: t.string("signing_key_file", &mut p).map(|f| base.join(f)),
+        accept_broken_ledger: false,
     };
+    if let Some(file) = &store.signing_key_file
+        && let Err(e) = crate::store::Signer::from_file(file)
+    {
+        p.push("store.signing_key_file", e.to_string());
+    }
     let url_in_file = file_only
         .get("store")
         .and_then(|s| s.get("url"))
@@ -117,6 +124,20 @@ fn validate(root: &Value, file_only: &Value, base: &Path) -> Result<Settings, Ve
                 redact_url(&store.url)
             ),
         );
+    }
+    t.finish(&mut p);
+
+    let mut t = top.table("audit", &mut p);
+    let audit = AuditSettings {
+        head_recipients: t.string_list("head_recipients", &mut p),
+    };
+    for (i, a) in audit.head_recipients.iter().enumerate() {
+        if !a.contains('@') {
+            p.push(
+                format!("audit.head_recipients[{i}]"),
+                format!("`{a}` is not an email address"),
+            );
+        }
     }
     t.finish(&mut p);
 
@@ -240,6 +261,12 @@ fn validate(root: &Value, file_only: &Value, base: &Path) -> Result<Settings, Ve
         &mut |t, key, p| secret(t, key, file_only, false, base, p),
         &mut p,
     );
+    if !audit.head_recipients.is_empty() && notify.smtp.is_none() {
+        p.push(
+            "audit.head_recipients",
+            "the daily head mail goes out through [notify.smtp], which is not configured",
+        );
+    }
     if let Some(oncall) = &notify.oncall {
         let names: Vec<&str> = policies.all().map(|pol| pol.name.as_str()).collect();
         super::oncall::check_routes(oncall, &names, &mut p);
@@ -249,6 +276,7 @@ fn validate(root: &Value, file_only: &Value, base: &Path) -> Result<Settings, Ve
     if p.0.is_empty() {
         Ok(Settings {
             store,
+            audit,
             http,
             desk,
             policies,
@@ -806,7 +834,8 @@ impl Settings {
             })
             .collect();
         json!({
-            "store": { "url": redact_url(&self.store.url), "password": secret(&self.store.password) },
+            "store": { "url": redact_url(&self.store.url), "password": secret(&self.store.password), "signing_key_file": self.store.signing_key_file },
+            "audit": { "head_recipients": self.audit.head_recipients },
             "http": {
                 "bind": self.http.bind.to_string(), "token": secret(&self.http.token),
                 "read_token": secret(&self.http.read_token), "report_token": secret(&self.http.report_token),

@@ -16,6 +16,7 @@ use slawatch_core::tracker::policy::PolicySet;
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub store: StoreSettings,
+    pub audit: AuditSettings,
     pub http: HttpSettings,
     pub desk: slawatch_core::desk::DeskSettings,
     pub policies: PolicySet,
@@ -31,6 +32,19 @@ pub struct StoreSettings {
     pub url: String,
     /// Database password, from `password_file` or the environment; never logged.
     pub password: Option<Secret>,
+    /// The ledger's Ed25519 signing key (PKCS#8 PEM): every commit is then sealed with a signed
+    /// checkpoint. Relative to the configuration file's directory.
+    pub signing_key_file: Option<PathBuf>,
+    /// Run on a ledger whose chain is broken (recorded in the ledger). Set by `slawatch run
+    /// --accept-broken-ledger`, never by the configuration file.
+    pub accept_broken_ledger: bool,
+}
+
+/// `[audit]`: where the ledger's signed head goes besides the log and `/metrics`.
+#[derive(Debug, Clone, Default)]
+pub struct AuditSettings {
+    /// Addresses mailed the signed head once a day (through `[notify.smtp]`); empty: no mail.
+    pub head_recipients: Vec<String>,
 }
 
 #[derive(Debug, Clone)]

@@ -252,7 +252,8 @@ pub struct AckBody {
     pub note: Option<String>,
 }
 
-/// `POST /api/v1/inquiries/{id}/ack`.
+/// `POST /api/v1/inquiries/{id}/ack`. The `200` is sent once the acknowledgement is in the
+/// ledger and synced to disk.
 pub async fn ack(
     State(state): State<AppState>,
     Path(id): Path<String>,

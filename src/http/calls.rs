@@ -29,6 +29,10 @@
 //! Only send `answered` for a person picking up (or a callback that connected to a person): an
 //! IVR or voicemail answer is `ended` with outcome `machine` or `voicemail`. Events are
 //! idempotent: sending the same one twice changes nothing.
+//!
+//! The `202` answer means the events are in the ledger and synced to disk: nobody sends a
+//! push again, so it must survive a power loss (the engine commits pushes with
+//! `synchronous=FULL`, gathering the ones that arrive together into one commit).
 
 use axum::Json;
 use axum::extract::State;

@@ -182,6 +182,30 @@ impl SmtpNotifier {
         }
     }
 
+    /// A plain-text mail that is not an alert (the ledger's daily head for auditors), to `to`;
+    /// `id` becomes the left part of its `Message-ID`.
+    pub async fn send_text(
+        &self,
+        to: &[String],
+        subject: &str,
+        body: &str,
+        id: &str,
+    ) -> Result<(), DeliveryError> {
+        let message = to
+            .iter()
+            .map(|a| {
+                a.parse::<Mailbox>()
+                    .map_err(|e| format!("invalid address {a}: {e}"))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .and_then(|to| {
+                self.base(subject, format!("<{id}@{}>", self.domain), to)
+                    .body(body.to_string())
+                    .map_err(|e| e.to_string())
+            });
+        self.send(message).await
+    }
+
     /// The addresses an alert goes to: its on-call recipient, else the fixed `to` list.
     fn addresses(&self, alert: &Alert) -> Result<Vec<Mailbox>, String> {
         match &alert.recipient {

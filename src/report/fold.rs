@@ -535,7 +535,9 @@ impl PeriodFold {
             | Event::MonitorHeartbeat { .. } => self.monitor.push(event.clone()),
             Event::MessageLinked { .. }
             | Event::ReplyUnmatched { .. }
-            | Event::ReplyAwaiting { .. } => {}
+            | Event::ReplyAwaiting { .. }
+            | Event::LedgerCheckpoint { .. }
+            | Event::LedgerVerified { .. } => {}
         }
     }
 

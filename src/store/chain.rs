@@ -10,6 +10,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::Verification;
+use super::signing::PublicKey;
 
 /// `prev_hash` of the first row (seq 1): 64 zeros.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -130,25 +131,110 @@ struct PayloadProbe<'a> {
     inquiry_id: Option<std::borrow::Cow<'a, str>>,
 }
 
+/// The fields of a `ledger_checkpoint` payload the checker needs.
+#[derive(Deserialize)]
+struct CheckpointProbe<'a> {
+    head_seq: i64,
+    #[serde(borrow)]
+    head_hash: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    key_id: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    signature: std::borrow::Cow<'a, str>,
+}
+
+/// A head recorded earlier (`audit verify --expect [SEQ:]HASH`): it must still be in the chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpectedHead {
+    pub seq: Option<i64>,
+    pub hash: String,
+}
+
+impl std::str::FromStr for ExpectedHead {
+    type Err = String;
+
+    /// `HASH` or `SEQ:HASH` (as the head log line and reports print it).
+    fn from_str(text: &str) -> Result<ExpectedHead, String> {
+        let (seq, hash) = match text.split_once(':') {
+            Some((seq, hash)) => (
+                Some(
+                    seq.trim()
+                        .parse::<i64>()
+                        .map_err(|_| format!("`{seq}` is not a seq"))?,
+                ),
+                hash.trim(),
+            ),
+            None => (None, text.trim()),
+        };
+        if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!("`{hash}` is not a 64-digit hex hash"));
+        }
+        Ok(ExpectedHead {
+            seq,
+            hash: hash.to_ascii_lowercase(),
+        })
+    }
+}
+
+/// What a walk found about signatures and an expected head, beside the chain's verdict.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Seals {
+    /// Checkpoint rows seen (each checked against the public key when one was given).
+    pub checkpoints: u64,
+    /// Whether their signatures were checked.
+    pub signatures_checked: bool,
+    /// The seq of the first checkpoint.
+    pub first_checkpoint: Option<i64>,
+    /// The first row of the first signed commit (the commit that ends with the first
+    /// checkpoint): rows before it were written before signing began ("linked, not signed").
+    pub signed_from: Option<i64>,
+    /// The seq of the last checkpoint: every row up to it is covered by a signature.
+    pub last_checkpoint: Option<i64>,
+    /// The last row's seq.
+    pub head_seq: i64,
+    /// Where the expected head was found.
+    pub expected_at: Option<i64>,
+}
+
 /// Walks rows in seq order and stops at the first one that does not belong to an intact chain.
+/// Every checkpoint row must name the row before it; with a public key its signature is
+/// checked too.
 #[derive(Debug)]
 pub struct ChainChecker {
     next_seq: i64,
     prev_hash: String,
     count: u64,
+    key: Option<PublicKey>,
+    expect: Option<ExpectedHead>,
+    seals: Seals,
+    /// Where the current run of rows with one `recorded_at` (one commit) began, and that text.
+    commit_start: i64,
+    commit_stamp: String,
 }
 
 impl Default for ChainChecker {
     fn default() -> Self {
-        ChainChecker {
-            next_seq: 1,
-            prev_hash: GENESIS.to_string(),
-            count: 0,
-        }
+        ChainChecker::new(None, None)
     }
 }
 
 impl ChainChecker {
+    pub fn new(key: Option<PublicKey>, expect: Option<ExpectedHead>) -> ChainChecker {
+        ChainChecker {
+            next_seq: 1,
+            prev_hash: GENESIS.to_string(),
+            count: 0,
+            seals: Seals {
+                signatures_checked: key.is_some(),
+                ..Seals::default()
+            },
+            key,
+            expect,
+            commit_start: 1,
+            commit_stamp: String::new(),
+        }
+    }
+
     /// Checks the next row. `Err` carries the [`Verification::Broken`] that names it.
     pub fn check(&mut self, row: RowRef<'_>) -> Result<(), Verification> {
         let broken = |expected: &str, found: &str, problem: String| Verification::Broken {
@@ -225,12 +311,129 @@ impl ChainChecker {
                 }
             }
         }
+        if row.recorded_at != self.commit_stamp {
+            self.commit_start = row.seq;
+            self.commit_stamp.clear();
+            self.commit_stamp.push_str(row.recorded_at);
+        }
+        if row.kind == "ledger_checkpoint" {
+            self.check_checkpoint(row)?;
+        }
+        if let Some(expect) = &self.expect
+            && row.hash == expect.hash
+            && expect.seq.is_none_or(|s| s == row.seq)
+        {
+            self.seals.expected_at = Some(row.seq);
+        }
+        self.seals.head_seq = row.seq;
         // The stored hash is the computed one: keep it in place of the last (no allocation).
         self.prev_hash.clear();
         self.prev_hash.push_str(row.hash);
         self.next_seq += 1;
         self.count += 1;
         Ok(())
+    }
+
+    /// A checkpoint row signs the row before it: its `head_seq`/`head_hash` must be that row's,
+    /// and with a key its signature must verify.
+    fn check_checkpoint(&mut self, row: RowRef<'_>) -> Result<(), Verification> {
+        let broken = |problem: String| Verification::Broken {
+            seq: row.seq,
+            expected: row.prev_hash.to_string(),
+            found: row.prev_hash.to_string(),
+            problem,
+        };
+        let probe: CheckpointProbe<'_> = serde_json::from_str(row.payload)
+            .map_err(|e| broken(format!("checkpoint payload is malformed: {e}")))?;
+        if probe.head_seq != row.seq - 1 || probe.head_hash != row.prev_hash {
+            return Err(Verification::Broken {
+                seq: row.seq,
+                expected: row.prev_hash.to_string(),
+                found: probe.head_hash.to_string(),
+                problem: format!(
+                    "checkpoint signs seq {} but follows seq {} with another hash (rows before it were rewritten)",
+                    probe.head_seq,
+                    row.seq - 1
+                ),
+            });
+        }
+        if let Some(key) = &self.key
+            && !key.verifies(probe.head_seq, &probe.head_hash, &probe.signature)
+        {
+            return Err(broken(format!(
+                "checkpoint signature does not verify with the public key {} (the row names key {})",
+                key.key_id(),
+                probe.key_id
+            )));
+        }
+        self.seals.checkpoints += 1;
+        self.seals.first_checkpoint.get_or_insert(row.seq);
+        self.seals.signed_from.get_or_insert(self.commit_start);
+        self.seals.last_checkpoint = Some(row.seq);
+        Ok(())
+    }
+
+    /// The verdict with what the walk found about signatures and the expected head.
+    /// `signed_head` (auditing with a public key): the last row must be a signed checkpoint, so a
+    /// tail cut inside a commit, or rows appended without the key, show.
+    pub fn finish_sealed(self, signed_head: bool) -> (Verification, Seals) {
+        let seals = self.seals.clone();
+        let expect = self.expect.clone();
+        let verification = self.finish();
+        if let Verification::Intact { .. } = &verification {
+            if signed_head && seals.head_seq > 0 && seals.last_checkpoint != Some(seals.head_seq) {
+                let (seq, problem) = match seals.last_checkpoint {
+                    None => (
+                        1,
+                        format!(
+                            "no signed checkpoint in {} rows: the ledger is linked, not signed (written without a key, or rewritten without its checkpoints)",
+                            seals.head_seq
+                        ),
+                    ),
+                    Some(last) => (
+                        last + 1,
+                        format!(
+                            "rows {}..={} follow the last signed checkpoint (seq {last}): the tail was cut inside a commit, or rows were written without the key",
+                            last + 1,
+                            seals.head_seq
+                        ),
+                    ),
+                };
+                return (
+                    Verification::Broken {
+                        seq,
+                        expected: "a signed checkpoint".to_string(),
+                        found: "unsigned rows".to_string(),
+                        problem,
+                    },
+                    seals,
+                );
+            }
+            if let Some(expect) = expect
+                && seals.expected_at.is_none()
+            {
+                let problem = match expect.seq {
+                    Some(seq) if seq > seals.head_seq => format!(
+                        "the expected head (seq {seq}) is gone: the ledger ends at seq {} (its tail was cut)",
+                        seals.head_seq
+                    ),
+                    Some(seq) => format!(
+                        "seq {seq} no longer has the expected hash: the chain was rewritten at or before it"
+                    ),
+                    None => "the expected head hash is not in the chain: the ledger was cut or rewritten".to_string(),
+                };
+                return (
+                    Verification::Broken {
+                        seq: expect.seq.unwrap_or(seals.head_seq + 1),
+                        expected: expect.hash,
+                        found: "(not found)".to_string(),
+                        problem,
+                    },
+                    seals,
+                );
+            }
+        }
+        (verification, seals)
     }
 
     /// The verdict once every row has been checked.
@@ -344,6 +547,66 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    fn checkpoint_row<'a>(prev: &'a str, payload: &'a str, hash: &'a str) -> RowRef<'a> {
+        RowRef {
+            seq: 2,
+            recorded_at: "2026-03-01T09:05:07.000000Z",
+            kind: "ledger_checkpoint",
+            inquiry_id: None,
+            payload,
+            prev_hash: prev,
+            hash,
+        }
+    }
+
+    #[test]
+    fn a_checkpoint_must_name_the_row_before_it() {
+        let p = r#"{"type":"inquiry_breached","inquiry_id":"e1","at":"2026-03-01T09:05:07Z"}"#;
+        let at = "2026-03-01T09:05:07.000000Z";
+        let h1 = link_hash(GENESIS, 1, at, "inquiry_breached", p);
+        let checkpoint = |head_hash: &str| {
+            format!(
+                r#"{{"type":"ledger_checkpoint","head_seq":1,"head_hash":"{head_hash}","key_id":"k","signature":"00","at":"{at}"}}"#
+            )
+        };
+        let good = checkpoint(&h1);
+        let h2 = link_hash(&h1, 2, at, "ledger_checkpoint", &good);
+        let mut c = ChainChecker::default();
+        c.check(row(1, GENESIS, &h1, p)).unwrap();
+        c.check(checkpoint_row(&h1, &good, &h2)).unwrap();
+        let (v, seals) = c.finish_sealed(false);
+        assert!(matches!(v, Verification::Intact { events: 2, .. }));
+        assert_eq!(
+            (seals.checkpoints, seals.signed_from, seals.last_checkpoint),
+            (1, Some(1), Some(2))
+        );
+
+        // Re-hashed rows before it leave it naming the old hash.
+        let stale = checkpoint(&"1".repeat(64));
+        let h2 = link_hash(&h1, 2, at, "ledger_checkpoint", &stale);
+        let mut c = ChainChecker::default();
+        c.check(row(1, GENESIS, &h1, p)).unwrap();
+        match c.check(checkpoint_row(&h1, &stale, &h2)) {
+            Err(Verification::Broken {
+                seq: 2, problem, ..
+            }) => {
+                assert!(problem.contains("rewritten"), "{problem}")
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_expected_head_is_seq_and_hash_or_hash() {
+        let hash = "AB".repeat(32);
+        let e: ExpectedHead = format!("42:{hash}").parse().unwrap();
+        assert_eq!((e.seq, e.hash), (Some(42), "ab".repeat(32)));
+        let e: ExpectedHead = hash.parse().unwrap();
+        assert_eq!(e.seq, None);
+        assert!("42:abc".parse::<ExpectedHead>().is_err());
+        assert!(format!("x:{hash}").parse::<ExpectedHead>().is_err());
     }
 
     #[test]

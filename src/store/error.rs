@@ -58,6 +58,10 @@ pub enum StoreError {
     /// A stored ledger row cannot be read back (bad JSON, unknown event, bad timestamp).
     #[error("ledger row seq {seq} is unreadable: {problem}")]
     CorruptRow { seq: i64, problem: String },
+    /// A read-only command was pointed at a ledger that does not exist (it is never created
+    /// for a read).
+    #[error("no ledger at {}", path.display())]
+    Missing { path: std::path::PathBuf },
     /// A stored cursor cannot be read back.
     #[error("cursor {source_name}/{key} is unreadable: {problem}")]
     CorruptCursor {

@@ -67,12 +67,22 @@
 //! Editing any hashed field of a row, deleting or reordering rows, or inserting a row with a
 //! wrong link breaks the chain at the first affected seq, which [`Store::verify`] names.
 //! A chain only proves itself consistent: whoever can write the file could drop the last rows,
-//! or rewrite the chain from some row onwards with fresh hashes. To catch that, compare
-//! [`Store::head`] with a head recorded elsewhere (a report, an alert mail, a log line).
+//! or rewrite the chain from some row onwards with fresh hashes. Two things catch that:
+//!
+//! - **Signed checkpoints.** With a [`Signer`] ([`Sealing::signer`]), every commit ends with an
+//!   `Event::LedgerCheckpoint` row signing the seq and hash of the row before it (Ed25519 over
+//!   `slawatch-ledger-checkpoint-v1\n{head_seq}\n{head_hash}`; see the `signing` submodule).
+//!   The checkpoint row is chained like any other, so the hash recipe above is unchanged for
+//!   every kind. [`Store::audit`] checks every signature with the public key alone.
+//! - **A head kept elsewhere** (the `head` submodule publishes it): [`Store::audit`] with an
+//!   [`ExpectedHead`] fails when that hash is no longer at its seq.
+//!
+//! `docs/ledger.md` is the auditor's version of all this, with the openssl commands.
 //!
 //! # Concurrency and durability
 //!
-//! One writer is assumed (the engine), but concurrent appends cannot fork the chain: the head is
+//! One daemon writes a ledger: it holds the `lock` submodule's file lock beside an SQLite
+//! database. Inside it the engine is the one writer, but concurrent appends cannot fork the chain: the head is
 //! read inside the writing transaction, which on SQLite starts with `BEGIN IMMEDIATE` and so
 //! holds the write lock from its first statement. Reads page through the ledger by seq
 //! (keyset pagination), in constant memory and without holding one long read transaction.
@@ -80,7 +90,10 @@
 
 mod chain;
 mod error;
+pub mod head;
+pub mod lock;
 mod packed;
+pub mod signing;
 mod sql;
 mod sqlite;
 
@@ -89,8 +102,9 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use sqlx::SqlitePool;
 
-pub use chain::{GENESIS, LEDGER_FORMAT, format_instant, link_hash};
+pub use chain::{ExpectedHead, GENESIS, LEDGER_FORMAT, Seals, format_instant, link_hash};
 pub use error::{StoreError, redact_url};
+pub use signing::{PublicKey, Signer};
 
 use crate::sources::CursorUpdate;
 use chain::{ChainChecker, RowRef};
@@ -139,6 +153,18 @@ pub enum Verification {
     },
 }
 
+/// How a commit is written beyond its rows (see [`Store::commit_sealed`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Sealing<'a> {
+    /// Appends a signed [`Event::LedgerCheckpoint`] after the commit's events, in the same
+    /// transaction: the ledger's head is then always signed.
+    pub signer: Option<&'a Signer>,
+    /// On disk before the call returns, even across a power loss: on SQLite the commit runs with
+    /// `synchronous=FULL` (the WAL is synced at the commit) instead of the ledger's usual
+    /// `NORMAL`. For what nobody sends again: pushed calls and acknowledgements.
+    pub durable: bool,
+}
+
 /// What one [`Store::write`] added: rows `first_seq, first_seq + 1, …` with these hashes, the
 /// first linked to `prev_hash`.
 struct Written {
@@ -173,6 +199,28 @@ impl Store {
         Ok(Store::Sqlite(sqlite::open(url, &shown).await?))
     }
 
+    /// Opens an existing ledger for reading (`report`, `audit verify`, `inquiries`): never
+    /// creates a database, never migrates one, takes no lock, so it works beside the running
+    /// daemon. A missing SQLite file is [`StoreError::Missing`].
+    pub async fn open_existing(url: &str) -> Result<Store, StoreError> {
+        let shown = redact_url(url);
+        if let Some(path) = Store::sqlite_file(url)
+            && !path.exists()
+        {
+            return Err(StoreError::Missing { path });
+        }
+        if url.starts_with("sqlite:") {
+            return Ok(Store::Sqlite(sqlite::open_existing(url, &shown).await?));
+        }
+        Store::open(url).await
+    }
+
+    /// The database file of a `sqlite://` URL; `None` for an in-memory database or another
+    /// backend.
+    pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+        sqlite::file_of(url)
+    }
+
     fn dialect(&self) -> Dialect {
         match self {
             Store::Sqlite(_) => Dialect::Sqlite,
@@ -188,7 +236,9 @@ impl Store {
         events: &[Event],
         cursors: &[(String, CursorUpdate)],
     ) -> Result<Vec<LedgerEntry>, StoreError> {
-        let written = self.write(recorded_at, events, cursors).await?;
+        let written = self
+            .write(recorded_at, events, cursors, Sealing::default())
+            .await?;
         let mut prev_hash = written.prev_hash;
         Ok(events
             .iter()
@@ -214,7 +264,21 @@ impl Store {
         events: &[Event],
         cursors: &[(String, CursorUpdate)],
     ) -> Result<i64, StoreError> {
-        self.write(recorded_at, events, cursors)
+        self.write(recorded_at, events, cursors, Sealing::default())
+            .await
+            .map(|written| written.first_seq)
+    }
+
+    /// [`Store::commit`], sealed as `sealing` says: with a signed checkpoint after the events
+    /// and/or synced to disk before it returns. A cursor-only commit gets no checkpoint.
+    pub async fn commit_sealed(
+        &self,
+        recorded_at: DateTime<Utc>,
+        events: &[Event],
+        cursors: &[(String, CursorUpdate)],
+        sealing: Sealing<'_>,
+    ) -> Result<i64, StoreError> {
+        self.write(recorded_at, events, cursors, sealing)
             .await
             .map(|written| written.first_seq)
     }
@@ -225,6 +289,7 @@ impl Store {
         recorded_at: DateTime<Utc>,
         events: &[Event],
         cursors: &[(String, CursorUpdate)],
+        sealing: Sealing<'_>,
     ) -> Result<Written, StoreError> {
         let stamp = format_instant(recorded_at);
         // Re-read so the returned instant is exactly what replay will see (microseconds).
@@ -267,8 +332,59 @@ impl Store {
 
         let dialect = self.dialect();
         let Store::Sqlite(pool) = self;
-        let mut tx = pool
-            .begin_with(dialect.begin_write())
+        let mut conn = pool
+            .acquire()
+            .await
+            .map_err(StoreError::db("append: connect"))?;
+        if sealing.durable {
+            sqlx::query(sql::SYNC_FULL)
+                .execute(&mut *conn)
+                .await
+                .map_err(StoreError::db("append: synchronous=FULL"))?;
+        }
+        let written = Self::write_rows(
+            &mut conn,
+            dialect,
+            &stamp,
+            events,
+            payloads,
+            cursor_rows,
+            sealing,
+        )
+        .await;
+        if sealing.durable {
+            // Back to the ledger's usual setting for whatever uses the connection next; if even
+            // that fails, the connection is dropped rather than left slower than it should be.
+            if sqlx::query(sql::SYNC_NORMAL)
+                .execute(&mut *conn)
+                .await
+                .is_err()
+            {
+                conn.detach();
+            }
+        }
+        let (first_seq, prev_hash, hashes) = written?;
+        Ok(Written {
+            recorded_at,
+            first_seq,
+            prev_hash,
+            hashes,
+        })
+    }
+
+    /// The transaction of [`Store::write`]: reads the head, chains and inserts the rows (and the
+    /// checkpoint when signing), upserts the cursors, commits. Returns the first seq, the hash
+    /// it links to and every new row's hash.
+    async fn write_rows(
+        conn: &mut sqlx::SqliteConnection,
+        dialect: Dialect,
+        stamp: &str,
+        events: &[Event],
+        mut payloads: Vec<String>,
+        cursor_rows: Vec<(&str, &str, String)>,
+        sealing: Sealing<'_>,
+    ) -> Result<(i64, String, Vec<Arc<str>>), StoreError> {
+        let mut tx = sqlx::Connection::begin_with(&mut *conn, dialect.begin_write())
             .await
             .map_err(StoreError::db("append: begin"))?;
         if let Some(lock) = dialect.lock_ledger() {
@@ -291,10 +407,29 @@ impl Store {
         for (i, (event, payload)) in events.iter().zip(&payloads).enumerate() {
             let prev = hashes.last().unwrap_or(&head_hash);
             let seq = head_seq + 1 + i as i64;
-            let hex = chain::link_hash_hex(prev, seq, &stamp, event.kind(), payload);
+            let hex = chain::link_hash_hex(prev, seq, stamp, event.kind(), payload);
             hashes.push(std::str::from_utf8(&hex).expect("hex digits").into());
         }
-        let stamp_text: Arc<str> = stamp.as_str().into();
+        // The seal: a checkpoint signing the last event's seq and hash, chained after it.
+        let checkpoint = match (sealing.signer, hashes.last().cloned()) {
+            (Some(signer), Some(last)) => {
+                let head_seq = head_seq + events.len() as i64;
+                let at = chain::parse_instant(stamp).unwrap_or_else(Utc::now);
+                let event = signer.checkpoint(head_seq, &last, at);
+                let payload =
+                    serde_json::to_string(&event).map_err(|source| StoreError::Serialize {
+                        what: "ledger_checkpoint event".to_string(),
+                        source,
+                    })?;
+                let hex = chain::link_hash_hex(&last, head_seq + 1, stamp, event.kind(), &payload);
+                hashes.push(std::str::from_utf8(&hex).expect("hex digits").into());
+                payloads.push(payload);
+                Some(event)
+            }
+            _ => None,
+        };
+        let events: Vec<&Event> = events.iter().chain(checkpoint.as_ref()).collect();
+        let stamp_text: Arc<str> = stamp.into();
         let mut kinds: Vec<(&'static str, Arc<str>)> = Vec::new();
         let mut payloads = payloads.into_iter();
         let mut next = 0;
@@ -335,7 +470,7 @@ impl Store {
                 .bind(source)
                 .bind(key)
                 .bind(value)
-                .bind(stamp.as_str())
+                .bind(stamp)
                 .execute(&mut *tx)
                 .await
                 .map_err(StoreError::db("append: upsert cursor"))?;
@@ -343,12 +478,7 @@ impl Store {
         tx.commit()
             .await
             .map_err(StoreError::db("append: commit"))?;
-        Ok(Written {
-            recorded_at,
-            first_seq: head_seq + 1,
-            prev_hash: head_hash.to_string(),
-            hashes,
-        })
+        Ok((head_seq + 1, head_hash.to_string(), hashes))
     }
 
     async fn page(&self, after_seq: i64, limit: i64) -> Result<Vec<RawRow>, StoreError> {
@@ -483,6 +613,29 @@ impl Store {
         Ok(checker.finish())
     }
 
+    /// [`Store::verify`], also checking every checkpoint's signature with `key` and that
+    /// `expect` (a head recorded earlier) is still in the chain at its seq. With `signed_head`,
+    /// the last row must be a signed checkpoint (an auditor's check: see
+    /// [`chain::ChainChecker::finish_sealed`]).
+    pub async fn audit(
+        &self,
+        key: Option<PublicKey>,
+        expect: Option<ExpectedHead>,
+        signed_head: bool,
+    ) -> Result<(Verification, Seals), StoreError> {
+        let mut checker = chain::ChainChecker::new(key, expect);
+        let mut pages = PageReader::start(self);
+        while let Some(page) = pages.next().await? {
+            for row in page.rows() {
+                if let Err(broken) = checker.check(row) {
+                    let seals = checker.finish_sealed(false).1;
+                    return Ok((broken, seals));
+                }
+            }
+        }
+        Ok(checker.finish_sealed(signed_head))
+    }
+
     /// Up to `limit` rows with `seq > after_seq`, packed into one value by the database
     /// (see `sql::PACKED_PAGE`): the fast path for walking the whole ledger.
     async fn packed_page(&self, after_seq: i64, limit: i64) -> Result<LedgerPage, StoreError> {
@@ -515,12 +668,26 @@ impl Store {
     /// verification and a replay. The walk goes on past a broken link, so the caller still sees
     /// every row; the verdict names the first one. `f` may stop the walk with an error, which is
     /// passed through.
-    pub async fn walk_verified<E, F>(&self, mut f: F) -> Result<Verification, E>
+    pub async fn walk_verified<E, F>(&self, f: F) -> Result<Verification, E>
     where
         F: FnMut(LedgerPage) -> Result<(), E>,
         E: From<StoreError>,
     {
-        let mut checker = ChainChecker::default();
+        self.walk_checked(None, f).await.map(|(v, _)| v)
+    }
+
+    /// [`Store::walk_verified`], checking checkpoint signatures with `key` as well (the
+    /// daemon's start-up replay).
+    pub async fn walk_checked<E, F>(
+        &self,
+        key: Option<PublicKey>,
+        mut f: F,
+    ) -> Result<(Verification, Seals), E>
+    where
+        F: FnMut(LedgerPage) -> Result<(), E>,
+        E: From<StoreError>,
+    {
+        let mut checker = ChainChecker::new(key, None);
         let mut broken = None;
         let mut pages = PageReader::start(self);
         while let Some(page) = pages.next().await? {
@@ -534,7 +701,8 @@ impl Store {
             }
             f(page)?;
         }
-        Ok(broken.unwrap_or_else(|| checker.finish()))
+        let (verification, seals) = checker.finish_sealed(false);
+        Ok((broken.unwrap_or(verification), seals))
     }
 
     /// The stored `kind` and `inquiry_id` columns of row `seq`, without decoding its payload

@@ -125,6 +125,11 @@ pub const CURSOR: &str = "SELECT value FROM cursors WHERE source = $1 AND key = 
 
 pub const CURSORS: &str = "SELECT key, value FROM cursors WHERE source = $1 ORDER BY key";
 
+/// A durable commit's connection setting, and the usual one (see `sqlite` and
+/// [`crate::store::Sealing::durable`]).
+pub const SYNC_FULL: &str = "PRAGMA synchronous = FULL";
+pub const SYNC_NORMAL: &str = "PRAGMA synchronous = NORMAL";
+
 pub const LEDGER_FORMAT: &str = "SELECT value FROM meta WHERE key = 'ledger_format'";
 
 #[cfg(test)]

@@ -3,14 +3,18 @@
 //! Pragmas, and why:
 //! - `journal_mode=WAL`: readers (API, reports, `verify`) never block the writer and the writer
 //!   never blocks them; a commit is one append to the `-wal` file.
-//! - `synchronous=NORMAL`: in WAL mode SQLite then syncs the WAL only at checkpoints, not at every
+//! - `synchronous=NORMAL` (except durable commits, below): in WAL mode SQLite then syncs the WAL only at checkpoints, not at every
 //!   commit. SQLite documents that this is always consistent (never corrupts) and that committed
 //!   transactions survive an *application* crash (`kill -9`, panic, OOM kill) whatever the
 //!   setting, because the data is already in the operating system's page cache; what it gives up
 //!   is durability of the last transactions across an *OS crash or power loss*, which may roll
 //!   them back. Because a batch's events and its source cursors commit together, such a
 //!   rollback rewinds both, and the sources read the same messages again: nothing is lost and
-//!   nothing is counted twice. `FULL` would add an fsync per commit for no gain in that sense.
+//!   nothing is counted twice. What no source reads again — a call pushed to the API, an
+//!   acknowledgement — is committed with `synchronous=FULL` on its connection
+//!   ([`super::Sealing::durable`]): the WAL is synced before the commit returns, so the 2xx
+//!   answer is only sent once the event survives a power loss. The engine gathers concurrent
+//!   pushes into one such commit (group commit), so the sync is paid per batch, not per call.
 //! - `busy_timeout=5s`: a second writer (another process, the `ack` CLI) waits for the lock
 //!   instead of failing at once.
 //! - `foreign_keys=ON`: enforced if a later migration declares any.
@@ -113,6 +117,51 @@ pub async fn open(url: &str, shown: &str) -> Result<SqlitePool, StoreError> {
             }
             Ok(pool)
         }
+        other => {
+            pool.close().await;
+            Err(StoreError::Format {
+                url: shown.to_string(),
+                found: other.unwrap_or("(none)").to_string(),
+                supported: LEDGER_FORMAT.to_string(),
+            })
+        }
+    }
+}
+
+/// The file of a `sqlite:` URL, `None` for an in-memory database or another scheme.
+pub fn file_of(url: &str) -> Option<std::path::PathBuf> {
+    if !url.starts_with("sqlite:") || is_memory(url) {
+        return None;
+    }
+    let options = SqliteConnectOptions::from_str(url).ok()?;
+    Some(options.get_filename().to_path_buf())
+}
+
+/// Opens an existing database for reading beside a running daemon: not created if missing, not
+/// migrated, no checkpointing task, the ledger format checked. (Not `mode=ro`: a read-only
+/// connection to a WAL database fails when the `-shm` file is missing.)
+pub async fn open_existing(url: &str, shown: &str) -> Result<SqlitePool, StoreError> {
+    let options = SqliteConnectOptions::from_str(url)
+        .map_err(|e| StoreError::InvalidUrl {
+            url: shown.to_string(),
+            reason: e.to_string(),
+        })?
+        .create_if_missing(false)
+        .busy_timeout(BUSY_TIMEOUT);
+    let pool = SqlitePoolOptions::new()
+        .max_connections(FILE_POOL_SIZE)
+        .connect_with(options)
+        .await
+        .map_err(|source| StoreError::Open {
+            url: shown.to_string(),
+            source,
+        })?;
+    let format: Option<String> = sqlx::query_scalar(sql::LEDGER_FORMAT)
+        .fetch_optional(&pool)
+        .await
+        .map_err(StoreError::db("read ledger format"))?;
+    match format.as_deref() {
+        Some(LEDGER_FORMAT) => Ok(pool),
         other => {
             pool.close().await;
             Err(StoreError::Format {

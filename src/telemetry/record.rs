@@ -112,7 +112,9 @@ impl Metrics {
             | Event::SourceUp { .. }
             | Event::InquiryRenotified { .. }
             | Event::AlertDelivered { .. }
-            | Event::AlertFailed { .. } => {}
+            | Event::AlertFailed { .. }
+            | Event::LedgerCheckpoint { .. }
+            | Event::LedgerVerified { .. } => {}
         }
     }
 

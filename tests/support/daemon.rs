@@ -56,6 +56,11 @@ impl Daemon {
     }
 
     pub fn start(&mut self) {
+        self.start_with(&[]);
+    }
+
+    /// [`Daemon::start`] with extra `run` arguments.
+    pub fn start_with(&mut self, args: &[&str]) {
         assert!(self.child.is_none(), "already running");
         self.runs += 1;
         let log = std::fs::File::create(self.log_path(self.runs)).unwrap();
@@ -63,6 +68,7 @@ impl Daemon {
             .arg("--config")
             .arg(&self.config)
             .arg("run")
+            .args(args)
             .envs(self.env.iter().cloned())
             .env("RUST_LOG", "info,sqlx=warn")
             .env("NO_COLOR", "1")

@@ -82,6 +82,7 @@ pub async fn start(
         commands: commands_rx,
         shutdown: shutdown.clone(),
         sync_grace: setup.sync_grace,
+        ledger: Default::default(),
     };
     let task = tokio::spawn(engine.run(deadlines));
     Running {

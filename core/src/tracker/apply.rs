@@ -304,6 +304,8 @@ impl Tracker {
             | Event::MonitorStopped { .. }
             | Event::SourceDown { .. }
             | Event::SourceUp { .. } => {}
+            // The ledger's own seals and checks: no inquiry state.
+            Event::LedgerCheckpoint { .. } | Event::LedgerVerified { .. } => {}
             Event::AlertDelivered {
                 inquiry_id,
                 kind,

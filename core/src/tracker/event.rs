@@ -200,6 +200,64 @@ pub enum Event {
         #[serde(serialize_with = "instant::one")]
         at: DateTime<Utc>,
     },
+    /// A signed statement of the ledger's head: the row just before it is `head_seq` with hash
+    /// `head_hash`, and `signature` is the Ed25519 signature of [`checkpoint_message`] over
+    /// them, made with the ledger's signing key. The daemon appends one at the end of every
+    /// commit when a key is configured. The core only carries the data: signing and checking
+    /// belong to the daemon's store. Changes no inquiry.
+    LedgerCheckpoint {
+        head_seq: i64,
+        head_hash: String,
+        /// The first 16 hex digits of SHA-256 of the 32-byte public key: names the key.
+        key_id: String,
+        /// 64 bytes, lower-case hex.
+        signature: String,
+        #[serde(serialize_with = "instant::one")]
+        at: DateTime<Utc>,
+    },
+    /// The daemon verified the ledger at start-up: rows `from_seq..=head_seq` were checked
+    /// (`scope` says whether that was all of them), in `elapsed_ms`. `accepted_break` is set when
+    /// the chain was broken and the daemon was told to run anyway (`--accept-broken-ledger`).
+    LedgerVerified {
+        #[serde(serialize_with = "instant::one")]
+        at: DateTime<Utc>,
+        scope: VerifyScope,
+        from_seq: i64,
+        head_seq: i64,
+        head_hash: String,
+        elapsed_ms: u64,
+        /// Signed checkpoints whose signature was checked.
+        checkpoints: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        accepted_break: Option<AcceptedBreak>,
+    },
+}
+
+/// The bytes a [`Event::LedgerCheckpoint`] signs:
+/// `slawatch-ledger-checkpoint-v1` LF `{head_seq}` LF `{head_hash}` (LF is one 0x0a byte, no
+/// trailing LF; `head_seq` in decimal, `head_hash` as its 64 lower-case hex characters).
+pub fn checkpoint_message(head_seq: i64, head_hash: &str) -> String {
+    format!("{CHECKPOINT_DOMAIN}\n{head_seq}\n{head_hash}")
+}
+
+/// The first line of [`checkpoint_message`]: a signature over it means nothing else.
+pub const CHECKPOINT_DOMAIN: &str = "slawatch-ledger-checkpoint-v1";
+
+/// How much of the ledger a start-up verification covered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VerifyScope {
+    /// Every row from seq 1.
+    Full,
+    /// The rows after the last checkpoint a previous verification covered.
+    SinceCheckpoint,
+}
+
+/// A broken link the daemon was told to run on, as found at start-up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AcceptedBreak {
+    pub seq: i64,
+    pub problem: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -529,6 +587,8 @@ impl Event {
             Event::InquiryRenotified { .. } => "inquiry_renotified",
             Event::AlertDelivered { .. } => "alert_delivered",
             Event::AlertFailed { .. } => "alert_failed",
+            Event::LedgerCheckpoint { .. } => "ledger_checkpoint",
+            Event::LedgerVerified { .. } => "ledger_verified",
         }
     }
 
@@ -554,7 +614,9 @@ impl Event {
             | Event::MonitorHeartbeat { .. }
             | Event::MonitorStopped { .. }
             | Event::SourceDown { .. }
-            | Event::SourceUp { .. } => None,
+            | Event::SourceUp { .. }
+            | Event::LedgerCheckpoint { .. }
+            | Event::LedgerVerified { .. } => None,
         }
     }
 }
