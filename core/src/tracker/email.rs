@@ -4,11 +4,11 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::{Channel, InquiryId};
+use crate::domain::{Channel, InquiryId, Language};
 use crate::tracker::classify::{OutboundKind, classify_inbound, classify_outbound};
 use crate::tracker::event::{
-    Event, InquiryExcluded, InquiryKind, InquiryOpened, InquiryResponded, LinkRole, Outcome,
-    ResponseKind, UnmatchedReason,
+    Event, InquiryExcluded, InquiryKind, InquiryOpened, InquiryResponded, LanguageSource, LinkRole,
+    Outcome, ResponseKind, UnmatchedReason,
 };
 use crate::tracker::inquiry::{Inquiry, InquiryState};
 use crate::tracker::language::detect_language;
@@ -128,14 +128,48 @@ impl Tracker {
         }
 
         let mut events = Vec::new();
+        let language = (language, language_source);
+        let opened = self.opened_by_mail(mail, external_id, thread_id, kind, language, &mut events);
+        let (inquiry_id, deadline_at) = (opened.inquiry_id.clone(), opened.deadline_at);
+        events.push(Event::InquiryOpened(Box::new(opened)));
+
+        // A reply read earlier that references this very message, and goes to its sender,
+        // answers it now.
+        if let Some(reply) = self.pending_reply_to(mail, mail.delivered_at) {
+            events.push(responded_by_email(
+                &inquiry_id,
+                mail.delivered_at,
+                deadline_at,
+                reply.at,
+                &reply.responder,
+                &reply.external_id,
+            ));
+        }
+        events
+    }
+
+    /// The inquiry `mail` opens; the first use of its policy version goes into `events`.
+    fn opened_by_mail(
+        &self,
+        mail: &Mail,
+        external_id: String,
+        thread_id: String,
+        kind: InquiryKind,
+        (language, language_source): (Language, LanguageSource),
+        events: &mut Vec<Event>,
+    ) -> InquiryOpened {
+        let customer = mail.from.clone().unwrap_or_default();
+        let policy =
+            self.rules
+                .policies
+                .select(Channel::Email, language, &mail.source, &customer.email);
         let (version, deadline_at, warn_at) =
-            self.stamp_policy(policy, mail.delivered_at, mail.seen_at, &mut events);
-        let inquiry_id = InquiryId::derive(Channel::Email, &external_id);
-        events.push(Event::InquiryOpened(Box::new(InquiryOpened {
-            inquiry_id: inquiry_id.clone(),
+            self.stamp_policy(policy, mail.delivered_at, mail.seen_at, events);
+        InquiryOpened {
+            inquiry_id: InquiryId::derive(Channel::Email, &external_id),
             channel: Channel::Email,
             source: mail.source.clone(),
-            external_id: external_id.clone(),
+            external_id,
             thread_id,
             digest: Some(mail.digest.clone()),
             customer: customer.email,
@@ -152,21 +186,7 @@ impl Tracker {
             policy: version,
             kind,
             call: None,
-        })));
-
-        // A reply read earlier that references this very message, and goes to its sender,
-        // answers it now.
-        if let Some(reply) = self.pending_reply_to(mail, mail.delivered_at) {
-            events.push(responded_by_email(
-                &inquiry_id,
-                mail.delivered_at,
-                deadline_at,
-                reply.at,
-                &reply.responder,
-                &reply.external_id,
-            ));
         }
-        events
     }
 
     /// The earliest reply read before `mail` that references it, goes to its sender and was
@@ -198,47 +218,19 @@ impl Tracker {
         external_id: String,
         thread_id: String,
     ) -> Vec<Event> {
-        let customer = mail.from.clone().unwrap_or_default();
-        let (language, language_source) = detect_language(
+        let mut events = vec![Event::InquiryMerged {
+            inquiry_id: later.id.clone(),
+            into: InquiryId::derive(Channel::Email, &external_id),
+            at: mail.seen_at,
+            evidence: external_id.clone(),
+        }];
+        let kind = later.kind.unwrap_or(InquiryKind::First);
+        let language = detect_language(
             mail.content_language.as_deref(),
             &mail.text_sample,
             self.rules.desk.default_language,
         );
-        let policy =
-            self.rules
-                .policies
-                .select(Channel::Email, language, &mail.source, &customer.email);
-        let inquiry_id = InquiryId::derive(Channel::Email, &external_id);
-        let mut events = vec![Event::InquiryMerged {
-            inquiry_id: later.id.clone(),
-            into: inquiry_id.clone(),
-            at: mail.seen_at,
-            evidence: external_id.clone(),
-        }];
-        let (version, deadline_at, warn_at) =
-            self.stamp_policy(policy, mail.delivered_at, mail.seen_at, &mut events);
-        let opened = InquiryOpened {
-            inquiry_id,
-            channel: Channel::Email,
-            source: mail.source.clone(),
-            external_id,
-            thread_id,
-            digest: Some(mail.digest.clone()),
-            customer: customer.email,
-            customer_name: customer.name,
-            subject: mail.subject.clone(),
-            language,
-            language_source,
-            received_at: mail.delivered_at,
-            first_seen_at: mail.seen_at,
-            date_header: mail.date_header,
-            reply_to: mail.reply_to.iter().map(|a| a.email.clone()).collect(),
-            deadline_at,
-            warn_at,
-            policy: version,
-            kind: later.kind.unwrap_or(InquiryKind::First),
-            call: None,
-        };
+        let opened = self.opened_by_mail(mail, external_id, thread_id, kind, language, &mut events);
         let answer = self
             .pending_reply_to(mail, mail.delivered_at)
             .map(PendingReply::answer);
