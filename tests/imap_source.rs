@@ -555,3 +555,181 @@ async fn large_message_fetches_only_a_prefix() {
         "{sent} bytes sent for a {size}-byte message"
     );
 }
+
+/// A conversation's mail as a mail client writes it: `In-Reply-To` the parent (when set) and
+/// `References` the chain; no `Message-ID` when `id` is empty.
+fn conversation_mail(from: &str, to: &str, id: &str, subject: &str, parents: &[String]) -> Vec<u8> {
+    let mut head = format!("From: {from}\r\nTo: {to}\r\nSubject: {subject}\r\n");
+    if !id.is_empty() {
+        head.push_str(&format!("Message-ID: {id}\r\n"));
+    }
+    if let Some(parent) = parents.last() {
+        head.push_str(&format!(
+            "In-Reply-To: {parent}\r\nReferences: {}\r\n",
+            parents.join(" ")
+        ));
+    }
+    format!("{head}\r\nHello, about {subject}: my order has not arrived yet.\r\n").into_bytes()
+}
+
+/// The outcome of every inquiry when `batches` are read in `order`, the scheduler firing every
+/// breach due when each batch is read (so breaches fire before the evidence that answers them).
+fn outcomes_read_in(batches: &[Vec<Observation>], order: &[usize]) -> Vec<String> {
+    use slawatch_core::desk::DeskSettings;
+    use slawatch_core::tracker::observation::Stage;
+    use slawatch_core::tracker::policy::{Policy, PolicySet};
+    use slawatch_core::tracker::{InquiryState, Tracker, TrackerRules};
+    let mut tracker = Tracker::new(Arc::new(TrackerRules {
+        desk: DeskSettings::with_address("support@desk.example"),
+        policies: PolicySet::single(Policy::default()),
+    }));
+    // Read one batch every 20 minutes of server time, from the first message on.
+    let mut now = t0();
+    for &i in order {
+        now += chrono::Duration::minutes(20);
+        let due: Vec<_> = tracker
+            .open()
+            .filter(|i| i.breached_at.is_none() && i.deadline_at.is_some_and(|d| d <= now))
+            .map(|i| i.id.clone())
+            .collect();
+        for inquiry_id in due {
+            let breach = Observation::DeadlineReached {
+                inquiry_id,
+                stage: Stage::Breach,
+            };
+            tracker.observe(&breach, now).expect("deadline");
+        }
+        for observation in &batches[i] {
+            tracker
+                .observe(observation, now)
+                .expect("mail is never refused");
+        }
+    }
+    let mut out: Vec<String> = tracker
+        .newest_first()
+        .filter(|i| i.state != InquiryState::Merged)
+        .map(|i| {
+            let mut messages: Vec<String> = std::iter::once(i.external_id.to_string())
+                .chain(i.follow_up_messages.iter().map(|f| f.external_id.clone()))
+                .collect();
+            messages.sort();
+            format!(
+                "{messages:?} {} {} received {} responded {:?}",
+                i.state.as_str(),
+                i.sla.as_str(),
+                i.received_at,
+                i.responded_at
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// DESIGN.md "Evidence order", against a real Dovecot: the messages it hands over from INBOX
+/// and Sent, read Sent first, INBOX first, or in seeded interleavings of the two folders'
+/// batches, give the same inquiries and outcomes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_mailbox_gives_the_same_outcomes_whatever_the_folder_order() {
+    let d = Dovecot::start();
+    let customer = "Customer <customer@example.org>";
+    let desk = "support@desk.example";
+    for k in 0..6i64 {
+        let start = t0() + chrono::Duration::minutes(30 * k);
+        let first = format!("<first{k}@example.org>");
+        let subject = format!("order {k}");
+        d.append(
+            "INBOX",
+            &conversation_mail(customer, desk, &first, &subject, &[]),
+            start,
+        );
+        if k % 2 == 0 {
+            // A second message before any reply; one of them without a Message-ID.
+            let id = if k == 2 {
+                String::new()
+            } else {
+                format!("<follow{k}@example.org>")
+            };
+            let raw =
+                conversation_mail(customer, desk, &id, &subject, std::slice::from_ref(&first));
+            d.append("INBOX", &raw, start + chrono::Duration::minutes(3));
+        }
+        // The desk answers in time, after the warning, or after the deadline.
+        let reply_at = start + chrono::Duration::minutes([5, 12, 25][(k % 3) as usize]);
+        let reply = format!("<reply{k}@desk.example>");
+        let raw = conversation_mail(
+            desk,
+            "customer@example.org",
+            &reply,
+            &subject,
+            std::slice::from_ref(&first),
+        );
+        d.append("Sent", &raw, reply_at);
+        if k % 2 == 1 {
+            // The customer writes again after the reply: the next clock.
+            let chain = [first.clone(), reply.clone()];
+            let raw = conversation_mail(
+                customer,
+                desk,
+                &format!("<next{k}@example.org>"),
+                &subject,
+                &chain,
+            );
+            d.append("INBOX", &raw, reply_at + chrono::Duration::minutes(2));
+        }
+    }
+    let mut s = imaps(&d);
+    s.sent_folders = vec!["Sent".into()];
+    let r = start(s, Vec::new());
+    r.wait_until("initial sync", |r| r.initial_syncs() == 1)
+        .await;
+    let r = r.stop().await;
+
+    // The folders' batches as the source handed them over, one message a batch so that the
+    // interleavings below split the folders finely.
+    let batches: Vec<Vec<Observation>> = r.observations().into_iter().map(|o| vec![o]).collect();
+    let folder_of = |b: &Vec<Observation>| match &b[0] {
+        Observation::MessageReceived(m) | Observation::MessageSent(m) => m.folder.clone(),
+        _ => String::new(),
+    };
+    let inbox: Vec<usize> = (0..batches.len())
+        .filter(|&i| folder_of(&batches[i]) == "INBOX")
+        .collect();
+    let sent: Vec<usize> = (0..batches.len())
+        .filter(|&i| folder_of(&batches[i]) == "Sent")
+        .collect();
+    assert_eq!(
+        (inbox.len(), sent.len()),
+        (12, 6),
+        "the mailbox as appended"
+    );
+
+    let sent_first: Vec<usize> = sent.iter().chain(&inbox).copied().collect();
+    let inbox_first: Vec<usize> = inbox.iter().chain(&sent).copied().collect();
+    let expected = outcomes_read_in(&batches, &inbox_first);
+    assert_eq!(
+        outcomes_read_in(&batches, &sent_first),
+        expected,
+        "Sent first"
+    );
+    // Seeded interleavings: each folder keeps its own order (one connection each).
+    for seed in 1..=20u64 {
+        let mut state = seed;
+        let (mut a, mut b) = (inbox.iter().peekable(), sent.iter().peekable());
+        let mut order = Vec::new();
+        while a.peek().is_some() || b.peek().is_some() {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let take_inbox = b.peek().is_none() || (a.peek().is_some() && state >> 63 == 0);
+            order.push(*if take_inbox { a.next() } else { b.next() }.unwrap());
+        }
+        assert_eq!(
+            outcomes_read_in(&batches, &order),
+            expected,
+            "interleaving {seed}"
+        );
+    }
+    // The reference itself is right: 6 first inquiries and 3 next ones, follow-ups attached.
+    assert_eq!(expected.len(), 9, "{expected:#?}");
+}
