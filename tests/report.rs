@@ -16,8 +16,8 @@ use slawatch::report::csv as report_csv;
 use slawatch::store::Store;
 use slawatch_core::domain::{Channel, InquiryId, Language};
 use slawatch_core::tracker::event::{
-    Event, ExclusionReason, InquiryExcluded, InquiryKind, InquiryOpened, InquiryResponded,
-    LanguageSource, Outcome, ResponseKind, RevisedResponse, RevisionReason,
+    Contradiction, Event, ExclusionReason, InquiryExcluded, InquiryKind, InquiryOpened,
+    InquiryResponded, LanguageSource, Outcome, ResponseKind, RevisedResponse, RevisionReason,
 };
 use slawatch_core::tracker::observation::AckVia;
 use slawatch_core::tracker::policy::Policy;
@@ -772,6 +772,15 @@ fn fixture_with_revisions() -> Vec<Event> {
                 responder: "support@desk.example".into(),
             })),
         },
+        Event::EvidenceContradicted {
+            source: "mail".into(),
+            external_id: "<early-reply-b@desk.example>".into(),
+            kind: Contradiction::ReplyBeforeMessage,
+            detail: "reply delivered 2026-03-01T09:59:00Z replies to <b@customer.example> \
+                     delivered 2026-03-01T10:00:00Z"
+                .into(),
+            at: b_received + Duration::minutes(40),
+        },
     ]);
     ev
 }
@@ -814,6 +823,15 @@ async fn revisions_are_the_last_word_and_a_merged_inquiry_is_not_counted_on_its_
         rows.iter().all(|r| r[0] != "m"),
         "a merged inquiry has no row"
     );
+    // Contradictory evidence is listed, kept as read.
+    let contradictions = json["contradictions"].as_array().expect("contradictions");
+    assert_eq!(contradictions.len(), 1, "{contradictions:?}");
+    assert_eq!(contradictions[0]["kind"], "reply_before_message");
+    assert_eq!(
+        contradictions[0]["evidence"],
+        "<early-reply-b@desk.example>"
+    );
+    assert!(report(&world, "html", &[]).contains("Contradictory evidence (1)"));
 }
 
 #[tokio::test]

@@ -246,6 +246,8 @@ pub struct PeriodFold {
     pub policies: Vec<(DateTime<Utc>, PolicyRecord)>,
     /// The monitor's own events (start, heartbeat, stop, source down/up), in ledger order.
     pub monitor: Vec<Event>,
+    /// Evidence flagged as contradicting other evidence (`EvidenceContradicted`) in the period.
+    pub contradictions: Vec<Event>,
     /// Record number by a 64-bit hash of the id (8 bytes a key instead of a 24-byte id) …
     by_hash: HashMap<u64, u32>,
     /// … and, for the rare id whose hash another id already has, by the id itself.
@@ -268,6 +270,7 @@ impl PeriodFold {
             ids: TextArena::default(),
             policies: Vec::new(),
             monitor: Vec::new(),
+            contradictions: Vec::new(),
             by_hash: HashMap::new(),
             by_id: HashMap::new(),
         }
@@ -533,6 +536,11 @@ impl PeriodFold {
             | Event::SourceDown { .. }
             | Event::SourceUp { .. }
             | Event::MonitorHeartbeat { .. } => self.monitor.push(event.clone()),
+            Event::EvidenceContradicted { at, .. } => {
+                if self.in_period(*at) {
+                    self.contradictions.push(event.clone());
+                }
+            }
             Event::MessageLinked { .. }
             | Event::ReplyUnmatched { .. }
             | Event::ReplyAwaiting { .. }

@@ -252,6 +252,28 @@ fn document(d: &ReportData, out: &mut dyn std::io::Write) -> std::io::Result<()>
         h.push_str("<p>None.</p>");
     }
 
+    if !d.contradictions.is_empty() {
+        let _ = write!(
+            h,
+            "<h2>Contradictory evidence ({})</h2>",
+            d.contradictions.len()
+        );
+        h.push_str("<p>Kept as read and flagged: the contradicted part decided nothing.</p>");
+        h.push_str("<table id=\"contradictions\"><tr><th>Flagged</th><th>Source</th><th>Kind</th><th>Evidence</th><th>Detail</th></tr>");
+        for c in &d.contradictions {
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"mono\">{}</td><td>{}</td></tr>",
+                esc(&local(d, c.at)),
+                esc(&c.source),
+                esc(&c.kind),
+                txt(&c.evidence),
+                txt(&c.detail)
+            );
+        }
+        h.push_str("</table>");
+    }
+
     h.push_str("<h2>Policy versions in force</h2><table><tr><th>Version</th><th>First used</th><th class=\"n\">Target</th><th>Warn at</th><th>Re-notify</th><th>Calendar</th><th class=\"n\">Inquiries</th></tr>");
     for p in &d.policies {
         let r = &p.record;

@@ -304,6 +304,18 @@ pub struct Breach {
     pub policy: Option<String>,
 }
 
+/// Evidence flagged as contradicting other evidence (`evidence_contradicted` in the ledger).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ContradictionRow {
+    pub at: DateTime<Utc>,
+    pub source: String,
+    /// `reply_before_message` or `answered_before_start`.
+    pub kind: String,
+    /// The message or call record that contradicts.
+    pub evidence: String,
+    pub detail: String,
+}
+
 /// An excluded message with its reason.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Exclusion {
@@ -415,6 +427,8 @@ pub struct ReportData {
     pub policies: Vec<PolicyInForce>,
     pub coverage: Coverage,
     pub ledger: LedgerCheck,
+    /// Evidence that contradicts other evidence, flagged in the period (kept, never dropped).
+    pub contradictions: Vec<ContradictionRow>,
     /// One row per inquiry received in the period, oldest first.
     pub inquiries: Listing<InquiryRow>,
 }
@@ -505,16 +519,38 @@ pub async fn build(
         .monitor
         .iter()
         .any(|e| matches!(e, Event::MonitorStarted { .. }));
+    let contradictions = fold
+        .contradictions
+        .iter()
+        .filter_map(|e| match e {
+            Event::EvidenceContradicted {
+                source,
+                external_id,
+                kind,
+                detail,
+                at,
+            } => Some(ContradictionRow {
+                at: *at,
+                source: source.clone(),
+                kind: kind.as_str().into(),
+                evidence: external_id.clone(),
+                detail: detail.clone(),
+            }),
+            _ => None,
+        })
+        .collect();
     let params = params.clone();
-    tokio::task::spawn_blocking(move || derive(fold, (recorded, gaps), ledger, &params))
-        .await
-        .map_err(|e| ReportError::Io(std::io::Error::other(e)))
+    tokio::task::spawn_blocking(move || {
+        derive(fold, (recorded, gaps), (ledger, contradictions), &params)
+    })
+    .await
+    .map_err(|e| ReportError::Io(std::io::Error::other(e)))
 }
 
 fn derive(
     fold: PeriodFold,
     (recorded, mut gaps): (bool, Vec<Gap>),
-    ledger: LedgerCheck,
+    (ledger, contradictions): (LedgerCheck, Vec<ContradictionRow>),
     params: &ReportParams,
 ) -> ReportData {
     let tz = params.time_zone;
@@ -739,6 +775,7 @@ fn derive(
             detection,
         },
         ledger,
+        contradictions,
         inquiries: Listing::new(table, population, view::Table::row),
     }
 }

@@ -70,6 +70,12 @@ impl Metrics {
                     self.count_revision(inquiry, from.as_str(), to.as_str());
                 }
             }
+            // Counted with the source's other errors, by kind (`reply_before_message`, …).
+            Event::EvidenceContradicted { source, kind, .. } => {
+                self.source_errors
+                    .with_label_values(&[source.as_str(), kind.as_str()])
+                    .inc();
+            }
             Event::InquiryMerged { inquiry_id, .. } => {
                 let Some(inquiry) = tracker.get(inquiry_id) else {
                     return;

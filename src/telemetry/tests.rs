@@ -558,3 +558,22 @@ fn promtool_accepts_the_exposition() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+#[test]
+fn contradictory_evidence_is_counted_with_the_sources_errors_by_kind() {
+    let metrics = Metrics::new("t", &["inbox".to_string()]);
+    let mut tracker = tracker();
+    let flagged = Event::EvidenceContradicted {
+        source: "inbox".into(),
+        external_id: "<r@desk.example>".into(),
+        kind: slawatch_core::tracker::event::Contradiction::ReplyBeforeMessage,
+        detail: "reply before message".into(),
+        at: t0(),
+    };
+    feed(&metrics, &mut tracker, flagged);
+    let labels = [("source", "inbox"), ("kind", "reply_before_message")];
+    assert_eq!(
+        value(&metrics, "slawatch_source_errors_total", &labels),
+        Some(1.0)
+    );
+}

@@ -305,7 +305,9 @@ impl Tracker {
             | Event::SourceDown { .. }
             | Event::SourceUp { .. } => {}
             // The ledger's own seals and checks: no inquiry state.
-            Event::LedgerCheckpoint { .. } | Event::LedgerVerified { .. } => {}
+            Event::LedgerCheckpoint { .. }
+            | Event::LedgerVerified { .. }
+            | Event::EvidenceContradicted { .. } => {}
             Event::AlertDelivered {
                 inquiry_id,
                 kind,

@@ -7,8 +7,8 @@ use chrono::{DateTime, Utc};
 use crate::domain::{Channel, InquiryId, Language};
 use crate::tracker::classify::{OutboundKind, classify_inbound, classify_outbound};
 use crate::tracker::event::{
-    Event, InquiryExcluded, InquiryKind, InquiryOpened, InquiryResponded, LanguageSource, LinkRole,
-    Outcome, ResponseKind, UnmatchedReason,
+    Contradiction, Event, InquiryExcluded, InquiryKind, InquiryOpened, InquiryResponded,
+    LanguageSource, LinkRole, Outcome, ResponseKind, UnmatchedReason,
 };
 use crate::tracker::inquiry::{Inquiry, InquiryState};
 use crate::tracker::language::detect_language;
@@ -62,6 +62,7 @@ impl Tracker {
             }))];
         }
 
+        let contradictions = self.replies_before(mail);
         let kind = match self.place_in_thread(thread_id.as_str(), mail.delivered_at) {
             Place::Joins(inquiry) => {
                 // A second customer message before the reply: the clock keeps running from the
@@ -93,6 +94,7 @@ impl Tracker {
                         InquiryKind::NextReply,
                     ));
                 }
+                events.extend(contradictions);
                 return events;
             }
             // Unless a reply read earlier answered this message before the later clock began:
@@ -102,7 +104,9 @@ impl Tracker {
                     .pending_reply_to(mail, mail.delivered_at)
                     .is_none_or(|r| r.at >= inquiry.received_at) =>
             {
-                return self.open_older_clock(mail, inquiry, external_id, thread_id);
+                let mut events = self.open_older_clock(mail, inquiry, external_id, thread_id);
+                events.extend(contradictions);
+                return events;
             }
             Place::Precedes(_) => InquiryKind::First,
             Place::Opens { answered_before } => {
@@ -145,7 +149,33 @@ impl Tracker {
                 &reply.external_id,
             ));
         }
+        events.extend(contradictions);
         events
+    }
+
+    /// Replies read before `mail` that reply to it but were delivered before it: contradictory
+    /// evidence (a server clock, a restored message), flagged. Such a reply answers nothing of
+    /// `mail`'s own clock (it may answer the conversation's clock that ran when it was sent).
+    fn replies_before(&self, mail: &Mail) -> Vec<Event> {
+        let Some(replies) = self.pending_replies.get(&mail.message_id) else {
+            return Vec::new();
+        };
+        replies
+            .iter()
+            .filter(|r| r.at < mail.delivered_at && !r.external_id.starts_with("call:"))
+            .map(|r| Event::EvidenceContradicted {
+                source: mail.source.clone(),
+                external_id: r.external_id.clone(),
+                kind: Contradiction::ReplyBeforeMessage,
+                detail: format!(
+                    "reply delivered {} replies to {} delivered {}",
+                    r.at.format("%Y-%m-%dT%H:%M:%SZ"),
+                    mail.message_id,
+                    mail.delivered_at.format("%Y-%m-%dT%H:%M:%SZ")
+                ),
+                at: mail.seen_at,
+            })
+            .collect()
     }
 
     /// The inquiry `mail` opens; the first use of its policy version goes into `events`.
@@ -312,6 +342,23 @@ impl Tracker {
                     return vec![linked(thread_id, LinkRole::Forward)];
                 }
                 let mut events = vec![linked(thread_id.clone(), LinkRole::Reply)];
+                // Read after the message it replies to, but delivered before it: flagged.
+                if let Some(parent) = mail.in_reply_to.first()
+                    && let Some(parent_at) = self.delivered_at_of(thread_id.as_str(), parent)
+                    && parent_at > at
+                {
+                    events.push(Event::EvidenceContradicted {
+                        source: mail.source.clone(),
+                        external_id: external_id.clone(),
+                        kind: Contradiction::ReplyBeforeMessage,
+                        detail: format!(
+                            "reply delivered {} replies to {parent} delivered {}",
+                            at.format("%Y-%m-%dT%H:%M:%SZ"),
+                            parent_at.format("%Y-%m-%dT%H:%M:%SZ")
+                        ),
+                        at: mail.seen_at,
+                    });
+                }
                 let answer = Answer {
                     at,
                     seen_at: mail.seen_at,

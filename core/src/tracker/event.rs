@@ -118,6 +118,18 @@ pub enum Event {
         #[serde(serialize_with = "instant::one")]
         at: DateTime<Utc>,
     },
+    /// Evidence that contradicts other evidence (a reply delivered before the message it
+    /// answers, a call picked up before it started): kept as it is, never dropped, and flagged
+    /// here so the metrics and the report show it. The contradicted part decides nothing.
+    EvidenceContradicted {
+        source: String,
+        /// The message or call record that contradicts.
+        external_id: String,
+        kind: Contradiction,
+        detail: String,
+        #[serde(serialize_with = "instant::one")]
+        at: DateTime<Utc>,
+    },
     /// An inquiry turned out to be part of an older clock: a customer message delivered before
     /// it, read after it, in the same conversation (DESIGN.md "Evidence order"). Written just
     /// before the `InquiryOpened` of `into`, which takes over its messages (`FollowUpAttached`)
@@ -421,6 +433,25 @@ pub struct RevisedResponse {
     pub responder: String,
 }
 
+/// How evidence contradicts other evidence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Contradiction {
+    /// A reply delivered (server time) before the message it replies to.
+    ReplyBeforeMessage,
+    /// A call picked up before it started.
+    AnsweredBeforeStart,
+}
+
+impl Contradiction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Contradiction::ReplyBeforeMessage => "reply_before_message",
+            Contradiction::AnsweredBeforeStart => "answered_before_start",
+        }
+    }
+}
+
 /// Why a decision was revised.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -583,6 +614,7 @@ impl Event {
             Event::SourceUp { .. } => "source_up",
             Event::InquiryRevised { .. } => "inquiry_revised",
             Event::InquiryMerged { .. } => "inquiry_merged",
+            Event::EvidenceContradicted { .. } => "evidence_contradicted",
             Event::ReplyAwaiting { .. } => "reply_awaiting",
             Event::InquiryRenotified { .. } => "inquiry_renotified",
             Event::AlertDelivered { .. } => "alert_delivered",
@@ -610,6 +642,7 @@ impl Event {
             | Event::MessageLinked { .. }
             | Event::ReplyUnmatched { .. }
             | Event::ReplyAwaiting { .. }
+            | Event::EvidenceContradicted { .. }
             | Event::MonitorStarted { .. }
             | Event::MonitorHeartbeat { .. }
             | Event::MonitorStopped { .. }

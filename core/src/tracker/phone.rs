@@ -22,8 +22,8 @@ use chrono::{DateTime, Utc};
 use crate::domain::{Channel, InquiryId};
 use crate::phone_number::NumberStatus;
 use crate::tracker::event::{
-    CallDetails, Event, ExclusionReason, InquiryExcluded, InquiryKind, InquiryOpened,
-    LanguageSource, LinkRole, ResponseKind, UnmatchedReason,
+    CallDetails, Contradiction, Event, ExclusionReason, InquiryExcluded, InquiryKind,
+    InquiryOpened, LanguageSource, LinkRole, ResponseKind, UnmatchedReason,
 };
 use crate::tracker::inquiry::Inquiry;
 use crate::tracker::observation::{Call, CallDirection, CallIgnore};
@@ -83,6 +83,24 @@ fn subject_of(call: &Call) -> String {
 impl Tracker {
     /// Any call record; `answered` is the human pickup (or callback connection) it reports.
     pub(super) fn decide_call(&self, call: &Call, answered: Option<DateTime<Utc>>) -> Vec<Event> {
+        // A pickup before the call started contradicts the record itself: flagged, and it
+        // answers nothing.
+        let contradiction =
+            answered
+                .filter(|at| *at < call.started_at)
+                .map(|at| Event::EvidenceContradicted {
+                    source: call.source.clone(),
+                    external_id: format!("call:{}:{}", call.source, call.record_id),
+                    kind: Contradiction::AnsweredBeforeStart,
+                    detail: format!(
+                        "call {} picked up {} before it started {}",
+                        call.call_id,
+                        at.format("%Y-%m-%dT%H:%M:%SZ"),
+                        call.started_at.format("%Y-%m-%dT%H:%M:%SZ")
+                    ),
+                    at: call.seen_at,
+                });
+        let answered = answered.filter(|at| *at >= call.started_at);
         let mut events = match call.direction {
             CallDirection::Inbound => self.decide_inbound_call(call, answered),
             CallDirection::Outbound => self.decide_outbound_call(call, answered),
@@ -111,6 +129,7 @@ impl Tracker {
                 events.extend(across);
             }
         }
+        events.extend(contradiction);
         events
     }
 

@@ -473,3 +473,20 @@ fn events_written_before_call_details_existed_still_read() {
 fn kinds_of(events: &[Event]) -> Vec<&'static str> {
     events.iter().map(Event::kind).collect()
 }
+
+#[test]
+fn a_call_picked_up_before_it_started_is_flagged_and_answers_nothing() {
+    let mut tr = tracker();
+    let c = inbound("B1", "+34600123458", "2026-01-05T09:00:00Z");
+    let events = tr
+        .observe(&answered(c, "r", "2026-01-05T08:59:00Z", "2001"), now())
+        .unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::EvidenceContradicted { kind, .. }
+            if *kind == super::event::Contradiction::AnsweredBeforeStart)),
+        "{events:?}"
+    );
+    assert_eq!(tr.get(&id("B1")).unwrap().state, InquiryState::Open);
+}

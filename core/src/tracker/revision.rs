@@ -102,6 +102,16 @@ impl Tracker {
         clocks
     }
 
+    /// When the customer message or call `id` of `thread` arrived, if it belongs to one of the
+    /// thread's open or answered inquiries.
+    pub(super) fn delivered_at_of(&self, thread: &str, id: &str) -> Option<DateTime<Utc>> {
+        self.clocks(thread)
+            .into_iter()
+            .flat_map(|i| i.members())
+            .find(|m| m.0 == id)
+            .map(|m| m.1)
+    }
+
     /// Where a customer message or call arriving at `at` belongs in `thread`: the earliest
     /// inquiry whose clock still ran at `at` (open, or answered at or after `at`: at the same
     /// second the customer's message comes first) takes it as a follow-up, or — received after

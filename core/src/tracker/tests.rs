@@ -979,3 +979,33 @@ fn an_inquiry_notes_the_seqs_of_its_first_and_last_ledger_event() {
     // message_linked (40) is not about the inquiry; inquiry_responded (41) is.
     assert_eq!(tr.get(&id_of("m1")).unwrap().ledger_seqs, Some((11, 41)));
 }
+
+#[test]
+fn a_reply_delivered_before_the_message_it_replies_to_is_flagged_in_either_read_order() {
+    let contradicted = |events: &[Event]| {
+        events.iter().any(|e| {
+            matches!(e, Event::EvidenceContradicted { kind, external_id, .. }
+                if *kind == super::event::Contradiction::ReplyBeforeMessage && external_id == "<r>")
+        })
+    };
+    // The reply says it was delivered at 09:59, the message at 10:00.
+    let message = customer("m", "2026-11-24T10:00:00Z");
+    let early = reply("r", "m", "2026-11-24T09:59:00Z");
+
+    let mut tr = tracker();
+    tr.observe(&sent(early.clone()), t("2026-11-24T10:01:00Z"))
+        .unwrap();
+    let events = tr
+        .observe(&received(message.clone()), t("2026-11-24T10:02:00Z"))
+        .unwrap();
+    assert!(contradicted(&events), "{events:?}");
+    // Kept, and it answers nothing: the inquiry stays open.
+    assert_eq!(tr.get(&id_of("m")).unwrap().state, InquiryState::Open);
+
+    let mut tr = tracker();
+    tr.observe(&received(message), t("2026-11-24T10:01:00Z"))
+        .unwrap();
+    let events = tr.observe(&sent(early), t("2026-11-24T10:02:00Z")).unwrap();
+    assert!(contradicted(&events), "{events:?}");
+    assert_eq!(tr.get(&id_of("m")).unwrap().state, InquiryState::Open);
+}
