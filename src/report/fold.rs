@@ -740,17 +740,20 @@ mod tests {
                 (r.responded_at, r.response_seconds, r.response_kind),
                 (i.responded_at, i.response_seconds, i.response_kind)
             );
-            assert_eq!(r.responder.map(text), i.responder);
+            assert_eq!(r.responder.map(text).as_deref(), i.responder.as_deref());
             assert_eq!(r.breached_at, i.breached_at);
             assert_eq!(r.alerts as usize, i.alerts.len(), "{}", i.id);
             assert_eq!(r.follow_ups, i.follow_ups);
-            assert_eq!(r.policy.map(text), i.policy);
+            assert_eq!(r.policy.map(text).as_deref(), i.policy.as_deref());
             assert_eq!(r.kind, i.kind);
             assert_eq!(text(r.customer), i.customer);
             assert_eq!(text(r.source), i.source);
             assert_eq!(fold.ids.get(r.external_id), &*i.external_id);
             assert_eq!(r.excluded_reason, i.excluded_reason);
-            assert_eq!(r.excluded_detail.map(text), i.excluded_detail);
+            assert_eq!(
+                r.excluded_detail.map(text).as_deref(),
+                i.excluded_detail.as_deref()
+            );
         }
     }
 

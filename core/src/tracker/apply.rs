@@ -58,7 +58,7 @@ impl Tracker {
                     sla: SlaStatus::Pending,
                     excluded_reason: None,
                     excluded_detail: None,
-                    policy: Some(e.policy.clone()),
+                    policy: Some(Arc::from(e.policy.as_str())),
                     kind: Some(e.kind),
                     follow_ups: 0,
                     breached_at: None,
@@ -98,7 +98,7 @@ impl Tracker {
                     state: InquiryState::Excluded,
                     sla: SlaStatus::Excluded,
                     excluded_reason: Some(e.reason),
-                    excluded_detail: Some(e.detail.clone()),
+                    excluded_detail: Some(e.detail.as_str().into()),
                     policy: None,
                     kind: None,
                     follow_ups: 0,
@@ -189,7 +189,7 @@ impl Tracker {
                     i.responded_at = Some(e.at);
                     i.response_seconds = Some(e.response_seconds);
                     i.response_kind = Some(e.kind);
-                    i.responder = Some(e.responder.clone());
+                    i.responder = Some(e.responder.as_str().into());
                     i.response_id = e.external_id.as_deref().map(Arc::from);
                     i.sla = match e.outcome {
                         Outcome::Met => SlaStatus::Met,
@@ -215,7 +215,7 @@ impl Tracker {
                 inquiry_id, into, ..
             } => {
                 if let Some(i) = self.inquiries.get_mut(inquiry_id) {
-                    i.merged_into = Some(into.clone());
+                    i.merged_into = Some(Box::new(into.clone()));
                     i.state = InquiryState::Merged;
                     let thread = i.thread_id.clone();
                     self.by_received
@@ -244,7 +244,7 @@ impl Tracker {
                         i.responded_at = Some(r.at);
                         i.response_seconds = Some(r.response_seconds);
                         i.response_kind = Some(r.kind);
-                        i.responder = Some(r.responder.clone());
+                        i.responder = Some(r.responder.as_str().into());
                         i.response_id = evidence.as_deref().map(Arc::from);
                         i.follow_up_messages.retain(|f| f.received_at <= r.at);
                         i.follow_ups = i.follow_up_messages.len() as u32;

@@ -118,15 +118,15 @@ pub struct Inquiry {
     pub responded_at: Option<DateTime<Utc>>,
     pub response_seconds: Option<i64>,
     pub response_kind: Option<ResponseKind>,
-    pub responder: Option<String>,
+    pub responder: Option<Box<str>>,
     /// The reply's Message-ID or the call record that is the first response.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub response_id: Option<Arc<str>>,
     pub state: InquiryState,
     pub sla: SlaStatus,
     pub excluded_reason: Option<ExclusionReason>,
-    pub excluded_detail: Option<String>,
-    pub policy: Option<String>,
+    pub excluded_detail: Option<Box<str>>,
+    pub policy: Option<Arc<str>>,
     pub kind: Option<InquiryKind>,
     pub follow_ups: u32,
     pub breached_at: Option<DateTime<Utc>>,
@@ -144,7 +144,7 @@ pub struct Inquiry {
     pub follow_up_messages: Vec<FollowUp>,
     /// Set when it turned out to be part of an older clock (`InquiryMerged`): that inquiry.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub merged_into: Option<InquiryId>,
+    pub merged_into: Option<Box<InquiryId>>,
     /// The ledger seqs of the first and the last event about it, once committed: its history
     /// is read back from the ledger by this range (the daemon's `Store::events_for_inquiry`).
     #[serde(skip)]

@@ -65,7 +65,7 @@ impl Answer {
         Some(Answer {
             at,
             seen_at: at,
-            responder: inquiry.responder.clone().unwrap_or_default(),
+            responder: inquiry.responder.as_deref().unwrap_or_default().to_string(),
             kind: inquiry.response_kind.unwrap_or(ResponseKind::Email),
             evidence: inquiry.response_id.as_deref().map(str::to_string),
         })

@@ -1009,3 +1009,10 @@ fn a_reply_delivered_before_the_message_it_replies_to_is_flagged_in_either_read_
     assert!(contradicted(&events), "{events:?}");
     assert_eq!(tr.get(&id_of("m")).unwrap().state, InquiryState::Open);
 }
+
+#[test]
+fn an_inquiry_record_stays_small() {
+    // 100,000 open inquiries are held at once on a bad day (the scheduler bench's figure).
+    let size = std::mem::size_of::<super::inquiry::Inquiry>();
+    assert!(size <= 440, "Inquiry is {size} bytes");
+}
