@@ -222,14 +222,21 @@ fn validate(root: &Value, file_only: &Value, base: &Path) -> Result<Settings, Ve
             "at least one support address is required (the desk answers from it)",
         );
     }
-    for (i, a) in support_addresses.iter().enumerate() {
-        if !a.contains('@') {
-            p.push(
-                format!("desk.support_addresses[{i}]"),
-                format!("`{a}` is not an email address"),
-            );
-        }
-    }
+    let check =
+        |key: &str, list: &[String], problem: fn(&str) -> Option<String>, p: &mut Problems| {
+            for (i, entry) in list.iter().enumerate() {
+                if let Some(why) = problem(entry) {
+                    p.push(format!("desk.{key}[{i}]"), why);
+                }
+            }
+        };
+    use slawatch_core::desk::{address_entry_problem, domain_entry_problem};
+    check(
+        "support_addresses",
+        &support_addresses,
+        address_entry_problem,
+        &mut p,
+    );
     let default_language = match t.string("default_language", &mut p) {
         None => Language::En,
         Some(s) => Language::parse(&s).unwrap_or_else(|| {
@@ -250,6 +257,18 @@ fn validate(root: &Value, file_only: &Value, base: &Path) -> Result<Settings, Ve
         default_language,
         time_zone,
     };
+    check(
+        "internal_domains",
+        &desk.internal_domains,
+        domain_entry_problem,
+        &mut p,
+    );
+    check(
+        "ignore_senders",
+        &desk.ignore_senders,
+        address_entry_problem,
+        &mut p,
+    );
     t.finish(&mut p);
 
     let policies = policies(&mut top, &mut p);
@@ -334,11 +353,16 @@ fn policies(top: &mut Table, p: &mut Problems) -> PolicySet {
                         })
                         .collect();
                     let sources = r.string_list("sources", p);
-                    let senders = r
+                    let senders: Vec<String> = r
                         .string_list("senders", p)
                         .into_iter()
-                        .map(|s| s.to_lowercase())
+                        .map(|s| s.trim().to_lowercase())
                         .collect();
+                    for (i, s) in senders.iter().enumerate() {
+                        if let Some(why) = slawatch_core::desk::address_entry_problem(s) {
+                            p.push(format!("{path}.senders[{i}]"), why);
+                        }
+                    }
                     r.finish(p);
                     rules.push(PolicyRule {
                         channels,

@@ -464,3 +464,54 @@ fn contact_map_problems_are_named_by_key_path() {
         "{found:#?}"
     );
 }
+
+#[test]
+fn list_entries_that_can_never_match_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        r#"
+[desk]
+support_addresses = ["@example.com", "support@", ""]
+internal_domains = ["ana@example.com", "example.com"]
+ignore_senders = ["robots.example.net", "@robots.example.net"]
+ignore_subjects = [" "]
+auto_ack_subjects = [""]
+[policy]
+[[policy.rules]]
+name = "vip"
+senders = ["vip.example", "@vip.example"]
+[sources.mail]
+type = "maildir"
+path = "m"
+inbox_folders = [""]
+"#,
+    );
+    let found = problems(load_with_env(&path, vec![]));
+    for expect in [
+        "desk.support_addresses[1]:",
+        "desk.support_addresses[2]: is empty",
+        "desk.internal_domains[0]:",
+        "desk.ignore_senders[0]:",
+        "desk.ignore_subjects[0]: is empty",
+        "desk.auto_ack_subjects[0]: is empty",
+        "policy.rules[0].senders[0]:",
+        "sources.mail.inbox_folders[0]: is empty",
+    ] {
+        assert!(
+            found.iter().any(|f| f.starts_with(expect)),
+            "{expect} not in {found:#?}"
+        );
+    }
+    for fine in [
+        "desk.support_addresses[0]",
+        "desk.internal_domains[1]",
+        "desk.ignore_senders[1]",
+        "policy.rules[0].senders[1]",
+    ] {
+        assert!(
+            !found.iter().any(|f| f.starts_with(fine)),
+            "{fine} in {found:#?}"
+        );
+    }
+}

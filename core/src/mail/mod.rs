@@ -501,3 +501,6 @@ fn raw_address_list(value: &str) -> Vec<Address> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod fuzz_tests;

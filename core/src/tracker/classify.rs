@@ -185,11 +185,20 @@ fn sender_matches(entry: &str, email: &str) -> bool {
     }
 }
 
-/// One of the desk's own addresses (exact, case-insensitive).
+/// One of the desk's own addresses: an exact entry, or any address of exactly an `@domain`
+/// entry's domain (no subdomains), case-insensitive.
 pub fn is_support_address(desk: &DeskSettings, email: &str) -> bool {
-    desk.support_addresses
-        .iter()
-        .any(|a| a.eq_ignore_ascii_case(email.trim()))
+    let email = email.trim();
+    !email.is_empty()
+        && desk
+            .support_addresses
+            .iter()
+            .any(|a| match a.trim().strip_prefix('@') {
+                Some(domain) => email
+                    .rsplit_once('@')
+                    .is_some_and(|(local, d)| !local.is_empty() && d.eq_ignore_ascii_case(domain)),
+                None => a.trim().eq_ignore_ascii_case(email),
+            })
 }
 
 /// An address in one of the desk's own domains (exact domain, case-insensitive).

@@ -259,7 +259,9 @@ impl QueueCalls {
         lines: &CallLines,
         seen_at: DateTime<Utc>,
     ) -> Option<Observation> {
-        let floor = e.at - chrono::Duration::hours(WAITING_TTL_HOURS);
+        let floor =
+            e.at.checked_sub_signed(chrono::Duration::hours(WAITING_TTL_HOURS))
+                .unwrap_or(DateTime::<Utc>::MIN_UTC);
         self.waiting.retain(|_, w| w.entered_at >= floor);
         if let QueueEvent::EnterQueue { callerid } = &e.event {
             self.waiting.insert(

@@ -18,3 +18,6 @@ pub mod poll;
 pub mod queue_log;
 pub mod tail;
 pub mod twilio;
+
+#[cfg(test)]
+mod fuzz_tests;

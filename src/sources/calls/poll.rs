@@ -77,8 +77,8 @@ impl PollError {
 pub fn since_day(cursor: &PollCursor, now: DateTime<Utc>, backfill_days: i64) -> NaiveDate {
     let from_last = cursor
         .last_poll
-        .map(|t| t - chrono::Duration::days(1))
-        .unwrap_or(now - chrono::Duration::days(backfill_days.max(1)))
+        .map(|t| t.checked_sub_signed(chrono::Duration::days(1)).unwrap_or(t))
+        .unwrap_or(now - chrono::Duration::days(backfill_days.clamp(1, 36_500)))
         .date_naive();
     cursor.oldest_open.map_or(from_last, |d| d.min(from_last))
 }

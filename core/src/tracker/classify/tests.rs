@@ -329,3 +329,52 @@ fn outbound_internal_forward() {
         OutboundKind::InternalForward
     );
 }
+
+#[test]
+fn a_domain_entry_makes_every_address_of_exactly_that_domain_a_support_address() {
+    let mut d = desk();
+    d.support_addresses = vec!["@example.com".into()];
+    // An agent answering from a personal address into the shared Sent folder.
+    let m = outbound("Ana.Ruiz@Example.COM", &["jane.doe@customer.example"]);
+    assert_eq!(classify_outbound(&m, &d), OutboundKind::Reply);
+    assert!(is_support_address(&d, "support@example.com"));
+    // Not a subdomain, not a look-alike, not a bare domain.
+    for other in [
+        "ana@eu.example.com",
+        "ana@example.com.evil",
+        "ana@notexample.com",
+        "@example.com",
+        "example.com",
+        "",
+    ] {
+        assert!(!is_support_address(&d, other), "{other}");
+    }
+    let m = outbound("ana@eu.example.com", &["jane.doe@customer.example"]);
+    assert_eq!(classify_outbound(&m, &d), OutboundKind::NotFromSupport);
+}
+
+#[test]
+fn entries_that_can_never_match_are_named() {
+    use crate::desk::{address_entry_problem, domain_entry_problem};
+    for ok in ["support@example.com", "@example.com", " @Example.com "] {
+        assert_eq!(address_entry_problem(ok), None, "{ok}");
+    }
+    for bad in [
+        "support",
+        "example.com",
+        "support@",
+        "@",
+        "a@b@example.com",
+        "@exa mple.com",
+        "@.example.com",
+        "a@example..com",
+    ] {
+        assert!(address_entry_problem(bad).is_some(), "{bad}");
+    }
+    for ok in ["example.com", "@example.com"] {
+        assert_eq!(domain_entry_problem(ok), None, "{ok}");
+    }
+    for bad in ["ana@example.com", "@", "example.com.", "exa mple.com"] {
+        assert!(domain_entry_problem(bad).is_some(), "{bad}");
+    }
+}
