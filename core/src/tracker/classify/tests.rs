@@ -378,3 +378,40 @@ fn entries_that_can_never_match_are_named() {
         assert!(domain_entry_problem(bad).is_some(), "{bad}");
     }
 }
+
+#[test]
+fn helpdesk_signatures_each_with_their_own_reason() {
+    for (m, expect) in [
+        (
+            fixture!("exchange_oof_legacy.eml"),
+            ExclusionReason::OutOfOffice,
+        ),
+        (
+            fixture!("firstclass_machine.eml"),
+            ExclusionReason::MachineGenerated,
+        ),
+        (
+            fixture!("otrs_autoreply.eml"),
+            ExclusionReason::HelpdeskLoop,
+        ),
+        (fixture!("rt_autoreply.eml"), ExclusionReason::HelpdeskLoop),
+    ] {
+        assert_eq!(reason(&m), Some(expect), "{}", m.subject);
+    }
+}
+
+#[test]
+fn customers_that_look_like_helpdesk_signatures_are_inquiries() {
+    for m in [
+        // Outlook mail with every Exchange header, about automatic replies.
+        fixture!("exchange_customer_automatic_subject.eml"),
+        fixture!("outlook_suppress.eml"),
+        // The prefix without Exchange.
+        fixture!("plain_customer_out_of_office_subject.eml"),
+        fixture!("firstclass_customer.eml"),
+        fixture!("otrs_agent_reply.eml"),
+        fixture!("rt_correspondence.eml"),
+    ] {
+        assert_eq!(classify_inbound(&m, &desk()), None, "{}", m.subject);
+    }
+}
