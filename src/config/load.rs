@@ -58,13 +58,36 @@ pub fn load(path: &Path) -> Result<Settings, ConfigError> {
 
 /// Like [`load`], with the environment given (tests).
 pub fn load_with_env(path: &Path, env: Vec<(String, String)>) -> Result<Settings, ConfigError> {
+    let file_source = config::File::from(path)
+        .format(config::FileFormat::Toml)
+        .required(true);
+    let base = path.parent().unwrap_or(Path::new("."));
+    load_source(file_source, path, base, env)
+}
+
+/// Like [`load_with_env`] for configuration text (fuzzing; relative paths resolve from `base`).
+pub fn load_text(
+    text: &str,
+    base: &Path,
+    env: Vec<(String, String)>,
+) -> Result<Settings, ConfigError> {
+    let source = config::File::from_str(text, config::FileFormat::Toml);
+    load_source(source, &base.join("slawatch.toml"), base, env)
+}
+
+fn load_source<S>(
+    file_source: S,
+    path: &Path,
+    base: &Path,
+    env: Vec<(String, String)>,
+) -> Result<Settings, ConfigError>
+where
+    S: config::Source + Clone + Send + Sync + 'static,
+{
     let read_err = |e: config::ConfigError| ConfigError::Read {
         path: path.to_path_buf(),
         message: e.to_string(),
     };
-    let file_source = config::File::from(path)
-        .format(config::FileFormat::Toml)
-        .required(true);
     let file_only: Value = config::Config::builder()
         .add_source(file_source.clone())
         .build()
@@ -81,7 +104,6 @@ pub fn load_with_env(path: &Path, env: Vec<(String, String)>) -> Result<Settings
         .build()
         .and_then(|c| c.try_deserialize())
         .map_err(read_err)?;
-    let base = path.parent().unwrap_or(Path::new("."));
     validate(&merged, &file_only, base).map_err(ConfigError::Invalid)
 }
 

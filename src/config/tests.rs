@@ -515,3 +515,55 @@ inbox_folders = [""]
         );
     }
 }
+
+/// Arbitrary bytes, and the bundled files with bytes changed, through the configuration reader:
+/// a list of problems, never a panic (`SLAWATCH_FUZZ_CASES` sets the cases).
+mod fuzz {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::sources::calls::fuzz_config;
+
+    const BUNDLED: &str = include_str!("../../config/slawatch.toml");
+    const PHONE: &str = include_str!("../../config/phone-example.toml");
+
+    fn check(text: &str) {
+        let dir = Path::new("/nonexistent-slawatch-fuzz");
+        let _ = load_text(text, dir, vec![]);
+    }
+
+    /// One of the bundled files with a few lines replaced by arbitrary or key-shaped ones.
+    fn mutated() -> impl Strategy<Value = String> {
+        let line = prop_oneof![
+            any::<String>(),
+            "[a-z_]{1,20} = (\"[ -~]{0,30}\"|[0-9-]{1,20}|\\[\"[ -~]{0,20}\"\\]|true|\\{\\})",
+            "\\[\\[?[a-z_.]{1,30}\\]\\]?",
+        ];
+        (
+            prop_oneof![Just(BUNDLED), Just(PHONE)],
+            proptest::collection::vec((any::<prop::sample::Index>(), line), 1..4),
+        )
+            .prop_map(|(base, edits)| {
+                let mut lines: Vec<String> = base.lines().map(String::from).collect();
+                for (at, text) in edits {
+                    let i = at.index(lines.len());
+                    lines[i] = text;
+                }
+                lines.join("\n")
+            })
+    }
+
+    proptest! {
+        #![proptest_config(fuzz_config())]
+
+        #[test]
+        fn fuzz_config_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+            check(&String::from_utf8_lossy(&bytes));
+        }
+
+        #[test]
+        fn fuzz_config_mutated(text in mutated()) {
+            check(&text);
+        }
+    }
+}

@@ -21,3 +21,5 @@ pub mod twilio;
 
 #[cfg(test)]
 mod fuzz_tests;
+#[cfg(test)]
+pub(crate) use fuzz_tests::fuzz_config;
