@@ -839,6 +839,51 @@ impl Settings {
         out
     }
 
+    /// What each call-log source can join across feeds (`check-config` prints it): records of
+    /// one call from several feeds must be one inquiry.
+    pub fn call_joins(&self) -> Vec<String> {
+        use crate::sources::calls::cdr_csv::CdrLayout;
+        use crate::sources::calls::join::JOIN_TOLERANCE_SECONDS;
+        use crate::sources::calls::lines::CallLogFormat;
+        let queue_log = self.sources.iter().any(
+            |s| matches!(&s.kind, SourceKind::CallLog(c) if c.format == CallLogFormat::QueueLog),
+        );
+        let mut out = Vec::new();
+        for s in &self.sources {
+            let SourceKind::CallLog(c) = &s.kind else {
+                continue;
+            };
+            let name = &s.name;
+            let CallLogFormat::Cdr { layout, .. } = &c.format else {
+                if let CallLogFormat::Generic(_) = &c.format {
+                    out.push(format!(
+                        "sources.{name}: a mapped CSV joins no other feed: read it alone for its calls"
+                    ));
+                }
+                continue;
+            };
+            let with = if queue_log {
+                ""
+            } else {
+                " (no queue_log source is configured)"
+            };
+            out.push(match layout {
+                CdrLayout::Columns21 => format!(
+                    "sources.{name}: layout 21 writes linkedid and uniqueid: its records join queue_log by call id, transfers included{with}"
+                ),
+                CdrLayout::Uniqueid17 | CdrLayout::Columns18 => format!(
+                    "sources.{name}: layout {} writes uniqueid: its records join queue_log by call id; a transferred call's second leg is a record of its own{with}",
+                    layout.as_str()
+                ),
+                CdrLayout::Columns16 | CdrLayout::Userfield17 => format!(
+                    "sources.{name}: layout {} has no uniqueid: its records join queue_log by caller number and start time (±{JOIN_TOLERANCE_SECONDS} s of the uniqueid's epoch); a later record of the same channel (Asterisk 12+ writes one per segment) starts later and is tracked as the same caller's next call; two calls of one caller (or two withheld calls) within {JOIN_TOLERANCE_SECONDS} s are ambiguous: counted in slawatch_call_joins_ambiguous_total and logged, never merged; write uniqueid (cdr.conf [csv] loguniqueid=yes) to join exactly{with}",
+                    layout.as_str()
+                ),
+            });
+        }
+        out
+    }
+
     /// The effective configuration as `check-config` prints it: every value, secrets redacted.
     pub fn effective(&self) -> Value {
         let secret = |s: &Option<Secret>| s.as_ref().map(|_| "<redacted>");

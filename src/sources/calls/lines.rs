@@ -130,7 +130,14 @@ pub fn cdr_observation(
         .linkedid
         .clone()
         .or_else(|| row.uniqueid.clone())
-        .unwrap_or_else(|| format!("{}@{}", row.src, row.start.timestamp()));
+        .unwrap_or_else(|| {
+            format!(
+                "{}{}@{}",
+                super::join::NO_UNIQUEID_PREFIX,
+                row.src,
+                row.start.timestamp()
+            )
+        });
     let record_id = match (&row.uniqueid, row.sequence) {
         (Some(u), Some(s)) => format!("{u}#{s}"),
         _ => row.digest.clone(),

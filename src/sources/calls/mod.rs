@@ -13,6 +13,7 @@
 
 pub mod cdr_csv;
 pub mod generic_csv;
+pub mod join;
 pub mod lines;
 pub mod poll;
 pub mod queue_log;
