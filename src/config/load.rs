@@ -193,11 +193,24 @@ fn validate(root: &Value, file_only: &Value, base: &Path) -> Result<Settings, Ve
             format!("`{public_url}` is not an http:// or https:// URL with a host"),
         );
     }
-    let allowed_hosts = t
+    let allowed_hosts: Vec<String> = t
         .string_list("allowed_hosts", &mut p)
         .into_iter()
         .map(|h| h.trim().to_ascii_lowercase())
         .collect();
+    // The Host header is a host (and port): a scheme, path or space never matches it.
+    for (i, h) in allowed_hosts.iter().enumerate() {
+        if h.contains("://")
+            || h.contains('/')
+            || h.contains(char::is_whitespace)
+            || h.contains('@')
+        {
+            p.push(
+                format!("http.allowed_hosts[{i}]"),
+                format!("`{h}` is not a host name (no scheme, path or user)"),
+            );
+        }
+    }
     let header_timeout = t.duration("header_timeout", DEFAULT_HEADER_TIMEOUT, &mut p);
     let request_timeout = t.duration("request_timeout", DEFAULT_REQUEST_TIMEOUT, &mut p);
     let report_timeout = t.duration("report_timeout", DEFAULT_REPORT_TIMEOUT, &mut p);
@@ -295,6 +308,17 @@ fn validate(root: &Value, file_only: &Value, base: &Path) -> Result<Settings, Ve
 
     let policies = policies(&mut top, &mut p);
     let sources = sources(&mut top, file_only, base, &mut p);
+    // A rule naming a source that is not configured can never match.
+    for (i, rule) in policies.rules.iter().enumerate() {
+        for (j, name) in rule.sources.iter().enumerate() {
+            if !sources.iter().any(|s| &s.name == name) {
+                p.push(
+                    format!("policy.rules[{i}].sources[{j}]"),
+                    format!("`{name}` is not a configured source"),
+                );
+            }
+        }
+    }
     let contacts = std::sync::Arc::new(super::calls::contacts(&mut top, &mut p));
     let notify = super::notify::notify(
         &mut top,

@@ -477,10 +477,13 @@ internal_domains = ["ana@example.com", "example.com"]
 ignore_senders = ["robots.example.net", "@robots.example.net"]
 ignore_subjects = [" "]
 auto_ack_subjects = [""]
+[http]
+allowed_hosts = ["https://desk.example", "desk.example:8080"]
 [policy]
 [[policy.rules]]
 name = "vip"
 senders = ["vip.example", "@vip.example"]
+sources = ["mail", "nosuch"]
 [sources.mail]
 type = "maildir"
 path = "m"
@@ -496,6 +499,8 @@ inbox_folders = [""]
         "desk.ignore_subjects[0]: is empty",
         "desk.auto_ack_subjects[0]: is empty",
         "policy.rules[0].senders[0]:",
+        "policy.rules[0].sources[1]: `nosuch` is not a configured source",
+        "http.allowed_hosts[0]:",
         "sources.mail.inbox_folders[0]: is empty",
     ] {
         assert!(
@@ -508,6 +513,8 @@ inbox_folders = [""]
         "desk.internal_domains[1]",
         "desk.ignore_senders[1]",
         "policy.rules[0].senders[1]",
+        "policy.rules[0].sources[0]",
+        "http.allowed_hosts[1]",
     ] {
         assert!(
             !found.iter().any(|f| f.starts_with(fine)),
