@@ -168,18 +168,18 @@ fn normalize_uncached(raw: &str, default_region: Option<Region>) -> CallerNumber
     } else {
         let national = default_region.and_then(|r| {
             // The metadata parser strips a leading copy of the region's own country code
-            // (Italian `39…`): when that reading is not valid, read the digits with the
-            // region's code in front.
-            let plain = parse(Some(r), &digits);
-            if plain.as_ref().is_some_and(|n| n.1) {
-                return plain;
-            }
+            // (Italian `39…`), even when the digits are a valid national number as written: the
+            // digits with the region's code in front win when that is valid.
             let prefixed = phonenumber::metadata::DATABASE
                 .by_id(r.as_ref())
                 .and_then(|m| parse(None, &format!("+{}{digits}", m.country_code())));
-            match prefixed {
+            if prefixed.as_ref().is_some_and(|n| n.1) {
+                return prefixed;
+            }
+            let plain = parse(Some(r), &digits);
+            match plain {
                 Some(n) if n.1 => Some(n),
-                prefixed => plain.or(prefixed),
+                plain => plain.or(prefixed),
             }
         });
         match national {
@@ -312,6 +312,17 @@ mod tests {
         assert_eq!(normalize("600123456", region("ES")).key(), "+34600123456");
     }
 
+    /// Found by the property below: an Italian mobile whose national number starts with `39`
+    /// (the country code) was read as `+39 00000001`, or not at all.
+    #[test]
+    fn a_national_number_starting_with_its_own_country_code_keeps_its_digits() {
+        for raw in ["3900000001", "+393900000001", "00393900000001"] {
+            assert_eq!(normalize(raw, region("IT")).key(), "+393900000001", "{raw}");
+        }
+        // Even when the stripped reading is a valid number too.
+        assert_eq!(normalize("3901500000", region("IT")).key(), "+393901500000");
+    }
+
     /// Countries with a leading part of a valid mobile or geographic range.
     const COUNTRIES: [(&str, &str, &str, usize); 9] = [
         ("GB", "44", "7", 9),
@@ -337,6 +348,15 @@ mod tests {
     }
 
     proptest::proptest! {
+        // 256 cases in a plain run; `SLAWATCH_FUZZ_CASES` raises it (20,000 pass).
+        #![proptest_config(proptest::test_runner::Config {
+            cases: std::env::var("SLAWATCH_FUZZ_CASES")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(256),
+            ..proptest::test_runner::Config::default()
+        })]
+
         /// One customer, one key: `+CC…`, `00CC…` and `CC…` agree on any line, valid or not;
         /// the national spelling agrees on a line of its own country when the number is valid.
         #[test]
