@@ -655,11 +655,38 @@ impl Engine {
 
     /// Decides and applies a batch under one write lock.
     fn decide_and_apply(&self, observations: &[Observation], now: DateTime<Utc>) -> Vec<Event> {
+        use crate::sources::calls::join::{Join, call_mut, join};
         let mut tracker = self.write_tracker();
         let mut events = Vec::new();
         for observation in observations {
+            // A CDR row without uniqueid takes the call id of the one queue_log call it matches.
+            let joined = match &observation {
+                Observation::CallStarted(c)
+                | Observation::CallAnswered(c)
+                | Observation::CallEnded(c) => match join(&tracker, c) {
+                    Join::Alone => None,
+                    Join::Call(id) => {
+                        let mut o = observation.clone();
+                        if let Some(c) = call_mut(&mut o) {
+                            c.call_id = id;
+                        }
+                        Some(o)
+                    }
+                    Join::Ambiguous(ids) => {
+                        self.shared.metrics.record_ambiguous_call_join();
+                        tracing::warn!(
+                            source = %c.source,
+                            call = %c.call_id,
+                            candidates = %ids.join(", "),
+                            "CDR row without uniqueid matches several queue_log calls; not merged, not tracked twice."
+                        );
+                        continue;
+                    }
+                },
+                _ => None,
+            };
             // Only manual acks can be rejected, and they do not come in batches.
-            if let Ok(decided) = tracker.observe(observation, now) {
+            if let Ok(decided) = tracker.observe(joined.as_ref().unwrap_or(observation), now) {
                 events.extend(decided);
             }
         }

@@ -219,6 +219,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 for warning in settings.warnings() {
                     eprintln!("warning: {warning}");
                 }
+                for note in settings.call_joins() {
+                    eprintln!("note: {note}");
+                }
                 // 24/7 means no gaps: uncovered time is an error here (the daemon still starts,
                 // sending those alerts to the escalation list or notify.smtp.to).
                 let mut gaps = 0;

@@ -54,6 +54,15 @@ fn cdr_source() -> String {
     )
 }
 
+/// Asterisk's compiled-in `[csv]` layout: 16 columns, no uniqueid (one record per channel, its
+/// start the channel's creation).
+fn cdr16_source() -> String {
+    format!(
+        "[sources.cdr]\ntype = \"asterisk_cdr\"\npath = \"Master16.csv\"\nlayout = \"16\"\ntime_zone = \"UTC\"\n{}",
+        lines("cdr")
+    )
+}
+
 fn queue_source() -> String {
     format!(
         "[sources.queue]\ntype = \"asterisk_queue_log\"\npath = \"queue_log\"\n{}",
@@ -130,9 +139,13 @@ fn cdr_and_queue_log_for_the_same_calls_agree() {
         (cdr_source(), true),
         (queue_source(), false),
         (format!("{}\n{}", cdr_source(), queue_source()), true),
+        // Without uniqueid the records join by caller and start time.
+        (cdr16_source(), true),
+        (format!("{}\n{}", cdr16_source(), queue_source()), true),
     ] {
         let dir = tempdir();
         copy_fixture(dir.path(), "Master.csv");
+        copy_fixture(dir.path(), "Master16.csv");
         copy_fixture(dir.path(), "queue_log");
         let mut d = Daemon::configure(dir.path(), &config(&sources), &[]);
         d.start();
@@ -511,5 +524,72 @@ base_url = "http://example.com"
         "sources.tw.auth_token",
     ] {
         assert!(text.contains(key), "{key} missing in:\n{text}");
+    }
+}
+
+#[test]
+fn a_cdr_row_without_uniqueid_matching_two_queue_calls_is_counted_not_merged_nor_doubled() {
+    // Two withheld callers a second apart (each its own inquiry: nothing ties them together);
+    // the 16-column CDR row of one of them could be either.
+    let dir = tempdir();
+    std::fs::write(
+        dir.path().join("queue_log"),
+        concat!(
+            "1767607200|1767607200.1500|soporte-es|NONE|ENTERQUEUE||anonymous|1\n",
+            "1767607201|1767607201.1501|soporte-es|NONE|ENTERQUEUE||anonymous|1\n",
+        ),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("Master16.csv"), "").unwrap();
+    let sources = format!("{}\n{}", cdr16_source(), queue_source());
+    let mut d = Daemon::configure(dir.path(), &config(&sources), &[]);
+    d.start();
+    d.wait_ready(Duration::from_secs(30));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while phone(&d).len() < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(phone(&d).len(), 2);
+    append(
+        &dir.path().join("Master16.csv"),
+        "\"\",\"anonymous\",\"600\",\"from-trunk\",\"\"\"\"\" <anonymous>\",\"PJSIP/trunk-es-00000070\",\"\",\"Hangup\",\"\",\"2026-01-05 10:00:01\",,\"2026-01-05 10:00:30\",29,0,\"NO ANSWER\",\"DOCUMENTATION\"\n",
+    );
+    let metric = "slawatch_call_joins_ambiguous_total";
+    while d.metric(metric) != Some(1.0) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(d.metric(metric), Some(1.0));
+    // Neither merged into one of them nor a third inquiry.
+    let inquiries = phone(&d);
+    assert_eq!(inquiries.len(), 2, "{inquiries:#?}");
+    assert!(d.stop());
+    assert!(
+        d.log().contains("matches several queue_log calls"),
+        "the ambiguity is reported"
+    );
+}
+
+#[test]
+fn check_config_says_what_each_cdr_layout_can_join() {
+    for (layout, says) in [
+        (
+            cdr16_source(),
+            "layout 16 has no uniqueid: its records join queue_log by caller number and start time",
+        ),
+        (
+            cdr_source(),
+            "layout 18 writes uniqueid: its records join queue_log by call id",
+        ),
+    ] {
+        let dir = tempdir();
+        let sources = format!("{layout}\n{}", queue_source());
+        let d = Daemon::configure(dir.path(), &config(&sources), &[]);
+        let out = d.cli(&["check-config"]);
+        assert!(out.status.success(), "{out:?}");
+        let text = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            text.contains(&format!("note: sources.cdr: {says}")),
+            "{text}"
+        );
     }
 }

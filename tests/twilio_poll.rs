@@ -178,3 +178,124 @@ language = "es"
     );
     assert!(d.stop());
 }
+
+/// A backfill server: three calls (one the day before `since`), served one per page through
+/// `next_page_uri`, filtered by the day-granular `StartTime>=` as the API documents it.
+async fn dated_calls(
+    State(seen): State<Arc<Mutex<Vec<String>>>>,
+    Query(q): Query<Vec<(String, String)>>,
+) -> Result<axum::Json<Value>, StatusCode> {
+    let get = |key: &str| q.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+    let since = get("StartTime>").ok_or(StatusCode::BAD_REQUEST)?;
+    seen.lock().unwrap().push(since.clone());
+    let since = chrono::NaiveDate::parse_from_str(&since, "%Y-%m-%d")
+        .map_err(|_| StatusCode::BAD_REQUEST)?;
+    let recent = chrono::Utc::now() - chrono::Duration::minutes(20);
+    let all = [
+        (
+            "CA20",
+            "+34600000020",
+            chrono::DateTime::parse_from_rfc3339("2025-02-28T23:30:00Z")
+                .unwrap()
+                .to_utc(),
+        ),
+        (
+            "CA21",
+            "+34600000021",
+            chrono::DateTime::parse_from_rfc3339("2025-03-01T00:10:00Z")
+                .unwrap()
+                .to_utc(),
+        ),
+        ("CA22", "+34600000022", recent),
+    ];
+    let listed: Vec<_> = all.iter().filter(|c| c.2.date_naive() >= since).collect();
+    let page: usize = get("Page").and_then(|p| p.parse().ok()).unwrap_or(0);
+    let Some((sid, from, at)) = listed.get(page) else {
+        return Ok(axum::Json(json!({"calls": [], "next_page_uri": null})));
+    };
+    let next = (page + 1 < listed.len()).then(|| {
+        format!(
+            "/2010-04-01/Accounts/AC1/Calls.json?StartTime%3E={}&PageSize=1&Page={}&PageToken=PA{sid}",
+            since.format("%Y-%m-%d"),
+            page + 1
+        )
+    });
+    Ok(axum::Json(json!({
+        "page": page, "page_size": 1, "next_page_uri": next,
+        "calls": [{"sid": sid, "parent_call_sid": null, "direction": "inbound", "status": "no-answer",
+                   "from": from, "to": "+34910000000", "start_time": at.to_rfc2822(),
+                   "end_time": (*at + chrono::Duration::seconds(30)).to_rfc2822(), "duration": "30",
+                   "answered_by": null}]
+    })))
+}
+
+#[test]
+fn a_backfill_from_a_date_reads_every_page_from_that_day_on() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let state = seen.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            let app = Router::new()
+                .route("/2010-04-01/Accounts/AC1/Calls.json", get(dated_calls))
+                .with_state(state);
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    let dir = tempfile::Builder::new()
+        .prefix("slawatch-twilio")
+        .tempdir()
+        .unwrap();
+    let config = format!(
+        r#"
+[store]
+url = "sqlite://{{dir}}/ledger.db"
+[http]
+bind = "127.0.0.1:{{port}}"
+[desk]
+support_addresses = ["support@example.com"]
+[sources.tw]
+type = "twilio"
+base_url = "http://127.0.0.1:{port}"
+account_sid = "AC1"
+poll_interval = "200ms"
+timeout = "5s"
+since = "2025-03-01"
+default_region = "ES"
+[[sources.tw.lines]]
+name = "soporte-es"
+match = ["+34910000000"]
+language = "es"
+"#
+    );
+    let mut d = Daemon::configure(
+        dir.path(),
+        &config,
+        &[("SLAWATCH__SOURCES__TW__AUTH_TOKEN", "secret-token")],
+    );
+    d.start();
+    d.wait_ready(Duration::from_secs(30));
+    let mut customers: Vec<String> =
+        d.get_json("/api/v1/inquiries?channel=phone&limit=100")["inquiries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["customer"].as_str().unwrap().to_string())
+            .collect();
+    customers.sort();
+    // The call of 28 February is before `since`; the other two came on pages 1 and 2.
+    assert_eq!(customers, ["+34600000021", "+34600000022"]);
+    assert_eq!(
+        seen.lock().unwrap().first().map(String::as_str),
+        Some("2025-03-01")
+    );
+    // Later polls keep the rolling window (yesterday on), not the backfill date.
+    d.wait_for("a second poll", Duration::from_secs(5), |_| {
+        seen.lock().unwrap().iter().any(|s| s != "2025-03-01")
+    });
+    assert!(d.stop());
+}

@@ -42,3 +42,46 @@ impl DeskSettings {
         }
     }
 }
+
+/// Why a `support_addresses` or `ignore_senders` entry (`user@domain` or `@domain`) could never
+/// match a sender, if it could not.
+pub fn address_entry_problem(entry: &str) -> Option<String> {
+    let e = entry.trim();
+    let Some((local, domain)) = e.rsplit_once('@') else {
+        return Some(format!(
+            "`{e}` is neither an address (user@domain) nor a domain (@domain)"
+        ));
+    };
+    if local.contains('@') {
+        return Some(format!("`{e}` has more than one @"));
+    }
+    domain_problem(domain).map(|why| format!("`{e}`: {why}"))
+}
+
+/// Why an `internal_domains` entry (`domain` or `@domain`) could never match, if it could not.
+pub fn domain_entry_problem(entry: &str) -> Option<String> {
+    let e = entry.trim();
+    let domain = e.strip_prefix('@').unwrap_or(e);
+    if domain.contains('@') {
+        return Some(format!(
+            "`{e}` is an address, not a domain (write its domain, e.g. `{}`)",
+            domain.rsplit_once('@').map(|(_, d)| d).unwrap_or_default()
+        ));
+    }
+    domain_problem(domain).map(|why| format!("`{e}`: {why}"))
+}
+
+fn domain_problem(domain: &str) -> Option<&'static str> {
+    if domain.is_empty() {
+        Some("the domain is missing")
+    } else if domain
+        .chars()
+        .any(|c| c.is_whitespace() || "<>,;\"()[]".contains(c))
+    {
+        Some("a domain cannot contain spaces or <>,;\"()[]")
+    } else if domain.starts_with('.') || domain.ends_with('.') || domain.contains("..") {
+        Some("the domain has an empty label")
+    } else {
+        None
+    }
+}

@@ -1,9 +1,14 @@
 //! Phone number normalisation: the raw caller or dialled string → the E.164 customer key.
 //!
-//! Rules (`phone-feeds.md` §6): separators are stripped; `+`, `00` and `011` mean international;
-//! a national number takes the default region of the line the call came in on; when that national
-//! parse is not a valid number, a string of at least 11 digits starting with a valid country code
-//! is read as international without its `+` (`34600123456`, `971551234567`). Withheld numbers
+//! Rules (`phone-feeds.md` §6): separators are stripped; `+`, `00` and `011` mean international,
+//! and such a number keeps its country even when the numbering metadata finds it invalid or
+//! reserved (`+447700900456` stays British). A string without a prefix is read nationally, in
+//! the default region of the line the call came in on, when that reading is a valid number;
+//! otherwise a string of at least 11 digits that starts with an assigned country code is read as
+//! international without its `+` (`34600123456`, `447700900456`), valid or not. The national
+//! reading of an invalid number is kept only for strings that cannot be international (too
+//! short, a trunk `0`, no such country code). So one customer gets one key in every spelling
+//! (`+44…`, `0044…`, `44…`, national). Withheld numbers
 //! (`anonymous`, empty, Twilio's sentinels) cannot be called back. A number that parses but is
 //! not valid (metadata lags, fictitious test ranges) is kept, keyed by its best normalised form
 //! and marked unverified; one that does not parse at all is kept raw and flagged.
@@ -151,20 +156,40 @@ fn normalize_uncached(raw: &str, default_region: Option<Region>) -> CallerNumber
             status: NumberStatus::Unparseable,
         };
     }
-    let parsed = if plus {
-        parse(None, &format!("+{digits}"))
-    } else if let Some(rest) = digits.strip_prefix("00") {
+    // The digits after an international prefix (`+`, `00`). The region's own international
+    // prefix (`011` on a North American line) is recognised by the national parse.
+    let international = if plus {
+        Some(digits.as_str())
+    } else {
+        digits.strip_prefix("00")
+    };
+    let parsed = if let Some(rest) = international {
         parse(None, &format!("+{rest}"))
     } else {
-        let national = default_region.and_then(|r| parse(Some(r), &digits));
+        let national = default_region.and_then(|r| {
+            // The metadata parser strips a leading copy of the region's own country code
+            // (Italian `39…`), even when the digits are a valid national number as written: the
+            // digits with the region's code in front win when that is valid.
+            let prefixed = phonenumber::metadata::DATABASE
+                .by_id(r.as_ref())
+                .and_then(|m| parse(None, &format!("+{}{digits}", m.country_code())));
+            if prefixed.as_ref().is_some_and(|n| n.1) {
+                return prefixed;
+            }
+            let plain = parse(Some(r), &digits);
+            match plain {
+                Some(n) if n.1 => Some(n),
+                plain => plain.or(prefixed),
+            }
+        });
         match national {
             Some(n) if n.1 => Some(n),
             national => {
-                // A country code written without `+`: only plausible for long strings.
-                let international = (digits.len() >= 11)
+                // A country code written without `+`: only plausible for long strings, and then
+                // it keeps that country even when its range is invalid or reserved.
+                let international = (digits.len() >= 11 && !digits.starts_with('0'))
                     .then(|| parse(None, &format!("+{digits}")))
-                    .flatten()
-                    .filter(|n| n.1);
+                    .flatten();
                 international.or(national)
             }
         }
@@ -181,9 +206,9 @@ fn normalize_uncached(raw: &str, default_region: Option<Region>) -> CallerNumber
         },
         None => CallerNumber {
             raw: kept,
-            e164: (digits.len() <= 15)
-                .then(|| format!("+{digits}"))
-                .filter(|_| plus),
+            e164: international
+                .filter(|rest| !rest.is_empty() && rest.len() <= 15)
+                .map(|rest| format!("+{rest}")),
             status: NumberStatus::Unparseable,
         },
     }
@@ -257,5 +282,118 @@ mod tests {
         assert_eq!(n.key(), "+447700900456");
         let n = normalize("2003", region("ES"));
         assert_ne!(n.status, NumberStatus::Valid);
+    }
+
+    #[test]
+    fn a_country_code_keeps_its_country_when_the_range_is_invalid() {
+        // UK drama range (reserved, invalid in the metadata), written every way, on a Spanish
+        // line and on a British one.
+        for r in ["ES", "GB", "US"] {
+            for raw in [
+                "+447700900456",
+                "00447700900456",
+                "447700900456",
+                "+44 7700 900456",
+            ] {
+                let n = normalize(raw, region(r));
+                assert_eq!(n.key(), "+447700900456", "{raw} on a {r} line");
+                assert_eq!(n.status, NumberStatus::Unverified, "{raw} on a {r} line");
+            }
+        }
+        assert_eq!(
+            normalize("07700900456", region("GB")).key(),
+            "+447700900456"
+        );
+        // An unassigned country code after `00` is still international, never national.
+        let n = normalize("00999123456789", region("ES"));
+        assert_eq!(n.key(), "+999123456789");
+        assert_eq!(n.status, NumberStatus::Unparseable);
+        // Short strings cannot be international: the line's region decides.
+        assert_eq!(normalize("600123456", region("ES")).key(), "+34600123456");
+    }
+
+    /// Found by the property below: an Italian mobile whose national number starts with `39`
+    /// (the country code) was read as `+39 00000001`, or not at all.
+    #[test]
+    fn a_national_number_starting_with_its_own_country_code_keeps_its_digits() {
+        for raw in ["3900000001", "+393900000001", "00393900000001"] {
+            assert_eq!(normalize(raw, region("IT")).key(), "+393900000001", "{raw}");
+        }
+        // Even when the stripped reading is a valid number too.
+        assert_eq!(normalize("3901500000", region("IT")).key(), "+393901500000");
+    }
+
+    /// Countries with a leading part of a valid mobile or geographic range.
+    const COUNTRIES: [(&str, &str, &str, usize); 9] = [
+        ("GB", "44", "7", 9),
+        ("ES", "34", "6", 8),
+        ("DE", "49", "151", 8),
+        ("FR", "33", "6", 8),
+        ("US", "1", "212", 7),
+        ("AE", "971", "55", 7),
+        ("IT", "39", "3", 9),
+        ("NL", "31", "6", 8),
+        ("IE", "353", "85", 7),
+    ];
+
+    fn number() -> impl proptest::strategy::Strategy<Value = (usize, String)> {
+        use proptest::prelude::*;
+        (0..COUNTRIES.len()).prop_flat_map(|i| {
+            let (_, _, lead, tail) = COUNTRIES[i];
+            proptest::collection::vec(0u8..10, tail).prop_map(move |d| {
+                let tail: String = d.iter().map(|d| char::from(b'0' + d)).collect();
+                (i, format!("{lead}{tail}"))
+            })
+        })
+    }
+
+    proptest::proptest! {
+        // 256 cases in a plain run; `SLAWATCH_FUZZ_CASES` raises it (20,000 pass).
+        #![proptest_config(proptest::test_runner::Config {
+            cases: std::env::var("SLAWATCH_FUZZ_CASES")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(256),
+            ..proptest::test_runner::Config::default()
+        })]
+
+        /// One customer, one key: `+CC…`, `00CC…` and `CC…` agree on any line, valid or not;
+        /// the national spelling agrees on a line of its own country when the number is valid.
+        #[test]
+        fn every_spelling_gives_one_key((i, nsn) in number(), line in 0..COUNTRIES.len()) {
+            let (country, cc, _, _) = COUNTRIES[i];
+            let line_region = region(COUNTRIES[line].0);
+            let plus = normalize(&format!("+{cc}{nsn}"), line_region);
+            let key = plus.key();
+            proptest::prop_assert!(key.starts_with(&format!("+{cc}")), "{key}");
+            let spaced = format!("+{cc} {} {}", &nsn[..3], &nsn[3..]);
+            proptest::prop_assert_eq!(normalize(&spaced, line_region).key(), key.clone());
+            proptest::prop_assert_eq!(normalize(&format!("00{cc}{nsn}"), line_region).key(), key.clone());
+            let bare = format!("{cc}{nsn}");
+            // A bare string that is itself a valid number of the line's country is read as that
+            // (the national reading wins when it is valid).
+            let national_reading = line_region
+                .and_then(|r| parse(Some(r), &bare))
+                .is_some_and(|n| n.1);
+            if bare.len() >= 11 && !national_reading {
+                proptest::prop_assert_eq!(normalize(&bare, line_region).key(), key.clone(), "{}", bare);
+            }
+            if plus.status == NumberStatus::Valid {
+                let parsed = phonenumber::parse(None, &key).unwrap();
+                let national: String = parsed
+                    .format()
+                    .mode(Mode::National)
+                    .to_string()
+                    .chars()
+                    .filter(char::is_ascii_digit)
+                    .collect();
+                proptest::prop_assert_eq!(
+                    normalize(&national, region(country)).key(),
+                    key.clone(),
+                    "{}",
+                    national
+                );
+            }
+        }
     }
 }

@@ -204,6 +204,11 @@ pub(super) fn twilio(
     let poll_interval = s.duration("poll_interval", Duration::from_secs(60), p);
     let timeout = s.duration("timeout", Duration::from_secs(30), p);
     let backfill_days = s.u64("backfill_days", 1, p).clamp(1, 30) as i64;
+    let since = s.string("since", p).and_then(|d| {
+        chrono::NaiveDate::parse_from_str(d.trim(), "%Y-%m-%d")
+            .map_err(|_| p.push(s.path("since"), format!("`{d}` is not a date (YYYY-MM-DD)")))
+            .ok()
+    });
     let lines = call_lines(s, p);
     Some(TwilioSettings {
         base_url: base_url.trim_end_matches('/').to_string(),
@@ -212,6 +217,7 @@ pub(super) fn twilio(
         poll_interval,
         timeout,
         backfill_days,
+        since,
         lines,
     })
 }

@@ -58,13 +58,36 @@ pub fn load(path: &Path) -> Result<Settings, ConfigError> {
 
 /// Like [`load`], with the environment given (tests).
 pub fn load_with_env(path: &Path, env: Vec<(String, String)>) -> Result<Settings, ConfigError> {
+    let file_source = config::File::from(path)
+        .format(config::FileFormat::Toml)
+        .required(true);
+    let base = path.parent().unwrap_or(Path::new("."));
+    load_source(file_source, path, base, env)
+}
+
+/// Like [`load_with_env`] for configuration text (fuzzing; relative paths resolve from `base`).
+pub fn load_text(
+    text: &str,
+    base: &Path,
+    env: Vec<(String, String)>,
+) -> Result<Settings, ConfigError> {
+    let source = config::File::from_str(text, config::FileFormat::Toml);
+    load_source(source, &base.join("slawatch.toml"), base, env)
+}
+
+fn load_source<S>(
+    file_source: S,
+    path: &Path,
+    base: &Path,
+    env: Vec<(String, String)>,
+) -> Result<Settings, ConfigError>
+where
+    S: config::Source + Clone + Send + Sync + 'static,
+{
     let read_err = |e: config::ConfigError| ConfigError::Read {
         path: path.to_path_buf(),
         message: e.to_string(),
     };
-    let file_source = config::File::from(path)
-        .format(config::FileFormat::Toml)
-        .required(true);
     let file_only: Value = config::Config::builder()
         .add_source(file_source.clone())
         .build()
@@ -81,7 +104,6 @@ pub fn load_with_env(path: &Path, env: Vec<(String, String)>) -> Result<Settings
         .build()
         .and_then(|c| c.try_deserialize())
         .map_err(read_err)?;
-    let base = path.parent().unwrap_or(Path::new("."));
     validate(&merged, &file_only, base).map_err(ConfigError::Invalid)
 }
 
@@ -171,11 +193,24 @@ fn validate(root: &Value, file_only: &Value, base: &Path) -> Result<Settings, Ve
             format!("`{public_url}` is not an http:// or https:// URL with a host"),
         );
     }
-    let allowed_hosts = t
+    let allowed_hosts: Vec<String> = t
         .string_list("allowed_hosts", &mut p)
         .into_iter()
         .map(|h| h.trim().to_ascii_lowercase())
         .collect();
+    // The Host header is a host (and port): a scheme, path or space never matches it.
+    for (i, h) in allowed_hosts.iter().enumerate() {
+        if h.contains("://")
+            || h.contains('/')
+            || h.contains(char::is_whitespace)
+            || h.contains('@')
+        {
+            p.push(
+                format!("http.allowed_hosts[{i}]"),
+                format!("`{h}` is not a host name (no scheme, path or user)"),
+            );
+        }
+    }
     let header_timeout = t.duration("header_timeout", DEFAULT_HEADER_TIMEOUT, &mut p);
     let request_timeout = t.duration("request_timeout", DEFAULT_REQUEST_TIMEOUT, &mut p);
     let report_timeout = t.duration("report_timeout", DEFAULT_REPORT_TIMEOUT, &mut p);
@@ -222,14 +257,21 @@ fn validate(root: &Value, file_only: &Value, base: &Path) -> Result<Settings, Ve
             "at least one support address is required (the desk answers from it)",
         );
     }
-    for (i, a) in support_addresses.iter().enumerate() {
-        if !a.contains('@') {
-            p.push(
-                format!("desk.support_addresses[{i}]"),
-                format!("`{a}` is not an email address"),
-            );
-        }
-    }
+    let check =
+        |key: &str, list: &[String], problem: fn(&str) -> Option<String>, p: &mut Problems| {
+            for (i, entry) in list.iter().enumerate() {
+                if let Some(why) = problem(entry) {
+                    p.push(format!("desk.{key}[{i}]"), why);
+                }
+            }
+        };
+    use slawatch_core::desk::{address_entry_problem, domain_entry_problem};
+    check(
+        "support_addresses",
+        &support_addresses,
+        address_entry_problem,
+        &mut p,
+    );
     let default_language = match t.string("default_language", &mut p) {
         None => Language::En,
         Some(s) => Language::parse(&s).unwrap_or_else(|| {
@@ -250,10 +292,33 @@ fn validate(root: &Value, file_only: &Value, base: &Path) -> Result<Settings, Ve
         default_language,
         time_zone,
     };
+    check(
+        "internal_domains",
+        &desk.internal_domains,
+        domain_entry_problem,
+        &mut p,
+    );
+    check(
+        "ignore_senders",
+        &desk.ignore_senders,
+        address_entry_problem,
+        &mut p,
+    );
     t.finish(&mut p);
 
     let policies = policies(&mut top, &mut p);
     let sources = sources(&mut top, file_only, base, &mut p);
+    // A rule naming a source that is not configured can never match.
+    for (i, rule) in policies.rules.iter().enumerate() {
+        for (j, name) in rule.sources.iter().enumerate() {
+            if !sources.iter().any(|s| &s.name == name) {
+                p.push(
+                    format!("policy.rules[{i}].sources[{j}]"),
+                    format!("`{name}` is not a configured source"),
+                );
+            }
+        }
+    }
     let contacts = std::sync::Arc::new(super::calls::contacts(&mut top, &mut p));
     let notify = super::notify::notify(
         &mut top,
@@ -334,11 +399,16 @@ fn policies(top: &mut Table, p: &mut Problems) -> PolicySet {
                         })
                         .collect();
                     let sources = r.string_list("sources", p);
-                    let senders = r
+                    let senders: Vec<String> = r
                         .string_list("senders", p)
                         .into_iter()
-                        .map(|s| s.to_lowercase())
+                        .map(|s| s.trim().to_lowercase())
                         .collect();
+                    for (i, s) in senders.iter().enumerate() {
+                        if let Some(why) = slawatch_core::desk::address_entry_problem(s) {
+                            p.push(format!("{path}.senders[{i}]"), why);
+                        }
+                    }
                     r.finish(p);
                     rules.push(PolicyRule {
                         channels,
@@ -789,6 +859,51 @@ impl Settings {
                 "http.token is not set while another token is: acknowledgements and pushed calls are refused over HTTP"
                     .to_string(),
             );
+        }
+        out
+    }
+
+    /// What each call-log source can join across feeds (`check-config` prints it): records of
+    /// one call from several feeds must be one inquiry.
+    pub fn call_joins(&self) -> Vec<String> {
+        use crate::sources::calls::cdr_csv::CdrLayout;
+        use crate::sources::calls::join::JOIN_TOLERANCE_SECONDS;
+        use crate::sources::calls::lines::CallLogFormat;
+        let queue_log = self.sources.iter().any(
+            |s| matches!(&s.kind, SourceKind::CallLog(c) if c.format == CallLogFormat::QueueLog),
+        );
+        let mut out = Vec::new();
+        for s in &self.sources {
+            let SourceKind::CallLog(c) = &s.kind else {
+                continue;
+            };
+            let name = &s.name;
+            let CallLogFormat::Cdr { layout, .. } = &c.format else {
+                if let CallLogFormat::Generic(_) = &c.format {
+                    out.push(format!(
+                        "sources.{name}: a mapped CSV joins no other feed: read it alone for its calls"
+                    ));
+                }
+                continue;
+            };
+            let with = if queue_log {
+                ""
+            } else {
+                " (no queue_log source is configured)"
+            };
+            out.push(match layout {
+                CdrLayout::Columns21 => format!(
+                    "sources.{name}: layout 21 writes linkedid and uniqueid: its records join queue_log by call id, transfers included{with}"
+                ),
+                CdrLayout::Uniqueid17 | CdrLayout::Columns18 => format!(
+                    "sources.{name}: layout {} writes uniqueid: its records join queue_log by call id; a transferred call's second leg is a record of its own{with}",
+                    layout.as_str()
+                ),
+                CdrLayout::Columns16 | CdrLayout::Userfield17 => format!(
+                    "sources.{name}: layout {} has no uniqueid: its records join queue_log by caller number and start time (±{JOIN_TOLERANCE_SECONDS} s of the uniqueid's epoch); a later record of the same channel (Asterisk 12+ writes one per segment) starts later and is tracked as the same caller's next call; two calls of one caller (or two withheld calls) within {JOIN_TOLERANCE_SECONDS} s are ambiguous: counted in slawatch_call_joins_ambiguous_total and logged, never merged; write uniqueid (cdr.conf [csv] loguniqueid=yes) to join exactly{with}",
+                    layout.as_str()
+                ),
+            });
         }
         out
     }

@@ -13,7 +13,7 @@ mod settings;
 
 pub use load::{
     ConfigError, DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_REPORT_TIMEOUT,
-    DEFAULT_REQUEST_TIMEOUT, ENV_PREFIX, https_or_loopback, load, load_with_env,
+    DEFAULT_REQUEST_TIMEOUT, ENV_PREFIX, https_or_loopback, load, load_text, load_with_env,
     resolves_to_loopback,
 };
 pub use notify::*;

@@ -160,6 +160,14 @@ impl<'a> Table<'a> {
                 .iter()
                 .enumerate()
                 .filter_map(|(i, v)| match v {
+                    // An empty entry matches nothing, whatever the list is for.
+                    Value::String(s) if s.trim().is_empty() => {
+                        problems.push(
+                            format!("{}[{i}]", self.path(key)),
+                            "is empty: an empty entry can never match",
+                        );
+                        None
+                    }
                     Value::String(s) => Some(s.clone()),
                     _ => {
                         problems.push(format!("{}[{i}]", self.path(key)), "must be a string");

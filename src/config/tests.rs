@@ -464,3 +464,113 @@ fn contact_map_problems_are_named_by_key_path() {
         "{found:#?}"
     );
 }
+
+#[test]
+fn list_entries_that_can_never_match_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        r#"
+[desk]
+support_addresses = ["@example.com", "support@", ""]
+internal_domains = ["ana@example.com", "example.com"]
+ignore_senders = ["robots.example.net", "@robots.example.net"]
+ignore_subjects = [" "]
+auto_ack_subjects = [""]
+[http]
+allowed_hosts = ["https://desk.example", "desk.example:8080"]
+[policy]
+[[policy.rules]]
+name = "vip"
+senders = ["vip.example", "@vip.example"]
+sources = ["mail", "nosuch"]
+[sources.mail]
+type = "maildir"
+path = "m"
+inbox_folders = [""]
+"#,
+    );
+    let found = problems(load_with_env(&path, vec![]));
+    for expect in [
+        "desk.support_addresses[1]:",
+        "desk.support_addresses[2]: is empty",
+        "desk.internal_domains[0]:",
+        "desk.ignore_senders[0]:",
+        "desk.ignore_subjects[0]: is empty",
+        "desk.auto_ack_subjects[0]: is empty",
+        "policy.rules[0].senders[0]:",
+        "policy.rules[0].sources[1]: `nosuch` is not a configured source",
+        "http.allowed_hosts[0]:",
+        "sources.mail.inbox_folders[0]: is empty",
+    ] {
+        assert!(
+            found.iter().any(|f| f.starts_with(expect)),
+            "{expect} not in {found:#?}"
+        );
+    }
+    for fine in [
+        "desk.support_addresses[0]",
+        "desk.internal_domains[1]",
+        "desk.ignore_senders[1]",
+        "policy.rules[0].senders[1]",
+        "policy.rules[0].sources[0]",
+        "http.allowed_hosts[1]",
+    ] {
+        assert!(
+            !found.iter().any(|f| f.starts_with(fine)),
+            "{fine} in {found:#?}"
+        );
+    }
+}
+
+/// Arbitrary bytes, and the bundled files with bytes changed, through the configuration reader:
+/// a list of problems, never a panic (`SLAWATCH_FUZZ_CASES` sets the cases).
+mod fuzz {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::sources::calls::fuzz_config;
+
+    const BUNDLED: &str = include_str!("../../config/slawatch.toml");
+    const PHONE: &str = include_str!("../../config/phone-example.toml");
+
+    fn check(text: &str) {
+        let dir = Path::new("/nonexistent-slawatch-fuzz");
+        let _ = load_text(text, dir, vec![]);
+    }
+
+    /// One of the bundled files with a few lines replaced by arbitrary or key-shaped ones.
+    fn mutated() -> impl Strategy<Value = String> {
+        let line = prop_oneof![
+            any::<String>(),
+            "[a-z_]{1,20} = (\"[ -~]{0,30}\"|[0-9-]{1,20}|\\[\"[ -~]{0,20}\"\\]|true|\\{\\})",
+            "\\[\\[?[a-z_.]{1,30}\\]\\]?",
+        ];
+        (
+            prop_oneof![Just(BUNDLED), Just(PHONE)],
+            proptest::collection::vec((any::<prop::sample::Index>(), line), 1..4),
+        )
+            .prop_map(|(base, edits)| {
+                let mut lines: Vec<String> = base.lines().map(String::from).collect();
+                for (at, text) in edits {
+                    let i = at.index(lines.len());
+                    lines[i] = text;
+                }
+                lines.join("\n")
+            })
+    }
+
+    proptest! {
+        #![proptest_config(fuzz_config())]
+
+        #[test]
+        fn fuzz_config_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+            check(&String::from_utf8_lossy(&bytes));
+        }
+
+        #[test]
+        fn fuzz_config_mutated(text in mutated()) {
+            check(&text);
+        }
+    }
+}

@@ -289,3 +289,90 @@ mod tests {
         assert!(observation(event(fine), now).is_ok());
     }
 }
+
+/// Arbitrary bytes and shaped events through the `POST /api/v1/calls` body decoder and
+/// validation: a refusal, never a panic (`SLAWATCH_FUZZ_CASES` sets the cases).
+#[cfg(test)]
+mod fuzz_tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::sources::calls::fuzz_config;
+
+    fn check(bytes: &[u8]) {
+        if let Ok(body) = serde_json::from_slice::<PushBody>(bytes) {
+            let bodies = match body {
+                PushBody::One(b) => vec![*b],
+                PushBody::Many(v) => v,
+            };
+            let now = "2026-03-10T12:00:00Z".parse::<DateTime<Utc>>().unwrap();
+            for b in bodies {
+                let _ = observation(b, now);
+            }
+        }
+    }
+
+    fn time() -> impl Strategy<Value = serde_json::Value> {
+        prop_oneof![
+            Just(serde_json::json!("2026-03-10T11:59:00Z")),
+            Just(serde_json::json!("+262142-12-31T23:59:59Z")),
+            Just(serde_json::json!("-262143-01-01T00:00:00Z")),
+            "[+-]?[0-9]{4,6}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})"
+                .prop_map(serde_json::Value::from),
+            Just(serde_json::Value::Null),
+        ]
+    }
+
+    fn text() -> impl Strategy<Value = serde_json::Value> {
+        prop_oneof![
+            any::<String>().prop_map(serde_json::Value::from),
+            "[+0-9 ()-]{0,20}".prop_map(serde_json::Value::from),
+            Just(serde_json::Value::Null),
+        ]
+    }
+
+    fn event() -> impl Strategy<Value = serde_json::Value> {
+        (
+            text(),
+            prop_oneof![
+                Just("started"),
+                Just("answered"),
+                Just("ended"),
+                Just("other")
+            ],
+            (text(), text(), text(), text()),
+            (time(), time(), time(), time()),
+            (text(), text(), any::<bool>()),
+        )
+            .prop_map(
+                |(
+                    id,
+                    ev,
+                    (number, region, line, language),
+                    (s, q, a, e),
+                    (agent, outcome, internal),
+                )| {
+                    serde_json::json!({
+                        "call_id": id, "event": ev, "number": number, "region": region,
+                        "line": line, "language": language, "started_at": s,
+                        "queue_entered_at": q, "answered_at": a, "ended_at": e,
+                        "agent": agent, "outcome": outcome, "internal": internal,
+                    })
+                },
+            )
+    }
+
+    proptest! {
+        #![proptest_config(fuzz_config())]
+
+        #[test]
+        fn fuzz_push_body_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+            check(&bytes);
+        }
+
+        #[test]
+        fn fuzz_push_body_events(events in proptest::collection::vec(event(), 1..4)) {
+            check(serde_json::Value::from(events).to_string().as_bytes());
+        }
+    }
+}

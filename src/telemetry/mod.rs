@@ -116,6 +116,7 @@ pub struct Metrics {
     source_errors: IntCounterVec,
     detection_latency: Histogram,
     ledger_events: IntCounter,
+    call_joins_ambiguous: IntCounter,
     /// Serialises renders: the render-time gauges are set and gathered as one step, so two
     /// concurrent scrapes cannot interleave their values.
     render_lock: Mutex<()>,
@@ -267,7 +268,13 @@ impl Metrics {
             "Events appended to the ledger by this process.",
         )?;
 
+        let call_joins_ambiguous = IntCounter::new(
+            "slawatch_call_joins_ambiguous_total",
+            "CDR rows without uniqueid that matched several queue_log calls (not merged, reported).",
+        )?;
+
         let collectors: Vec<Box<dyn Collector>> = vec![
+            Box::new(call_joins_ambiguous.clone()),
             Box::new(received.clone()),
             Box::new(excluded.clone()),
             Box::new(withheld_calls.clone()),
@@ -358,6 +365,7 @@ impl Metrics {
             source_errors,
             detection_latency,
             ledger_events,
+            call_joins_ambiguous,
             render_lock: Mutex::new(()),
         })
     }
@@ -374,6 +382,10 @@ impl Metrics {
         self.alerts
             .with_label_values(&[kind, notifier, result])
             .inc();
+    }
+    /// Counts a CDR row without uniqueid that matched several calls of another feed.
+    pub fn record_ambiguous_call_join(&self) {
+        self.call_joins_ambiguous.inc();
     }
     /// The registry (for tests and for adding collectors owned elsewhere).
     pub fn registry(&self) -> &Registry {

@@ -293,6 +293,37 @@ fn signals(h: &RawHeaders, content_type: Option<&ContentType>) -> AutomationSign
         vendor_autoreply,
         auto_response_suppress: h.has("X-Auto-Response-Suppress"),
         slawatch_alert: h.has("X-Slawatch-Alert"),
+        machine_generated: h
+            .get("X-FC-Machinegenerated")
+            .filter(|v| v.trim().to_ascii_lowercase().starts_with("true"))
+            .map(|v| format!("X-FC-Machinegenerated: {}", v.trim())),
+        helpdesk_loop: ["X-OTRS-Loop", "X-Znuny-Loop"]
+            .iter()
+            .find_map(|name| {
+                h.get(name)
+                    .filter(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "yes" | "true"))
+                    .map(|v| format!("{name}: {}", v.trim()))
+            })
+            .or_else(|| {
+                // RT stamps every mail it sends, a person's correspondence too: only its
+                // `AutoReply:` template is automatic.
+                let autoreply = h
+                    .get("Subject")
+                    .is_some_and(|s| s.to_ascii_lowercase().contains("autoreply:"));
+                h.get("X-RT-Loop-Prevention")
+                    .filter(|v| autoreply && !v.trim().is_empty())
+                    .map(|v| {
+                        format!(
+                            "X-RT-Loop-Prevention: {} with an AutoReply subject",
+                            v.trim()
+                        )
+                    })
+            }),
+        thread_topic: h.get("Thread-Topic").map(clean_line),
+        exchange_headers: h
+            .fields
+            .iter()
+            .any(|f| f.name.to_ascii_lowercase().starts_with("x-ms-exchange-")),
     }
 }
 
@@ -501,3 +532,6 @@ fn raw_address_list(value: &str) -> Vec<Address> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod fuzz_tests;

@@ -63,6 +63,15 @@ pub fn classify_inbound(mail: &Mail, desk: &DeskSettings) -> Option<Exclusion> {
     if let Some(h) = &s.vendor_autoreply {
         return Exclusion::new(ExclusionReason::AutoReply, format!("{h} present"));
     }
+    if let Some(detail) = exchange_out_of_office(mail) {
+        return Exclusion::new(ExclusionReason::OutOfOffice, detail);
+    }
+    if let Some(detail) = &s.machine_generated {
+        return Exclusion::new(ExclusionReason::MachineGenerated, detail.clone());
+    }
+    if let Some(detail) = &s.helpdesk_loop {
+        return Exclusion::new(ExclusionReason::HelpdeskLoop, detail.clone());
+    }
     if let Some(p) = s.precedence.as_deref().filter(|p| is_bulk_precedence(p)) {
         return Exclusion::new(ExclusionReason::Precedence, format!("Precedence: {p}"));
     }
@@ -142,6 +151,41 @@ fn bounce_evidence(mail: &Mail) -> Option<String> {
     }
 }
 
+/// Subject prefixes Exchange and Outlook put on an out-of-office reply (English, Spanish, Arabic,
+/// and the other languages a desk commonly meets), lower-cased.
+const OUT_OF_OFFICE_PREFIXES: [&str; 10] = [
+    "out of office autoreply:",
+    "out of office:",
+    "automatic reply:",
+    "autoreply:",
+    "respuesta automática:",
+    "fuera de la oficina:",
+    "réponse automatique :",
+    "automatische antwort:",
+    "risposta automatica:",
+    "رد تلقائي:",
+];
+
+/// An Exchange out-of-office reply that carries no `Auto-Submitted` (Exchange 2003–2010 and
+/// Outlook's client-side rules): its subject is an automatic-reply prefix over the conversation's
+/// `Thread-Topic`, and the message passed through Exchange. A prefix alone is not evidence (a
+/// customer may write about an automatic reply), nor is any Exchange header alone (every
+/// Outlook customer's mail has them).
+fn exchange_out_of_office(mail: &Mail) -> Option<String> {
+    let s = &mail.signals;
+    let subject = mail.subject.trim();
+    let lower = subject.to_lowercase();
+    let prefix = OUT_OF_OFFICE_PREFIXES
+        .iter()
+        .find(|p| lower.starts_with(*p))?;
+    let rest = lower[prefix.len()..].trim();
+    let topic = s.thread_topic.as_deref()?.trim().to_lowercase();
+    let from_exchange = s.exchange_headers || s.auto_response_suppress;
+    (from_exchange && topic == rest).then(|| {
+        format!("subject {prefix:?} over Thread-Topic {topic:?}, Exchange headers present")
+    })
+}
+
 fn is_system_sender(email: &str) -> bool {
     let local = email.split('@').next().unwrap_or_default();
     SYSTEM_SENDERS.iter().any(|s| local.eq_ignore_ascii_case(s))
@@ -185,11 +229,20 @@ fn sender_matches(entry: &str, email: &str) -> bool {
     }
 }
 
-/// One of the desk's own addresses (exact, case-insensitive).
+/// One of the desk's own addresses: an exact entry, or any address of exactly an `@domain`
+/// entry's domain (no subdomains), case-insensitive.
 pub fn is_support_address(desk: &DeskSettings, email: &str) -> bool {
-    desk.support_addresses
-        .iter()
-        .any(|a| a.eq_ignore_ascii_case(email.trim()))
+    let email = email.trim();
+    !email.is_empty()
+        && desk
+            .support_addresses
+            .iter()
+            .any(|a| match a.trim().strip_prefix('@') {
+                Some(domain) => email
+                    .rsplit_once('@')
+                    .is_some_and(|(local, d)| !local.is_empty() && d.eq_ignore_ascii_case(domain)),
+                None => a.trim().eq_ignore_ascii_case(email),
+            })
 }
 
 /// An address in one of the desk's own domains (exact domain, case-insensitive).
@@ -228,6 +281,7 @@ pub fn classify_outbound(mail: &Mail, desk: &DeskSettings) -> OutboundKind {
     let subject = mail.subject.trim().to_lowercase();
     let automatic = s.auto_submitted.as_deref().is_some_and(is_automatic)
         || s.vendor_autoreply.is_some()
+        || s.machine_generated.is_some()
         || s.precedence.as_deref().is_some_and(is_auto_precedence)
         || desk
             .auto_ack_subjects

@@ -554,10 +554,18 @@ pub enum ExclusionReason {
     NotSupportLine,
     /// A call from a withheld number, excluded by configuration (nobody can call back).
     WithheldNumber,
+    /// An Exchange out-of-office reply without `Auto-Submitted` (older Exchange): an
+    /// automatic-reply subject prefix over the conversation's own `Thread-Topic`, from Exchange.
+    OutOfOffice,
+    /// A machine-generated marker (`X-FC-Machinegenerated: true`).
+    MachineGenerated,
+    /// Another helpdesk's automatic mail, by its loop marker (`X-OTRS-Loop: yes`,
+    /// `X-RT-Loop-Prevention` on an `AutoReply:`).
+    HelpdeskLoop,
 }
 
 impl ExclusionReason {
-    pub const ALL: [ExclusionReason; 14] = [
+    pub const ALL: [ExclusionReason; 17] = [
         ExclusionReason::AutoSubmitted,
         ExclusionReason::AutoReply,
         ExclusionReason::Precedence,
@@ -572,6 +580,9 @@ impl ExclusionReason {
         ExclusionReason::InternalCall,
         ExclusionReason::NotSupportLine,
         ExclusionReason::WithheldNumber,
+        ExclusionReason::OutOfOffice,
+        ExclusionReason::MachineGenerated,
+        ExclusionReason::HelpdeskLoop,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -590,6 +601,9 @@ impl ExclusionReason {
             ExclusionReason::InternalCall => "internal_call",
             ExclusionReason::NotSupportLine => "not_support_line",
             ExclusionReason::WithheldNumber => "withheld_number",
+            ExclusionReason::OutOfOffice => "out_of_office",
+            ExclusionReason::MachineGenerated => "machine_generated",
+            ExclusionReason::HelpdeskLoop => "helpdesk_loop",
         }
     }
 }

@@ -170,6 +170,20 @@ pub struct AutomationSignals {
     pub auto_response_suppress: bool,
     /// `X-Slawatch-Alert` present: one of our own alert mails.
     pub slawatch_alert: bool,
+    /// A machine-generated marker other helpdesks honour (`X-FC-Machinegenerated: true`, as
+    /// Request Tracker checks): the evidence.
+    #[serde(default)]
+    pub machine_generated: Option<String>,
+    /// Another helpdesk's own loop marker on its automatic mail (`X-OTRS-Loop`/`X-Znuny-Loop:
+    /// yes|true`, `X-RT-Loop-Prevention`): the evidence.
+    #[serde(default)]
+    pub helpdesk_loop: Option<String>,
+    /// `Thread-Topic` (Exchange/Outlook): the conversation's subject without any prefix.
+    #[serde(default)]
+    pub thread_topic: Option<String>,
+    /// Some `X-MS-Exchange-*` header is present: the message passed through Exchange.
+    #[serde(default)]
+    pub exchange_headers: bool,
 }
 
 /// A non-fatal problem with a message's bytes. The message is still tracked.

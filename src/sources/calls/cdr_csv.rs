@@ -350,11 +350,12 @@ pub fn local(tz: Tz, naive: NaiveDateTime, hint: Option<DateTime<Utc>>) -> Optio
             })
         }
         LocalResult::None => {
-            let before = naive - chrono::Duration::hours(3);
+            let before = naive.checked_sub_signed(chrono::Duration::hours(3))?;
             let offset = *tz.from_local_datetime(&before).earliest()?.offset();
             use chrono::Offset;
             let secs = offset.fix().local_minus_utc() as i64;
-            Some(Utc.from_utc_datetime(&(naive - chrono::Duration::seconds(secs))))
+            let utc = naive.checked_sub_signed(chrono::Duration::seconds(secs))?;
+            Some(Utc.from_utc_datetime(&utc))
         }
     }
 }

@@ -130,7 +130,14 @@ pub fn cdr_observation(
         .linkedid
         .clone()
         .or_else(|| row.uniqueid.clone())
-        .unwrap_or_else(|| format!("{}@{}", row.src, row.start.timestamp()));
+        .unwrap_or_else(|| {
+            format!(
+                "{}{}@{}",
+                super::join::NO_UNIQUEID_PREFIX,
+                row.src,
+                row.start.timestamp()
+            )
+        });
     let record_id = match (&row.uniqueid, row.sequence) {
         (Some(u), Some(s)) => format!("{u}#{s}"),
         _ => row.digest.clone(),
@@ -259,7 +266,9 @@ impl QueueCalls {
         lines: &CallLines,
         seen_at: DateTime<Utc>,
     ) -> Option<Observation> {
-        let floor = e.at - chrono::Duration::hours(WAITING_TTL_HOURS);
+        let floor =
+            e.at.checked_sub_signed(chrono::Duration::hours(WAITING_TTL_HOURS))
+                .unwrap_or(DateTime::<Utc>::MIN_UTC);
         self.waiting.retain(|_, w| w.entered_at >= floor);
         if let QueueEvent::EnterQueue { callerid } = &e.event {
             self.waiting.insert(

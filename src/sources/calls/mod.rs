@@ -13,8 +13,14 @@
 
 pub mod cdr_csv;
 pub mod generic_csv;
+pub mod join;
 pub mod lines;
 pub mod poll;
 pub mod queue_log;
 pub mod tail;
 pub mod twilio;
+
+#[cfg(test)]
+mod fuzz_tests;
+#[cfg(test)]
+pub(crate) use fuzz_tests::fuzz_config;

@@ -37,6 +37,9 @@ pub struct TwilioSettings {
     pub timeout: Duration,
     /// Days read back on the first poll.
     pub backfill_days: i64,
+    /// The first day read on the first poll (`since = "2025-03-01"`), instead of
+    /// `backfill_days`.
+    pub since: Option<NaiveDate>,
     pub lines: CallLines,
 }
 
@@ -73,13 +76,22 @@ impl PollError {
     }
 }
 
-/// The first day to list.
-pub fn since_day(cursor: &PollCursor, now: DateTime<Utc>, backfill_days: i64) -> NaiveDate {
-    let from_last = cursor
-        .last_poll
-        .map(|t| t - chrono::Duration::days(1))
-        .unwrap_or(now - chrono::Duration::days(backfill_days.max(1)))
-        .date_naive();
+/// The first day to list: on the first poll `since` (else `backfill_days` back from now), then
+/// the day before the last poll or of the oldest open call.
+pub fn since_day(
+    cursor: &PollCursor,
+    now: DateTime<Utc>,
+    backfill_days: i64,
+    since: Option<NaiveDate>,
+) -> NaiveDate {
+    let from_last = match (cursor.last_poll, since) {
+        (Some(t), _) => t
+            .checked_sub_signed(chrono::Duration::days(1))
+            .unwrap_or(t)
+            .date_naive(),
+        (None, Some(day)) => day,
+        (None, None) => (now - chrono::Duration::days(backfill_days.clamp(1, 36_500))).date_naive(),
+    };
     cursor.oldest_open.map_or(from_last, |d| d.min(from_last))
 }
 
@@ -171,7 +183,7 @@ pub async fn run(
     let mut initial_sync_done = false;
     loop {
         let now = Utc::now();
-        let since = since_day(&cursor, now, settings.backfill_days);
+        let since = since_day(&cursor, now, settings.backfill_days, settings.since);
         match fetch(&client, &settings, since).await {
             Ok(calls) => {
                 health.set_up(&name, true);
@@ -239,13 +251,28 @@ mod tests {
             .with_timezone(&Utc);
         let mut c = PollCursor::default();
         assert_eq!(
-            since_day(&c, now, 1),
+            since_day(&c, now, 1, None),
             NaiveDate::from_ymd_opt(2026, 1, 5).unwrap()
         );
+        // A backfill from a date reads from that day on the first poll only.
+        let march = NaiveDate::from_ymd_opt(2025, 3, 1);
+        assert_eq!(since_day(&c, now, 1, march), march.unwrap());
         c.last_poll = Some(now);
+        assert_eq!(
+            since_day(
+                &PollCursor {
+                    oldest_open: None,
+                    ..c.clone()
+                },
+                now,
+                1,
+                march
+            ),
+            NaiveDate::from_ymd_opt(2026, 1, 5).unwrap()
+        );
         c.oldest_open = NaiveDate::from_ymd_opt(2026, 1, 2);
         assert_eq!(
-            since_day(&c, now, 1),
+            since_day(&c, now, 1, None),
             NaiveDate::from_ymd_opt(2026, 1, 2).unwrap()
         );
     }

@@ -101,10 +101,15 @@ impl CallResource {
             .duration
             .as_deref()
             .and_then(|d| d.trim().parse::<i64>().ok());
-        match (self.ended(), secs) {
-            (Some(end), Some(s)) => Some(end - chrono::Duration::seconds(s)),
-            _ => self.started(),
-        }
+        // A duration out of range (negative, or beyond what a date can hold) is not evidence of
+        // a pickup time: fall back to the start time.
+        let picked = match (self.ended(), secs) {
+            (Some(end), Some(s)) if s >= 0 => {
+                chrono::TimeDelta::try_seconds(s).and_then(|d| end.checked_sub_signed(d))
+            }
+            _ => None,
+        };
+        picked.or_else(|| self.started())
     }
 }
 

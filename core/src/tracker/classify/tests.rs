@@ -329,3 +329,89 @@ fn outbound_internal_forward() {
         OutboundKind::InternalForward
     );
 }
+
+#[test]
+fn a_domain_entry_makes_every_address_of_exactly_that_domain_a_support_address() {
+    let mut d = desk();
+    d.support_addresses = vec!["@example.com".into()];
+    // An agent answering from a personal address into the shared Sent folder.
+    let m = outbound("Ana.Ruiz@Example.COM", &["jane.doe@customer.example"]);
+    assert_eq!(classify_outbound(&m, &d), OutboundKind::Reply);
+    assert!(is_support_address(&d, "support@example.com"));
+    // Not a subdomain, not a look-alike, not a bare domain.
+    for other in [
+        "ana@eu.example.com",
+        "ana@example.com.evil",
+        "ana@notexample.com",
+        "@example.com",
+        "example.com",
+        "",
+    ] {
+        assert!(!is_support_address(&d, other), "{other}");
+    }
+    let m = outbound("ana@eu.example.com", &["jane.doe@customer.example"]);
+    assert_eq!(classify_outbound(&m, &d), OutboundKind::NotFromSupport);
+}
+
+#[test]
+fn entries_that_can_never_match_are_named() {
+    use crate::desk::{address_entry_problem, domain_entry_problem};
+    for ok in ["support@example.com", "@example.com", " @Example.com "] {
+        assert_eq!(address_entry_problem(ok), None, "{ok}");
+    }
+    for bad in [
+        "support",
+        "example.com",
+        "support@",
+        "@",
+        "a@b@example.com",
+        "@exa mple.com",
+        "@.example.com",
+        "a@example..com",
+    ] {
+        assert!(address_entry_problem(bad).is_some(), "{bad}");
+    }
+    for ok in ["example.com", "@example.com"] {
+        assert_eq!(domain_entry_problem(ok), None, "{ok}");
+    }
+    for bad in ["ana@example.com", "@", "example.com.", "exa mple.com"] {
+        assert!(domain_entry_problem(bad).is_some(), "{bad}");
+    }
+}
+
+#[test]
+fn helpdesk_signatures_each_with_their_own_reason() {
+    for (m, expect) in [
+        (
+            fixture!("exchange_oof_legacy.eml"),
+            ExclusionReason::OutOfOffice,
+        ),
+        (
+            fixture!("firstclass_machine.eml"),
+            ExclusionReason::MachineGenerated,
+        ),
+        (
+            fixture!("otrs_autoreply.eml"),
+            ExclusionReason::HelpdeskLoop,
+        ),
+        (fixture!("rt_autoreply.eml"), ExclusionReason::HelpdeskLoop),
+    ] {
+        assert_eq!(reason(&m), Some(expect), "{}", m.subject);
+    }
+}
+
+#[test]
+fn customers_that_look_like_helpdesk_signatures_are_inquiries() {
+    for m in [
+        // Outlook mail with every Exchange header, about automatic replies.
+        fixture!("exchange_customer_automatic_subject.eml"),
+        fixture!("outlook_suppress.eml"),
+        // The prefix without Exchange.
+        fixture!("plain_customer_out_of_office_subject.eml"),
+        fixture!("firstclass_customer.eml"),
+        fixture!("otrs_agent_reply.eml"),
+        fixture!("rt_correspondence.eml"),
+    ] {
+        assert_eq!(classify_inbound(&m, &desk()), None, "{}", m.subject);
+    }
+}
