@@ -75,6 +75,14 @@ const SILENT: u8 = 1;
 /// Part of a head arrived and no request began: a slow client, evicted first.
 const PARTIAL: u8 = 2;
 
+/// A new connection that has sent nothing yet is not taken for a slow client before this: its
+/// request may still be on the way (a client connects, then writes). One that stays silent
+/// longer makes room like any idle connection, and the header timeout drops it anyway.
+const FIRST_BYTES_GRACE: Duration = Duration::from_secs(1);
+
+/// How long an evicted connection may take to finish writing a response already handed over.
+const EVICTED_DRAIN: Duration = Duration::from_secs(1);
+
 /// How long the accept loop waits before looking for room again when every connection is
 /// fresh or running a request (fresh ones are read within microseconds).
 const RETRY_ADMIT: Duration = Duration::from_millis(5);
@@ -100,7 +108,22 @@ struct Connection {
     reading: Arc<AtomicU8>,
     /// When it last became idle (or connected).
     idle_since: Instant,
+    /// Whether a request ever began on it.
+    served: bool,
     evict: CancellationToken,
+}
+
+impl Connection {
+    /// Whether it may make room for a new connection: no request running, read from, and not
+    /// a new connection whose first bytes may still be on the way.
+    fn evictable(&self, now: Instant) -> bool {
+        let reading = self.reading.load(Ordering::Relaxed);
+        self.busy == 0
+            && reading != FRESH
+            && (self.served
+                || reading == PARTIAL
+                || now.duration_since(self.idle_since) >= FIRST_BYTES_GRACE)
+    }
 }
 
 impl Registry {
@@ -114,10 +137,11 @@ impl Registry {
     fn admit(self: &Arc<Self>) -> Option<Slot> {
         let mut inner = self.lock();
         if inner.connections.len() >= self.limit {
+            let now = Instant::now();
             let victim = inner
                 .connections
                 .iter()
-                .filter(|(_, c)| c.busy == 0 && c.reading.load(Ordering::Relaxed) != FRESH)
+                .filter(|(_, c)| c.evictable(now))
                 .min_by_key(|(_, c)| (c.reading.load(Ordering::Relaxed) != PARTIAL, c.idle_since))
                 .map(|(id, _)| *id)?;
             if let Some(c) = inner.connections.remove(&victim) {
@@ -134,6 +158,7 @@ impl Registry {
                 busy: 0,
                 reading: reading.clone(),
                 idle_since: Instant::now(),
+                served: false,
                 evict: evict.clone(),
             },
         );
@@ -148,6 +173,7 @@ impl Registry {
     fn begin(&self, id: u64) {
         if let Some(c) = self.lock().connections.get_mut(&id) {
             c.busy += 1;
+            c.served = true;
             c.reading.store(SILENT, Ordering::Relaxed);
         }
     }
@@ -380,9 +406,15 @@ async fn connection(
                 }
                 break;
             }
-            () = slot.evict.cancelled() => {
+            // Evicted: it leaves the count at once and closes within `EVICTED_DRAIN`. A slow
+            // client's half head is dropped then; a head read whole but not yet dispatched, or
+            // a response still being flushed (its body was handed over, so the connection
+            // counts as idle), is served or written out first.
+            () = slot.evict.cancelled(), if !draining => {
                 tracing::debug!("Idle HTTP connection closed to make room for a new one.");
-                break;
+                draining = true;
+                conn.as_mut().graceful_shutdown();
+                drain.as_mut().reset(tokio::time::Instant::now() + EVICTED_DRAIN);
             }
             () = shutdown.cancelled(), if !draining => {
                 draining = true;
@@ -407,10 +439,28 @@ mod tests {
     }
 
     #[test]
+    fn a_new_connection_whose_request_is_still_on_the_way_is_not_taken_for_a_slow_client() {
+        let r = registry(1);
+        let new = r.admit().unwrap();
+        // Read once before its bytes arrived: silent, but only just connected.
+        new.reading.store(SILENT, Ordering::Relaxed);
+        assert!(r.admit().is_none());
+        assert!(!new.evict.is_cancelled());
+        // Silent past the grace, it makes room like any idle connection.
+        if let Some(c) = r.lock().connections.get_mut(&new.id) {
+            c.idle_since -= FIRST_BYTES_GRACE;
+        }
+        assert!(r.admit().is_some());
+        assert!(new.evict.is_cancelled());
+    }
+
+    #[test]
     fn slow_clients_make_room_first_and_fresh_or_busy_connections_never() {
         let r = registry(3);
         let keep_alive = r.admit().unwrap();
-        keep_alive.reading.store(SILENT, Ordering::Relaxed);
+        // It served a request and waits for the next one.
+        r.begin(keep_alive.id);
+        r.end(keep_alive.id);
         let slow = r.admit().unwrap();
         slow.reading.store(PARTIAL, Ordering::Relaxed);
         let running = r.admit().unwrap();
