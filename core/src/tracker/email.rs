@@ -7,8 +7,8 @@ use chrono::{DateTime, Utc};
 use crate::domain::{Channel, InquiryId, Language};
 use crate::tracker::classify::{OutboundKind, classify_inbound, classify_outbound};
 use crate::tracker::event::{
-    Contradiction, Event, InquiryExcluded, InquiryKind, InquiryOpened, InquiryResponded,
-    LanguageSource, LinkRole, Outcome, ResponseKind, UnmatchedReason,
+    Contradiction, Event, InquiryExcluded, InquiryKind, InquiryOpened, LanguageSource, LinkRole,
+    ResponseKind, UnmatchedReason,
 };
 use crate::tracker::inquiry::{Inquiry, InquiryState};
 use crate::tracker::language::detect_language;
@@ -80,13 +80,10 @@ impl Tracker {
                     && let Some(deadline_at) = inquiry.deadline_at
                     && let Some(reply) = self.pending_reply_to(mail, inquiry.received_at)
                 {
-                    events.push(responded_by_email(
+                    events.push(reply.answer().responded(
                         &inquiry.id,
                         inquiry.received_at,
                         deadline_at,
-                        reply.at,
-                        &reply.responder,
-                        &reply.external_id,
                     ));
                     events.extend(self.open_from_later_follow_ups(
                         inquiry,
@@ -140,14 +137,11 @@ impl Tracker {
         // A reply read earlier that references this very message, and goes to its sender,
         // answers it now.
         if let Some(reply) = self.pending_reply_to(mail, mail.delivered_at) {
-            events.push(responded_by_email(
-                &inquiry_id,
-                mail.delivered_at,
-                deadline_at,
-                reply.at,
-                &reply.responder,
-                &reply.external_id,
-            ));
+            events.push(
+                reply
+                    .answer()
+                    .responded(&inquiry_id, mail.delivered_at, deadline_at),
+            );
         }
         events.extend(contradictions);
         events
@@ -415,17 +409,12 @@ pub(super) fn responded_by_email(
     responder: &str,
     external_id: &str,
 ) -> Event {
-    // Met when the evidence says so, even if the breach fired first (see `InquiryRevised`).
-    let met = at <= deadline_at;
-    Event::InquiryResponded(Box::new(InquiryResponded {
-        inquiry_id: inquiry_id.clone(),
+    let answer = Answer {
         at,
-        response_seconds: (at - received_at).num_seconds().max(0),
-        kind: ResponseKind::Email,
+        seen_at: at,
         responder: responder.to_string(),
-        external_id: Some(external_id.to_string()),
-        outcome: if met { Outcome::Met } else { Outcome::Missed },
-        via: None,
-        note: None,
-    }))
+        kind: ResponseKind::Email,
+        evidence: Some(external_id.to_string()),
+    };
+    answer.responded(inquiry_id, received_at, deadline_at)
 }

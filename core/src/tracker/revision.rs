@@ -232,22 +232,11 @@ impl Tracker {
             (a, b) => a.or(b),
         };
         let until = first.as_ref().map(|a| a.at);
-        let mut events: Vec<Event> = later
-            .members()
-            .filter(|(_, received_at, ..)| until.is_none_or(|r| *received_at <= r))
-            .map(
-                |(external_id, received_at, first_seen_at, customer, subject)| {
-                    Event::FollowUpAttached {
-                        inquiry_id: opened.inquiry_id.clone(),
-                        external_id,
-                        digest: String::new(),
-                        received_at,
-                        first_seen_at,
-                        customer: customer.clone(),
-                        subject: subject.clone(),
-                    }
-                },
-            )
+        let mut events: Vec<Event> = moved_into(&opened.inquiry_id, later)
+            .filter(|e| {
+                matches!(e, Event::FollowUpAttached { received_at, .. }
+                    if until.is_none_or(|r| *received_at <= r))
+            })
             .collect();
         if let Some(first) = first {
             events.push(first.responded(
@@ -360,15 +349,7 @@ impl Tracker {
                 at: later.first_seen_at,
                 evidence: inquiry.external_id.to_string(),
             });
-            attached.extend(later.members().map(|f| Event::FollowUpAttached {
-                inquiry_id: id.clone(),
-                external_id: f.0,
-                digest: String::new(),
-                received_at: f.1,
-                first_seen_at: f.2,
-                customer: f.3.clone(),
-                subject: f.4.clone(),
-            }));
+            attached.extend(moved_into(&id, later));
             if let Some(theirs) = Answer::of(later)
                 && answer.is_none_or(|a| theirs.at < a)
             {
@@ -388,6 +369,23 @@ impl Tracker {
         merged.extend(attached);
         merged
     }
+}
+
+/// `later`'s messages or calls, attached to `into` (their digests were indexed when read).
+fn moved_into<'a>(into: &'a InquiryId, later: &'a Inquiry) -> impl Iterator<Item = Event> + 'a {
+    later.members().map(
+        move |(external_id, received_at, first_seen_at, customer, subject)| {
+            Event::FollowUpAttached {
+                inquiry_id: into.clone(),
+                external_id,
+                digest: String::new(),
+                received_at,
+                first_seen_at,
+                customer: customer.clone(),
+                subject: subject.clone(),
+            }
+        },
+    )
 }
 
 /// `inquiry`, answered later, was first answered by `answer`.
