@@ -19,6 +19,7 @@
 //! - [`telemetry`]: every metric, and how sources report their health;
 //! - [`report`]: compliance reports for auditors, derived from the ledger;
 //! - [`monitor`]: the monitor's own record (start, stop, heartbeats, source health);
+//! - [`service`]: what systemd hears (readiness, status, watchdog);
 //! - [`engine`]: wires them together and owns the one writer of the ledger;
 //! - [`config`]: file + environment → validated [`config::Settings`] (and the core's settings).
 //!
@@ -34,6 +35,7 @@ pub mod monitor;
 pub mod notify;
 pub mod report;
 pub mod scheduler;
+pub mod service;
 pub mod sources;
 pub mod store;
 pub mod telemetry;
