@@ -65,6 +65,6 @@ test -s /usr/share/slawatch/dashboards/grafana/wallboard.json
 
 echo "== remove"
 $SUDO dpkg --purge slawatch
-! test -e /usr/bin/slawatch
+if [ -e /usr/bin/slawatch ]; then echo "dpkg --purge left /usr/bin/slawatch behind" >&2; exit 1; fi
 trap 'rm -rf "$workdir"' EXIT
 echo "package OK: $deb ($(du -h "$deb" | cut -f1))"

@@ -107,7 +107,8 @@ enum Command {
     },
     /// Print the shell completion script for SHELL (the package installs bash, zsh and fish).
     Completions { shell: clap_complete::Shell },
-    /// Write the man pages (slawatch(1) and one per command) into DIR, or print slawatch(1).
+    /// Write the man pages (slawatch(1) and one per command) into --out-dir, or print
+    /// slawatch(1).
     Man {
         /// Where to write the pages.
         #[arg(long)]

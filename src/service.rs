@@ -61,7 +61,7 @@ impl NotifySocket {
     }
 
     fn new(target: String) -> Result<NotifySocket, NotifyError> {
-        if !(target.starts_with('/') || target.starts_with('@') && target.len() > 1) {
+        if !(target.starts_with('/') || (target.starts_with('@') && target.len() > 1)) {
             return Err(NotifyError::Address(target));
         }
         let socket = UnixDatagram::unbound().map_err(|source| NotifyError::Send {
@@ -251,7 +251,7 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
 
 /// One line for `systemctl status`: first-sync progress, then sources and notifiers that are
 /// down (from their `_up` gauges).
-pub fn status_line(shared: &Shared) -> String {
+fn status_line(shared: &Shared) -> String {
     let mut down_sources = Vec::new();
     let mut sources = 0usize;
     let mut down_notifiers = Vec::new();
@@ -276,12 +276,12 @@ pub fn status_line(shared: &Shared) -> String {
         .lock()
         .map(|p| p.iter().cloned().collect())
         .unwrap_or_default();
+    let synced = sources.saturating_sub(pending.len());
     let mut parts = vec![if pending.is_empty() {
-        format!("{sources} sources synced")
+        format!("first sync {synced}/{sources} sources")
     } else {
         format!(
-            "first sync {}/{sources} sources (waiting: {})",
-            sources.saturating_sub(pending.len()),
+            "first sync {synced}/{sources} sources (waiting: {})",
             pending.join(", ")
         )
     }];
