@@ -5,7 +5,8 @@
 #
 # It packages the debug build the tests already made (PROFILE=dev): what is checked here is the
 # packaging, which is the same for the release build that scripts/build-deb.sh makes by default,
-# and a release build would cost CI several minutes for nothing more.
+# and a release build would cost CI several minutes for nothing more. (cargo-deb warns that it
+# may refuse the dev profile one day; build-deb.sh pins the version that accepts it.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
