@@ -86,17 +86,14 @@ impl NotifySocket {
     }
 }
 
-#[cfg(any(target_os = "linux", target_os = "android"))]
+#[cfg(target_os = "linux")]
 fn send_abstract(socket: &UnixDatagram, name: &str, message: &[u8]) -> io::Result<usize> {
-    #[cfg(target_os = "android")]
-    use std::os::android::net::SocketAddrExt;
-    #[cfg(target_os = "linux")]
     use std::os::linux::net::SocketAddrExt;
     let address = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
     socket.send_to_addr(message, &address)
 }
 
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
+#[cfg(not(target_os = "linux"))]
 fn send_abstract(_: &UnixDatagram, _: &str, _: &[u8]) -> io::Result<usize> {
     Err(io::Error::new(
         io::ErrorKind::Unsupported,
@@ -211,10 +208,14 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
         }
     };
     let watchdog = watchdog_interval();
-    let send = |message: &str| {
-        if let Err(e) = socket.send(message) {
+    // Logged once per run of failures: the status is sent every few seconds.
+    let failing = std::sync::atomic::AtomicBool::new(false);
+    let send = |message: &str| match socket.send(message) {
+        Ok(()) => failing.store(false, Ordering::Relaxed),
+        Err(e) if !failing.swap(true, Ordering::Relaxed) => {
             tracing::warn!(error = %e, "Notification to the service manager failed.");
         }
+        Err(_) => {}
     };
     send(&format!("READY=1\nSTATUS={}", status_line(&shared)));
     tracing::info!(
