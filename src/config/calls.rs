@@ -179,6 +179,8 @@ fn call_lines(s: &mut Table, p: &mut Problems) -> CallLines {
         exclude_withheld,
         min_callback_seconds,
         outbound_prefix,
+        // Set once every source is read: it depends on the others.
+        queue_pickups_from_queue_log: false,
     }
 }
 

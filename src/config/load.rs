@@ -610,6 +610,7 @@ fn sources(
         }
     }
     t.finish(p);
+    take_queue_pickups_from_queue_log(&mut out);
     if out.is_empty() && p.0.is_empty() {
         p.push(
             "sources",
@@ -617,6 +618,23 @@ fn sources(
         );
     }
     out
+}
+
+/// With a queue_log source, a queue call's pickup is its `CONNECT`: the CDR's `answer` of a
+/// `Queue()` row may be the IVR's `Answer()` (`phone-feeds.md` §1.2), so CDR sources stop
+/// taking it as the pickup — whichever feed is read first, the same pickup time wins.
+fn take_queue_pickups_from_queue_log(sources: &mut [SourceSettings]) {
+    use crate::sources::calls::lines::CallLogFormat;
+    let queue_log = sources.iter().any(
+        |s| matches!(&s.kind, SourceKind::CallLog(c) if c.format == CallLogFormat::QueueLog),
+    );
+    for s in sources {
+        if let SourceKind::CallLog(c) = &mut s.kind
+            && matches!(c.format, CallLogFormat::Cdr { .. })
+        {
+            c.lines.queue_pickups_from_queue_log = queue_log;
+        }
+    }
 }
 
 fn imap(
@@ -887,9 +905,9 @@ impl Settings {
                 continue;
             };
             let with = if queue_log {
-                ""
+                "; a queue call's pickup is queue_log's CONNECT, never the CDR's answer (with an IVR in front it is the IVR's Answer())"
             } else {
-                " (no queue_log source is configured)"
+                " (no queue_log source is configured); a queue call's pickup is the CDR's answer, which is the IVR's Answer() when the dialplan answers before Queue(): add the queue_log source to take it from CONNECT"
             };
             out.push(match layout {
                 CdrLayout::Columns21 => format!(
