@@ -628,10 +628,13 @@ fn ivr_call_read(first: (&str, &str), second: (&str, &str)) -> Value {
     });
     append(&dir.path().join(second.0), second.1);
     // The second feed read to its end (its cursor committed past every line).
-    let source = if second.0 == "queue_log" { "queue" } else { "cdr" };
-    let query = format!(
-        "SELECT json_extract(value, '$.offset') FROM cursors WHERE source = '{source}'"
-    );
+    let source = if second.0 == "queue_log" {
+        "queue"
+    } else {
+        "cdr"
+    };
+    let query =
+        format!("SELECT json_extract(value, '$.offset') FROM cursors WHERE source = '{source}'");
     let length = second.1.len().to_string();
     d.wait_for("the second feed read", Duration::from_secs(20), |d| {
         d.sql(&query).lines().any(|offset| offset == length)

@@ -625,9 +625,9 @@ fn sources(
 /// taking it as the pickup — whichever feed is read first, the same pickup time wins.
 fn take_queue_pickups_from_queue_log(sources: &mut [SourceSettings]) {
     use crate::sources::calls::lines::CallLogFormat;
-    let queue_log = sources.iter().any(
-        |s| matches!(&s.kind, SourceKind::CallLog(c) if c.format == CallLogFormat::QueueLog),
-    );
+    let queue_log = sources
+        .iter()
+        .any(|s| matches!(&s.kind, SourceKind::CallLog(c) if c.format == CallLogFormat::QueueLog));
     for s in sources {
         if let SourceKind::CallLog(c) = &mut s.kind
             && matches!(c.format, CallLogFormat::Cdr { .. })
