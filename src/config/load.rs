@@ -154,7 +154,8 @@ fn validate(root: &Value, file_only: &Value, base: &Path) -> Result<Settings, Ve
         head_recipients: t.string_list("head_recipients", &mut p),
     };
     for (i, a) in audit.head_recipients.iter().enumerate() {
-        if !a.contains('@') {
+        // The same check as the alert mail's recipients: what the SMTP notifier can send to.
+        if !a.trim().is_empty() && a.parse::<lettre::message::Mailbox>().is_err() {
             p.push(
                 format!("audit.head_recipients[{i}]"),
                 format!("`{a}` is not an email address"),

@@ -574,3 +574,22 @@ mod fuzz {
         }
     }
 }
+
+#[test]
+fn audit_recipients_must_be_addresses_the_alert_mail_can_reach() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "{MINIMAL}[audit]\nhead_recipients = [\"auditor@\", \"Audit <audit@example.com>\"]\n"
+    );
+    let problems = problems(load_with_env(&write(dir.path(), &text), vec![]));
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.starts_with("audit.head_recipients[0]: `auditor@` is not an email address")),
+        "{problems:?}"
+    );
+    assert!(
+        !problems.iter().any(|p| p.contains("head_recipients[1]")),
+        "{problems:?}"
+    );
+}
