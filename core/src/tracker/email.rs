@@ -116,7 +116,11 @@ impl Tracker {
                         evidence: external_id.clone(),
                     });
                 }
-                InquiryKind::First
+                if self.answered_before(&thread_id, mail.delivered_at) {
+                    InquiryKind::NextReply
+                } else {
+                    InquiryKind::First
+                }
             }
             Place::Opens { answered_before } => {
                 if answered_before {

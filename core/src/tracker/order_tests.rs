@@ -778,6 +778,17 @@ fn regressions_found_by_the_property_test_end_as_in_time_order() {
             vec![4, 3, 5, 1, 2, 0],
             0,
         ),
+        (
+            "a next message read after the reply to it, both before a later follow-up's clock",
+            vec![conv(
+                Some((546, InReplyTo, true)),
+                Some((75, InReplyTo, false)),
+                None,
+                Some((226, Some(238))),
+            )],
+            vec![0, 1, 2, 4, 3],
+            0,
+        ),
     ];
     for (name, convs, order, delay) in cases {
         let all = evidence(&convs);
