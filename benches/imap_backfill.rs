@@ -54,7 +54,7 @@ async fn through_run(d: &Dovecot, n: usize) -> Duration {
         host: "localhost".into(),
         port: d.imaps_port,
         security: ImapSecurity::Tls,
-        ca_file: Some(d.cert_path()),
+        tls: slawatch::tls::TlsTrust::with_ca_file(d.cert_path()),
         username: USER.into(),
         password: Secret::new(PASSWORD),
         inbox_folders: vec!["INBOX".into()],

@@ -20,6 +20,7 @@
 //! - [`report`]: compliance reports for auditors, derived from the ledger;
 //! - [`monitor`]: the monitor's own record (start, stop, heartbeats, source health);
 //! - [`engine`]: wires them together and owns the one writer of the ledger;
+//! - [`tls`]: whom every outgoing TLS connection trusts (CA files, pinned certificates);
 //! - [`config`]: file + environment → validated [`config::Settings`] (and the core's settings).
 //!
 //! It depends on the core, never the other way: an SLA rule written here would escape the
@@ -37,3 +38,4 @@ pub mod scheduler;
 pub mod sources;
 pub mod store;
 pub mod telemetry;
+pub mod tls;

@@ -46,7 +46,7 @@ async fn a_trickling_storm_sends_the_first_alerts_at_once_and_the_rest_as_one_di
         host: "127.0.0.1".into(),
         port: server.starttls_port,
         security: SmtpSecurity::Starttls,
-        ca_file: Some(server.cert.clone()),
+        tls: slawatch::tls::TlsTrust::with_ca_file(server.cert.clone()),
         username: Some(USER.into()),
         password: Some(Secret::new(PASSWORD)),
         from: "SLA monitor <slawatch@desk.example>".into(),

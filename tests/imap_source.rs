@@ -206,7 +206,10 @@ fn settings(port: u16, security: ImapSecurity, ca: Option<PathBuf>) -> ImapSetti
         host: "localhost".into(),
         port,
         security,
-        ca_file: ca,
+        tls: slawatch::tls::TlsTrust {
+            ca_file: ca,
+            ..Default::default()
+        },
         username: USER.into(),
         password: Secret::new(PASSWORD),
         inbox_folders: vec!["INBOX".into()],

@@ -98,7 +98,7 @@ fn smtp(server: &SmtpServer) -> SmtpNotifier {
             host: "127.0.0.1".into(),
             port: server.starttls_port,
             security: SmtpSecurity::Starttls,
-            ca_file: Some(server.cert.clone()),
+            tls: slawatch::tls::TlsTrust::with_ca_file(server.cert.clone()),
             username: Some(USER.into()),
             password: Some(slawatch::config::Secret::new(PASSWORD)),
             from: "SLA monitor <slawatch@desk.example>".into(),

@@ -655,12 +655,7 @@ fn imap(
     {
         p.push(s.path("security"), "plain IMAP sends the password in clear: only to a loopback host, or set allow_insecure = true");
     }
-    let ca_file = s.string("ca_file", p).map(|f| base.join(f));
-    if let Some(f) = &ca_file
-        && !f.is_file()
-    {
-        p.push(s.path("ca_file"), format!("{} does not exist", f.display()));
-    }
+    let tls = super::tls::trust(s, base, p);
     let username = s.required_string("username", p);
     let password = secret(s, "password", file_only, true, base, p);
     let mut inbox_folders = s.string_list("inbox_folders", p);
@@ -700,7 +695,7 @@ fn imap(
         port: port as u16,
         security,
         allow_insecure,
-        ca_file,
+        tls,
         username: username?,
         password: password?,
         inbox_folders,
@@ -931,15 +926,15 @@ impl Settings {
             .sources
             .iter()
             .map(|s| match &s.kind {
-                SourceKind::Imap(i) => json!({
+                SourceKind::Imap(i) => super::tls::with_effective(json!({
                     "name": s.name, "type": "imap", "host": i.host, "port": i.port, "security": i.security,
-                    "allow_insecure": i.allow_insecure, "ca_file": i.ca_file, "username": i.username,
+                    "allow_insecure": i.allow_insecure, "username": i.username,
                     "password": "<redacted>", "inbox_folders": i.inbox_folders,
                     "sent_folders": if i.sent_folders.is_empty() { json!("SPECIAL-USE \\Sent") } else { json!(i.sent_folders) },
                     "since": i.since, "idle_timeout": humantime::format_duration(i.idle_timeout).to_string(),
                     "poll_interval": humantime::format_duration(i.poll_interval).to_string(),
                     "body_prefix_bytes": i.body_prefix_bytes, "timeout": humantime::format_duration(i.timeout).to_string(),
-                }),
+                }), &i.tls),
                 SourceKind::Maildir(m) => json!({
                     "name": s.name, "type": "maildir", "path": m.path, "inbox_folders": m.inbox_folders,
                     "sent_folders": m.sent_folders, "scan_interval": humantime::format_duration(m.scan_interval).to_string(),

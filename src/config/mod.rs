@@ -10,6 +10,7 @@ mod notify;
 mod oncall;
 mod reader;
 mod settings;
+mod tls;
 
 pub use load::{
     ConfigError, DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_REPORT_TIMEOUT,

@@ -26,13 +26,14 @@
 //!
 //! `[notify.oncall]` (people, rotations, routes) is parsed in `oncall.rs`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use super::reader::{Problems, Table};
 use super::settings::Secret;
+use super::tls::with_effective;
 
 /// Bound on one SMTP conversation or HTTP request: an alert that waits longer than this is
 /// better retried (or handed to the fallback) than waited for, with 5 minutes of warning left.
@@ -80,8 +81,8 @@ pub struct SmtpSettings {
     pub host: String,
     pub port: u16,
     pub security: SmtpSecurity,
-    /// Extra PEM CA certificates trusted besides the webpki roots (private mail servers).
-    pub ca_file: Option<PathBuf>,
+    /// `ca_file` / `tls_fingerprint`: private CAs and pinned certificates.
+    pub tls: crate::tls::TlsTrust,
     pub username: Option<String>,
     pub password: Option<Secret>,
     /// The `From:` mailbox, e.g. `SLA monitor <slawatch@example.com>`.
@@ -109,6 +110,8 @@ pub struct WebhookSettings {
     /// Sent as `Authorization: Bearer …` when set.
     pub token: Option<Secret>,
     pub timeout: Duration,
+    /// `ca_file` / `tls_fingerprint` for an https:// URL.
+    pub tls: crate::tls::TlsTrust,
 }
 
 #[derive(Debug, Clone)]
@@ -116,6 +119,8 @@ pub struct AlertmanagerSettings {
     /// Base URL; alerts are posted to `{url}/api/v2/alerts`.
     pub url: String,
     pub timeout: Duration,
+    /// `ca_file` / `tls_fingerprint` for an https:// URL.
+    pub tls: crate::tls::TlsTrust,
     /// How often alerts still active are pushed again. Each push says they end
     /// [`ALERTMANAGER_VALID_FOR`] pushes later, so Alertmanager keeps them firing while slawatch
     /// runs and resolves them by itself if slawatch stops pushing.
@@ -161,7 +166,7 @@ pub(super) fn notify(
     });
     let webhook = t.raw("webhook").is_some().then(|| {
         let mut s = t.table("webhook", p);
-        let out = webhook(&mut s, secret, p);
+        let out = webhook(&mut s, base, secret, p);
         s.finish(p);
         out
     });
@@ -171,6 +176,7 @@ pub(super) fn notify(
         check_url(&s.path("url"), &url, p);
         let timeout = s.duration("timeout", DEFAULT_NOTIFY_TIMEOUT, p);
         let resend_every = s.duration("resend_every", DEFAULT_ALERTMANAGER_RESEND, p);
+        let tls = super::tls::trust(&mut s, base, p);
         if !ALERTMANAGER_RESEND_RANGE.contains(&resend_every) {
             p.push(
                 s.path("resend_every"),
@@ -184,6 +190,7 @@ pub(super) fn notify(
         AlertmanagerSettings {
             url: url.trim_end_matches('/').to_string(),
             timeout,
+            tls,
             resend_every,
         }
     });
@@ -282,7 +289,7 @@ fn smtp(
         p.push(s.path("port"), format!("{port} is not a port"));
         default_port
     });
-    let ca_file = s.string("ca_file", p).map(|f| base.join(f));
+    let tls = super::tls::trust(s, base, p);
     let username = s.string("username", p);
     let password = secret(s, "password", p);
     if username.is_some() != password.is_some() {
@@ -318,7 +325,7 @@ fn smtp(
         host,
         port,
         security,
-        ca_file,
+        tls,
         username,
         password,
         from,
@@ -327,7 +334,12 @@ fn smtp(
     })
 }
 
-fn webhook(s: &mut Table, secret: &mut SecretFn<'_>, p: &mut Problems) -> WebhookSettings {
+fn webhook(
+    s: &mut Table,
+    base: &Path,
+    secret: &mut SecretFn<'_>,
+    p: &mut Problems,
+) -> WebhookSettings {
     // Chat webhook URLs carry their credential in the path: a secret like the others.
     let url = secret(s, "url", p);
     if url.is_none() && !p.0.iter().any(|e| e.key == s.path("url")) {
@@ -361,6 +373,7 @@ fn webhook(s: &mut Table, secret: &mut SecretFn<'_>, p: &mut Problems) -> Webhoo
         format,
         token,
         timeout,
+        tls: super::tls::trust(s, base, p),
     }
 }
 
@@ -374,18 +387,18 @@ impl NotifySettings {
             "retry_for": d(self.retry_for),
             "digest_over": self.digest_over,
             "digest_window": d(self.digest_window),
-            "smtp": self.smtp.as_ref().map(|s| json!({
-                "host": s.host, "port": s.port, "security": s.security, "ca_file": s.ca_file,
+            "smtp": self.smtp.as_ref().map(|s| with_effective(json!({
+                "host": s.host, "port": s.port, "security": s.security,
                 "username": s.username, "password": s.password.as_ref().map(|_| "<redacted>"),
                 "from": s.from, "to": s.to, "timeout": d(s.timeout),
-            })),
-            "webhook": self.webhook.as_ref().map(|w| json!({
+            }), &s.tls)),
+            "webhook": self.webhook.as_ref().map(|w| with_effective(json!({
                 "url": "<redacted>", "format": w.format,
                 "token": w.token.as_ref().map(|_| "<redacted>"), "timeout": d(w.timeout),
-            })),
-            "alertmanager": self.alertmanager.as_ref().map(|a| json!({
+            }), &w.tls)),
+            "alertmanager": self.alertmanager.as_ref().map(|a| with_effective(json!({
                 "url": a.url, "timeout": d(a.timeout), "resend_every": d(a.resend_every),
-            })),
+            }), &a.tls)),
             "oncall": self.oncall.as_ref().map(super::oncall::effective),
         })
     }

@@ -121,8 +121,8 @@ pub struct ImapSettings {
     /// Permits `security = "plain"` to a host that is not loopback (passwords cross the network
     /// in clear: for lab setups only).
     pub allow_insecure: bool,
-    /// Extra PEM CA certificates trusted besides the system/webpki roots (private mail servers).
-    pub ca_file: Option<PathBuf>,
+    /// `ca_file` / `tls_fingerprint`: private CAs and pinned certificates.
+    pub tls: crate::tls::TlsTrust,
     pub username: String,
     pub password: Secret,
     /// Folders whose messages are inquiries.

@@ -16,8 +16,7 @@ use std::time::Duration;
 
 use async_imap::imap_proto::{Response, Status};
 use async_imap::{Client, Session};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_io_timeout::TimeoutStream;
@@ -136,40 +135,10 @@ impl fmt::Debug for Connector {
 }
 
 impl Connector {
-    /// Prepares the TLS configuration: webpki roots, the system store and the optional CA file.
-    /// Host name verification is always on.
+    /// Prepares the TLS configuration ([`crate::tls`]: system and webpki roots, `ca_file`,
+    /// pinned certificates).
     pub fn new(settings: Arc<ImapSettings>) -> Result<Connector, Error> {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        // System store: unreadable entries are skipped, the compiled-in roots still apply.
-        let native = rustls_native_certs::load_native_certs();
-        roots.add_parsable_certificates(native.certs);
-        if let Some(path) = &settings.ca_file {
-            let certs = CertificateDer::pem_file_iter(path)
-                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| Error::Tls(format!("cannot read CA file {}: {e}", path.display())))?;
-            if certs.is_empty() {
-                return Err(Error::Tls(format!(
-                    "CA file {} holds no certificate",
-                    path.display()
-                )));
-            }
-            for cert in certs {
-                roots.add(cert).map_err(|e| {
-                    Error::Tls(format!("bad certificate in {}: {e}", path.display()))
-                })?;
-            }
-        }
-        // The process-wide provider when the binary installed one, else ring explicitly: never
-        // rustls's panic on an ambiguous provider.
-        let provider = rustls::crypto::CryptoProvider::get_default()
-            .cloned()
-            .unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()));
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| Error::Tls(e.to_string()))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let config = crate::tls::client_config(&settings.tls).map_err(|e| Error::Tls(e.to_string()))?;
         Ok(Connector {
             settings,
             tls: TlsConnector::from(Arc::new(config)),
@@ -262,7 +231,7 @@ impl Connector {
                         seconds: s.timeout.as_secs_f64(),
                     }
                 } else {
-                    Error::Tls(e.to_string())
+                    Error::Tls(crate::tls::describe(&e, &s.tls.setting))
                 }
             })
         })
