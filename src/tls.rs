@@ -81,7 +81,9 @@ impl Fingerprint {
             .get(..7)
             .filter(|p| p.eq_ignore_ascii_case("sha256:"))
             .map(|_| &t[7..])
-            .ok_or_else(|| format!("`{t}` must start with sha256: (only SHA-256 fingerprints are accepted)"))?;
+            .ok_or_else(|| {
+                format!("`{t}` must start with sha256: (only SHA-256 fingerprints are accepted)")
+            })?;
         let digits: String = hex_part.chars().filter(|c| *c != ':').collect();
         let bytes = hex::decode(&digits).ok().filter(|b| b.len() == 32).ok_or_else(|| {
             format!(
@@ -474,8 +476,8 @@ fn der_time(input: &[u8]) -> Option<(i64, &[u8])> {
         0x18 => text.to_string(),
         _ => return None,
     };
-    let t = chrono::NaiveDateTime::parse_from_str(full.trim_end_matches('Z'), "%Y%m%d%H%M%S")
-        .ok()?;
+    let t =
+        chrono::NaiveDateTime::parse_from_str(full.trim_end_matches('Z'), "%Y%m%d%H%M%S").ok()?;
     Some((t.and_utc().timestamp(), rest))
 }
 

@@ -28,9 +28,11 @@ pub(super) fn trust(t: &mut Table, base: &Path, p: &mut Problems) -> TlsTrust {
     {
         p.push(t.path("ca_file"), format!("{}: {e}", path.display()));
     }
-    let fingerprint = t
-        .string("tls_fingerprint", p)
-        .and_then(|f| Fingerprint::parse(&f).map_err(|e| p.push(t.path("tls_fingerprint"), e)).ok());
+    let fingerprint = t.string("tls_fingerprint", p).and_then(|f| {
+        Fingerprint::parse(&f)
+            .map_err(|e| p.push(t.path("tls_fingerprint"), e))
+            .ok()
+    });
     if ca_file.is_some() && fingerprint.is_some() {
         p.push(
             t.path("tls_fingerprint"),

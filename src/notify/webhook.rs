@@ -113,15 +113,12 @@ impl WebhookNotifier {
         if let Some(token) = &self.token {
             request = request.bearer_auth(token.expose());
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| {
-                format!(
-                    "webhook request failed: {}",
-                    crate::tls::describe(&e.without_url(), "notify.webhook")
-                )
-            })?;
+        let response = request.send().await.map_err(|e| {
+            format!(
+                "webhook request failed: {}",
+                crate::tls::describe(&e.without_url(), "notify.webhook")
+            )
+        })?;
         let status = response.status();
         if status.is_success() {
             Ok(())

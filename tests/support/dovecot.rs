@@ -167,6 +167,48 @@ pub fn make_certificates(dir: &Path) {
     );
 }
 
+/// One self-signed certificate made the usual way (`openssl req -x509`, which marks it a CA) as
+/// the server's `cert.pem`/`key.pem`, for `subject` (`/CN=…`) with `extra` `-addext` options
+/// (e.g. a subjectAltName); returns its path.
+pub fn make_self_signed_certificate(dir: &Path, subject: &str, extra: &[&str]) -> PathBuf {
+    let mut args = vec![
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-days",
+        "30",
+        "-subj",
+        subject,
+        "-keyout",
+        "key.pem",
+        "-out",
+        "cert.pem",
+    ];
+    for e in extra {
+        args.extend(["-addext", e]);
+    }
+    openssl(dir, &args);
+    dir.join("cert.pem")
+}
+
+/// The SHA-256 fingerprint of a PEM certificate as openssl prints it (`AB:CD:…`).
+pub fn openssl_fingerprint(cert: &Path) -> String {
+    let out = Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+        .arg(cert)
+        .output()
+        .expect("run openssl");
+    assert!(out.status.success(), "openssl x509 -fingerprint failed");
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    text.split_once('=')
+        .map(|(_, f)| f.to_string())
+        .unwrap_or_else(|| panic!("unexpected fingerprint output {text:?}"))
+}
+
 fn chown_tree(path: &Path, uid: u32, gid: u32) {
     std::os::unix::fs::lchown(path, Some(uid), Some(gid)).unwrap();
     if path.is_dir() && !path.is_symlink() {
@@ -323,6 +365,21 @@ protocol lmtp {{
 
     pub fn config_path(&self) -> PathBuf {
         self.dir.path().join("dovecot.conf")
+    }
+
+    /// Replaces the server's certificate by a self-signed one (see
+    /// [`make_self_signed_certificate`]) before [`Dovecot::launch`]; returns its path.
+    pub fn use_self_signed_certificate(&self, subject: &str, extra: &[&str]) -> PathBuf {
+        let cert = make_self_signed_certificate(self.dir.path(), subject, extra);
+        self.own_files();
+        cert
+    }
+
+    /// Gives every file of the instance to its run user again (after a test wrote some).
+    pub fn own_files(&self) {
+        if self.uid != 0 {
+            chown_tree(self.dir.path(), self.uid, self.gid);
+        }
     }
 
     /// The test CA's certificate: trust it to verify the server (`localhost`, `127.0.0.1`).

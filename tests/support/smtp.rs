@@ -219,6 +219,15 @@ impl SmtpServer {
         }
     }
 
+    /// Restarts the server with a self-signed certificate made by `openssl req -x509` (see
+    /// [`super::dovecot::make_self_signed_certificate`]); returns its path.
+    pub fn use_self_signed_certificate(&mut self, subject: &str, extra: &[&str]) -> PathBuf {
+        self.stop();
+        let cert = super::dovecot::make_self_signed_certificate(&self.dir, subject, extra);
+        self.resume();
+        cert
+    }
+
     /// Kills the server (connections drop, the ports close).
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -80,9 +80,11 @@ impl Connector {
         let peer = tcp.peer_addr().map_err(|e| e.to_string())?;
         let stream = match self.security {
             SmtpSecurity::Plain => SmtpStream::new(Inner::Plain(tcp), Vec::new(), peer),
-            SmtpSecurity::Tls => {
-                SmtpStream::new(Inner::Tls(Box::new(self.handshake(tcp).await?)), Vec::new(), peer)
-            }
+            SmtpSecurity::Tls => SmtpStream::new(
+                Inner::Tls(Box::new(self.handshake(tcp).await?)),
+                Vec::new(),
+                peer,
+            ),
             SmtpSecurity::Starttls => {
                 let (tcp, greeting) = self.starttls(tcp).await?;
                 let tls = self.handshake(tcp).await?;
@@ -124,9 +126,10 @@ impl Connector {
             .await
             .map_err(|e| format!("sending EHLO: {e}"))?;
         let capabilities = read_reply(&mut tcp, "250").await?;
-        let offers = String::from_utf8_lossy(&capabilities)
-            .lines()
-            .any(|l| l.get(4..).is_some_and(|c| c.trim().eq_ignore_ascii_case("STARTTLS")));
+        let offers = String::from_utf8_lossy(&capabilities).lines().any(|l| {
+            l.get(4..)
+                .is_some_and(|c| c.trim().eq_ignore_ascii_case("STARTTLS"))
+        });
         if !offers {
             return Err(format!(
                 "the SMTP server {} does not offer STARTTLS: set {SETTING}.security = \"tls\" if it speaks implicit TLS (usually port 465)",

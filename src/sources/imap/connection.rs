@@ -138,7 +138,8 @@ impl Connector {
     /// Prepares the TLS configuration ([`crate::tls`]: system and webpki roots, `ca_file`,
     /// pinned certificates).
     pub fn new(settings: Arc<ImapSettings>) -> Result<Connector, Error> {
-        let config = crate::tls::client_config(&settings.tls).map_err(|e| Error::Tls(e.to_string()))?;
+        let config =
+            crate::tls::client_config(&settings.tls).map_err(|e| Error::Tls(e.to_string()))?;
         Ok(Connector {
             settings,
             tls: TlsConnector::from(Arc::new(config)),
