@@ -56,7 +56,7 @@ async fn through_run(d: &Dovecot, n: usize) -> Duration {
         security: ImapSecurity::Tls,
         tls: slawatch::tls::TlsTrust::with_ca_file(d.cert_path()),
         username: USER.into(),
-        password: Secret::new(PASSWORD),
+        auth: slawatch::config::ImapAuth::Password(Secret::new(PASSWORD)),
         inbox_folders: vec!["INBOX".into()],
         sent_folders: Vec::new(),
         since: None,

@@ -49,6 +49,7 @@ async fn a_trickling_storm_sends_the_first_alerts_at_once_and_the_rest_as_one_di
         tls: slawatch::tls::TlsTrust::with_ca_file(server.cert.clone()),
         username: Some(USER.into()),
         password: Some(Secret::new(PASSWORD)),
+        oauth2: None,
         from: "SLA monitor <slawatch@desk.example>".into(),
         to: vec![],
         timeout: Duration::from_secs(5),

@@ -63,6 +63,7 @@ fn smtp(server: &SmtpServer, password: &str) -> SmtpSettings {
         tls: slawatch::tls::TlsTrust::with_ca_file(server.cert.clone()),
         username: Some(USER.into()),
         password: Some(Secret::new(password)),
+        oauth2: None,
         from: "slawatch@desk.example".into(),
         to: vec!["oncall@desk.example".into()],
         timeout: Duration::from_secs(3),

@@ -101,6 +101,7 @@ fn smtp(server: &SmtpServer) -> SmtpNotifier {
             tls: slawatch::tls::TlsTrust::with_ca_file(server.cert.clone()),
             username: Some(USER.into()),
             password: Some(slawatch::config::Secret::new(PASSWORD)),
+            oauth2: None,
             from: "SLA monitor <slawatch@desk.example>".into(),
             // With a rotation the fixed list is only for alerts nobody is on call for.
             to: vec![],

@@ -135,7 +135,7 @@ fn imaps(d: &Dovecot, host: &str, tls: TlsTrust) -> ImapSettings {
             ..tls
         },
         username: USER.into(),
-        password: Secret::new(PASSWORD),
+        auth: slawatch::config::ImapAuth::Password(Secret::new(PASSWORD)),
         inbox_folders: vec!["INBOX".into()],
         sent_folders: vec!["Sent".into()],
         since: None,
@@ -328,6 +328,7 @@ fn smtp_settings(server: &SmtpServer, security: SmtpSecurity, tls: TlsTrust) -> 
         },
         username: Some(support::smtp::USER.into()),
         password: Some(Secret::new(support::smtp::PASSWORD)),
+        oauth2: None,
         from: "SLA monitor <slawatch@desk.example>".into(),
         to: vec!["oncall@desk.example".into()],
         timeout: Duration::from_secs(5),

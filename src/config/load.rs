@@ -657,7 +657,29 @@ fn imap(
     }
     let tls = super::tls::trust(s, base, p);
     let username = s.required_string("username", p);
-    let password = secret(s, "password", file_only, true, base, p);
+    use crate::oauth2::Mechanism;
+    let mechanism = super::oauth2::mechanism(s, &[Mechanism::XOAuth2, Mechanism::OAuthBearer], p);
+    let mut secret_of =
+        |t: &mut Table, key: &str, p: &mut Problems| secret(t, key, file_only, false, base, p);
+    let oauth2 = super::oauth2::oauth2(
+        s,
+        mechanism.is_some(),
+        username.as_deref(),
+        base,
+        &mut secret_of,
+        p,
+    );
+    let auth = match (mechanism, oauth2) {
+        (Some(mechanism), Some(oauth2)) => Some(ImapAuth::OAuth2 { mechanism, oauth2 }),
+        (Some(_), None) => None,
+        (None, _) => secret(s, "password", file_only, true, base, p).map(ImapAuth::Password),
+    };
+    if mechanism.is_some() && (s.raw("password").is_some() || s.raw("password_file").is_some()) {
+        p.push(
+            s.path("password"),
+            "is not used with an OAuth2 auth: remove it",
+        );
+    }
     let mut inbox_folders = s.string_list("inbox_folders", p);
     if inbox_folders.is_empty() {
         inbox_folders.push("INBOX".to_string());
@@ -697,7 +719,7 @@ fn imap(
         allow_insecure,
         tls,
         username: username?,
-        password: password?,
+        auth: auth?,
         inbox_folders,
         sent_folders,
         since,
@@ -929,7 +951,10 @@ impl Settings {
                 SourceKind::Imap(i) => super::tls::with_effective(json!({
                     "name": s.name, "type": "imap", "host": i.host, "port": i.port, "security": i.security,
                     "allow_insecure": i.allow_insecure, "username": i.username,
-                    "password": "<redacted>", "inbox_folders": i.inbox_folders,
+                    "auth": match &i.auth { ImapAuth::Password(_) => json!("password"), ImapAuth::OAuth2 { mechanism, .. } => json!(mechanism) },
+                    "password": matches!(i.auth, ImapAuth::Password(_)).then_some("<redacted>"),
+                    "oauth2": match &i.auth { ImapAuth::OAuth2 { oauth2, .. } => super::oauth2::effective(oauth2), ImapAuth::Password(_) => Value::Null },
+                    "inbox_folders": i.inbox_folders,
                     "sent_folders": if i.sent_folders.is_empty() { json!("SPECIAL-USE \\Sent") } else { json!(i.sent_folders) },
                     "since": i.since, "idle_timeout": humantime::format_duration(i.idle_timeout).to_string(),
                     "poll_interval": humantime::format_duration(i.poll_interval).to_string(),

@@ -7,6 +7,7 @@
 mod calls;
 mod load;
 mod notify;
+mod oauth2;
 mod oncall;
 mod reader;
 mod settings;

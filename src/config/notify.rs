@@ -85,6 +85,9 @@ pub struct SmtpSettings {
     pub tls: crate::tls::TlsTrust,
     pub username: Option<String>,
     pub password: Option<Secret>,
+    /// `auth = "xoauth2"`: AUTH XOAUTH2 as `username` with a token from `[notify.smtp.oauth2]`
+    /// instead of the password.
+    pub oauth2: Option<crate::oauth2::OAuth2Settings>,
     /// The `From:` mailbox, e.g. `SLA monitor <slawatch@example.com>`.
     pub from: String,
     /// Recipients of every alert; with an on-call rotation, of the alerts nobody is on call for
@@ -291,8 +294,21 @@ fn smtp(
     });
     let tls = super::tls::trust(s, base, p);
     let username = s.string("username", p);
+    let mechanism = super::oauth2::mechanism(s, &[crate::oauth2::Mechanism::XOAuth2], p);
+    let oauth2 =
+        super::oauth2::oauth2(s, mechanism.is_some(), username.as_deref(), base, secret, p);
     let password = secret(s, "password", p);
-    if username.is_some() != password.is_some() {
+    if mechanism.is_some() {
+        if username.is_none() {
+            p.push(s.path("username"), "is required with auth = \"xoauth2\"");
+        }
+        if password.is_some() {
+            p.push(
+                s.path("password"),
+                "is not used with auth = \"xoauth2\": remove it",
+            );
+        }
+    } else if username.is_some() != password.is_some() {
         p.push(
             s.path("password"),
             "username and password go together: set both or neither",
@@ -328,6 +344,7 @@ fn smtp(
         tls,
         username,
         password,
+        oauth2,
         from,
         to,
         timeout,
@@ -390,6 +407,8 @@ impl NotifySettings {
             "smtp": self.smtp.as_ref().map(|s| with_effective(json!({
                 "host": s.host, "port": s.port, "security": s.security,
                 "username": s.username, "password": s.password.as_ref().map(|_| "<redacted>"),
+                "auth": if s.oauth2.is_some() { "xoauth2" } else { "password" },
+                "oauth2": s.oauth2.as_ref().map(super::oauth2::effective),
                 "from": s.from, "to": s.to, "timeout": d(s.timeout),
             }), &s.tls)),
             "webhook": self.webhook.as_ref().map(|w| with_effective(json!({

@@ -114,8 +114,12 @@ impl SmtpNotifier {
             }
             SmtpSecurity::Tls | SmtpSecurity::Starttls => s.host.clone(),
         };
-        let login = match (&s.username, &s.password) {
-            (Some(user), Some(password)) => Login::Password(Credentials::new(
+        let login = match (&s.username, &s.password, &s.oauth2) {
+            (Some(user), _, Some(oauth2)) => Login::OAuth2 {
+                user: user.clone(),
+                tokens: crate::oauth2::TokenSource::new(oauth2.clone())?,
+            },
+            (Some(user), Some(password), None) => Login::Password(Credentials::new(
                 user.clone(),
                 password.expose().to_string(),
             )),
@@ -364,7 +368,7 @@ fn describe(e: &lettre::transport::smtp::Error) -> String {
         source = s.source();
     }
     if e.status().is_some_and(|c| c.to_string().starts_with("535")) {
-        text.push_str(" (check notify.smtp.username and the password)");
+        text.push_str(" (check notify.smtp.username and its password or token)");
     }
     text
 }
@@ -590,6 +594,7 @@ mod tests {
                 tls: Default::default(),
                 username: None,
                 password: None,
+                oauth2: None,
                 from: "SLA monitor <slawatch@desk.example>".into(),
                 to: vec!["oncall@desk.example".into()],
                 timeout: Duration::from_secs(5),

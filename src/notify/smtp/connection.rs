@@ -37,6 +37,11 @@ const MAX_REPLY: usize = 16 * 1024;
 pub enum Login {
     None,
     Password(Credentials),
+    /// AUTH XOAUTH2 as this user with a token from the source.
+    OAuth2 {
+        user: String,
+        tokens: Arc<crate::oauth2::TokenSource>,
+    },
 }
 
 /// Opens authenticated connections to the configured relay.
@@ -100,6 +105,15 @@ impl Connector {
                 conn.auth(&[Mechanism::Plain, Mechanism::Login], credentials)
                     .await
                     .map_err(|e| super::describe(&e))?;
+            }
+            Login::OAuth2 { user, tokens } => {
+                let token = tokens.token().await.map_err(|e| e.to_string())?;
+                let credentials = Credentials::new(user.clone(), token.expose().to_string());
+                if let Err(e) = conn.auth(&[Mechanism::Xoauth2], &credentials).await {
+                    // Refused: the next attempt asks for a new token.
+                    tokens.invalidate().await;
+                    return Err(super::describe(&e));
+                }
             }
         }
         Ok(conn)

@@ -1,4 +1,6 @@
-//! One authenticated IMAP connection: TCP, TLS (implicit or STARTTLS), greeting, LOGIN.
+//! One authenticated IMAP connection: TCP, TLS (implicit or STARTTLS), greeting, then LOGIN or
+//! SASL `XOAUTH2` / `OAUTHBEARER` with an access token ([`crate::oauth2`]: cached, and dropped
+//! when the server refuses it, so the next connection brings a new one).
 //!
 //! async-imap has no TLS and no timeouts of its own, so this module owns both. The TCP socket is
 //! wrapped in a [`TimeoutStream`] whose read and write timeouts are the source's `timeout`: a
@@ -24,7 +26,7 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 use super::error::Error;
-use crate::config::{ImapSecurity, ImapSettings};
+use crate::config::{ImapAuth, ImapSecurity, ImapSettings};
 
 /// The TCP socket with read/write timeouts, pinned because `TimeoutStream` is `!Unpin`.
 type TimedTcp = Pin<Box<TimeoutStream<TcpStream>>>;
@@ -102,6 +104,26 @@ impl AsyncWrite for Transport {
     }
 }
 
+/// The SASL exchange of `XOAUTH2` / `OAUTHBEARER`: the token first; to an error challenge (a
+/// JSON status from the server) the empty response (XOAUTH2) or `%x01` (RFC 7628 §3.2.3), after
+/// which the server answers NO.
+struct SaslToken {
+    first: Option<String>,
+    mechanism: crate::oauth2::Mechanism,
+}
+
+impl async_imap::Authenticator for SaslToken {
+    type Response = Vec<u8>;
+
+    fn process(&mut self, _challenge: &[u8]) -> Vec<u8> {
+        match (self.first.take(), self.mechanism) {
+            (Some(first), _) => first.into_bytes(),
+            (None, crate::oauth2::Mechanism::OAuthBearer) => vec![1],
+            (None, crate::oauth2::Mechanism::XOAuth2) => Vec::new(),
+        }
+    }
+}
+
 /// Runs `fut` bounded by `limit`, turning expiry into [`Error::Timeout`].
 pub async fn bounded<T>(
     what: &'static str,
@@ -122,6 +144,8 @@ pub async fn bounded<T>(
 pub struct Connector {
     settings: Arc<ImapSettings>,
     tls: TlsConnector,
+    /// The access tokens of an OAuth2 login, shared by every folder's connection.
+    tokens: Option<Arc<crate::oauth2::TokenSource>>,
 }
 
 impl fmt::Debug for Connector {
@@ -140,9 +164,17 @@ impl Connector {
     pub fn new(settings: Arc<ImapSettings>) -> Result<Connector, Error> {
         let config =
             crate::tls::client_config(&settings.tls).map_err(|e| Error::Tls(e.to_string()))?;
+        let tokens = match &settings.auth {
+            ImapAuth::OAuth2 { oauth2, .. } => Some(
+                crate::oauth2::TokenSource::new(oauth2.clone())
+                    .map_err(|e| Error::Token(e.to_string()))?,
+            ),
+            ImapAuth::Password(_) => None,
+        };
         Ok(Connector {
             settings,
             tls: TlsConnector::from(Arc::new(config)),
+            tokens,
         })
     }
 
@@ -203,21 +235,53 @@ impl Connector {
             }
         };
 
-        bounded("logging in", timeout, async {
-            client
-                .login(&s.username, s.password.expose())
-                .await
-                .map_err(|(e, _)| match e {
-                    async_imap::error::Error::No(m) | async_imap::error::Error::Bad(m) => {
-                        Error::Auth(m)
-                    }
-                    async_imap::error::Error::Validate(v) => {
-                        Error::Auth(format!("user name or password not sendable: {v}"))
-                    }
-                    other => Error::from_imap("logging in", timeout, other),
+        let refused = |e: async_imap::error::Error| match e {
+            async_imap::error::Error::No(m) | async_imap::error::Error::Bad(m) => Error::Auth(m),
+            async_imap::error::Error::Validate(v) => {
+                Error::Auth(format!("user name or password not sendable: {v}"))
+            }
+            other => Error::from_imap("logging in", timeout, other),
+        };
+        match (&s.auth, &self.tokens) {
+            (ImapAuth::OAuth2 { mechanism, .. }, Some(tokens)) => {
+                let token = tokens
+                    .token()
+                    .await
+                    .map_err(|e| Error::Token(e.to_string()))?;
+                let sasl = SaslToken {
+                    first: Some(crate::oauth2::sasl_response(
+                        *mechanism,
+                        &s.username,
+                        &token,
+                        &s.host,
+                        s.port,
+                    )),
+                    mechanism: *mechanism,
+                };
+                let result = bounded("logging in", timeout, async {
+                    client
+                        .authenticate(mechanism.sasl_name(), sasl)
+                        .await
+                        .map_err(|(e, _)| refused(e))
                 })
-        })
-        .await
+                .await;
+                if let Err(Error::Auth(_)) = &result {
+                    // Refused: the next connection asks for a new token.
+                    tokens.invalidate().await;
+                }
+                result
+            }
+            (ImapAuth::Password(password), _) => {
+                bounded("logging in", timeout, async {
+                    client
+                        .login(&s.username, password.expose())
+                        .await
+                        .map_err(|(e, _)| refused(e))
+                })
+                .await
+            }
+            (ImapAuth::OAuth2 { .. }, None) => Err(Error::Token("no token source".into())),
+        }
     }
 
     async fn handshake(&self, timed: TimedTcp) -> Result<TlsStream<TimedTcp>, Error> {
