@@ -229,6 +229,19 @@ impl Dovecot {
     /// Configures an instance without starting it, so a test or bench can fill the Maildir
     /// first ([`Dovecot::maildir_drop`]); then call [`Dovecot::launch`].
     pub fn configure() -> Dovecot {
+        Dovecot::configure_with(None)
+    }
+
+    /// Like [`Dovecot::start`], and the user may also log in with `XOAUTH2` / `OAUTHBEARER`:
+    /// an `oauth2` passdb checks each token at `introspection_url` (RFC 7662, `POST token=…`),
+    /// which must answer `{"active": true, "username": "alice"}`.
+    pub fn start_with_oauth2(introspection_url: &str) -> Dovecot {
+        let mut d = Dovecot::configure_with(Some(introspection_url));
+        d.launch();
+        d
+    }
+
+    fn configure_with(introspection_url: Option<&str>) -> Dovecot {
         require_tool(DOVECOT, "Dovecot");
         require_tool("openssl", "The openssl command-line tool");
         let dir = tempfile::Builder::new()
@@ -248,6 +261,27 @@ impl Dovecot {
             format!("{USER}:{{PLAIN}}{PASSWORD}::::{d}/home/{USER}\n"),
         )
         .unwrap();
+        let (mechanisms, oauth2_passdb) = match introspection_url {
+            None => ("plain login", String::new()),
+            Some(url) => {
+                std::fs::write(
+                    dir.path().join("dovecot-oauth2.conf.ext"),
+                    format!(
+                        "introspection_mode = post\nintrospection_url = {url}\n\
+                         force_introspection = yes\nusername_attribute = username\n\
+                         active_attribute = active\nactive_value = true\ntimeout_msecs = 5000\n"
+                    ),
+                )
+                .unwrap();
+                (
+                    "plain login xoauth2 oauthbearer",
+                    format!(
+                        "passdb {{\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n  \
+                         args = {d}/dovecot-oauth2.conf.ext\n}}\n"
+                    ),
+                )
+            }
+        };
         let conf = format!(
             r#"instance_name = slawatch-test-{imap_port}
 base_dir = {d}/run
@@ -270,16 +304,17 @@ ssl_cert = <{d}/cert.pem
 ssl_key = <{d}/key.pem
 ssl_min_protocol = TLSv1.2
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = {mechanisms}
 auth_username_format = %Ln
 auth_failure_delay = 0
 mailbox_idle_check_interval = 1 secs
 imap_idle_notify_interval = 2 mins
 passdb {{
   driver = passwd-file
+  mechanisms = plain login
   args = scheme=PLAIN username_format=%u {d}/passwd
 }}
-userdb {{
+{oauth2_passdb}userdb {{
   driver = static
   args = uid={uid} gid={gid} home={d}/home/%u
 }}
