@@ -309,12 +309,11 @@ auth_username_format = %Ln
 auth_failure_delay = 0
 mailbox_idle_check_interval = 1 secs
 imap_idle_notify_interval = 2 mins
-passdb {{
+{oauth2_passdb}passdb {{
   driver = passwd-file
-  mechanisms = plain login
   args = scheme=PLAIN username_format=%u {d}/passwd
 }}
-{oauth2_passdb}userdb {{
+userdb {{
   driver = static
   args = uid={uid} gid={gid} home={d}/home/%u
 }}
