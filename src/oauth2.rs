@@ -545,15 +545,21 @@ pub fn sasl_response(
 }
 
 /// The SASL mechanisms slawatch speaks with an access token.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mechanism {
-    #[serde(rename = "xoauth2")]
     XOAuth2,
-    #[serde(rename = "oauthbearer")]
     OAuthBearer,
 }
 
 impl Mechanism {
+    /// The value of the `auth` setting.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mechanism::XOAuth2 => "xoauth2",
+            Mechanism::OAuthBearer => "oauthbearer",
+        }
+    }
+
     pub fn sasl_name(self) -> &'static str {
         match self {
             Mechanism::XOAuth2 => "XOAUTH2",

@@ -951,7 +951,7 @@ impl Settings {
                 SourceKind::Imap(i) => super::tls::with_effective(json!({
                     "name": s.name, "type": "imap", "host": i.host, "port": i.port, "security": i.security,
                     "allow_insecure": i.allow_insecure, "username": i.username,
-                    "auth": match &i.auth { ImapAuth::Password(_) => json!("password"), ImapAuth::OAuth2 { mechanism, .. } => json!(mechanism) },
+                    "auth": match &i.auth { ImapAuth::Password(_) => json!("password"), ImapAuth::OAuth2 { mechanism, .. } => json!(mechanism.name()) },
                     "password": matches!(i.auth, ImapAuth::Password(_)).then_some("<redacted>"),
                     "oauth2": match &i.auth { ImapAuth::OAuth2 { oauth2, .. } => super::oauth2::effective(oauth2), ImapAuth::Password(_) => Value::Null },
                     "inbox_folders": i.inbox_folders,

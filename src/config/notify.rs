@@ -145,7 +145,7 @@ pub const ALERTMANAGER_VALID_FOR: u32 = 4;
 /// Known notifier names.
 pub const NOTIFIERS: [&str; 3] = ["smtp", "webhook", "alertmanager"];
 
-type SecretFn<'f> = dyn FnMut(&mut Table, &str, &mut Problems) -> Option<Secret> + 'f;
+use super::oauth2::SecretFn;
 
 /// Parses `[notify]`. `secret` reads a secret key the way the rest of the configuration does.
 pub(super) fn notify(

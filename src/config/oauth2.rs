@@ -39,17 +39,11 @@ pub(super) fn mechanism(
     allowed: &[Mechanism],
     p: &mut Problems,
 ) -> Option<Mechanism> {
-    let names: Vec<&str> = allowed
-        .iter()
-        .map(|m| match m {
-            Mechanism::XOAuth2 => "xoauth2",
-            Mechanism::OAuthBearer => "oauthbearer",
-        })
-        .collect();
+    let names: Vec<&str> = allowed.iter().map(|m| m.name()).collect();
     match t.string("auth", p).as_deref() {
         None | Some("password") => None,
-        Some(name) => match names.iter().position(|n| *n == name) {
-            Some(i) => Some(allowed[i]),
+        Some(name) => match allowed.iter().find(|m| m.name() == name) {
+            Some(m) => Some(*m),
             None => {
                 p.push(
                     t.path("auth"),

@@ -144,8 +144,18 @@ pub async fn bounded<T>(
 pub struct Connector {
     settings: Arc<ImapSettings>,
     tls: TlsConnector,
-    /// The access tokens of an OAuth2 login, shared by every folder's connection.
-    tokens: Option<Arc<crate::oauth2::TokenSource>>,
+    login: Login,
+}
+
+/// How a connection logs in.
+#[derive(Clone)]
+enum Login {
+    Password(crate::config::Secret),
+    /// SASL with an access token from `tokens`, shared by every folder's connection.
+    OAuth2 {
+        mechanism: crate::oauth2::Mechanism,
+        tokens: Arc<crate::oauth2::TokenSource>,
+    },
 }
 
 impl fmt::Debug for Connector {
@@ -164,17 +174,18 @@ impl Connector {
     pub fn new(settings: Arc<ImapSettings>) -> Result<Connector, Error> {
         let config =
             crate::tls::client_config(&settings.tls).map_err(|e| Error::Tls(e.to_string()))?;
-        let tokens = match &settings.auth {
-            ImapAuth::OAuth2 { oauth2, .. } => Some(
-                crate::oauth2::TokenSource::new(oauth2.clone())
+        let login = match &settings.auth {
+            ImapAuth::OAuth2 { mechanism, oauth2 } => Login::OAuth2 {
+                mechanism: *mechanism,
+                tokens: crate::oauth2::TokenSource::new(oauth2.clone())
                     .map_err(|e| Error::Token(e.to_string()))?,
-            ),
-            ImapAuth::Password(_) => None,
+            },
+            ImapAuth::Password(password) => Login::Password(password.clone()),
         };
         Ok(Connector {
             settings,
             tls: TlsConnector::from(Arc::new(config)),
-            tokens,
+            login,
         })
     }
 
@@ -211,7 +222,10 @@ impl Connector {
                 read_greeting(&mut plain, timeout).await?;
                 let caps = bounded("reading CAPABILITY", timeout, capabilities(&mut plain)).await?;
                 if !caps.iter().any(|c| c.eq_ignore_ascii_case("STARTTLS")) {
-                    return Err(Error::Tls(format!("{} does not offer STARTTLS", s.host)));
+                    return Err(Error::Tls(format!(
+                        "{} does not offer STARTTLS: set {}.security = \"tls\" if it speaks implicit TLS (usually port 993)",
+                        s.host, s.tls.setting
+                    )));
                 }
                 bounded("starting TLS", timeout, async {
                     plain
@@ -242,8 +256,8 @@ impl Connector {
             }
             other => Error::from_imap("logging in", timeout, other),
         };
-        match (&s.auth, &self.tokens) {
-            (ImapAuth::OAuth2 { mechanism, .. }, Some(tokens)) => {
+        match &self.login {
+            Login::OAuth2 { mechanism, tokens } => {
                 let token = tokens
                     .token()
                     .await
@@ -271,7 +285,7 @@ impl Connector {
                 }
                 result
             }
-            (ImapAuth::Password(password), _) => {
+            Login::Password(password) => {
                 bounded("logging in", timeout, async {
                     client
                         .login(&s.username, password.expose())
@@ -280,7 +294,6 @@ impl Connector {
                 })
                 .await
             }
-            (ImapAuth::OAuth2 { .. }, None) => Err(Error::Token("no token source".into())),
         }
     }
 
