@@ -239,17 +239,16 @@ impl TokenSource {
 
     /// A token good for a new connection: the cached one until its refresh time, else a new
     /// one. Concurrent callers wait for one request.
-    pub async fn token(&self) -> Result<Secret, TokenError> {
+    pub async fn token(&self) -> Result<AccessToken, TokenError> {
         let mut cached = self.cached.lock().await;
         if let Some(t) = cached.as_ref()
             && Instant::now() < t.refresh_at
         {
-            return Ok(t.secret.clone());
+            return Ok(t.clone());
         }
         let fresh = self.fetch().await?;
-        let secret = fresh.secret.clone();
-        *cached = Some(fresh);
-        Ok(secret)
+        *cached = Some(fresh.clone());
+        Ok(fresh)
     }
 
     /// Forgets the cached token: the server refused it, the next connection gets a new one.

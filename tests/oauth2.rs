@@ -173,7 +173,8 @@ async fn xoauth2_keeps_reading_across_token_expiry_and_a_dovecot_restart() {
     // Folder discovery and both folders' connections shared one cached token.
     assert_eq!(authority.grants(), ["client_credentials"]);
 
-    // The token expires while the session idles; the session stays and mail still arrives.
+    // The first token expires: the sessions have logged in again with renewed ones by then,
+    // and mail still arrives.
     tokio::time::sleep(Duration::from_secs(5)).await;
     d.append("INBOX", &message("m2"), t0());
     r.wait_for_messages(2).await;
@@ -193,6 +194,32 @@ async fn xoauth2_keeps_reading_across_token_expiry_and_a_dovecot_restart() {
     );
     assert!(grants.iter().all(|g| g == "client_credentials"));
     assert!(d.log().contains("method=XOAUTH2"), "{}", d.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_log_in_again_with_a_renewed_token_before_it_expires_without_a_failure() {
+    // Servers such as Exchange Online end a session whose token expired: each folder's session
+    // logs in again when its token is due for renewal (halfway through a 4 s token here).
+    let authority = Authority::start(4, USER);
+    let d = Dovecot::start_with_oauth2(&authority.introspection_url());
+    d.append("INBOX", &message("m1"), t0());
+    let r = Running::start(imap_settings(
+        &d,
+        Mechanism::XOAuth2,
+        client_credentials(&authority, CLIENT_SECRET),
+    ));
+    r.wait_for_messages(1).await;
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    d.append("INBOX", &message("m2"), t0());
+    r.wait_for_messages(2).await;
+    let logins = d.log().matches("method=XOAUTH2").count();
+    assert!(logins >= 6, "{logins} logins:\n{}", d.log());
+    assert!(authority.grants().len() >= 3, "{:?}", authority.grants());
+    let health = r.health();
+    assert!(
+        health.iter().all(|h| h == "up=true"),
+        "a planned re-login counted as a failure: {health:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -253,7 +280,12 @@ async fn a_token_that_cannot_be_had_marks_the_source_down_without_leaking_the_se
         "sources.desk.oauth2",
     ))
     .unwrap();
-    let err = tokens.token().await.expect_err("refused").to_string();
+    let err = tokens
+        .token()
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .expect("refused");
     assert!(err.contains("invalid_client"), "{err}");
     assert!(err.contains("sources.desk.oauth2"), "{err}");
     assert!(!err.contains("wrong-client-secret"), "{err}");

@@ -108,7 +108,7 @@ impl Connector {
             }
             Login::OAuth2 { user, tokens } => {
                 let token = tokens.token().await.map_err(|e| e.to_string())?;
-                let credentials = Credentials::new(user.clone(), token.expose().to_string());
+                let credentials = Credentials::new(user.clone(), token.secret.expose().to_string());
                 if let Err(e) = conn.auth(&[Mechanism::Xoauth2], &credentials).await {
                     // Refused: the next attempt asks for a new token.
                     tokens.invalidate().await;

@@ -21,6 +21,7 @@ use async_imap::{Client, Session};
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 use tokio_io_timeout::TimeoutStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
@@ -193,8 +194,10 @@ impl Connector {
         &self.settings
     }
 
-    /// Connects, secures the stream as configured, reads the greeting and logs in.
-    pub async fn connect(&self) -> Result<ImapSession, Error> {
+    /// Connects, secures the stream as configured, reads the greeting and logs in. With an
+    /// OAuth2 login, also says when to log in again: when its token is due for renewal, before
+    /// it expires (servers such as Exchange Online end a session whose token expired).
+    pub async fn connect(&self) -> Result<(ImapSession, Option<Instant>), Error> {
         let s = &*self.settings;
         let timeout = s.timeout;
         let addrs = resolve(&s.host, s.port, timeout).await?;
@@ -266,7 +269,7 @@ impl Connector {
                     first: Some(crate::oauth2::sasl_response(
                         *mechanism,
                         &s.username,
-                        &token,
+                        &token.secret,
                         &s.host,
                         s.port,
                     )),
@@ -283,17 +286,16 @@ impl Connector {
                     // Refused: the next connection asks for a new token.
                     tokens.invalidate().await;
                 }
-                result
+                result.map(|session| (session, Some(token.refresh_at)))
             }
-            Login::Password(password) => {
-                bounded("logging in", timeout, async {
-                    client
-                        .login(&s.username, password.expose())
-                        .await
-                        .map_err(|(e, _)| refused(e))
-                })
-                .await
-            }
+            Login::Password(password) => bounded("logging in", timeout, async {
+                client
+                    .login(&s.username, password.expose())
+                    .await
+                    .map_err(|(e, _)| refused(e))
+            })
+            .await
+            .map(|session| (session, None)),
         }
     }
 
