@@ -674,14 +674,31 @@ fn imap(
     {
         p.push(s.path("security"), "plain IMAP sends the password in clear: only to a loopback host, or set allow_insecure = true");
     }
-    let ca_file = s.string("ca_file", p).map(|f| base.join(f));
-    if let Some(f) = &ca_file
-        && !f.is_file()
-    {
-        p.push(s.path("ca_file"), format!("{} does not exist", f.display()));
-    }
+    let tls = super::tls::trust(s, base, p);
     let username = s.required_string("username", p);
-    let password = secret(s, "password", file_only, true, base, p);
+    use crate::oauth2::Mechanism;
+    let mechanism = super::oauth2::mechanism(s, &[Mechanism::XOAuth2, Mechanism::OAuthBearer], p);
+    let mut secret_of =
+        |t: &mut Table, key: &str, p: &mut Problems| secret(t, key, file_only, false, base, p);
+    let oauth2 = super::oauth2::oauth2(
+        s,
+        mechanism.is_some(),
+        username.as_deref(),
+        base,
+        &mut secret_of,
+        p,
+    );
+    let auth = match (mechanism, oauth2) {
+        (Some(mechanism), Some(oauth2)) => Some(ImapAuth::OAuth2 { mechanism, oauth2 }),
+        (Some(_), None) => None,
+        (None, _) => secret(s, "password", file_only, true, base, p).map(ImapAuth::Password),
+    };
+    if mechanism.is_some() && (s.raw("password").is_some() || s.raw("password_file").is_some()) {
+        p.push(
+            s.path("password"),
+            "is not used with an OAuth2 auth: remove it",
+        );
+    }
     let mut inbox_folders = s.string_list("inbox_folders", p);
     if inbox_folders.is_empty() {
         inbox_folders.push("INBOX".to_string());
@@ -719,9 +736,9 @@ fn imap(
         port: port as u16,
         security,
         allow_insecure,
-        ca_file,
+        tls,
         username: username?,
-        password: password?,
+        auth: auth?,
         inbox_folders,
         sent_folders,
         since,
@@ -950,15 +967,18 @@ impl Settings {
             .sources
             .iter()
             .map(|s| match &s.kind {
-                SourceKind::Imap(i) => json!({
+                SourceKind::Imap(i) => super::tls::with_effective(json!({
                     "name": s.name, "type": "imap", "host": i.host, "port": i.port, "security": i.security,
-                    "allow_insecure": i.allow_insecure, "ca_file": i.ca_file, "username": i.username,
-                    "password": "<redacted>", "inbox_folders": i.inbox_folders,
+                    "allow_insecure": i.allow_insecure, "username": i.username,
+                    "auth": match &i.auth { ImapAuth::Password(_) => json!("password"), ImapAuth::OAuth2 { mechanism, .. } => json!(mechanism.name()) },
+                    "password": matches!(i.auth, ImapAuth::Password(_)).then_some("<redacted>"),
+                    "oauth2": match &i.auth { ImapAuth::OAuth2 { oauth2, .. } => super::oauth2::effective(oauth2), ImapAuth::Password(_) => Value::Null },
+                    "inbox_folders": i.inbox_folders,
                     "sent_folders": if i.sent_folders.is_empty() { json!("SPECIAL-USE \\Sent") } else { json!(i.sent_folders) },
                     "since": i.since, "idle_timeout": humantime::format_duration(i.idle_timeout).to_string(),
                     "poll_interval": humantime::format_duration(i.poll_interval).to_string(),
                     "body_prefix_bytes": i.body_prefix_bytes, "timeout": humantime::format_duration(i.timeout).to_string(),
-                }),
+                }), &i.tls),
                 SourceKind::Maildir(m) => json!({
                     "name": s.name, "type": "maildir", "path": m.path, "inbox_folders": m.inbox_folders,
                     "sent_folders": m.sent_folders, "scan_interval": humantime::format_duration(m.scan_interval).to_string(),

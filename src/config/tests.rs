@@ -156,8 +156,11 @@ username = "support@example.com"
     let SourceKind::Imap(i) = &s.sources[0].kind else {
         panic!()
     };
-    assert_eq!(i.password.expose(), "s3cret");
-    assert_eq!(format!("{:?}", i.password), "<redacted>");
+    let ImapAuth::Password(password) = &i.auth else {
+        panic!("password auth expected")
+    };
+    assert_eq!(password.expose(), "s3cret");
+    assert_eq!(format!("{password:?}"), "<redacted>");
     let printed = serde_json::to_string(&s.effective()).unwrap();
     assert!(!printed.contains("s3cret") && printed.contains("<redacted>"));
 
@@ -170,7 +173,10 @@ username = "support@example.com"
     let SourceKind::Imap(i) = &s.sources[0].kind else {
         panic!()
     };
-    assert_eq!(i.password.expose(), "from-env");
+    let ImapAuth::Password(password) = &i.auth else {
+        panic!("password auth expected")
+    };
+    assert_eq!(password.expose(), "from-env");
 }
 
 #[test]
