@@ -300,12 +300,25 @@ language = "es"
     assert!(d.stop());
 }
 
+/// One Calls API resource: `(sid, parent, direction, status, from, to, start minute,
+/// duration s)`.
+type Resource<'a> = (
+    &'a str,
+    Option<&'a str>,
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a str,
+    i64,
+    i64,
+);
+
 /// A desk's afternoon as Calls API resources, times in minutes after `base`: missed calls,
 /// callbacks that connect (or not) after them, a repeat call, and calls a `<Dial>` child
-/// answered. `(sid, parent, direction, status, from, to, start minute, duration s)`.
+/// answered.
 fn afternoon(base: chrono::DateTime<chrono::Utc>) -> Vec<Value> {
     let line = "+34910000000";
-    let calls: [(&str, Option<&str>, &str, &str, &str, &str, i64, i64); 13] = [
+    let calls: [Resource; 13] = [
         (
             "CA31",
             None,
