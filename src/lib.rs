@@ -21,6 +21,8 @@
 //! - [`monitor`]: the monitor's own record (start, stop, heartbeats, source health);
 //! - [`service`]: what systemd hears (readiness, status, watchdog);
 //! - [`engine`]: wires them together and owns the one writer of the ledger;
+//! - [`oauth2`]: access tokens for mailboxes that take no password (Microsoft 365, Google);
+//! - [`tls`]: whom every outgoing TLS connection trusts (CA files, pinned certificates);
 //! - [`config`]: file + environment → validated [`config::Settings`] (and the core's settings).
 //!
 //! It depends on the core, never the other way: an SLA rule written here would escape the
@@ -33,9 +35,11 @@ pub mod engine;
 pub mod http;
 pub mod monitor;
 pub mod notify;
+pub mod oauth2;
 pub mod report;
 pub mod scheduler;
 pub mod service;
 pub mod sources;
 pub mod store;
 pub mod telemetry;
+pub mod tls;

@@ -375,3 +375,121 @@ fn check_config_names_every_problem_and_redacts_secrets() {
     assert_eq!(effective["policies"][0]["target_seconds"], 900);
     assert!(!stdout.contains("very-secret-token"));
 }
+
+/// A mail client's message: `In-Reply-To` the last parent, `References` all of them; no
+/// `Message-ID` when `id` is empty.
+fn conversation_mail(from: &str, to: &str, id: &str, subject: &str, parents: &[String]) -> Vec<u8> {
+    let mut head = format!("From: {from}\r\nTo: {to}\r\nSubject: {subject}\r\n");
+    if !id.is_empty() {
+        head.push_str(&format!("Message-ID: {id}\r\n"));
+    }
+    if let Some(parent) = parents.last() {
+        head.push_str(&format!(
+            "In-Reply-To: {parent}\r\nReferences: {}\r\n",
+            parents.join(" ")
+        ));
+    }
+    format!("{head}\r\nHello, about {subject}: my parcel has not arrived yet.\r\n").into_bytes()
+}
+
+/// Six conversations of a morning (folder, message, INTERNALDATE): second messages before the
+/// reply (one without a Message-ID), replies in time, late and very late, and customers writing
+/// again after the reply.
+fn morning() -> Vec<(&'static str, Vec<u8>, DateTime<Utc>)> {
+    let customer = "Customer <customer@customer.test>";
+    let desk = "support@example.com";
+    let mut out = Vec::new();
+    for k in 0..6i64 {
+        let start = ago(240 - 30 * k);
+        let first = format!("<first{k}@customer.test>");
+        let subject = format!("parcel {k}");
+        out.push((
+            "INBOX",
+            conversation_mail(customer, desk, &first, &subject, &[]),
+            start,
+        ));
+        if k % 2 == 0 {
+            let id = if k == 2 {
+                String::new()
+            } else {
+                format!("<again{k}@customer.test>")
+            };
+            let raw =
+                conversation_mail(customer, desk, &id, &subject, std::slice::from_ref(&first));
+            out.push(("INBOX", raw, start + chrono::Duration::minutes(3)));
+        }
+        let reply_at = start + chrono::Duration::minutes([5, 12, 25][(k % 3) as usize]);
+        let reply = format!("<reply{k}@example.com>");
+        let to = "customer@customer.test";
+        let raw = conversation_mail(desk, to, &reply, &subject, std::slice::from_ref(&first));
+        out.push(("Sent", raw, reply_at));
+        if k % 2 == 1 {
+            let chain = [first.clone(), reply.clone()];
+            let id = format!("<next{k}@customer.test>");
+            let raw = conversation_mail(customer, desk, &id, &subject, &chain);
+            out.push(("INBOX", raw, reply_at + chrono::Duration::minutes(2)));
+        }
+    }
+    out
+}
+
+/// Every inquiry's outcome, merged ones left out, sorted.
+fn mail_outcomes(d: &Daemon) -> Vec<Value> {
+    let mut out: Vec<Value> = d.get_json("/api/v1/inquiries?limit=1000")["inquiries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["state"] != "merged")
+        .map(|i| {
+            serde_json::json!({
+                "id": i["id"], "subject": i["subject"], "kind": i["kind"],
+                "received_at": i["received_at"], "state": i["state"], "sla": i["sla"],
+                "responded_at": i["responded_at"], "response_kind": i["response_kind"],
+                "follow_ups": i["follow_ups"],
+            })
+        })
+        .collect();
+    out.sort_by_key(|o| o.to_string());
+    out
+}
+
+/// DESIGN.md "Evidence order" on the real binary: mail arriving in Sent and INBOX while the
+/// daemon runs — every reply before the message it answers, customers' mail newest first —
+/// ends in the same inquiries and outcomes as a fresh daemon reading the finished mailbox.
+#[test]
+fn mail_arriving_in_both_folders_while_running_ends_as_a_fresh_read_of_the_mailbox() {
+    let mail = morning();
+    let config = |d: &Dovecot| format!("{}sent_folders = [\"Sent\"]\n", config(d));
+
+    // The reference: a fresh daemon on the finished mailbox.
+    let finished = Dovecot::start();
+    for (folder, raw, at) in &mail {
+        finished.append(folder, raw, *at);
+    }
+    let dir = tempdir();
+    let mut d = Daemon::configure(dir.path(), &config(&finished), &env());
+    d.start();
+    d.wait_ready(Duration::from_secs(30));
+    let expected = mail_outcomes(&d);
+    assert!(d.stop());
+    // Six first inquiries and three next replies.
+    assert_eq!(expected.len(), 9, "{expected:#?}");
+
+    // Live: the replies arrive first, then the customers' mail newest first, each on its own.
+    let live = Dovecot::start();
+    let dir = tempdir();
+    let mut d = Daemon::configure(dir.path(), &config(&live), &env());
+    d.start();
+    d.wait_ready(Duration::from_secs(30));
+    let (sent, inbox): (Vec<_>, Vec<_>) = mail.iter().partition(|(f, _, _)| *f == "Sent");
+    for (folder, raw, at) in sent.iter().chain(inbox.iter().rev()) {
+        live.append(folder, raw, *at);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let until = std::time::Instant::now() + Duration::from_secs(30);
+    while mail_outcomes(&d) != expected && std::time::Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(mail_outcomes(&d), expected);
+    assert!(d.stop());
+}

@@ -206,9 +206,12 @@ fn settings(port: u16, security: ImapSecurity, ca: Option<PathBuf>) -> ImapSetti
         host: "localhost".into(),
         port,
         security,
-        ca_file: ca,
+        tls: slawatch::tls::TlsTrust {
+            ca_file: ca,
+            ..Default::default()
+        },
         username: USER.into(),
-        password: Secret::new(PASSWORD),
+        auth: slawatch::config::ImapAuth::Password(Secret::new(PASSWORD)),
         inbox_folders: vec!["INBOX".into()],
         sent_folders: Vec::new(),
         since: None,
@@ -489,7 +492,7 @@ async fn silent_server_times_out_and_is_retried() {
 async fn wrong_password_is_an_auth_error_retried_with_backoff() {
     let d = Dovecot::start();
     let mut s = imaps(&d);
-    s.password = Secret::new("wrong");
+    s.auth = slawatch::config::ImapAuth::Password(Secret::new("wrong"));
     let r = start(s, Vec::new());
     let began = std::time::Instant::now();
     r.wait_until("two auth errors", |r| r.errors("auth") >= 2)

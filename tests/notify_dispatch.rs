@@ -51,6 +51,7 @@ fn webhook(url: &str, format: WebhookFormat) -> WebhookSettings {
         format,
         token: Some(Secret::new("hook-token")),
         timeout: Duration::from_secs(5),
+        tls: Default::default(),
     }
 }
 
@@ -59,9 +60,10 @@ fn smtp(server: &SmtpServer, password: &str) -> SmtpSettings {
         host: "127.0.0.1".into(),
         port: server.starttls_port,
         security: SmtpSecurity::Starttls,
-        ca_file: Some(server.cert.clone()),
+        tls: slawatch::tls::TlsTrust::with_ca_file(server.cert.clone()),
         username: Some(USER.into()),
         password: Some(Secret::new(password)),
+        oauth2: None,
         from: "slawatch@desk.example".into(),
         to: vec!["oncall@desk.example".into()],
         timeout: Duration::from_secs(3),
@@ -157,6 +159,7 @@ async fn a_real_alertmanager_receives_the_push_and_routes_it() {
     let n = AlertmanagerNotifier::new(&AlertmanagerSettings {
         url: am.url.clone(),
         timeout: Duration::from_secs(5),
+        tls: Default::default(),
         resend_every: Duration::from_secs(60),
     })
     .unwrap();
@@ -237,6 +240,7 @@ async fn alertmanager_keeps_a_breach_firing_by_re_pushing_it_until_resolved() {
     let settings = AlertmanagerSettings {
         url: am.url.clone(),
         timeout: Duration::from_secs(5),
+        tls: Default::default(),
         resend_every: Duration::from_secs(1),
     };
     let n = AlertmanagerNotifier::new(&settings).unwrap();

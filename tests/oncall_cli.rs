@@ -188,3 +188,31 @@ fn oncall_without_a_rotation_says_so_and_fails() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn a_gulf_work_week_rotation_is_accepted_and_its_weekend_gap_named() {
+    let dir = tempfile::tempdir().unwrap();
+    // Sunday to Thursday, day and night: Thursday 20:00 to Sunday 08:00 is nobody's.
+    let config = write(
+        dir.path(),
+        r#"
+[notify.oncall.rotations.riyadh]
+time_zone = "Asia/Riyadh"
+[[notify.oncall.rotations.riyadh.layers]]
+slots = [
+  { when = "Sun-Thu 08:00-20:00", person = "ana" },
+  { when = "Sun-Wed 20:00-08:00", person = "ben" },
+]
+"#,
+    );
+    let out = run(&config, &["check-config"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(!err.contains("not a weekly time"), "{err}");
+    assert!(
+        err.contains(
+            "notify.oncall.rotations.riyadh: nobody is on call Thu 20:00-Sun 08:00 Asia/Riyadh"
+        ),
+        "{err}"
+    );
+}

@@ -98,9 +98,10 @@ fn smtp(server: &SmtpServer) -> SmtpNotifier {
             host: "127.0.0.1".into(),
             port: server.starttls_port,
             security: SmtpSecurity::Starttls,
-            ca_file: Some(server.cert.clone()),
+            tls: slawatch::tls::TlsTrust::with_ca_file(server.cert.clone()),
             username: Some(USER.into()),
             password: Some(slawatch::config::Secret::new(PASSWORD)),
+            oauth2: None,
             from: "SLA monitor <slawatch@desk.example>".into(),
             // With a rotation the fixed list is only for alerts nobody is on call for.
             to: vec![],

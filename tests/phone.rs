@@ -591,5 +591,67 @@ fn check_config_says_what_each_cdr_layout_can_join() {
             text.contains(&format!("note: sources.cdr: {says}")),
             "{text}"
         );
+        assert!(
+            text.contains("a queue call's pickup is queue_log's CONNECT"),
+            "{text}"
+        );
     }
+}
+
+/// An IVR-fronted queue call: the dialplan answered at 11:00:02 (the CDR's `answer`), the
+/// caller entered the queue at 11:00:20 and a member picked up at 11:16:20, after the
+/// 15-minute deadline.
+const IVR_CDR: &str = r#""","0034600123456","600","from-trunk","""Ana"" <0034600123456>","PJSIP/trunk-es-00000090","PJSIP/2001-00000091","Queue","soporte-es,t,,,300","2026-01-05 11:00:00","2026-01-05 11:00:02","2026-01-05 11:20:00",1200,1198,"ANSWERED","DOCUMENTATION","1767610800.2000",""
+"#;
+const IVR_QUEUE_LOG: &str = "1767610820|1767610800.2000|soporte-es|NONE|ENTERQUEUE||0034600123456|1\n1767611780|1767610800.2000|soporte-es|PJSIP/2001|CONNECT|960|1767611780.2001|4\n";
+
+/// What an inquiry's outcome is, for comparing runs.
+fn outcome(i: &Value) -> Value {
+    serde_json::json!({
+        "state": i["state"], "sla": i["sla"], "received_at": i["received_at"],
+        "responded_at": i["responded_at"], "response_kind": i["response_kind"],
+    })
+}
+
+/// Runs the daemon on CDR + queue_log with `first` written before start and `second` once the
+/// first feed's call is tracked; the one phone inquiry's outcome once it is answered.
+fn ivr_call_read(first: (&str, &str), second: (&str, &str)) -> Value {
+    let dir = tempdir();
+    std::fs::write(dir.path().join(first.0), first.1).unwrap();
+    std::fs::write(dir.path().join(second.0), "").unwrap();
+    let sources = format!("{}\n{}", cdr_source(), queue_source());
+    let mut d = Daemon::configure(dir.path(), &config(&sources), &[]);
+    d.start();
+    d.wait_ready(Duration::from_secs(30));
+    d.wait_for("the first feed's call", Duration::from_secs(20), |d| {
+        phone(d).len() == 1
+    });
+    append(&dir.path().join(second.0), second.1);
+    // The second feed read to its end (its cursor committed past every line).
+    let source = if second.0 == "queue_log" {
+        "queue"
+    } else {
+        "cdr"
+    };
+    let query =
+        format!("SELECT json_extract(value, '$.offset') FROM cursors WHERE source = '{source}'");
+    let length = second.1.len().to_string();
+    d.wait_for("the second feed read", Duration::from_secs(20), |d| {
+        d.sql(&query).lines().any(|offset| offset == length)
+    });
+    let inquiries = phone(&d);
+    assert_eq!(inquiries.len(), 1, "{inquiries:#?}");
+    assert!(d.stop());
+    outcome(&inquiries[0])
+}
+
+#[test]
+fn a_queue_calls_pickup_is_queue_logs_connect_whichever_feed_is_read_first() {
+    let cdr_first = ivr_call_read(("Master.csv", IVR_CDR), ("queue_log", IVR_QUEUE_LOG));
+    let queue_log_first = ivr_call_read(("queue_log", IVR_QUEUE_LOG), ("Master.csv", IVR_CDR));
+    assert_eq!(cdr_first, queue_log_first);
+    // The member's pickup, never the IVR's answer: 16 minutes after the call, missed.
+    assert_eq!(cdr_first["responded_at"], "2026-01-05T11:16:20Z");
+    assert_eq!(cdr_first["sla"], "missed");
+    assert_eq!(cdr_first["received_at"], "2026-01-05T11:00:00Z");
 }

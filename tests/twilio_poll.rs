@@ -299,3 +299,288 @@ language = "es"
     });
     assert!(d.stop());
 }
+
+/// One Calls API resource: `(sid, parent, direction, status, from, to, start minute,
+/// duration s)`.
+type Resource<'a> = (
+    &'a str,
+    Option<&'a str>,
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a str,
+    i64,
+    i64,
+);
+
+/// A desk's afternoon as Calls API resources, times in minutes after `base`: missed calls,
+/// callbacks that connect (or not) after them, a repeat call, and calls a `<Dial>` child
+/// answered.
+fn afternoon(base: chrono::DateTime<chrono::Utc>) -> Vec<Value> {
+    let line = "+34910000000";
+    let calls: [Resource; 13] = [
+        (
+            "CA31",
+            None,
+            "inbound",
+            "completed",
+            "+34600000031",
+            line,
+            0,
+            40,
+        ),
+        (
+            "CA32",
+            None,
+            "outbound-api",
+            "completed",
+            line,
+            "+34600000031",
+            10,
+            60,
+        ),
+        (
+            "CA33",
+            None,
+            "inbound",
+            "completed",
+            "+34600000031",
+            line,
+            30,
+            200,
+        ),
+        (
+            "CA34",
+            Some("CA33"),
+            "outbound-dial",
+            "completed",
+            line,
+            "sip:2001@pbx",
+            30,
+            120,
+        ),
+        (
+            "CA41",
+            None,
+            "inbound",
+            "completed",
+            "+34600000041",
+            line,
+            5,
+            30,
+        ),
+        (
+            "CA42",
+            None,
+            "inbound",
+            "completed",
+            "+34600000041",
+            line,
+            12,
+            30,
+        ),
+        (
+            "CA43",
+            None,
+            "outbound-api",
+            "completed",
+            line,
+            "+34600000041",
+            25,
+            90,
+        ),
+        (
+            "CA51",
+            None,
+            "inbound",
+            "completed",
+            "+34600000051",
+            line,
+            40,
+            300,
+        ),
+        (
+            "CA52",
+            Some("CA51"),
+            "outbound-dial",
+            "completed",
+            line,
+            "sip:2002@pbx",
+            40,
+            240,
+        ),
+        (
+            "CA53",
+            Some("CA51"),
+            "outbound-dial",
+            "no-answer",
+            line,
+            "sip:2003@pbx",
+            40,
+            0,
+        ),
+        (
+            "CA61",
+            None,
+            "inbound",
+            "completed",
+            "+34600000061",
+            line,
+            50,
+            20,
+        ),
+        (
+            "CA62",
+            None,
+            "outbound-api",
+            "no-answer",
+            line,
+            "+34600000061",
+            55,
+            0,
+        ),
+        (
+            "CA63",
+            Some("CA61"),
+            "outbound-dial",
+            "no-answer",
+            line,
+            "sip:2001@pbx",
+            50,
+            0,
+        ),
+    ];
+    calls
+        .iter()
+        .map(
+            |&(sid, parent, direction, status, from, to, minute, duration)| {
+                let start = base + chrono::Duration::minutes(minute);
+                let end = start + chrono::Duration::seconds(duration.max(10));
+                json!({"sid": sid, "parent_call_sid": parent, "direction": direction,
+                   "status": status, "from": from, "to": to,
+                   "start_time": start.to_rfc2822(), "end_time": end.to_rfc2822(),
+                   "duration": duration.to_string(), "answered_by": null})
+            },
+        )
+        .collect()
+}
+
+/// Serves `calls` two per page in the order given.
+async fn ordered_calls(
+    State(calls): State<Arc<Vec<Value>>>,
+    Query(q): Query<Vec<(String, String)>>,
+) -> axum::Json<Value> {
+    let get = |key: &str| q.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+    let since = get("StartTime>").unwrap_or_default();
+    let page: usize = get("Page").and_then(|p| p.parse().ok()).unwrap_or(0);
+    let chunk: Vec<Value> = calls.iter().skip(page * 2).take(2).cloned().collect();
+    let next = (calls.len() > (page + 1) * 2).then(|| {
+        format!("/2010-04-01/Accounts/AC1/Calls.json?StartTime%3E={since}&PageSize=2&Page={}&PageToken=PA{page}", page + 1)
+    });
+    axum::Json(json!({"page": page, "page_size": 2, "next_page_uri": next, "calls": chunk}))
+}
+
+/// The outcome of every phone inquiry after reading `calls` in their order, sorted.
+fn outcomes_when_served(calls: Vec<Value>) -> Vec<Value> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let state = Arc::new(calls);
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            let app = Router::new()
+                .route("/2010-04-01/Accounts/AC1/Calls.json", get(ordered_calls))
+                .with_state(state);
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    let dir = tempfile::Builder::new()
+        .prefix("slawatch-twilio")
+        .tempdir()
+        .unwrap();
+    let since = (chrono::Utc::now() - chrono::Duration::days(1)).format("%Y-%m-%d");
+    let config = format!(
+        r#"
+[store]
+url = "sqlite://{{dir}}/ledger.db"
+[http]
+bind = "127.0.0.1:{{port}}"
+[desk]
+support_addresses = ["support@example.com"]
+[sources.tw]
+type = "twilio"
+base_url = "http://127.0.0.1:{port}"
+account_sid = "AC1"
+poll_interval = "200ms"
+timeout = "5s"
+since = "{since}"
+default_region = "ES"
+[[sources.tw.lines]]
+name = "soporte-es"
+match = ["+34910000000"]
+language = "es"
+"#
+    );
+    let mut d = Daemon::configure(
+        dir.path(),
+        &config,
+        &[("SLAWATCH__SOURCES__TW__AUTH_TOKEN", "secret-token")],
+    );
+    d.start();
+    d.wait_ready(Duration::from_secs(30));
+    let mut outcomes: Vec<Value> =
+        d.get_json("/api/v1/inquiries?channel=phone&limit=100")["inquiries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| {
+                json!({"customer": i["customer"], "received_at": i["received_at"],
+                   "state": i["state"], "sla": i["sla"], "responded_at": i["responded_at"]})
+            })
+            .collect();
+    outcomes.sort_by_key(|o| o.to_string());
+    assert!(d.stop());
+    outcomes
+}
+
+#[test]
+fn calls_served_newest_first_or_oldest_first_give_the_same_outcomes() {
+    let base = chrono::Utc::now() - chrono::Duration::minutes(120);
+    let start = |c: &Value| chrono::DateTime::parse_from_rfc2822(c["start_time"].as_str().unwrap());
+    let mut calls = afternoon(base);
+    // The Calls API lists newest first (children after their parent).
+    calls.sort_by_key(|c| std::cmp::Reverse(start(c).unwrap()));
+    let newest_first = outcomes_when_served(calls.clone());
+    calls.reverse();
+    let oldest_first = outcomes_when_served(calls);
+    assert_eq!(newest_first, oldest_first);
+    let at = |minute: i64| {
+        (base + chrono::Duration::minutes(minute))
+            .format("%Y-%m-%dT%H:%M:%SZ")
+            .to_string()
+    };
+    let of = |customer: &str| -> Vec<&Value> {
+        newest_first
+            .iter()
+            .filter(|o| o["customer"] == customer)
+            .collect()
+    };
+    // A missed call answered by a callback 10 minutes later, then a call picked up at once.
+    let a = of("+34600000031");
+    assert_eq!(a.len(), 2, "{newest_first:#?}");
+    assert!(a.iter().all(|o| o["sla"] == "met"), "{a:#?}");
+    assert!(a.iter().any(|o| o["responded_at"] == at(10)), "{a:#?}");
+    // Two missed calls, one clock from the first, called back 20 minutes after it: missed.
+    let b = of("+34600000041");
+    assert_eq!(b.len(), 1, "{b:#?}");
+    assert_eq!(b[0]["received_at"], at(5));
+    assert_eq!(b[0]["responded_at"], at(25));
+    assert_eq!(b[0]["sla"], "missed");
+    // Answered by its second `<Dial>` child.
+    assert_eq!(of("+34600000051")[0]["sla"], "met");
+    // A callback that did not connect answers nothing.
+    let d = of("+34600000061");
+    assert_eq!(d[0]["state"], "open", "{d:#?}");
+}

@@ -179,6 +179,8 @@ fn call_lines(s: &mut Table, p: &mut Problems) -> CallLines {
         exclude_withheld,
         min_callback_seconds,
         outbound_prefix,
+        // Set once every source is read: it depends on the others.
+        queue_pickups_from_queue_log: false,
     }
 }
 
@@ -210,6 +212,7 @@ pub(super) fn twilio(
             .ok()
     });
     let lines = call_lines(s, p);
+    let tls = super::tls::trust(s, base, p);
     Some(TwilioSettings {
         base_url: base_url.trim_end_matches('/').to_string(),
         account_sid: account_sid?,
@@ -219,16 +222,20 @@ pub(super) fn twilio(
         backfill_days,
         since,
         lines,
+        tls,
     })
 }
 
 pub(super) fn effective_twilio(name: &str, t: &TwilioSettings) -> Value {
-    json!({
-        "name": name, "type": "twilio", "base_url": t.base_url, "account_sid": t.account_sid,
-        "auth_token": "<redacted>", "poll_interval": humantime::format_duration(t.poll_interval).to_string(),
-        "timeout": humantime::format_duration(t.timeout).to_string(), "backfill_days": t.backfill_days,
-        "lines": t.lines.lines.iter().map(|x| x.name.clone()).collect::<Vec<_>>(),
-    })
+    super::tls::with_effective(
+        json!({
+            "name": name, "type": "twilio", "base_url": t.base_url, "account_sid": t.account_sid,
+            "auth_token": "<redacted>", "poll_interval": humantime::format_duration(t.poll_interval).to_string(),
+            "timeout": humantime::format_duration(t.timeout).to_string(), "backfill_days": t.backfill_days,
+            "lines": t.lines.lines.iter().map(|x| x.name.clone()).collect::<Vec<_>>(),
+        }),
+        &t.tls,
+    )
 }
 /// `fields` (the columns in order), `[sources.NAME.map]` (which field is what) and `time_zone`.
 fn generic(s: &mut Table, p: &mut Problems) -> Option<GenericCsv> {

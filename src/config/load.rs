@@ -154,7 +154,8 @@ fn validate(root: &Value, file_only: &Value, base: &Path) -> Result<Settings, Ve
         head_recipients: t.string_list("head_recipients", &mut p),
     };
     for (i, a) in audit.head_recipients.iter().enumerate() {
-        if !a.contains('@') {
+        // The same check as the alert mail's recipients: what the SMTP notifier can send to.
+        if !a.trim().is_empty() && a.parse::<lettre::message::Mailbox>().is_err() {
             p.push(
                 format!("audit.head_recipients[{i}]"),
                 format!("`{a}` is not an email address"),
@@ -610,6 +611,7 @@ fn sources(
         }
     }
     t.finish(p);
+    take_queue_pickups_from_queue_log(&mut out);
     if out.is_empty() && p.0.is_empty() {
         p.push(
             "sources",
@@ -617,6 +619,23 @@ fn sources(
         );
     }
     out
+}
+
+/// With a queue_log source, a queue call's pickup is its `CONNECT`: the CDR's `answer` of a
+/// `Queue()` row may be the IVR's `Answer()` (`phone-feeds.md` §1.2), so CDR sources stop
+/// taking it as the pickup — whichever feed is read first, the same pickup time wins.
+fn take_queue_pickups_from_queue_log(sources: &mut [SourceSettings]) {
+    use crate::sources::calls::lines::CallLogFormat;
+    let queue_log = sources
+        .iter()
+        .any(|s| matches!(&s.kind, SourceKind::CallLog(c) if c.format == CallLogFormat::QueueLog));
+    for s in sources {
+        if let SourceKind::CallLog(c) = &mut s.kind
+            && matches!(c.format, CallLogFormat::Cdr { .. })
+        {
+            c.lines.queue_pickups_from_queue_log = queue_log;
+        }
+    }
 }
 
 fn imap(
@@ -655,14 +674,31 @@ fn imap(
     {
         p.push(s.path("security"), "plain IMAP sends the password in clear: only to a loopback host, or set allow_insecure = true");
     }
-    let ca_file = s.string("ca_file", p).map(|f| base.join(f));
-    if let Some(f) = &ca_file
-        && !f.is_file()
-    {
-        p.push(s.path("ca_file"), format!("{} does not exist", f.display()));
-    }
+    let tls = super::tls::trust(s, base, p);
     let username = s.required_string("username", p);
-    let password = secret(s, "password", file_only, true, base, p);
+    use crate::oauth2::Mechanism;
+    let mechanism = super::oauth2::mechanism(s, &[Mechanism::XOAuth2, Mechanism::OAuthBearer], p);
+    let mut secret_of =
+        |t: &mut Table, key: &str, p: &mut Problems| secret(t, key, file_only, false, base, p);
+    let oauth2 = super::oauth2::oauth2(
+        s,
+        mechanism.is_some(),
+        username.as_deref(),
+        base,
+        &mut secret_of,
+        p,
+    );
+    let auth = match (mechanism, oauth2) {
+        (Some(mechanism), Some(oauth2)) => Some(ImapAuth::OAuth2 { mechanism, oauth2 }),
+        (Some(_), None) => None,
+        (None, _) => secret(s, "password", file_only, true, base, p).map(ImapAuth::Password),
+    };
+    if mechanism.is_some() && (s.raw("password").is_some() || s.raw("password_file").is_some()) {
+        p.push(
+            s.path("password"),
+            "is not used with an OAuth2 auth: remove it",
+        );
+    }
     let mut inbox_folders = s.string_list("inbox_folders", p);
     if inbox_folders.is_empty() {
         inbox_folders.push("INBOX".to_string());
@@ -700,9 +736,9 @@ fn imap(
         port: port as u16,
         security,
         allow_insecure,
-        ca_file,
+        tls,
         username: username?,
-        password: password?,
+        auth: auth?,
         inbox_folders,
         sent_folders,
         since,
@@ -887,9 +923,9 @@ impl Settings {
                 continue;
             };
             let with = if queue_log {
-                ""
+                "; a queue call's pickup is queue_log's CONNECT, never the CDR's answer (with an IVR in front it is the IVR's Answer())"
             } else {
-                " (no queue_log source is configured)"
+                " (no queue_log source is configured); a queue call's pickup is the CDR's answer, which is the IVR's Answer() when the dialplan answers before Queue(): add the queue_log source to take it from CONNECT"
             };
             out.push(match layout {
                 CdrLayout::Columns21 => format!(
@@ -931,15 +967,18 @@ impl Settings {
             .sources
             .iter()
             .map(|s| match &s.kind {
-                SourceKind::Imap(i) => json!({
+                SourceKind::Imap(i) => super::tls::with_effective(json!({
                     "name": s.name, "type": "imap", "host": i.host, "port": i.port, "security": i.security,
-                    "allow_insecure": i.allow_insecure, "ca_file": i.ca_file, "username": i.username,
-                    "password": "<redacted>", "inbox_folders": i.inbox_folders,
+                    "allow_insecure": i.allow_insecure, "username": i.username,
+                    "auth": match &i.auth { ImapAuth::Password(_) => json!("password"), ImapAuth::OAuth2 { mechanism, .. } => json!(mechanism.name()) },
+                    "password": matches!(i.auth, ImapAuth::Password(_)).then_some("<redacted>"),
+                    "oauth2": match &i.auth { ImapAuth::OAuth2 { oauth2, .. } => super::oauth2::effective(oauth2), ImapAuth::Password(_) => Value::Null },
+                    "inbox_folders": i.inbox_folders,
                     "sent_folders": if i.sent_folders.is_empty() { json!("SPECIAL-USE \\Sent") } else { json!(i.sent_folders) },
                     "since": i.since, "idle_timeout": humantime::format_duration(i.idle_timeout).to_string(),
                     "poll_interval": humantime::format_duration(i.poll_interval).to_string(),
                     "body_prefix_bytes": i.body_prefix_bytes, "timeout": humantime::format_duration(i.timeout).to_string(),
-                }),
+                }), &i.tls),
                 SourceKind::Maildir(m) => json!({
                     "name": s.name, "type": "maildir", "path": m.path, "inbox_folders": m.inbox_folders,
                     "sent_folders": m.sent_folders, "scan_interval": humantime::format_duration(m.scan_interval).to_string(),

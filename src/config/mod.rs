@@ -7,9 +7,11 @@
 mod calls;
 mod load;
 mod notify;
+mod oauth2;
 mod oncall;
 mod reader;
 mod settings;
+mod tls;
 
 pub use load::{
     ConfigError, DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_REPORT_TIMEOUT,

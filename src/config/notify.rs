@@ -26,13 +26,14 @@
 //!
 //! `[notify.oncall]` (people, rotations, routes) is parsed in `oncall.rs`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use super::reader::{Problems, Table};
 use super::settings::Secret;
+use super::tls::with_effective;
 
 /// Bound on one SMTP conversation or HTTP request: an alert that waits longer than this is
 /// better retried (or handed to the fallback) than waited for, with 5 minutes of warning left.
@@ -80,10 +81,13 @@ pub struct SmtpSettings {
     pub host: String,
     pub port: u16,
     pub security: SmtpSecurity,
-    /// Extra PEM CA certificates trusted besides the webpki roots (private mail servers).
-    pub ca_file: Option<PathBuf>,
+    /// `ca_file` / `tls_fingerprint`: private CAs and pinned certificates.
+    pub tls: crate::tls::TlsTrust,
     pub username: Option<String>,
     pub password: Option<Secret>,
+    /// `auth = "xoauth2"`: AUTH XOAUTH2 as `username` with a token from `[notify.smtp.oauth2]`
+    /// instead of the password.
+    pub oauth2: Option<crate::oauth2::OAuth2Settings>,
     /// The `From:` mailbox, e.g. `SLA monitor <slawatch@example.com>`.
     pub from: String,
     /// Recipients of every alert; with an on-call rotation, of the alerts nobody is on call for
@@ -109,6 +113,8 @@ pub struct WebhookSettings {
     /// Sent as `Authorization: Bearer …` when set.
     pub token: Option<Secret>,
     pub timeout: Duration,
+    /// `ca_file` / `tls_fingerprint` for an https:// URL.
+    pub tls: crate::tls::TlsTrust,
 }
 
 #[derive(Debug, Clone)]
@@ -116,6 +122,8 @@ pub struct AlertmanagerSettings {
     /// Base URL; alerts are posted to `{url}/api/v2/alerts`.
     pub url: String,
     pub timeout: Duration,
+    /// `ca_file` / `tls_fingerprint` for an https:// URL.
+    pub tls: crate::tls::TlsTrust,
     /// How often alerts still active are pushed again. Each push says they end
     /// [`ALERTMANAGER_VALID_FOR`] pushes later, so Alertmanager keeps them firing while slawatch
     /// runs and resolves them by itself if slawatch stops pushing.
@@ -137,7 +145,7 @@ pub const ALERTMANAGER_VALID_FOR: u32 = 4;
 /// Known notifier names.
 pub const NOTIFIERS: [&str; 3] = ["smtp", "webhook", "alertmanager"];
 
-type SecretFn<'f> = dyn FnMut(&mut Table, &str, &mut Problems) -> Option<Secret> + 'f;
+use super::oauth2::SecretFn;
 
 /// Parses `[notify]`. `secret` reads a secret key the way the rest of the configuration does.
 pub(super) fn notify(
@@ -161,7 +169,7 @@ pub(super) fn notify(
     });
     let webhook = t.raw("webhook").is_some().then(|| {
         let mut s = t.table("webhook", p);
-        let out = webhook(&mut s, secret, p);
+        let out = webhook(&mut s, base, secret, p);
         s.finish(p);
         out
     });
@@ -171,6 +179,7 @@ pub(super) fn notify(
         check_url(&s.path("url"), &url, p);
         let timeout = s.duration("timeout", DEFAULT_NOTIFY_TIMEOUT, p);
         let resend_every = s.duration("resend_every", DEFAULT_ALERTMANAGER_RESEND, p);
+        let tls = super::tls::trust(&mut s, base, p);
         if !ALERTMANAGER_RESEND_RANGE.contains(&resend_every) {
             p.push(
                 s.path("resend_every"),
@@ -184,6 +193,7 @@ pub(super) fn notify(
         AlertmanagerSettings {
             url: url.trim_end_matches('/').to_string(),
             timeout,
+            tls,
             resend_every,
         }
     });
@@ -282,10 +292,23 @@ fn smtp(
         p.push(s.path("port"), format!("{port} is not a port"));
         default_port
     });
-    let ca_file = s.string("ca_file", p).map(|f| base.join(f));
+    let tls = super::tls::trust(s, base, p);
     let username = s.string("username", p);
+    let mechanism = super::oauth2::mechanism(s, &[crate::oauth2::Mechanism::XOAuth2], p);
+    let oauth2 =
+        super::oauth2::oauth2(s, mechanism.is_some(), username.as_deref(), base, secret, p);
     let password = secret(s, "password", p);
-    if username.is_some() != password.is_some() {
+    if mechanism.is_some() {
+        if username.is_none() {
+            p.push(s.path("username"), "is required with auth = \"xoauth2\"");
+        }
+        if password.is_some() {
+            p.push(
+                s.path("password"),
+                "is not used with auth = \"xoauth2\": remove it",
+            );
+        }
+    } else if username.is_some() != password.is_some() {
         p.push(
             s.path("password"),
             "username and password go together: set both or neither",
@@ -318,16 +341,22 @@ fn smtp(
         host,
         port,
         security,
-        ca_file,
+        tls,
         username,
         password,
+        oauth2,
         from,
         to,
         timeout,
     })
 }
 
-fn webhook(s: &mut Table, secret: &mut SecretFn<'_>, p: &mut Problems) -> WebhookSettings {
+fn webhook(
+    s: &mut Table,
+    base: &Path,
+    secret: &mut SecretFn<'_>,
+    p: &mut Problems,
+) -> WebhookSettings {
     // Chat webhook URLs carry their credential in the path: a secret like the others.
     let url = secret(s, "url", p);
     if url.is_none() && !p.0.iter().any(|e| e.key == s.path("url")) {
@@ -361,6 +390,7 @@ fn webhook(s: &mut Table, secret: &mut SecretFn<'_>, p: &mut Problems) -> Webhoo
         format,
         token,
         timeout,
+        tls: super::tls::trust(s, base, p),
     }
 }
 
@@ -374,18 +404,20 @@ impl NotifySettings {
             "retry_for": d(self.retry_for),
             "digest_over": self.digest_over,
             "digest_window": d(self.digest_window),
-            "smtp": self.smtp.as_ref().map(|s| json!({
-                "host": s.host, "port": s.port, "security": s.security, "ca_file": s.ca_file,
+            "smtp": self.smtp.as_ref().map(|s| with_effective(json!({
+                "host": s.host, "port": s.port, "security": s.security,
                 "username": s.username, "password": s.password.as_ref().map(|_| "<redacted>"),
+                "auth": if s.oauth2.is_some() { "xoauth2" } else { "password" },
+                "oauth2": s.oauth2.as_ref().map(super::oauth2::effective),
                 "from": s.from, "to": s.to, "timeout": d(s.timeout),
-            })),
-            "webhook": self.webhook.as_ref().map(|w| json!({
+            }), &s.tls)),
+            "webhook": self.webhook.as_ref().map(|w| with_effective(json!({
                 "url": "<redacted>", "format": w.format,
                 "token": w.token.as_ref().map(|_| "<redacted>"), "timeout": d(w.timeout),
-            })),
-            "alertmanager": self.alertmanager.as_ref().map(|a| json!({
+            }), &w.tls)),
+            "alertmanager": self.alertmanager.as_ref().map(|a| with_effective(json!({
                 "url": a.url, "timeout": d(a.timeout), "resend_every": d(a.resend_every),
-            })),
+            }), &a.tls)),
             "oncall": self.oncall.as_ref().map(super::oncall::effective),
         })
     }

@@ -121,10 +121,10 @@ pub struct ImapSettings {
     /// Permits `security = "plain"` to a host that is not loopback (passwords cross the network
     /// in clear: for lab setups only).
     pub allow_insecure: bool,
-    /// Extra PEM CA certificates trusted besides the system/webpki roots (private mail servers).
-    pub ca_file: Option<PathBuf>,
+    /// `ca_file` / `tls_fingerprint`: private CAs and pinned certificates.
+    pub tls: crate::tls::TlsTrust,
     pub username: String,
-    pub password: Secret,
+    pub auth: ImapAuth,
     /// Folders whose messages are inquiries.
     pub inbox_folders: Vec<String>,
     /// Folders holding the desk's replies; empty = the SPECIAL-USE `\Sent` folder(s).
@@ -139,6 +139,18 @@ pub struct ImapSettings {
     pub body_prefix_bytes: u32,
     /// Bound on every network round trip.
     pub timeout: Duration,
+}
+
+/// How an IMAP source logs in.
+#[derive(Debug, Clone)]
+pub enum ImapAuth {
+    /// `LOGIN` with `password`.
+    Password(Secret),
+    /// `AUTHENTICATE XOAUTH2` or `OAUTHBEARER` with an access token from `[….oauth2]`.
+    OAuth2 {
+        mechanism: crate::oauth2::Mechanism,
+        oauth2: crate::oauth2::OAuth2Settings,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

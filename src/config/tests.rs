@@ -156,8 +156,11 @@ username = "support@example.com"
     let SourceKind::Imap(i) = &s.sources[0].kind else {
         panic!()
     };
-    assert_eq!(i.password.expose(), "s3cret");
-    assert_eq!(format!("{:?}", i.password), "<redacted>");
+    let ImapAuth::Password(password) = &i.auth else {
+        panic!("password auth expected")
+    };
+    assert_eq!(password.expose(), "s3cret");
+    assert_eq!(format!("{password:?}"), "<redacted>");
     let printed = serde_json::to_string(&s.effective()).unwrap();
     assert!(!printed.contains("s3cret") && printed.contains("<redacted>"));
 
@@ -170,7 +173,10 @@ username = "support@example.com"
     let SourceKind::Imap(i) = &s.sources[0].kind else {
         panic!()
     };
-    assert_eq!(i.password.expose(), "from-env");
+    let ImapAuth::Password(password) = &i.auth else {
+        panic!("password auth expected")
+    };
+    assert_eq!(password.expose(), "from-env");
 }
 
 #[test]
@@ -573,4 +579,23 @@ mod fuzz {
             check(&text);
         }
     }
+}
+
+#[test]
+fn audit_recipients_must_be_addresses_the_alert_mail_can_reach() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "{MINIMAL}[audit]\nhead_recipients = [\"auditor@\", \"Audit <audit@example.com>\"]\n"
+    );
+    let problems = problems(load_with_env(&write(dir.path(), &text), vec![]));
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.starts_with("audit.head_recipients[0]: `auditor@` is not an email address")),
+        "{problems:?}"
+    );
+    assert!(
+        !problems.iter().any(|p| p.contains("head_recipients[1]")),
+        "{problems:?}"
+    );
 }

@@ -132,7 +132,8 @@ impl AlertmanagerNotifier {
     /// the notifier is dropped.
     pub fn new(s: &AlertmanagerSettings) -> Result<Self, AlertmanagerError> {
         let n = AlertmanagerNotifier {
-            client: super::webhook::client(s.timeout).map_err(AlertmanagerError)?,
+            client: crate::tls::http_client(s.timeout, &s.tls)
+                .map_err(|e| AlertmanagerError(e.to_string()))?,
             endpoint: format!("{}/api/v2/alerts", s.url.trim_end_matches('/')),
             valid_for: chrono::Duration::from_std(s.resend_every * ALERTMANAGER_VALID_FOR)
                 .unwrap_or(chrono::Duration::MAX),
@@ -228,7 +229,10 @@ async fn repush(
 
 async fn post(client: &reqwest::Client, endpoint: &str, body: &Value) -> Result<(), String> {
     match client.post(endpoint).json(body).send().await {
-        Err(e) => Err(format!("Alertmanager request failed: {}", e.without_url())),
+        Err(e) => Err(format!(
+            "Alertmanager request failed: {}",
+            crate::tls::describe(&e.without_url(), "notify.alertmanager")
+        )),
         Ok(r) if r.status().is_success() => Ok(()),
         Ok(r) => {
             let status = r.status();

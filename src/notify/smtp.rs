@@ -15,9 +15,9 @@
 //! derived from the inquiry, stage and instant, and `In-Reply-To`/`References` name one thread
 //! root per inquiry, so mail clients group the warning, breach and later mails.
 //!
-//! lettre's own timeout bounds only the connect (lettre#1027), so every send is wrapped in
-//! `tokio::time::timeout`: a server that accepts and then stalls fails the attempt instead of
-//! hanging it.
+//! Each mail is one connection ([`connection`]: TCP, TLS with slawatch's own trust, lettre's SMTP
+//! conversation), at most [`MAX_CONNECTIONS`] at once; the whole conversation is bounded by
+//! `timeout`, so a server that accepts and then stalls fails the attempt instead of hanging it.
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -26,21 +26,18 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 use lettre::message::{Mailbox, Message};
-use lettre::transport::smtp::PoolConfig;
 use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
-use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
 use super::{Alert, AlertKind, Delivery, DeliveryError};
 use crate::config::{SmtpSecurity, SmtpSettings};
 
-/// Pooled connections: alerts due together (up to `digest_over`, 10) are sent side by side over
-/// these; a mail server limits connections per client, so a few, not ten.
-const POOL_SIZE: u32 = 4;
+mod connection;
 
-/// Idle pooled connections are closed after this, before typical server idle limits (60 s+)
-/// would close them under us (lettre#743).
-const POOL_IDLE: Duration = Duration::from_secs(30);
+use connection::{Connector, Login};
+
+/// Connections open at once: alerts due together (up to `digest_over`, 10) are sent side by
+/// side; a mail server limits connections per client, so a few, not ten.
+pub const MAX_CONNECTIONS: usize = 4;
 
 /// Longest subject text taken from the customer's mail: the headline must fit a lock screen.
 const SUBJECT_CHARS: usize = 80;
@@ -48,10 +45,8 @@ const SUBJECT_CHARS: usize = 80;
 /// Why the SMTP notifier could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum SmtpError {
-    #[error("cannot read the CA file {path}: {message}")]
-    CaFile { path: String, message: String },
-    #[error("invalid TLS settings for {host}: {message}")]
-    Tls { host: String, message: String },
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     #[error("invalid address {address}: {message}")]
     Address { address: String, message: String },
     #[error("plain SMTP to {host} refused: it does not resolve to loopback addresses only")]
@@ -74,7 +69,9 @@ fn plain_loopback(host: &str) -> Option<String> {
 
 /// Sends alerts as mail.
 pub struct SmtpNotifier {
-    transport: AsyncSmtpTransport<Tokio1Executor>,
+    connector: Connector,
+    login: Login,
+    connections: tokio::sync::Semaphore,
     from: Mailbox,
     to: Vec<Mailbox>,
     timeout: Duration,
@@ -94,8 +91,7 @@ impl std::fmt::Debug for SmtpNotifier {
 }
 
 impl SmtpNotifier {
-    /// Builds the transport; connects only when the first alert is sent. Needs a running tokio
-    /// runtime (the connection pool is a task).
+    /// Prepares the connection settings (TLS trust, login); connects only when an alert is sent.
     pub fn new(s: &SmtpSettings, time_zone: Tz, digest_over: usize) -> Result<Self, SmtpError> {
         let address = |a: &str| {
             a.parse::<Mailbox>().map_err(|e| SmtpError::Address {
@@ -108,26 +104,9 @@ impl SmtpNotifier {
             s.to.iter()
                 .map(|a| address(a))
                 .collect::<Result<Vec<_>, _>>()?;
-        let tls_err = |e: lettre::transport::smtp::Error| SmtpError::Tls {
-            host: s.host.clone(),
-            message: e.to_string(),
-        };
-        let mut params = TlsParameters::builder(s.host.clone());
-        if let Some(path) = &s.ca_file {
-            let pem = std::fs::read(path).map_err(|e| SmtpError::CaFile {
-                path: path.display().to_string(),
-                message: e.to_string(),
-            })?;
-            params = params.add_root_certificate(Certificate::from_pem(&pem).map_err(tls_err)?);
-        }
-        let tls = match s.security {
-            SmtpSecurity::Plain => Tls::None,
-            SmtpSecurity::Tls => Tls::Wrapper(params.build_rustls().map_err(tls_err)?),
-            SmtpSecurity::Starttls => Tls::Required(params.build_rustls().map_err(tls_err)?),
-        };
         // Plain SMTP crosses no network: the host is resolved now and every address must be
-        // loopback; the transport then connects to that address, not to the name again.
-        let server = match s.security {
+        // loopback; the connection then goes to that address, not to the name again.
+        let dial = match s.security {
             SmtpSecurity::Plain => {
                 plain_loopback(&s.host).ok_or_else(|| SmtpError::NotLoopback {
                     host: s.host.clone(),
@@ -135,28 +114,26 @@ impl SmtpNotifier {
             }
             SmtpSecurity::Tls | SmtpSecurity::Starttls => s.host.clone(),
         };
-        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&server)
-            .port(s.port)
-            .tls(tls)
-            .timeout(Some(s.timeout))
-            .pool_config(
-                PoolConfig::new()
-                    .max_size(POOL_SIZE)
-                    .idle_timeout(POOL_IDLE),
-            );
-        if let (Some(user), Some(password)) = (&s.username, &s.password) {
-            builder = builder.credentials(Credentials::new(
+        let login = match (&s.username, &s.password, &s.oauth2) {
+            (Some(user), _, Some(oauth2)) => Login::OAuth2 {
+                user: user.clone(),
+                tokens: crate::oauth2::TokenSource::new(oauth2.clone())?,
+            },
+            (Some(user), Some(password), None) => Login::Password(Credentials::new(
                 user.clone(),
                 password.expose().to_string(),
-            ));
-        }
+            )),
+            _ => Login::None,
+        };
         let domain = from
             .email
             .domain()
             .trim_matches(|c| c == '[' || c == ']')
             .to_string();
         Ok(SmtpNotifier {
-            transport: builder.build(),
+            connector: Connector::new(s, dial)?,
+            login,
+            connections: tokio::sync::Semaphore::new(MAX_CONNECTIONS),
             from,
             to,
             timeout: s.timeout,
@@ -172,9 +149,18 @@ impl SmtpNotifier {
             message,
         };
         let message = message.map_err(fail)?;
-        match tokio::time::timeout(self.timeout, self.transport.send(message)).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(fail(describe(&e))),
+        // Never closed, so acquiring only waits.
+        let _slot = self.connections.acquire().await;
+        let conversation = async {
+            let mut conn = self.connector.connect(&self.login).await?;
+            conn.send(message.envelope(), &message.formatted())
+                .await
+                .map_err(|e| describe(&e))?;
+            let _ = conn.quit().await;
+            Ok::<(), String>(())
+        };
+        match tokio::time::timeout(self.timeout, conversation).await {
+            Ok(result) => result.map_err(fail),
             Err(_) => Err(fail(format!(
                 "the SMTP server did not finish the conversation within {:?}",
                 self.timeout
@@ -382,7 +368,7 @@ fn describe(e: &lettre::transport::smtp::Error) -> String {
         source = s.source();
     }
     if e.status().is_some_and(|c| c.to_string().starts_with("535")) {
-        text.push_str(" (check notify.smtp.username and the password)");
+        text.push_str(" (check notify.smtp.username and its password or token)");
     }
     text
 }
@@ -605,9 +591,10 @@ mod tests {
                 host: "127.0.0.1".into(),
                 port: 2525,
                 security: SmtpSecurity::Plain,
-                ca_file: None,
+                tls: Default::default(),
                 username: None,
                 password: None,
+                oauth2: None,
                 from: "SLA monitor <slawatch@desk.example>".into(),
                 to: vec!["oncall@desk.example".into()],
                 timeout: Duration::from_secs(5),

@@ -34,20 +34,11 @@ impl std::fmt::Debug for WebhookNotifier {
     }
 }
 
-/// An HTTP client bounded in connect and total time (a rustls crypto provider must be installed).
-pub(super) fn client(timeout: std::time::Duration) -> Result<reqwest::Client, String> {
-    reqwest::Client::builder()
-        .timeout(timeout)
-        .connect_timeout(timeout)
-        .user_agent(concat!("slawatch/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| e.without_url().to_string())
-}
-
 impl WebhookNotifier {
     pub fn new(s: &WebhookSettings, digest_over: usize) -> Result<Self, WebhookError> {
         Ok(WebhookNotifier {
-            client: client(s.timeout).map_err(WebhookError)?,
+            client: crate::tls::http_client(s.timeout, &s.tls)
+                .map_err(|e| WebhookError(e.to_string()))?,
             url: s.url.clone(),
             format: s.format,
             token: s.token.clone(),
@@ -122,10 +113,12 @@ impl WebhookNotifier {
         if let Some(token) = &self.token {
             request = request.bearer_auth(token.expose());
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| format!("webhook request failed: {}", e.without_url()))?;
+        let response = request.send().await.map_err(|e| {
+            format!(
+                "webhook request failed: {}",
+                crate::tls::describe(&e.without_url(), "notify.webhook")
+            )
+        })?;
         let status = response.status();
         if status.is_success() {
             Ok(())
@@ -188,6 +181,7 @@ mod tests {
                 format: WebhookFormat::Slack,
                 token: None::<Secret>,
                 timeout: std::time::Duration::from_secs(1),
+                tls: Default::default(),
             },
             10,
         )

@@ -470,6 +470,13 @@ impl PeriodFold {
                     r.state = InquiryState::Merged;
                 }
             }
+            Event::InquiryReclassified {
+                inquiry_id, kind, ..
+            } => {
+                if let Some(r) = self.record_mut(inquiry_id) {
+                    r.kind = Some(*kind);
+                }
+            }
             Event::InquiryWarned { inquiry_id, at, .. } => {
                 if let Some(r) = self.record_mut(inquiry_id) {
                     r.raise(AlertKind::Warning, *at);

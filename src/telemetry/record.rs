@@ -106,6 +106,7 @@ impl Metrics {
                     .inc();
             }
             Event::InquiryRevised { .. }
+            | Event::InquiryReclassified { .. }
             | Event::ReplyAwaiting { .. }
             | Event::PolicyActivated { .. }
             | Event::FollowUpAttached { .. }

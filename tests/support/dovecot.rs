@@ -167,6 +167,48 @@ pub fn make_certificates(dir: &Path) {
     );
 }
 
+/// One self-signed certificate made the usual way (`openssl req -x509`, which marks it a CA) as
+/// the server's `cert.pem`/`key.pem`, for `subject` (`/CN=…`) with `extra` `-addext` options
+/// (e.g. a subjectAltName); returns its path.
+pub fn make_self_signed_certificate(dir: &Path, subject: &str, extra: &[&str]) -> PathBuf {
+    let mut args = vec![
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-days",
+        "30",
+        "-subj",
+        subject,
+        "-keyout",
+        "key.pem",
+        "-out",
+        "cert.pem",
+    ];
+    for e in extra {
+        args.extend(["-addext", e]);
+    }
+    openssl(dir, &args);
+    dir.join("cert.pem")
+}
+
+/// The SHA-256 fingerprint of a PEM certificate as openssl prints it (`AB:CD:…`).
+pub fn openssl_fingerprint(cert: &Path) -> String {
+    let out = Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+        .arg(cert)
+        .output()
+        .expect("run openssl");
+    assert!(out.status.success(), "openssl x509 -fingerprint failed");
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    text.split_once('=')
+        .map(|(_, f)| f.to_string())
+        .unwrap_or_else(|| panic!("unexpected fingerprint output {text:?}"))
+}
+
 fn chown_tree(path: &Path, uid: u32, gid: u32) {
     std::os::unix::fs::lchown(path, Some(uid), Some(gid)).unwrap();
     if path.is_dir() && !path.is_symlink() {
@@ -187,6 +229,19 @@ impl Dovecot {
     /// Configures an instance without starting it, so a test or bench can fill the Maildir
     /// first ([`Dovecot::maildir_drop`]); then call [`Dovecot::launch`].
     pub fn configure() -> Dovecot {
+        Dovecot::configure_with(None)
+    }
+
+    /// Like [`Dovecot::start`], and the user may also log in with `XOAUTH2` / `OAUTHBEARER`:
+    /// an `oauth2` passdb checks each token at `introspection_url` (RFC 7662, `POST token=…`),
+    /// which must answer `{"active": true, "username": "alice"}`.
+    pub fn start_with_oauth2(introspection_url: &str) -> Dovecot {
+        let mut d = Dovecot::configure_with(Some(introspection_url));
+        d.launch();
+        d
+    }
+
+    fn configure_with(introspection_url: Option<&str>) -> Dovecot {
         require_tool(DOVECOT, "Dovecot");
         require_tool("openssl", "The openssl command-line tool");
         let dir = tempfile::Builder::new()
@@ -206,6 +261,27 @@ impl Dovecot {
             format!("{USER}:{{PLAIN}}{PASSWORD}::::{d}/home/{USER}\n"),
         )
         .unwrap();
+        let (mechanisms, oauth2_passdb) = match introspection_url {
+            None => ("plain login", String::new()),
+            Some(url) => {
+                std::fs::write(
+                    dir.path().join("dovecot-oauth2.conf.ext"),
+                    format!(
+                        "introspection_mode = post\nintrospection_url = {url}\n\
+                         force_introspection = yes\nusername_attribute = username\n\
+                         active_attribute = active\nactive_value = true\ntimeout_msecs = 5000\n"
+                    ),
+                )
+                .unwrap();
+                (
+                    "plain login xoauth2 oauthbearer",
+                    format!(
+                        "passdb {{\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n  \
+                         args = {d}/dovecot-oauth2.conf.ext\n}}\n"
+                    ),
+                )
+            }
+        };
         let conf = format!(
             r#"instance_name = slawatch-test-{imap_port}
 base_dir = {d}/run
@@ -228,12 +304,12 @@ ssl_cert = <{d}/cert.pem
 ssl_key = <{d}/key.pem
 ssl_min_protocol = TLSv1.2
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = {mechanisms}
 auth_username_format = %Ln
 auth_failure_delay = 0
 mailbox_idle_check_interval = 1 secs
 imap_idle_notify_interval = 2 mins
-passdb {{
+{oauth2_passdb}passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%u {d}/passwd
 }}
@@ -323,6 +399,21 @@ protocol lmtp {{
 
     pub fn config_path(&self) -> PathBuf {
         self.dir.path().join("dovecot.conf")
+    }
+
+    /// Replaces the server's certificate by a self-signed one (see
+    /// [`make_self_signed_certificate`]) before [`Dovecot::launch`]; returns its path.
+    pub fn use_self_signed_certificate(&self, subject: &str, extra: &[&str]) -> PathBuf {
+        let cert = make_self_signed_certificate(self.dir.path(), subject, extra);
+        self.own_files();
+        cert
+    }
+
+    /// Gives every file of the instance to its run user again (after a test wrote some).
+    pub fn own_files(&self) {
+        if self.uid != 0 {
+            chown_tree(self.dir.path(), self.uid, self.gid);
+        }
     }
 
     /// The test CA's certificate: trust it to verify the server (`localhost`, `127.0.0.1`).

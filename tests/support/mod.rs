@@ -7,6 +7,7 @@ pub mod dovecot;
 pub mod engine;
 pub mod grafana;
 pub mod ledger;
+pub mod oauth2;
 pub mod process;
 pub mod slawatchd;
 pub mod smtp;

@@ -18,11 +18,12 @@ pub const USER: &str = "alerts@desk.example";
 pub const PASSWORD: &str = "s3cret-smtp";
 
 const SERVER_PY: &str = r#"
-import json, os, ssl, sys, time
+import base64, json, os, ssl, sys, time, urllib.parse, urllib.request
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-out, cert, key, user, password, starttls_port, smtps_port = sys.argv[1:]
+out, cert, key, user, password, starttls_port, smtps_port = sys.argv[1:8]
+introspect = sys.argv[8] if len(sys.argv) > 8 else None
 ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
 ctx.load_cert_chain(cert, key)
 existing = [f for f in os.listdir(out) if f.endswith(".eml")]
@@ -52,7 +53,23 @@ def authenticator(server, session, envelope, mechanism, auth_data):
           and auth_data.login.decode() == user and auth_data.password.decode() == password)
     return AuthResult(success=ok, handled=False, auth_data=auth_data)
 
-handler = Handler()
+class OAuthHandler(Handler):
+    # AUTH XOAUTH2 (Google's and Microsoft's SMTP): the token is checked at the authority's
+    # introspection endpoint and must belong to the user named.
+    async def auth_XOAUTH2(self, server, args):
+        if len(args) < 2:
+            return AuthResult(success=False, handled=False)
+        fields = dict(p.split("=", 1) for p in base64.b64decode(args[1]).decode().split("\x01") if "=" in p)
+        login, bearer = fields.get("user", ""), fields.get("auth", "")
+        token = bearer[7:] if bearer.startswith("Bearer ") else ""
+        request = urllib.request.Request(introspect, data=urllib.parse.urlencode({"token": token}).encode(),
+                                         headers={"Content-Type": "application/x-www-form-urlencoded"})
+        answer = json.loads(urllib.request.urlopen(request, timeout=5).read())
+        ok = bool(answer.get("active")) and answer.get("username") == login
+        return AuthResult(success=ok, handled=False,
+                          auth_data=LoginPassword(login.encode(), b"") if ok else None)
+
+handler = OAuthHandler() if introspect else Handler()
 common = dict(authenticator=authenticator, auth_required=True, decode_data=False,
               enable_SMTPUTF8=True)
 starttls = Controller(handler, hostname="127.0.0.1", port=int(starttls_port), tls_context=ctx,
@@ -75,6 +92,8 @@ pub struct SmtpServer {
     pub cert: PathBuf,
     pub starttls_port: u16,
     pub smtps_port: u16,
+    /// With it, AUTH XOAUTH2 is offered and its tokens checked there.
+    introspection_url: Option<String>,
     child: Option<Child>,
 }
 
@@ -154,6 +173,15 @@ fn python() -> &'static str {
 
 impl SmtpServer {
     pub fn start() -> SmtpServer {
+        SmtpServer::start_with(None)
+    }
+
+    /// Also offers AUTH XOAUTH2, its tokens checked at `introspection_url` (RFC 7662).
+    pub fn start_with_oauth2(introspection_url: &str) -> SmtpServer {
+        SmtpServer::start_with(Some(introspection_url.to_string()))
+    }
+
+    fn start_with(introspection_url: Option<String>) -> SmtpServer {
         let _ = python();
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().to_path_buf();
@@ -171,6 +199,7 @@ impl SmtpServer {
             cert,
             starttls_port: free_port(),
             smtps_port: free_port(),
+            introspection_url,
             child: None,
         };
         server.resume();
@@ -190,6 +219,7 @@ impl SmtpServer {
                 .args([USER, PASSWORD])
                 .arg(self.starttls_port.to_string())
                 .arg(self.smtps_port.to_string())
+                .args(self.introspection_url.iter())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::from(
                     std::fs::OpenOptions::new()
@@ -217,6 +247,15 @@ impl SmtpServer {
             );
             std::thread::sleep(Duration::from_millis(200));
         }
+    }
+
+    /// Restarts the server with a self-signed certificate made by `openssl req -x509` (see
+    /// [`super::dovecot::make_self_signed_certificate`]); returns its path.
+    pub fn use_self_signed_certificate(&mut self, subject: &str, extra: &[&str]) -> PathBuf {
+        self.stop();
+        let cert = super::dovecot::make_self_signed_certificate(&self.dir, subject, extra);
+        self.resume();
+        cert
     }
 
     /// Kills the server (connections drop, the ports close).

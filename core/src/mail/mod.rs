@@ -273,8 +273,11 @@ fn signals(h: &RawHeaders, content_type: Option<&ContentType>) -> AutomationSign
     AutomationSignals {
         auto_submitted: lower("Auto-Submitted"),
         precedence: lower("Precedence").or_else(|| lower("X-Precedence")),
-        list_header: h.has("List-Id") || h.has("List-Unsubscribe"),
-        x_loop: h.has("X-Loop"),
+        // `Mailing-List` is ezmlm's list header.
+        list_header: h.has("List-Id") || h.has("List-Unsubscribe") || h.has("Mailing-List"),
+        // `X-No-Loop` asks for no automatic answer, as `X-Loop` does (Znuny's PostMaster reads
+        // both so).
+        x_loop: h.has("X-Loop") || h.has("X-No-Loop"),
         return_path: h.get("Return-Path").map(|v| {
             let v = v.trim();
             let inner = match (v.find('<'), v.rfind('>')) {
@@ -297,13 +300,14 @@ fn signals(h: &RawHeaders, content_type: Option<&ContentType>) -> AutomationSign
             .get("X-FC-Machinegenerated")
             .filter(|v| v.trim().to_ascii_lowercase().starts_with("true"))
             .map(|v| format!("X-FC-Machinegenerated: {}", v.trim())),
-        helpdesk_loop: ["X-OTRS-Loop", "X-Znuny-Loop"]
-            .iter()
-            .find_map(|name| {
-                h.get(name)
-                    .filter(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "yes" | "true"))
-                    .map(|v| format!("{name}: {}", v.trim()))
-            })
+        // OTRS and Znuny read `X-OTRS-Loop` (any value but `no`/`false`) as "automatic mail,
+        // answer nothing"; Znuny's own automatic mail carries `Auto-Submitted: auto-generated`,
+        // `Precedence: bulk` and `X-Loop: yes` instead. Only `yes`/`true` excludes here: old
+        // OTRS stamped an address on every mail it sent, an agent's answer too.
+        helpdesk_loop: h
+            .get("X-OTRS-Loop")
+            .filter(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "yes" | "true"))
+            .map(|v| format!("X-OTRS-Loop: {}", v.trim()))
             .or_else(|| {
                 // RT stamps every mail it sends, a person's correspondence too: only its
                 // `AutoReply:` template is automatic.

@@ -145,12 +145,12 @@ impl Tracker {
                 digest,
                 thread_id,
                 role,
-                ..
+                at,
             } => {
                 self.index_message(external_id, thread_id, Some(digest));
                 if *role == LinkRole::Reply {
                     let thread = self.share_thread(thread_id);
-                    self.replied_threads.insert(thread);
+                    self.replied_in(thread, *at);
                 }
             }
             Event::ReplyUnmatched {
@@ -207,8 +207,15 @@ impl Tracker {
                         .entry(thread_id.clone())
                         .or_default()
                         .push(e.inquiry_id.clone());
-                    // Any response in a thread makes the next customer message a next reply.
-                    self.replied_threads.insert(thread_id);
+                    // A response in a thread makes later customer messages next replies.
+                    self.replied_in(thread_id, e.at);
+                }
+            }
+            Event::InquiryReclassified {
+                inquiry_id, kind, ..
+            } => {
+                if let Some(i) = self.inquiries.get_mut(inquiry_id) {
+                    i.kind = Some(*kind);
                 }
             }
             Event::InquiryMerged {
@@ -345,6 +352,15 @@ impl Tracker {
             }
             Event::AlertFailed { .. } => {}
         }
+    }
+
+    /// The desk replied in `thread` at `at`: customer messages delivered after its earliest
+    /// reply are next replies, whatever order they are read in.
+    fn replied_in(&mut self, thread: Arc<str>, at: chrono::DateTime<chrono::Utc>) {
+        self.replied_threads
+            .entry(thread)
+            .and_modify(|first| *first = (*first).min(at))
+            .or_insert(at);
     }
 
     fn insert(&mut self, inquiry: Inquiry) {

@@ -78,11 +78,11 @@ pub fn classify_inbound(mail: &Mail, desk: &DeskSettings) -> Option<Exclusion> {
     if s.list_header {
         return Exclusion::new(
             ExclusionReason::MailingList,
-            "List-Id/List-Unsubscribe present",
+            "List-Id/List-Unsubscribe/Mailing-List present",
         );
     }
     if s.x_loop {
-        return Exclusion::new(ExclusionReason::MailLoop, "X-Loop present");
+        return Exclusion::new(ExclusionReason::MailLoop, "X-Loop/X-No-Loop present");
     }
     if s.spam_flag {
         return Exclusion::new(ExclusionReason::Spam, "X-Spam-Flag/X-Spam-Status: yes");

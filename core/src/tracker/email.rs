@@ -63,6 +63,7 @@ impl Tracker {
         }
 
         let contradictions = self.replies_before(mail);
+        let mut reclassified = None;
         let kind = match self.place_in_thread(thread_id.as_str(), mail.delivered_at) {
             Place::Joins(inquiry) => {
                 // A second customer message before the reply: the clock keeps running from the
@@ -105,7 +106,22 @@ impl Tracker {
                 events.extend(contradictions);
                 return events;
             }
-            Place::Precedes(_) => InquiryKind::First,
+            // Answered before the later clock began: that one is a next reply after all.
+            Place::Precedes(later) => {
+                if later.kind == Some(InquiryKind::First) {
+                    reclassified = Some(Event::InquiryReclassified {
+                        inquiry_id: later.id.clone(),
+                        kind: InquiryKind::NextReply,
+                        at: mail.seen_at,
+                        evidence: external_id.clone(),
+                    });
+                }
+                if self.answered_before(&thread_id, mail.delivered_at) {
+                    InquiryKind::NextReply
+                } else {
+                    InquiryKind::First
+                }
+            }
             Place::Opens { answered_before } => {
                 if answered_before {
                     InquiryKind::NextReply
@@ -143,6 +159,7 @@ impl Tracker {
                     .responded(&inquiry_id, mail.delivered_at, deadline_at),
             );
         }
+        events.extend(reclassified);
         events.extend(contradictions);
         events
     }
@@ -248,7 +265,11 @@ impl Tracker {
             at: mail.seen_at,
             evidence: external_id.clone(),
         }];
-        let kind = later.kind.unwrap_or(InquiryKind::First);
+        let kind = if self.answered_before(&thread_id, mail.delivered_at) {
+            InquiryKind::NextReply
+        } else {
+            InquiryKind::First
+        };
         let language = detect_language(
             mail.content_language.as_deref(),
             &mail.text_sample,

@@ -130,6 +130,18 @@ pub enum Event {
         #[serde(serialize_with = "instant::one")]
         at: DateTime<Utc>,
     },
+    /// Evidence read later shows what kind of inquiry this is (DESIGN.md "Evidence order"): a
+    /// customer message read before the older message of its conversation and the reply that
+    /// answered it opened a `first` inquiry, which is a `next_reply` after all. Its clock and
+    /// outcome stay as they are.
+    InquiryReclassified {
+        inquiry_id: InquiryId,
+        kind: InquiryKind,
+        #[serde(serialize_with = "instant::one")]
+        at: DateTime<Utc>,
+        /// The message whose reading showed it.
+        evidence: String,
+    },
     /// An inquiry turned out to be part of an older clock: a customer message delivered before
     /// it, read after it, in the same conversation (DESIGN.md "Evidence order"). Written just
     /// before the `InquiryOpened` of `into`, which takes over its messages (`FollowUpAttached`)
@@ -628,6 +640,7 @@ impl Event {
             Event::SourceUp { .. } => "source_up",
             Event::InquiryRevised { .. } => "inquiry_revised",
             Event::InquiryMerged { .. } => "inquiry_merged",
+            Event::InquiryReclassified { .. } => "inquiry_reclassified",
             Event::EvidenceContradicted { .. } => "evidence_contradicted",
             Event::ReplyAwaiting { .. } => "reply_awaiting",
             Event::InquiryRenotified { .. } => "inquiry_renotified",
@@ -650,6 +663,7 @@ impl Event {
             | Event::InquiryRenotified { inquiry_id, .. }
             | Event::InquiryRevised { inquiry_id, .. }
             | Event::InquiryMerged { inquiry_id, .. }
+            | Event::InquiryReclassified { inquiry_id, .. }
             | Event::AlertDelivered { inquiry_id, .. }
             | Event::AlertFailed { inquiry_id, .. } => Some(inquiry_id),
             Event::PolicyActivated { .. }

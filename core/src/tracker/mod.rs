@@ -24,6 +24,12 @@
 //! - A customer message delivered before an answer joins the inquiry it answered; one delivered
 //!   before an inquiry's first message starts the older clock, and the later inquiry is merged
 //!   into it (`InquiryMerged`: state `merged`, `merged_into`).
+//! - A customer message is a next reply when the desk answered in its conversation before it
+//!   came, whatever was read first: one that opened a first inquiry because the older message
+//!   and its reply were read after it becomes a next reply (`InquiryReclassified`).
+//! - A phone pickup is a person: with a queue_log, a queue call's pickup is its `CONNECT`, never
+//!   the CDR's `answer` (an IVR's `Answer()`), whichever feed is read first (the call sources
+//!   decide this; `sources::calls::lines` in the daemon).
 //! - A reply read before the message it replies to waits for it (`ReplyUnmatched` with
 //!   `unknown_thread`, or `ReplyAwaiting` when it answered an older inquiry meanwhile); a customer
 //!   message that refers only to unread messages joins the conversation's root.
@@ -35,7 +41,11 @@
 //! Known limits: a customer message that replies to a desk reply delivered in the same second
 //! is placed before it (the second rule); conversations joined only through a message that
 //! references nothing but an unread intermediate message (clients that write `In-Reply-To`
-//! without `References`) are joined when that message is read, not before.
+//! without `References`) are joined when that message is read, not before; with next replies
+//! not tracked (`next_reply = false`), a customer message read before the older message and
+//! the reply that make it a next reply keeps the inquiry it opened; without a queue_log, a
+//! queue call's pickup is the CDR's `answer`, which is the IVR's when the dialplan answers
+//! before `Queue()`.
 //!
 //! What the rules are (received time, what is an inquiry, threads, what is a response, policy
 //! versions) is written in DESIGN.md; each function below names the rule it implements.

@@ -174,8 +174,8 @@ pub struct AutomationSignals {
     /// Request Tracker checks): the evidence.
     #[serde(default)]
     pub machine_generated: Option<String>,
-    /// Another helpdesk's own loop marker on its automatic mail (`X-OTRS-Loop`/`X-Znuny-Loop:
-    /// yes|true`, `X-RT-Loop-Prevention`): the evidence.
+    /// Another helpdesk's loop marker (`X-OTRS-Loop: yes|true`, `X-RT-Loop-Prevention` on an
+    /// `AutoReply:`): the evidence.
     #[serde(default)]
     pub helpdesk_loop: Option<String>,
     /// `Thread-Topic` (Exchange/Outlook): the conversation's subject without any prefix.

@@ -345,6 +345,7 @@ struct Outcome {
     responded_at: Option<DateTime<Utc>>,
     response_kind: Option<String>,
     excluded_reason: Option<String>,
+    kind: Option<String>,
 }
 
 fn outcomes(tracker: &Tracker) -> Vec<Outcome> {
@@ -363,6 +364,7 @@ fn outcomes(tracker: &Tracker) -> Vec<Outcome> {
                 responded_at: i.responded_at,
                 response_kind: i.response_kind.map(|k| format!("{k:?}")),
                 excluded_reason: i.excluded_reason.map(|r| r.as_str().to_string()),
+                kind: i.kind.map(|k| format!("{k:?}")),
             }
         })
         .collect();
@@ -749,6 +751,42 @@ fn regressions_found_by_the_property_test_end_as_in_time_order() {
                 Some((1140, Some(323))),
             )],
             vec![4, 1, 3, 2, 5, 0],
+            0,
+        ),
+        (
+            "an out-of-office and the reply read before the message they answer: still a first",
+            vec![conv(
+                None,
+                Some((60, InReplyTo, false)),
+                Some(60),
+                Some((60, None)),
+            )],
+            vec![2, 1, 0, 3],
+            0,
+        ),
+        (
+            "the next message read first, then a follow-up without Message-ID: still a first",
+            vec![Conversation {
+                auto_ack: Some(22),
+                ..conv(
+                    Some((60, InReplyTo, false)),
+                    Some((1020, InReplyTo, false)),
+                    Some(240),
+                    Some((1140, None)),
+                )
+            }],
+            vec![4, 3, 5, 1, 2, 0],
+            0,
+        ),
+        (
+            "a next message read after the reply to it, both before a later follow-up's clock",
+            vec![conv(
+                Some((546, InReplyTo, true)),
+                Some((75, InReplyTo, false)),
+                None,
+                Some((226, Some(238))),
+            )],
+            vec![0, 1, 2, 4, 3],
             0,
         ),
     ];

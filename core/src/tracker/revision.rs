@@ -124,17 +124,23 @@ impl Tracker {
         match running {
             Some(inquiry) if inquiry.received_at <= at => Place::Joins(inquiry),
             Some(inquiry) => Place::Precedes(inquiry),
-            // A next reply when the desk answered in this thread before it: an inquiry answered
-            // earlier, or (no inquiry at all) a reply linked to the thread.
             None => Place::Opens {
-                answered_before: if clocks.is_empty() {
-                    self.replied_threads.contains(thread)
-                } else {
-                    clocks
-                        .iter()
-                        .any(|i| i.responded_at.is_some_and(|r| r < at))
-                },
+                answered_before: self.answered_before(thread, at),
             },
+        }
+    }
+
+    /// Whether the desk answered in `thread` before `at`, so that a customer message then is a
+    /// next reply: an inquiry answered earlier, or (no inquiry at all) a reply linked to the
+    /// thread.
+    pub(super) fn answered_before(&self, thread: &str, at: DateTime<Utc>) -> bool {
+        let clocks = self.clocks(thread);
+        if clocks.is_empty() {
+            self.replied_threads.get(thread).is_some_and(|r| *r < at)
+        } else {
+            clocks
+                .iter()
+                .any(|i| i.responded_at.is_some_and(|r| r < at))
         }
     }
 

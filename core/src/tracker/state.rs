@@ -90,8 +90,9 @@ pub struct Tracker {
     pub(super) seen_digests: HashSet<u64>,
     /// Thread → its open inquiry.
     pub(super) open_in_thread: HashMap<Arc<str>, OpenSummary>,
-    /// Threads the desk has replied in: a later customer message is a next reply.
-    pub(super) replied_threads: HashSet<Arc<str>>,
+    /// Threads the desk has replied in, with its earliest reply: a customer message delivered
+    /// after it is a next reply.
+    pub(super) replied_threads: HashMap<Arc<str>, DateTime<Utc>>,
     /// Thread → its answered inquiries: a customer message delivered before one of their
     /// answers, but read after it, belongs to that inquiry (DESIGN.md "Evidence order").
     pub(super) answered_in_thread: HashMap<Arc<str>, Vec<InquiryId>>,
@@ -118,7 +119,7 @@ impl Tracker {
             thread_of: HashMap::new(),
             seen_digests: HashSet::new(),
             open_in_thread: HashMap::new(),
-            replied_threads: HashSet::new(),
+            replied_threads: HashMap::new(),
             answered_in_thread: HashMap::new(),
             pending_replies: HashMap::new(),
             policies_seen: HashSet::new(),

@@ -94,7 +94,7 @@ fn hh_mm(text: &str) -> Option<u32> {
 impl WeeklySpan {
     /// Parses `Mon 08:00-20:00` (an end at or before the start is on the next day, `24:00` is
     /// midnight), `Sat 20:00-Mon 08:00` (an explicit end day), or `Mon-Fri 08:00-20:00` (one
-    /// span per day of the range).
+    /// span per day of the range, which may run across the week's end: `Sun-Thu`).
     pub fn parse(text: &str) -> Result<Vec<WeeklySpan>, String> {
         let bad = || {
             format!(
@@ -114,11 +114,10 @@ impl WeeklySpan {
         };
         let days: Vec<u32> = match first.split_once('-') {
             Some((a, b)) if end_day.is_none() => {
+                // Either way across the week's end: `Sun-Thu` (the Gulf's work week) is Sunday
+                // to Thursday, `Fri-Mon` four days.
                 let (a, b) = (day(a).ok_or_else(bad)?, day(b).ok_or_else(bad)?);
-                if b < a {
-                    return Err(bad());
-                }
-                (a..=b).collect()
+                (0..=(b + 7 - a) % 7).map(|k| (a + k) % 7).collect()
             }
             Some(_) => return Err(bad()),
             None => vec![day(first).ok_or_else(bad)?],

@@ -270,12 +270,18 @@ fn weekly_spans_parse_the_documented_forms() {
         "Sat 20:00-Mon 08:00"
     );
     assert_eq!(spans("friday 00:00-24:00")[0].end, 5 * 1440);
+    // The Gulf's work week and others across the week's end.
+    let starts = |text: &str| -> Vec<u32> { spans(text).iter().map(|s| s.start / 1440).collect() };
+    assert_eq!(starts("Sun-Thu 08:00-20:00"), [6, 0, 1, 2, 3]);
+    assert_eq!(starts("Sat-Wed 08:00-17:00"), [5, 6, 0, 1, 2]);
+    assert_eq!(starts("Fri-Mon 08:00-09:00"), [4, 5, 6, 0]);
+    assert_eq!(spans("Sun-Thu 20:00-08:00")[0].end, 8 * 60);
     for bad in [
         "Mon",
         "Mon 8-20",
         "Funday 08:00-10:00",
         "Mon 25:00-26:00",
-        "Fri-Mon 08:00-09:00",
+        "Fri-Mon Sat 08:00-09:00",
     ] {
         assert!(WeeklySpan::parse(bad).is_err(), "{bad}");
     }

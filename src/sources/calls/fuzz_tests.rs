@@ -40,6 +40,7 @@ fn lines() -> CallLines {
         exclude_withheld: false,
         min_callback_seconds: 1,
         outbound_prefix: None,
+        queue_pickups_from_queue_log: false,
     }
 }
 

@@ -58,6 +58,9 @@ pub struct CallLines {
     pub min_callback_seconds: i64,
     /// A technical prefix the desk dials before external numbers (e.g. `9`), stripped.
     pub outbound_prefix: Option<String>,
+    /// A queue_log source is configured: a CDR `Queue()` row's `answer` is not a pickup (with
+    /// an IVR in front it is the IVR's `Answer()`); the queue_log `CONNECT` is.
+    pub queue_pickups_from_queue_log: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -188,6 +191,8 @@ pub fn cdr_observation(
         && !row.dstchannel.trim().is_empty()
         && matches!(app.as_str(), "dial" | "queue")
         && (direction == CallDirection::Inbound || row.billsec >= lines.min_callback_seconds);
+    // A queue call answered by a member, whose pickup time queue_log's CONNECT gives.
+    let pickup_from_queue_log = human && app == "queue" && lines.queue_pickups_from_queue_log;
     let outcome = match &row.disposition {
         Disposition::Answered if human => CallOutcome::Answered,
         Disposition::Answered if app.starts_with("voicemail") => CallOutcome::Voicemail,
@@ -218,7 +223,7 @@ pub fn cdr_observation(
         queue_entered_at: None,
         // The member's pickup: `answer` is set once, so with an IVR in front it is the IVR's
         // answer; never earlier than the row's own start.
-        answered_at: human
+        answered_at: (human && !pickup_from_queue_log)
             .then(|| row.answer.map(|a| a.max(row.start)))
             .flatten(),
         ended_at: Some(row.end),
@@ -232,7 +237,7 @@ pub fn cdr_observation(
         seen_at,
         ignore,
     };
-    if human {
+    if human && !pickup_from_queue_log {
         Observation::CallAnswered(call)
     } else {
         Observation::CallEnded(call)
@@ -354,6 +359,7 @@ mod tests {
             exclude_withheld: false,
             min_callback_seconds: 1,
             outbound_prefix: Some("9".into()),
+            queue_pickups_from_queue_log: false,
         }
     }
 
@@ -396,6 +402,36 @@ mod tests {
         assert_eq!(c.language, Some(Language::Es));
         assert_eq!(c.agent.as_deref(), Some("PJSIP/2001-1"));
         assert_eq!(c.name.as_deref(), Some("Ruiz, Ana"));
+    }
+
+    #[test]
+    fn with_queue_log_a_queue_rows_answer_is_not_the_pickup() {
+        // The dialplan answered at 09:00:01 (IVR), the member picked up much later: the CDR's
+        // `answer` is the IVR's. Alone it is the best evidence there is; with queue_log its
+        // CONNECT is the pickup, so the row only records the call.
+        let row = concat!(
+            r#""","0034600123456","600","from-trunk","""Ana"" <0034600123456>","PJSIP/trunk-1","PJSIP/2001-1","Queue","soporte-es,t","2026-01-05 09:00:00","2026-01-05 09:00:01","2026-01-05 09:20:00",1200,1199,"ANSWERED","DOCUMENTATION","1767603600.7","","","1767603600.7",1"#,
+            "\n"
+        );
+        let parsed = parse(row.as_bytes(), 1, CdrLayout::Columns21, FileZone::Utc);
+        let row = parsed[0].1.as_ref().unwrap();
+        let seen = t("2026-01-05T10:00:00Z");
+        let alone = cdr_observation("pbx", row, &lines(), seen);
+        let Observation::CallAnswered(c) = &alone else {
+            panic!("{alone:?}")
+        };
+        assert_eq!(c.answered_at, Some(t("2026-01-05T09:00:01Z")));
+        let with_queue_log = CallLines {
+            queue_pickups_from_queue_log: true,
+            ..lines()
+        };
+        let joined = cdr_observation("pbx", row, &with_queue_log, seen);
+        let Observation::CallEnded(c) = &joined else {
+            panic!("{joined:?}")
+        };
+        assert_eq!(c.answered_at, None);
+        assert_eq!(c.outcome, CallOutcome::Answered);
+        assert_eq!(c.agent.as_deref(), Some("PJSIP/2001-1"));
     }
 
     #[test]

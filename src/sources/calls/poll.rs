@@ -41,6 +41,8 @@ pub struct TwilioSettings {
     /// `backfill_days`.
     pub since: Option<NaiveDate>,
     pub lines: CallLines,
+    /// `ca_file` / `tls_fingerprint` for an https:// `base_url`.
+    pub tls: crate::tls::TlsTrust,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -52,8 +54,13 @@ pub struct PollCursor {
 
 #[derive(Debug, thiserror::Error)]
 pub enum PollError {
-    #[error("request to {url} failed: {source}")]
-    Request { url: String, source: reqwest::Error },
+    /// `detail` is the error with its causes, TLS failures explained ([`crate::tls::describe`]).
+    #[error("request to {url} failed: {detail}")]
+    Request {
+        url: String,
+        source: reqwest::Error,
+        detail: String,
+    },
     #[error("{url} answered HTTP {status}")]
     Status { url: String, status: u16 },
     #[error("{url}: {source}")]
@@ -116,6 +123,7 @@ pub async fn fetch(
             .await
             .map_err(|source| PollError::Request {
                 url: url.clone(),
+                detail: crate::tls::describe(&source, &s.tls.setting),
                 source,
             })?;
         if !response.status().is_success() {
@@ -129,6 +137,7 @@ pub async fn fetch(
             .await
             .map_err(|source| PollError::Request {
                 url: url.clone(),
+                detail: crate::tls::describe(&source, &s.tls.setting),
                 source,
             })?;
         let page = twilio::parse_page(&bytes).map_err(|source| PollError::Page {
@@ -168,11 +177,7 @@ pub async fn run(
         .get(CURSOR_KEY)
         .and_then(|v| serde_json::from_value(v.clone()).ok())
         .unwrap_or_default();
-    let client = match reqwest::Client::builder()
-        .timeout(settings.timeout)
-        .connect_timeout(settings.timeout)
-        .build()
-    {
+    let client = match crate::tls::http_client(settings.timeout, &settings.tls) {
         Ok(c) => c,
         Err(e) => {
             health.set_up(&name, false);

@@ -255,6 +255,7 @@ mod tests {
             exclude_withheld: false,
             min_callback_seconds: 1,
             outbound_prefix: None,
+            queue_pickups_from_queue_log: false,
         }
     }
 

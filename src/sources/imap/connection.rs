@@ -1,4 +1,6 @@
-//! One authenticated IMAP connection: TCP, TLS (implicit or STARTTLS), greeting, LOGIN.
+//! One authenticated IMAP connection: TCP, TLS (implicit or STARTTLS), greeting, then LOGIN or
+//! SASL `XOAUTH2` / `OAUTHBEARER` with an access token ([`crate::oauth2`]: cached, and dropped
+//! when the server refuses it, so the next connection brings a new one).
 //!
 //! async-imap has no TLS and no timeouts of its own, so this module owns both. The TCP socket is
 //! wrapped in a [`TimeoutStream`] whose read and write timeouts are the source's `timeout`: a
@@ -16,16 +18,16 @@ use std::time::Duration;
 
 use async_imap::imap_proto::{Response, Status};
 use async_imap::{Client, Session};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 use tokio_io_timeout::TimeoutStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 use super::error::Error;
-use crate::config::{ImapSecurity, ImapSettings};
+use crate::config::{ImapAuth, ImapSecurity, ImapSettings};
 
 /// The TCP socket with read/write timeouts, pinned because `TimeoutStream` is `!Unpin`.
 type TimedTcp = Pin<Box<TimeoutStream<TcpStream>>>;
@@ -103,6 +105,26 @@ impl AsyncWrite for Transport {
     }
 }
 
+/// The SASL exchange of `XOAUTH2` / `OAUTHBEARER`: the token first; to an error challenge (a
+/// JSON status from the server) the empty response (XOAUTH2) or `%x01` (RFC 7628 §3.2.3), after
+/// which the server answers NO.
+struct SaslToken {
+    first: Option<String>,
+    mechanism: crate::oauth2::Mechanism,
+}
+
+impl async_imap::Authenticator for SaslToken {
+    type Response = Vec<u8>;
+
+    fn process(&mut self, _challenge: &[u8]) -> Vec<u8> {
+        match (self.first.take(), self.mechanism) {
+            (Some(first), _) => first.into_bytes(),
+            (None, crate::oauth2::Mechanism::OAuthBearer) => vec![1],
+            (None, crate::oauth2::Mechanism::XOAuth2) => Vec::new(),
+        }
+    }
+}
+
 /// Runs `fut` bounded by `limit`, turning expiry into [`Error::Timeout`].
 pub async fn bounded<T>(
     what: &'static str,
@@ -123,6 +145,18 @@ pub async fn bounded<T>(
 pub struct Connector {
     settings: Arc<ImapSettings>,
     tls: TlsConnector,
+    login: Login,
+}
+
+/// How a connection logs in.
+#[derive(Clone)]
+enum Login {
+    Password(crate::config::Secret),
+    /// SASL with an access token from `tokens`, shared by every folder's connection.
+    OAuth2 {
+        mechanism: crate::oauth2::Mechanism,
+        tokens: Arc<crate::oauth2::TokenSource>,
+    },
 }
 
 impl fmt::Debug for Connector {
@@ -136,43 +170,23 @@ impl fmt::Debug for Connector {
 }
 
 impl Connector {
-    /// Prepares the TLS configuration: webpki roots, the system store and the optional CA file.
-    /// Host name verification is always on.
+    /// Prepares the TLS configuration ([`crate::tls`]: system and webpki roots, `ca_file`,
+    /// pinned certificates).
     pub fn new(settings: Arc<ImapSettings>) -> Result<Connector, Error> {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        // System store: unreadable entries are skipped, the compiled-in roots still apply.
-        let native = rustls_native_certs::load_native_certs();
-        roots.add_parsable_certificates(native.certs);
-        if let Some(path) = &settings.ca_file {
-            let certs = CertificateDer::pem_file_iter(path)
-                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| Error::Tls(format!("cannot read CA file {}: {e}", path.display())))?;
-            if certs.is_empty() {
-                return Err(Error::Tls(format!(
-                    "CA file {} holds no certificate",
-                    path.display()
-                )));
-            }
-            for cert in certs {
-                roots.add(cert).map_err(|e| {
-                    Error::Tls(format!("bad certificate in {}: {e}", path.display()))
-                })?;
-            }
-        }
-        // The process-wide provider when the binary installed one, else ring explicitly: never
-        // rustls's panic on an ambiguous provider.
-        let provider = rustls::crypto::CryptoProvider::get_default()
-            .cloned()
-            .unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()));
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| Error::Tls(e.to_string()))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let config =
+            crate::tls::client_config(&settings.tls).map_err(|e| Error::Tls(e.to_string()))?;
+        let login = match &settings.auth {
+            ImapAuth::OAuth2 { mechanism, oauth2 } => Login::OAuth2 {
+                mechanism: *mechanism,
+                tokens: crate::oauth2::TokenSource::new(oauth2.clone())
+                    .map_err(|e| Error::Token(e.to_string()))?,
+            },
+            ImapAuth::Password(password) => Login::Password(password.clone()),
+        };
         Ok(Connector {
             settings,
             tls: TlsConnector::from(Arc::new(config)),
+            login,
         })
     }
 
@@ -180,8 +194,10 @@ impl Connector {
         &self.settings
     }
 
-    /// Connects, secures the stream as configured, reads the greeting and logs in.
-    pub async fn connect(&self) -> Result<ImapSession, Error> {
+    /// Connects, secures the stream as configured, reads the greeting and logs in. With an
+    /// OAuth2 login, also says when to log in again: when its token is due for renewal, before
+    /// it expires (servers such as Exchange Online end a session whose token expired).
+    pub async fn connect(&self) -> Result<(ImapSession, Option<Instant>), Error> {
         let s = &*self.settings;
         let timeout = s.timeout;
         let addrs = resolve(&s.host, s.port, timeout).await?;
@@ -209,7 +225,10 @@ impl Connector {
                 read_greeting(&mut plain, timeout).await?;
                 let caps = bounded("reading CAPABILITY", timeout, capabilities(&mut plain)).await?;
                 if !caps.iter().any(|c| c.eq_ignore_ascii_case("STARTTLS")) {
-                    return Err(Error::Tls(format!("{} does not offer STARTTLS", s.host)));
+                    return Err(Error::Tls(format!(
+                        "{} does not offer STARTTLS: set {}.security = \"tls\" if it speaks implicit TLS (usually port 993)",
+                        s.host, s.tls.setting
+                    )));
                 }
                 bounded("starting TLS", timeout, async {
                     plain
@@ -233,21 +252,51 @@ impl Connector {
             }
         };
 
-        bounded("logging in", timeout, async {
-            client
-                .login(&s.username, s.password.expose())
-                .await
-                .map_err(|(e, _)| match e {
-                    async_imap::error::Error::No(m) | async_imap::error::Error::Bad(m) => {
-                        Error::Auth(m)
-                    }
-                    async_imap::error::Error::Validate(v) => {
-                        Error::Auth(format!("user name or password not sendable: {v}"))
-                    }
-                    other => Error::from_imap("logging in", timeout, other),
+        let refused = |e: async_imap::error::Error| match e {
+            async_imap::error::Error::No(m) | async_imap::error::Error::Bad(m) => Error::Auth(m),
+            async_imap::error::Error::Validate(v) => {
+                Error::Auth(format!("user name or password not sendable: {v}"))
+            }
+            other => Error::from_imap("logging in", timeout, other),
+        };
+        match &self.login {
+            Login::OAuth2 { mechanism, tokens } => {
+                let token = tokens
+                    .token()
+                    .await
+                    .map_err(|e| Error::Token(e.to_string()))?;
+                let sasl = SaslToken {
+                    first: Some(crate::oauth2::sasl_response(
+                        *mechanism,
+                        &s.username,
+                        &token.secret,
+                        &s.host,
+                        s.port,
+                    )),
+                    mechanism: *mechanism,
+                };
+                let result = bounded("logging in", timeout, async {
+                    client
+                        .authenticate(mechanism.sasl_name(), sasl)
+                        .await
+                        .map_err(|(e, _)| refused(e))
                 })
-        })
-        .await
+                .await;
+                if let Err(Error::Auth(_)) = &result {
+                    // Refused: the next connection asks for a new token.
+                    tokens.invalidate().await;
+                }
+                result.map(|session| (session, Some(token.refresh_at)))
+            }
+            Login::Password(password) => bounded("logging in", timeout, async {
+                client
+                    .login(&s.username, password.expose())
+                    .await
+                    .map_err(|(e, _)| refused(e))
+            })
+            .await
+            .map(|session| (session, None)),
+        }
     }
 
     async fn handshake(&self, timed: TimedTcp) -> Result<TlsStream<TimedTcp>, Error> {
@@ -262,7 +311,7 @@ impl Connector {
                         seconds: s.timeout.as_secs_f64(),
                     }
                 } else {
-                    Error::Tls(e.to_string())
+                    Error::Tls(crate::tls::describe(&e, &s.tls.setting))
                 }
             })
         })

@@ -21,6 +21,9 @@ pub enum Error {
     /// The server refused the credentials.
     #[error("login refused: {0}")]
     Auth(String),
+    /// No OAuth2 access token could be had (the token endpoint refused or is unreachable).
+    #[error("no access token: {0}")]
+    Token(String),
     /// The server did not answer within the configured timeout.
     #[error("no answer within {seconds:.1} s while {what}")]
     Timeout { what: &'static str, seconds: f64 },
@@ -49,7 +52,7 @@ impl Error {
         match self {
             Error::Connect { .. } => "connect",
             Error::Tls(_) | Error::Insecure(_) => "tls",
-            Error::Auth(_) => "auth",
+            Error::Auth(_) | Error::Token(_) => "auth",
             Error::Timeout { .. } => "timeout",
             Error::Protocol(_) => "protocol",
             Error::Io(_) => "io",

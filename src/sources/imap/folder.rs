@@ -4,7 +4,6 @@
 //! broken folder (deleted, UIDVALIDITY reset, slow) never stalls the others. The folder is opened
 //! with `EXAMINE` (read-only) and read with `BODY.PEEK`, so slawatch never changes the mailbox.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -85,7 +84,10 @@ impl FolderTask {
                 _ = shutdown.cancelled() => return,
                 r = self.session(&mut backoff) => r,
             };
-            let Err(e) = result;
+            let Err(e) = result else {
+                // The session ended to log in again with a renewed token: at once, no failure.
+                continue;
+            };
             self.ctx.report(Some(&self.folder), &e);
             if e.is_permanent() {
                 return;
@@ -100,12 +102,13 @@ impl FolderTask {
         }
     }
 
-    /// One connection's life: open the folder, then sync and wait, forever or until an error.
-    async fn session(&mut self, backoff: &mut Backoff) -> Result<Infallible, Error> {
+    /// One connection's life: open the folder, then sync and wait until an error, or (`Ok`)
+    /// until an OAuth2 login's token is due for renewal and the session must log in again.
+    async fn session(&mut self, backoff: &mut Backoff) -> Result<(), Error> {
         let ctx = self.ctx.clone();
         let settings = ctx.connector.settings();
         let timeout = settings.timeout;
-        let mut session = self.ctx.connector.connect().await?;
+        let (mut session, relogin_at) = self.ctx.connector.connect().await?;
         let caps = bounded("reading capabilities", timeout, async {
             session
                 .capabilities()
@@ -139,10 +142,19 @@ impl FolderTask {
                 // Mail arrived while we were fetching: read it before waiting.
                 continue;
             }
+            // Until the next login, or forever.
+            let left = relogin_at.map(|t| t.saturating_duration_since(tokio::time::Instant::now()));
+            if left.is_some_and(|l| l.is_zero()) {
+                let _ = tokio::time::timeout(timeout, session.logout()).await;
+                debug!(source = %self.ctx.name, folder = %self.folder, "Logging in again with a renewed token.");
+                return Ok(());
+            }
             if idle {
-                session = self.idle(session).await?;
+                let wait = left.map_or(settings.idle_timeout, |l| l.min(settings.idle_timeout));
+                session = self.idle(session, wait).await?;
             } else {
-                tokio::time::sleep(settings.poll_interval.max(MIN_POLL)).await;
+                let wait = settings.poll_interval.max(MIN_POLL);
+                tokio::time::sleep(left.map_or(wait, |l| l.clamp(MIN_POLL, wait))).await;
                 bounded("polling (NOOP)", timeout, async {
                     session
                         .noop()
@@ -349,15 +361,19 @@ impl FolderTask {
         Ok(())
     }
 
-    /// Waits in IDLE until the server reports a change or `idle_timeout` passes, then ends IDLE.
+    /// Waits in IDLE until the server reports a change or `idle_timeout` (at most) passes, then
+    /// ends IDLE.
     ///
     /// The socket read timeout is off while waiting (the server may rightly be silent for
     /// minutes); the wait itself is bounded by `idle_timeout`, and DONE by `timeout`, so a dead
     /// connection is found within `idle_timeout + timeout`.
-    async fn idle(&self, mut session: ImapSession) -> Result<ImapSession, Error> {
+    async fn idle(
+        &self,
+        mut session: ImapSession,
+        idle_timeout: Duration,
+    ) -> Result<ImapSession, Error> {
         let settings = self.ctx.connector.settings();
         let timeout = settings.timeout;
-        let idle_timeout = settings.idle_timeout;
         session.as_mut().set_read_timeout(None);
         let mut handle = session.idle();
         bounded("starting IDLE", timeout, async {

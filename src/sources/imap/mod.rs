@@ -159,7 +159,7 @@ async fn discover_folders(connector: &Connector) -> Result<Vec<(String, Role)>, 
     let s = connector.settings();
     let sent = if s.sent_folders.is_empty() {
         let timeout = s.timeout;
-        let mut session = connector.connect().await?;
+        let (mut session, _) = connector.connect().await?;
         let names = bounded("listing folders", timeout, async {
             let list = session
                 .list(Some(""), Some("*"))

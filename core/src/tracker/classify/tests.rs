@@ -190,6 +190,11 @@ fn list_loop_spam() {
         Some(ExclusionReason::MailLoop)
     );
     assert_eq!(reason(&fixture!("spam.eml")), Some(ExclusionReason::Spam));
+    // ezmlm names its lists in `Mailing-List`, without List-Id.
+    assert_eq!(
+        reason(&fixture!("ezmlm_list.eml")),
+        Some(ExclusionReason::MailingList)
+    );
 }
 
 #[test]
@@ -395,6 +400,11 @@ fn helpdesk_signatures_each_with_their_own_reason() {
             ExclusionReason::HelpdeskLoop,
         ),
         (fixture!("rt_autoreply.eml"), ExclusionReason::HelpdeskLoop),
+        // Znuny's own automatic mail (its `Loop` headers): RFC 3834 says it first.
+        (
+            fixture!("znuny_auto_response.eml"),
+            ExclusionReason::AutoSubmitted,
+        ),
     ] {
         assert_eq!(reason(&m), Some(expect), "{}", m.subject);
     }
