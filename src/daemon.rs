@@ -200,6 +200,9 @@ pub async fn run(
         }
     });
 
+    // The engine runs and HTTP listens: ready for systemd (sources sync after this).
+    tasks.spawn(crate::service::run(shared.clone(), shutdown.clone()));
+
     let sink = EngineSink::new(input_tx);
     let (health, transitions) = LedgerHealth::new(metrics.clone(), clock);
     let health: Arc<dyn SourceHealth> = Arc::new(health);

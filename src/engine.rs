@@ -278,6 +278,8 @@ async fn write_until_stored(
     ledger: &LedgerOptions,
     durable: bool,
 ) -> Result<i64, String> {
+    // A slow or retried write holds the engine without making it stuck (see `service`).
+    let _writing = crate::service::ENGINE.ledger_write();
     let mut pause = Duration::from_millis(500);
     let mut attempt = 1u32;
     let sealing = Sealing {
@@ -363,6 +365,8 @@ impl Engine {
                     }
                 } => Wake::Deadline,
             };
+            // Until this turn ends, the systemd watchdog sees the engine at work.
+            let _turn = crate::service::ENGINE.turn();
             if let Wake::Written(written) = wake {
                 let batch = in_flight.take().expect("a write was in flight");
                 // A failed write means shutdown, which the next turn sees.

@@ -19,6 +19,7 @@
 //! - [`telemetry`]: every metric, and how sources report their health;
 //! - [`report`]: compliance reports for auditors, derived from the ledger;
 //! - [`monitor`]: the monitor's own record (start, stop, heartbeats, source health);
+//! - [`service`]: what systemd hears (readiness, status, watchdog);
 //! - [`engine`]: wires them together and owns the one writer of the ledger;
 //! - [`oauth2`]: access tokens for mailboxes that take no password (Microsoft 365, Google);
 //! - [`tls`]: whom every outgoing TLS connection trusts (CA files, pinned certificates);
@@ -37,6 +38,7 @@ pub mod notify;
 pub mod oauth2;
 pub mod report;
 pub mod scheduler;
+pub mod service;
 pub mod sources;
 pub mod store;
 pub mod telemetry;

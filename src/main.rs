@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use slawatch::config::{self, Settings};
 use slawatch::engine::replay;
 use slawatch::report;
@@ -104,6 +104,15 @@ enum Command {
         /// The instant to ask about (RFC 3339; default now).
         #[arg(long)]
         at: Option<DateTime<Utc>>,
+    },
+    /// Print the shell completion script for SHELL (the package installs bash, zsh and fish).
+    Completions { shell: clap_complete::Shell },
+    /// Write the man pages (slawatch(1) and one per command) into --out-dir, or print
+    /// slawatch(1).
+    Man {
+        /// Where to write the pages.
+        #[arg(long)]
+        out_dir: Option<PathBuf>,
     },
     /// Ledger checks for auditors.
     Audit {
@@ -246,6 +255,23 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         },
         Command::TestAlert => test_alert(&load(&cli.config)?).await,
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "slawatch",
+                &mut std::io::stdout(),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man { out_dir } => {
+            match out_dir {
+                Some(dir) => clap_mangen::generate_to(Cli::command(), &dir)
+                    .with_context(|| format!("writing man pages into {}", dir.display()))?,
+                None => clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?,
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Oncall { week, at } => {
             let settings = load(&cli.config)?;
             print_oncall(&settings, at.unwrap_or_else(Utc::now), week)
