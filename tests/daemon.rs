@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use support::daemon::Daemon;
-use support::dovecot::{Dovecot, PASSWORD};
+use support::dovecot::{Dovecot, PASSWORD, conversation_mail};
 
 fn config(d: &Dovecot) -> String {
     format!(
@@ -374,22 +374,6 @@ fn check_config_names_every_problem_and_redacts_secrets() {
     assert_eq!(effective["http"]["token"], "<redacted>");
     assert_eq!(effective["policies"][0]["target_seconds"], 900);
     assert!(!stdout.contains("very-secret-token"));
-}
-
-/// A mail client's message: `In-Reply-To` the last parent, `References` all of them; no
-/// `Message-ID` when `id` is empty.
-fn conversation_mail(from: &str, to: &str, id: &str, subject: &str, parents: &[String]) -> Vec<u8> {
-    let mut head = format!("From: {from}\r\nTo: {to}\r\nSubject: {subject}\r\n");
-    if !id.is_empty() {
-        head.push_str(&format!("Message-ID: {id}\r\n"));
-    }
-    if let Some(parent) = parents.last() {
-        head.push_str(&format!(
-            "In-Reply-To: {parent}\r\nReferences: {}\r\n",
-            parents.join(" ")
-        ));
-    }
-    format!("{head}\r\nHello, about {subject}: my parcel has not arrived yet.\r\n").into_bytes()
 }
 
 /// Six conversations of a morning (folder, message, INTERNALDATE): second messages before the

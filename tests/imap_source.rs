@@ -14,7 +14,7 @@ use slawatch::sources::{EngineSink, SourceBatch, imap};
 use slawatch::telemetry::SourceHealth;
 use slawatch_core::tracker::Observation;
 use slawatch_core::tracker::observation::Mail;
-use support::dovecot::{Dovecot, PASSWORD, USER};
+use support::dovecot::{Dovecot, PASSWORD, USER, conversation_mail};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -557,22 +557,6 @@ async fn large_message_fetches_only_a_prefix() {
         sent < 100_000,
         "{sent} bytes sent for a {size}-byte message"
     );
-}
-
-/// A conversation's mail as a mail client writes it: `In-Reply-To` the parent (when set) and
-/// `References` the chain; no `Message-ID` when `id` is empty.
-fn conversation_mail(from: &str, to: &str, id: &str, subject: &str, parents: &[String]) -> Vec<u8> {
-    let mut head = format!("From: {from}\r\nTo: {to}\r\nSubject: {subject}\r\n");
-    if !id.is_empty() {
-        head.push_str(&format!("Message-ID: {id}\r\n"));
-    }
-    if let Some(parent) = parents.last() {
-        head.push_str(&format!(
-            "In-Reply-To: {parent}\r\nReferences: {}\r\n",
-            parents.join(" ")
-        ));
-    }
-    format!("{head}\r\nHello, about {subject}: my order has not arrived yet.\r\n").into_bytes()
 }
 
 /// The outcome of every inquiry when `batches` are read in `order`, the scheduler firing every

@@ -11,16 +11,15 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use slawatch::config::{ImapAuth, ImapSecurity, ImapSettings, Secret, SmtpSecurity, SmtpSettings};
+use slawatch::notify::Notifier;
 use slawatch::notify::smtp::SmtpNotifier;
-use slawatch::notify::{Alert, AlertKind, Notifier};
 use slawatch::oauth2::{Flow, Mechanism, OAuth2Settings};
 use slawatch::sources::{EngineSink, SourceBatch, imap};
 use slawatch::telemetry::SourceHealth;
 use slawatch::tls::TlsTrust;
-use slawatch_core::domain::{Channel, InquiryId, Language};
 use support::dovecot::{Dovecot, USER};
 use support::oauth2::{Authority, CLIENT_ID, CLIENT_SECRET, FIRST_REFRESH_TOKEN};
-use support::smtp::SmtpServer;
+use support::smtp::{SmtpServer, warning_alert};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -291,23 +290,6 @@ async fn a_token_that_cannot_be_had_marks_the_source_down_without_leaking_the_se
     assert!(!err.contains("wrong-client-secret"), "{err}");
 }
 
-fn alert(id: &str) -> Alert {
-    let received = Utc::now() - chrono::Duration::minutes(10);
-    Alert {
-        kind: AlertKind::Warning,
-        inquiry_id: InquiryId(id.into()),
-        channel: Channel::Email,
-        language: Language::En,
-        customer: "c@example.org".into(),
-        subject: "help".into(),
-        received_at: received,
-        deadline_at: received + chrono::Duration::minutes(15),
-        due_at: received + chrono::Duration::minutes(10),
-        link: "http://127.0.0.1:9750/".into(),
-        recipient: None,
-    }
-}
-
 #[tokio::test]
 async fn smtp_xoauth2_with_a_google_service_account_delivers_and_recovers_from_a_refused_token() {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -340,7 +322,7 @@ async fn smtp_xoauth2_with_a_google_service_account_delivers_and_recovers_from_a
         10,
     )
     .unwrap();
-    let r = n.deliver(&[alert("email-1")]).await;
+    let r = n.deliver(&[warning_alert("email-1")]).await;
     assert!(r[0].is_ok(), "{r:?}\n{}", server.log());
     let got = server.wait_for(1, WAIT).await;
     assert_eq!(got[0].meta["auth_user"], "alerts@desk.example");
@@ -351,13 +333,13 @@ async fn smtp_xoauth2_with_a_google_service_account_delivers_and_recovers_from_a
 
     // Refused token: this delivery fails (the dispatcher retries it), the next gets a new one.
     authority.revoke_all();
-    let r = n.deliver(&[alert("email-2")]).await;
+    let r = n.deliver(&[warning_alert("email-2")]).await;
     let err = r[0]
         .as_ref()
         .expect_err("a revoked token is refused")
         .to_string();
     assert!(err.contains("535"), "{err}");
-    let r = n.deliver(&[alert("email-2")]).await;
+    let r = n.deliver(&[warning_alert("email-2")]).await;
     assert!(r[0].is_ok(), "{r:?}");
     server.wait_for(2, WAIT).await;
     assert_eq!(authority.grants().len(), 2);

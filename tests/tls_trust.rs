@@ -7,20 +7,18 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
 use slawatch::config::{ImapSecurity, ImapSettings, Secret, SmtpSecurity, SmtpSettings};
+use slawatch::notify::Notifier;
 use slawatch::notify::smtp::SmtpNotifier;
-use slawatch::notify::{Alert, AlertKind, Notifier};
 use slawatch::sources::{EngineSink, SourceBatch, imap};
 use slawatch::telemetry::SourceHealth;
 use slawatch::tls::{Fingerprint, TlsTrust};
-use slawatch_core::domain::{Channel, InquiryId, Language};
-use support::dovecot::{Dovecot, PASSWORD, USER, openssl_fingerprint};
-use support::smtp::SmtpServer;
+use support::dovecot::{Dovecot, PASSWORD, USER, openssl, openssl_fingerprint};
+use support::smtp::{SmtpServer, warning_alert};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -237,18 +235,7 @@ async fn an_untrusted_self_signed_certificate_is_refused_with_the_settings_that_
 
 /// A self-signed certificate for `localhost` valid only in January 2020.
 fn make_expired_certificate(dir: &Path) -> PathBuf {
-    let run = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .current_dir(dir)
-            .args(args)
-            .output()
-            .expect("run openssl");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
+    let run = |args: &[&str]| openssl(dir, args);
     std::fs::write(
         dir.join("expired-ca.cnf"),
         "[ca]\ndefault_ca = test\n[test]\ndatabase = index.txt\nnew_certs_dir = .\n\
@@ -335,23 +322,6 @@ fn smtp_settings(server: &SmtpServer, security: SmtpSecurity, tls: TlsTrust) -> 
     }
 }
 
-fn alert(id: &str) -> Alert {
-    let received = Utc::now() - chrono::Duration::minutes(10);
-    Alert {
-        kind: AlertKind::Warning,
-        inquiry_id: InquiryId(id.into()),
-        channel: Channel::Email,
-        language: Language::En,
-        customer: "c@example.org".into(),
-        subject: "help".into(),
-        received_at: received,
-        deadline_at: received + chrono::Duration::minutes(15),
-        due_at: received + chrono::Duration::minutes(10),
-        link: "http://127.0.0.1:9750/".into(),
-        recipient: None,
-    }
-}
-
 #[tokio::test]
 async fn smtp_trusts_its_own_x509_certificate_over_starttls_and_implicit_tls_and_refuses_a_wrong_pin()
  {
@@ -366,7 +336,7 @@ async fn smtp_trusts_its_own_x509_certificate_over_starttls_and_implicit_tls_and
             10,
         )
         .unwrap();
-        let r = n.deliver(&[alert("email-1")]).await;
+        let r = n.deliver(&[warning_alert("email-1")]).await;
         assert!(r[0].is_ok(), "{security:?}: {r:?}\n{}", server.log());
     }
     let got = server.wait_for(2, WAIT).await;
@@ -378,7 +348,7 @@ async fn smtp_trusts_its_own_x509_certificate_over_starttls_and_implicit_tls_and
         10,
     )
     .unwrap();
-    let err = n.deliver(&[alert("email-2")]).await[0]
+    let err = n.deliver(&[warning_alert("email-2")]).await[0]
         .as_ref()
         .expect_err("a wrong pin must fail")
         .to_string();
@@ -392,7 +362,7 @@ async fn smtp_trusts_its_own_x509_certificate_over_starttls_and_implicit_tls_and
         10,
     )
     .unwrap();
-    let err = n.deliver(&[alert("email-3")]).await[0]
+    let err = n.deliver(&[warning_alert("email-3")]).await[0]
         .as_ref()
         .expect_err("an untrusted certificate must fail")
         .to_string();
@@ -474,12 +444,12 @@ async fn an_https_webhook_with_a_self_signed_certificate_is_trusted_when_pinned(
         .unwrap()
     };
     for tls in [TlsTrust::with_ca_file(cert.clone()), pin(&cert)] {
-        let r = webhook(tls).deliver(&[alert("email-1")]).await;
+        let r = webhook(tls).deliver(&[warning_alert("email-1")]).await;
         assert!(r[0].is_ok(), "{r:?}");
     }
     assert_eq!(*count.lock().unwrap(), 2);
     let r = webhook(TlsTrust::default())
-        .deliver(&[alert("email-2")])
+        .deliver(&[warning_alert("email-2")])
         .await;
     let err = r[0].as_ref().expect_err("untrusted").to_string();
     assert!(

@@ -87,35 +87,30 @@ async fn calls(
     }))
 }
 
-fn phone(d: &Daemon) -> Vec<Value> {
-    d.get_json("/api/v1/inquiries?channel=phone")["inquiries"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-}
-
-#[test]
-fn calls_are_polled_page_by_page_and_re_polled_until_final() {
-    let api = Arc::new(Mutex::new(Api::default()));
+/// Serves `app` on a free port of 127.0.0.1 from a thread of its own; returns the port.
+fn serve(app: Router) -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let port = listener.local_addr().unwrap().port();
-    let state = api.clone();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Runtime::new().unwrap();
         rt.block_on(async move {
             let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            let app = Router::new()
-                .route("/2010-04-01/Accounts/AC1/Calls.json", get(calls))
-                .with_state(state);
             axum::serve(listener, app).await.unwrap();
         });
     });
+    port
+}
 
+/// The daemon polling the Calls API on `port` (backfilling from `since` when given), ready.
+fn start_daemon(port: u16, since: Option<&str>) -> (tempfile::TempDir, Daemon) {
     let dir = tempfile::Builder::new()
         .prefix("slawatch-twilio")
         .tempdir()
         .unwrap();
+    let since = since
+        .map(|s| format!("since = \"{s}\"\n"))
+        .unwrap_or_default();
     let config = format!(
         r#"
 [store]
@@ -130,7 +125,7 @@ base_url = "http://127.0.0.1:{port}"
 account_sid = "AC1"
 poll_interval = "200ms"
 timeout = "5s"
-default_region = "ES"
+{since}default_region = "ES"
 [[sources.tw.lines]]
 name = "soporte-es"
 match = ["+34910000000"]
@@ -144,6 +139,26 @@ language = "es"
     );
     d.start();
     d.wait_ready(Duration::from_secs(30));
+    (dir, d)
+}
+
+fn phone(d: &Daemon) -> Vec<Value> {
+    d.get_json("/api/v1/inquiries?channel=phone")["inquiries"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[test]
+fn calls_are_polled_page_by_page_and_re_polled_until_final() {
+    let api = Arc::new(Mutex::new(Api::default()));
+    let port = serve(
+        Router::new()
+            .route("/2010-04-01/Accounts/AC1/Calls.json", get(calls))
+            .with_state(api.clone()),
+    );
+
+    let (_dir, mut d) = start_daemon(port, None);
     let inquiries = phone(&d);
     assert_eq!(inquiries.len(), 2, "{inquiries:#?}");
     let ana = inquiries
@@ -232,53 +247,12 @@ async fn dated_calls(
 #[test]
 fn a_backfill_from_a_date_reads_every_page_from_that_day_on() {
     let seen = Arc::new(Mutex::new(Vec::new()));
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let state = seen.clone();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            let app = Router::new()
-                .route("/2010-04-01/Accounts/AC1/Calls.json", get(dated_calls))
-                .with_state(state);
-            axum::serve(listener, app).await.unwrap();
-        });
-    });
-    let dir = tempfile::Builder::new()
-        .prefix("slawatch-twilio")
-        .tempdir()
-        .unwrap();
-    let config = format!(
-        r#"
-[store]
-url = "sqlite://{{dir}}/ledger.db"
-[http]
-bind = "127.0.0.1:{{port}}"
-[desk]
-support_addresses = ["support@example.com"]
-[sources.tw]
-type = "twilio"
-base_url = "http://127.0.0.1:{port}"
-account_sid = "AC1"
-poll_interval = "200ms"
-timeout = "5s"
-since = "2025-03-01"
-default_region = "ES"
-[[sources.tw.lines]]
-name = "soporte-es"
-match = ["+34910000000"]
-language = "es"
-"#
+    let port = serve(
+        Router::new()
+            .route("/2010-04-01/Accounts/AC1/Calls.json", get(dated_calls))
+            .with_state(seen.clone()),
     );
-    let mut d = Daemon::configure(
-        dir.path(),
-        &config,
-        &[("SLAWATCH__SOURCES__TW__AUTH_TOKEN", "secret-token")],
-    );
-    d.start();
-    d.wait_ready(Duration::from_secs(30));
+    let (_dir, mut d) = start_daemon(port, Some("2025-03-01"));
     let mut customers: Vec<String> =
         d.get_json("/api/v1/inquiries?channel=phone&limit=100")["inquiries"]
             .as_array()
@@ -482,54 +456,13 @@ async fn ordered_calls(
 
 /// The outcome of every phone inquiry after reading `calls` in their order, sorted.
 fn outcomes_when_served(calls: Vec<Value>) -> Vec<Value> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let state = Arc::new(calls);
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            let app = Router::new()
-                .route("/2010-04-01/Accounts/AC1/Calls.json", get(ordered_calls))
-                .with_state(state);
-            axum::serve(listener, app).await.unwrap();
-        });
-    });
-    let dir = tempfile::Builder::new()
-        .prefix("slawatch-twilio")
-        .tempdir()
-        .unwrap();
+    let port = serve(
+        Router::new()
+            .route("/2010-04-01/Accounts/AC1/Calls.json", get(ordered_calls))
+            .with_state(Arc::new(calls)),
+    );
     let since = (chrono::Utc::now() - chrono::Duration::days(1)).format("%Y-%m-%d");
-    let config = format!(
-        r#"
-[store]
-url = "sqlite://{{dir}}/ledger.db"
-[http]
-bind = "127.0.0.1:{{port}}"
-[desk]
-support_addresses = ["support@example.com"]
-[sources.tw]
-type = "twilio"
-base_url = "http://127.0.0.1:{port}"
-account_sid = "AC1"
-poll_interval = "200ms"
-timeout = "5s"
-since = "{since}"
-default_region = "ES"
-[[sources.tw.lines]]
-name = "soporte-es"
-match = ["+34910000000"]
-language = "es"
-"#
-    );
-    let mut d = Daemon::configure(
-        dir.path(),
-        &config,
-        &[("SLAWATCH__SOURCES__TW__AUTH_TOKEN", "secret-token")],
-    );
-    d.start();
-    d.wait_ready(Duration::from_secs(30));
+    let (_dir, mut d) = start_daemon(port, Some(&since.to_string()));
     let mut outcomes: Vec<Value> =
         d.get_json("/api/v1/inquiries?channel=phone&limit=100")["inquiries"]
             .as_array()

@@ -91,7 +91,8 @@ fn run_user(dir: &Path) -> (String, u32, u32) {
     )
 }
 
-fn openssl(dir: &Path, args: &[&str]) {
+/// Runs `openssl` in `dir`; fails the test with its stderr when it fails.
+pub fn openssl(dir: &Path, args: &[&str]) {
     let out = Command::new("openssl")
         .current_dir(dir)
         .args(args)
@@ -732,4 +733,26 @@ impl ImapClient {
         self.w.write_all(b"\r\n")?;
         self.finish(&tag).map(|_| ())
     }
+}
+
+/// A conversation's mail as a mail client writes it: `In-Reply-To` the last parent and
+/// `References` the chain; no `Message-ID` when `id` is empty.
+pub fn conversation_mail(
+    from: &str,
+    to: &str,
+    id: &str,
+    subject: &str,
+    parents: &[String],
+) -> Vec<u8> {
+    let mut head = format!("From: {from}\r\nTo: {to}\r\nSubject: {subject}\r\n");
+    if !id.is_empty() {
+        head.push_str(&format!("Message-ID: {id}\r\n"));
+    }
+    if let Some(parent) = parents.last() {
+        head.push_str(&format!(
+            "In-Reply-To: {parent}\r\nReferences: {}\r\n",
+            parents.join(" ")
+        ));
+    }
+    format!("{head}\r\nHello, about {subject}: my order has not arrived yet.\r\n").into_bytes()
 }

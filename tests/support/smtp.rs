@@ -316,3 +316,22 @@ impl Drop for SmtpServer {
         self.stop();
     }
 }
+
+/// A warning for inquiry `id`, received 10 minutes ago: what the notifier tests deliver.
+pub fn warning_alert(id: &str) -> slawatch::notify::Alert {
+    use slawatch_core::domain::{Channel, InquiryId, Language};
+    let received = chrono::Utc::now() - chrono::Duration::minutes(10);
+    slawatch::notify::Alert {
+        kind: slawatch::notify::AlertKind::Warning,
+        inquiry_id: InquiryId(id.into()),
+        channel: Channel::Email,
+        language: Language::En,
+        customer: "c@example.org".into(),
+        subject: "help".into(),
+        received_at: received,
+        deadline_at: received + chrono::Duration::minutes(15),
+        due_at: received + chrono::Duration::minutes(10),
+        link: "http://127.0.0.1:9750/".into(),
+        recipient: None,
+    }
+}

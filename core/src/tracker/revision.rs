@@ -125,7 +125,7 @@ impl Tracker {
             Some(inquiry) if inquiry.received_at <= at => Place::Joins(inquiry),
             Some(inquiry) => Place::Precedes(inquiry),
             None => Place::Opens {
-                answered_before: self.answered_before(thread, at),
+                answered_before: self.answered_among(&clocks, thread, at),
             },
         }
     }
@@ -134,7 +134,11 @@ impl Tracker {
     /// next reply: an inquiry answered earlier, or (no inquiry at all) a reply linked to the
     /// thread.
     pub(super) fn answered_before(&self, thread: &str, at: DateTime<Utc>) -> bool {
-        let clocks = self.clocks(thread);
+        self.answered_among(&self.clocks(thread), thread, at)
+    }
+
+    /// [`Tracker::answered_before`] with `thread`'s clocks already at hand.
+    fn answered_among(&self, clocks: &[&Inquiry], thread: &str, at: DateTime<Utc>) -> bool {
         if clocks.is_empty() {
             self.replied_threads.get(thread).is_some_and(|r| *r < at)
         } else {

@@ -191,8 +191,8 @@ pub fn cdr_observation(
         && !row.dstchannel.trim().is_empty()
         && matches!(app.as_str(), "dial" | "queue")
         && (direction == CallDirection::Inbound || row.billsec >= lines.min_callback_seconds);
-    // A queue call answered by a member, whose pickup time queue_log's CONNECT gives.
-    let pickup_from_queue_log = human && app == "queue" && lines.queue_pickups_from_queue_log;
+    // A queue call answered by a member is a pickup here unless queue_log's CONNECT gives it.
+    let pickup = human && !(app == "queue" && lines.queue_pickups_from_queue_log);
     let outcome = match &row.disposition {
         Disposition::Answered if human => CallOutcome::Answered,
         Disposition::Answered if app.starts_with("voicemail") => CallOutcome::Voicemail,
@@ -223,7 +223,7 @@ pub fn cdr_observation(
         queue_entered_at: None,
         // The member's pickup: `answer` is set once, so with an IVR in front it is the IVR's
         // answer; never earlier than the row's own start.
-        answered_at: (human && !pickup_from_queue_log)
+        answered_at: pickup
             .then(|| row.answer.map(|a| a.max(row.start)))
             .flatten(),
         ended_at: Some(row.end),
@@ -237,7 +237,7 @@ pub fn cdr_observation(
         seen_at,
         ignore,
     };
-    if human && !pickup_from_queue_log {
+    if pickup {
         Observation::CallAnswered(call)
     } else {
         Observation::CallEnded(call)
