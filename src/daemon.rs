@@ -9,7 +9,7 @@
 //! `monitor_stopped` after a clean shutdown.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 
 use anyhow::Context;
 use slawatch_core::tracker::{Event, TrackerRules};
@@ -142,19 +142,24 @@ pub async fn run(
         .register(Box::new(head_gauge.clone()))
         .context("registering the ledger head gauge")?;
     crate::store::head::publish(&store, Some(&head_gauge), "Ledger head at start-up.").await;
-    let shared = Arc::new(Shared {
-        tracker: RwLock::new(tracker),
-        metrics: metrics.clone(),
-        store: store.clone(),
-        pending_sources: Mutex::new(source_names.iter().cloned().collect()),
-    });
+    let shared = Arc::new(Shared::new(
+        tracker,
+        metrics.clone(),
+        store.clone(),
+        source_names.iter().cloned().collect(),
+    ));
 
     let (input_tx, input_rx) = mpsc::channel(INPUT_QUEUE);
     let (command_tx, command_rx) = mpsc::channel(COMMAND_QUEUE);
+    let (signals_tx, signals_rx) = mpsc::unbounded_channel::<crate::monitor::Signal>();
     let tasks = TaskTracker::new();
-    let notifier: Arc<dyn Notifier> =
-        crate::notify::dispatch::build(&settings.notify, settings.desk.time_zone, metrics.clone())
-            .context("building the notifiers")?;
+    let notifier: Arc<dyn Notifier> = crate::notify::dispatch::build(
+        &settings.notify,
+        settings.desk.time_zone,
+        metrics.clone(),
+        Some(signals_tx.clone()),
+    )
+    .context("building the notifiers")?;
     if let Some(oncall) = &settings.notify.oncall {
         for (rotation, gaps) in oncall.gaps(clock.now()) {
             for gap in crate::notify::oncall::describe_gaps(rotation, &gaps) {
@@ -170,6 +175,7 @@ pub async fn run(
         oncall: settings.notify.oncall.clone().map(Arc::new),
         input: input_rx,
         commands: command_rx,
+        signals: signals_rx,
         shutdown: shutdown.clone(),
         sync_grace: crate::engine::SYNC_GRACE,
         ledger: LedgerOptions {

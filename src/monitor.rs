@@ -17,12 +17,30 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use slawatch_core::tracker::Event;
+use slawatch_core::tracker::event::MonitorProblem;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::engine::EngineHandle;
 use crate::scheduler::Clock;
 use crate::telemetry::SourceHealth;
+
+/// A change in what the monitor can see or tell (a source silent or back, a notifier giving up
+/// or delivering again): the engine raises or resolves the monitor alert about it, once per
+/// episode (`Tracker::raise_monitor_alert`), so a signal sent twice pages once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signal {
+    pub problem: MonitorProblem,
+    /// The source or notifier.
+    pub subject: String,
+    /// `true`: the problem began (or goes on); `false`: it is over.
+    pub failing: bool,
+    /// What was seen, for the person paged.
+    pub detail: String,
+}
+
+/// Where signals go: the engine.
+pub type Signals = mpsc::UnboundedSender<Signal>;
 
 /// How often the daemon proves it is alive: short against the 15-minute promise (a gap of two
 /// missed beats is visible well within one deadline), long enough to add only 288 rows a day.

@@ -91,6 +91,7 @@
 mod chain;
 mod error;
 pub mod head;
+pub mod health;
 pub mod lock;
 mod packed;
 pub mod signing;
@@ -104,6 +105,7 @@ use sqlx::SqlitePool;
 
 pub use chain::{ExpectedHead, GENESIS, LEDGER_FORMAT, Seals, format_instant, link_hash};
 pub use error::{StoreError, redact_url};
+pub use health::{WriteState, WriteStatus};
 pub use signing::{PublicKey, Signer};
 
 use crate::sources::CursorUpdate;
