@@ -208,7 +208,32 @@ pub async fn run(
 
     let sink = EngineSink::new(input_tx);
     let (health, transitions) = LedgerHealth::new(metrics.clone(), clock);
-    let health: Arc<dyn SourceHealth> = Arc::new(health);
+    let health = Arc::new(health);
+    // The monitor's own blindness pages someone: a source silent past its limit (a notifier
+    // giving up signals through the dispatch, the ledger through the engine).
+    tasks.spawn(crate::monitor::watch_sources(
+        health.clone(),
+        settings
+            .sources
+            .iter()
+            .map(|s| (s.name.clone(), s.silent_after))
+            .collect(),
+        clock,
+        signals_tx,
+        shutdown.clone(),
+    ));
+    // Deadlines run on the monotonic clock; wall-clock steps are reported.
+    tasks.spawn(crate::scheduler::clock::watch_wall_clock(
+        clock,
+        chrono::Utc::now,
+        metrics.clone(),
+        shutdown.clone(),
+    ));
+    // The dead-man's switch: what the daemon cannot report itself (its own death).
+    if let Some(heartbeat) = settings.notify.heartbeat.clone() {
+        tasks.spawn(crate::monitor::heartbeat(heartbeat, shutdown.clone()));
+    }
+    let health: Arc<dyn SourceHealth> = health;
     tasks.spawn(crate::store::head::publish_every(
         store.clone(),
         head_gauge.clone(),

@@ -92,6 +92,13 @@ impl Shared {
         }
     }
 
+    /// Now, for readers (`/readyz`): the wall clock less its last measured step, so it agrees
+    /// with the engine's monotonic clock.
+    pub fn now(&self) -> DateTime<Utc> {
+        let offset = self.metrics.clock_offset();
+        Utc::now() - chrono::Duration::milliseconds((offset * 1000.0) as i64)
+    }
+
     pub fn is_ready(&self) -> bool {
         self.pending_sources
             .lock()

@@ -51,6 +51,8 @@ pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(300);
 struct Health {
     up: Option<bool>,
     last_error: Option<String>,
+    /// The last successful check, on slawatch's clock.
+    last_success: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// Forwards to the wrapped [`SourceHealth`] (the metrics) and records up/down transitions in
@@ -110,6 +112,8 @@ impl SourceHealth for LedgerHealth {
 
     fn succeeded(&self, source: &str, at: chrono::DateTime<chrono::Utc>) {
         self.inner.succeeded(source, at);
+        let mut all = self.health.lock().unwrap_or_else(|e| e.into_inner());
+        all.entry(source.to_string()).or_default().last_success = Some(self.clock.now());
     }
 
     fn error(&self, source: &str, kind: &str) {
@@ -141,6 +145,137 @@ pub async fn run(
         if !engine.record(event).await {
             break;
         }
+    }
+}
+
+impl LedgerHealth {
+    /// Whether `source` has gone without a successful check for longer than `limit` at `now`
+    /// (counted from `started` before its first one): `Some(detail)` for the person paged.
+    fn silence(
+        &self,
+        source: &str,
+        limit: Duration,
+        started: chrono::DateTime<chrono::Utc>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Option<String> {
+        let all = self.health.lock().unwrap_or_else(|e| e.into_inner());
+        let h = all.get(source);
+        let last = h.and_then(|h| h.last_success);
+        let since = last.unwrap_or(started);
+        let limit = chrono::Duration::from_std(limit).unwrap_or(chrono::Duration::MAX);
+        if now - since <= limit {
+            return None;
+        }
+        let minutes = (now - since).num_seconds() / 60;
+        let what = match last {
+            Some(_) => format!("no successful check for {minutes} min"),
+            None => format!("no successful check since the start {minutes} min ago"),
+        };
+        let state = match h.and_then(|h| h.up) {
+            Some(false) => "down",
+            Some(true) => "connected but not completing a check",
+            None => "not connected yet",
+        };
+        let error = h
+            .and_then(|h| h.last_error.clone())
+            .map(|e| format!(", last error: {e}"))
+            .unwrap_or_default();
+        Some(format!("{what}; {state}{error}"))
+    }
+}
+
+/// How often [`watch_sources`] looks: a silent source is paged within this of its limit.
+pub const WATCH_EVERY: Duration = Duration::from_secs(1);
+
+/// Signals each source going silent past its `silent_after` (no successful poll, IDLE round or
+/// file check) and coming back, until `shutdown`. `limits` are `(source, silent_after)`.
+pub async fn watch_sources(
+    health: Arc<LedgerHealth>,
+    limits: Vec<(String, Duration)>,
+    clock: Clock,
+    signals: Signals,
+    shutdown: CancellationToken,
+) {
+    let started = clock.now();
+    // The verdict last signalled per source (`None`: none yet; the engine resolves an alert
+    // left active from before a restart on the first `false`).
+    let mut signalled: HashMap<String, bool> = HashMap::new();
+    let mut tick = tokio::time::interval(WATCH_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let now = clock.now();
+        for (source, limit) in &limits {
+            let silence = health.silence(source, *limit, started, now);
+            let ok_once = health
+                .health
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(source)
+                .is_some_and(|h| h.last_success.is_some());
+            let failing = silence.is_some();
+            // Good news only once there is some: a source that never checked yet is not "back".
+            if (!failing && !ok_once) || signalled.get(source) == Some(&failing) {
+                continue;
+            }
+            signalled.insert(source.clone(), failing);
+            let sent = signals.send(Signal {
+                problem: MonitorProblem::SourceSilent,
+                subject: source.clone(),
+                failing,
+                detail: silence.unwrap_or_default(),
+            });
+            if sent.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// The dead-man's switch for what the daemon cannot report itself (its process or machine
+/// dying): requests `settings.url` every `settings.every` while it runs, so a
+/// healthchecks-style service pages when the requests stop. Failures are logged (the switch's
+/// own service pages if they last), never retried in between.
+pub async fn heartbeat(settings: crate::config::HeartbeatSettings, shutdown: CancellationToken) {
+    let client = match crate::notify::webhook::client(settings.timeout) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "Cannot build the heartbeat's HTTP client; no heartbeat is sent.");
+            return;
+        }
+    };
+    let mut tick = tokio::time::interval(settings.every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let url = settings.url.expose();
+        let request = match settings.method {
+            crate::config::HeartbeatMethod::Get => client.get(url),
+            crate::config::HeartbeatMethod::Post => client
+                .post(url)
+                .header("content-type", "text/plain")
+                .body(format!("slawatch {} alive", env!("CARGO_PKG_VERSION"))),
+        };
+        let result = match request.send().await {
+            Ok(r) if r.status().is_success() => Ok(()),
+            Ok(r) => Err(format!("answered {}", r.status())),
+            Err(e) => Err(e.without_url().to_string()),
+        };
+        match (&result, failing) {
+            (Err(e), false) => {
+                tracing::warn!(error = %e, "Heartbeat not accepted; the dead-man's switch will page if this lasts.")
+            }
+            (Ok(()), true) => tracing::info!("Heartbeat accepted again."),
+            _ => {}
+        }
+        failing = result.is_err();
     }
 }
 

@@ -35,7 +35,7 @@ impl std::fmt::Debug for WebhookNotifier {
 }
 
 /// An HTTP client bounded in connect and total time (a rustls crypto provider must be installed).
-pub(super) fn client(timeout: std::time::Duration) -> Result<reqwest::Client, String> {
+pub(crate) fn client(timeout: std::time::Duration) -> Result<reqwest::Client, String> {
     reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(timeout)

@@ -464,6 +464,10 @@ impl Metrics {
         }
         self.clock_offset.set(offset_seconds);
     }
+    /// The wall clock's last offset from slawatch's clock, in seconds.
+    pub fn clock_offset(&self) -> f64 {
+        self.clock_offset.get()
+    }
     /// A message's delivery time was clamped to when its file was first seen.
     pub fn record_clamped_delivery_time(&self, source: &str) {
         self.delivery_time_clamped
