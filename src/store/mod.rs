@@ -468,11 +468,17 @@ impl Store {
             next += size;
         }
         for (source, key, value) in cursor_rows {
-            sqlx::query(sql::UPSERT_CURSOR)
-                .bind(source)
-                .bind(key)
-                .bind(value)
-                .bind(stamp)
+            // A `null` value removes the key (a Maildir file that left its folder).
+            let query = if value == "null" {
+                sqlx::query(sql::DELETE_CURSOR).bind(source).bind(key)
+            } else {
+                sqlx::query(sql::UPSERT_CURSOR)
+                    .bind(source)
+                    .bind(key)
+                    .bind(value)
+                    .bind(stamp)
+            };
+            query
                 .execute(&mut *tx)
                 .await
                 .map_err(StoreError::db("append: upsert cursor"))?;

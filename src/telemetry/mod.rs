@@ -122,7 +122,6 @@ pub struct Metrics {
     ledger_backlog: IntGauge,
     clock_steps: IntCounter,
     clock_offset: Gauge,
-    delivery_time_clamped: IntCounterVec,
     monitor_alerts: IntGaugeVec,
     /// Serialises renders: the render-time gauges are set and gathered as one step, so two
     /// concurrent scrapes cannot interleave their values.
@@ -300,13 +299,6 @@ impl Metrics {
             "slawatch_clock_offset_seconds",
             "The wall clock minus slawatch's own (monotonic) clock: how far the wall clock stepped since the start.",
         )?;
-        let delivery_time_clamped = IntCounterVec::new(
-            Opts::new(
-                "slawatch_delivery_time_clamped_total",
-                "Messages whose delivery time (a Maildir file name) was later than when the file was first seen: clamped to that.",
-            ),
-            &["source"],
-        )?;
         let monitor_alerts = IntGaugeVec::new(
             Opts::new(
                 "slawatch_monitor_alerts_active",
@@ -321,7 +313,6 @@ impl Metrics {
             Box::new(ledger_backlog.clone()),
             Box::new(clock_steps.clone()),
             Box::new(clock_offset.clone()),
-            Box::new(delivery_time_clamped.clone()),
             Box::new(monitor_alerts.clone()),
             Box::new(call_joins_ambiguous.clone()),
             Box::new(received.clone()),
@@ -393,7 +384,6 @@ impl Metrics {
             monitor_alerts.with_label_values(&[problem.as_str()]);
         }
         for source in sources {
-            delivery_time_clamped.with_label_values(&[source.as_str()]);
             source_up.with_label_values(&[source.as_str()]);
             source_last_success.with_label_values(&[source.as_str()]);
             for kind in SOURCE_ERROR_KINDS {
@@ -425,7 +415,6 @@ impl Metrics {
             ledger_backlog,
             clock_steps,
             clock_offset,
-            delivery_time_clamped,
             monitor_alerts,
             render_lock: Mutex::new(()),
         })
@@ -467,12 +456,6 @@ impl Metrics {
     /// The wall clock's last offset from slawatch's clock, in seconds.
     pub fn clock_offset(&self) -> f64 {
         self.clock_offset.get()
-    }
-    /// A message's delivery time was clamped to when its file was first seen.
-    pub fn record_clamped_delivery_time(&self, source: &str) {
-        self.delivery_time_clamped
-            .with_label_values(&[source])
-            .inc();
     }
     /// The registry (for tests and for adding collectors owned elsewhere).
     pub fn registry(&self) -> &Registry {
