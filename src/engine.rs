@@ -540,8 +540,12 @@ impl Engine {
                 Wake::Shutdown => break,
                 Wake::Tick => {}
                 Wake::Written(written) => {
-                    writer.in_flight = None;
+                    let started = writer.in_flight.take().map(|(_, at)| at);
                     let (batch, result) = *written;
+                    if result.is_err() {
+                        // Not writable since this write began (a lock wait counts).
+                        writer.failing_since = writer.failing_since.or(started);
+                    }
                     self.finish_write(batch, result, &mut writer, &mut deadlines, &mut gate);
                 }
                 Wake::Delivered(events) => self.record_deliveries(events, &mut writer),
