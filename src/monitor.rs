@@ -166,10 +166,15 @@ impl LedgerHealth {
         if now - since <= limit {
             return None;
         }
-        let minutes = (now - since).num_seconds() / 60;
+        let silent = (now - since).num_seconds();
+        let span = if silent < 120 {
+            format!("{silent} s")
+        } else {
+            format!("{} min", silent / 60)
+        };
         let what = match last {
-            Some(_) => format!("no successful check for {minutes} min"),
-            None => format!("no successful check since the start {minutes} min ago"),
+            Some(_) => format!("no successful check for {span}"),
+            None => format!("no successful check since the start {span} ago"),
         };
         let state = match h.and_then(|h| h.up) {
             Some(false) => "down",
