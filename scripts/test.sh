@@ -2,9 +2,9 @@
 # Runs slawatch's whole test suite on a fresh Debian machine with a Rust toolchain:
 # installs the real servers and tools the tests talk to (Dovecot for IMAP/LMTP; Prometheus,
 # promtool and Alertmanager for the rules, dashboards and alerting path; aiosmtpd for alert
-# mail; Chromium and poppler for the wallboard and the printed report; libfaketime for wall-clock
-# steps), then runs every unit and
-# integration test. Tests never skip: a missing server fails them.
+# mail; Chromium and poppler for the wallboard and the printed report; libfaketime for
+# wall-clock steps), then runs every unit and integration test. Tests never skip: a missing
+# server fails them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

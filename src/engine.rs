@@ -1287,6 +1287,11 @@ impl Engine {
     /// handoff came in between, in which case the incoming person gets it too, and nobody
     /// already reached gets it again).
     fn resume_pending(&self, deliveries: &Deliveries) {
+        if !self.notifier.reaches_anyone() {
+            // Logged again would reach nobody again; they stay undelivered in the ledger, and
+            // go out once a notifier is configured.
+            return;
+        }
         let now = self.clock.now();
         let oldest = now - chrono::Duration::from_std(RESUME_MAX_AGE).unwrap_or_default();
         let alerts: Vec<Alert> = {

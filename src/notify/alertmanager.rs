@@ -1,7 +1,9 @@
 //! Alertmanager notifier: pushes each alert to `POST {url}/api/v2/alerts` (API v2).
 //!
 //! Labels (the alert's identity in Alertmanager): `alertname` = `SlaWarning` or `SlaBreach`,
-//! `severity` = `warning` or `page`, `channel`, `language`, `inquiry`. Annotations carry the
+//! `severity` = `warning` or `page`, `channel`, `language`, `inquiry`; the monitor's own alerts
+//! are `SlawatchSourceSilent`, `SlawatchLedgerNotWritable`, `SlawatchNotifierFailing` (labels
+//! `monitor` = its id, `subject`), and `SlawatchWatchdog` fires always (see [`WATCHDOG`]). Annotations carry the
 //! headline, customer and subject; `generatorURL` links to the inquiry. Alertmanager's own
 //! routing (`group_by: [alertname, channel]`) batches many inquiries into one notification, so
 //! no digest is built here.
@@ -45,9 +47,9 @@ const LEDGER_NOT_WRITABLE: (&str, &str) = ("SlawatchLedgerNotWritable", "page");
 const NOTIFIER_FAILING: (&str, &str) = ("SlawatchNotifierFailing", "page");
 
 /// The dead-man's switch: always firing while slawatch runs and reaches Alertmanager. Its
-/// absence is what pages (`dashboards/prometheus/slawatch-watchdog.yml`, `docs/watchdog.md`):
+/// absence is what pages (`docs/watchdog.md`, `dashboards/alertmanager/alertmanager.example.yml`):
 /// a route sends it to a receiver that expects it every few minutes (a healthchecks-style
-/// service, PagerDuty's dead man's snitch), which pages when it stops.
+/// service, a dead man's snitch), which pages when it stops.
 pub const WATCHDOG: (&str, &str) = ("SlawatchWatchdog", "none");
 
 /// The stages an alert fires (or, for `resolved`, ends).

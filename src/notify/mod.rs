@@ -233,6 +233,11 @@ pub trait Notifier: Send + Sync + 'static {
     fn budget(&self) -> std::time::Duration {
         crate::engine::ALERT_DELIVERY_TIMEOUT
     }
+    /// Whether a delivery can reach a person at all (the log notifier cannot): alerts left
+    /// undelivered are sent again at start-up only through a notifier that can.
+    fn reaches_anyone(&self) -> bool {
+        true
+    }
     /// At start-up: the alerts delivered before the restart whose inquiries are still open. A
     /// notifier that keeps alerts alive on the other side (Alertmanager) resumes doing so;
     /// nothing is sent again by the others.
@@ -252,6 +257,10 @@ pub struct LogNotifier;
 impl Notifier for LogNotifier {
     fn name(&self) -> &str {
         "log"
+    }
+
+    fn reaches_anyone(&self) -> bool {
+        false
     }
 
     fn deliver<'a>(&'a self, alerts: &'a [Alert]) -> Delivery<'a> {

@@ -1,0 +1,414 @@
+//! Alert lateness under load, against the real daemon (release build) and a local webhook
+//! receiver that timestamps every alert it is handed:
+//!
+//! 1. **during a CDR backfill**: a `Master.csv` of `SLAWATCH_BENCH_ROWS` rows (default
+//!    1,000,000, one answered queue call each) is backfilled while ten fresh e-mail inquiries
+//!    cross their warning and breach instants (policy: warning at 30 s, deadline at 60 s, so
+//!    all twenty instants fall within the first 80 s);
+//! 2. **during a flood of pushed calls**: clients push `SLAWATCH_BENCH_PUSH_RATE` (default
+//!    10,000) answered calls a second to `POST /api/v1/calls` for `SLAWATCH_BENCH_PUSH_SECONDS`
+//!    (default 60) while another ten inquiries cross their instants.
+//!
+//! Lateness = the receiver's clock at the request minus the instant the alert is about. Target
+//! (issue 17): p99 ≤ 1 s, max ≤ 2 s in both. `cargo bench --bench alert_lateness`.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use support::daemon::Daemon;
+
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|v| *v > 0)
+        .unwrap_or(default)
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// Every alert handed to the webhook: `(inquiry, kind) → (due_at, received)` in Unix seconds.
+type Seen = Arc<Mutex<BTreeMap<(String, String), (f64, f64)>>>;
+
+/// A webhook receiver on 127.0.0.1: reads each POST's JSON body and notes when each alert in it
+/// arrived.
+fn receiver() -> (String, Seen) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let seen: Seen = Arc::default();
+    let record = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let record = record.clone();
+            std::thread::spawn(move || serve(stream, record));
+        }
+    });
+    (url, seen)
+}
+
+fn serve(stream: TcpStream, seen: Seen) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut length = 0;
+        loop {
+            let mut h = String::new();
+            if reader.read_line(&mut h).unwrap_or(0) == 0 {
+                return;
+            }
+            if h == "\r\n" {
+                break;
+            }
+            if let Some((name, value)) = h.split_once(':')
+                && name.eq_ignore_ascii_case("content-length")
+            {
+                length = value.trim().parse().unwrap_or(0);
+            }
+        }
+        let mut body = vec![0; length];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        let at = unix_now();
+        if let Ok(json) = serde_json::from_slice::<serde_json::Value>(&body) {
+            let mut seen = seen.lock().unwrap();
+            for a in json["alerts"].as_array().into_iter().flatten() {
+                let due = a["due_at"]
+                    .as_str()
+                    .and_then(|d| chrono::DateTime::parse_from_rfc3339(d).ok())
+                    .map_or(0.0, |d| d.timestamp_millis() as f64 / 1000.0);
+                let key = (
+                    a["inquiry_id"].as_str().unwrap_or_default().to_string(),
+                    a["kind"].as_str().unwrap_or_default().to_string(),
+                );
+                seen.entry(key).or_insert((due, at));
+            }
+        }
+        if writer
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+/// Ten customer mails whose warnings (30 s) fall 20, 23, … 47 s after `base` and breaches (60 s)
+/// 50 … 77 s after it.
+fn mailbox(dir: &Path, base: u64, tag: &str) {
+    let root = dir.join("maildir");
+    for sub in ["tmp", "new", "cur", ".Sent/tmp", ".Sent/new", ".Sent/cur"] {
+        std::fs::create_dir_all(root.join(sub)).unwrap();
+    }
+    for i in 0..10u64 {
+        let received = base + 20 + 3 * i - 30;
+        let raw = format!(
+            "From: C{i} <c{i}@customer.test>\r\nTo: support@example.com\r\nSubject: {tag} {i}\r\n\
+             Message-ID: <{tag}{i}@customer.test>\r\n\r\nHello {i}.\r\n"
+        );
+        std::fs::write(
+            root.join("new").join(format!("{received}.M{i}P5.bench")),
+            raw,
+        )
+        .unwrap();
+    }
+}
+
+const POLICY: &str = r#"
+[policy]
+target = "60s"
+warn = ["30s"]
+"#;
+
+/// The webhook notifier; its URL (a secret) comes from the environment.
+const NOTIFY: &str =
+    "[notify]\nprimary = [\"webhook\"]\n[notify.webhook]\nformat = \"json\"\ntimeout = \"5s\"\n";
+
+/// Lateness of the mail alerts (seconds), those due before `until` (Unix seconds).
+fn report(what: &str, seen: &Seen, until: f64) {
+    let seen = seen.lock().unwrap();
+    let mut late: Vec<f64> = seen
+        .iter()
+        .filter(|((id, _), (due, _))| id.starts_with("email") && *due <= until)
+        .map(|(_, (due, at))| at - due)
+        .collect();
+    late.sort_by(f64::total_cmp);
+    let all = seen
+        .keys()
+        .filter(|(id, _)| id.starts_with("email"))
+        .count();
+    if late.is_empty() {
+        println!("{what}: no alert fell due during the load ({all} alerts in all)");
+        return;
+    }
+    let pick = |q: f64| late[((late.len() as f64 * q).ceil() as usize).clamp(1, late.len()) - 1];
+    println!(
+        "{what}: {} of {all} alerts fell due during the load; lateness p50 {:.3} s, p99 {:.3} s, max {:.3} s",
+        late.len(),
+        pick(0.5),
+        pick(0.99),
+        late[late.len() - 1]
+    );
+}
+
+fn backfill() {
+    let rows = env("SLAWATCH_BENCH_ROWS", 1_000_000);
+    let dir = tempfile::Builder::new()
+        .prefix("slawatch-lateness")
+        .tempdir()
+        .unwrap();
+    let (url, seen) = receiver();
+    {
+        let mut w = BufWriter::new(std::fs::File::create(dir.path().join("Master.csv")).unwrap());
+        let epoch: i64 = 1_767_600_000; // 2026-01-05 08:00:00 UTC
+        let ts = |t: i64| {
+            chrono::DateTime::from_timestamp(t, 0)
+                .unwrap()
+                .format("%Y-%m-%d %H:%M:%S")
+                .to_string()
+        };
+        for i in 0..rows as i64 {
+            let start = epoch + i;
+            let number = format!("346{:08}", i % 100_000_000);
+            writeln!(
+                w,
+                "\"\",\"{number}\",\"600\",\"from-trunk\",\"\"\"Cliente {i}\"\" <{number}>\",\"PJSIP/trunk-{i:08x}\",\"PJSIP/2010-{i:08x}\",\"Queue\",\"soporte-es,t,,,300\",\"{}\",\"{}\",\"{}\",200,170,\"ANSWERED\",\"DOCUMENTATION\",\"{start}.{i}\",\"\"",
+                ts(start),
+                ts(start + 30),
+                ts(start + 200)
+            )
+            .unwrap();
+        }
+        w.flush().unwrap();
+    }
+    let base = unix_now() as u64;
+    mailbox(dir.path(), base, "backfill");
+    let config = format!(
+        r#"
+[store]
+url = "sqlite://{{dir}}/ledger.db"
+[http]
+bind = "127.0.0.1:{{port}}"
+[desk]
+support_addresses = ["support@example.com"]
+{POLICY}
+[sources.mail]
+type = "maildir"
+path = "{{dir}}/maildir"
+scan_interval = "1s"
+[sources.cdr]
+type = "asterisk_cdr"
+path = "Master.csv"
+layout = "18"
+time_zone = "UTC"
+default_region = "ES"
+extension_max_digits = 5
+poll_interval = "50ms"
+[[sources.cdr.lines]]
+name = "soporte-es"
+match = ["600", "soporte-es"]
+language = "es"
+{NOTIFY}"#
+    );
+    let mut d = Daemon::configure(
+        dir.path(),
+        &config,
+        &[("SLAWATCH__NOTIFY__WEBHOOK__URL", url.as_str())],
+    );
+    let started = Instant::now();
+    d.start();
+    d.wait_ready(Duration::from_secs(3600));
+    let done = unix_now();
+    let took = started.elapsed();
+    println!(
+        "backfill: {rows} rows in {:.1} s ({:.0} rows/s); alert instants from {} to {} s after the start",
+        took.as_secs_f64(),
+        rows as f64 / took.as_secs_f64(),
+        20,
+        77
+    );
+    let limit = Instant::now() + Duration::from_secs(120);
+    while seen
+        .lock()
+        .unwrap()
+        .keys()
+        .filter(|(id, _)| id.starts_with("email"))
+        .count()
+        < 20
+        && Instant::now() < limit
+    {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    report("during the CDR backfill", &seen, done);
+    assert!(d.stop());
+}
+
+fn push_flood() {
+    let rate = env("SLAWATCH_BENCH_PUSH_RATE", 10_000);
+    let seconds = env("SLAWATCH_BENCH_PUSH_SECONDS", 60);
+    let clients = env("SLAWATCH_BENCH_CLIENTS", 64);
+    let dir = tempfile::Builder::new()
+        .prefix("slawatch-lateness")
+        .tempdir()
+        .unwrap();
+    let (url, seen) = receiver();
+    let base = unix_now() as u64;
+    mailbox(dir.path(), base, "flood");
+    let config = format!(
+        r#"
+[store]
+url = "sqlite://{{dir}}/ledger.db"
+[http]
+bind = "127.0.0.1:{{port}}"
+[desk]
+support_addresses = ["support@example.com"]
+{POLICY}
+[sources.mail]
+type = "maildir"
+path = "{{dir}}/maildir"
+scan_interval = "1s"
+{NOTIFY}"#
+    );
+    let mut d = Daemon::configure(
+        dir.path(),
+        &config,
+        &[("SLAWATCH__NOTIFY__WEBHOOK__URL", url.as_str())],
+    );
+    d.start();
+    d.wait_ready(Duration::from_secs(30));
+    let addr = d.addr;
+    let total = rate * seconds;
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let flood_start = unix_now();
+    let threads: Vec<_> = (0..clients)
+        .map(|_| {
+            let next = next.clone();
+            std::thread::spawn(move || {
+                let mut client = Client::connect(addr);
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= total {
+                        return;
+                    }
+                    // On schedule: push i goes at i / rate seconds.
+                    let due = Duration::from_secs_f64(i as f64 / rate as f64);
+                    if let Some(wait) = due.checked_sub(start.elapsed()) {
+                        std::thread::sleep(wait);
+                    }
+                    let now = chrono::Utc::now();
+                    let started = (now - chrono::Duration::seconds(20)).to_rfc3339();
+                    let answered = (now - chrono::Duration::seconds(5)).to_rfc3339();
+                    let body = format!(
+                        r#"{{"call_id": "flood-{i}", "event": "answered", "number": "+34600{:06}", "started_at": "{started}", "answered_at": "{answered}"}}"#,
+                        i % 1_000_000
+                    );
+                    let status = client.post("/api/v1/calls", &body);
+                    assert_eq!(status, 202, "push {i} refused");
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("client thread");
+    }
+    let took = start.elapsed();
+    let done = flood_start + took.as_secs_f64();
+    println!(
+        "push flood: {total} calls in {:.1} s ({:.0} calls/s acknowledged durably, target {rate}/s); alert instants from {} to {} s after the flood began",
+        took.as_secs_f64(),
+        total as f64 / took.as_secs_f64(),
+        base as f64 + 20.0 - flood_start,
+        base as f64 + 77.0 - flood_start
+    );
+    let limit = Instant::now() + Duration::from_secs(120);
+    while seen
+        .lock()
+        .unwrap()
+        .keys()
+        .filter(|(id, _)| id.starts_with("email"))
+        .count()
+        < 20
+        && Instant::now() < limit
+    {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    report("during the push flood", &seen, done);
+    assert!(d.stop());
+}
+
+/// One keep-alive HTTP/1.1 connection.
+struct Client {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl Client {
+    fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream.set_nodelay(true).unwrap();
+        Client {
+            reader: BufReader::new(stream.try_clone().unwrap()),
+            writer: stream,
+        }
+    }
+
+    fn post(&mut self, path: &str, body: &str) -> u16 {
+        write!(
+            self.writer,
+            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut line = String::new();
+        self.reader.read_line(&mut line).unwrap();
+        let status: u16 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let mut length = 0usize;
+        loop {
+            line.clear();
+            self.reader.read_line(&mut line).unwrap();
+            if line == "\r\n" || line.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':')
+                && name.eq_ignore_ascii_case("content-length")
+            {
+                length = value.trim().parse().unwrap_or(0);
+            }
+        }
+        let mut rest = vec![0; length];
+        self.reader.read_exact(&mut rest).unwrap();
+        status
+    }
+}
+
+fn main() {
+    let only = std::env::var("SLAWATCH_BENCH_ONLY").unwrap_or_default();
+    if only.is_empty() || only == "backfill" {
+        backfill();
+    }
+    if only.is_empty() || only == "push" {
+        push_flood();
+    }
+}
