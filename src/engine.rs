@@ -366,9 +366,11 @@ struct Writer {
     backlog_events: usize,
     /// Source events among them ([`SOURCE_BACKLOG`]).
     source_events: usize,
+    /// The write in flight, when it began, and its number of events.
     in_flight: Option<(
         tokio::task::JoinHandle<(Batch, Result<i64, String>)>,
         DateTime<Utc>,
+        usize,
     )>,
     /// A batch whose write failed, written again at `retry_at`.
     failed: Option<(Batch, tokio::time::Instant)>,
@@ -415,6 +417,7 @@ impl Writer {
             let Some(p) = self.backlog.pop_front() else {
                 break;
             };
+            self.backlog_events -= p.events.len();
             if matches!(p.done, Done::Source { .. }) {
                 self.source_events -= p.events.len();
             }
@@ -427,8 +430,10 @@ impl Writer {
     }
 
     /// Events not in the ledger yet, the batch in flight or waiting for its retry included.
-    fn waiting(&self, in_flight: usize) -> usize {
-        self.backlog_events + in_flight + self.failed.as_ref().map_or(0, |(b, _)| b.events.len())
+    fn waiting(&self) -> usize {
+        self.backlog_events
+            + self.in_flight.as_ref().map_or(0, |(_, _, n)| *n)
+            + self.failed.as_ref().map_or(0, |(b, _)| b.events.len())
     }
 
     /// Whether writes fail, or the one in flight stalls, since at least [`STALL`] at `now`.
@@ -436,7 +441,7 @@ impl Writer {
         let stall = chrono::Duration::from_std(STALL).unwrap_or_default();
         let since = self
             .failing_since
-            .or(self.in_flight.as_ref().map(|(_, started)| *started))?;
+            .or(self.in_flight.as_ref().map(|(_, started, _)| *started))?;
         (now - since >= stall).then_some(since)
     }
 }
@@ -511,7 +516,7 @@ impl Engine {
                 writer.source_events < SOURCE_BACKLOG && writer.backlog_events < BACKLOG_MAX;
             let room_for_commands = writer.backlog_events < BACKLOG_MAX;
             let clock = self.clock;
-            let in_flight = writer.in_flight.as_mut().map(|(task, _)| task);
+            let in_flight = writer.in_flight.as_mut().map(|(task, _, _)| task);
             let writing = in_flight.is_some();
             let wake = tokio::select! {
                 _ = self.shutdown.cancelled() => Wake::Shutdown,
@@ -540,7 +545,7 @@ impl Engine {
                 Wake::Shutdown => break,
                 Wake::Tick => {}
                 Wake::Written(written) => {
-                    let started = writer.in_flight.take().map(|(_, at)| at);
+                    let started = writer.in_flight.take().map(|(_, at, _)| at);
                     let (batch, result) = *written;
                     if result.is_err() {
                         // Not writable since this write began (a lock wait counts).
@@ -598,6 +603,7 @@ impl Engine {
         let signer = self.ledger.signer.clone();
         // Stamped when it is written: after an outage, the recovery's instant.
         let now = self.clock.now();
+        let events = batch.events.len();
         let task = tokio::spawn(async move {
             let sealing = Sealing {
                 signer: signer.as_deref(),
@@ -609,7 +615,7 @@ impl Engine {
                 .map_err(|e| e.to_string());
             (batch, result)
         });
-        writer.in_flight = Some((task, now));
+        writer.in_flight = Some((task, now, events));
     }
 
     /// A write ended: everything that follows the commit of each of its parts, or, if it
@@ -675,8 +681,7 @@ impl Engine {
 
     /// Shows the ledger's write state (`/readyz`, wallboard, metrics).
     fn publish_ledger(&self, writer: &Writer, now: DateTime<Utc>, failed: bool) {
-        let in_flight = writer.in_flight.as_ref().map_or(0, |_| 1);
-        let waiting = writer.waiting(in_flight);
+        let waiting = writer.waiting();
         let stuck = writer.stuck_since(now);
         self.shared.ledger.update(|s| {
             s.failing_since = stuck.or(writer.failing_since);
@@ -709,7 +714,7 @@ impl Engine {
                         .last_error
                         .as_deref()
                         .unwrap_or("the write in flight does not finish"),
-                    writer.waiting(usize::from(writer.in_flight.is_some()))
+                    writer.waiting()
                 );
                 self.publish_ledger(writer, now, false);
                 self.monitor_alert(problem, "ledger", true, &detail, now, writer, deliveries);
@@ -1123,7 +1128,7 @@ impl Engine {
         gate: &mut SyncGate,
         deliveries: &Deliveries,
     ) {
-        if let Some((task, _)) = writer.in_flight.take() {
+        if let Some((task, _, _)) = writer.in_flight.take() {
             let (batch, result) = joined(task.await);
             self.finish_write(batch, result, &mut writer, deadlines, gate);
         }
@@ -1538,5 +1543,55 @@ fn delivery_record(
             recipients,
             at,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending(n: usize, source: bool) -> Pending {
+        let event = Event::MonitorHeartbeat { at: Utc::now() };
+        let done = if source {
+            Done::Source {
+                source: "s".into(),
+                initial_sync_done: false,
+                committed: oneshot::channel().0,
+            }
+        } else {
+            Done::Nothing
+        };
+        Pending {
+            events: vec![event; n],
+            cursors: Vec::new(),
+            durable: false,
+            done,
+        }
+    }
+
+    #[test]
+    fn the_backlog_counts_what_waits_and_batches_stay_within_their_limits() {
+        let mut w = Writer::default();
+        for _ in 0..3 {
+            w.push(pending(WRITE_MAX_EVENTS / 2, true));
+        }
+        w.push(pending(10, false));
+        w.push(pending(0, false)); // nothing to write, nobody waiting: dropped
+        assert_eq!(w.backlog.len(), 4);
+        assert_eq!(w.backlog_events, 3 * WRITE_MAX_EVENTS / 2 + 10);
+        assert_eq!(w.source_events, 3 * WRITE_MAX_EVENTS / 2);
+        let first = w.take().unwrap();
+        assert_eq!(first.events.len(), WRITE_MAX_EVENTS);
+        assert_eq!(first.parts.len(), 2);
+        assert_eq!(w.backlog_events, WRITE_MAX_EVENTS / 2 + 10);
+        assert_eq!(w.waiting(), WRITE_MAX_EVENTS / 2 + 10);
+        // A failed batch is written again first, before anything newer.
+        w.failed = Some((first, tokio::time::Instant::now()));
+        assert_eq!(w.waiting(), 3 * WRITE_MAX_EVENTS / 2 + 10);
+        assert_eq!(w.take().unwrap().events.len(), WRITE_MAX_EVENTS);
+        let rest = w.take().unwrap();
+        assert_eq!(rest.parts.len(), 2);
+        assert!(w.take().is_none());
+        assert_eq!((w.backlog_events, w.source_events, w.waiting()), (0, 0, 0));
     }
 }
