@@ -165,6 +165,13 @@ fn report(what: &str, seen: &Seen, until: f64) {
         pick(0.99),
         late[late.len() - 1]
     );
+    let worst: Vec<String> = late
+        .iter()
+        .rev()
+        .take(5)
+        .map(|l| format!("{l:.3}"))
+        .collect();
+    println!("  worst five: {} s", worst.join(", "));
 }
 
 fn backfill() {
