@@ -317,7 +317,7 @@ enum Wake {
     Signal(Signal),
     Delivered(Vec<Event>),
     /// The ledger write in flight finished.
-    Written(Box<(Batch, Result<i64, String>)>),
+    Written(Box<Written>),
     /// A due instant, a write to retry, or a look at the ledger.
     Tick,
 }
@@ -359,6 +359,17 @@ struct Batch {
     parts: Vec<(usize, Done)>,
 }
 
+/// What a write task hands back: its batch, and the seq of its first event or why it failed.
+type Written = (Batch, Result<i64, String>);
+
+/// The write in flight.
+struct InFlight {
+    task: tokio::task::JoinHandle<Written>,
+    /// When it began (a write that takes [`STALL`] counts as a stuck ledger).
+    started: DateTime<Utc>,
+    events: usize,
+}
+
 /// The ledger writes: what waits, the write in flight, and a failed one waiting for its retry.
 #[derive(Default)]
 struct Writer {
@@ -366,12 +377,7 @@ struct Writer {
     backlog_events: usize,
     /// Source events among them ([`SOURCE_BACKLOG`]).
     source_events: usize,
-    /// The write in flight, when it began, and its number of events.
-    in_flight: Option<(
-        tokio::task::JoinHandle<(Batch, Result<i64, String>)>,
-        DateTime<Utc>,
-        usize,
-    )>,
+    in_flight: Option<InFlight>,
     /// A batch whose write failed, written again at `retry_at`.
     failed: Option<(Batch, tokio::time::Instant)>,
     pause: Duration,
@@ -432,7 +438,7 @@ impl Writer {
     /// Events not in the ledger yet, the batch in flight or waiting for its retry included.
     fn waiting(&self) -> usize {
         self.backlog_events
-            + self.in_flight.as_ref().map_or(0, |(_, _, n)| *n)
+            + self.in_flight.as_ref().map_or(0, |w| w.events)
             + self.failed.as_ref().map_or(0, |(b, _)| b.events.len())
     }
 
@@ -441,16 +447,14 @@ impl Writer {
         let stall = chrono::Duration::from_std(STALL).unwrap_or_default();
         let since = self
             .failing_since
-            .or(self.in_flight.as_ref().map(|(_, started, _)| *started))?;
+            .or(self.in_flight.as_ref().map(|w| w.started))?;
         (now - since >= stall).then_some(since)
     }
 }
 
 /// The outcome of a write task; a task that panicked wrote nothing (its batch is lost, which
 /// only a bug can cause: the answers of its parts then say so).
-fn joined(
-    outcome: Result<(Batch, Result<i64, String>), tokio::task::JoinError>,
-) -> (Batch, Result<i64, String>) {
+fn joined(outcome: Result<Written, tokio::task::JoinError>) -> Written {
     outcome.unwrap_or_else(|e| {
         (
             Batch {
@@ -516,7 +520,7 @@ impl Engine {
                 writer.source_events < SOURCE_BACKLOG && writer.backlog_events < BACKLOG_MAX;
             let room_for_commands = writer.backlog_events < BACKLOG_MAX;
             let clock = self.clock;
-            let in_flight = writer.in_flight.as_mut().map(|(task, _, _)| task);
+            let in_flight = writer.in_flight.as_mut().map(|w| &mut w.task);
             let writing = in_flight.is_some();
             let wake = tokio::select! {
                 _ = self.shutdown.cancelled() => Wake::Shutdown,
@@ -545,7 +549,7 @@ impl Engine {
                 Wake::Shutdown => break,
                 Wake::Tick => {}
                 Wake::Written(written) => {
-                    let started = writer.in_flight.take().map(|(_, at, _)| at);
+                    let started = writer.in_flight.take().map(|w| w.started);
                     let (batch, result) = *written;
                     if result.is_err() {
                         // Not writable since this write began (a lock wait counts).
@@ -615,7 +619,11 @@ impl Engine {
                 .map_err(|e| e.to_string());
             (batch, result)
         });
-        writer.in_flight = Some((task, now, events));
+        writer.in_flight = Some(InFlight {
+            task,
+            started: now,
+            events,
+        });
     }
 
     /// A write ended: everything that follows the commit of each of its parts, or, if it
@@ -1128,8 +1136,8 @@ impl Engine {
         gate: &mut SyncGate,
         deliveries: &Deliveries,
     ) {
-        if let Some((task, _, _)) = writer.in_flight.take() {
-            let (batch, result) = joined(task.await);
+        if let Some(w) = writer.in_flight.take() {
+            let (batch, result) = joined(w.task.await);
             self.finish_write(batch, result, &mut writer, deadlines, gate);
         }
         deliveries.tasks.close();
