@@ -213,6 +213,7 @@ pub async fn run(
     // giving up signals through the dispatch, the ledger through the engine).
     tasks.spawn(crate::monitor::watch_sources(
         health.clone(),
+        shared.clone(),
         settings
             .sources
             .iter()

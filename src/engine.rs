@@ -73,6 +73,9 @@ pub struct Shared {
     pub pending_sources: Mutex<BTreeSet<String>>,
     /// Whether the ledger takes writes (`/readyz`, the wallboard).
     pub ledger: WriteState,
+    /// When each source last had a batch committed: a source in the middle of a long backfill
+    /// completes no check for a while, yet it is not silent.
+    pub progress: Mutex<std::collections::HashMap<String, DateTime<Utc>>>,
 }
 
 impl Shared {
@@ -89,6 +92,7 @@ impl Shared {
             store,
             pending_sources: Mutex::new(pending),
             ledger: WriteState::default(),
+            progress: Mutex::default(),
         }
     }
 
@@ -825,8 +829,15 @@ impl Engine {
                 initial_sync_done,
                 committed,
             } => {
-                if result.is_ok() && initial_sync_done {
-                    self.source_synced(&source, now, deadlines, gate);
+                if result.is_ok() {
+                    self.shared
+                        .progress
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(source.clone(), now);
+                    if initial_sync_done {
+                        self.source_synced(&source, now, deadlines, gate);
+                    }
                 }
                 let _ = committed.send(result);
             }

@@ -149,18 +149,23 @@ pub async fn run(
 }
 
 impl LedgerHealth {
-    /// Whether `source` has gone without a successful check for longer than `limit` at `now`
-    /// (counted from `started` before its first one): `Some(detail)` for the person paged.
+    /// Whether `source` has gone without a successful check, and without a committed batch
+    /// (`progress`: a backfill in progress), for longer than `limit` at `now` (counted from
+    /// `started` before the first): `Some(detail)` for the person paged.
     fn silence(
         &self,
         source: &str,
         limit: Duration,
+        progress: Option<chrono::DateTime<chrono::Utc>>,
         started: chrono::DateTime<chrono::Utc>,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Option<String> {
         let all = self.health.lock().unwrap_or_else(|e| e.into_inner());
         let h = all.get(source);
-        let last = h.and_then(|h| h.last_success);
+        let last = match (h.and_then(|h| h.last_success), progress) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
         let since = last.unwrap_or(started);
         let limit = chrono::Duration::from_std(limit).unwrap_or(chrono::Duration::MAX);
         if now - since <= limit {
@@ -173,8 +178,8 @@ impl LedgerHealth {
             format!("{} min", silent / 60)
         };
         let what = match last {
-            Some(_) => format!("no successful check for {span}"),
-            None => format!("no successful check since the start {span} ago"),
+            Some(_) => format!("nothing read and no successful check for {span}"),
+            None => format!("nothing read and no successful check since the start {span} ago"),
         };
         let state = match h.and_then(|h| h.up) {
             Some(false) => "down",
@@ -193,9 +198,11 @@ impl LedgerHealth {
 pub const WATCH_EVERY: Duration = Duration::from_secs(1);
 
 /// Signals each source going silent past its `silent_after` (no successful poll, IDLE round or
-/// file check) and coming back, until `shutdown`. `limits` are `(source, silent_after)`.
+/// file check, and no batch committed) and coming back, until `shutdown`. `limits` are
+/// `(source, silent_after)`.
 pub async fn watch_sources(
     health: Arc<LedgerHealth>,
+    shared: Arc<crate::engine::Shared>,
     limits: Vec<(String, Duration)>,
     clock: Clock,
     signals: Signals,
@@ -214,13 +221,20 @@ pub async fn watch_sources(
         }
         let now = clock.now();
         for (source, limit) in &limits {
-            let silence = health.silence(source, *limit, started, now);
-            let ok_once = health
-                .health
+            let progress = shared
+                .progress
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .get(source)
-                .is_some_and(|h| h.last_success.is_some());
+                .copied();
+            let silence = health.silence(source, *limit, progress, started, now);
+            let ok_once = progress.is_some()
+                || health
+                    .health
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(source)
+                    .is_some_and(|h| h.last_success.is_some());
             let failing = silence.is_some();
             // Good news only once there is some: a source that never checked yet is not "back".
             if (!failing && !ok_once) || signalled.get(source) == Some(&failing) {
@@ -327,5 +341,39 @@ mod tests {
         assert!(events[1].starts_with("source_up") && events[1].contains("imap"));
         assert!(events[2].starts_with("source_down") && events[2].contains("\"unknown\""));
         assert_eq!(inner.0.lock().unwrap().len(), 7);
+    }
+
+    #[test]
+    fn a_source_is_silent_past_its_limit_without_a_check_or_a_committed_batch() {
+        let t0 = chrono::DateTime::parse_from_rfc3339("2026-03-01T09:00:00Z")
+            .unwrap()
+            .to_utc();
+        let at = |s: i64| t0 + chrono::Duration::seconds(s);
+        let (health, _rx) = LedgerHealth::new(Arc::new(Seen::default()), Clock::anchored(t0));
+        let limit = Duration::from_secs(60);
+        // Never checked since the start: silent once the limit has passed.
+        assert_eq!(health.silence("imap", limit, None, t0, at(60)), None);
+        let detail = health.silence("imap", limit, None, t0, at(61)).unwrap();
+        assert!(detail.contains("since the start 61 s ago"), "{detail}");
+        assert!(detail.contains("not connected yet"), "{detail}");
+        // A backfill committing batches is not silent, though no round completed yet.
+        assert_eq!(
+            health.silence("imap", limit, Some(at(50)), t0, at(100)),
+            None
+        );
+        // Down, with its last error.
+        health.error("imap", "auth");
+        health.set_up("imap", false);
+        let detail = health
+            .silence("imap", limit, Some(at(50)), t0, at(111))
+            .unwrap();
+        assert!(
+            detail.contains("no successful check for 61 s; down, last error: auth"),
+            "{detail}"
+        );
+        assert!(
+            detail.starts_with("nothing read and no successful check"),
+            "{detail}"
+        );
     }
 }
