@@ -17,13 +17,14 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use support::daemon::Daemon;
+use support::http::Client;
 
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -134,15 +135,34 @@ fn mailbox(dir: &Path, base: u64, tag: &str) {
 
 const MAILS: usize = 30;
 
-const POLICY: &str = r#"
+/// The daemon: the mail inquiries (warning at 15 s, deadline at 25 s) plus `sources`, alerting
+/// through the webhook at `url` (a secret: from the environment).
+fn daemon(dir: &Path, url: &str, sources: &str) -> Daemon {
+    let config = format!(
+        r#"
+[store]
+url = "sqlite://{{dir}}/ledger.db"
+[http]
+bind = "127.0.0.1:{{port}}"
+[desk]
+support_addresses = ["support@example.com"]
 [policy]
 target = "25s"
 warn = ["15s"]
-"#;
-
-/// The webhook notifier; its URL (a secret) comes from the environment.
-const NOTIFY: &str =
-    "[notify]\nprimary = [\"webhook\"]\n[notify.webhook]\nformat = \"json\"\ntimeout = \"5s\"\n";
+[sources.mail]
+type = "maildir"
+path = "{{dir}}/maildir"
+scan_interval = "1s"
+{sources}
+[notify]
+primary = ["webhook"]
+[notify.webhook]
+format = "json"
+timeout = "5s"
+"#
+    );
+    Daemon::configure(dir, &config, &[("SLAWATCH__NOTIFY__WEBHOOK__URL", url)])
+}
 
 /// Lateness of the mail alerts (seconds), those due within `[from, until]` (Unix seconds).
 fn report(what: &str, seen: &Seen, from: f64, until: f64) {
@@ -207,20 +227,10 @@ fn backfill() {
     }
     let base = unix_now() as u64;
     mailbox(dir.path(), base, "backfill");
-    let config = format!(
-        r#"
-[store]
-url = "sqlite://{{dir}}/ledger.db"
-[http]
-bind = "127.0.0.1:{{port}}"
-[desk]
-support_addresses = ["support@example.com"]
-{POLICY}
-[sources.mail]
-type = "maildir"
-path = "{{dir}}/maildir"
-scan_interval = "1s"
-[sources.cdr]
+    let mut d = daemon(
+        dir.path(),
+        &url,
+        r#"[sources.cdr]
 type = "asterisk_cdr"
 path = "Master.csv"
 layout = "18"
@@ -231,13 +241,7 @@ poll_interval = "50ms"
 [[sources.cdr.lines]]
 name = "soporte-es"
 match = ["600", "soporte-es"]
-language = "es"
-{NOTIFY}"#
-    );
-    let mut d = Daemon::configure(
-        dir.path(),
-        &config,
-        &[("SLAWATCH__NOTIFY__WEBHOOK__URL", url.as_str())],
+language = "es""#,
     );
     std::fs::write(dir.path().join("Master.csv"), b"").unwrap();
     d.start();
@@ -301,26 +305,7 @@ fn push_flood() {
     let (url, seen) = receiver();
     let base = unix_now() as u64;
     mailbox(dir.path(), base, "flood");
-    let config = format!(
-        r#"
-[store]
-url = "sqlite://{{dir}}/ledger.db"
-[http]
-bind = "127.0.0.1:{{port}}"
-[desk]
-support_addresses = ["support@example.com"]
-{POLICY}
-[sources.mail]
-type = "maildir"
-path = "{{dir}}/maildir"
-scan_interval = "1s"
-{NOTIFY}"#
-    );
-    let mut d = Daemon::configure(
-        dir.path(),
-        &config,
-        &[("SLAWATCH__NOTIFY__WEBHOOK__URL", url.as_str())],
-    );
+    let mut d = daemon(dir.path(), &url, "");
     d.start();
     d.wait_ready(Duration::from_secs(30));
     let addr = d.addr;
@@ -382,55 +367,6 @@ scan_interval = "1s"
     }
     report("during the push flood", &seen, flood_start, done);
     assert!(d.stop());
-}
-
-/// One keep-alive HTTP/1.1 connection.
-struct Client {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
-}
-
-impl Client {
-    fn connect(addr: SocketAddr) -> Client {
-        let stream = TcpStream::connect(addr).expect("connect");
-        stream.set_nodelay(true).unwrap();
-        Client {
-            reader: BufReader::new(stream.try_clone().unwrap()),
-            writer: stream,
-        }
-    }
-
-    fn post(&mut self, path: &str, body: &str) -> u16 {
-        write!(
-            self.writer,
-            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .unwrap();
-        let mut line = String::new();
-        self.reader.read_line(&mut line).unwrap();
-        let status: u16 = line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let mut length = 0usize;
-        loop {
-            line.clear();
-            self.reader.read_line(&mut line).unwrap();
-            if line == "\r\n" || line.is_empty() {
-                break;
-            }
-            if let Some((name, value)) = line.split_once(':')
-                && name.eq_ignore_ascii_case("content-length")
-            {
-                length = value.trim().parse().unwrap_or(0);
-            }
-        }
-        let mut rest = vec![0; length];
-        self.reader.read_exact(&mut rest).unwrap();
-        status
-    }
 }
 
 fn main() {
