@@ -5,6 +5,8 @@
 //!   return sends the `resolved` mail; both are in the ledger and the report's coverage;
 //! - the dead-man's switch: `notify.heartbeat_url` is requested every interval by a running
 //!   daemon, and the requests stop when the daemon is killed;
+//! - a mail server that stays down past `retry_for`: the breach goes out by webhook at once, and
+//!   the webhook then carries the page about the failing SMTP notifier;
 //! - `check-config` refuses a `[notify]` that names no notifier.
 
 mod support;
@@ -190,10 +192,11 @@ fn a_stopped_imap_server_pages_by_mail_within_its_limit_and_its_return_resolves_
     assert_eq!(alerts[0]["delivered"], true);
 }
 
-/// A tiny HTTP server recording when each request came and its method.
+/// A tiny HTTP server recording when each request came, its request line and its body.
 struct HeartbeatReceiver {
     url: String,
     seen: Arc<Mutex<Vec<(Instant, String)>>>,
+    bodies: Arc<Mutex<Vec<String>>>,
 }
 
 impl HeartbeatReceiver {
@@ -201,7 +204,9 @@ impl HeartbeatReceiver {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}/ping/4b1c0bdf", listener.local_addr().unwrap());
         let seen: Arc<Mutex<Vec<(Instant, String)>>> = Arc::default();
+        let bodies: Arc<Mutex<Vec<String>>> = Arc::default();
         let record = seen.clone();
+        let keep = bodies.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
                 let mut reader = BufReader::new(stream.try_clone().unwrap());
@@ -209,13 +214,23 @@ impl HeartbeatReceiver {
                 if reader.read_line(&mut line).is_err() {
                     continue;
                 }
-                // The rest of the head (and a short body) is not needed.
+                let mut length = 0;
                 loop {
                     let mut h = String::new();
                     if reader.read_line(&mut h).is_err() || h == "\r\n" || h.is_empty() {
                         break;
                     }
+                    if let Some((name, value)) = h.split_once(':')
+                        && name.eq_ignore_ascii_case("content-length")
+                    {
+                        length = value.trim().parse().unwrap_or(0);
+                    }
                 }
+                let mut body = vec![0; length];
+                let _ = std::io::Read::read_exact(&mut reader, &mut body);
+                keep.lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&body).into_owned());
                 record
                     .lock()
                     .unwrap()
@@ -226,7 +241,7 @@ impl HeartbeatReceiver {
                 );
             }
         });
-        HeartbeatReceiver { url, seen }
+        HeartbeatReceiver { url, seen, bodies }
     }
 
     fn count(&self) -> usize {
@@ -332,5 +347,83 @@ path = "{dir}/maildir"
     assert!(
         stderr.contains("warning: NO NOTIFIER") && stderr.contains("pages NOBODY"),
         "{stderr}"
+    );
+}
+
+#[test]
+fn a_mail_server_down_past_retry_for_is_paged_through_the_webhook_which_never_waited_for_it() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut smtp = SmtpServer::start();
+    smtp.stop();
+    let hook = HeartbeatReceiver::start();
+    let dir = tempfile::tempdir().unwrap();
+    support::daemon::overdue_mailbox(dir.path(), 1);
+    let config = format!(
+        r#"
+[store]
+url = "sqlite://{{dir}}/ledger.db"
+[http]
+bind = "127.0.0.1:{{port}}"
+[desk]
+support_addresses = ["support@example.com"]
+internal_domains = ["example.com"]
+[sources.mail]
+type = "maildir"
+path = "{{dir}}/maildir"
+[notify]
+primary = ["smtp", "webhook"]
+retry_for = "3s"
+[notify.webhook]
+format = "json"
+[notify.smtp]
+host = "127.0.0.1"
+port = {port}
+security = "starttls"
+ca_file = "{ca}"
+username = "{USER}"
+from = "SLA monitor <slawatch@example.com>"
+to = ["oncall@example.com"]
+timeout = "2s"
+"#,
+        port = smtp.starttls_port,
+        ca = smtp.cert.display(),
+    );
+    let mut daemon = Daemon::configure(
+        dir.path(),
+        &config,
+        &[
+            ("SLAWATCH__NOTIFY__SMTP__PASSWORD", PASSWORD),
+            ("SLAWATCH__NOTIFY__WEBHOOK__URL", hook.url.as_str()),
+        ],
+    );
+    let started = Instant::now();
+    daemon.start();
+    let bodies = || hook.bodies.lock().unwrap().clone();
+    daemon.wait_for("the breach by webhook", Duration::from_secs(20), |_| {
+        bodies().iter().any(|b| b.contains("\"kind\":\"breach\""))
+    });
+    let breach_after = started.elapsed();
+    daemon.wait_for(
+        "the page about the SMTP notifier by webhook",
+        Duration::from_secs(30),
+        |_| bodies().iter().any(|b| b.contains("monitor-notifier-smtp")),
+    );
+    eprintln!(
+        "breach by webhook {breach_after:?} after the start (SMTP down); notifier page {:?} after",
+        started.elapsed()
+    );
+    let page = bodies()
+        .into_iter()
+        .find(|b| b.contains("monitor-notifier-smtp"))
+        .unwrap();
+    assert!(page.contains("notifier smtp failing"), "{page}");
+    assert!(page.contains("\"problem\":\"notifier_failing\""), "{page}");
+    assert!(smtp.messages().is_empty());
+    assert!(daemon.stop());
+    assert_eq!(
+        daemon.sql(
+            "SELECT count(*) FROM ledger WHERE kind = 'monitor_alert_raised' AND payload LIKE '%monitor-notifier-smtp%'"
+        ),
+        "1"
     );
 }
