@@ -24,21 +24,21 @@
 //! alert resolves. `/healthz` keeps saying "alive": a restart would lose what waits in memory.
 //!
 //! **Why this sends no alert twice, and where it may send one again.** An alert's identity
-//! (its mail `Message-ID`, its Alertmanager labels, the webhook's `alert_id`) is derived from
-//! the inquiry, the kind and the instant it is about: the warn instant, the deadline, the
-//! re-notification instant, the answer time. Those are functions of the evidence, never of
-//! when it was sent. After a delivery its `AlertDelivered` is queued behind the event that
-//! raised the alert, so the ledger never holds a delivery without its cause, and
-//! `Engine::resume_pending` re-sends at start-up only alerts raised without a delivery record.
-//! If the daemon dies after an alert went out and before its record was written (killed during
-//! a ledger outage, typically): either its raising event is in the ledger without a delivery
-//! record, and the start-up re-sends it; or the event is not there either, and the deadline,
-//! rebuilt from the inquiry's `InquiryOpened` (or the source re-reading what was not
-//! committed), fires again and decides the same event with the same instant. Either way the
-//! alert goes out once more, with the same `Message-ID`, and is recorded then: at most one
-//! re-send per crash, which a mail system, Alertmanager (same labels) or a webhook receiver
-//! (same `alert_id`) can recognise as the same alert. `tests/ledger_outage.rs` proves it
-//! against the binary.
+//! (its mail `Message-ID`, its Alertmanager labels, the webhook's `inquiry_id`, `kind` and
+//! `due_at`) is derived from the inquiry, the kind and the instant it is about: the warn
+//! instant, the deadline, the re-notification instant, the answer time. Those are functions of
+//! the evidence, never of when it was sent. After a delivery its `AlertDelivered` is queued
+//! behind the event that raised the alert, so the ledger never holds a delivery without its
+//! cause, and `Engine::resume_pending` re-sends at start-up only alerts raised without a
+//! delivery record. If the daemon dies after an alert went out and before its record was
+//! written (killed during a ledger outage, typically): either its raising event is in the
+//! ledger without a delivery record, and the start-up re-sends it; or the event is not there
+//! either, and the deadline, rebuilt from the inquiry's `InquiryOpened` (or the source
+//! re-reading what was not committed), fires again and decides the same event with the same
+//! instant. Either way the alert goes out once more, with the same `Message-ID`, and is
+//! recorded then: at most one re-send per crash, which a mail system, Alertmanager (same
+//! labels) or a webhook receiver (same `inquiry_id`, `kind` and `due_at`) can recognise as the
+//! same alert. `tests/ledger_outage.rs` proves it against the binary.
 //!
 //! Readers (HTTP, CLI) look at the shared state under a read lock.
 
