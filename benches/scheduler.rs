@@ -13,7 +13,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod support;
 
 use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -81,12 +81,12 @@ async fn main() {
         policies: PolicySet::single(policy),
     });
     let (tracker, deadlines) = replay(&store, rules).await.unwrap();
-    let shared = Arc::new(Shared {
-        tracker: RwLock::new(tracker),
-        metrics: Arc::new(Metrics::new("bench", &["bench".to_string()])),
-        store: store.clone(),
-        pending_sources: Mutex::new(BTreeSet::from(["bench".to_string()])),
-    });
+    let shared = Arc::new(Shared::new(
+        tracker,
+        Arc::new(Metrics::new("bench", &["bench".to_string()])),
+        store.clone(),
+        BTreeSet::from(["bench".to_string()]),
+    ));
     let lateness = Arc::new(Lateness(Mutex::new(Vec::with_capacity(2 * n))));
     let (input_tx, input_rx) = mpsc::channel(4);
     let (_command_tx, command_rx) = mpsc::channel(1);
@@ -99,6 +99,7 @@ async fn main() {
         oncall: None,
         input: input_rx,
         commands: command_rx,
+        signals: tokio::sync::mpsc::unbounded_channel().1,
         shutdown: shutdown.clone(),
         sync_grace: slawatch::engine::SYNC_GRACE,
         ledger: Default::default(),

@@ -222,6 +222,40 @@ def alert_rules():
             },
         },
         {
+            "alert": "SlawatchLedgerNotWritable",
+            # slawatch pages this itself through its notifiers (monitor-ledger); this is the
+            # second path, for when its notifiers are the problem too.
+            "expr": "slawatch_ledger_writable == 0",
+            "for": "1m",
+            "labels": {"severity": "page"},
+            "annotations": {
+                "summary": "slawatch cannot write its ledger",
+                "description": "Alerts still go out, but nothing is recorded and sources are paused; check the disk and the daemon's log (/readyz says why).",
+            },
+        },
+        {
+            "alert": "SlawatchBlind",
+            # Any of slawatch's own alerts (a source silent past silent_after, the ledger, a
+            # notifier giving up), seen from Prometheus.
+            "expr": "sum by (job, kind) (slawatch_monitor_alerts_active) > 0",
+            "labels": {"severity": "page"},
+            "annotations": {
+                "summary": "slawatch is partly blind: {{ $labels.kind }}",
+                "description": "slawatch paged about its own blindness through its notifiers; /readyz and the wallboard say what it cannot see.",
+            },
+        },
+        {
+            "alert": "SlawatchClockStepped",
+            # Deadlines run on the monotonic clock, so a step harms no deadline; the offset says
+            # slawatch's instants differ from the wall clock until its next restart.
+            "expr": "increase(slawatch_clock_steps_total[1h]) > 0",
+            "labels": {"severity": "ticket"},
+            "annotations": {
+                "summary": "The wall clock of slawatch's host stepped by more than 2 s",
+                "description": "Check NTP on the host; slawatch keeps timing deadlines on its monotonic clock and takes the corrected clock at its next restart.",
+            },
+        },
+        {
             "alert": "SlawatchAlertDeliveryFailing",
             "expr": "sum by (job, notifier, kind) (increase(slawatch_alerts_total{result=\"failed\"}[10m])) > 0",
             "labels": {"severity": "page"},

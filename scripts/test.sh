@@ -2,8 +2,9 @@
 # Runs slawatch's whole test suite on a fresh Debian machine with a Rust toolchain:
 # installs the real servers and tools the tests talk to (Dovecot for IMAP/LMTP; Prometheus,
 # promtool and Alertmanager for the rules, dashboards and alerting path; aiosmtpd for alert
-# mail; Chromium and poppler for the wallboard and the printed report), then runs every unit and
-# integration test. Tests never skip: a missing server fails them.
+# mail; Chromium and poppler for the wallboard and the printed report; libfaketime for
+# wall-clock steps), then runs every unit and integration test. Tests never skip: a missing
+# server fails them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +20,8 @@ command -v prometheus-alertmanager >/dev/null 2>&1 || need_packages+=(prometheus
 command -v python3 >/dev/null 2>&1 || need_packages+=(python3)
 command -v openssl >/dev/null 2>&1 || need_packages+=(openssl)
 command -v sqlite3 >/dev/null 2>&1 || need_packages+=(sqlite3)
+# Wall-clock steps are injected into the daemon with libfaketime.
+[ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ] || need_packages+=(faketime)
 # The HTML report is printed by headless Chromium and checked with poppler's tools.
 command -v chromium >/dev/null 2>&1 || need_packages+=(chromium)
 command -v pdftotext >/dev/null 2>&1 || need_packages+=(poppler-utils)

@@ -9,7 +9,7 @@
 //! `monitor_stopped` after a clean shutdown.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 
 use anyhow::Context;
 use slawatch_core::tracker::{Event, TrackerRules};
@@ -142,19 +142,24 @@ pub async fn run(
         .register(Box::new(head_gauge.clone()))
         .context("registering the ledger head gauge")?;
     crate::store::head::publish(&store, Some(&head_gauge), "Ledger head at start-up.").await;
-    let shared = Arc::new(Shared {
-        tracker: RwLock::new(tracker),
-        metrics: metrics.clone(),
-        store: store.clone(),
-        pending_sources: Mutex::new(source_names.iter().cloned().collect()),
-    });
+    let shared = Arc::new(Shared::new(
+        tracker,
+        metrics.clone(),
+        store.clone(),
+        source_names.iter().cloned().collect(),
+    ));
 
     let (input_tx, input_rx) = mpsc::channel(INPUT_QUEUE);
     let (command_tx, command_rx) = mpsc::channel(COMMAND_QUEUE);
+    let (signals_tx, signals_rx) = mpsc::unbounded_channel::<crate::monitor::Signal>();
     let tasks = TaskTracker::new();
-    let notifier: Arc<dyn Notifier> =
-        crate::notify::dispatch::build(&settings.notify, settings.desk.time_zone, metrics.clone())
-            .context("building the notifiers")?;
+    let notifier: Arc<dyn Notifier> = crate::notify::dispatch::build(
+        &settings.notify,
+        settings.desk.time_zone,
+        metrics.clone(),
+        Some(signals_tx.clone()),
+    )
+    .context("building the notifiers")?;
     if let Some(oncall) = &settings.notify.oncall {
         for (rotation, gaps) in oncall.gaps(clock.now()) {
             for gap in crate::notify::oncall::describe_gaps(rotation, &gaps) {
@@ -170,6 +175,7 @@ pub async fn run(
         oncall: settings.notify.oncall.clone().map(Arc::new),
         input: input_rx,
         commands: command_rx,
+        signals: signals_rx,
         shutdown: shutdown.clone(),
         sync_grace: crate::engine::SYNC_GRACE,
         ledger: LedgerOptions {
@@ -205,7 +211,33 @@ pub async fn run(
 
     let sink = EngineSink::new(input_tx);
     let (health, transitions) = LedgerHealth::new(metrics.clone(), clock);
-    let health: Arc<dyn SourceHealth> = Arc::new(health);
+    let health = Arc::new(health);
+    // The monitor's own blindness pages someone: a source silent past its limit (a notifier
+    // giving up signals through the dispatch, the ledger through the engine).
+    tasks.spawn(crate::monitor::watch_sources(
+        health.clone(),
+        shared.clone(),
+        settings
+            .sources
+            .iter()
+            .map(|s| (s.name.clone(), s.silent_after))
+            .collect(),
+        clock,
+        signals_tx,
+        shutdown.clone(),
+    ));
+    // Deadlines run on the monotonic clock; wall-clock steps are reported.
+    tasks.spawn(crate::scheduler::clock::watch_wall_clock(
+        clock,
+        chrono::Utc::now,
+        metrics.clone(),
+        shutdown.clone(),
+    ));
+    // The dead-man's switch: what the daemon cannot report itself (its own death).
+    if let Some(heartbeat) = settings.notify.heartbeat.clone() {
+        tasks.spawn(crate::monitor::heartbeat(heartbeat, shutdown.clone()));
+    }
+    let health: Arc<dyn SourceHealth> = health;
     tasks.spawn(crate::store::head::publish_every(
         store.clone(),
         head_gauge.clone(),

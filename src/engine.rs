@@ -1,25 +1,54 @@
-//! The engine: the one writer of the ledger.
+//! The engine: the one writer of the ledger, and the one place that decides when alerts go out.
 //!
-//! It owns the order of everything: observations from sources, manual acks from the CLI/API and
-//! instants from the scheduler all go through one task. For each input it has the tracker decide
-//! and apply the events (under the state's write lock), appends them — with the source's cursors
-//! — to the ledger in one transaction, and only once they are in the ledger counts them in the
-//! metrics, reschedules deadlines and hands alerts to the notifier.
+//! It owns the order of everything: observations from sources, acks and pushed calls from the
+//! CLI/API, the monitor's own signals and instants from the scheduler all go through one task.
+//! For each input it has the tracker decide and apply the events (under the state's write lock)
+//! and queues them, with the source's cursors, for the ledger. One write task at a time appends
+//! the queue in order, each write one transaction; whatever queued up during a write goes into
+//! the next one together (group commit: one disk sync serves many pushed calls, and a source
+//! batch is written while the next one is decided).
 //!
-//! A source batch is written while the next one is decided (see [`InFlight`]), so the in-memory
-//! state may be ahead of the ledger by the batch being written, and for as long as its append is
-//! retried: a failed append is retried with backoff (the sources wait, their queue is bounded)
-//! and is never rolled back, so memory and ledger cannot disagree once the append succeeds. If
-//! the daemon stops before that, the uncommitted batches are simply read again after the restart
-//! (their cursors were not committed either). Metrics, deadlines and alerts follow only what is
-//! committed. Readers (HTTP, CLI) look at the shared state under a read lock.
+//! **Alerts never wait.** Every turn of the loop first fires whatever deadline or
+//! re-notification is due, whatever else is ready, and the alerts an event raises are handed to
+//! the notifier the moment the event is decided, not once it is in the ledger. So a backfill, a
+//! flood of pushed calls, or a slow or stuck ledger write delays no alert. Metrics, the sources'
+//! answers (their cursors commit with their events) and the API's answers follow the commit.
+//!
+//! **A stuck ledger does not silence the desk.** A failed write is retried with backoff, for
+//! as long as it takes; meanwhile decided events wait in memory in order, sources are paused
+//! (their batches get no answer, and the engine takes no more than [`SOURCE_BACKLOG`] events
+//! from them), alerts keep going out, and once the ledger has refused or stalled writes for
+//! [`STALL`] the monitor alert `monitor-ledger` pages through the notifiers, `/readyz` and the
+//! wallboard say so and `slawatch_ledger_write_failures_total` counts. When the ledger takes
+//! writes again everything waiting is written in its order, delivery records included, and the
+//! alert resolves. `/healthz` keeps saying "alive": a restart would lose what waits in memory.
+//!
+//! **Why this sends no alert twice, and where it may send one again.** An alert's identity
+//! (its mail `Message-ID`, its Alertmanager labels, the webhook's `inquiry_id`, `kind` and
+//! `due_at`) is derived from the inquiry, the kind and the instant it is about: the warn
+//! instant, the deadline, the re-notification instant, the answer time. Those are functions of
+//! the evidence, never of when it was sent. After a delivery its `AlertDelivered` is queued
+//! behind the event that raised the alert, so the ledger never holds a delivery without its
+//! cause, and `Engine::resume_pending` re-sends at start-up only alerts raised without a
+//! delivery record. If the daemon dies after an alert went out and before its record was
+//! written (killed during a ledger outage, typically): either its raising event is in the
+//! ledger without a delivery record, and the start-up re-sends it; or the event is not there
+//! either, and the deadline, rebuilt from the inquiry's `InquiryOpened` (or the source
+//! re-reading what was not committed), fires again and decides the same event with the same
+//! instant. Either way the alert goes out once more, with the same `Message-ID`, and is
+//! recorded then: at most one re-send per crash, which a mail system, Alertmanager (same
+//! labels) or a webhook receiver (same `inquiry_id`, `kind` and `due_at`) can recognise as the
+//! same alert. `tests/ledger_outage.rs` proves it against the binary.
+//!
+//! Readers (HTTP, CLI) look at the shared state under a read lock.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use slawatch_core::domain::InquiryId;
+use slawatch_core::tracker::event::MonitorProblem;
 use slawatch_core::tracker::observation::{ManualAck, Stage};
 use slawatch_core::tracker::state::Rejected;
 use slawatch_core::tracker::{Event, Inquiry, Observation, Tracker};
@@ -27,10 +56,12 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::monitor::Signal;
 use crate::notify::{Alert, AlertKind, Notifier};
 use crate::scheduler::{Clock, Deadlines};
 use crate::sources::{CursorUpdate, Submission};
-use crate::store::{Sealing, Seals, Signer, Store, StoreError, Verification};
+use crate::store::health::STALL;
+use crate::store::{Sealing, Seals, Signer, Store, StoreError, Verification, WriteState};
 use crate::telemetry::Metrics;
 
 /// What readers share with the engine.
@@ -40,9 +71,38 @@ pub struct Shared {
     pub store: Store,
     /// Sources that have not finished their first sync yet (`/readyz` waits for none).
     pub pending_sources: Mutex<BTreeSet<String>>,
+    /// Whether the ledger takes writes (`/readyz`, the wallboard).
+    pub ledger: WriteState,
+    /// When each source last had a batch committed: a source in the middle of a long backfill
+    /// completes no check for a while, yet it is not silent.
+    pub progress: Mutex<std::collections::HashMap<String, DateTime<Utc>>>,
 }
 
 impl Shared {
+    /// The shared state over a replayed `tracker`; `pending` sources are in their first sync.
+    pub fn new(
+        tracker: Tracker,
+        metrics: Arc<Metrics>,
+        store: Store,
+        pending: BTreeSet<String>,
+    ) -> Shared {
+        Shared {
+            tracker: RwLock::new(tracker),
+            metrics,
+            store,
+            pending_sources: Mutex::new(pending),
+            ledger: WriteState::default(),
+            progress: Mutex::default(),
+        }
+    }
+
+    /// Now, for readers (`/readyz`): the wall clock less its last measured step, so it agrees
+    /// with the engine's monotonic clock.
+    pub fn now(&self) -> DateTime<Utc> {
+        let offset = self.metrics.clock_offset();
+        Utc::now() - chrono::Duration::milliseconds((offset * 1000.0) as i64)
+    }
+
     pub fn is_ready(&self) -> bool {
         self.pending_sources
             .lock()
@@ -129,8 +189,29 @@ pub const SYNC_GRACE: Duration = Duration::from_secs(120);
 /// Bound on one alert delivery, so a hanging notifier cannot pile up tasks.
 pub const ALERT_DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Longest pause between two attempts at a failing ledger append.
-const MAX_APPEND_BACKOFF: Duration = Duration::from_secs(30);
+/// First pause after a failed ledger write, doubled after each further failure.
+const FIRST_WRITE_RETRY: Duration = Duration::from_millis(250);
+
+/// Longest pause between two attempts at a failing ledger write: a ledger that recovers is
+/// written again (and its alert resolved) within this.
+const MAX_WRITE_RETRY: Duration = Duration::from_secs(5);
+
+/// Source events the engine holds at most before the ledger has them: two backfill batches
+/// (one being written while the next is decided); beyond it sources wait, so a stalled ledger
+/// slows sources down instead of filling memory.
+pub const SOURCE_BACKLOG: usize = 20_000;
+
+/// Events the engine holds at most before the ledger has them, whatever their origin: beyond it
+/// API commands wait too (a push then times out; the PBX sends it again).
+const BACKLOG_MAX: usize = 500_000;
+
+/// Most events, and most waiting requests, in one ledger write: keeps one transaction short.
+const WRITE_MAX_EVENTS: usize = 20_000;
+const WRITE_MAX_PARTS: usize = 1024;
+
+/// How often the loop looks at the ledger while a write is in flight or waiting to be retried
+/// (a stall is noticed, and paged, within this of [`STALL`]).
+const LEDGER_WATCH: Duration = Duration::from_secs(1);
 
 /// Everything the engine task needs.
 pub struct Engine {
@@ -143,6 +224,8 @@ pub struct Engine {
     pub oncall: Option<Arc<crate::notify::oncall::OnCall>>,
     pub input: mpsc::Receiver<Submission>,
     pub commands: mpsc::Receiver<Command>,
+    /// What the monitor can no longer see or tell (sources, notifiers): raised as alerts.
+    pub signals: mpsc::UnboundedReceiver<Signal>,
     pub shutdown: CancellationToken,
     /// How long deadlines of a source still in its first sync are held ([`SYNC_GRACE`]).
     pub sync_grace: Duration,
@@ -158,10 +241,6 @@ pub struct LedgerOptions {
     /// `slawatch_ledger_head_seq`, set after every commit.
     pub head_seq: Option<prometheus::IntGauge>,
 }
-
-/// Most pushed-call requests gathered into one durable commit. Each waits for the commit's
-/// disk sync, so one sync serves them all (group commit).
-const GROUP_COMMIT_MAX: usize = 512;
 
 /// Builds the in-memory state from the ledger: the start-up replay.
 pub async fn replay(
@@ -229,7 +308,7 @@ impl Deliveries {
     }
 }
 
-/// Alerts raised but never delivered (daemon killed between the ledger write and the send, or
+/// Alerts raised but never delivered (daemon killed between the decision and the send, or
 /// every notifier failing) are sent again at start-up, unless older than this: a ledger written
 /// before delivery records existed must not re-send weeks of old alerts.
 pub const RESUME_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
@@ -239,80 +318,164 @@ enum Wake {
     Shutdown,
     Command(Command),
     Submission(Submission),
-    Deadline,
+    Signal(Signal),
     Delivered(Vec<Event>),
-    /// The ledger write of the submission in flight finished.
-    Written(Written),
+    /// The ledger write in flight finished.
+    Written(Box<Written>),
+    /// A due instant, a write to retry, or a look at the ledger.
+    Tick,
 }
 
-/// A source batch whose events are being written to the ledger while the engine decides the
-/// next one: deciding (tracker) and writing (serialising, hashing, SQLite) overlap, on two
-/// threads. Only one is in flight at a time, and it is finished (counted, scheduled, alerted,
-/// answered) before anything else is written, so the ledger keeps the order in which the tracker
-/// applied events.
-struct InFlight {
-    write: tokio::task::JoinHandle<Written>,
-    now: DateTime<Utc>,
-    source: String,
-    initial_sync_done: bool,
-    committed: oneshot::Sender<Result<(), String>>,
+/// Who waits for a part of a ledger write, and what they get once it is written.
+enum Done {
+    /// Nobody: deadlines, deliveries, monitor events.
+    Nothing,
+    /// A source batch: its answer, and whether it completes the source's first sync.
+    Source {
+        source: String,
+        initial_sync_done: bool,
+        committed: oneshot::Sender<Result<(), String>>,
+    },
+    /// A manual acknowledgement: the inquiry as it is afterwards.
+    Ack {
+        id: InquiryId,
+        reply: oneshot::Sender<Result<Inquiry, AckError>>,
+    },
+    /// Pushed calls: each request with the number of events it caused.
+    Observe(Vec<(oneshot::Sender<Result<usize, AckError>>, usize)>),
 }
 
-/// What a ledger write hands back: its events and the seq of the first, or why it gave up.
-type Written = (Vec<Event>, Result<i64, String>);
-
-/// The outcome of a write task; a task that panicked wrote nothing.
-fn joined(outcome: Result<Written, tokio::task::JoinError>) -> Written {
-    outcome.unwrap_or_else(|e| (Vec::new(), Err(format!("ledger write task failed: {e}"))))
-}
-
-/// Appends `events` and `cursors` in one transaction, retrying with backoff (sources wait
-/// meanwhile, their queue is bounded) until the ledger takes them; gives up only at shutdown.
-/// Returns the seq of the first event.
-async fn write_until_stored(
-    store: &Store,
-    shutdown: &CancellationToken,
-    now: DateTime<Utc>,
-    events: &[Event],
-    cursors: &[(String, CursorUpdate)],
-    ledger: &LedgerOptions,
+/// Events decided and applied, waiting for the ledger.
+struct Pending {
+    events: Vec<Event>,
+    cursors: Vec<(String, CursorUpdate)>,
+    /// Synced to disk before anyone is answered (what nobody sends again: acks, pushed calls).
     durable: bool,
-) -> Result<i64, String> {
-    // A slow or retried write holds the engine without making it stuck (see `service`).
-    let _writing = crate::service::ENGINE.ledger_write();
-    let mut pause = Duration::from_millis(500);
-    let mut attempt = 1u32;
-    let sealing = Sealing {
-        signer: ledger.signer.as_deref(),
-        durable,
-    };
-    loop {
-        let e = match store.commit_sealed(now, events, cursors, sealing).await {
-            Ok(first_seq) => {
-                if let Some(gauge) = &ledger.head_seq
-                    && !events.is_empty()
-                {
-                    let sealed = i64::from(sealing.signer.is_some());
-                    gauge.set(first_seq + events.len() as i64 - 1 + sealed);
-                }
-                return Ok(first_seq);
-            }
-            Err(e) => e,
-        };
-        tracing::error!(
-            error = %e,
-            attempt,
-            events = events.len(),
-            "Ledger append failed; retrying (sources wait meanwhile)."
-        );
-        tokio::select! {
-            _ = shutdown.cancelled() => {
-                return Err(format!("shutting down with {} events not written: {e}", events.len()));
-            }
-            _ = tokio::time::sleep(pause) => {}
+    done: Done,
+}
+
+/// Consecutive [`Pending`] parts written in one transaction.
+struct Batch {
+    events: Vec<Event>,
+    cursors: Vec<(String, CursorUpdate)>,
+    durable: bool,
+    /// Each part's number of events, and who waits for it.
+    parts: Vec<(usize, Done)>,
+}
+
+/// What a write task hands back: its batch, and the seq of its first event or why it failed.
+type Written = (Batch, Result<i64, String>);
+
+/// The write in flight.
+struct InFlight {
+    task: tokio::task::JoinHandle<Written>,
+    /// When it began (a write that takes [`STALL`] counts as a stuck ledger).
+    started: DateTime<Utc>,
+    events: usize,
+}
+
+/// The ledger writes: what waits, the write in flight, and a failed one waiting for its retry.
+#[derive(Default)]
+struct Writer {
+    backlog: VecDeque<Pending>,
+    backlog_events: usize,
+    /// Source events among them ([`SOURCE_BACKLOG`]).
+    source_events: usize,
+    in_flight: Option<InFlight>,
+    /// A batch whose write failed, written again at `retry_at`.
+    failed: Option<(Batch, tokio::time::Instant)>,
+    pause: Duration,
+    /// Since when writes fail; `None` while they succeed.
+    failing_since: Option<DateTime<Utc>>,
+    last_error: Option<String>,
+    attempts: u64,
+}
+
+impl Writer {
+    fn push(&mut self, pending: Pending) {
+        if pending.events.is_empty()
+            && pending.cursors.is_empty()
+            && matches!(pending.done, Done::Nothing)
+        {
+            return;
         }
-        pause = (pause * 2).min(MAX_APPEND_BACKOFF);
-        attempt += 1;
+        self.backlog_events += pending.events.len();
+        if matches!(pending.done, Done::Source { .. }) {
+            self.source_events += pending.events.len();
+        }
+        self.backlog.push_back(pending);
+    }
+
+    /// Takes the next batch: the failed one if any, else the waiting parts up to the limits.
+    fn take(&mut self) -> Option<Batch> {
+        if let Some((batch, _)) = self.failed.take() {
+            return Some(batch);
+        }
+        let mut batch = Batch {
+            events: Vec::new(),
+            cursors: Vec::new(),
+            durable: false,
+            parts: Vec::new(),
+        };
+        while let Some(next) = self.backlog.front() {
+            let fits = batch.parts.is_empty()
+                || (batch.events.len() + next.events.len() <= WRITE_MAX_EVENTS
+                    && batch.parts.len() < WRITE_MAX_PARTS);
+            if !fits {
+                break;
+            }
+            let Some(p) = self.backlog.pop_front() else {
+                break;
+            };
+            self.backlog_events -= p.events.len();
+            if matches!(p.done, Done::Source { .. }) {
+                self.source_events -= p.events.len();
+            }
+            batch.parts.push((p.events.len(), p.done));
+            batch.events.extend(p.events);
+            batch.cursors.extend(p.cursors);
+            batch.durable |= p.durable;
+        }
+        (!batch.parts.is_empty()).then_some(batch)
+    }
+
+    /// Events not in the ledger yet, the batch in flight or waiting for its retry included.
+    fn waiting(&self) -> usize {
+        self.backlog_events
+            + self.in_flight.as_ref().map_or(0, |w| w.events)
+            + self.failed.as_ref().map_or(0, |(b, _)| b.events.len())
+    }
+
+    /// Whether writes fail, or the one in flight stalls, since at least [`STALL`] at `now`.
+    fn stuck_since(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let stall = chrono::Duration::from_std(STALL).unwrap_or_default();
+        let since = self
+            .failing_since
+            .or(self.in_flight.as_ref().map(|w| w.started))?;
+        (now - since >= stall).then_some(since)
+    }
+}
+
+/// The outcome of a write task; a task that panicked wrote nothing (its batch is lost, which
+/// only a bug can cause: the answers of its parts then say so).
+fn joined(outcome: Result<Written, tokio::task::JoinError>) -> Written {
+    outcome.unwrap_or_else(|e| {
+        (
+            Batch {
+                events: Vec::new(),
+                cursors: Vec::new(),
+                durable: false,
+                parts: Vec::new(),
+            },
+            Err(format!("ledger write task failed: {e}")),
+        )
+    })
+}
+
+fn earliest(a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 
@@ -331,7 +494,10 @@ impl Engine {
         };
         self.resume_pending(&deliveries);
         self.notifier.still_firing(&self.still_firing());
-        let mut in_flight: Option<InFlight> = None;
+        let mut writer = Writer {
+            pause: FIRST_WRITE_RETRY,
+            ..Writer::default()
+        };
         let mut gate = SyncGate {
             grace_end: self.clock.now()
                 + chrono::Duration::from_std(self.sync_grace).unwrap_or_default(),
@@ -339,258 +505,473 @@ impl Engine {
             warned: false,
         };
         loop {
+            // Whatever is due fires first, on every turn, whatever else is ready: a stream of
+            // source batches or pushed calls never keeps an alert waiting.
+            let now = self.clock.now();
+            self.fire_due(now, &mut deadlines, &mut gate, &deliveries, &mut writer);
+            self.fire_renotify(now, &deliveries, &mut writer);
+            self.watch_ledger(now, &mut writer, &deliveries);
+            self.start_write(&mut writer);
+
             let grace = (!gate.held.is_empty()).then_some(gate.grace_end);
-            let next = match (deadlines.next(), grace) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
-            let next = match (next, deliveries.renotify().next()) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            let next = earliest(
+                earliest(deadlines.next(), grace),
+                deliveries.renotify().next(),
+            );
+            let retry_at = writer.failed.as_ref().map(|(_, at)| *at);
+            let watching = writer.in_flight.is_some() || writer.failing_since.is_some();
+            let room_for_sources =
+                writer.source_events < SOURCE_BACKLOG && writer.backlog_events < BACKLOG_MAX;
+            let room_for_commands = writer.backlog_events < BACKLOG_MAX;
             let clock = self.clock;
+            let in_flight = writer.in_flight.as_mut().map(|w| &mut w.task);
+            let writing = in_flight.is_some();
             let wake = tokio::select! {
-                biased;
                 _ = self.shutdown.cancelled() => Wake::Shutdown,
-                written = async { (&mut in_flight.as_mut().expect("guarded").write).await }, if in_flight.is_some() => {
-                    Wake::Written(joined(written))
+                written = async { in_flight.expect("guarded").await }, if writing => {
+                    Wake::Written(Box::new(joined(written)))
                 }
-                Some(command) = self.commands.recv() => Wake::Command(command),
-                Some(submission) = self.input.recv() => Wake::Submission(submission),
                 Some(events) = delivered.recv() => Wake::Delivered(events),
+                Some(signal) = self.signals.recv() => Wake::Signal(signal),
+                Some(command) = self.commands.recv(), if room_for_commands => Wake::Command(command),
+                Some(submission) = self.input.recv(), if room_for_sources => Wake::Submission(submission),
                 _ = async move {
                     match next {
                         Some(at) => clock.sleep_until(at).await,
                         None => std::future::pending().await,
                     }
-                } => Wake::Deadline,
+                } => Wake::Tick,
+                _ = async move {
+                    match retry_at {
+                        Some(at) => tokio::time::sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                } => Wake::Tick,
+                _ = tokio::time::sleep(LEDGER_WATCH), if watching => Wake::Tick,
             };
             // Until this turn ends, the systemd watchdog sees the engine at work.
             let _turn = crate::service::ENGINE.turn();
-            if let Wake::Written(written) = wake {
-                let batch = in_flight.take().expect("a write was in flight");
-                // A failed write means shutdown, which the next turn sees.
-                self.finish_submission(batch, written, &mut deadlines, &mut gate, &deliveries);
-                continue;
-            }
-            // A new batch is decided before the one in flight is finished; anything else
-            // waits for it.
-            let now = self.clock.now();
-            let decided = match &wake {
-                Wake::Submission(s) => self.decide_and_apply(&s.batch.observations, now),
-                _ => Vec::new(),
-            };
-            let mut stored = true;
-            if let Some(mut batch) = in_flight.take() {
-                let written = joined((&mut batch.write).await);
-                stored =
-                    self.finish_submission(batch, written, &mut deadlines, &mut gate, &deliveries);
-            }
             match wake {
                 Wake::Shutdown => break,
-                Wake::Written(_) => unreachable!("handled above"),
-                Wake::Command(c) => self.handle_command(c, &mut deadlines, &deliveries).await,
-                // A batch must not be stored after one before it was not (its cursor is further
-                // on): its source reads both again. A write gives up only at shutdown.
-                Wake::Submission(s) if !stored => {
-                    let _ = s
-                        .committed
-                        .send(Err("an earlier batch was not written".into()));
+                Wake::Tick => {}
+                Wake::Written(written) => {
+                    let started = writer.in_flight.take().map(|w| w.started);
+                    let (batch, result) = *written;
+                    if result.is_err() {
+                        // Not writable since this write began (a lock wait counts).
+                        writer.failing_since = writer.failing_since.or(started);
+                    }
+                    self.finish_write(batch, result, &mut writer, &mut deadlines, &mut gate);
                 }
-                Wake::Submission(s) => in_flight = Some(self.start_submission(s, decided, now)),
-                Wake::Deadline => {
-                    self.fire_due(&mut deadlines, &mut gate, &deliveries).await;
-                    self.fire_renotify(&mut deadlines, &deliveries).await;
+                Wake::Delivered(events) => self.record_deliveries(events, &mut writer),
+                Wake::Signal(signal) => {
+                    let now = self.clock.now();
+                    self.monitor_alert(
+                        signal.problem,
+                        &signal.subject,
+                        signal.failing,
+                        &signal.detail,
+                        now,
+                        &mut writer,
+                        &deliveries,
+                    );
                 }
-                Wake::Delivered(events) => {
-                    self.record_deliveries(events, &mut deadlines, &deliveries)
-                        .await
+                Wake::Command(command) => {
+                    self.handle_command(command, &mut deadlines, &deliveries, &mut writer)
+                }
+                Wake::Submission(submission) => {
+                    self.submit(submission, &mut deadlines, &deliveries, &mut writer)
                 }
             }
         }
-        deliveries.tasks.close();
-        if tokio::time::timeout(ALERT_DELIVERY_TIMEOUT, deliveries.tasks.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                "Alert deliveries still running at shutdown were abandoned; they are sent again at the next start."
-            );
-        }
-        let mut last = Vec::new();
-        while let Ok(events) = delivered.try_recv() {
-            last.extend(events);
-        }
-        if !last.is_empty() {
-            self.record_deliveries(last, &mut deadlines, &deliveries)
-                .await;
-        }
+        self.shut_down(
+            writer,
+            &mut delivered,
+            &mut deadlines,
+            &mut gate,
+            &deliveries,
+        )
+        .await;
         tracing::info!("Engine stopped.");
     }
 
-    /// Starts writing a source batch whose observations were decided into `events` at `now`.
-    fn start_submission(
+    /// Starts the next ledger write, unless one is in flight or a failed one waits for its
+    /// retry.
+    fn start_write(&self, writer: &mut Writer) {
+        if writer.in_flight.is_some()
+            || writer
+                .failed
+                .as_ref()
+                .is_some_and(|(_, at)| *at > tokio::time::Instant::now())
+        {
+            return;
+        }
+        let Some(batch) = writer.take() else {
+            return;
+        };
+        let store = self.shared.store.clone();
+        let signer = self.ledger.signer.clone();
+        // Stamped when it is written: after an outage, the recovery's instant.
+        let now = self.clock.now();
+        let events = batch.events.len();
+        let task = tokio::spawn(async move {
+            let sealing = Sealing {
+                signer: signer.as_deref(),
+                durable: batch.durable,
+            };
+            let result = store
+                .commit_sealed(now, &batch.events, &batch.cursors, sealing)
+                .await
+                .map_err(|e| e.to_string());
+            (batch, result)
+        });
+        writer.in_flight = Some(InFlight {
+            task,
+            started: now,
+            events,
+        });
+    }
+
+    /// A write ended: everything that follows the commit of each of its parts, or, if it
+    /// failed, the batch kept for a retry with backoff.
+    fn finish_write(
         &self,
+        batch: Batch,
+        result: Result<i64, String>,
+        writer: &mut Writer,
+        deadlines: &mut Deadlines,
+        gate: &mut SyncGate,
+    ) {
+        let now = self.clock.now();
+        match result {
+            Ok(first_seq) => {
+                if writer.failing_since.is_some() {
+                    tracing::info!(
+                        attempts = writer.attempts,
+                        events = batch.events.len(),
+                        "The ledger takes writes again; what waited is written in order."
+                    );
+                }
+                writer.failing_since = None;
+                writer.last_error = None;
+                writer.pause = FIRST_WRITE_RETRY;
+                if let Some(gauge) = &self.ledger.head_seq
+                    && !batch.events.is_empty()
+                {
+                    let sealed = i64::from(self.ledger.signer.is_some());
+                    gauge.set(first_seq + batch.events.len() as i64 - 1 + sealed);
+                }
+                let mut events = batch.events.into_iter();
+                let mut seq = first_seq;
+                for (n, done) in batch.parts {
+                    let part: Vec<Event> = events.by_ref().take(n).collect();
+                    self.after_commit(&part, seq);
+                    seq += n as i64;
+                    self.answer(done, Ok(()), now, deadlines, gate);
+                }
+                self.publish_ledger(writer, now, false);
+            }
+            Err(e) if batch.parts.is_empty() => {
+                tracing::error!(error = %e, "Ledger write lost.");
+            }
+            Err(e) => {
+                writer.attempts += 1;
+                let since = *writer.failing_since.get_or_insert(now);
+                tracing::error!(
+                    error = %e,
+                    attempt = writer.attempts,
+                    failing_for_s = (now - since).num_seconds(),
+                    events = batch.events.len(),
+                    retry_in_ms = writer.pause.as_millis() as u64,
+                    "Ledger write failed; retrying (alerts still go out, sources wait)."
+                );
+                writer.last_error = Some(e);
+                writer.failed = Some((batch, tokio::time::Instant::now() + writer.pause));
+                writer.pause = (writer.pause * 2).min(MAX_WRITE_RETRY);
+                self.publish_ledger(writer, now, true);
+            }
+        }
+    }
+
+    /// Shows the ledger's write state (`/readyz`, wallboard, metrics).
+    fn publish_ledger(&self, writer: &Writer, now: DateTime<Utc>, failed: bool) {
+        let waiting = writer.waiting();
+        let stuck = writer.stuck_since(now);
+        self.shared.ledger.update(|s| {
+            s.failing_since = stuck.or(writer.failing_since);
+            s.last_error = writer.last_error.clone();
+            s.failures = writer.attempts;
+            s.backlog_events = waiting;
+            if !failed && writer.failing_since.is_none() {
+                s.last_write = Some(now);
+            }
+        });
+        self.shared
+            .metrics
+            .record_ledger_write(failed, stuck.is_some(), waiting);
+    }
+
+    /// Raises the ledger's monitor alert once it has refused or stalled writes for [`STALL`],
+    /// and resolves it once a write succeeds again.
+    fn watch_ledger(&mut self, now: DateTime<Utc>, writer: &mut Writer, deliveries: &Deliveries) {
+        let problem = MonitorProblem::LedgerNotWritable;
+        let active = self
+            .read_tracker()
+            .monitor_alert(&problem.alert_id("ledger"))
+            .is_some();
+        match writer.stuck_since(now) {
+            Some(since) if !active => {
+                let detail = format!(
+                    "no write taken since {} ({}); {} events wait in memory",
+                    since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    writer
+                        .last_error
+                        .as_deref()
+                        .unwrap_or("the write in flight does not finish"),
+                    writer.waiting()
+                );
+                self.publish_ledger(writer, now, false);
+                self.monitor_alert(problem, "ledger", true, &detail, now, writer, deliveries);
+            }
+            None if active && writer.failing_since.is_none() => {
+                self.monitor_alert(problem, "ledger", false, "", now, writer, deliveries);
+            }
+            Some(_) if writer.in_flight.is_some() && writer.failing_since.is_none() => {
+                // A stalled write: shown as not writable while it hangs.
+                self.publish_ledger(writer, now, false);
+            }
+            _ => {}
+        }
+    }
+
+    /// Decides and applies a source batch; its events wait for the ledger with its cursors.
+    fn submit(
+        &mut self,
         submission: Submission,
-        events: Vec<Event>,
-        now: DateTime<Utc>,
-    ) -> InFlight {
+        deadlines: &mut Deadlines,
+        deliveries: &Deliveries,
+        writer: &mut Writer,
+    ) {
         let Submission { batch, committed } = submission;
-        let cursors: Vec<(String, CursorUpdate)> = batch
+        let now = self.clock.now();
+        let events = self.decide_and_apply(&batch.observations, now);
+        let cursors = batch
             .cursors
             .into_iter()
             .map(|c| (batch.source.clone(), c))
             .collect();
-        let store = self.shared.store.clone();
-        let shutdown = self.shutdown.clone();
-        let ledger = self.ledger.clone();
-        let write = tokio::spawn(async move {
-            let result =
-                write_until_stored(&store, &shutdown, now, &events, &cursors, &ledger, false).await;
-            (events, result)
-        });
-        InFlight {
-            write,
+        self.enqueue(
             now,
-            source: batch.source,
-            initial_sync_done: batch.initial_sync_done,
-            committed,
+            Pending {
+                events,
+                cursors,
+                durable: false,
+                done: Done::Source {
+                    source: batch.source,
+                    initial_sync_done: batch.initial_sync_done,
+                    committed,
+                },
+            },
+            deadlines,
+            deliveries,
+            writer,
+        );
+    }
+
+    /// Schedules what the decided (and applied) events bring, sends the alerts they raise at
+    /// once, and queues them for the ledger.
+    fn enqueue(
+        &self,
+        now: DateTime<Utc>,
+        pending: Pending,
+        deadlines: &mut Deadlines,
+        deliveries: &Deliveries,
+        writer: &mut Writer,
+    ) {
+        let mut alerts = Vec::new();
+        {
+            let tracker = self.read_tracker();
+            for event in &pending.events {
+                deadlines.follow(event);
+                deliveries.renotify().follow(event, &tracker, now);
+                alerts.extend(self.alerts_for(event, &tracker, now));
+            }
+        }
+        self.spawn_delivery(alerts, deliveries);
+        writer.push(pending);
+    }
+
+    /// What follows the commit of `events` (the first at `first_seq`): their seqs noted and
+    /// their metrics counted.
+    fn after_commit(&self, events: &[Event], first_seq: i64) {
+        let mut tracker = self.write_tracker();
+        for (seq, event) in (first_seq..).zip(events) {
+            tracker.note_ledger_seq(event, seq);
+            self.shared.metrics.record(event, &tracker);
         }
     }
 
-    /// Once a batch's write ended: if it is in the ledger, everything that follows a commit and
-    /// the source's first sync if the batch completed it; then the answer to the source.
-    /// Returns whether it was stored.
-    fn finish_submission(
+    /// Answers whoever waits for a part of a write, once it is written (`Ok`) or given up.
+    fn answer(
         &self,
-        batch: InFlight,
-        (events, result): Written,
+        done: Done,
+        result: Result<(), String>,
+        now: DateTime<Utc>,
         deadlines: &mut Deadlines,
         gate: &mut SyncGate,
-        deliveries: &Deliveries,
-    ) -> bool {
-        let result = result.map(|first_seq| {
-            self.after_commit(batch.now, &events, first_seq, deadlines, deliveries)
-        });
-        if result.is_ok() && batch.initial_sync_done {
-            let now = batch.now;
-            let ready = {
-                let mut pending = self
-                    .shared
-                    .pending_sources
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner());
-                pending.remove(&batch.source);
-                pending.is_empty()
-            };
-            // Its held deadlines are due now.
-            for (id, stage, _) in gate
-                .held
-                .extract_if(.., |(_, _, source)| *source == batch.source)
-            {
-                deadlines.insert(&id, now, stage);
+    ) {
+        match done {
+            Done::Nothing => {
+                if let Err(e) = result {
+                    tracing::error!(error = %e, "Events not written to the ledger.");
+                }
             }
-            tracing::info!(source = %batch.source, "Source finished its first sync.");
-            if ready {
-                tracing::info!(
-                    pending_deadlines = deadlines.len(),
-                    "Every source has synced."
-                );
+            Done::Source {
+                source,
+                initial_sync_done,
+                committed,
+            } => {
+                if result.is_ok() {
+                    self.shared
+                        .progress
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(source.clone(), now);
+                    if initial_sync_done {
+                        self.source_synced(&source, now, deadlines, gate);
+                    }
+                }
+                let _ = committed.send(result);
+            }
+            Done::Ack { id, reply } => {
+                let answer = match result {
+                    Ok(()) => self
+                        .read_tracker()
+                        .get(&id)
+                        .cloned()
+                        .ok_or(AckError::Store("inquiry vanished after the ack".into())),
+                    Err(e) => Err(AckError::Store(e)),
+                };
+                let _ = reply.send(answer);
+            }
+            Done::Observe(replies) => {
+                for (reply, count) in replies {
+                    let _ = reply.send(result.clone().map(|()| count).map_err(AckError::Store));
+                }
             }
         }
-        let stored = result.is_ok();
-        let _ = batch.committed.send(result);
-        stored
     }
 
-    async fn handle_command(
+    /// A source's first sync is in the ledger: its held deadlines are due now.
+    fn source_synced(
+        &self,
+        source: &str,
+        now: DateTime<Utc>,
+        deadlines: &mut Deadlines,
+        gate: &mut SyncGate,
+    ) {
+        let ready = {
+            let mut pending = self
+                .shared
+                .pending_sources
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            pending.remove(source);
+            pending.is_empty()
+        };
+        for (id, stage, _) in gate.held.extract_if(.., |(_, _, s)| s == source) {
+            deadlines.insert(&id, now, stage);
+        }
+        tracing::info!(source = %source, "Source finished its first sync.");
+        if ready {
+            tracing::info!(
+                pending_deadlines = deadlines.len(),
+                "Every source has synced."
+            );
+        }
+    }
+
+    fn handle_command(
         &mut self,
         command: Command,
         deadlines: &mut Deadlines,
         deliveries: &Deliveries,
+        writer: &mut Writer,
     ) {
+        let now = self.clock.now();
         match command {
             Command::Ack { ack, reply } => {
-                let now = self.clock.now();
                 let id = ack.inquiry_id.clone();
                 let decided = self
                     .write_tracker()
                     .observe(&Observation::ManualAck(ack), now);
-                let answer = match decided {
-                    Err(rejected) => Err(AckError::Rejected(rejected)),
-                    Ok(events) => match self
-                        .commit_with(now, &events, &[], deadlines, deliveries, true)
-                        .await
-                    {
-                        Ok(()) => self
-                            .read_tracker()
-                            .get(&id)
-                            .cloned()
-                            .ok_or(AckError::Store("inquiry vanished after the ack".into())),
-                        Err(e) => Err(AckError::Store(e)),
-                    },
-                };
-                let _ = reply.send(answer);
+                match decided {
+                    Err(rejected) => {
+                        let _ = reply.send(Err(AckError::Rejected(rejected)));
+                    }
+                    Ok(events) => self.enqueue(
+                        now,
+                        Pending {
+                            events,
+                            cursors: Vec::new(),
+                            durable: true,
+                            done: Done::Ack { id, reply },
+                        },
+                        deadlines,
+                        deliveries,
+                        writer,
+                    ),
+                }
             }
             Command::Record(event) => {
-                let now = self.clock.now();
                 self.write_tracker().apply(&event);
-                if let Err(e) = self.commit(now, &[event], &[], deadlines, deliveries).await {
-                    tracing::error!(error = %e, "Could not record a monitor event.");
-                }
+                self.enqueue(
+                    now,
+                    Pending {
+                        events: vec![event],
+                        cursors: Vec::new(),
+                        durable: false,
+                        done: Done::Nothing,
+                    },
+                    deadlines,
+                    deliveries,
+                    writer,
+                );
             }
             Command::Observe {
                 observations,
                 reply,
             } => {
-                // Group commit: every push already queued joins this one's commit (and its
-                // disk sync); other commands queued meanwhile run after it, in order.
-                let mut group = vec![(observations, reply)];
-                let mut after = Vec::new();
-                while group.len() < GROUP_COMMIT_MAX {
-                    match self.commands.try_recv() {
-                        Ok(Command::Observe {
-                            observations,
-                            reply,
-                        }) => group.push((observations, reply)),
-                        Ok(other) => {
-                            after.push(other);
-                            break;
-                        }
-                        Err(_) => break,
-                    }
-                }
-                let now = self.clock.now();
-                let mut events = Vec::new();
-                let mut counts = Vec::with_capacity(group.len());
-                for (observations, _) in &group {
-                    let decided = self.decide_and_apply(observations, now);
-                    counts.push(decided.len());
-                    events.extend(decided);
-                }
-                let stored = self
-                    .commit_with(now, &events, &[], deadlines, deliveries, true)
-                    .await;
-                for ((_, reply), count) in group.into_iter().zip(counts) {
-                    let answer = stored.clone().map(|()| count).map_err(AckError::Store);
-                    let _ = reply.send(answer);
-                }
-                for command in after {
-                    Box::pin(self.handle_command(command, deadlines, deliveries)).await;
-                }
+                // Pushes queued meanwhile are written in the same commit as this one (group
+                // commit): they wait in the backlog while the write before them runs.
+                let events = self.decide_and_apply(&observations, now);
+                let count = events.len();
+                self.enqueue(
+                    now,
+                    Pending {
+                        events,
+                        cursors: Vec::new(),
+                        durable: true,
+                        done: Done::Observe(vec![(reply, count)]),
+                    },
+                    deadlines,
+                    deliveries,
+                    writer,
+                );
             }
         }
     }
 
     /// Fires every due instant, except those of inquiries whose source is still in its first
     /// sync (held until it finishes, or until the grace period ends).
-    async fn fire_due(
+    fn fire_due(
         &mut self,
+        now: DateTime<Utc>,
         deadlines: &mut Deadlines,
         gate: &mut SyncGate,
         deliveries: &Deliveries,
+        writer: &mut Writer,
     ) {
-        let now = self.clock.now();
         let mut due = deadlines.pop_due(now);
         if now >= gate.grace_end && !gate.held.is_empty() {
             let pending: Vec<String> = self.pending_sources();
@@ -629,8 +1010,18 @@ impl Engine {
             .map(|(inquiry_id, stage)| Observation::DeadlineReached { inquiry_id, stage })
             .collect();
         let events = self.decide_and_apply(&observations, now);
-        // `commit` retries until the ledger takes the events; an error means shutdown.
-        let _ = self.commit(now, &events, &[], deadlines, deliveries).await;
+        self.enqueue(
+            now,
+            Pending {
+                events,
+                cursors: Vec::new(),
+                durable: false,
+                done: Done::Nothing,
+            },
+            deadlines,
+            deliveries,
+            writer,
+        );
     }
 
     fn pending_sources(&self) -> Vec<String> {
@@ -641,6 +1032,188 @@ impl Engine {
             .iter()
             .cloned()
             .collect()
+    }
+
+    /// Re-notifies breached inquiries still unanswered whose reminder instant has come.
+    fn fire_renotify(&mut self, now: DateTime<Utc>, deliveries: &Deliveries, writer: &mut Writer) {
+        let due = deliveries.renotify().pop_due(now);
+        if due.is_empty() {
+            return;
+        }
+        let events: Vec<Event> = {
+            let mut tracker = self.write_tracker();
+            let events: Vec<Event> = due
+                .into_iter()
+                .filter(|(id, n, _)| {
+                    tracker.get(id).is_some_and(|i| {
+                        i.state == slawatch_core::tracker::InquiryState::Open
+                            && i.breached_at.is_some()
+                            && !i.alerts.iter().any(|m| {
+                                m.stage == slawatch_core::tracker::alert::AlertStage::Renotify
+                                    && m.index.map(u32::from) == Some(*n)
+                            })
+                    })
+                })
+                .map(|(inquiry_id, n, at)| Event::InquiryRenotified { inquiry_id, n, at })
+                .collect();
+            for e in &events {
+                tracker.apply(e);
+            }
+            events
+        };
+        // Re-notifications schedule no deadline; only the next reminder.
+        let mut none = Deadlines::new();
+        self.enqueue(
+            now,
+            Pending {
+                events,
+                cursors: Vec::new(),
+                durable: false,
+                done: Done::Nothing,
+            },
+            &mut none,
+            deliveries,
+            writer,
+        );
+    }
+
+    /// Applies delivery results and queues them for the ledger (behind the events that raised
+    /// their alerts, which were queued first).
+    fn record_deliveries(&self, events: Vec<Event>, writer: &mut Writer) {
+        {
+            let mut tracker = self.write_tracker();
+            for e in &events {
+                tracker.apply(e);
+            }
+        }
+        writer.push(Pending {
+            events,
+            cursors: Vec::new(),
+            durable: false,
+            done: Done::Nothing,
+        });
+    }
+
+    /// Raises (`failing`) or resolves the monitor alert about `problem` of `subject`, once per
+    /// episode, and sends it at once.
+    #[allow(clippy::too_many_arguments)]
+    fn monitor_alert(
+        &mut self,
+        problem: MonitorProblem,
+        subject: &str,
+        failing: bool,
+        detail: &str,
+        now: DateTime<Utc>,
+        writer: &mut Writer,
+        deliveries: &Deliveries,
+    ) {
+        let alerts = {
+            let mut tracker = self.write_tracker();
+            let event = if failing {
+                tracker.raise_monitor_alert(problem, subject, detail, now)
+            } else {
+                tracker.resolve_monitor_alert(&problem.alert_id(subject), now)
+            };
+            let Some(event) = event else {
+                return;
+            };
+            // A resolution goes to whoever the alert reached: routed before it is applied.
+            let before = self.monitor_alerts_for(&event, &tracker, now);
+            tracker.apply(&event);
+            let alerts = if failing {
+                tracing::warn!(alert = %problem.alert_id(subject), %detail, "The monitor is blind: {}.", problem.as_str());
+                self.monitor_alerts_for(&event, &tracker, now)
+            } else {
+                tracing::info!(alert = %problem.alert_id(subject), "The monitor sees again: {} over.", problem.as_str());
+                before
+            };
+            writer.push(Pending {
+                events: vec![event],
+                cursors: Vec::new(),
+                durable: false,
+                done: Done::Nothing,
+            });
+            alerts
+        };
+        self.spawn_delivery(alerts, deliveries);
+    }
+
+    /// At shutdown: the write in flight finishes, deliveries get [`ALERT_DELIVERY_TIMEOUT`]
+    /// to report, then one last write takes everything waiting (the rest is answered with an
+    /// error: sources read it again after the restart).
+    async fn shut_down(
+        &mut self,
+        mut writer: Writer,
+        delivered: &mut mpsc::UnboundedReceiver<Vec<Event>>,
+        deadlines: &mut Deadlines,
+        gate: &mut SyncGate,
+        deliveries: &Deliveries,
+    ) {
+        if let Some(w) = writer.in_flight.take() {
+            let (batch, result) = joined(w.task.await);
+            self.finish_write(batch, result, &mut writer, deadlines, gate);
+        }
+        deliveries.tasks.close();
+        if tokio::time::timeout(ALERT_DELIVERY_TIMEOUT, deliveries.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "Alert deliveries still running at shutdown were abandoned; they are sent again at the next start."
+            );
+        }
+        while let Ok(events) = delivered.try_recv() {
+            self.record_deliveries(events, &mut writer);
+        }
+        // One attempt for everything (a failed batch first: the order holds).
+        let mut all = Batch {
+            events: Vec::new(),
+            cursors: Vec::new(),
+            durable: true,
+            parts: Vec::new(),
+        };
+        while let Some(batch) = writer.take() {
+            all.events.extend(batch.events);
+            all.cursors.extend(batch.cursors);
+            all.parts.extend(batch.parts);
+        }
+        if all.parts.is_empty() {
+            return;
+        }
+        let sealing = Sealing {
+            signer: self.ledger.signer.as_deref(),
+            durable: true,
+        };
+        let now = self.clock.now();
+        // The last write may be slow; it is not the engine being stuck (see `service`).
+        let _writing = crate::service::ENGINE.ledger_write();
+        let result = self
+            .shared
+            .store
+            .commit_sealed(now, &all.events, &all.cursors, sealing)
+            .await;
+        match result {
+            Ok(first_seq) => {
+                writer.failing_since = None;
+                self.finish_write(all, Ok(first_seq), &mut writer, deadlines, gate);
+            }
+            Err(e) => {
+                tracing::error!(
+                    error = %e,
+                    events = all.events.len(),
+                    "Shutting down with events not written to the ledger; sources read theirs again at the next start, alerts already sent are recognised by their ids."
+                );
+                for (_, done) in all.parts {
+                    self.answer(
+                        done,
+                        Err(format!("shutting down, not written: {e}")),
+                        now,
+                        deadlines,
+                        gate,
+                    );
+                }
+            }
+        }
     }
 
     fn read_tracker(&self) -> std::sync::RwLockReadGuard<'_, Tracker> {
@@ -697,69 +1270,6 @@ impl Engine {
         events
     }
 
-    /// Appends the events (and cursors) to the ledger, retrying with backoff until it succeeds or
-    /// the daemon shuts down; then counts them, schedules their deadlines and sends their alerts.
-    async fn commit(
-        &mut self,
-        now: DateTime<Utc>,
-        events: &[Event],
-        cursors: &[(String, CursorUpdate)],
-        deadlines: &mut Deadlines,
-        deliveries: &Deliveries,
-    ) -> Result<(), String> {
-        self.commit_with(now, events, cursors, deadlines, deliveries, false)
-            .await
-    }
-
-    /// [`Engine::commit`]; `durable` commits are on disk before this returns (what nobody sends
-    /// again: pushed calls, acknowledgements; see [`Sealing::durable`]).
-    async fn commit_with(
-        &mut self,
-        now: DateTime<Utc>,
-        events: &[Event],
-        cursors: &[(String, CursorUpdate)],
-        deadlines: &mut Deadlines,
-        deliveries: &Deliveries,
-        durable: bool,
-    ) -> Result<(), String> {
-        let first_seq = write_until_stored(
-            &self.shared.store,
-            &self.shutdown,
-            now,
-            events,
-            cursors,
-            &self.ledger,
-            durable,
-        )
-        .await?;
-        self.after_commit(now, events, first_seq, deadlines, deliveries);
-        Ok(())
-    }
-
-    /// What follows the commit of `events` (the first at `first_seq`): their seqs noted, their
-    /// metrics counted, their deadlines scheduled and their alerts sent.
-    fn after_commit(
-        &self,
-        now: DateTime<Utc>,
-        events: &[Event],
-        first_seq: i64,
-        deadlines: &mut Deadlines,
-        deliveries: &Deliveries,
-    ) {
-        let mut alerts = Vec::new();
-        {
-            let mut tracker = self.write_tracker();
-            for (seq, event) in (first_seq..).zip(events) {
-                tracker.note_ledger_seq(event, seq);
-                self.shared.metrics.record(event, &tracker);
-                deadlines.follow(event);
-                deliveries.renotify().follow(event, &tracker, now);
-                alerts.extend(self.alerts_for(event, &tracker, now));
-            }
-        }
-        self.spawn_delivery(alerts, deliveries);
-    }
-
     /// Delivers alerts in a task; their results come back as ledger events.
     fn spawn_delivery(&self, alerts: Vec<Alert>, deliveries: &Deliveries) {
         if alerts.is_empty() {
@@ -789,88 +1299,27 @@ impl Engine {
                 if !notifier.records_own_metrics() {
                     metrics.record_alert(alert.kind.as_str(), notifier.name(), result.is_ok());
                 }
-                let recipients: Vec<String> =
-                    alert.recipient.iter().map(|r| r.person.clone()).collect();
-                events.push(match result {
-                    Ok(()) => Event::AlertDelivered {
-                        inquiry_id: alert.inquiry_id.clone(),
-                        kind: alert.kind,
-                        due_at: alert.due_at,
-                        notifiers: vec![notifier.name().to_string()],
-                        recipients,
-                        at,
-                    },
-                    Err(e) => {
-                        tracing::warn!(error = %e, inquiry = %alert.inquiry_id, recipients = ?recipients, "Alert delivery failed.");
-                        Event::AlertFailed {
-                            inquiry_id: alert.inquiry_id.clone(),
-                            kind: alert.kind,
-                            due_at: alert.due_at,
-                            error: e.to_string(),
-                            recipients,
-                            at,
-                        }
-                    }
-                });
+                if let Err(e) = &result {
+                    tracing::warn!(error = %e, alert = %alert.inquiry_id, recipient = ?alert.recipient.as_ref().map(|r| &r.person), "Alert delivery failed.");
+                }
+                events.push(delivery_record(alert, result, notifier.name(), at));
             }
             let _ = results_tx.send(events);
         });
     }
 
-    /// Re-notifies breached inquiries still unanswered whose reminder instant has come.
-    async fn fire_renotify(&mut self, deadlines: &mut Deadlines, deliveries: &Deliveries) {
-        let now = self.clock.now();
-        let due = deliveries.renotify().pop_due(now);
-        if due.is_empty() {
+    /// Sends again, at once and as one batch, the alerts of open inquiries (and the monitor's
+    /// own active alerts) that were raised but never delivered (see [`RESUME_MAX_AGE`]), each
+    /// only to the recipients the ledger does not record as reached. Recipients are decided
+    /// now: whoever is on call at the restart (the same people as the first attempt unless a
+    /// handoff came in between, in which case the incoming person gets it too, and nobody
+    /// already reached gets it again).
+    fn resume_pending(&self, deliveries: &Deliveries) {
+        if !self.notifier.reaches_anyone() {
+            // Logged again would reach nobody again; they stay undelivered in the ledger, and
+            // go out once a notifier is configured.
             return;
         }
-        let events: Vec<Event> = {
-            let mut tracker = self.write_tracker();
-            let events: Vec<Event> = due
-                .into_iter()
-                .filter(|(id, n, _)| {
-                    tracker.get(id).is_some_and(|i| {
-                        i.state == slawatch_core::tracker::InquiryState::Open
-                            && i.breached_at.is_some()
-                            && !i.alerts.iter().any(|m| {
-                                m.stage == slawatch_core::tracker::alert::AlertStage::Renotify
-                                    && m.index.map(u32::from) == Some(*n)
-                            })
-                    })
-                })
-                .map(|(inquiry_id, n, at)| Event::InquiryRenotified { inquiry_id, n, at })
-                .collect();
-            for e in &events {
-                tracker.apply(e);
-            }
-            events
-        };
-        let _ = self.commit(now, &events, &[], deadlines, deliveries).await;
-    }
-
-    /// Applies and commits delivery results.
-    async fn record_deliveries(
-        &mut self,
-        events: Vec<Event>,
-        deadlines: &mut Deadlines,
-        deliveries: &Deliveries,
-    ) {
-        {
-            let mut tracker = self.write_tracker();
-            for e in &events {
-                tracker.apply(e);
-            }
-        }
-        let now = self.clock.now();
-        let _ = self.commit(now, &events, &[], deadlines, deliveries).await;
-    }
-
-    /// Sends again, at once and as one batch, the alerts of open inquiries that were raised but
-    /// never delivered (see [`RESUME_MAX_AGE`]), each only to the recipients the ledger does not
-    /// record as reached. Recipients are decided now: whoever is on call at the restart (the
-    /// same people as the first attempt unless a handoff came in between, in which case the
-    /// incoming person gets it too, and nobody already reached gets it again).
-    fn resume_pending(&self, deliveries: &Deliveries) {
         let now = self.clock.now();
         let oldest = now - chrono::Duration::from_std(RESUME_MAX_AGE).unwrap_or_default();
         let alerts: Vec<Alert> = {
@@ -880,7 +1329,7 @@ impl Engine {
             let complete = |m: &slawatch_core::tracker::alert::AlertMark| {
                 m.delivered_at.is_some() && m.reached().is_empty()
             };
-            let raised: Vec<(Event, Vec<String>)> = tracker
+            let mut raised: Vec<(Event, Vec<String>)> = tracker
                 .open()
                 .flat_map(|i| {
                     i.alerts
@@ -889,6 +1338,25 @@ impl Engine {
                         .map(|m| (m.raised_by(&i.id), m.reached().to_vec()))
                 })
                 .collect();
+            raised.extend(
+                tracker
+                    .monitor_alerts()
+                    .filter(|m| {
+                        !(m.delivered_at.is_some() && m.reached.is_empty()) && m.raised_at >= oldest
+                    })
+                    .map(|m| {
+                        (
+                            Event::MonitorAlertRaised {
+                                alert: m.id.clone(),
+                                problem: m.problem,
+                                subject: m.subject.clone(),
+                                detail: m.detail.clone(),
+                                at: m.raised_at,
+                            },
+                            m.reached.clone(),
+                        )
+                    }),
+            );
             raised
                 .iter()
                 .flat_map(|(e, reached)| {
@@ -931,6 +1399,14 @@ impl Engine {
                 };
                 self.alert_for(&event, &tracker)
             })
+            .chain(
+                tracker
+                    .monitor_alerts()
+                    .filter(|m| m.delivered_at.is_some())
+                    .map(|m| {
+                        Alert::about_monitor(m, AlertKind::Breach, m.raised_at, self.status_link())
+                    }),
+            )
             .collect()
     }
 
@@ -939,6 +1415,12 @@ impl Engine {
     /// instant it is about: a breach raised late (the daemon was down at the deadline) goes to
     /// whoever is on call when it goes out, not to the person whose shift ended meanwhile.
     fn alerts_for(&self, event: &Event, tracker: &Tracker, now: DateTime<Utc>) -> Vec<Alert> {
+        if matches!(
+            event,
+            Event::MonitorAlertRaised { .. } | Event::MonitorAlertResolved { .. }
+        ) {
+            return self.monitor_alerts_for(event, tracker, now);
+        }
         let Some(alert) = self.alert_for(event, tracker) else {
             return Vec::new();
         };
@@ -998,6 +1480,141 @@ impl Engine {
             due_at,
             link: format!("{}/api/v1/inquiries/{}", self.public_url, id),
             recipient: None,
+            monitor: None,
         })
+    }
+
+    /// The status page: where a monitor alert links to.
+    fn status_link(&self) -> String {
+        format!("{}/", self.public_url)
+    }
+
+    /// The alerts about a monitor alert being raised or resolved (`tracker` must still hold
+    /// it): routed like a breach, a resolution to whoever the alert reached.
+    fn monitor_alerts_for(
+        &self,
+        event: &Event,
+        tracker: &Tracker,
+        now: DateTime<Utc>,
+    ) -> Vec<Alert> {
+        let (id, kind, at) = match event {
+            Event::MonitorAlertRaised { alert, at, .. } => (alert, AlertKind::Breach, *at),
+            Event::MonitorAlertResolved { alert, at } => (alert, AlertKind::Resolved, *at),
+            _ => return Vec::new(),
+        };
+        let Some(m) = tracker.monitor_alert(id) else {
+            return Vec::new();
+        };
+        let alert = Alert::about_monitor(m, kind, at, self.status_link());
+        let recipients = match &self.oncall {
+            Some(oncall) => oncall.recipients(kind, None, now, &m.reached),
+            None => Vec::new(),
+        };
+        if recipients.is_empty() {
+            return vec![alert];
+        }
+        recipients
+            .into_iter()
+            .map(|r| Alert {
+                recipient: Some(Arc::new(r)),
+                ..alert.clone()
+            })
+            .collect()
+    }
+}
+
+/// The ledger record of one delivery: `AlertDelivered`/`AlertFailed`, or their monitor
+/// counterparts for an alert about the monitor itself.
+fn delivery_record(
+    alert: &Alert,
+    result: Result<(), crate::notify::DeliveryError>,
+    notifier: &str,
+    at: DateTime<Utc>,
+) -> Event {
+    let recipients: Vec<String> = alert.recipient.iter().map(|r| r.person.clone()).collect();
+    let (kind, due_at) = (alert.kind, alert.due_at);
+    match (result, alert.monitor.is_some()) {
+        (Ok(()), false) => Event::AlertDelivered {
+            inquiry_id: alert.inquiry_id.clone(),
+            kind,
+            due_at,
+            notifiers: vec![notifier.to_string()],
+            recipients,
+            at,
+        },
+        (Ok(()), true) => Event::MonitorAlertDelivered {
+            alert: alert.inquiry_id.to_string(),
+            kind,
+            due_at,
+            notifiers: vec![notifier.to_string()],
+            recipients,
+            at,
+        },
+        (Err(e), false) => Event::AlertFailed {
+            inquiry_id: alert.inquiry_id.clone(),
+            kind,
+            due_at,
+            error: e.to_string(),
+            recipients,
+            at,
+        },
+        (Err(e), true) => Event::MonitorAlertFailed {
+            alert: alert.inquiry_id.to_string(),
+            kind,
+            due_at,
+            error: e.to_string(),
+            recipients,
+            at,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending(n: usize, source: bool) -> Pending {
+        let event = Event::MonitorHeartbeat { at: Utc::now() };
+        let done = if source {
+            Done::Source {
+                source: "s".into(),
+                initial_sync_done: false,
+                committed: oneshot::channel().0,
+            }
+        } else {
+            Done::Nothing
+        };
+        Pending {
+            events: vec![event; n],
+            cursors: Vec::new(),
+            durable: false,
+            done,
+        }
+    }
+
+    #[test]
+    fn the_backlog_counts_what_waits_and_batches_stay_within_their_limits() {
+        let mut w = Writer::default();
+        for _ in 0..3 {
+            w.push(pending(WRITE_MAX_EVENTS / 2, true));
+        }
+        w.push(pending(10, false));
+        w.push(pending(0, false)); // nothing to write, nobody waiting: dropped
+        assert_eq!(w.backlog.len(), 4);
+        assert_eq!(w.backlog_events, 3 * WRITE_MAX_EVENTS / 2 + 10);
+        assert_eq!(w.source_events, 3 * WRITE_MAX_EVENTS / 2);
+        let first = w.take().unwrap();
+        assert_eq!(first.events.len(), WRITE_MAX_EVENTS);
+        assert_eq!(first.parts.len(), 2);
+        assert_eq!(w.backlog_events, WRITE_MAX_EVENTS / 2 + 10);
+        assert_eq!(w.waiting(), WRITE_MAX_EVENTS / 2 + 10);
+        // A failed batch is written again first, before anything newer.
+        w.failed = Some((first, tokio::time::Instant::now()));
+        assert_eq!(w.waiting(), 3 * WRITE_MAX_EVENTS / 2 + 10);
+        assert_eq!(w.take().unwrap().events.len(), WRITE_MAX_EVENTS);
+        let rest = w.take().unwrap();
+        assert_eq!(rest.parts.len(), 2);
+        assert!(w.take().is_none());
+        assert_eq!((w.backlog_events, w.source_events, w.waiting()), (0, 0, 0));
     }
 }

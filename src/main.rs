@@ -622,6 +622,7 @@ async fn test_alert(settings: &Settings) -> anyhow::Result<ExitCode> {
         due_at: now,
         link: format!("{}/", settings.http.public_url),
         recipient: None,
+        monitor: None,
     };
     // With a rotation, the test goes to whoever is on call now, as a warning would.
     let alerts: Vec<Alert> = match n

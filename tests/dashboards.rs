@@ -31,7 +31,7 @@ const UIDS: [&str; 4] = [
     "slawatch-coverage",
     "slawatch-health",
 ];
-const ALERTS: [&str; 8] = [
+const ALERTS: [&str; 11] = [
     "SlaBreachImminent",
     "SlaBreached",
     "SlaComplianceBudgetBurn",
@@ -39,6 +39,9 @@ const ALERTS: [&str; 8] = [
     "SlawatchSourceDown",
     "SlawatchSourceStale",
     "SlawatchNotifierDown",
+    "SlawatchLedgerNotWritable",
+    "SlawatchBlind",
+    "SlawatchClockStepped",
     "SlawatchAlertDeliveryFailing",
 ];
 
@@ -559,4 +562,39 @@ fn provisioning_points_at_the_dashboards() {
     std::fs::write(path, example).expect("write");
     let (ok, out) = run(Command::new(promtool()).args(["check", "config"]).arg(path));
     assert!(ok, "example Prometheus configuration:\n{out}");
+}
+
+/// The shipped Alertmanager example is valid and routes slawatch's always-firing watchdog to the
+/// dead-man's switch, everything else (its own blindness included) to the on-call receiver.
+#[test]
+fn the_alertmanager_example_routes_the_watchdog_to_a_deadmans_switch() {
+    let amtool = require("amtool", "prometheus-alertmanager");
+    let config = "dashboards/alertmanager/alertmanager.example.yml";
+    let (ok, out) = run(Command::new(&amtool)
+        .args(["check-config", config])
+        .current_dir(root()));
+    assert!(ok, "amtool check-config failed:\n{out}");
+    for (alertname, receiver) in [
+        ("SlawatchWatchdog", "deadmans-switch"),
+        ("SlawatchSourceSilent", "oncall"),
+        ("SlawatchLedgerNotWritable", "oncall"),
+        ("SlaBreach", "oncall"),
+    ] {
+        let (ok, out) = run(Command::new(&amtool)
+            .args([
+                "config",
+                "routes",
+                "test",
+                &format!("--config.file={config}"),
+                &format!("alertname={alertname}"),
+            ])
+            .current_dir(root()));
+        assert!(ok, "{out}");
+        let routed: Vec<&str> = out
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with("Warning:"))
+            .collect();
+        assert_eq!(routed, [receiver], "{alertname}: {out}");
+    }
 }

@@ -35,6 +35,7 @@ fn alert(id: &str, person: &str) -> Alert {
             email: format!("{person}@desk.example"),
             handle: None,
         })),
+        monitor: None,
     }
 }
 

@@ -397,3 +397,293 @@ async fn a_batch_after_one_that_could_not_be_written_is_not_written_either() {
     let kinds: Vec<&str> = events.iter().map(|e| e.event.kind()).collect();
     assert!(!kinds.contains(&"inquiry_opened"), "{kinds:?}");
 }
+
+/// Records each alert with how late it was handed over: the engine's clock at the handover
+/// minus the instant the alert is about.
+struct Lateness {
+    clock: slawatch::scheduler::Clock,
+    seen: Mutex<Vec<(AlertKind, String, chrono::Duration)>>,
+}
+
+impl Lateness {
+    fn new(clock: slawatch::scheduler::Clock) -> Arc<Lateness> {
+        Arc::new(Lateness {
+            clock,
+            seen: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn of(&self, kind: AlertKind, id: &str) -> Vec<chrono::Duration> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(k, i, _)| *k == kind && i == id)
+            .map(|(_, _, l)| *l)
+            .collect()
+    }
+
+    fn breaches(&self) -> Vec<chrono::Duration> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(k, i, _)| *k == AlertKind::Breach && !i.starts_with("monitor-"))
+            .map(|(_, _, l)| *l)
+            .collect()
+    }
+}
+
+impl Notifier for Lateness {
+    fn name(&self) -> &str {
+        "lateness"
+    }
+    fn deliver<'a>(&'a self, alerts: &'a [Alert]) -> Delivery<'a> {
+        let now = self.clock.now();
+        self.seen.lock().unwrap().extend(
+            alerts
+                .iter()
+                .map(|a| (a.kind, a.inquiry_id.to_string(), now - a.due_at)),
+        );
+        Box::pin(async move { alerts.iter().map(|_| Ok(())).collect() })
+    }
+}
+
+fn rules() -> Arc<TrackerRules> {
+    Arc::new(TrackerRules {
+        desk: DeskSettings::with_address("support@example.com"),
+        policies: PolicySet::single(Policy::default()),
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn due_alerts_go_out_on_time_while_source_batches_keep_coming() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&format!("sqlite://{}/ledger.db", dir.path().display()))
+        .await
+        .unwrap();
+    let clock = slawatch::scheduler::Clock::anchored(t0());
+    let alerts = Lateness::new(clock);
+    let r = support::engine::start(store, rules(), alerts.clone(), Setup::at(t0())).await;
+    // Twenty inquiries whose deadlines fall 2 to 4 s from now, 100 ms apart.
+    let due: Vec<Observation> = (0..20)
+        .map(|i| {
+            mail(
+                "s",
+                &format!("due{i}"),
+                t0() - chrono::Duration::minutes(15)
+                    + chrono::Duration::milliseconds(2000 + 100 * i),
+            )
+        })
+        .collect();
+    r.sink.submit(batch("s", due, true)).await.unwrap();
+    // Meanwhile a backfill: batch after batch of 200 messages, without a pause, for 6 s.
+    let flood = {
+        let sink = r.sink.clone();
+        tokio::spawn(async move {
+            let until = tokio::time::Instant::now() + Duration::from_secs(6);
+            let mut n = 0;
+            while tokio::time::Instant::now() < until {
+                let observations = (0..200)
+                    .map(|i| mail("s", &format!("flood{n}-{i}"), t0()))
+                    .collect();
+                sink.submit(batch("s", observations, true)).await.unwrap();
+                n += 1;
+            }
+            n
+        })
+    };
+    let batches = flood.await.unwrap();
+    until("twenty breaches", || alerts.breaches().len() == 20).await;
+    let late = alerts.breaches();
+    let worst = late.iter().max().unwrap();
+    eprintln!(
+        "{batches} batches of 200 during the deadlines; worst breach lateness {} ms",
+        worst.num_milliseconds()
+    );
+    assert!(batches >= 10, "the flood ran: {batches} batches");
+    assert!(
+        *worst < chrono::Duration::milliseconds(1000),
+        "an alert waited {} ms behind the backfill",
+        worst.num_milliseconds()
+    );
+    support::engine::stop(r).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_ledger_delays_no_alert_pages_and_is_caught_up_in_order_once_it_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = refusing_store(dir.path(), "1").await;
+    let Store::Sqlite(pool) = &store;
+    let clock = slawatch::scheduler::Clock::anchored(t0());
+    let alerts = Lateness::new(clock);
+    let r = support::engine::start(store.clone(), rules(), alerts.clone(), Setup::at(t0())).await;
+    // The ledger refuses everything from the start: the inquiry itself waits in memory, its
+    // breach (2 s away) goes out all the same.
+    let received = t0() - chrono::Duration::minutes(15) + chrono::Duration::seconds(2);
+    let submitted = {
+        let sink = r.sink.clone();
+        tokio::spawn(async move {
+            sink.submit(batch("s", vec![mail("s", "m1", received)], true))
+                .await
+        })
+    };
+    let id = InquiryId::derive(Channel::Email, "<m1>");
+    until("the breach, with the ledger refusing", || {
+        !alerts.of(AlertKind::Breach, id.as_str()).is_empty()
+    })
+    .await;
+    let late = alerts.of(AlertKind::Breach, id.as_str())[0];
+    assert!(late < chrono::Duration::milliseconds(1000), "{late}");
+    assert!(!submitted.is_finished(), "the source waits for the ledger");
+    // After 5 s of refusals the on-call person is told, through the notifiers.
+    until("the ledger alert", || {
+        !alerts.of(AlertKind::Breach, "monitor-ledger").is_empty()
+    })
+    .await;
+    let status = r.shared.ledger.snapshot();
+    assert!(status.failures >= 3, "{status:?}");
+    assert!(status.backlog_events >= 3, "{status:?}");
+    let metrics = {
+        let tracker = r.shared.tracker.read().unwrap();
+        r.shared.metrics.render(&tracker, Utc::now()).unwrap()
+    };
+    assert!(metrics.contains("slawatch_ledger_writable 0"), "{metrics}");
+    assert!(
+        !metrics.contains("slawatch_ledger_write_failures_total 0\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("slawatch_monitor_alerts_active{kind=\"ledger_not_writable\"} 1"),
+        "{metrics}"
+    );
+    assert!(store.events().await.unwrap().is_empty());
+
+    // The disk has room again: everything waiting is written in order, the alert resolved.
+    sqlx::query("DROP TRIGGER refuse")
+        .execute(pool)
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), submitted)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    until("the ledger alert resolved", || {
+        !alerts.of(AlertKind::Resolved, "monitor-ledger").is_empty()
+    })
+    .await;
+    support::engine::stop(r).await;
+    let kinds: Vec<String> = store
+        .events()
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.event.kind().to_string())
+        .collect();
+    let at = |k: &str| {
+        kinds
+            .iter()
+            .position(|x| x == k)
+            .unwrap_or_else(|| panic!("{k} missing: {kinds:?}"))
+    };
+    // Its warning (already due when it was read) and its breach, each followed by its
+    // delivery record, in the order they happened.
+    let delivered: Vec<usize> = (0..kinds.len())
+        .filter(|&i| kinds[i] == "alert_delivered")
+        .collect();
+    assert_eq!(delivered.len(), 2, "{kinds:?}");
+    assert!(at("inquiry_opened") < at("inquiry_warned"), "{kinds:?}");
+    assert!(at("inquiry_warned") < delivered[0], "{kinds:?}");
+    assert!(at("inquiry_breached") < delivered[1], "{kinds:?}");
+    assert!(
+        at("monitor_alert_raised") < at("monitor_alert_delivered"),
+        "{kinds:?}"
+    );
+    assert!(
+        at("monitor_alert_raised") < at("monitor_alert_resolved"),
+        "{kinds:?}"
+    );
+    let count = |k: &str| kinds.iter().filter(|x| *x == k).count();
+    assert_eq!(count("inquiry_breached"), 1, "{kinds:?}");
+    assert_eq!(count("monitor_alert_raised"), 1, "{kinds:?}");
+    assert_eq!(count("monitor_alert_resolved"), 1, "{kinds:?}");
+    // Each alert went out once.
+    assert_eq!(alerts.of(AlertKind::Breach, id.as_str()).len(), 1);
+    assert_eq!(alerts.of(AlertKind::Breach, "monitor-ledger").len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_monitor_signal_pages_once_per_episode_and_resolves_once_also_across_a_restart() {
+    use slawatch::monitor::Signal;
+    use slawatch::notify::MonitorProblem;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/ledger.db", dir.path().display());
+    let store = Store::open(&url).await.unwrap();
+    let clock = slawatch::scheduler::Clock::anchored(t0());
+    let alerts = Lateness::new(clock);
+    let r = support::engine::start(store.clone(), rules(), alerts.clone(), Setup::at(t0())).await;
+    let signal = |failing: bool| Signal {
+        problem: MonitorProblem::SourceSilent,
+        subject: "imap".into(),
+        failing,
+        detail: "no successful check for 5 min; down, last error: auth".into(),
+    };
+    // Said twice, paged once.
+    r.signals.send(signal(true)).unwrap();
+    r.signals.send(signal(true)).unwrap();
+    until("the page", || {
+        !alerts
+            .of(AlertKind::Breach, "monitor-source-imap")
+            .is_empty()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(alerts.of(AlertKind::Breach, "monitor-source-imap").len(), 1);
+    support::engine::stop(r).await;
+
+    // After a restart it is still active (from the ledger): no second page, and the
+    // recovery resolves it once.
+    let r = support::engine::start(store.clone(), rules(), alerts.clone(), Setup::at(t0())).await;
+    assert!(
+        r.shared
+            .tracker
+            .read()
+            .unwrap()
+            .monitor_alert("monitor-source-imap")
+            .is_some()
+    );
+    r.signals.send(signal(true)).unwrap();
+    r.signals.send(signal(false)).unwrap();
+    r.signals.send(signal(false)).unwrap();
+    until("the resolution", || {
+        !alerts
+            .of(AlertKind::Resolved, "monitor-source-imap")
+            .is_empty()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(alerts.of(AlertKind::Breach, "monitor-source-imap").len(), 1);
+    assert_eq!(
+        alerts.of(AlertKind::Resolved, "monitor-source-imap").len(),
+        1
+    );
+    support::engine::stop(r).await;
+    let kinds: Vec<String> = store
+        .events()
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.event.kind().to_string())
+        .filter(|k| k.starts_with("monitor_alert"))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "monitor_alert_raised",
+            "monitor_alert_delivered",
+            "monitor_alert_resolved",
+            "monitor_alert_delivered"
+        ]
+    );
+}

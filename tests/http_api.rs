@@ -3,7 +3,7 @@
 //! (decide, apply, record).
 
 use std::collections::{BTreeSet, HashSet};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
@@ -102,12 +102,12 @@ impl World {
         for (seq, e) in (1..).zip(&ledger) {
             tracker.note_ledger_seq(e, seq);
         }
-        let shared = Arc::new(Shared {
-            tracker: RwLock::new(tracker),
+        let shared = Arc::new(Shared::new(
+            tracker,
             metrics,
-            store: test_store(&ledger).await,
-            pending_sources: Mutex::new(pending.iter().map(|s| s.to_string()).collect()),
-        });
+            test_store(&ledger).await,
+            pending.iter().map(|s| s.to_string()).collect(),
+        ));
         let (tx, rx) = mpsc::channel(8);
         tokio::spawn(test_engine(shared.clone(), rx));
         World {

@@ -539,6 +539,8 @@ fn the_head_is_mailed_to_the_auditors() {
         r#"{base}
 [audit]
 head_recipients = ["auditor@audit.example"]
+[notify]
+primary = ["smtp"]
 [notify.smtp]
 host = "127.0.0.1"
 port = {port}

@@ -42,6 +42,7 @@ fn alert(kind: AlertKind, id: &str) -> Alert {
         due_at: Utc::now(),
         link: format!("http://127.0.0.1:9750/api/v1/inquiries/{id}"),
         recipient: None,
+        monitor: None,
     }
 }
 
@@ -398,5 +399,149 @@ async fn wrong_smtp_credentials_mark_it_down_and_the_fallback_delivers() {
             "slawatch_alerts_total{kind=\"warning\",notifier=\"webhook\",result=\"sent\"} 1"
         ),
         "{shown}"
+    );
+}
+
+#[tokio::test]
+async fn a_failing_notifier_never_delays_another() {
+    install_ring();
+    let mut server = SmtpServer::start();
+    let receiver = Receiver::start().await;
+    let metrics = Arc::new(Metrics::new("test", &[]));
+    let health = NotifierHealth::new(metrics.clone(), &["smtp", "webhook"]).unwrap();
+    let smtp_n: Arc<dyn Notifier> =
+        Arc::new(SmtpNotifier::new(&smtp(&server, PASSWORD), chrono_tz::UTC, 10).unwrap());
+    let hook: Arc<dyn Notifier> =
+        Arc::new(WebhookNotifier::new(&webhook(&receiver.url, WebhookFormat::Json), 10).unwrap());
+    let dispatch = Arc::new(Dispatch::new(
+        vec![smtp_n, hook],
+        None,
+        Duration::from_secs(60),
+        health,
+    ));
+    server.stop();
+    // SMTP is down and retried for a minute; the webhook copy of each alert goes at once, and
+    // the alert counts as delivered as soon as it did.
+    for i in 0..3 {
+        let started = std::time::Instant::now();
+        let r = tokio::time::timeout(
+            Duration::from_secs(2),
+            dispatch.deliver(&[alert(AlertKind::Breach, &format!("phone-{i}"))]),
+        )
+        .await
+        .expect("answered while SMTP is still retrying");
+        assert!(r[0].is_ok(), "{r:?}");
+        let bodies = receiver.wait_for(i + 1, Duration::from_secs(1)).await;
+        assert_eq!(bodies[i]["alerts"][0]["inquiry_id"], format!("phone-{i}"));
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "the webhook waited {:?} behind SMTP",
+            started.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(server.messages().is_empty());
+    // SMTP comes back: its copies follow, in order, none lost.
+    server.resume();
+    let limit = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let text: String = server.messages().iter().map(|m| m.body()).collect();
+        if (0..3).all(|i| text.contains(&format!("slawatch ack phone-{i} "))) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < limit,
+            "SMTP copies lost: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let shown = render(&metrics);
+    assert!(
+        shown.contains(
+            "slawatch_alerts_total{kind=\"breach\",notifier=\"webhook\",result=\"sent\"} 3"
+        ) && shown
+            .contains("slawatch_alerts_total{kind=\"breach\",notifier=\"smtp\",result=\"sent\"} 3"),
+        "{shown}"
+    );
+}
+
+#[tokio::test]
+async fn a_notifier_that_gives_up_signals_it_once_and_its_recovery_once() {
+    use slawatch::notify::MonitorProblem;
+    install_ring();
+    let receiver = Receiver::start().await;
+    let metrics = Arc::new(Metrics::new("test", &[]));
+    let (signals, mut seen) = tokio::sync::mpsc::unbounded_channel();
+    let health = NotifierHealth::new(metrics.clone(), &["webhook"])
+        .unwrap()
+        .with_signals(signals);
+    let hook: Arc<dyn Notifier> =
+        Arc::new(WebhookNotifier::new(&webhook(&receiver.url, WebhookFormat::Json), 10).unwrap());
+    let dispatch = Dispatch::new(vec![hook], None, Duration::from_secs(2), health);
+    receiver.answer(503);
+    for i in 0..2 {
+        let r = dispatch
+            .deliver(&[alert(AlertKind::Breach, &format!("phone-{i}"))])
+            .await;
+        let err = r[0].as_ref().unwrap_err().to_string();
+        assert!(err.contains("503"), "{err}");
+    }
+    let signal = seen.try_recv().expect("a signal after giving up");
+    assert_eq!(signal.problem, MonitorProblem::NotifierFailing);
+    assert_eq!(signal.subject, "webhook");
+    assert!(signal.failing);
+    assert!(signal.detail.contains("503"), "{}", signal.detail);
+    assert!(seen.try_recv().is_err(), "signalled once per episode");
+    receiver.answer(200);
+    let r = dispatch
+        .deliver(&[alert(AlertKind::Breach, "phone-9")])
+        .await;
+    assert!(r[0].is_ok(), "{r:?}");
+    let signal = seen.try_recv().expect("a signal once it delivers again");
+    assert!(!signal.failing);
+    assert!(seen.try_recv().is_err());
+}
+
+#[tokio::test]
+async fn the_watchdog_fires_while_slawatch_pushes_and_resolves_when_it_stops() {
+    install_ring();
+    let sink = Receiver::start().await;
+    let deadman = Receiver::start().await;
+    let am =
+        support::alertmanager::Alertmanager::start_with_watchdog(&sink.url, Some(&deadman.url));
+    let n = AlertmanagerNotifier::new(&AlertmanagerSettings {
+        url: am.url.clone(),
+        timeout: Duration::from_secs(5),
+        resend_every: Duration::from_secs(1),
+        tls: Default::default(),
+    })
+    .unwrap();
+    // Pushed at start-up, with nothing else firing, and routed to the dead-man's switch alone.
+    let firing = deadman.wait_for(2, Duration::from_secs(20)).await;
+    for b in &firing {
+        assert_eq!(b["groupLabels"]["alertname"], "SlawatchWatchdog", "{b}");
+        assert_eq!(b["status"], "firing", "{b}");
+    }
+    assert!(sink.bodies().is_empty(), "{:?}", sink.bodies());
+    // slawatch stops pushing (its process died): Alertmanager resolves the watchdog once its
+    // endsAt passes, and the dead-man's switch hears no more "firing".
+    drop(n);
+    let limit = std::time::Instant::now() + Duration::from_secs(30);
+    while !deadman.bodies().iter().any(|b| b["status"] == "resolved") {
+        assert!(
+            std::time::Instant::now() < limit,
+            "the watchdog was never resolved: {}",
+            am.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let after = deadman.bodies().len();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(
+        deadman.bodies()[after..]
+            .iter()
+            .all(|b| b["status"] != "firing"),
+        "{:?}",
+        &deadman.bodies()[after..]
     );
 }

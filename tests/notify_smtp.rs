@@ -54,6 +54,7 @@ fn alert(kind: AlertKind, id: &str) -> Alert {
             + chrono::Duration::minutes(if kind == AlertKind::Warning { 10 } else { 15 }),
         link: format!("http://127.0.0.1:9750/api/v1/inquiries/{id}"),
         recipient: None,
+        monitor: None,
     }
 }
 

@@ -961,7 +961,7 @@ mod http {
     //! `GET /api/v1/report`: the same report, behind its own read-only token.
 
     use std::collections::BTreeSet;
-    use std::sync::{Arc, Mutex, RwLock};
+    use std::sync::Arc;
 
     use axum::body::Body;
     use axum::http::{Request, StatusCode, header};
@@ -1002,12 +1002,12 @@ mod http {
         }));
         let (tx, _rx) = tokio::sync::mpsc::channel(1);
         AppState::new(
-            Arc::new(Shared {
-                tracker: RwLock::new(tracker),
-                metrics: Arc::new(Metrics::new("test", &["mail".to_string()])),
+            Arc::new(Shared::new(
+                tracker,
+                Arc::new(Metrics::new("test", &["mail".to_string()])),
                 store,
-                pending_sources: Mutex::new(BTreeSet::new()),
-            }),
+                BTreeSet::new(),
+            )),
             EngineHandle::new(tx),
             Access::with_tokens(Tokens {
                 write: Some(Secret::new(WRITE)),

@@ -316,6 +316,17 @@ async fn cursors_are_committed_with_events_and_upserted() {
     );
     assert_eq!(store.cursors("nobody").await.unwrap(), vec![]);
     assert!(store.append(t0(), &[], &[]).await.unwrap().is_empty());
+    // A null value removes the key (a Maildir file that left its folder).
+    store
+        .append(
+            t0(),
+            &[],
+            &[cursor("mail", "Sent", serde_json::Value::Null)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.cursor("mail", "Sent").await.unwrap(), None);
+    assert_eq!(store.cursors("mail").await.unwrap().len(), 1);
 }
 
 #[tokio::test]

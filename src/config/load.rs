@@ -605,9 +605,26 @@ fn sources(
                 None
             }
         };
+        let silent_after = kind.as_ref().map(|k| {
+            let limit = s.duration("silent_after", k.silent_after(), p);
+            if limit <= k.check_interval() {
+                p.push(
+                    s.path("silent_after"),
+                    format!(
+                        "must be longer than the source's own check interval ({}), or it pages while the source works",
+                        humantime::format_duration(k.check_interval())
+                    ),
+                );
+            }
+            limit
+        });
         s.finish(p);
-        if let Some(kind) = kind {
-            out.push(SourceSettings { name, kind });
+        if let (Some(kind), Some(silent_after)) = (kind, silent_after) {
+            out.push(SourceSettings {
+                name,
+                kind,
+                silent_after,
+            });
         }
     }
     t.finish(p);
@@ -890,6 +907,12 @@ impl Settings {
                 self.http.bind
             ));
         }
+        if !self.notify.pages_someone() {
+            out.push(
+                "NO NOTIFIER: [notify] names none, so every warning and breach is only written to the log and pages NOBODY (recorded as not delivered); configure [notify.smtp], [notify.webhook] or [notify.alertmanager] and name it in notify.primary"
+                    .to_string(),
+            );
+        }
         if self.http.any_token() && self.http.token.is_none() {
             out.push(
                 "http.token is not set while another token is: acknowledgements and pushed calls are refused over HTTP"
@@ -963,7 +986,7 @@ impl Settings {
                 v
             })
             .collect();
-        let sources: Vec<Value> = self
+        let mut sources: Vec<Value> = self
             .sources
             .iter()
             .map(|s| match &s.kind {
@@ -987,6 +1010,9 @@ impl Settings {
                 SourceKind::Twilio(t) => super::calls::effective_twilio(&s.name, t),
             })
             .collect();
+        for (v, s) in sources.iter_mut().zip(&self.sources) {
+            v["silent_after"] = json!(humantime::format_duration(s.silent_after).to_string());
+        }
         json!({
             "store": { "url": redact_url(&self.store.url), "password": secret(&self.store.password), "signing_key_file": self.store.signing_key_file },
             "audit": { "head_recipients": self.audit.head_recipients },

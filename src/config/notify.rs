@@ -6,6 +6,8 @@
 //! primary = ["smtp"]          # every alert goes through each of these
 //! fallback = "webhook"         # takes over an alert a primary could not deliver
 //! digest_window = "60s"       # per person, beyond digest_over in 60 s: one digest at its end
+//! heartbeat_url_file = "/run/secrets/heartbeat-url"  # dead-man's switch (healthchecks-style)
+//! heartbeat_every = "1m"       # GET (or heartbeat_method = "post") each interval while alive
 //!
 //! [notify.smtp]
 //! host = "smtp.example.com"
@@ -63,7 +65,31 @@ pub struct NotifySettings {
     pub alertmanager: Option<AlertmanagerSettings>,
     /// Who receives each alert; `None`: everyone in the notifiers' fixed destinations.
     pub oncall: Option<crate::notify::oncall::OnCall>,
+    /// The dead-man's switch: requested every `heartbeat_every` while the daemon runs, so a
+    /// healthchecks-style service pages when the requests stop (the daemon or its machine
+    /// died). A secret: such URLs carry their check's key.
+    pub heartbeat: Option<HeartbeatSettings>,
 }
+
+/// `notify.heartbeat_url` and its interval and method.
+#[derive(Debug, Clone)]
+pub struct HeartbeatSettings {
+    pub url: Secret,
+    pub every: Duration,
+    pub method: HeartbeatMethod,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HeartbeatMethod {
+    Get,
+    Post,
+}
+
+/// Default heartbeat interval: healthchecks.io's smallest period is one minute; with its grace
+/// time a dead daemon is paged within a few minutes, well inside one 15-minute deadline.
+pub const DEFAULT_HEARTBEAT_EVERY: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -161,6 +187,35 @@ pub(super) fn notify(
     let digest_over = t.u64("digest_over", DEFAULT_DIGEST_OVER, p).max(1) as usize;
     let digest_window = t.duration("digest_window", Duration::ZERO, p);
     let oncall = super::oncall::oncall(&mut t, p);
+    let heartbeat = secret(&mut t, "heartbeat_url", p).map(|url| {
+        if !is_http_url(url.expose()) {
+            p.push(
+                t.path("heartbeat_url"),
+                "must be an http:// or https:// URL (its value is a secret, not shown)",
+            );
+        }
+        let every = t.duration("heartbeat_every", DEFAULT_HEARTBEAT_EVERY, p);
+        if every < Duration::from_secs(1) {
+            p.push(t.path("heartbeat_every"), "must be at least 1s");
+        }
+        let method = match t.string("heartbeat_method", p).as_deref() {
+            None | Some("get") => HeartbeatMethod::Get,
+            Some("post") => HeartbeatMethod::Post,
+            Some(other) => {
+                p.push(
+                    t.path("heartbeat_method"),
+                    format!("`{other}` is not one of get, post"),
+                );
+                HeartbeatMethod::Get
+            }
+        };
+        HeartbeatSettings {
+            url,
+            every,
+            method,
+            timeout: DEFAULT_NOTIFY_TIMEOUT,
+        }
+    });
     let smtp = t.raw("smtp").is_some().then(|| {
         let mut s = t.table("smtp", p);
         let out = smtp(&mut s, base, secret, oncall.is_some(), p);
@@ -206,6 +261,19 @@ pub(super) fn notify(
     for (i, name) in primary.iter().enumerate() {
         check_name(&format!("notify.primary[{i}]"), name, &configured, p);
     }
+    // A desk that configured a notifier and named none would never be paged: alerts would be
+    // written to the log only, which reaches nobody.
+    let some_configured: Vec<&str> = NOTIFIERS.into_iter().filter(|n| configured(n)).collect();
+    if primary.is_empty() && fallback.is_none() && !some_configured.is_empty() {
+        p.push(
+            "notify.primary",
+            format!(
+                "names no notifier, so alerts would reach nobody although [notify.{}] is configured: set primary = [\"{}\"]",
+                some_configured.join("], [notify."),
+                some_configured.join("\", \""),
+            ),
+        );
+    }
     if let Some(name) = &fallback {
         check_name("notify.fallback", name, &configured, p);
         if primary.contains(name) {
@@ -226,6 +294,7 @@ pub(super) fn notify(
         webhook,
         alertmanager,
         oncall,
+        heartbeat,
     }
 }
 
@@ -395,6 +464,11 @@ fn webhook(
 }
 
 impl NotifySettings {
+    /// Whether any notifier reaches a person: without one, alerts are only logged.
+    pub fn pages_someone(&self) -> bool {
+        !self.primary.is_empty() || self.fallback.is_some()
+    }
+
     /// As `check-config` prints it, secrets redacted.
     pub fn effective(&self) -> Value {
         let d = |d: Duration| humantime::format_duration(d).to_string();
@@ -419,6 +493,9 @@ impl NotifySettings {
                 "url": a.url, "timeout": d(a.timeout), "resend_every": d(a.resend_every),
             }), &a.tls)),
             "oncall": self.oncall.as_ref().map(super::oncall::effective),
+            "heartbeat": self.heartbeat.as_ref().map(|h| json!({
+                "url": "<redacted>", "every": d(h.every), "method": h.method,
+            })),
         })
     }
 }

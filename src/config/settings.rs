@@ -101,6 +101,30 @@ pub struct SourceSettings {
     /// The source's name: its key under `[sources]`, used in metrics and the ledger.
     pub name: String,
     pub kind: SourceKind,
+    /// Without a successful check (an IDLE round, a poll, a scan) for this long, the source is
+    /// silent: the monitor pages (`sources.X.silent_after`, default [`SourceKind::silent_after`]).
+    pub silent_after: Duration,
+}
+
+impl SourceKind {
+    /// The longest a working source goes between two successful checks: an IDLE round ends at
+    /// `idle_timeout` at the latest, a poll or a scan comes every interval.
+    pub fn check_interval(&self) -> Duration {
+        match self {
+            SourceKind::Imap(i) => i.idle_timeout.max(i.poll_interval) + i.timeout,
+            SourceKind::Maildir(m) => m.scan_interval,
+            SourceKind::CallLog(c) => c.poll_interval,
+            SourceKind::Twilio(t) => t.poll_interval + t.timeout,
+        }
+    }
+
+    /// The default `silent_after`: the check interval plus two minutes for a slow round (a
+    /// backfill chunk, a reconnect), so a working source never pages, and a dead one pages well
+    /// inside one 15-minute deadline (7.5 minutes for IMAP with its 5-minute IDLE, 2 for a
+    /// Maildir or a call log).
+    pub fn silent_after(&self) -> Duration {
+        self.check_interval() + Duration::from_secs(120)
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -280,7 +280,13 @@ fn a_public_bind_needs_a_token_unless_anonymous_access_is_allowed() {
         "{found:?}"
     );
     let anonymous = load_with_env(&path, env(&[("SLAWATCH__HTTP__ALLOW_ANONYMOUS", "true")]));
-    assert_eq!(anonymous.unwrap().warnings().len(), 1);
+    let http_warnings = |s: crate::config::Settings| {
+        s.warnings()
+            .into_iter()
+            .filter(|w| !w.starts_with("NO NOTIFIER"))
+            .count()
+    };
+    assert_eq!(http_warnings(anonymous.unwrap()), 1);
     let with_tokens = load_with_env(
         &path,
         env(&[
@@ -288,8 +294,8 @@ fn a_public_bind_needs_a_token_unless_anonymous_access_is_allowed() {
             ("SLAWATCH__HTTP__READ_TOKEN", "r-token"),
         ]),
     );
-    assert!(with_tokens.unwrap().warnings().is_empty());
-    assert!(load_with_env(&path, vec![]).unwrap().warnings().is_empty());
+    assert_eq!(http_warnings(with_tokens.unwrap()), 0);
+    assert_eq!(http_warnings(load_with_env(&path, vec![]).unwrap()), 0);
 }
 
 #[test]
@@ -597,5 +603,83 @@ fn audit_recipients_must_be_addresses_the_alert_mail_can_reach() {
     assert!(
         !problems.iter().any(|p| p.contains("head_recipients[1]")),
         "{problems:?}"
+    );
+}
+
+#[test]
+fn a_notify_section_that_names_no_notifier_is_refused_and_none_at_all_is_a_loud_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let smtp = "\n[notify.smtp]\nhost = \"smtp.example.com\"\nfrom = \"SLA <sla@example.com>\"\nto = [\"oncall@example.com\"]\n";
+    // Configured but not named: it would never be used.
+    let path = write(
+        dir.path(),
+        &format!("{MINIMAL}\n[notify]\nretry_for = \"1m\"{smtp}"),
+    );
+    let found = problems(load_with_env(&path, vec![]));
+    assert!(
+        found
+            .iter()
+            .any(|f| f.starts_with("notify.primary: names no notifier")
+                && f.contains("[notify.smtp]")
+                && f.contains("primary = [\"smtp\"]")),
+        "{found:?}"
+    );
+    // Named: fine, and no warning about it.
+    let path = write(
+        dir.path(),
+        &format!("{MINIMAL}\n[notify]\nprimary = [\"smtp\"]{smtp}"),
+    );
+    let settings = load_with_env(&path, vec![]).unwrap();
+    assert!(
+        !settings
+            .warnings()
+            .iter()
+            .any(|w| w.starts_with("NO NOTIFIER")),
+        "{:?}",
+        settings.warnings()
+    );
+    // Nothing configured: the daemon runs, alerts are logged only, and it says so loudly.
+    let path = write(dir.path(), MINIMAL);
+    let settings = load_with_env(&path, vec![]).unwrap();
+    assert!(
+        settings
+            .warnings()
+            .iter()
+            .any(|w| w.starts_with("NO NOTIFIER") && w.contains("pages NOBODY")),
+        "{:?}",
+        settings.warnings()
+    );
+}
+
+#[test]
+fn a_source_pages_when_silent_past_its_limit_which_must_exceed_its_own_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), MINIMAL);
+    let settings = load_with_env(&path, vec![]).unwrap();
+    for s in &settings.sources {
+        assert_eq!(
+            s.silent_after,
+            s.kind.check_interval() + std::time::Duration::from_secs(120)
+        );
+        assert!(
+            settings
+                .effective()
+                .to_string()
+                .contains("\"silent_after\"")
+        );
+    }
+    let name = settings.sources[0].name.to_uppercase();
+    let found = problems(load_with_env(
+        &path,
+        vec![(
+            format!("SLAWATCH__SOURCES__{name}__SILENT_AFTER"),
+            "1ms".to_string(),
+        )],
+    ));
+    assert!(
+        found
+            .iter()
+            .any(|f| f.contains(".silent_after: must be longer")),
+        "{found:?}"
     );
 }

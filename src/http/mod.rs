@@ -258,25 +258,58 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
+/// `/readyz`: 200 once the store is open, every source finished its first sync and the ledger
+/// takes writes; 503 otherwise. The body says why, line by line: readiness, the ledger's write
+/// state, the wall clock's offset, and the monitor's own active alerts. (`/healthz` stays
+/// "alive": a stuck ledger must not make a supervisor restart the daemon and lose what it holds
+/// in memory.)
 async fn readyz(State(state): State<AppState>) -> Response {
-    if state.shared.is_ready() {
-        return (StatusCode::OK, "ready").into_response();
-    }
+    let now = state.shared.now();
+    let ledger = state.shared.ledger.snapshot();
+    let stuck = ledger.is_stuck(now);
     let pending: Vec<String> = state
         .shared
         .pending_sources
         .lock()
         .map(|p| p.iter().cloned().collect())
         .unwrap_or_default();
-    let body = if pending.is_empty() {
-        "not ready".to_string()
-    } else {
+    let mut body = if state.shared.is_ready() && !stuck {
+        "ready".to_string()
+    } else if !pending.is_empty() {
         format!(
             "not ready: waiting for the first sync of {}",
             pending.join(", ")
         )
+    } else if stuck {
+        "not ready: the ledger does not take writes".to_string()
+    } else {
+        "not ready".to_string()
     };
-    (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
+    body.push_str(&format!("\n{}", ledger.describe(now)));
+    let offset = state.shared.metrics.clock_offset();
+    if offset.abs() > crate::scheduler::clock::STEP.as_secs_f64() {
+        body.push_str(&format!(
+            "\nwall clock stepped: {offset:+.1} s from slawatch's monotonic clock (deadlines unaffected)"
+        ));
+    }
+    {
+        let tracker = state.tracker();
+        for m in tracker.monitor_alerts() {
+            body.push_str(&format!(
+                "\nmonitor alert {} since {}: {}",
+                m.id,
+                m.raised_at
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                m.detail
+            ));
+        }
+    }
+    let status = if state.shared.is_ready() && !stuck {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, body).into_response()
 }
 
 /// `/metrics`. Rendering scans the open inquiries, so it runs on a blocking thread.

@@ -48,6 +48,12 @@ pub struct Summary {
     pub open: Vec<(OpenStatus, Inquiry)>,
     /// All open inquiries, including those not in `open`.
     pub open_total: usize,
+    /// What the monitor itself cannot see or tell (its active monitor alerts, a ledger that
+    /// takes no writes): shown as a banner above everything, since the figures below may be
+    /// incomplete while it lasts.
+    pub monitor: Vec<String>,
+    /// The ledger's state in one line (`ledger writable`, or why not).
+    pub ledger: String,
 }
 
 impl Summary {
@@ -65,6 +71,23 @@ impl Summary {
             next_deadline: None,
             open: Vec::new(),
             open_total: 0,
+            monitor: tracker
+                .monitor_alerts()
+                .map(|m| {
+                    let what = crate::notify::MonitorNotice {
+                        problem: m.problem,
+                        subject: m.subject.clone(),
+                        detail: m.detail.clone(),
+                    }
+                    .what();
+                    format!(
+                        "{what} since {}: {}",
+                        m.raised_at.with_timezone(&tz).format("%H:%M:%S"),
+                        m.detail
+                    )
+                })
+                .collect(),
+            ledger: "ledger writable".to_string(),
         };
         // Sort references and clone only the rows shown: cloning every open inquiry on a very
         // bad day would dominate the render.
@@ -145,11 +168,18 @@ impl Summary {
 /// `GET /`.
 pub async fn page(State(state): State<AppState>) -> impl IntoResponse {
     let now = Utc::now();
-    let (summary, tz) = {
+    let (mut summary, tz) = {
         let tracker = state.tracker();
         let tz = tracker.rules().desk.time_zone;
         (Summary::compute(&tracker, now, tz), tz)
     };
+    let ledger = state.shared.ledger.snapshot();
+    summary.ledger = ledger.describe(state.shared.now());
+    if ledger.is_stuck(state.shared.now())
+        && !summary.monitor.iter().any(|m| m.starts_with("ledger"))
+    {
+        summary.monitor.insert(0, summary.ledger.clone());
+    }
     (
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
@@ -188,6 +218,8 @@ tr.ok td.state { color: #4ade80; }
 td.who { max-width: 22vw; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
 td:nth-child(6) { max-width: 40vw; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
 .empty { font-size: 2em; color: #4ade80; }
+.monitor { background: #b91c1c; border-radius: .4em; padding: .4em .8em; margin-bottom: 1vw; font-weight: 700; }
+.monitor ul { margin: .2em 0 0; padding-inline-start: 1.2em; font-weight: 400; }
 footer { margin-top: 1vw; color: #64748b; }
 footer a { color: #94a3b8; }
 "#;
@@ -260,6 +292,16 @@ pub fn render(s: &Summary, now: DateTime<Utc>, tz: Tz) -> String {
         met = s.met_today,
         decided = s.met_today + s.missed_today,
     );
+    if !s.monitor.is_empty() {
+        h.push_str(
+            "<section class=\"monitor\" id=\"monitor\" role=\"alert\">MONITOR BLIND: the figures \
+             may be incomplete<ul>\n",
+        );
+        for line in &s.monitor {
+            let _ = writeln!(h, "<li dir=\"auto\">{}</li>", escape(line));
+        }
+        h.push_str("</ul></section>\n");
+    }
     if s.open.is_empty() {
         h.push_str("<p class=\"empty\">No open inquiries.</p>\n");
     } else {
@@ -304,9 +346,12 @@ pub fn render(s: &Summary, now: DateTime<Utc>, tz: Tz) -> String {
             );
         }
     }
-    h.push_str(
-        "<footer><a href=\"/metrics\">metrics</a> · <a href=\"/api/v1/inquiries\">API</a> · \
-         <a href=\"/readyz\">readiness</a></footer>\n</body>\n</html>\n",
+    let _ = write!(
+        h,
+        "<footer><span id=\"ledger\">{}</span> · <a href=\"/metrics\">metrics</a> · \
+         <a href=\"/api/v1/inquiries\">API</a> · <a href=\"/readyz\">readiness</a></footer>\n\
+         </body>\n</html>\n",
+        escape(&s.ledger)
     );
     h
 }

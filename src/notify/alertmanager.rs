@@ -1,7 +1,9 @@
 //! Alertmanager notifier: pushes each alert to `POST {url}/api/v2/alerts` (API v2).
 //!
 //! Labels (the alert's identity in Alertmanager): `alertname` = `SlaWarning` or `SlaBreach`,
-//! `severity` = `warning` or `page`, `channel`, `language`, `inquiry`. Annotations carry the
+//! `severity` = `warning` or `page`, `channel`, `language`, `inquiry`; the monitor's own alerts
+//! are `SlawatchSourceSilent`, `SlawatchLedgerNotWritable`, `SlawatchNotifierFailing` (labels
+//! `monitor` = its id, `subject`), and `SlawatchWatchdog` fires always (see [`WATCHDOG`]). Annotations carry the
 //! headline, customer and subject; `generatorURL` links to the inquiry. Alertmanager's own
 //! routing (`group_by: [alertname, channel]`) batches many inquiries into one notification, so
 //! no digest is built here.
@@ -27,7 +29,7 @@ use serde_json::{Value, json};
 use slawatch_core::domain::InquiryId;
 use tokio::sync::Notify;
 
-use super::{Alert, AlertKind, Delivery, DeliveryError};
+use super::{Alert, AlertKind, Delivery, DeliveryError, MonitorProblem};
 use crate::config::{ALERTMANAGER_VALID_FOR, AlertmanagerSettings};
 
 /// Why the Alertmanager client could not be built.
@@ -35,13 +37,31 @@ use crate::config::{ALERTMANAGER_VALID_FOR, AlertmanagerSettings};
 #[error("cannot build the Alertmanager HTTP client: {0}")]
 pub struct AlertmanagerError(String);
 
-/// The two alerts slawatch raises in Alertmanager, as (alertname, severity).
+/// The two alerts slawatch raises in Alertmanager about inquiries, as (alertname, severity).
 const WARNING: (&str, &str) = ("SlaWarning", "warning");
 const BREACH: (&str, &str) = ("SlaBreach", "page");
 
-/// The stages an alert kind fires (or, for `resolved`, ends).
-fn stages(kind: AlertKind) -> &'static [(&'static str, &'static str)] {
-    match kind {
+/// The monitor's own alerts (its blindness), one alertname per problem, all paging.
+const SOURCE_SILENT: (&str, &str) = ("SlawatchSourceSilent", "page");
+const LEDGER_NOT_WRITABLE: (&str, &str) = ("SlawatchLedgerNotWritable", "page");
+const NOTIFIER_FAILING: (&str, &str) = ("SlawatchNotifierFailing", "page");
+
+/// The dead-man's switch: always firing while slawatch runs and reaches Alertmanager. Its
+/// absence is what pages (`docs/watchdog.md`, `dashboards/alertmanager/alertmanager.example.yml`):
+/// a route sends it to a receiver that expects it every few minutes (a healthchecks-style
+/// service, a dead man's snitch), which pages when it stops.
+pub const WATCHDOG: (&str, &str) = ("SlawatchWatchdog", "none");
+
+/// The stages an alert fires (or, for `resolved`, ends).
+fn stages(alert: &Alert) -> &'static [(&'static str, &'static str)] {
+    if let Some(m) = &alert.monitor {
+        return match m.problem {
+            MonitorProblem::SourceSilent => &[SOURCE_SILENT],
+            MonitorProblem::LedgerNotWritable => &[LEDGER_NOT_WRITABLE],
+            MonitorProblem::NotifierFailing => &[NOTIFIER_FAILING],
+        };
+    }
+    match alert.kind {
         AlertKind::Warning => &[WARNING],
         // A re-notification re-sends the active breach (keeps it firing).
         AlertKind::Breach | AlertKind::Renotify => &[BREACH],
@@ -56,6 +76,19 @@ fn rfc3339(at: DateTime<Utc>) -> String {
 
 /// One API v2 alert item for `alert` at stage `(name, severity)`, without `endsAt`.
 fn item(alert: &Alert, (name, severity): (&str, &str)) -> Value {
+    if let Some(m) = &alert.monitor {
+        return json!({
+            "labels": {
+                "alertname": name, "severity": severity,
+                "monitor": alert.inquiry_id.as_str(), "subject": m.subject,
+            },
+            "annotations": {
+                "summary": alert.headline(), "detail": m.detail, "advice": m.advice(),
+            },
+            "startsAt": rfc3339(alert.received_at),
+            "generatorURL": alert.link,
+        });
+    }
     json!({
         "labels": {
             "alertname": name, "severity": severity,
@@ -71,6 +104,18 @@ fn item(alert: &Alert, (name, severity): (&str, &str)) -> Value {
     })
 }
 
+/// The watchdog item at `now`, valid until `now + valid_for`.
+pub fn watchdog(now: DateTime<Utc>, valid_for: chrono::Duration, started: DateTime<Utc>) -> Value {
+    json!({
+        "labels": { "alertname": WATCHDOG.0, "severity": WATCHDOG.1 },
+        "annotations": {
+            "summary": "slawatch is running and reaches Alertmanager (always firing: page when it stops).",
+        },
+        "startsAt": rfc3339(started),
+        "endsAt": rfc3339(now + valid_for),
+    })
+}
+
 /// The alerts firing in Alertmanager because of slawatch: what the re-push sends.
 #[derive(Debug, Default)]
 pub struct ActiveAlerts {
@@ -82,7 +127,7 @@ impl ActiveAlerts {
     /// the same stage keeps its first `startsAt`), `resolved` stops both stages.
     pub fn record(&mut self, alerts: &[Alert]) {
         for a in alerts {
-            for &stage in stages(a.kind) {
+            for &stage in stages(a) {
                 let key = (a.inquiry_id.clone(), stage.0);
                 if a.kind == AlertKind::Resolved {
                     self.firing.remove(&key);
@@ -162,7 +207,7 @@ impl AlertmanagerNotifier {
             if !seen.insert((a.inquiry_id.as_str(), a.kind.as_str(), a.due_at)) {
                 continue;
             }
-            for &stage in stages(a.kind) {
+            for &stage in stages(a) {
                 let mut v = item(a, stage);
                 if a.kind == AlertKind::Resolved {
                     // startsAt must not be after endsAt: the inquiry's receipt is before both.
@@ -187,7 +232,9 @@ impl AlertmanagerNotifier {
     }
 }
 
-/// Pushes every active alert again each `every`, or at once when woken.
+/// Pushes every active alert again each `every`, or at once when woken, with the always-firing
+/// [`WATCHDOG`] (pushed at once at start-up, then with every re-push, even when nothing else
+/// is active).
 async fn repush(
     client: reqwest::Client,
     endpoint: String,
@@ -196,28 +243,35 @@ async fn repush(
     active: Weak<Mutex<ActiveAlerts>>,
     wake: Arc<Notify>,
 ) {
+    let started = Utc::now();
     let mut failing = false;
+    let mut first = true;
     loop {
-        tokio::select! {
-            () = tokio::time::sleep(every) => {}
-            () = wake.notified() => {}
+        if !first {
+            tokio::select! {
+                () = tokio::time::sleep(every) => {}
+                () = wake.notified() => {}
+            }
         }
+        first = false;
         let Some(active) = active.upgrade() else {
             return;
         };
         let body = {
             let active = active.lock().unwrap_or_else(|e| e.into_inner());
-            if active.is_empty() {
-                continue;
+            let now = Utc::now();
+            let mut body = active.payload(now, valid_for);
+            if let Value::Array(items) = &mut body {
+                items.push(watchdog(now, valid_for, started));
             }
-            active.payload(Utc::now(), valid_for)
+            body
         };
         drop(active);
         let result = post(&client, &endpoint, &body).await;
         match (&result, failing) {
             (Err(e), false) => tracing::warn!(
                 error = %e,
-                "Cannot re-push the active alerts to Alertmanager; retrying every {}.",
+                "Cannot re-push the active alerts and the watchdog to Alertmanager; retrying every {}.",
                 humantime::format_duration(every)
             ),
             (Ok(()), true) => tracing::info!("Active alerts re-pushed to Alertmanager again."),
@@ -295,6 +349,7 @@ mod tests {
             due_at: at(due_minute),
             link: format!("http://127.0.0.1:9750/api/v1/inquiries/{id}"),
             recipient: None,
+            monitor: None,
         }
     }
 
@@ -387,6 +442,7 @@ mod tests {
                 email: format!("{person}@desk.example"),
                 handle: None,
             })),
+            monitor: None,
         };
         let body = AlertmanagerNotifier::payload(
             &[copy("ana"), copy("dana")],

@@ -27,6 +27,7 @@ use serde::Serialize;
 use slawatch_core::domain::{Channel, InquiryId, Language};
 /// The kinds of alert are decided by the rules, in the core.
 pub use slawatch_core::tracker::AlertKind;
+pub use slawatch_core::tracker::event::MonitorProblem;
 
 /// One alert about one inquiry.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -47,11 +48,95 @@ pub struct Alert {
     /// sends it to the notifier's fixed destination (`notify.smtp.to`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub recipient: Option<std::sync::Arc<oncall::Recipient>>,
+    /// Set on an alert about the monitor itself (a source silent, the ledger not writable, a
+    /// notifier failing): then `inquiry_id` is the monitor alert's own id (`monitor-…`, never an
+    /// inquiry's), `kind` is `breach` while the problem lasts and `resolved` when it is over,
+    /// and the inquiry fields describe the problem (`subject` its detail, `received_at` when
+    /// it began).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub monitor: Option<std::sync::Arc<MonitorNotice>>,
+}
+
+/// What an alert about the monitor itself is about.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MonitorNotice {
+    pub problem: MonitorProblem,
+    /// The source or notifier concerned (`ledger` for the ledger).
+    pub subject: String,
+    pub detail: String,
+}
+
+impl MonitorNotice {
+    /// What is blind, in a few words: `source mail`, `the ledger`, `notifier smtp`.
+    pub fn what(&self) -> String {
+        match self.problem {
+            MonitorProblem::SourceSilent => format!("source {} silent", self.subject),
+            MonitorProblem::LedgerNotWritable => "ledger not writable".to_string(),
+            MonitorProblem::NotifierFailing => format!("notifier {} failing", self.subject),
+        }
+    }
+
+    /// What the person paged should do first.
+    pub fn advice(&self) -> &'static str {
+        match self.problem {
+            MonitorProblem::SourceSilent => {
+                "Inquiries arriving through this source are not seen, so they cannot be alerted \
+                 either. Check the server, the credentials and the daemon's log."
+            }
+            MonitorProblem::LedgerNotWritable => {
+                "Alerts still go out, but nothing is recorded until the ledger takes writes \
+                 again, and sources are paused. Check the disk (space, read-only remount) and \
+                 the daemon's log."
+            }
+            MonitorProblem::NotifierFailing => {
+                "Alerts through this notifier are not arriving; the other notifiers and the \
+                 fallback still deliver. Check its server and credentials."
+            }
+        }
+    }
 }
 
 impl Alert {
-    /// One line a person reads on a lock screen: `[SLA 5 min left] email/ar — x@y: subject`.
+    /// The alert about the monitor alert `alert` (raised, or with `kind` = `resolved`,
+    /// resolved at `due_at`); `link` points at the status page.
+    pub fn about_monitor(
+        alert: &slawatch_core::tracker::alert::MonitorAlert,
+        kind: AlertKind,
+        due_at: DateTime<Utc>,
+        link: String,
+    ) -> Alert {
+        Alert {
+            kind,
+            inquiry_id: InquiryId(alert.id.as_str().into()),
+            channel: Channel::Email,
+            language: Language::En,
+            customer: "slawatch".to_string(),
+            subject: alert.detail.clone(),
+            received_at: alert.raised_at,
+            deadline_at: alert.raised_at,
+            due_at,
+            link,
+            recipient: None,
+            monitor: Some(std::sync::Arc::new(MonitorNotice {
+                problem: alert.problem,
+                subject: alert.subject.clone(),
+                detail: alert.detail.clone(),
+            })),
+        }
+    }
+
+    /// One line a person reads on a lock screen: `[SLA 5 min left] email/ar — x@y: subject`,
+    /// or for the monitor's own alerts `[MONITOR BLIND] source mail silent: …`.
     pub fn headline(&self) -> String {
+        if let Some(m) = &self.monitor {
+            return match self.kind {
+                AlertKind::Resolved => {
+                    let took = (self.due_at - self.received_at).num_minutes().max(0);
+                    format!("[MONITOR OK] {} — over after {took} min", m.what())
+                }
+                _ => format!("[MONITOR BLIND] {}: {}", m.what(), m.detail),
+            };
+        }
         let status = match self.kind {
             AlertKind::Warning => {
                 let left = (self.deadline_at - self.due_at).num_minutes().max(0);
@@ -72,6 +157,49 @@ impl Alert {
             self.channel, self.language, self.customer, self.subject
         )
     }
+}
+
+/// The text of one alert about the monitor itself (mail body, chat text): what is blind since
+/// when, what was seen, and what to do.
+pub fn monitor_text(a: &Alert, m: &MonitorNotice, tz: chrono_tz::Tz) -> String {
+    use std::fmt::Write as _;
+    let when = |t: DateTime<Utc>| {
+        format!(
+            "{} UTC ({})",
+            t.format("%Y-%m-%d %H:%M:%S"),
+            t.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z")
+        )
+    };
+    let mut b = String::new();
+    match a.kind {
+        AlertKind::Resolved => {
+            let _ = writeln!(
+                b,
+                "Resolved: {} is over. slawatch sees and tells again.\n",
+                m.what()
+            );
+            let _ = writeln!(b, "Began:     {}", when(a.received_at));
+            let _ = writeln!(b, "Ended:     {}", when(a.due_at));
+        }
+        _ => {
+            let _ = writeln!(
+                b,
+                "slawatch cannot fully watch the desk: {}.\n\n{}\n",
+                m.what(),
+                m.advice()
+            );
+            let _ = writeln!(b, "Since:     {}", when(a.received_at));
+            let _ = writeln!(b, "Seen:      {}", m.detail);
+        }
+    }
+    let _ = writeln!(b, "Alert:     {}", a.inquiry_id);
+    let _ = writeln!(b, "\nStatus:    {}", a.link);
+    let _ = writeln!(
+        b,
+        "\n-- \nslawatch: automatic alert about the monitor itself (Auto-Submitted). Replies to \
+         this mail are not read."
+    );
+    b
 }
 
 /// Why a delivery failed.
@@ -105,6 +233,11 @@ pub trait Notifier: Send + Sync + 'static {
     fn budget(&self) -> std::time::Duration {
         crate::engine::ALERT_DELIVERY_TIMEOUT
     }
+    /// Whether a delivery can reach a person at all (the log notifier cannot): alerts left
+    /// undelivered are sent again at start-up only through a notifier that can.
+    fn reaches_anyone(&self) -> bool {
+        true
+    }
     /// At start-up: the alerts delivered before the restart whose inquiries are still open. A
     /// notifier that keeps alerts alive on the other side (Alertmanager) resumes doing so;
     /// nothing is sent again by the others.
@@ -114,13 +247,20 @@ pub trait Notifier: Send + Sync + 'static {
 /// Above this many alerts in one batch the log notifier writes a digest line instead.
 pub const DIGEST_THRESHOLD: usize = 10;
 
-/// Writes alerts as structured log lines (`target = "slawatch::alert"`).
+/// Writes alerts as structured log lines (`target = "slawatch::alert"`): what is left when
+/// `[notify]` names no notifier. A log line reaches nobody, so every alert it writes is a
+/// failed delivery (`AlertFailed`, `alerts_total{notifier="log",result="failed"}`), and
+/// `check-config` says loudly that nobody will be paged.
 #[derive(Debug, Default)]
 pub struct LogNotifier;
 
 impl Notifier for LogNotifier {
     fn name(&self) -> &str {
         "log"
+    }
+
+    fn reaches_anyone(&self) -> bool {
+        false
     }
 
     fn deliver<'a>(&'a self, alerts: &'a [Alert]) -> Delivery<'a> {
@@ -145,7 +285,20 @@ impl Notifier for LogNotifier {
                     );
                 }
             }
-            alerts.iter().map(|_| Ok(())).collect()
+            // Written to a log is delivered to nobody: never recorded as delivered.
+            alerts
+                .iter()
+                .map(|_| {
+                    Err(DeliveryError {
+                        notifier: "log".into(),
+                        message: LOGGED_ONLY.into(),
+                    })
+                })
+                .collect()
         })
     }
 }
+
+/// The result of every alert the log notifier writes: no person received it.
+pub const LOGGED_ONLY: &str =
+    "logged only: no notifier is configured under [notify] (primary), so nobody was paged";

@@ -451,6 +451,9 @@ fn minutes(d: chrono::Duration) -> String {
 
 /// The body of one alert mail.
 pub fn alert_body(a: &Alert, tz: Tz) -> String {
+    if let Some(m) = &a.monitor {
+        return super::monitor_text(a, m, tz);
+    }
     let mut b = String::new();
     let what = match a.kind {
         AlertKind::Warning => format!(
@@ -582,6 +585,7 @@ mod tests {
                 + chrono::Duration::minutes(if kind == AlertKind::Warning { 10 } else { 15 }),
             link: format!("http://127.0.0.1:9750/api/v1/inquiries/{id}"),
             recipient: None,
+            monitor: None,
         }
     }
 

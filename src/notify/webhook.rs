@@ -203,6 +203,7 @@ mod tests {
                 email: format!("{person}@desk.example"),
                 handle: handle.map(str::to_string),
             })),
+            monitor: None,
         };
         let body = n.payload(&[copy("ana", Some("@ana")), copy("lead", None)]);
         let text = body["text"].as_str().unwrap();

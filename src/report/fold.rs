@@ -542,6 +542,10 @@ impl PeriodFold {
             | Event::MonitorStopped { .. }
             | Event::SourceDown { .. }
             | Event::SourceUp { .. }
+            | Event::MonitorAlertRaised { .. }
+            | Event::MonitorAlertResolved { .. }
+            | Event::MonitorAlertDelivered { .. }
+            | Event::MonitorAlertFailed { .. }
             | Event::MonitorHeartbeat { .. } => self.monitor.push(event.clone()),
             Event::EvidenceContradicted { at, .. } => {
                 if self.in_period(*at) {

@@ -333,6 +333,33 @@ fn document(d: &ReportData, out: &mut dyn std::io::Write) -> std::io::Result<()>
         }
         h.push_str("</table>");
     }
+    if !c.monitor_alerts.is_empty() {
+        let _ = write!(
+            h,
+            "<p>The monitor paged about its own blindness <b id=\"monitor-alerts\">{}</b> time(s):</p>\
+             <table id=\"coverage-monitor-alerts\"><tr><th>Alert</th><th>Raised</th><th>Resolved</th>\
+             <th class=\"n\">Length</th><th>Delivered by</th><th>Detail</th></tr>",
+            c.monitor_alerts.len()
+        );
+        for a in &c.monitor_alerts {
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&a.alert),
+                esc(&local(d, a.raised_at)),
+                a.resolved_at
+                    .map_or_else(|| "still active".to_string(), |t| esc(&local(d, t))),
+                format_seconds(a.seconds),
+                if a.delivered {
+                    esc(&a.notifiers.join(", "))
+                } else {
+                    "NOT DELIVERED".to_string()
+                },
+                esc(&a.detail)
+            );
+        }
+        h.push_str("</table>");
+    }
     let _ = write!(
         h,
         "<p>Detection latency (first seen − received) over {} \

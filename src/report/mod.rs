@@ -369,6 +369,26 @@ pub struct Gap {
     pub detected_late: u64,
 }
 
+/// One of the monitor's own alerts (a source silent, the ledger not writable, a notifier
+/// failing) overlapping the period: when it was raised and resolved, and whether it reached
+/// anyone.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MonitorAlertRow {
+    /// Its id (`monitor-source-{name}`, `monitor-ledger`, `monitor-notifier-{name}`).
+    pub alert: String,
+    pub problem: String,
+    pub subject: String,
+    pub detail: String,
+    pub raised_at: DateTime<Utc>,
+    /// `None` while still active at the end of the period.
+    pub resolved_at: Option<DateTime<Utc>>,
+    /// From raised to resolved (or to the end of the period).
+    pub seconds: i64,
+    /// Whether a notifier's server accepted the page, and which notifiers did.
+    pub delivered: bool,
+    pub notifiers: Vec<String>,
+}
+
 /// The monitor's own gaps, as far as the ledger proves them.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Coverage {
@@ -379,6 +399,8 @@ pub struct Coverage {
     pub gaps: Vec<Gap>,
     /// Seconds of the period the daemon was not watching (daemon gaps only).
     pub daemon_down_seconds: i64,
+    /// The monitor's own alerts overlapping the period, by when they were raised.
+    pub monitor_alerts: Vec<MonitorAlertRow>,
     pub late_threshold_seconds: i64,
     /// Inquiries detected later than the threshold, oldest first.
     pub late_detections: Vec<LateDetection>,
@@ -515,6 +537,7 @@ pub async fn build(
         }
     };
     let gaps = gaps(&fold.monitor, params.from, params.to.min(Utc::now()));
+    let own_alerts = monitor_alerts(&fold.monitor, params.from, params.to.min(Utc::now()));
     let recorded = fold
         .monitor
         .iter()
@@ -541,7 +564,12 @@ pub async fn build(
         .collect();
     let params = params.clone();
     tokio::task::spawn_blocking(move || {
-        derive(fold, (recorded, gaps), (ledger, contradictions), &params)
+        derive(
+            fold,
+            (recorded, gaps, own_alerts),
+            (ledger, contradictions),
+            &params,
+        )
     })
     .await
     .map_err(|e| ReportError::Io(std::io::Error::other(e)))
@@ -549,7 +577,7 @@ pub async fn build(
 
 fn derive(
     fold: PeriodFold,
-    (recorded, mut gaps): (bool, Vec<Gap>),
+    (recorded, mut gaps, monitor_alerts): (bool, Vec<Gap>, Vec<MonitorAlertRow>),
     (ledger, contradictions): (LedgerCheck, Vec<ContradictionRow>),
     params: &ReportParams,
 ) -> ReportData {
@@ -770,6 +798,7 @@ fn derive(
                 .map(|g| g.seconds)
                 .sum(),
             gaps,
+            monitor_alerts,
             late_threshold_seconds: LATE_DETECTION.num_seconds(),
             late_detections,
             detection,
@@ -778,6 +807,68 @@ fn derive(
         contradictions,
         inquiries: Listing::new(table, population, view::Table::row),
     }
+}
+
+/// The monitor's own alerts from their events (in ledger order) that overlap `[from, until)`.
+fn monitor_alerts(
+    monitor: &[Event],
+    from: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Vec<MonitorAlertRow> {
+    let mut rows: Vec<MonitorAlertRow> = Vec::new();
+    // Index of each alert's open row.
+    let mut active: HashMap<&str, usize> = HashMap::new();
+    for e in monitor {
+        match e {
+            Event::MonitorAlertRaised {
+                alert,
+                problem,
+                subject,
+                detail,
+                at,
+            } => {
+                active.insert(alert, rows.len());
+                rows.push(MonitorAlertRow {
+                    alert: alert.clone(),
+                    problem: problem.as_str().to_string(),
+                    subject: subject.clone(),
+                    detail: detail.clone(),
+                    raised_at: *at,
+                    resolved_at: None,
+                    seconds: 0,
+                    delivered: false,
+                    notifiers: Vec::new(),
+                });
+            }
+            Event::MonitorAlertResolved { alert, at } => {
+                if let Some(i) = active.remove(alert.as_str()) {
+                    rows[i].resolved_at = Some(*at);
+                }
+            }
+            Event::MonitorAlertDelivered {
+                alert,
+                kind: slawatch_core::tracker::AlertKind::Breach,
+                notifiers,
+                ..
+            } => {
+                if let Some(&i) = active.get(alert.as_str()) {
+                    rows[i].delivered = true;
+                    for n in notifiers {
+                        if !rows[i].notifiers.contains(n) {
+                            rows[i].notifiers.push(n.clone());
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    rows.retain(|r| r.raised_at < until && r.resolved_at.is_none_or(|end| end >= from));
+    for r in &mut rows {
+        let end = r.resolved_at.unwrap_or(until).min(until);
+        r.seconds = (end - r.raised_at.max(from)).num_seconds().max(0);
+    }
+    rows
 }
 
 /// Daemon and source gaps from the monitor events (in ledger order), clipped to

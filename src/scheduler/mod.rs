@@ -9,7 +9,7 @@
 //! wait is simply re-armed on every loop turn (no separate task and `Notify` are needed). At
 //! start-up it is rebuilt from the ledger; instants already in the past fire at once, in one batch.
 
-mod clock;
+pub mod clock;
 
 pub use clock::Clock;
 

@@ -6,15 +6,24 @@
 //! [`slawatch_core::mail`] parser and hands them to the engine in delivery-time order, inbox
 //! messages as `MessageReceived`, sent ones as `MessageSent`.
 //!
-//! The delivery time is the epoch in the file name (`1732456789.M1P2.host:2,S`), else the file's
-//! mtime. A file's identity is its unique name (before `:`), so a flag change or the move from
-//! `new` to `cur` is not a new message. The durable cursor per folder is the highest delivery
-//! second processed plus the unique names delivered in the [`LOOKBACK_SECS`] before it: a file
-//! whose delivery finished late (its name carries the instant delivery started) is still picked
-//! up, and the cursor stays small. Re-reads are harmless anyway: the tracker drops a message whose
-//! Message-ID and digest it has seen.
+//! **Which messages were handled is tracked by their unique names**, never by a time window: a
+//! file's identity is its unique name (before `:`), so a flag change or the move from `new` to
+//! `cur` is not a new message, while a file named with an old instant (a slow delivery, a
+//! restore) or moved in from another folder under its old name is read like any other. The
+//! durable cursor is one row per handled message (key `{folder}\t{unique}`, value its delivery
+//! second), committed with the batch that read it; a row whose file has left the folder is
+//! deleted after a complete scan, so the cursor is as large as the folders, never larger.
+//! Re-reads are harmless anyway: the tracker drops a message whose Message-ID and digest it has
+//! seen. (A folder cursor `{high, recent}` of an older version is honoured once: what it covered
+//! is adopted as handled without being read again.)
+//!
+//! **The delivery time cannot be set in the future.** It is the epoch in the file name
+//! (`1732456789.M1P2.host:2,S`), else the file's mtime, but never later than the moment this
+//! source first saw the file: a mail host with a wrong clock, or a restore, would otherwise
+//! clock an inquiry a year ahead. A clamped time is logged with its skew and counted
+//! (`slawatch_source_errors_total{kind="delivery_time_clamped"}`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -35,12 +44,22 @@ pub const BODY_PREFIX_BYTES: u64 = 64 * 1024;
 /// Header bytes read at most (a header block larger than this is abuse, not mail).
 const HEADER_MAX_BYTES: u64 = 256 * 1024;
 
-/// How far behind the newest delivery a late file is still looked for. Deliveries take seconds;
-/// five minutes covers a slow filter or a stuck NFS rename.
+/// How far behind its newest delivery an older version's folder cursor still looked for late
+/// files (only to read such a cursor).
 pub const LOOKBACK_SECS: i64 = 300;
 
 /// Observations per batch: keeps each ledger transaction short during a large backfill.
 const BATCH_SIZE: usize = 200;
+
+/// Cursor updates per cursor-only batch (adopting an older cursor, forgetting removed files).
+const CURSOR_BATCH: usize = 5_000;
+
+/// A name time later than the first sighting by more than this is counted as skew (a few
+/// seconds between the mail host's clock and ours are not worth a flag).
+const SKEW_TOLERANCE_SECS: i64 = 2;
+
+/// The `kind` under which a clamped delivery time is counted in `source_errors_total`.
+pub const CLAMPED: &str = "delivery_time_clamped";
 
 #[derive(Debug, thiserror::Error)]
 pub enum MaildirError {
@@ -52,25 +71,65 @@ pub enum MaildirError {
     },
 }
 
-/// The durable cursor of one folder.
+/// An older version's durable cursor of one folder (key: the folder's name): the highest
+/// delivery second processed and the unique names processed within [`LOOKBACK_SECS`] of it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FolderCursor {
-    /// Highest delivery time processed, in epoch seconds.
     pub high: i64,
-    /// Unique names processed with their delivery second, within [`LOOKBACK_SECS`] of `high`.
     pub recent: Vec<(String, i64)>,
 }
 
 impl FolderCursor {
-    fn is_done(&self, unique: &str, at: i64) -> bool {
+    /// Whether that version handled the file `unique` delivered at `at`.
+    fn covers(&self, unique: &str, at: i64) -> bool {
         at < self.high - LOOKBACK_SECS || self.recent.iter().any(|(n, _)| n == unique)
     }
+}
 
-    fn record(&mut self, unique: &str, at: i64) {
-        self.high = self.high.max(at);
-        self.recent.push((unique.to_string(), at));
-        let floor = self.high - LOOKBACK_SECS;
-        self.recent.retain(|(_, t)| *t >= floor);
+/// The cursor key of a handled message.
+pub fn seen_key(folder: &str, unique: &str) -> String {
+    format!("{folder}\t{unique}")
+}
+
+/// What this source knows between scans: the handled messages per folder (as committed), an
+/// older version's cursors, and when each unhandled file was first listed.
+#[derive(Debug, Default)]
+struct Known {
+    /// Folder → unique name → delivery second.
+    seen: BTreeMap<String, HashMap<String, i64>>,
+    legacy: BTreeMap<String, FolderCursor>,
+    first_seen: HashMap<(String, String), DateTime<Utc>>,
+}
+
+impl Known {
+    fn from_stored(name: &str, stored: HashMap<String, serde_json::Value>) -> Known {
+        let mut known = Known::default();
+        for (key, value) in stored {
+            match key.split_once('\t') {
+                Some((folder, unique)) => {
+                    known
+                        .seen
+                        .entry(folder.to_string())
+                        .or_default()
+                        .insert(unique.to_string(), value.as_i64().unwrap_or(0));
+                }
+                None => match serde_json::from_value(value) {
+                    Ok(c) => {
+                        known.legacy.insert(key, c);
+                    }
+                    Err(e) => {
+                        tracing::warn!(source = %name, folder = %key, error = %e, "Ignoring an unreadable Maildir cursor; the folder is read again.");
+                    }
+                },
+            }
+        }
+        known
+    }
+
+    fn is_seen(&self, folder: &str, unique: &str) -> bool {
+        self.seen
+            .get(folder)
+            .is_some_and(|s| s.contains_key(unique))
     }
 }
 
@@ -89,11 +148,75 @@ struct Found {
     path: PathBuf,
     unique: String,
     delivered_at: DateTime<Utc>,
+    /// How far the name (or mtime) put the delivery after the first sighting, when clamped.
+    clamped_by: Option<chrono::Duration>,
 }
 
-/// Runs the source until `shutdown`. `stored` holds the committed cursors by folder name (the
-/// keys of the [`CursorUpdate`]s this source sends). Never returns an error: problems are logged,
-/// reported through `health` and retried on the next scan.
+/// A change of the cursor that needs no reading.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum CursorChange {
+    /// Handled by an older version (its folder cursor covered the file): adopted as is.
+    Adopt {
+        folder: String,
+        unique: String,
+        at: i64,
+    },
+    /// The file left the folder: its row goes.
+    Forget { folder: String, unique: String },
+    /// The older version's folder cursor, used up by a complete scan.
+    DropLegacy { folder: String },
+}
+
+impl CursorChange {
+    fn update(&self) -> CursorUpdate {
+        match self {
+            CursorChange::Adopt { folder, unique, at } => CursorUpdate {
+                key: seen_key(folder, unique),
+                value: (*at).into(),
+            },
+            CursorChange::Forget { folder, unique } => CursorUpdate {
+                key: seen_key(folder, unique),
+                value: serde_json::Value::Null,
+            },
+            CursorChange::DropLegacy { folder } => CursorUpdate {
+                key: folder.clone(),
+                value: serde_json::Value::Null,
+            },
+        }
+    }
+
+    /// Once committed.
+    fn apply(&self, known: &mut Known) {
+        match self {
+            CursorChange::Adopt { folder, unique, at } => {
+                known
+                    .seen
+                    .entry(folder.clone())
+                    .or_default()
+                    .insert(unique.clone(), *at);
+            }
+            CursorChange::Forget { folder, unique } => {
+                if let Some(set) = known.seen.get_mut(folder) {
+                    set.remove(unique);
+                }
+            }
+            CursorChange::DropLegacy { .. } => {}
+        }
+    }
+}
+
+/// What a scan found: the unhandled messages sorted by delivery time, the cursor changes that
+/// need no reading, and the number of folders that could not be read.
+#[derive(Debug, Default)]
+struct Scan {
+    found: Vec<Found>,
+    cursor_only: Vec<CursorChange>,
+    errors: usize,
+}
+
+/// Runs the source until `shutdown`. `stored` holds the committed cursors (the keys of the
+/// [`CursorUpdate`]s this source sends). Never returns an error: problems are logged, reported
+/// through `health` and retried on the next scan.
 pub async fn run(
     name: String,
     settings: MaildirSettings,
@@ -102,40 +225,40 @@ pub async fn run(
     health: Arc<dyn SourceHealth>,
     shutdown: CancellationToken,
 ) {
-    let mut cursors: BTreeMap<String, FolderCursor> = stored
-        .into_iter()
-        .filter_map(|(folder, value)| match serde_json::from_value(value) {
-            Ok(c) => Some((folder, c)),
-            Err(e) => {
-                tracing::warn!(source = %name, %folder, error = %e, "Ignoring an unreadable Maildir cursor; the folder is read again.");
-                None
-            }
-        })
-        .collect();
+    let mut known = Known::from_stored(&name, stored);
     let mut initial_sync_done = false;
     loop {
         let scan_settings = settings.clone();
-        let scan_cursors = cursors.clone();
-        let scanned =
-            tokio::task::spawn_blocking(move || scan(&scan_settings, &scan_cursors)).await;
-        let (found, errors) = match scanned {
-            Ok(result) => result,
+        let scanned = tokio::task::spawn_blocking(move || {
+            let found = scan(&scan_settings, &mut known, Utc::now());
+            (known, found)
+        })
+        .await;
+        let found = match scanned {
+            Ok((back, found)) => {
+                known = back;
+                found
+            }
             Err(e) => {
-                tracing::error!(source = %name, error = %e, "Maildir scan task failed.");
-                (Vec::new(), 1)
+                tracing::error!(source = %name, error = %e, "Maildir scan task failed; reading every folder again.");
+                known = Known::default();
+                Scan {
+                    errors: 1,
+                    ..Scan::default()
+                }
             }
         };
-        health.set_up(&name, errors == 0);
-        if errors > 0 {
+        health.set_up(&name, found.errors == 0);
+        if found.errors > 0 {
             health.error(&name, "io");
         }
-        let complete_round = errors == 0;
+        let complete_round = found.errors == 0;
         match deliver(
             &name,
             &sink,
             health.as_ref(),
             found,
-            &mut cursors,
+            &mut known,
             complete_round && !initial_sync_done,
         )
         .await
@@ -163,16 +286,33 @@ pub async fn run(
 }
 
 /// Reads, parses and submits what a scan found, in delivery order and in bounded batches; the
-/// in-memory cursors advance only with committed batches. With `mark_initial`, the last batch
-/// (or an empty one) carries `initial_sync_done`.
+/// handled set grows only with committed batches. With `mark_initial`, the last batch (or an
+/// empty one) carries `initial_sync_done`.
 async fn deliver(
     name: &str,
     sink: &EngineSink,
     health: &dyn SourceHealth,
-    found: Vec<Found>,
-    cursors: &mut BTreeMap<String, FolderCursor>,
+    scan: Scan,
+    known: &mut Known,
     mark_initial: bool,
 ) -> Result<(), SinkError> {
+    let Scan {
+        found, cursor_only, ..
+    } = scan;
+    // Cursor-only changes first: adoption makes a restart skip those files, forgetting keeps
+    // the cursor as large as the folders.
+    for chunk in cursor_only.chunks(CURSOR_BATCH) {
+        sink.submit(SourceBatch {
+            source: name.to_string(),
+            observations: Vec::new(),
+            cursors: chunk.iter().map(CursorChange::update).collect(),
+            initial_sync_done: false,
+        })
+        .await?;
+        for change in chunk {
+            change.apply(known);
+        }
+    }
     if found.is_empty() {
         if mark_initial {
             sink.submit(SourceBatch {
@@ -188,16 +328,15 @@ async fn deliver(
     let chunks: Vec<&[Found]> = found.chunks(BATCH_SIZE).collect();
     let last = chunks.len() - 1;
     for (index, chunk) in chunks.into_iter().enumerate() {
-        let mut next = cursors.clone();
         let mut observations = Vec::with_capacity(chunk.len());
-        let mut touched: Vec<String> = Vec::new();
+        let mut cursors = Vec::with_capacity(chunk.len());
         for item in chunk {
             let seen_at = Utc::now();
             let read_path = item.path.clone();
             let unique = item.unique.clone();
             let read = tokio::task::spawn_blocking(move || match read_message(&read_path) {
                 // Renamed between scan and read (new → cur, or a flag change): read it under its
-                // new name now, so the cursor never moves past an unread message.
+                // new name now, so nothing is marked handled unread.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     match relocate(&read_path, &unique) {
                         Some(moved) => read_message(&moved),
@@ -207,6 +346,17 @@ async fn deliver(
                 other => other,
             })
             .await;
+            if let Some(skew) = item.clamped_by {
+                health.error(name, CLAMPED);
+                tracing::warn!(
+                    source = %name,
+                    folder = %item.folder,
+                    file = %item.unique,
+                    skew_seconds = skew.num_seconds(),
+                    delivered_at = %item.delivered_at.to_rfc3339(),
+                    "Maildir file named with a delivery time later than it was first seen (a mail host with a wrong clock, a restore); clamped to the first sighting."
+                );
+            }
             let envelope = Envelope {
                 source: name.to_string(),
                 folder: item.folder.clone(),
@@ -243,41 +393,35 @@ async fn deliver(
                     Role::Sent => Observation::MessageSent(mail),
                 });
             }
-            next.entry(item.folder.clone())
-                .or_default()
-                .record(&item.unique, item.delivered_at.timestamp());
-            if !touched.contains(&item.folder) {
-                touched.push(item.folder.clone());
-            }
+            cursors.push(CursorUpdate {
+                key: seen_key(&item.folder, &item.unique),
+                value: item.delivered_at.timestamp().into(),
+            });
         }
-        let cursor_updates = touched
-            .iter()
-            .filter_map(|folder| {
-                let value = serde_json::to_value(next.get(folder)?).ok()?;
-                Some(CursorUpdate {
-                    key: folder.clone(),
-                    value,
-                })
-            })
-            .collect();
         sink.submit(SourceBatch {
             source: name.to_string(),
             observations,
-            cursors: cursor_updates,
+            cursors,
             initial_sync_done: mark_initial && index == last,
         })
         .await?;
-        *cursors = next;
+        for item in chunk {
+            known
+                .seen
+                .entry(item.folder.clone())
+                .or_default()
+                .insert(item.unique.clone(), item.delivered_at.timestamp());
+            known
+                .first_seen
+                .remove(&(item.folder.clone(), item.unique.clone()));
+        }
     }
     Ok(())
 }
 
-/// Lists every configured folder; returns the unhandled messages sorted by delivery time and
-/// the number of folders that could not be read.
-fn scan(
-    settings: &MaildirSettings,
-    cursors: &BTreeMap<String, FolderCursor>,
-) -> (Vec<Found>, usize) {
+/// Lists every configured folder at `now`: the unhandled messages sorted by delivery time, the
+/// cursor changes that need no reading, and the folders that could not be read.
+fn scan(settings: &MaildirSettings, known: &mut Known, now: DateTime<Utc>) -> Scan {
     let mut folders: Vec<(String, Role)> = Vec::new();
     for f in &settings.inbox_folders {
         if !folders.iter().any(|(n, _)| n == f) {
@@ -289,23 +433,23 @@ fn scan(
             folders.push((f.clone(), Role::Sent));
         }
     }
-    let mut found = Vec::new();
-    let mut errors = 0;
-    let empty = FolderCursor::default();
+    let mut out = Scan::default();
     for (folder, role) in folders {
-        let cursor = cursors.get(&folder).unwrap_or(&empty);
-        match scan_folder(&settings.path, &folder, role, cursor) {
-            Ok(mut items) => found.append(&mut items),
+        match scan_folder(&settings.path, &folder, role, known, now) {
+            Ok(mut items) => {
+                out.found.append(&mut items.found);
+                out.cursor_only.append(&mut items.cursor_only);
+            }
             Err(e) => {
-                errors += 1;
+                out.errors += 1;
                 tracing::warn!(error = %e, "Maildir folder not readable; retrying on the next scan.");
             }
         }
     }
-    found.sort_by(|a, b| {
+    out.found.sort_by(|a, b| {
         (a.delivered_at, &a.folder, &a.unique).cmp(&(b.delivered_at, &b.folder, &b.unique))
     });
-    (found, errors)
+    out
 }
 
 /// The directory of a folder: `INBOX` is the root, `X` is `<root>/.X` (Maildir++).
@@ -323,10 +467,12 @@ fn scan_folder(
     root: &Path,
     folder: &str,
     role: Role,
-    cursor: &FolderCursor,
-) -> Result<Vec<Found>, MaildirError> {
+    known: &mut Known,
+    now: DateTime<Utc>,
+) -> Result<Scan, MaildirError> {
     let dir = folder_path(root, folder);
-    let mut out: Vec<Found> = Vec::new();
+    let mut out = Scan::default();
+    let mut present: HashSet<String> = HashSet::new();
     for sub in ["new", "cur"] {
         let path = dir.join(sub);
         let entries = std::fs::read_dir(&path).map_err(|source| MaildirError::Folder {
@@ -342,30 +488,75 @@ fn scan_folder(
             if file_name.starts_with('.') {
                 continue;
             }
+            let unique = unique_name(file_name).to_string();
+            if !present.insert(unique.clone()) || known.is_seen(folder, &unique) {
+                continue;
+            }
             let Ok(meta) = entry.metadata() else { continue };
             if !meta.is_file() {
                 continue;
             }
-            let unique = unique_name(file_name).to_string();
-            let delivered_at = delivery_time(file_name)
+            let named = delivery_time(file_name)
                 .or_else(|| meta.modified().ok().map(DateTime::<Utc>::from));
-            let Some(delivered_at) = delivered_at else {
+            let Some(named) = named else {
                 continue;
             };
-            if cursor.is_done(&unique, delivered_at.timestamp())
-                || out.iter().any(|f| f.unique == unique)
+            if known
+                .legacy
+                .get(folder)
+                .is_some_and(|c| c.covers(&unique, named.timestamp()))
             {
+                out.cursor_only.push(CursorChange::Adopt {
+                    folder: folder.to_string(),
+                    unique,
+                    at: named.timestamp(),
+                });
                 continue;
             }
-            out.push(Found {
+            let first_seen = *known
+                .first_seen
+                .entry((folder.to_string(), unique.clone()))
+                .or_insert(now);
+            let skew = named - first_seen;
+            let (delivered_at, clamped_by) = if skew > chrono::Duration::zero() {
+                let flagged = skew.num_seconds() > SKEW_TOLERANCE_SECS;
+                (first_seen, flagged.then_some(skew))
+            } else {
+                (named, None)
+            };
+            out.found.push(Found {
                 folder: folder.to_string(),
                 role,
                 path: entry.path(),
                 unique,
                 delivered_at,
+                clamped_by,
             });
         }
     }
+    // Files that left the folder: forgotten (their rows deleted), so the cursor never grows
+    // beyond the folder.
+    if let Some(seen) = known.seen.get(folder) {
+        out.cursor_only
+            .extend(
+                seen.keys()
+                    .filter(|u| !present.contains(*u))
+                    .map(|u| CursorChange::Forget {
+                        folder: folder.to_string(),
+                        unique: u.clone(),
+                    }),
+            );
+    }
+    // An older version's cursor covers what was there at the upgrade, nothing that comes later
+    // (a file moved in under an old name must be read).
+    if known.legacy.remove(folder).is_some() {
+        out.cursor_only.push(CursorChange::DropLegacy {
+            folder: folder.to_string(),
+        });
+    }
+    known
+        .first_seen
+        .retain(|(f, u), _| f != folder || present.contains(u));
     Ok(out)
 }
 

@@ -28,7 +28,8 @@ pub struct SourceBatch {
     pub initial_sync_done: bool,
 }
 
-/// A durable cursor value, e.g. `{"uidvalidity": 7, "last_uid": 1234}` under key `INBOX`.
+/// A durable cursor value, e.g. `{"uidvalidity": 7, "last_uid": 1234}` under key `INBOX`;
+/// `null` removes the key.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CursorUpdate {
     pub key: String,

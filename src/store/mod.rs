@@ -91,6 +91,7 @@
 mod chain;
 mod error;
 pub mod head;
+pub mod health;
 pub mod lock;
 mod packed;
 pub mod signing;
@@ -104,6 +105,7 @@ use sqlx::SqlitePool;
 
 pub use chain::{ExpectedHead, GENESIS, LEDGER_FORMAT, Seals, format_instant, link_hash};
 pub use error::{StoreError, redact_url};
+pub use health::{WriteState, WriteStatus};
 pub use signing::{PublicKey, Signer};
 
 use crate::sources::CursorUpdate;
@@ -466,11 +468,17 @@ impl Store {
             next += size;
         }
         for (source, key, value) in cursor_rows {
-            sqlx::query(sql::UPSERT_CURSOR)
-                .bind(source)
-                .bind(key)
-                .bind(value)
-                .bind(stamp)
+            // A `null` value removes the key (a Maildir file that left its folder).
+            let query = if value == "null" {
+                sqlx::query(sql::DELETE_CURSOR).bind(source).bind(key)
+            } else {
+                sqlx::query(sql::UPSERT_CURSOR)
+                    .bind(source)
+                    .bind(key)
+                    .bind(value)
+                    .bind(stamp)
+            };
+            query
                 .execute(&mut *tx)
                 .await
                 .map_err(StoreError::db("append: upsert cursor"))?;

@@ -88,6 +88,8 @@ pub fn insert_chunks(n: usize) -> impl Iterator<Item = usize> {
 pub const UPSERT_CURSOR: &str = "INSERT INTO cursors (source, key, value, updated_at) VALUES ($1, $2, $3, $4) \
      ON CONFLICT (source, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at";
 
+pub const DELETE_CURSOR: &str = "DELETE FROM cursors WHERE source = $1 AND key = $2";
+
 /// One page of rows after a seq (keyset pagination: constant memory, no long read transaction).
 pub const PAGE: &str = "SELECT seq, recorded_at, kind, inquiry_id, payload, prev_hash, hash FROM ledger \
      WHERE seq > $1 ORDER BY seq LIMIT $2";

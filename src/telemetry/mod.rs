@@ -29,8 +29,8 @@ use std::sync::Mutex;
 use chrono::{DateTime, Utc};
 use prometheus::core::Collector;
 use prometheus::{
-    GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
-    Registry,
+    Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry,
 };
 
 use slawatch_core::domain::{Channel, Language};
@@ -117,6 +117,12 @@ pub struct Metrics {
     detection_latency: Histogram,
     ledger_events: IntCounter,
     call_joins_ambiguous: IntCounter,
+    ledger_write_failures: IntCounter,
+    ledger_writable: IntGauge,
+    ledger_backlog: IntGauge,
+    clock_steps: IntCounter,
+    clock_offset: Gauge,
+    monitor_alerts: IntGaugeVec,
     /// Serialises renders: the render-time gauges are set and gathered as one step, so two
     /// concurrent scrapes cannot interleave their values.
     render_lock: Mutex<()>,
@@ -273,7 +279,41 @@ impl Metrics {
             "CDR rows without uniqueid that matched several queue_log calls (not merged, reported).",
         )?;
 
+        let ledger_write_failures = IntCounter::new(
+            "slawatch_ledger_write_failures_total",
+            "Ledger writes that failed (each retried until it succeeds; alerts do not wait).",
+        )?;
+        let ledger_writable = IntGauge::new(
+            "slawatch_ledger_writable",
+            "1 while the ledger takes writes, 0 once it has refused or stalled them for 5 s.",
+        )?;
+        let ledger_backlog = IntGauge::new(
+            "slawatch_ledger_backlog_events",
+            "Decided events waiting in memory for the ledger (written in order once it takes them).",
+        )?;
+        let clock_steps = IntCounter::new(
+            "slawatch_clock_steps_total",
+            "Wall-clock steps of more than 2 s seen while running (deadlines run on the monotonic clock).",
+        )?;
+        let clock_offset = Gauge::new(
+            "slawatch_clock_offset_seconds",
+            "The wall clock minus slawatch's own (monotonic) clock: how far the wall clock stepped since the start.",
+        )?;
+        let monitor_alerts = IntGaugeVec::new(
+            Opts::new(
+                "slawatch_monitor_alerts_active",
+                "The monitor's own alerts active (it cannot see or tell), by kind.",
+            ),
+            &["kind"],
+        )?;
+
         let collectors: Vec<Box<dyn Collector>> = vec![
+            Box::new(ledger_write_failures.clone()),
+            Box::new(ledger_writable.clone()),
+            Box::new(ledger_backlog.clone()),
+            Box::new(clock_steps.clone()),
+            Box::new(clock_offset.clone()),
+            Box::new(monitor_alerts.clone()),
             Box::new(call_joins_ambiguous.clone()),
             Box::new(received.clone()),
             Box::new(excluded.clone()),
@@ -339,6 +379,10 @@ impl Metrics {
                 }
             }
         }
+        ledger_writable.set(1);
+        for problem in slawatch_core::tracker::event::MonitorProblem::ALL {
+            monitor_alerts.with_label_values(&[problem.as_str()]);
+        }
         for source in sources {
             source_up.with_label_values(&[source.as_str()]);
             source_last_success.with_label_values(&[source.as_str()]);
@@ -366,6 +410,12 @@ impl Metrics {
             detection_latency,
             ledger_events,
             call_joins_ambiguous,
+            ledger_write_failures,
+            ledger_writable,
+            ledger_backlog,
+            clock_steps,
+            clock_offset,
+            monitor_alerts,
             render_lock: Mutex::new(()),
         })
     }
@@ -386,6 +436,26 @@ impl Metrics {
     /// Counts a CDR row without uniqueid that matched several calls of another feed.
     pub fn record_ambiguous_call_join(&self) {
         self.call_joins_ambiguous.inc();
+    }
+    /// A ledger write's outcome; `stuck` once it has refused or stalled writes for
+    /// [`crate::store::health::STALL`]; `backlog` events wait in memory.
+    pub fn record_ledger_write(&self, failed: bool, stuck: bool, backlog: usize) {
+        if failed {
+            self.ledger_write_failures.inc();
+        }
+        self.ledger_writable.set(i64::from(!stuck));
+        self.ledger_backlog.set(backlog as i64);
+    }
+    /// A wall-clock step seen (`counted`), and the wall clock's offset from slawatch's clock.
+    pub fn record_clock(&self, offset_seconds: f64, counted: bool) {
+        if counted {
+            self.clock_steps.inc();
+        }
+        self.clock_offset.set(offset_seconds);
+    }
+    /// The wall clock's last offset from slawatch's clock, in seconds.
+    pub fn clock_offset(&self) -> f64 {
+        self.clock_offset.get()
     }
     /// The registry (for tests and for adding collectors owned elsewhere).
     pub fn registry(&self) -> &Registry {

@@ -120,6 +120,10 @@ impl Metrics {
             | Event::InquiryRenotified { .. }
             | Event::AlertDelivered { .. }
             | Event::AlertFailed { .. }
+            | Event::MonitorAlertRaised { .. }
+            | Event::MonitorAlertResolved { .. }
+            | Event::MonitorAlertDelivered { .. }
+            | Event::MonitorAlertFailed { .. }
             | Event::LedgerCheckpoint { .. }
             | Event::LedgerVerified { .. } => {}
         }

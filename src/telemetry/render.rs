@@ -49,6 +49,16 @@ impl Metrics {
             self.next_deadline.with_label_values(&[c]).set(next_at);
         }
 
+        for problem in slawatch_core::tracker::event::MonitorProblem::ALL {
+            let active = tracker
+                .monitor_alerts()
+                .filter(|m| m.problem == problem)
+                .count();
+            self.monitor_alerts
+                .with_label_values(&[problem.as_str()])
+                .set(active as i64);
+        }
+
         Ok(TextEncoder::new().encode_to_string(&self.registry.gather())?)
     }
 }

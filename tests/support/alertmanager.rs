@@ -1,6 +1,8 @@
 //! A real Alertmanager (Debian `prometheus-alertmanager`) on a free loopback port, no gossip,
-//! routing every alert to a webhook receiver URL with `send_resolved`, group wait 1 s. A missing
-//! binary is a loud failure. Killed on drop.
+//! routing every alert to a webhook receiver URL with `send_resolved`, group wait 1 s — except
+//! slawatch's always-firing `SlawatchWatchdog`, which goes (as the shipped
+//! `dashboards/alertmanager/watchdog-route.yml` does) to a dead-man's-switch receiver of its
+//! own: nowhere, or a second URL. A missing binary is a loud failure. Killed on drop.
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -16,6 +18,11 @@ pub struct Alertmanager {
 
 impl Alertmanager {
     pub fn start(receiver_url: &str) -> Alertmanager {
+        Alertmanager::start_with_watchdog(receiver_url, None)
+    }
+
+    /// [`Alertmanager::start`], the watchdog re-sent every second to `watchdog_url`.
+    pub fn start_with_watchdog(receiver_url: &str, watchdog_url: Option<&str>) -> Alertmanager {
         assert!(
             std::path::Path::new(BINARY).exists(),
             "{BINARY} is required by the alert tests (apt-get install prometheus-alertmanager)"
@@ -27,12 +34,22 @@ impl Alertmanager {
             .unwrap()
             .port();
         let config = tmp.path().join("am.yml");
+        let deadman = match watchdog_url {
+            Some(url) => format!(
+                "  - name: deadman\n    webhook_configs:\n      - url: {url}\n        send_resolved: true\n"
+            ),
+            None => "  - name: deadman\n".to_string(),
+        };
         std::fs::write(
             &config,
             format!(
                 "route:\n  receiver: sink\n  group_by: [alertname, channel]\n  group_wait: 1s\n  \
-                 group_interval: 2s\n  repeat_interval: 1h\nreceivers:\n  - name: sink\n    \
-                 webhook_configs:\n      - url: {receiver_url}\n        send_resolved: true\n"
+                 group_interval: 2s\n  repeat_interval: 1h\n  routes:\n    - matchers: \
+                 ['alertname=\"SlawatchWatchdog\"']\n      receiver: deadman\n      \
+                 group_wait: 0s\n      group_interval: 1s\n      repeat_interval: 1s\n\
+                 receivers:\n  - name: sink\n    \
+                 webhook_configs:\n      - url: {receiver_url}\n        send_resolved: true\n\
+                 {deadman}"
             ),
         )
         .unwrap();

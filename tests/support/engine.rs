@@ -3,7 +3,7 @@
 //! alert-resume and on-call routing tests.
 
 use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -44,6 +44,8 @@ impl Setup {
 
 pub struct Running {
     pub engine: EngineHandle,
+    /// What the monitor can no longer see or tell, as the daemon's watchers report it.
+    pub signals: mpsc::UnboundedSender<slawatch::monitor::Signal>,
     pub shared: Arc<Shared>,
     pub sink: EngineSink,
     pub shutdown: CancellationToken,
@@ -63,14 +65,15 @@ pub async fn start(
     } else {
         BTreeSet::new()
     };
-    let shared = Arc::new(Shared {
-        tracker: RwLock::new(tracker),
-        metrics: Arc::new(Metrics::new("test", &setup.sources)),
+    let shared = Arc::new(Shared::new(
+        tracker,
+        Arc::new(Metrics::new("test", &setup.sources)),
         store,
-        pending_sources: Mutex::new(pending),
-    });
+        pending,
+    ));
     let (input_tx, input_rx) = mpsc::channel(4);
     let (commands_tx, commands_rx) = mpsc::channel(1);
+    let (signals, signals_rx) = mpsc::unbounded_channel();
     let shutdown = CancellationToken::new();
     let engine = Engine {
         shared: shared.clone(),
@@ -80,6 +83,7 @@ pub async fn start(
         oncall: setup.oncall,
         input: input_rx,
         commands: commands_rx,
+        signals: signals_rx,
         shutdown: shutdown.clone(),
         sync_grace: setup.sync_grace,
         ledger: Default::default(),
@@ -87,6 +91,7 @@ pub async fn start(
     let task = tokio::spawn(engine.run(deadlines));
     Running {
         engine: EngineHandle::new(commands_tx),
+        signals,
         shared,
         sink: EngineSink::new(input_tx),
         shutdown,

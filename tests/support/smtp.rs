@@ -333,5 +333,6 @@ pub fn warning_alert(id: &str) -> slawatch::notify::Alert {
         due_at: received + chrono::Duration::minutes(10),
         link: "http://127.0.0.1:9750/".into(),
         recipient: None,
+        monitor: None,
     }
 }

@@ -122,3 +122,19 @@ impl AlertMark {
         self.stage == stage && self.at == due_at
     }
 }
+
+/// A monitor alert raised and not resolved yet (see `Event::MonitorAlertRaised`): the
+/// monitor's own blindness, kept apart from the inquiries.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MonitorAlert {
+    /// `monitor-source-{name}`, `monitor-ledger`, `monitor-notifier-{name}`.
+    pub id: String,
+    pub problem: crate::tracker::event::MonitorProblem,
+    pub subject: String,
+    pub detail: String,
+    pub raised_at: DateTime<Utc>,
+    /// When a notifier's server first accepted it; `None` while pending.
+    pub delivered_at: Option<DateTime<Utc>>,
+    /// The on-call people it reached so far.
+    pub reached: Vec<String>,
+}

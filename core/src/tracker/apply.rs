@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::tracker::alert::{AlertMark, AlertStage};
+use crate::tracker::alert::{AlertKind, AlertMark, AlertStage, MonitorAlert};
 use crate::tracker::event::{Event, LinkRole, Outcome, UnmatchedReason};
 use crate::tracker::inquiry::{FollowUp, Inquiry, InquiryState, OpenSummary, SlaStatus};
 use crate::tracker::state::{PendingReply, Tracker, key64};
@@ -350,7 +350,47 @@ impl Tracker {
                     );
                 }
             }
-            Event::AlertFailed { .. } => {}
+            Event::AlertFailed { .. } | Event::MonitorAlertFailed { .. } => {}
+            Event::MonitorAlertRaised {
+                alert,
+                problem,
+                subject,
+                detail,
+                at,
+            } => {
+                self.monitor_alerts
+                    .entry(alert.clone())
+                    .or_insert_with(|| MonitorAlert {
+                        id: alert.clone(),
+                        problem: *problem,
+                        subject: subject.clone(),
+                        detail: detail.clone(),
+                        raised_at: *at,
+                        delivered_at: None,
+                        reached: Vec::new(),
+                    });
+            }
+            Event::MonitorAlertResolved { alert, .. } => {
+                self.monitor_alerts.remove(alert);
+            }
+            Event::MonitorAlertDelivered {
+                alert,
+                kind: AlertKind::Breach,
+                recipients,
+                at,
+                ..
+            } => {
+                if let Some(m) = self.monitor_alerts.get_mut(alert) {
+                    m.delivered_at.get_or_insert(*at);
+                    for r in recipients {
+                        if !m.reached.contains(r) {
+                            m.reached.push(r.clone());
+                        }
+                    }
+                }
+            }
+            // A resolution's delivery: the alert is gone already.
+            Event::MonitorAlertDelivered { .. } => {}
         }
     }
 

@@ -224,6 +224,53 @@ pub enum Event {
         #[serde(serialize_with = "instant::one")]
         at: DateTime<Utc>,
     },
+    /// The monitor cannot see or cannot tell: a source silent past its `silent_after`, the
+    /// ledger not writable, a notifier failing past `retry_for`. An alert of its own, `alert` its
+    /// id (`monitor-source-{name}`, `monitor-ledger`, `monitor-notifier-{name}`, never an
+    /// inquiry's); one is raised per episode and stays active until
+    /// [`Event::MonitorAlertResolved`]. Changes no inquiry.
+    MonitorAlertRaised {
+        alert: String,
+        problem: MonitorProblem,
+        /// The source or notifier concerned (`ledger` for the ledger).
+        subject: String,
+        /// What was seen, for the person paged (last error kind, for how long).
+        detail: String,
+        #[serde(serialize_with = "instant::one")]
+        at: DateTime<Utc>,
+    },
+    /// The problem of an active [`Event::MonitorAlertRaised`] is over.
+    MonitorAlertResolved {
+        alert: String,
+        #[serde(serialize_with = "instant::one")]
+        at: DateTime<Utc>,
+    },
+    /// A monitor alert (raised, `kind` = `breach`, or resolved) was accepted by at least one
+    /// notifier's server: [`Event::AlertDelivered`] for the monitor's own alerts.
+    MonitorAlertDelivered {
+        alert: String,
+        kind: AlertKind,
+        #[serde(serialize_with = "instant::one")]
+        due_at: DateTime<Utc>,
+        notifiers: Vec<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        recipients: Vec<String>,
+        #[serde(serialize_with = "instant::one")]
+        at: DateTime<Utc>,
+    },
+    /// Every attempt at delivering a monitor alert failed: [`Event::AlertFailed`] for the
+    /// monitor's own alerts.
+    MonitorAlertFailed {
+        alert: String,
+        kind: AlertKind,
+        #[serde(serialize_with = "instant::one")]
+        due_at: DateTime<Utc>,
+        error: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        recipients: Vec<String>,
+        #[serde(serialize_with = "instant::one")]
+        at: DateTime<Utc>,
+    },
     /// A signed statement of the ledger's head: the row just before it is `head_seq` with hash
     /// `head_hash`, and `signature` is the Ed25519 signature of [`checkpoint_message`] over
     /// them, made with the ledger's signing key. The daemon appends one at the end of every
@@ -282,6 +329,43 @@ pub enum VerifyScope {
 pub struct AcceptedBreak {
     pub seq: i64,
     pub problem: String,
+}
+
+/// What a monitor alert is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MonitorProblem {
+    /// No successful poll, IDLE round or file check for longer than `silent_after`.
+    SourceSilent,
+    /// The ledger refused or stalled its writes for longer than a few seconds.
+    LedgerNotWritable,
+    /// A notifier gave up on alerts after `retry_for`.
+    NotifierFailing,
+}
+
+impl MonitorProblem {
+    pub const ALL: [MonitorProblem; 3] = [
+        MonitorProblem::SourceSilent,
+        MonitorProblem::LedgerNotWritable,
+        MonitorProblem::NotifierFailing,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MonitorProblem::SourceSilent => "source_silent",
+            MonitorProblem::LedgerNotWritable => "ledger_not_writable",
+            MonitorProblem::NotifierFailing => "notifier_failing",
+        }
+    }
+
+    /// The id of the monitor alert about `subject` (a source or notifier name).
+    pub fn alert_id(self, subject: &str) -> String {
+        match self {
+            MonitorProblem::SourceSilent => format!("monitor-source-{subject}"),
+            MonitorProblem::LedgerNotWritable => "monitor-ledger".to_string(),
+            MonitorProblem::NotifierFailing => format!("monitor-notifier-{subject}"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -646,6 +730,10 @@ impl Event {
             Event::InquiryRenotified { .. } => "inquiry_renotified",
             Event::AlertDelivered { .. } => "alert_delivered",
             Event::AlertFailed { .. } => "alert_failed",
+            Event::MonitorAlertRaised { .. } => "monitor_alert_raised",
+            Event::MonitorAlertResolved { .. } => "monitor_alert_resolved",
+            Event::MonitorAlertDelivered { .. } => "monitor_alert_delivered",
+            Event::MonitorAlertFailed { .. } => "monitor_alert_failed",
             Event::LedgerCheckpoint { .. } => "ledger_checkpoint",
             Event::LedgerVerified { .. } => "ledger_verified",
         }
@@ -676,6 +764,10 @@ impl Event {
             | Event::MonitorStopped { .. }
             | Event::SourceDown { .. }
             | Event::SourceUp { .. }
+            | Event::MonitorAlertRaised { .. }
+            | Event::MonitorAlertResolved { .. }
+            | Event::MonitorAlertDelivered { .. }
+            | Event::MonitorAlertFailed { .. }
             | Event::LedgerCheckpoint { .. }
             | Event::LedgerVerified { .. } => None,
         }

@@ -6,15 +6,17 @@
 //! belongs to (`threads.rs`), which inquiry of a thread is open, which message bytes were already
 //! seen. The rules themselves live by channel: `email.rs`, `phone.rs`, `ack.rs`, `contacts.rs`.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
 use crate::desk::DeskSettings;
 use crate::domain::{Channel, InquiryId};
+use crate::tracker::alert::MonitorAlert;
 use crate::tracker::event::{
-    Event, InquiryKind, InquiryOpened, LanguageSource, Outcome, ResponseKind, RevisionReason,
+    Event, InquiryKind, InquiryOpened, LanguageSource, MonitorProblem, Outcome, ResponseKind,
+    RevisionReason,
 };
 use crate::tracker::inquiry::{FollowUp, Inquiry, InquiryState, OpenSummary};
 use crate::tracker::observation::{Observation, Stage};
@@ -108,6 +110,8 @@ pub struct Tracker {
     pub(super) threads: HashSet<Arc<str>>,
     /// Customer email ↔ phone numbers, for answers across channels (`contacts` module).
     pub(super) contacts: Arc<super::contacts::ContactMap>,
+    /// The monitor's own alerts still active, by id (`MonitorAlertRaised` → `…Resolved`).
+    pub(super) monitor_alerts: BTreeMap<String, MonitorAlert>,
 }
 
 impl Tracker {
@@ -126,6 +130,7 @@ impl Tracker {
             sender_of: HashMap::new(),
             threads: HashSet::new(),
             contacts: Arc::default(),
+            monitor_alerts: BTreeMap::new(),
         }
     }
 
@@ -167,6 +172,45 @@ impl Tracker {
 
     pub fn open(&self) -> impl Iterator<Item = &Inquiry> {
         self.open_in_thread.values().filter_map(|o| self.get(&o.id))
+    }
+
+    /// The monitor's own alerts still active, by id.
+    pub fn monitor_alerts(&self) -> impl Iterator<Item = &MonitorAlert> {
+        self.monitor_alerts.values()
+    }
+
+    pub fn monitor_alert(&self, id: &str) -> Option<&MonitorAlert> {
+        self.monitor_alerts.get(id)
+    }
+
+    /// The event that raises a monitor alert about `problem` of `subject` at `now`; none while
+    /// one is active for it already (one alert per episode, also across restarts).
+    pub fn raise_monitor_alert(
+        &self,
+        problem: MonitorProblem,
+        subject: &str,
+        detail: &str,
+        now: DateTime<Utc>,
+    ) -> Option<Event> {
+        let alert = problem.alert_id(subject);
+        (!self.monitor_alerts.contains_key(&alert)).then(|| Event::MonitorAlertRaised {
+            alert,
+            problem,
+            subject: subject.to_string(),
+            detail: detail.to_string(),
+            at: now,
+        })
+    }
+
+    /// The event that resolves the active monitor alert `alert` at `now`; none if it is not
+    /// active.
+    pub fn resolve_monitor_alert(&self, alert: &str, now: DateTime<Utc>) -> Option<Event> {
+        self.monitor_alerts
+            .contains_key(alert)
+            .then(|| Event::MonitorAlertResolved {
+                alert: alert.to_string(),
+                at: now,
+            })
     }
 
     /// The open inquiries in compact form (cheap to scan: metrics, wallboard headlines).

@@ -12,7 +12,7 @@
 //! ambiguous. Pure: reads the tracker, changes nothing.
 
 use chrono::{DateTime, TimeDelta, Utc};
-use slawatch_core::domain::Channel;
+use slawatch_core::domain::{Channel, InquiryId};
 use slawatch_core::tracker::Tracker;
 use slawatch_core::tracker::observation::{Call, Observation};
 
@@ -73,9 +73,11 @@ pub fn join(tracker: &Tracker, call: &Call) -> Join {
     // minute of slack bounds the walk.
     let slack = TimeDelta::minutes(1);
     let customer = call.number.key();
+    // Seek to the newest inquiry received by `at + tolerance` (the smallest id sorts first):
+    // walking down from the newest would cost every inquiry received since, per call record.
+    let bound = at + tolerance + TimeDelta::nanoseconds(1);
     let mut found: Vec<String> = tracker
-        .newest_first()
-        .skip_while(|i| i.received_at > at + tolerance)
+        .newest_before(bound, &InquiryId::from_display(""))
         .take_while(|i| i.received_at >= at - tolerance - slack)
         .filter(|i| i.channel == Channel::Phone && i.customer == customer)
         .filter(|i| i.source != call.source)
