@@ -369,6 +369,8 @@ auth = "oauthbearer"
 username = "support@desk.example"
 [sources.google.oauth2]
 token_command = ["/usr/local/bin/get-token", "support"]
+[notify]
+primary = ["smtp"]
 [notify.smtp]
 host = "smtp.office365.com"
 auth = "xoauth2"
