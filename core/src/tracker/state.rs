@@ -86,6 +86,9 @@ pub struct Tracker {
     pub(super) inquiries: HashMap<InquiryId, Box<Inquiry>>,
     /// Inquiries by received time, newest last: the API's order and paging key.
     pub(super) by_received: BTreeSet<(DateTime<Utc>, InquiryId)>,
+    /// Source → how many phone inquiries of it `by_received` lists (none listed: no entry). A
+    /// call record looks for the same call read from another feed only when there is one.
+    pub(super) phone_listed: HashMap<String, usize>,
     /// Every Message-ID (or call id) seen → its thread.
     pub(super) thread_of: HashMap<Arc<str>, Arc<str>>,
     /// Header digests of every message seen: a re-fetch of the same bytes is dropped.
@@ -120,6 +123,7 @@ impl Tracker {
             rules,
             inquiries: HashMap::new(),
             by_received: BTreeSet::new(),
+            phone_listed: HashMap::new(),
             thread_of: HashMap::new(),
             seen_digests: HashSet::new(),
             open_in_thread: HashMap::new(),
@@ -168,6 +172,12 @@ impl Tracker {
             .range(..(at, id.clone()))
             .rev()
             .filter_map(|(_, id)| self.get(id))
+    }
+
+    /// Whether [`Tracker::newest_before`] can yield a phone inquiry of a source other than
+    /// `source` (a call read from another feed), without walking it.
+    pub fn lists_calls_from_other_sources(&self, source: &str) -> bool {
+        self.phone_listed.keys().any(|s| s != source)
     }
 
     pub fn open(&self) -> impl Iterator<Item = &Inquiry> {
