@@ -16,8 +16,8 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
+use phonenumber::PhoneNumber;
 use phonenumber::country::Id as Region;
-use phonenumber::{Mode, PhoneNumber};
 use serde::{Deserialize, Serialize};
 
 /// What slawatch could make of a number.
@@ -258,10 +258,17 @@ fn prefixed_reading_is_moot(region: Region, digits: &str, plain_e164: &str) -> b
         .any(|m| m.descriptors().general().is_match(digits))
 }
 
+/// The E.164 form of a parsed number: `+`, the country code, the national number with its
+/// leading zeros. What the library's E.164 formatter writes, without its search of the
+/// country's display formats (regular expressions over every format, unused by E.164).
+fn e164_of(n: &PhoneNumber) -> String {
+    format!("+{}{}", n.country().code(), n.national())
+}
+
 /// The E.164 form and validity, or `None` when the library cannot parse it.
 fn parse(region: Option<Region>, s: &str) -> Option<(String, bool)> {
     let n: PhoneNumber = phonenumber::parse(region, s).ok()?;
-    let e164 = n.format().mode(Mode::E164).to_string();
+    let e164 = e164_of(&n);
     // E.164 allows at most 15 digits.
     if e164.len() > 16 {
         return None;
@@ -272,6 +279,7 @@ fn parse(region: Option<Region>, s: &str) -> Option<(String, bool)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use phonenumber::Mode;
 
     fn e164(raw: &str, r: &str) -> (Option<String>, NumberStatus) {
         let n = normalize(raw, region(r));
@@ -380,6 +388,44 @@ mod tests {
             Some(n) if n.1 => Some(n),
             plain => plain.or(prefixed),
         }
+    }
+
+    /// The E.164 form is the library formatter's, for every region's example numbers of every
+    /// type read nationally and internationally, and for numbers with leading zeros.
+    #[test]
+    fn the_e164_form_is_the_library_formatters() {
+        use phonenumber::metadata::DATABASE;
+        let mut compared = 0;
+        for meta in DATABASE.iter() {
+            let Ok(r) = meta.id().parse::<Region>() else {
+                continue;
+            };
+            let d = meta.descriptors();
+            let examples = [d.general(), d.fixed_line().unwrap_or(d.general())]
+                .into_iter()
+                .chain(d.mobile())
+                .chain(d.toll_free())
+                .filter_map(|desc| desc.example());
+            let cc = meta.country_code();
+            for example in examples {
+                for (region, text) in [
+                    (Some(r), example.to_string()),
+                    (None, format!("+{cc}{example}")),
+                    (None, format!("+{cc}0{example}")),
+                ] {
+                    if let Ok(n) = phonenumber::parse(region, &text) {
+                        assert_eq!(
+                            e164_of(&n),
+                            n.format().mode(Mode::E164).to_string(),
+                            "{text} on a {} line",
+                            meta.id()
+                        );
+                        compared += 1;
+                    }
+                }
+            }
+        }
+        assert!(compared > 1_000, "{compared}");
     }
 
     /// Every region's example numbers of every type, spelt the ways a line sees them (as they
