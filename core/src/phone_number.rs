@@ -16,8 +16,8 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
+use phonenumber::PhoneNumber;
 use phonenumber::country::Id as Region;
-use phonenumber::{Mode, PhoneNumber};
 use serde::{Deserialize, Serialize};
 
 /// What slawatch could make of a number.
@@ -166,22 +166,7 @@ fn normalize_uncached(raw: &str, default_region: Option<Region>) -> CallerNumber
     let parsed = if let Some(rest) = international {
         parse(None, &format!("+{rest}"))
     } else {
-        let national = default_region.and_then(|r| {
-            // The metadata parser strips a leading copy of the region's own country code
-            // (Italian `39…`), even when the digits are a valid national number as written: the
-            // digits with the region's code in front win when that is valid.
-            let prefixed = phonenumber::metadata::DATABASE
-                .by_id(r.as_ref())
-                .and_then(|m| parse(None, &format!("+{}{digits}", m.country_code())));
-            if prefixed.as_ref().is_some_and(|n| n.1) {
-                return prefixed;
-            }
-            let plain = parse(Some(r), &digits);
-            match plain {
-                Some(n) if n.1 => Some(n),
-                plain => plain.or(prefixed),
-            }
-        });
+        let national = default_region.and_then(|r| national_reading(r, &digits));
         match national {
             Some(n) if n.1 => Some(n),
             national => {
@@ -214,10 +199,76 @@ fn normalize_uncached(raw: &str, default_region: Option<Region>) -> CallerNumber
     }
 }
 
+/// The national reading of `digits` (no international prefix) on a line of `region`.
+///
+/// The metadata parser strips a leading copy of the region's own country code (Italian `39…`),
+/// even when the digits are a valid national number as written: the digits with the region's
+/// code in front (the prefixed reading) win when that is valid; else the plain reading when it
+/// is valid; else whichever parses, plain first. Most numbers need one parse, not two: when the
+/// plain reading is valid, [`prefixed_reading_is_moot`] tells from the metadata alone whether
+/// the prefixed one could change the answer.
+fn national_reading(region: Region, digits: &str) -> Option<(String, bool)> {
+    let plain = parse(Some(region), digits);
+    if let Some((e164, true)) = &plain
+        && prefixed_reading_is_moot(region, digits, e164)
+    {
+        return plain;
+    }
+    let prefixed = phonenumber::metadata::DATABASE
+        .by_id(region.as_ref())
+        .and_then(|m| parse(None, &format!("+{}{digits}", m.country_code())));
+    if prefixed.as_ref().is_some_and(|n| n.1) {
+        return prefixed;
+    }
+    match plain {
+        Some(n) if n.1 => Some(n),
+        plain => plain.or(prefixed),
+    }
+}
+
+/// Whether the prefixed reading `+<region's code><digits>` is either the valid plain reading
+/// `plain_e164` itself or not a valid number, so the plain one stands. Decided only when the
+/// metadata cannot change the digits after the country code (no national prefix for parsing,
+/// no national prefix in front of them, in any region sharing the code): the prefixed reading
+/// is then the country code and `digits` as they are, and the library calls that valid only if
+/// the code's general pattern matches `digits` (country codes are prefix-free, so an equal E.164
+/// string means the same code and the same national number). Otherwise `false`: parse it.
+fn prefixed_reading_is_moot(region: Region, digits: &str, plain_e164: &str) -> bool {
+    let database = &phonenumber::metadata::DATABASE;
+    let Some(code) = database.by_id(region.as_ref()).map(|m| m.country_code()) else {
+        // No prefixed reading at all.
+        return true;
+    };
+    let Some(regions) = database.by_code(&code) else {
+        return false;
+    };
+    let untouched = regions.iter().all(|m| {
+        m.national_prefix_for_parsing().is_none()
+            && m.national_prefix().is_none_or(|p| !digits.starts_with(p))
+    });
+    if !untouched {
+        return false;
+    }
+    let same = plain_e164
+        .strip_prefix('+')
+        .and_then(|rest| rest.strip_prefix(code.to_string().as_str()))
+        == Some(digits);
+    same || !regions
+        .iter()
+        .any(|m| m.descriptors().general().is_match(digits))
+}
+
+/// The E.164 form of a parsed number: `+`, the country code, the national number with its
+/// leading zeros. What the library's E.164 formatter writes, without its search of the
+/// country's display formats (regular expressions over every format, unused by E.164).
+fn e164_of(n: &PhoneNumber) -> String {
+    format!("+{}{}", n.country().code(), n.national())
+}
+
 /// The E.164 form and validity, or `None` when the library cannot parse it.
 fn parse(region: Option<Region>, s: &str) -> Option<(String, bool)> {
     let n: PhoneNumber = phonenumber::parse(region, s).ok()?;
-    let e164 = n.format().mode(Mode::E164).to_string();
+    let e164 = e164_of(&n);
     // E.164 allows at most 15 digits.
     if e164.len() > 16 {
         return None;
@@ -228,6 +279,7 @@ fn parse(region: Option<Region>, s: &str) -> Option<(String, bool)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use phonenumber::Mode;
 
     fn e164(raw: &str, r: &str) -> (Option<String>, NumberStatus) {
         let n = normalize(raw, region(r));
@@ -323,6 +375,114 @@ mod tests {
         assert_eq!(normalize("3901500000", region("IT")).key(), "+393901500000");
     }
 
+    /// The national reading as it was before it learnt to parse once: both readings, always.
+    fn national_reading_parsing_both(r: Region, digits: &str) -> Option<(String, bool)> {
+        let prefixed = phonenumber::metadata::DATABASE
+            .by_id(r.as_ref())
+            .and_then(|m| parse(None, &format!("+{}{digits}", m.country_code())));
+        if prefixed.as_ref().is_some_and(|n| n.1) {
+            return prefixed;
+        }
+        let plain = parse(Some(r), digits);
+        match plain {
+            Some(n) if n.1 => Some(n),
+            plain => plain.or(prefixed),
+        }
+    }
+
+    /// The E.164 form is the library formatter's, for every region's example numbers of every
+    /// type read nationally and internationally, and for numbers with leading zeros.
+    #[test]
+    fn the_e164_form_is_the_library_formatters() {
+        use phonenumber::metadata::DATABASE;
+        let mut compared = 0;
+        for meta in DATABASE.iter() {
+            let Ok(r) = meta.id().parse::<Region>() else {
+                continue;
+            };
+            let d = meta.descriptors();
+            let examples = [d.general(), d.fixed_line().unwrap_or(d.general())]
+                .into_iter()
+                .chain(d.mobile())
+                .chain(d.toll_free())
+                .filter_map(|desc| desc.example());
+            let cc = meta.country_code();
+            for example in examples {
+                for (region, text) in [
+                    (Some(r), example.to_string()),
+                    (None, format!("+{cc}{example}")),
+                    (None, format!("+{cc}0{example}")),
+                ] {
+                    if let Ok(n) = phonenumber::parse(region, &text) {
+                        assert_eq!(
+                            e164_of(&n),
+                            n.format().mode(Mode::E164).to_string(),
+                            "{text} on a {} line",
+                            meta.id()
+                        );
+                        compared += 1;
+                    }
+                }
+            }
+        }
+        assert!(compared > 1_000, "{compared}");
+    }
+
+    /// Every region's example numbers of every type, spelt the ways a line sees them (as they
+    /// are, after a national prefix, after the region's code, after the code twice, after a
+    /// `0`), read on a line of that region: parsing once gives what parsing both gave.
+    #[test]
+    fn parsing_once_reads_every_example_number_as_parsing_both_did() {
+        use phonenumber::metadata::DATABASE;
+        let mut compared = 0;
+        let mut once = 0;
+        for meta in DATABASE.iter() {
+            let Ok(r) = meta.id().parse::<Region>() else {
+                continue;
+            };
+            let d = meta.descriptors();
+            let examples = [
+                Some(d.general()),
+                d.fixed_line(),
+                d.mobile(),
+                d.toll_free(),
+                d.premium_rate(),
+                d.voip(),
+                d.uan(),
+            ]
+            .into_iter()
+            .flatten()
+            .filter_map(|desc| desc.example());
+            let cc = meta.country_code();
+            for example in examples {
+                let mut spellings = vec![
+                    example.to_string(),
+                    format!("{cc}{example}"),
+                    format!("{cc}{cc}{example}"),
+                    format!("0{example}"),
+                ];
+                if let Some(p) = meta.national_prefix() {
+                    spellings.push(format!("{p}{example}"));
+                }
+                for digits in spellings {
+                    let new = national_reading(r, &digits);
+                    let old = national_reading_parsing_both(r, &digits);
+                    assert_eq!(new, old, "{digits} on a {} line", meta.id());
+                    compared += 1;
+                    if let Some((e164, true)) = &parse(Some(r), &digits)
+                        && prefixed_reading_is_moot(r, &digits, e164)
+                    {
+                        once += 1;
+                    }
+                }
+            }
+        }
+        assert!(compared > 3_000, "{compared}");
+        // The shortcut is taken for a fair share of them (about a fifth: many spellings here
+        // are invalid or carry a national prefix), or it saves nothing.
+        assert!(once * 10 > compared, "{once} of {compared}");
+    }
+
     /// Countries with a leading part of a valid mobile or geographic range.
     const COUNTRIES: [(&str, &str, &str, usize); 9] = [
         ("GB", "44", "7", 9),
@@ -334,6 +494,14 @@ mod tests {
         ("IT", "39", "3", 9),
         ("NL", "31", "6", 8),
         ("IE", "353", "85", 7),
+    ];
+
+    /// Line regions for the comparison of the two national readings: the countries above and
+    /// regions whose metadata rewrites national digits (national prefixes for parsing, carrier
+    /// codes, shared country codes).
+    const LINES: [&str; 18] = [
+        "GB", "ES", "DE", "FR", "US", "AE", "IT", "NL", "IE", "SA", "EG", "AR", "MX", "BR", "RU",
+        "KZ", "JE", "CA",
     ];
 
     fn number() -> impl proptest::strategy::Strategy<Value = (usize, String)> {
@@ -394,6 +562,35 @@ mod tests {
                     national
                 );
             }
+        }
+
+        /// Parsing once reads any digits as parsing both did, on any of the lines above and on
+        /// lines whose metadata rewrites the digits (national prefixes, carrier codes).
+        #[test]
+        fn parsing_once_reads_generated_digits_as_parsing_both_did(
+            line in 0..LINES.len(),
+            lead in 0..5usize,
+            tail in proptest::collection::vec(0u8..10, 1..15),
+        ) {
+            let r = region(LINES[line]).unwrap();
+            let cc = phonenumber::metadata::DATABASE.by_id(r.as_ref()).unwrap().country_code();
+            let (_, other_cc, mobile, _) = COUNTRIES[line % COUNTRIES.len()];
+            let lead = match lead {
+                0 => String::new(),
+                1 => cc.to_string(),
+                2 => "0".to_string(),
+                3 => other_cc.to_string(),
+                _ => format!("{cc}{mobile}"),
+            };
+            let tail: String = tail.iter().map(|d| char::from(b'0' + d)).collect();
+            let digits = format!("{lead}{tail}");
+            proptest::prop_assert_eq!(
+                national_reading(r, &digits),
+                national_reading_parsing_both(r, &digits),
+                "{} on a {} line",
+                digits,
+                LINES[line]
+            );
         }
     }
 }

@@ -1,8 +1,10 @@
 //! `apply`: the only code that changes the tracker's state, one event at a time. Total: an
 //! event about an unknown inquiry is ignored, so a replay of any ledger rebuilds the state.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::domain::Channel;
 use crate::tracker::alert::{AlertKind, AlertMark, AlertStage, MonitorAlert};
 use crate::tracker::event::{Event, LinkRole, Outcome, UnmatchedReason};
 use crate::tracker::inquiry::{FollowUp, Inquiry, InquiryState, OpenSummary, SlaStatus};
@@ -225,8 +227,13 @@ impl Tracker {
                     i.merged_into = Some(Box::new(into.clone()));
                     i.state = InquiryState::Merged;
                     let thread = i.thread_id.clone();
-                    self.by_received
-                        .remove(&(i.received_at, inquiry_id.clone()));
+                    if self
+                        .by_received
+                        .remove(&(i.received_at, inquiry_id.clone()))
+                        && i.channel == Channel::Phone
+                    {
+                        unlist_phone(&mut self.phone_listed, &i.source);
+                    }
                     if self.open_in_thread.get(&*thread).map(|o| &o.id) == Some(inquiry_id) {
                         self.open_in_thread.remove(&*thread);
                     }
@@ -404,9 +411,24 @@ impl Tracker {
     }
 
     fn insert(&mut self, inquiry: Inquiry) {
-        self.by_received
-            .insert((inquiry.received_at, inquiry.id.clone()));
+        if self
+            .by_received
+            .insert((inquiry.received_at, inquiry.id.clone()))
+            && inquiry.channel == Channel::Phone
+        {
+            *self.phone_listed.entry(inquiry.source.clone()).or_default() += 1;
+        }
         self.inquiries.insert(inquiry.id.clone(), Box::new(inquiry));
+    }
+}
+
+/// One phone inquiry of `source` less in the received-time index.
+fn unlist_phone(listed: &mut HashMap<String, usize>, source: &str) {
+    if let Some(n) = listed.get_mut(source) {
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            listed.remove(source);
+        }
     }
 }
 

@@ -490,3 +490,37 @@ fn a_call_picked_up_before_it_started_is_flagged_and_answers_nothing() {
     );
     assert_eq!(tr.get(&id("B1")).unwrap().state, InquiryState::Open);
 }
+
+/// A call record looks for the same call read from another feed only when the received-time
+/// index lists a phone inquiry of another source: kept by `apply`, so a replay has it too.
+#[test]
+fn calls_of_other_sources_are_counted_as_they_are_listed_and_merged() {
+    let mut tr = tracker();
+    assert!(!tr.lists_calls_from_other_sources("pbx"));
+    let mut events = Vec::new();
+    let later = inbound("1767600300.2", "600123456", "2026-01-05T08:05:00Z");
+    events.extend(tr.observe(&Observation::CallStarted(later), now()).unwrap());
+    assert!(!tr.lists_calls_from_other_sources("pbx"));
+    assert!(tr.lists_calls_from_other_sources("queue_log"));
+    // The same number five minutes earlier, read from another feed: it takes the later clock
+    // over, and the later inquiry (merged) is no longer listed.
+    let mut earlier = inbound("1767600000.1", "600123456", "2026-01-05T08:00:00Z");
+    earlier.source = "queue_log".into();
+    let merged = tr
+        .observe(&Observation::CallStarted(earlier), now())
+        .unwrap();
+    assert!(
+        kinds(&merged).contains(&"inquiry_merged"),
+        "{:?}",
+        kinds(&merged)
+    );
+    events.extend(merged);
+    assert!(tr.lists_calls_from_other_sources("pbx"));
+    assert!(!tr.lists_calls_from_other_sources("queue_log"));
+    let mut replayed = tracker();
+    for e in &events {
+        replayed.apply(e);
+    }
+    assert!(replayed.lists_calls_from_other_sources("pbx"));
+    assert!(!replayed.lists_calls_from_other_sources("queue_log"));
+}

@@ -7,7 +7,7 @@
 //! seen. The rules themselves live by channel: `email.rs`, `phone.rs`, `ack.rs`, `contacts.rs`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 
@@ -20,7 +20,7 @@ use crate::tracker::event::{
 };
 use crate::tracker::inquiry::{FollowUp, Inquiry, InquiryState, OpenSummary};
 use crate::tracker::observation::{Observation, Stage};
-use crate::tracker::policy::PolicySet;
+use crate::tracker::policy::{Policy, PolicyRecord, PolicySet};
 use crate::tracker::revision::Answer;
 
 /// What the rules are configured with.
@@ -86,6 +86,9 @@ pub struct Tracker {
     pub(super) inquiries: HashMap<InquiryId, Box<Inquiry>>,
     /// Inquiries by received time, newest last: the API's order and paging key.
     pub(super) by_received: BTreeSet<(DateTime<Utc>, InquiryId)>,
+    /// Source → how many phone inquiries of it `by_received` lists (none listed: no entry). A
+    /// call record looks for the same call read from another feed only when there is one.
+    pub(super) phone_listed: HashMap<String, usize>,
     /// Every Message-ID (or call id) seen → its thread.
     pub(super) thread_of: HashMap<Arc<str>, Arc<str>>,
     /// Header digests of every message seen: a re-fetch of the same bytes is dropped.
@@ -112,6 +115,9 @@ pub struct Tracker {
     pub(super) contacts: Arc<super::contacts::ContactMap>,
     /// The monitor's own alerts still active, by id (`MonitorAlertRaised` → `…Resolved`).
     pub(super) monitor_alerts: BTreeMap<String, MonitorAlert>,
+    /// Each policy used so far with its record: the version is a hash of the parameters
+    /// (canonical JSON, SHA-256), worked out once per policy, not for every new inquiry.
+    pub(super) policy_records: Mutex<Vec<(Policy, PolicyRecord)>>,
 }
 
 impl Tracker {
@@ -120,6 +126,7 @@ impl Tracker {
             rules,
             inquiries: HashMap::new(),
             by_received: BTreeSet::new(),
+            phone_listed: HashMap::new(),
             thread_of: HashMap::new(),
             seen_digests: HashSet::new(),
             open_in_thread: HashMap::new(),
@@ -131,6 +138,7 @@ impl Tracker {
             threads: HashSet::new(),
             contacts: Arc::default(),
             monitor_alerts: BTreeMap::new(),
+            policy_records: Mutex::new(Vec::new()),
         }
     }
 
@@ -168,6 +176,12 @@ impl Tracker {
             .range(..(at, id.clone()))
             .rev()
             .filter_map(|(_, id)| self.get(id))
+    }
+
+    /// Whether [`Tracker::newest_before`] can yield a phone inquiry of a source other than
+    /// `source` (a call read from another feed), without walking it.
+    pub fn lists_calls_from_other_sources(&self, source: &str) -> bool {
+        self.phone_listed.keys().any(|s| s != source)
     }
 
     pub fn open(&self) -> impl Iterator<Item = &Inquiry> {
@@ -434,7 +448,18 @@ impl Tracker {
         seen_at: DateTime<Utc>,
         events: &mut Vec<Event>,
     ) -> (String, DateTime<Utc>, Vec<DateTime<Utc>>) {
-        let record = policy.record();
+        let mut records = self
+            .policy_records
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let index = match records.iter().position(|(p, _)| p == policy) {
+            Some(index) => index,
+            None => {
+                records.push((policy.clone(), policy.record()));
+                records.len() - 1
+            }
+        };
+        let record = &records[index].1;
         let (deadline_at, warn_at) = policy.deadlines(start);
         let version = record.version.clone();
         let already = self.policies_seen.contains(&version)
@@ -444,7 +469,7 @@ impl Tracker {
         if !already {
             events.push(Event::PolicyActivated {
                 at: seen_at,
-                policy: record,
+                policy: record.clone(),
             });
         }
         (version, deadline_at, warn_at)

@@ -60,6 +60,11 @@ fn no_uniqueid_epoch(id: &str) -> Option<DateTime<Utc>> {
 /// queue_log call whose uniqueid epoch is within the tolerance of the row's start; for a call
 /// with a uniqueid (queue_log), a CDR-without-uniqueid call already tracked (the CDR read first).
 pub fn join(tracker: &Tracker, call: &Call) -> Join {
+    // Only a call read from another feed can match: with one call source (or before another
+    // has read anything) there is nothing to walk.
+    if !tracker.lists_calls_from_other_sources(&call.source) {
+        return Join::Alone;
+    }
     let (at, wanted): (DateTime<Utc>, EpochOf) = if let Some(at) = no_uniqueid_epoch(&call.call_id)
     {
         (at, uniqueid_epoch)
@@ -75,12 +80,14 @@ pub fn join(tracker: &Tracker, call: &Call) -> Join {
     let customer = call.number.key();
     // Seek to the newest inquiry received by `at + tolerance` (the smallest id sorts first):
     // walking down from the newest would cost every inquiry received since, per call record.
+    // The bounds are computed once, not per inquiry passed.
     let bound = at + tolerance + TimeDelta::nanoseconds(1);
+    let oldest = at - tolerance - slack;
     let mut found: Vec<String> = tracker
         .newest_before(bound, &InquiryId::from_display(""))
-        .take_while(|i| i.received_at >= at - tolerance - slack)
-        .filter(|i| i.channel == Channel::Phone && i.customer == customer)
-        .filter(|i| i.source != call.source)
+        .take_while(|i| i.received_at >= oldest)
+        .filter(|i| i.channel == Channel::Phone && i.source != call.source)
+        .filter(|i| i.customer == customer)
         .filter_map(|i| i.external_id.strip_prefix("call:"))
         .filter(|id| *id != call.call_id)
         .filter(|id| wanted(id).is_some_and(|t| (t - at).abs() <= tolerance))
