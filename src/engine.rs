@@ -1478,7 +1478,7 @@ impl Engine {
             received_at: inquiry.received_at,
             deadline_at: inquiry.deadline_at.unwrap_or(due_at),
             due_at,
-            link: format!("{}/api/v1/inquiries/{}", self.public_url, id),
+            link: format!("{}/inquiries/{}", self.public_url, id),
             recipient: None,
             monitor: None,
         })

@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | `GET /healthz`, `GET /readyz` | open | open |
 //! | `GET /metrics` | open | `http.metrics_token` if set, else open |
-//! | `GET /`, `GET /api/v1/inquiries[/{id}]` | open | `http.read_token` or `http.token` |
+//! | `GET /`, `GET /api/v1/inquiries[/{id}]`, `GET /inquiries/{id}` | open | `http.read_token` or `http.token` |
 //! | `GET /api/v1/report` | 403 | `http.report_token` |
 //! | `POST …/ack`, `POST /api/v1/calls` | open | `http.token` |
 //!

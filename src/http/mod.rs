@@ -9,6 +9,7 @@
 //! - [`api`]: `/api/v1/inquiries…` (list with filters and cursor paging, one with its events, ack);
 //! - [`report`]: `/api/v1/report`, the auditors' report, behind its own read-only token;
 //! - [`status`]: the server-rendered status page at `/`;
+//! - [`page`]: the page of one inquiry at `/inquiries/{id}`, where alerts link;
 //! - [`access`]: the token each route needs and the `Host` check;
 //! - [`server`]: connections within limits (header time, connection count), graceful shutdown;
 //! - here: the router (with each route's token, time and body limits), health and readiness,
@@ -17,6 +18,7 @@
 pub mod access;
 pub mod api;
 pub mod calls;
+pub mod page;
 pub mod report;
 pub mod server;
 pub mod status;
@@ -111,6 +113,7 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(status::page))
         .route("/api/v1/inquiries", get(api::list))
         .route("/api/v1/inquiries/{id}", get(api::one))
+        .route("/inquiries/{id}", get(page::page))
         .route_layer(within(state.request_timeout))
         .route_layer(need(Need::Read));
     let report = Router::new()

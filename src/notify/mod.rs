@@ -42,7 +42,7 @@ pub struct Alert {
     pub deadline_at: DateTime<Utc>,
     /// The instant the alert is about (the warn instant, the deadline, or when it was answered).
     pub due_at: DateTime<Utc>,
-    /// Link to the inquiry on the status page / API.
+    /// Link to the inquiry's page (`/inquiries/{id}`; the status page for the monitor's own).
     pub link: String,
     /// The person this copy of the alert is for, when an on-call rotation routes it; `None`
     /// sends it to the notifier's fixed destination (`notify.smtp.to`).
