@@ -129,6 +129,14 @@ pub enum Command {
         ack: ManualAck,
         reply: oneshot::Sender<Result<Inquiry, AckError>>,
     },
+    /// "I'm on it": `by` takes the open inquiry for `take_for` (`how`: `link`, `shared_link`,
+    /// `api`). Answers with the inquiry once the `InquiryTaken` is in the ledger.
+    Take {
+        inquiry_id: InquiryId,
+        by: String,
+        how: String,
+        reply: oneshot::Sender<Result<Inquiry, AckError>>,
+    },
     /// Append one of the monitor's own events (heartbeat, source down/up) to the ledger. They
     /// change no inquiry; they let reports prove when the monitor was watching.
     Record(Event),
@@ -156,6 +164,26 @@ impl EngineHandle {
         let (reply, answer) = oneshot::channel();
         self.commands
             .send(Command::Ack { ack, reply })
+            .await
+            .map_err(|_| AckError::Stopped)?;
+        answer.await.map_err(|_| AckError::Stopped)?
+    }
+
+    /// Records that `by` took an inquiry ("I'm on it"); returns the inquiry as it is afterwards.
+    pub async fn take(
+        &self,
+        inquiry_id: InquiryId,
+        by: String,
+        how: &str,
+    ) -> Result<Inquiry, AckError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Take {
+                inquiry_id,
+                by,
+                how: how.to_string(),
+                reply,
+            })
             .await
             .map_err(|_| AckError::Stopped)?;
         answer.await.map_err(|_| AckError::Stopped)?
@@ -231,6 +259,27 @@ pub struct Engine {
     pub sync_grace: Duration,
     /// How commits are sealed and where the head is shown.
     pub ledger: LedgerOptions,
+    /// Signed action links in alerts, and how long "I'm on it" holds.
+    pub actions: ActionOptions,
+}
+
+/// What alerts let their recipients do.
+#[derive(Debug, Clone)]
+pub struct ActionOptions {
+    /// Signs the page and action links each alert carries (`http.link_key`); none: alerts
+    /// link to the page only.
+    pub links: Option<Arc<crate::http::links::LinkKey>>,
+    /// How long a take holds (`notify.take_for`).
+    pub take_for: Duration,
+}
+
+impl Default for ActionOptions {
+    fn default() -> ActionOptions {
+        ActionOptions {
+            links: None,
+            take_for: crate::config::DEFAULT_TAKE_FOR,
+        }
+    }
 }
 
 /// What the engine does with the ledger beyond appending: sign every commit, show the head.
@@ -923,6 +972,47 @@ impl Engine {
                     ),
                 }
             }
+            Command::Take {
+                inquiry_id,
+                by,
+                how,
+                reply,
+            } => {
+                let until = now
+                    + chrono::Duration::from_std(self.actions.take_for)
+                        .unwrap_or(chrono::Duration::minutes(30));
+                let decided = {
+                    let mut tracker = self.write_tracker();
+                    let decided = tracker.take(&inquiry_id, &by, &how, now, until);
+                    if let Ok(e) = &decided {
+                        tracker.apply(e);
+                    }
+                    decided
+                };
+                match decided {
+                    Err(rejected) => {
+                        let _ = reply.send(Err(AckError::Rejected(rejected)));
+                    }
+                    Ok(event) => {
+                        tracing::info!(inquiry = %inquiry_id, by = %by, how = %how, until = %until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true), "Inquiry taken.");
+                        self.enqueue(
+                            now,
+                            Pending {
+                                events: vec![event],
+                                cursors: Vec::new(),
+                                durable: true,
+                                done: Done::Ack {
+                                    id: inquiry_id,
+                                    reply,
+                                },
+                            },
+                            deadlines,
+                            deliveries,
+                            writer,
+                        )
+                    }
+                }
+            }
             Command::Record(event) => {
                 self.write_tracker().apply(&event);
                 self.enqueue(
@@ -1424,11 +1514,43 @@ impl Engine {
         let Some(alert) = self.alert_for(event, tracker) else {
             return Vec::new();
         };
-        let Some(oncall) = &self.oncall else {
-            return vec![alert];
-        };
         let Some(inquiry) = tracker.get(&alert.inquiry_id) else {
-            return vec![alert];
+            return vec![self.linked(alert, now)];
+        };
+        // Taken ("I'm on it"): the breach and re-notifications go to the taker only, and
+        // nothing escalates while the take holds.
+        if let Some(taken) = inquiry.taken_at(now)
+            && matches!(alert.kind, AlertKind::Breach | AlertKind::Renotify)
+        {
+            let person = self.oncall.as_ref().and_then(|o| o.people.get(&taken.by));
+            return match (person, alert.kind) {
+                (Some(p), _) => vec![self.linked(
+                    Alert {
+                        recipient: Some(Arc::new(crate::notify::oncall::Recipient::from(p))),
+                        ..alert
+                    },
+                    now,
+                )],
+                // Taken by a name typed on a shared channel's form: nobody to remind but them,
+                // and they cannot be addressed alone, so reminders wait for the take to run out.
+                (None, AlertKind::Renotify) => Vec::new(),
+                (None, _) => {
+                    let on_call = self
+                        .oncall
+                        .as_ref()
+                        .and_then(|o| o.on_call(inquiry.policy.as_deref(), now));
+                    vec![self.linked(
+                        Alert {
+                            recipient: on_call.map(Arc::new),
+                            ..alert
+                        },
+                        now,
+                    )]
+                }
+            };
+        }
+        let Some(oncall) = &self.oncall else {
+            return vec![self.linked(alert, now)];
         };
         let alerted: Vec<String> = inquiry
             .alerts
@@ -1437,15 +1559,46 @@ impl Engine {
             .collect();
         let recipients = oncall.recipients(alert.kind, inquiry.policy.as_deref(), now, &alerted);
         if recipients.is_empty() {
-            return vec![alert];
+            return vec![self.linked(alert, now)];
         }
         recipients
             .into_iter()
-            .map(|r| Alert {
-                recipient: Some(Arc::new(r)),
-                ..alert.clone()
+            .map(|r| {
+                self.linked(
+                    Alert {
+                        recipient: Some(Arc::new(r)),
+                        ..alert.clone()
+                    },
+                    now,
+                )
             })
             .collect()
+    }
+
+    /// The alert with its signed page and action links (for its recipient, and for a shared
+    /// channel), when a link key is configured.
+    fn linked(&self, mut alert: Alert, now: DateTime<Utc>) -> Alert {
+        use crate::http::links::LinkAction;
+        use crate::notify::{ActionUrls, AlertLinks};
+        let Some(key) = &self.actions.links else {
+            return alert;
+        };
+        if alert.monitor.is_some() {
+            return alert;
+        }
+        let id = &alert.inquiry_id;
+        let urls = |to: &str| ActionUrls {
+            page: key.url(id, LinkAction::View, to, now),
+            take: key.url(id, LinkAction::Take, to, now),
+            answered: key.url(id, LinkAction::Answered, to, now),
+        };
+        let shared = urls("");
+        let mine = match &alert.recipient {
+            Some(r) => urls(&r.person),
+            None => shared.clone(),
+        };
+        alert.actions = Some(Arc::new(AlertLinks { mine, shared }));
+        alert
     }
 
     fn alert_for(&self, event: &Event, tracker: &Tracker) -> Option<Alert> {
@@ -1479,6 +1632,7 @@ impl Engine {
             deadline_at: inquiry.deadline_at.unwrap_or(due_at),
             due_at,
             link: format!("{}/inquiries/{}", self.public_url, id),
+            actions: None,
             recipient: None,
             monitor: None,
         })

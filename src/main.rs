@@ -621,6 +621,7 @@ async fn test_alert(settings: &Settings) -> anyhow::Result<ExitCode> {
         deadline_at: now + chrono::Duration::minutes(5),
         due_at: now,
         link: format!("{}/", settings.http.public_url),
+        actions: None,
         recipient: None,
         monitor: None,
     };

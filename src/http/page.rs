@@ -20,7 +20,6 @@ use chrono_tz::Tz;
 use slawatch_core::tracker::event::{InquiryResponded, Outcome};
 use slawatch_core::tracker::{Event, Inquiry, InquiryState, OpenStatus, SlaStatus};
 
-use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use slawatch_core::domain::InquiryId;
@@ -78,6 +77,11 @@ ol.timeline time { color: #94a3b8; font-variant-numeric: tabular-nums; margin-in
 .muted { color: #94a3b8; }
 @media (max-width: 40em) { body { font-size: 17px; } dl.facts { grid-template-columns: 1fr; } dl.facts dd { margin-bottom: .3em; } }
 "#;
+
+/// The page's whole style sheet (the wallboard's and this page's rules).
+pub fn styles() -> String {
+    format!("{STYLE}{PAGE_STYLE}")
+}
 
 /// Keeps `#left` ticking from its `data-deadline` (epoch seconds) between reloads.
 const TICK_SCRIPT: &str = r#"
@@ -442,21 +446,6 @@ pub async fn load(
         None => Vec::new(),
     };
     Ok((inquiry, entries, tz))
-}
-
-/// `GET /inquiries/{id}` with a token (read or write): the page without actions.
-pub async fn page(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    let id = InquiryId(id.into());
-    match load(&state, &id).await {
-        Ok((inquiry, entries, tz)) => {
-            let view = PageView {
-                entries: &entries,
-                actions: None,
-            };
-            html(StatusCode::OK, render(&inquiry, &view, Utc::now(), tz))
-        }
-        Err(response) => response,
-    }
 }
 
 /// An HTML answer that is never cached (it carries customer data, and maybe signed links).

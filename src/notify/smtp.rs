@@ -485,7 +485,24 @@ pub fn alert_body(a: &Alert, tz: Tz) -> String {
     );
     let _ = writeln!(b, "Deadline:  {}", times(a.deadline_at, tz));
     let _ = writeln!(b, "Inquiry:   {}", a.inquiry_id);
-    let _ = writeln!(b, "\nOpen it:   {}", a.link);
+    match (&a.actions, a.kind) {
+        (Some(links), AlertKind::Warning | AlertKind::Breach | AlertKind::Renotify) => {
+            let _ = writeln!(b, "\nOpen it:   {}", links.mine.page);
+            let _ = writeln!(
+                b,
+                "\nI'm on it (holds re-notifications and escalation):\n  {}",
+                links.mine.take
+            );
+            let _ = writeln!(
+                b,
+                "\nAnswered elsewhere (phone, other):\n  {}",
+                links.mine.answered
+            );
+        }
+        _ => {
+            let _ = writeln!(b, "\nOpen it:   {}", a.link);
+        }
+    }
     let _ = writeln!(
         b,
         "\nAnswered on another channel? Record it:\n  slawatch ack {} --by \"YOUR NAME\" --via phone",
@@ -584,6 +601,7 @@ mod tests {
             due_at: received
                 + chrono::Duration::minutes(if kind == AlertKind::Warning { 10 } else { 15 }),
             link: format!("http://127.0.0.1:9750/api/v1/inquiries/{id}"),
+            actions: None,
             recipient: None,
             monitor: None,
         }

@@ -126,8 +126,19 @@ pub struct AlertLog {
 pub struct Evidence {
     pub alerts: Vec<AlertLog>,
     pub ack_note: Option<String>,
+    /// Who said "I'm on it" and when (`InquiryTaken`), oldest first.
+    pub takes: Vec<TakeLog>,
     /// Changes of its outcome by evidence read late (`InquiryRevised`), oldest first.
     pub revisions: Vec<RevisionLog>,
+}
+
+/// One `InquiryTaken`: who took the inquiry, when, until when and through what.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TakeLog {
+    pub by: String,
+    pub at: DateTime<Utc>,
+    pub until: DateTime<Utc>,
+    pub how: String,
 }
 
 /// One `InquiryRevised`: when, why, from and to which outcome, and the evidence behind it.
@@ -492,6 +503,22 @@ impl PeriodFold {
             Event::InquiryRenotified { inquiry_id, at, .. } => {
                 if let Some(r) = self.record_mut(inquiry_id) {
                     r.raise(AlertKind::Renotify, *at);
+                }
+            }
+            Event::InquiryTaken {
+                inquiry_id,
+                by,
+                at,
+                until,
+                how,
+            } => {
+                if let Some(r) = self.record_mut(inquiry_id) {
+                    r.evidence().takes.push(TakeLog {
+                        by: by.clone(),
+                        at: *at,
+                        until: *until,
+                        how: how.clone(),
+                    });
                 }
             }
             Event::AlertDelivered {

@@ -118,6 +118,7 @@ impl Metrics {
             | Event::SourceDown { .. }
             | Event::SourceUp { .. }
             | Event::InquiryRenotified { .. }
+            | Event::InquiryTaken { .. }
             | Event::AlertDelivered { .. }
             | Event::AlertFailed { .. }
             | Event::MonitorAlertRaised { .. }

@@ -87,6 +87,7 @@ pub async fn start(
         shutdown: shutdown.clone(),
         sync_grace: setup.sync_grace,
         ledger: Default::default(),
+        actions: Default::default(),
     };
     let task = tokio::spawn(engine.run(deadlines));
     Running {

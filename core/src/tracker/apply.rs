@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::tracker::alert::{AlertKind, AlertMark, AlertStage, MonitorAlert};
 use crate::tracker::event::{Event, LinkRole, Outcome, UnmatchedReason};
-use crate::tracker::inquiry::{FollowUp, Inquiry, InquiryState, OpenSummary, SlaStatus};
+use crate::tracker::inquiry::{FollowUp, Inquiry, InquiryState, OpenSummary, SlaStatus, Taken};
 use crate::tracker::state::{PendingReply, Tracker, key64};
 
 impl Tracker {
@@ -67,6 +67,7 @@ impl Tracker {
                     reply_to: e.reply_to.clone(),
                     language_source: Some(e.language_source),
                     follow_up_messages: Vec::new(),
+                    taken: None,
                     merged_into: None,
                     ledger_seqs: None,
                 });
@@ -108,6 +109,7 @@ impl Tracker {
                     reply_to: Vec::new(),
                     language_source: None,
                     follow_up_messages: Vec::new(),
+                    taken: None,
                     merged_into: None,
                     ledger_seqs: None,
                 });
@@ -348,6 +350,23 @@ impl Tracker {
                             *at,
                         ),
                     );
+                }
+            }
+            Event::InquiryTaken {
+                inquiry_id,
+                by,
+                at,
+                until,
+                ..
+            } => {
+                if let Some(i) = self.inquiries.get_mut(inquiry_id)
+                    && i.state == InquiryState::Open
+                {
+                    i.taken = Some(Box::new(Taken {
+                        by: by.clone(),
+                        at: *at,
+                        until: *until,
+                    }));
                 }
             }
             Event::AlertFailed { .. } | Event::MonitorAlertFailed { .. } => {}

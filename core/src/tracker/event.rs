@@ -193,6 +193,22 @@ pub enum Event {
         #[serde(serialize_with = "instant::one")]
         at: DateTime<Utc>,
     },
+    /// Someone took an open inquiry ("I'm on it"), from an alert's signed link or the API: until
+    /// `until` re-notifications go to them only and escalation is held; after it, both resume
+    /// unless it was answered. Taking is not a response: the clock, `sla` and the deadline
+    /// counts are unchanged. A later take replaces an earlier one.
+    InquiryTaken {
+        inquiry_id: InquiryId,
+        /// Who took it: an on-call person's name, or the name typed on a shared channel's form.
+        by: String,
+        #[serde(serialize_with = "instant::one")]
+        at: DateTime<Utc>,
+        #[serde(serialize_with = "instant::one")]
+        until: DateTime<Utc>,
+        /// How: `link` (a personal signed link), `shared_link` (a shared channel's link, the
+        /// name typed in) or `api`.
+        how: String,
+    },
     /// The alert raised by an `InquiryWarned`/`InquiryBreached` (which is its intent: it is in the
     /// ledger before any delivery starts) was accepted by at least one notifier's server.
     AlertDelivered {
@@ -728,6 +744,7 @@ impl Event {
             Event::EvidenceContradicted { .. } => "evidence_contradicted",
             Event::ReplyAwaiting { .. } => "reply_awaiting",
             Event::InquiryRenotified { .. } => "inquiry_renotified",
+            Event::InquiryTaken { .. } => "inquiry_taken",
             Event::AlertDelivered { .. } => "alert_delivered",
             Event::AlertFailed { .. } => "alert_failed",
             Event::MonitorAlertRaised { .. } => "monitor_alert_raised",
@@ -749,6 +766,7 @@ impl Event {
             | Event::InquiryWarned { inquiry_id, .. }
             | Event::InquiryBreached { inquiry_id, .. }
             | Event::InquiryRenotified { inquiry_id, .. }
+            | Event::InquiryTaken { inquiry_id, .. }
             | Event::InquiryRevised { inquiry_id, .. }
             | Event::InquiryMerged { inquiry_id, .. }
             | Event::InquiryReclassified { inquiry_id, .. }

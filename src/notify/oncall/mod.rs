@@ -78,6 +78,12 @@ impl OnCall {
         self.rotations.get(name)
     }
 
+    /// The person on call at `at` for an inquiry under `policy`, if anyone.
+    pub fn on_call(&self, policy: Option<&str>, at: DateTime<Utc>) -> Option<Recipient> {
+        let name = self.rotation_for(policy)?.on_call(at)?;
+        self.people.get(name).map(Recipient::from)
+    }
+
     /// Who receives an alert of `kind` about an inquiry under `policy`, sent at `at`.
     ///
     /// - warning: whoever is on call at `at` (the escalation list when nobody is);
