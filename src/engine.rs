@@ -347,6 +347,8 @@ struct Deliveries {
     tasks: TaskTracker,
     /// Re-notification instants (kept here, beside the deliveries they cause).
     renotify: Mutex<crate::notify::renotify::Renotifications>,
+    /// Timed escalation instants (`escalate_after`).
+    escalations: Mutex<crate::notify::escalate::Escalations>,
     /// `AlertDelivered`/`AlertFailed` events, committed by the engine (the single ledger writer).
     results: mpsc::UnboundedSender<Vec<Event>>,
 }
@@ -354,6 +356,10 @@ struct Deliveries {
 impl Deliveries {
     fn renotify(&self) -> std::sync::MutexGuard<'_, crate::notify::renotify::Renotifications> {
         self.renotify.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn escalations(&self) -> std::sync::MutexGuard<'_, crate::notify::escalate::Escalations> {
+        self.escalations.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -536,9 +542,15 @@ impl Engine {
             &self.read_tracker(),
             self.clock.now(),
         );
+        let escalations = crate::notify::escalate::Escalations::rebuild(
+            &self.read_tracker(),
+            self.oncall.as_deref(),
+            self.clock.now(),
+        );
         let deliveries = Deliveries {
             tasks: TaskTracker::new(),
             renotify: Mutex::new(renotify),
+            escalations: Mutex::new(escalations),
             results,
         };
         self.resume_pending(&deliveries);
@@ -559,13 +571,17 @@ impl Engine {
             let now = self.clock.now();
             self.fire_due(now, &mut deadlines, &mut gate, &deliveries, &mut writer);
             self.fire_renotify(now, &deliveries, &mut writer);
+            self.fire_escalations(now, &deliveries, &mut writer);
             self.watch_ledger(now, &mut writer, &deliveries);
             self.start_write(&mut writer);
 
             let grace = (!gate.held.is_empty()).then_some(gate.grace_end);
             let next = earliest(
                 earliest(deadlines.next(), grace),
-                deliveries.renotify().next(),
+                earliest(
+                    deliveries.renotify().next(),
+                    deliveries.escalations().next(),
+                ),
             );
             let retry_at = writer.failed.as_ref().map(|(_, at)| *at);
             let watching = writer.in_flight.is_some() || writer.failing_since.is_some();
@@ -843,6 +859,9 @@ impl Engine {
             for event in &pending.events {
                 deadlines.follow(event);
                 deliveries.renotify().follow(event, &tracker, now);
+                deliveries
+                    .escalations()
+                    .follow(event, &tracker, self.oncall.as_deref(), now);
                 alerts.extend(self.alerts_for(event, &tracker, now));
             }
         }
@@ -1152,6 +1171,57 @@ impl Engine {
             events
         };
         // Re-notifications schedule no deadline; only the next reminder.
+        let mut none = Deadlines::new();
+        self.enqueue(
+            now,
+            Pending {
+                events,
+                cursors: Vec::new(),
+                durable: false,
+                done: Done::Nothing,
+            },
+            &mut none,
+            deliveries,
+            writer,
+        );
+    }
+
+    /// Escalates breached inquiries nobody took or answered within `escalate_after`, once each;
+    /// one held by a take waits until the take runs out.
+    fn fire_escalations(
+        &mut self,
+        now: DateTime<Utc>,
+        deliveries: &Deliveries,
+        writer: &mut Writer,
+    ) {
+        let due = deliveries.escalations().pop_due(now);
+        if due.is_empty() {
+            return;
+        }
+        let events: Vec<Event> = {
+            let mut tracker = self.write_tracker();
+            let mut events = Vec::new();
+            for (id, at) in due {
+                let Some(inquiry) = tracker.get(&id) else {
+                    continue;
+                };
+                if !crate::notify::escalate::waiting(inquiry) {
+                    continue;
+                }
+                if let Some(taken) = inquiry.taken_at(now) {
+                    deliveries.escalations().put_off(id, taken.until);
+                    continue;
+                }
+                let event = Event::InquiryEscalated {
+                    inquiry_id: id,
+                    level: 1,
+                    at,
+                };
+                tracker.apply(&event);
+                events.push(event);
+            }
+            events
+        };
         let mut none = Deadlines::new();
         self.enqueue(
             now,
@@ -1482,10 +1552,12 @@ impl Engine {
                 // A breach fires from its deadline, whichever reminder was delivered last.
                 let event = match latest.stage {
                     AlertStage::Warning => latest.raised_by(&i.id),
-                    AlertStage::Breach | AlertStage::Renotify => Event::InquiryBreached {
-                        inquiry_id: i.id.clone(),
-                        at: i.deadline_at.unwrap_or(latest.at),
-                    },
+                    AlertStage::Breach | AlertStage::Renotify | AlertStage::Escalation => {
+                        Event::InquiryBreached {
+                            inquiry_id: i.id.clone(),
+                            at: i.deadline_at.unwrap_or(latest.at),
+                        }
+                    }
                 };
                 self.alert_for(&event, &tracker)
             })
@@ -1517,6 +1589,30 @@ impl Engine {
         let Some(inquiry) = tracker.get(&alert.inquiry_id) else {
             return vec![self.linked(alert, now)];
         };
+        // A timed escalation goes to the escalation list, less those already reached.
+        if matches!(event, Event::InquiryEscalated { .. }) {
+            let alerted: Vec<String> = inquiry
+                .alerts
+                .iter()
+                .flat_map(|m| m.reached().iter().cloned())
+                .collect();
+            let Some(oncall) = &self.oncall else {
+                return Vec::new();
+            };
+            return oncall
+                .escalation_for(inquiry.policy.as_deref(), &alerted)
+                .into_iter()
+                .map(|r| {
+                    self.linked(
+                        Alert {
+                            recipient: Some(Arc::new(r)),
+                            ..alert.clone()
+                        },
+                        now,
+                    )
+                })
+                .collect();
+        }
         // Taken ("I'm on it"): the breach and re-notifications go to the taker only, and
         // nothing escalates while the take holds.
         if let Some(taken) = inquiry.taken_at(now)
@@ -1608,6 +1704,7 @@ impl Engine {
             Event::InquiryRenotified { inquiry_id, at, .. } => {
                 (AlertKind::Renotify, inquiry_id, *at)
             }
+            Event::InquiryEscalated { inquiry_id, at, .. } => (AlertKind::Breach, inquiry_id, *at),
             // Whoever was alerted learns that it was answered (nothing if no alert was raised).
             Event::InquiryResponded(r) => (AlertKind::Resolved, &r.inquiry_id, r.at),
             // Merged into an older clock: its own alerts end; that inquiry carries on.
@@ -1661,7 +1758,8 @@ impl Engine {
         };
         let alert = Alert::about_monitor(m, kind, at, self.status_link());
         let recipients = match &self.oncall {
-            Some(oncall) => oncall.recipients(kind, None, now, &m.reached),
+            // The monitor's own alerts escalate at once: they have no timed escalation.
+            Some(oncall) => oncall.recipients_at_once(kind, None, now, &m.reached),
             None => Vec::new(),
         };
         if recipients.is_empty() {

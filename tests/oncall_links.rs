@@ -275,6 +275,12 @@ fn links_from_the_alert_mail_take_and_answer_an_inquiry_without_a_token() {
         serde_json::from_str(&body).unwrap()
     };
     assert_eq!(api["taken"]["by"], "ana");
+    let (_, page_now) = request_with(&daemon, &format!("/inquiries/{taken}"), READ);
+    assert!(
+        page_now.contains("id=\"taken\" dir=\"auto\">ana at "),
+        "who took it, on the page:\n{page_now}"
+    );
+    assert!(page_now.contains("data-kind=\"inquiry_taken\""), "{page_now}");
     assert_eq!(api["sla"], "missed", "taking is not a response");
     assert_eq!(api["state"], "open");
 

@@ -160,6 +160,14 @@ pub fn describe(event: &Event) -> String {
         Event::InquiryWarned { index, .. } => format!("Warning {} raised", index + 1),
         Event::InquiryBreached { .. } => "Deadline passed unanswered: breach raised".to_string(),
         Event::InquiryRenotified { n, .. } => format!("Re-notification {n} raised"),
+        Event::InquiryEscalated { level, .. } => {
+            format!("Nobody took or answered it: escalated (level {level})")
+        }
+        Event::InquiryTaken { by, until, how, .. } => format!(
+            "Taken by {by} (\"I'm on it\", {}) until {}",
+            how.replace('_', " "),
+            until.format("%H:%M:%S UTC")
+        ),
         Event::InquiryResponded(r) => response_words(r),
         Event::AlertDelivered {
             kind,
@@ -236,6 +244,8 @@ fn event_at(entry: &LedgerEntry) -> DateTime<Utc> {
         Event::InquiryWarned { at, .. }
         | Event::InquiryBreached { at, .. }
         | Event::InquiryRenotified { at, .. }
+        | Event::InquiryEscalated { at, .. }
+        | Event::InquiryTaken { at, .. }
         | Event::AlertDelivered { at, .. }
         | Event::AlertFailed { at, .. }
         | Event::InquiryRevised { at, .. }
@@ -335,6 +345,20 @@ pub fn render(i: &Inquiry, view: &PageView<'_>, now: DateTime<Utc>, tz: Tz) -> S
         let response = format!("by {by} ({kind}) at {} — after {after}", both_times(at, tz));
         fact("response", "Response", &response, true);
     }
+    if let Some(t) = &i.taken {
+        let holds = if t.holds_at(now) {
+            "until"
+        } else {
+            "ran out at"
+        };
+        let taken = format!(
+            "{} at {} — {holds} {}",
+            t.by,
+            desk_time(t.at, tz),
+            desk_time(t.until, tz)
+        );
+        fact("taken", "Taken by", &taken, true);
+    }
     fact("inquiry-id", "Inquiry", i.id.as_str(), false);
     h.push_str("</dl></section>\n");
 
@@ -348,6 +372,7 @@ pub fn render(i: &Inquiry, view: &PageView<'_>, now: DateTime<Utc>, tz: Tz) -> S
             let stage = match (m.stage.as_str(), m.index) {
                 ("warning", Some(n)) => format!("warning {}", n + 1),
                 ("renotify", Some(n)) => format!("re-notification {n}"),
+                ("escalation", _) => "escalation".to_string(),
                 (s, _) => s.to_string(),
             };
             let delivered = match m.delivered_at {

@@ -12,6 +12,7 @@
 
 pub mod alertmanager;
 pub mod dispatch;
+pub mod escalate;
 pub mod oncall;
 pub mod renotify;
 pub mod smtp;

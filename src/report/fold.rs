@@ -505,6 +505,12 @@ impl PeriodFold {
                     r.raise(AlertKind::Renotify, *at);
                 }
             }
+            // Sent on to the escalation list: a breach alert about its own instant.
+            Event::InquiryEscalated { inquiry_id, at, .. } => {
+                if let Some(r) = self.record_mut(inquiry_id) {
+                    r.raise(AlertKind::Breach, *at);
+                }
+            }
             Event::InquiryTaken {
                 inquiry_id,
                 by,

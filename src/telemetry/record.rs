@@ -119,6 +119,7 @@ impl Metrics {
             | Event::SourceUp { .. }
             | Event::InquiryRenotified { .. }
             | Event::InquiryTaken { .. }
+            | Event::InquiryEscalated { .. }
             | Event::AlertDelivered { .. }
             | Event::AlertFailed { .. }
             | Event::MonitorAlertRaised { .. }

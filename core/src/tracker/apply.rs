@@ -352,6 +352,18 @@ impl Tracker {
                     );
                 }
             }
+            Event::InquiryEscalated {
+                inquiry_id,
+                level,
+                at,
+            } => {
+                if let Some(i) = self.inquiries.get_mut(inquiry_id) {
+                    push_mark(
+                        &mut i.alerts,
+                        AlertMark::raised(AlertStage::Escalation, Some(*level), *at),
+                    );
+                }
+            }
             Event::InquiryTaken {
                 inquiry_id,
                 by,

@@ -193,6 +193,15 @@ pub enum Event {
         #[serde(serialize_with = "instant::one")]
         at: DateTime<Utc>,
     },
+    /// A breached inquiry nobody took or answered within its rotation's `escalate_after`: its
+    /// breach goes to the escalation list now (`level` 1). Decided by the engine; held while a
+    /// take holds.
+    InquiryEscalated {
+        inquiry_id: InquiryId,
+        level: u8,
+        #[serde(serialize_with = "instant::one")]
+        at: DateTime<Utc>,
+    },
     /// Someone took an open inquiry ("I'm on it"), from an alert's signed link or the API: until
     /// `until` re-notifications go to them only and escalation is held; after it, both resume
     /// unless it was answered. Taking is not a response: the clock, `sla` and the deadline
@@ -745,6 +754,7 @@ impl Event {
             Event::ReplyAwaiting { .. } => "reply_awaiting",
             Event::InquiryRenotified { .. } => "inquiry_renotified",
             Event::InquiryTaken { .. } => "inquiry_taken",
+            Event::InquiryEscalated { .. } => "inquiry_escalated",
             Event::AlertDelivered { .. } => "alert_delivered",
             Event::AlertFailed { .. } => "alert_failed",
             Event::MonitorAlertRaised { .. } => "monitor_alert_raised",
@@ -767,6 +777,7 @@ impl Event {
             | Event::InquiryBreached { inquiry_id, .. }
             | Event::InquiryRenotified { inquiry_id, .. }
             | Event::InquiryTaken { inquiry_id, .. }
+            | Event::InquiryEscalated { inquiry_id, .. }
             | Event::InquiryRevised { inquiry_id, .. }
             | Event::InquiryMerged { inquiry_id, .. }
             | Event::InquiryReclassified { inquiry_id, .. }
