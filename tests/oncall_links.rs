@@ -280,7 +280,10 @@ fn links_from_the_alert_mail_take_and_answer_an_inquiry_without_a_token() {
         page_now.contains("id=\"taken\" dir=\"auto\">ana at "),
         "who took it, on the page:\n{page_now}"
     );
-    assert!(page_now.contains("data-kind=\"inquiry_taken\""), "{page_now}");
+    assert!(
+        page_now.contains("data-kind=\"inquiry_taken\""),
+        "{page_now}"
+    );
     assert_eq!(api["sla"], "missed", "taking is not a response");
     assert_eq!(api["state"], "open");
 

@@ -197,6 +197,11 @@ impl Record {
         self.evidence.as_deref().map_or(&[], |e| &e.revisions)
     }
 
+    /// Who took it ("I'm on it"), oldest first.
+    pub fn takes(&self) -> &[TakeLog] {
+        self.evidence.as_deref().map_or(&[], |e| &e.takes)
+    }
+
     /// The alert log entries, oldest first (empty without alerts).
     pub fn alert_log(&self) -> &[AlertLog] {
         self.evidence.as_deref().map_or(&[], |e| &e.alerts)
