@@ -423,3 +423,86 @@ fn an_expired_link_is_refused() {
         .unwrap();
     assert_eq!(taken, 0);
 }
+
+/// A Slack webhook is a shared channel: its links name nobody, and the form asks who takes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_channel_link_asks_who_takes_it() {
+    let hook = support::webhook::Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    overdue_mailbox(dir.path(), 1);
+    let config = r#"
+[store]
+url = "sqlite://{dir}/ledger.db"
+[http]
+bind = "127.0.0.1:{port}"
+public_url = "http://127.0.0.1:{port}"
+[desk]
+support_addresses = ["support@example.com"]
+internal_domains = ["example.com"]
+[sources.mail]
+type = "maildir"
+path = "{dir}/maildir"
+scan_interval = "1s"
+[notify]
+primary = ["webhook"]
+[notify.webhook]
+format = "slack"
+"#;
+    let mut daemon = Daemon::configure(
+        dir.path(),
+        config,
+        &[
+            ("SLAWATCH__NOTIFY__WEBHOOK__URL", hook.url.as_str()),
+            ("SLAWATCH__HTTP__TOKEN", WRITE),
+            ("SLAWATCH__HTTP__LINK_KEY", LINK_KEY),
+        ],
+    );
+    daemon.start();
+    let text = {
+        let until = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(t) = hook
+                .bodies()
+                .iter()
+                .find_map(|b| b["text"].as_str().map(str::to_string))
+            {
+                break t;
+            }
+            assert!(
+                Instant::now() < until,
+                "no Slack message:\n{}",
+                daemon.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    // `<url|label>`, with Slack's escaping of `&` undone (as Slack does when showing it).
+    let slack_link = |label: &str| -> String {
+        let end = text
+            .find(&format!("|{label}>"))
+            .unwrap_or_else(|| panic!("no {label} link in {text}"));
+        let start = text[..end].rfind('<').unwrap() + 1;
+        path_of(&text[start..end].replace("&amp;", "&"))
+    };
+    let take = slack_link("I'm on it");
+    assert!(
+        take.contains("/take?to=&exp="),
+        "a shared link names nobody: {take}"
+    );
+    assert!(slack_link("open").contains("?to=&exp="));
+    assert!(slack_link("answered elsewhere").contains("/answered?to=&exp="));
+    let (status, form) = daemon.get(&take);
+    assert_eq!(status, 200, "{form}");
+    assert!(form.contains("name=\"by\""), "the form asks who: {form}");
+    let (status, body) = post_form(&daemon, &take, "by=");
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = post_form(&daemon, &take, "by=Carla+Ruiz");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("Carla Ruiz has it until"), "{body}");
+    let payload = daemon.sql("SELECT payload FROM ledger WHERE kind = 'inquiry_taken'");
+    assert!(
+        payload.contains("\"by\":\"Carla Ruiz\"") && payload.contains("\"how\":\"shared_link\""),
+        "{payload}"
+    );
+    assert!(daemon.stop());
+}
