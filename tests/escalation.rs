@@ -48,9 +48,13 @@ fn utc(text: &str) -> DateTime<Utc> {
 }
 
 fn configuration() -> (Arc<TrackerRules>, OnCall) {
+    configured(CONFIG)
+}
+
+fn configured(text: &str) -> (Arc<TrackerRules>, OnCall) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("slawatch.toml");
-    std::fs::write(&path, CONFIG).unwrap();
+    std::fs::write(&path, text).unwrap();
     let settings = slawatch::config::load_with_env(&path, vec![]).unwrap();
     let rules = Arc::new(TrackerRules {
         desk: settings.desk.clone(),
@@ -80,7 +84,16 @@ fn smtp(server: &SmtpServer) -> SmtpNotifier {
 }
 
 async fn start(store: Store, server: &SmtpServer, now: DateTime<Utc>, take_for: u64) -> Running {
-    let (rules, oncall) = configuration();
+    start_with(configuration(), store, server, now, take_for).await
+}
+
+async fn start_with(
+    (rules, oncall): (Arc<TrackerRules>, OnCall),
+    store: Store,
+    server: &SmtpServer,
+    now: DateTime<Utc>,
+    take_for: u64,
+) -> Running {
     let setup = Setup {
         oncall: Some(Arc::new(oncall)),
         take_for: Duration::from_secs(take_for),
@@ -259,5 +272,57 @@ async fn a_take_holds_the_escalation_until_take_for_runs_out_and_a_restart_rebui
         1,
         "one breach to ana"
     );
+    stop(r).await;
+}
+
+/// Today's routing (`escalate_after = 0`): the breach reaches both at once; while ana's take
+/// holds, re-notifications go to her only; once it runs out unanswered they reach both again.
+#[tokio::test]
+async fn re_notifications_go_to_the_taker_only_until_take_for_runs_out() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let server = SmtpServer::start();
+    let config = CONFIG.replace("escalate_after = \"3s\"\n", "")
+        + "[policy]\ntarget = \"15m\"\nwarn = [\"10m\"]\nrenotify_every = \"2s\"\nrenotify_max = 50\n";
+    let now = utc("2026-11-24T12:00:00Z");
+    let r = start_with(
+        configured(&config),
+        Store::open("sqlite::memory:").await.unwrap(),
+        &server,
+        now,
+        5,
+    )
+    .await;
+    r.sink
+        .submit(inquiry("taken", utc("2026-11-24T11:40:00Z")))
+        .await
+        .unwrap();
+    server.wait_for(2, Duration::from_secs(15)).await;
+    assert_eq!(
+        mails_to(&server, &id("taken"), "lead"),
+        1,
+        "the breach, at once"
+    );
+    r.engine
+        .take(id("taken"), "ana".into(), "api")
+        .await
+        .unwrap();
+    let taken = std::time::Instant::now();
+    let lead_then = mails_to(&server, &id("taken"), "lead");
+    // While the take holds (5 s): ana is reminded, lead is not.
+    tokio::time::sleep(Duration::from_millis(4500)).await;
+    assert!(mails_to(&server, &id("taken"), "ana") >= 2, "ana reminded");
+    assert_eq!(
+        mails_to(&server, &id("taken"), "lead"),
+        lead_then,
+        "lead reminded while ana's take held"
+    );
+    // Run out, unanswered: lead is reminded again.
+    wait_until(
+        "a reminder to lead after the take",
+        Duration::from_secs(10),
+        || mails_to(&server, &id("taken"), "lead") > lead_then,
+    )
+    .await;
+    assert!(taken.elapsed() >= Duration::from_secs(5));
     stop(r).await;
 }
