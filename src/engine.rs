@@ -1194,6 +1194,7 @@ impl Engine {
         deliveries: &Deliveries,
         writer: &mut Writer,
     ) {
+        self.fire_monitor_escalations(now, deliveries, writer);
         let due = deliveries.escalations().pop_due(now);
         if due.is_empty() {
             return;
@@ -1235,6 +1236,57 @@ impl Engine {
             deliveries,
             writer,
         );
+    }
+
+    /// Sends the monitor's own alerts still active `escalate_after` after they went out on to
+    /// the escalation list, once each.
+    fn fire_monitor_escalations(
+        &mut self,
+        now: DateTime<Utc>,
+        deliveries: &Deliveries,
+        writer: &mut Writer,
+    ) {
+        let due = deliveries.escalations().pop_due_monitor(now);
+        if due.is_empty() {
+            return;
+        }
+        let mut alerts = Vec::new();
+        {
+            let mut tracker = self.write_tracker();
+            for (id, at) in due {
+                if tracker
+                    .monitor_alert(&id)
+                    .is_none_or(|m| m.escalated_at.is_some())
+                {
+                    continue;
+                }
+                let event = Event::MonitorAlertEscalated {
+                    alert: id.clone(),
+                    at,
+                };
+                tracker.apply(&event);
+                if let (Some(oncall), Some(m)) = (&self.oncall, tracker.monitor_alert(&id)) {
+                    let alert = Alert::about_monitor(m, AlertKind::Breach, at, self.status_link());
+                    alerts.extend(
+                        oncall
+                            .escalation_for(None, &m.reached)
+                            .into_iter()
+                            .map(|r| Alert {
+                                recipient: Some(Arc::new(r)),
+                                ..alert.clone()
+                            }),
+                    );
+                }
+                tracing::warn!(alert = %id, "The monitor is still blind: escalated.");
+                writer.push(Pending {
+                    events: vec![event],
+                    cursors: Vec::new(),
+                    durable: false,
+                    done: Done::Nothing,
+                });
+            }
+        }
+        self.spawn_delivery(alerts, deliveries);
     }
 
     /// Applies delivery results and queues them for the ledger (behind the events that raised
@@ -1287,6 +1339,11 @@ impl Engine {
                 tracing::info!(alert = %problem.alert_id(subject), "The monitor sees again: {} over.", problem.as_str());
                 before
             };
+            if let Event::MonitorAlertRaised { alert, at, .. } = &event {
+                deliveries
+                    .escalations()
+                    .follow_monitor(alert, *at, self.oncall.as_deref(), now);
+            }
             writer.push(Pending {
                 events: vec![event],
                 cursors: Vec::new(),
@@ -1758,8 +1815,11 @@ impl Engine {
         };
         let alert = Alert::about_monitor(m, kind, at, self.status_link());
         let recipients = match &self.oncall {
-            // The monitor's own alerts escalate at once: they have no timed escalation.
-            Some(oncall) => oncall.recipients_at_once(kind, None, now, &m.reached),
+            // Escalated by time already: the list too (a resend after a restart).
+            Some(oncall) if m.escalated_at.is_some() => {
+                oncall.recipients_at_once(kind, None, now, &m.reached)
+            }
+            Some(oncall) => oncall.recipients(kind, None, now, &m.reached),
             None => Vec::new(),
         };
         if recipients.is_empty() {

@@ -326,3 +326,50 @@ async fn re_notifications_go_to_the_taker_only_until_take_for_runs_out() {
     assert!(taken.elapsed() >= Duration::from_secs(5));
     stop(r).await;
 }
+
+/// The monitor's own alerts escalate the same way: a source silent past `escalate_after`
+/// pages the lead once; one resolved before it never does.
+#[tokio::test]
+async fn a_monitor_alert_still_active_after_escalate_after_reaches_the_lead_once() {
+    use slawatch::monitor::Signal;
+    use slawatch_core::tracker::event::MonitorProblem;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let server = SmtpServer::start();
+    let store = Store::open("sqlite::memory:").await.unwrap();
+    let r = start(store, &server, utc("2026-11-24T12:00:00Z"), 1800).await;
+    let signal = |subject: &str, failing: bool| Signal {
+        problem: MonitorProblem::SourceSilent,
+        subject: subject.into(),
+        failing,
+        detail: "no successful check for 10 minutes".into(),
+    };
+    let to = |person: &str, alert: &str| -> usize {
+        server
+            .messages()
+            .iter()
+            .filter(|m| {
+                m.meta["rcpt_tos"][0] == format!("{person}@desk.example")
+                    && m.header("X-Slawatch-Inquiry").as_deref() == Some(alert)
+            })
+            .count()
+    };
+    r.signals.send(signal("mail", true)).unwrap();
+    r.signals.send(signal("calls", true)).unwrap();
+    server.wait_for(2, Duration::from_secs(15)).await;
+    assert_eq!(to("ana", "monitor-source-mail"), 1);
+    assert_eq!(to("lead", "monitor-source-mail"), 0, "escalated at once");
+    // `calls` recovers before escalate_after; `mail` does not.
+    r.signals.send(signal("calls", false)).unwrap();
+    wait_until("the lead paged about mail", Duration::from_secs(15), || {
+        to("lead", "monitor-source-mail") == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(to("lead", "monitor-source-mail"), 1, "paged twice");
+    assert_eq!(
+        to("lead", "monitor-source-calls"),
+        0,
+        "a resolved alert escalated"
+    );
+    stop(r).await;
+}

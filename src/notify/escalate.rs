@@ -8,7 +8,8 @@
 //! runs out. At start-up the set is rebuilt from the tracker (open, breached inquiries without
 //! an escalation mark), so an escalation that fell due while the daemon was down goes at once.
 //! A rotation with `escalate_after = 0` (the default) escalates with the breach itself and
-//! schedules nothing here.
+//! schedules nothing here. The monitor's own alerts escalate the same way, under the default
+//! rotation's `escalate_after`, until they are resolved.
 
 use std::collections::BTreeSet;
 
@@ -22,6 +23,8 @@ use super::oncall::OnCall;
 #[derive(Debug, Default)]
 pub struct Escalations {
     queue: BTreeSet<(DateTime<Utc>, InquiryId)>,
+    /// The monitor's own alerts (by alert id), under the default rotation's `escalate_after`.
+    monitor: BTreeSet<(DateTime<Utc>, String)>,
 }
 
 /// Whether `inquiry` still waits for its escalation: open, breached, not escalated.
@@ -62,19 +65,58 @@ impl Escalations {
             }
             out.queue.insert((at, inquiry.id.clone()));
         }
+        if let Some(after) = oncall.escalate_after(None) {
+            for m in tracker
+                .monitor_alerts()
+                .filter(|m| m.escalated_at.is_none())
+            {
+                let sent = m.delivered_at.unwrap_or(now).max(m.raised_at);
+                out.monitor.insert((sent + after, m.id.clone()));
+            }
+        }
         out
     }
 
     pub fn len(&self) -> usize {
-        self.queue.len()
+        self.queue.len() + self.monitor.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.queue.is_empty()
+        self.queue.is_empty() && self.monitor.is_empty()
     }
 
     pub fn next(&self) -> Option<DateTime<Utc>> {
-        self.queue.first().map(|(at, _)| *at)
+        let inquiry = self.queue.first().map(|(at, _)| *at);
+        let monitor = self.monitor.first().map(|(at, _)| *at);
+        match (inquiry, monitor) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Removes and returns every monitor alert `(id, instant)` due at `now`, earliest first.
+    pub fn pop_due_monitor(&mut self, now: DateTime<Utc>) -> Vec<(String, DateTime<Utc>)> {
+        let mut due = Vec::new();
+        while self.monitor.first().is_some_and(|(at, _)| *at <= now) {
+            if let Some((at, id)) = self.monitor.pop_first() {
+                due.push((id, at));
+            }
+        }
+        due
+    }
+
+    /// Schedules the escalation of the monitor alert `alert`, raised at `at` (sent at `now`).
+    pub fn follow_monitor(
+        &mut self,
+        alert: &str,
+        at: DateTime<Utc>,
+        oncall: Option<&OnCall>,
+        now: DateTime<Utc>,
+    ) {
+        if let Some(after) = oncall.and_then(|o| o.escalate_after(None)) {
+            self.monitor
+                .insert((at.max(now) + after, alert.to_string()));
+        }
     }
 
     /// Removes and returns every `(inquiry, instant)` due at `now`, earliest first.

@@ -582,6 +582,7 @@ impl PeriodFold {
             | Event::SourceUp { .. }
             | Event::MonitorAlertRaised { .. }
             | Event::MonitorAlertResolved { .. }
+            | Event::MonitorAlertEscalated { .. }
             | Event::MonitorAlertDelivered { .. }
             | Event::MonitorAlertFailed { .. }
             | Event::MonitorHeartbeat { .. } => self.monitor.push(event.clone()),

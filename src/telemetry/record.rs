@@ -124,6 +124,7 @@ impl Metrics {
             | Event::AlertFailed { .. }
             | Event::MonitorAlertRaised { .. }
             | Event::MonitorAlertResolved { .. }
+            | Event::MonitorAlertEscalated { .. }
             | Event::MonitorAlertDelivered { .. }
             | Event::MonitorAlertFailed { .. }
             | Event::LedgerCheckpoint { .. }

@@ -147,4 +147,7 @@ pub struct MonitorAlert {
     pub delivered_at: Option<DateTime<Utc>>,
     /// The on-call people it reached so far.
     pub reached: Vec<String>,
+    /// When it went on to the escalation list by time (`MonitorAlertEscalated`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub escalated_at: Option<DateTime<Utc>>,
 }

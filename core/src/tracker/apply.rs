@@ -399,10 +399,16 @@ impl Tracker {
                         raised_at: *at,
                         delivered_at: None,
                         reached: Vec::new(),
+                        escalated_at: None,
                     });
             }
             Event::MonitorAlertResolved { alert, .. } => {
                 self.monitor_alerts.remove(alert);
+            }
+            Event::MonitorAlertEscalated { alert, at } => {
+                if let Some(m) = self.monitor_alerts.get_mut(alert) {
+                    m.escalated_at.get_or_insert(*at);
+                }
             }
             Event::MonitorAlertDelivered {
                 alert,

@@ -264,6 +264,13 @@ pub enum Event {
         #[serde(serialize_with = "instant::one")]
         at: DateTime<Utc>,
     },
+    /// An active monitor alert nobody resolved within the default rotation's `escalate_after`
+    /// went on to the escalation list (as an inquiry's breach does). Changes no inquiry.
+    MonitorAlertEscalated {
+        alert: String,
+        #[serde(serialize_with = "instant::one")]
+        at: DateTime<Utc>,
+    },
     /// The problem of an active [`Event::MonitorAlertRaised`] is over.
     MonitorAlertResolved {
         alert: String,
@@ -759,6 +766,7 @@ impl Event {
             Event::AlertFailed { .. } => "alert_failed",
             Event::MonitorAlertRaised { .. } => "monitor_alert_raised",
             Event::MonitorAlertResolved { .. } => "monitor_alert_resolved",
+            Event::MonitorAlertEscalated { .. } => "monitor_alert_escalated",
             Event::MonitorAlertDelivered { .. } => "monitor_alert_delivered",
             Event::MonitorAlertFailed { .. } => "monitor_alert_failed",
             Event::LedgerCheckpoint { .. } => "ledger_checkpoint",
@@ -795,6 +803,7 @@ impl Event {
             | Event::SourceUp { .. }
             | Event::MonitorAlertRaised { .. }
             | Event::MonitorAlertResolved { .. }
+            | Event::MonitorAlertEscalated { .. }
             | Event::MonitorAlertDelivered { .. }
             | Event::MonitorAlertFailed { .. }
             | Event::LedgerCheckpoint { .. }

@@ -108,8 +108,8 @@ impl OnCall {
         self.recipients_within(kind, policy, at, alerted, false)
     }
 
-    /// [`OnCall::recipients`] escalating at once whatever `escalate_after` says: the monitor's
-    /// own alerts, which have no timed escalation.
+    /// [`OnCall::recipients`] escalating at once whatever `escalate_after` says: an alert that
+    /// was escalated by time already, sent again.
     pub fn recipients_at_once(
         &self,
         kind: AlertKind,
