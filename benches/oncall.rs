@@ -77,6 +77,7 @@ fn rotation() -> OnCall {
         ],
         overrides,
         escalation: vec!["lead".into()],
+        escalate_after: std::time::Duration::ZERO,
     };
     OnCall {
         people,

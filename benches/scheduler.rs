@@ -103,6 +103,7 @@ async fn main() {
         shutdown: shutdown.clone(),
         sync_grace: slawatch::engine::SYNC_GRACE,
         ledger: Default::default(),
+        actions: Default::default(),
     };
     let task = tokio::spawn(engine.run(deadlines));
     let sink = EngineSink::new(input_tx);

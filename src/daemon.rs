@@ -182,6 +182,10 @@ pub async fn run(
             signer: signer.clone(),
             head_seq: Some(head_gauge.clone()),
         },
+        actions: crate::engine::ActionOptions {
+            links: crate::http::links::LinkKey::from_settings(&settings.http).map(Arc::new),
+            take_for: settings.notify.take_for,
+        },
     };
     // Watched apart from the other tasks: if the engine ends, nothing is recorded any more, so
     // the daemon must stop (and be restarted) rather than serve frozen numbers.
@@ -196,8 +200,14 @@ pub async fn run(
         let _ = bound.send(addr);
     }
     let engine_handle = EngineHandle::new(command_tx);
-    let state =
-        crate::http::AppState::from_settings(shared.clone(), engine_handle.clone(), &settings.http);
+    let state = crate::http::AppState {
+        take_for: settings.notify.take_for,
+        ..crate::http::AppState::from_settings(
+            shared.clone(),
+            engine_handle.clone(),
+            &settings.http,
+        )
+    };
     let limits = crate::http::Limits::from_settings(&settings.http);
     let http_shutdown = shutdown.clone();
     tasks.spawn(async move {

@@ -129,6 +129,14 @@ pub enum Command {
         ack: ManualAck,
         reply: oneshot::Sender<Result<Inquiry, AckError>>,
     },
+    /// "I'm on it": `by` takes the open inquiry for `take_for` (`how`: `link`, `shared_link`,
+    /// `api`). Answers with the inquiry once the `InquiryTaken` is in the ledger.
+    Take {
+        inquiry_id: InquiryId,
+        by: String,
+        how: String,
+        reply: oneshot::Sender<Result<Inquiry, AckError>>,
+    },
     /// Append one of the monitor's own events (heartbeat, source down/up) to the ledger. They
     /// change no inquiry; they let reports prove when the monitor was watching.
     Record(Event),
@@ -156,6 +164,26 @@ impl EngineHandle {
         let (reply, answer) = oneshot::channel();
         self.commands
             .send(Command::Ack { ack, reply })
+            .await
+            .map_err(|_| AckError::Stopped)?;
+        answer.await.map_err(|_| AckError::Stopped)?
+    }
+
+    /// Records that `by` took an inquiry ("I'm on it"); returns the inquiry as it is afterwards.
+    pub async fn take(
+        &self,
+        inquiry_id: InquiryId,
+        by: String,
+        how: &str,
+    ) -> Result<Inquiry, AckError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Take {
+                inquiry_id,
+                by,
+                how: how.to_string(),
+                reply,
+            })
             .await
             .map_err(|_| AckError::Stopped)?;
         answer.await.map_err(|_| AckError::Stopped)?
@@ -231,6 +259,27 @@ pub struct Engine {
     pub sync_grace: Duration,
     /// How commits are sealed and where the head is shown.
     pub ledger: LedgerOptions,
+    /// Signed action links in alerts, and how long "I'm on it" holds.
+    pub actions: ActionOptions,
+}
+
+/// What alerts let their recipients do.
+#[derive(Debug, Clone)]
+pub struct ActionOptions {
+    /// Signs the page and action links each alert carries (`http.link_key`); none: alerts
+    /// link to the page only.
+    pub links: Option<Arc<crate::http::links::LinkKey>>,
+    /// How long a take holds (`notify.take_for`).
+    pub take_for: Duration,
+}
+
+impl Default for ActionOptions {
+    fn default() -> ActionOptions {
+        ActionOptions {
+            links: None,
+            take_for: crate::config::DEFAULT_TAKE_FOR,
+        }
+    }
 }
 
 /// What the engine does with the ledger beyond appending: sign every commit, show the head.
@@ -298,6 +347,8 @@ struct Deliveries {
     tasks: TaskTracker,
     /// Re-notification instants (kept here, beside the deliveries they cause).
     renotify: Mutex<crate::notify::renotify::Renotifications>,
+    /// Timed escalation instants (`escalate_after`).
+    escalations: Mutex<crate::notify::escalate::Escalations>,
     /// `AlertDelivered`/`AlertFailed` events, committed by the engine (the single ledger writer).
     results: mpsc::UnboundedSender<Vec<Event>>,
 }
@@ -305,6 +356,10 @@ struct Deliveries {
 impl Deliveries {
     fn renotify(&self) -> std::sync::MutexGuard<'_, crate::notify::renotify::Renotifications> {
         self.renotify.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn escalations(&self) -> std::sync::MutexGuard<'_, crate::notify::escalate::Escalations> {
+        self.escalations.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -487,9 +542,15 @@ impl Engine {
             &self.read_tracker(),
             self.clock.now(),
         );
+        let escalations = crate::notify::escalate::Escalations::rebuild(
+            &self.read_tracker(),
+            self.oncall.as_deref(),
+            self.clock.now(),
+        );
         let deliveries = Deliveries {
             tasks: TaskTracker::new(),
             renotify: Mutex::new(renotify),
+            escalations: Mutex::new(escalations),
             results,
         };
         self.resume_pending(&deliveries);
@@ -510,13 +571,17 @@ impl Engine {
             let now = self.clock.now();
             self.fire_due(now, &mut deadlines, &mut gate, &deliveries, &mut writer);
             self.fire_renotify(now, &deliveries, &mut writer);
+            self.fire_escalations(now, &deliveries, &mut writer);
             self.watch_ledger(now, &mut writer, &deliveries);
             self.start_write(&mut writer);
 
             let grace = (!gate.held.is_empty()).then_some(gate.grace_end);
             let next = earliest(
                 earliest(deadlines.next(), grace),
-                deliveries.renotify().next(),
+                earliest(
+                    deliveries.renotify().next(),
+                    deliveries.escalations().next(),
+                ),
             );
             let retry_at = writer.failed.as_ref().map(|(_, at)| *at);
             let watching = writer.in_flight.is_some() || writer.failing_since.is_some();
@@ -794,6 +859,9 @@ impl Engine {
             for event in &pending.events {
                 deadlines.follow(event);
                 deliveries.renotify().follow(event, &tracker, now);
+                deliveries
+                    .escalations()
+                    .follow(event, &tracker, self.oncall.as_deref(), now);
                 alerts.extend(self.alerts_for(event, &tracker, now));
             }
         }
@@ -921,6 +989,47 @@ impl Engine {
                         deliveries,
                         writer,
                     ),
+                }
+            }
+            Command::Take {
+                inquiry_id,
+                by,
+                how,
+                reply,
+            } => {
+                let until = now
+                    + chrono::Duration::from_std(self.actions.take_for)
+                        .unwrap_or(chrono::Duration::minutes(30));
+                let decided = {
+                    let mut tracker = self.write_tracker();
+                    let decided = tracker.take(&inquiry_id, &by, &how, now, until);
+                    if let Ok(e) = &decided {
+                        tracker.apply(e);
+                    }
+                    decided
+                };
+                match decided {
+                    Err(rejected) => {
+                        let _ = reply.send(Err(AckError::Rejected(rejected)));
+                    }
+                    Ok(event) => {
+                        tracing::info!(inquiry = %inquiry_id, by = %by, how = %how, until = %until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true), "Inquiry taken.");
+                        self.enqueue(
+                            now,
+                            Pending {
+                                events: vec![event],
+                                cursors: Vec::new(),
+                                durable: true,
+                                done: Done::Ack {
+                                    id: inquiry_id,
+                                    reply,
+                                },
+                            },
+                            deadlines,
+                            deliveries,
+                            writer,
+                        )
+                    }
                 }
             }
             Command::Record(event) => {
@@ -1077,6 +1186,109 @@ impl Engine {
         );
     }
 
+    /// Escalates breached inquiries nobody took or answered within `escalate_after`, once each;
+    /// one held by a take waits until the take runs out.
+    fn fire_escalations(
+        &mut self,
+        now: DateTime<Utc>,
+        deliveries: &Deliveries,
+        writer: &mut Writer,
+    ) {
+        self.fire_monitor_escalations(now, deliveries, writer);
+        let due = deliveries.escalations().pop_due(now);
+        if due.is_empty() {
+            return;
+        }
+        let events: Vec<Event> = {
+            let mut tracker = self.write_tracker();
+            let mut events = Vec::new();
+            for (id, at) in due {
+                let Some(inquiry) = tracker.get(&id) else {
+                    continue;
+                };
+                if !crate::notify::escalate::waiting(inquiry) {
+                    continue;
+                }
+                if let Some(taken) = inquiry.taken_at(now) {
+                    deliveries.escalations().put_off(id, taken.until);
+                    continue;
+                }
+                let event = Event::InquiryEscalated {
+                    inquiry_id: id,
+                    level: 1,
+                    at,
+                };
+                tracker.apply(&event);
+                events.push(event);
+            }
+            events
+        };
+        let mut none = Deadlines::new();
+        self.enqueue(
+            now,
+            Pending {
+                events,
+                cursors: Vec::new(),
+                durable: false,
+                done: Done::Nothing,
+            },
+            &mut none,
+            deliveries,
+            writer,
+        );
+    }
+
+    /// Sends the monitor's own alerts still active `escalate_after` after they went out on to
+    /// the escalation list, once each.
+    fn fire_monitor_escalations(
+        &mut self,
+        now: DateTime<Utc>,
+        deliveries: &Deliveries,
+        writer: &mut Writer,
+    ) {
+        let due = deliveries.escalations().pop_due_monitor(now);
+        if due.is_empty() {
+            return;
+        }
+        let mut alerts = Vec::new();
+        {
+            let mut tracker = self.write_tracker();
+            for (id, at) in due {
+                if tracker
+                    .monitor_alert(&id)
+                    .is_none_or(|m| m.escalated_at.is_some())
+                {
+                    continue;
+                }
+                let event = Event::MonitorAlertEscalated {
+                    alert: id.clone(),
+                    at,
+                };
+                tracker.apply(&event);
+                if let (Some(oncall), Some(m)) = (&self.oncall, tracker.monitor_alert(&id)) {
+                    let alert = Alert::about_monitor(m, AlertKind::Breach, at, self.status_link());
+                    alerts.extend(
+                        oncall
+                            .escalation_for(None, &m.reached)
+                            .into_iter()
+                            .map(|r| Alert {
+                                recipient: Some(Arc::new(r)),
+                                ..alert.clone()
+                            }),
+                    );
+                }
+                tracing::warn!(alert = %id, "The monitor is still blind: escalated.");
+                writer.push(Pending {
+                    events: vec![event],
+                    cursors: Vec::new(),
+                    durable: false,
+                    done: Done::Nothing,
+                });
+            }
+        }
+        self.spawn_delivery(alerts, deliveries);
+    }
+
     /// Applies delivery results and queues them for the ledger (behind the events that raised
     /// their alerts, which were queued first).
     fn record_deliveries(&self, events: Vec<Event>, writer: &mut Writer) {
@@ -1127,6 +1339,11 @@ impl Engine {
                 tracing::info!(alert = %problem.alert_id(subject), "The monitor sees again: {} over.", problem.as_str());
                 before
             };
+            if let Event::MonitorAlertRaised { alert, at, .. } = &event {
+                deliveries
+                    .escalations()
+                    .follow_monitor(alert, *at, self.oncall.as_deref(), now);
+            }
             writer.push(Pending {
                 events: vec![event],
                 cursors: Vec::new(),
@@ -1392,10 +1609,12 @@ impl Engine {
                 // A breach fires from its deadline, whichever reminder was delivered last.
                 let event = match latest.stage {
                     AlertStage::Warning => latest.raised_by(&i.id),
-                    AlertStage::Breach | AlertStage::Renotify => Event::InquiryBreached {
-                        inquiry_id: i.id.clone(),
-                        at: i.deadline_at.unwrap_or(latest.at),
-                    },
+                    AlertStage::Breach | AlertStage::Renotify | AlertStage::Escalation => {
+                        Event::InquiryBreached {
+                            inquiry_id: i.id.clone(),
+                            at: i.deadline_at.unwrap_or(latest.at),
+                        }
+                    }
                 };
                 self.alert_for(&event, &tracker)
             })
@@ -1424,11 +1643,67 @@ impl Engine {
         let Some(alert) = self.alert_for(event, tracker) else {
             return Vec::new();
         };
-        let Some(oncall) = &self.oncall else {
-            return vec![alert];
-        };
         let Some(inquiry) = tracker.get(&alert.inquiry_id) else {
-            return vec![alert];
+            return vec![self.linked(alert, now)];
+        };
+        // A timed escalation goes to the escalation list, less those already reached.
+        if matches!(event, Event::InquiryEscalated { .. }) {
+            let alerted: Vec<String> = inquiry
+                .alerts
+                .iter()
+                .flat_map(|m| m.reached().iter().cloned())
+                .collect();
+            let Some(oncall) = &self.oncall else {
+                return Vec::new();
+            };
+            return oncall
+                .escalation_for(inquiry.policy.as_deref(), &alerted)
+                .into_iter()
+                .map(|r| {
+                    self.linked(
+                        Alert {
+                            recipient: Some(Arc::new(r)),
+                            ..alert.clone()
+                        },
+                        now,
+                    )
+                })
+                .collect();
+        }
+        // Taken ("I'm on it"): the breach and re-notifications go to the taker only, and
+        // nothing escalates while the take holds.
+        if let Some(taken) = inquiry.taken_at(now)
+            && matches!(alert.kind, AlertKind::Breach | AlertKind::Renotify)
+        {
+            let person = self.oncall.as_ref().and_then(|o| o.people.get(&taken.by));
+            return match (person, alert.kind) {
+                (Some(p), _) => vec![self.linked(
+                    Alert {
+                        recipient: Some(Arc::new(crate::notify::oncall::Recipient::from(p))),
+                        ..alert
+                    },
+                    now,
+                )],
+                // Taken by a name typed on a shared channel's form: nobody to remind but them,
+                // and they cannot be addressed alone, so reminders wait for the take to run out.
+                (None, AlertKind::Renotify) => Vec::new(),
+                (None, _) => {
+                    let on_call = self
+                        .oncall
+                        .as_ref()
+                        .and_then(|o| o.on_call(inquiry.policy.as_deref(), now));
+                    vec![self.linked(
+                        Alert {
+                            recipient: on_call.map(Arc::new),
+                            ..alert
+                        },
+                        now,
+                    )]
+                }
+            };
+        }
+        let Some(oncall) = &self.oncall else {
+            return vec![self.linked(alert, now)];
         };
         let alerted: Vec<String> = inquiry
             .alerts
@@ -1437,15 +1712,46 @@ impl Engine {
             .collect();
         let recipients = oncall.recipients(alert.kind, inquiry.policy.as_deref(), now, &alerted);
         if recipients.is_empty() {
-            return vec![alert];
+            return vec![self.linked(alert, now)];
         }
         recipients
             .into_iter()
-            .map(|r| Alert {
-                recipient: Some(Arc::new(r)),
-                ..alert.clone()
+            .map(|r| {
+                self.linked(
+                    Alert {
+                        recipient: Some(Arc::new(r)),
+                        ..alert.clone()
+                    },
+                    now,
+                )
             })
             .collect()
+    }
+
+    /// The alert with its signed page and action links (for its recipient, and for a shared
+    /// channel), when a link key is configured.
+    fn linked(&self, mut alert: Alert, now: DateTime<Utc>) -> Alert {
+        use crate::http::links::LinkAction;
+        use crate::notify::{ActionUrls, AlertLinks};
+        let Some(key) = &self.actions.links else {
+            return alert;
+        };
+        if alert.monitor.is_some() {
+            return alert;
+        }
+        let id = &alert.inquiry_id;
+        let urls = |to: &str| ActionUrls {
+            page: key.url(id, LinkAction::View, to, now),
+            take: key.url(id, LinkAction::Take, to, now),
+            answered: key.url(id, LinkAction::Answered, to, now),
+        };
+        let shared = urls("");
+        let mine = match &alert.recipient {
+            Some(r) => urls(&r.person),
+            None => shared.clone(),
+        };
+        alert.actions = Some(Arc::new(AlertLinks { mine, shared }));
+        alert
     }
 
     fn alert_for(&self, event: &Event, tracker: &Tracker) -> Option<Alert> {
@@ -1455,6 +1761,7 @@ impl Engine {
             Event::InquiryRenotified { inquiry_id, at, .. } => {
                 (AlertKind::Renotify, inquiry_id, *at)
             }
+            Event::InquiryEscalated { inquiry_id, at, .. } => (AlertKind::Breach, inquiry_id, *at),
             // Whoever was alerted learns that it was answered (nothing if no alert was raised).
             Event::InquiryResponded(r) => (AlertKind::Resolved, &r.inquiry_id, r.at),
             // Merged into an older clock: its own alerts end; that inquiry carries on.
@@ -1478,7 +1785,8 @@ impl Engine {
             received_at: inquiry.received_at,
             deadline_at: inquiry.deadline_at.unwrap_or(due_at),
             due_at,
-            link: format!("{}/api/v1/inquiries/{}", self.public_url, id),
+            link: format!("{}/inquiries/{}", self.public_url, id),
+            actions: None,
             recipient: None,
             monitor: None,
         })
@@ -1507,6 +1815,10 @@ impl Engine {
         };
         let alert = Alert::about_monitor(m, kind, at, self.status_link());
         let recipients = match &self.oncall {
+            // Escalated by time already: the list too (a resend after a restart).
+            Some(oncall) if m.escalated_at.is_some() => {
+                oncall.recipients_at_once(kind, None, now, &m.reached)
+            }
             Some(oncall) => oncall.recipients(kind, None, now, &m.reached),
             None => Vec::new(),
         };

@@ -235,6 +235,13 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 // sending those alerts to the escalation list or notify.smtp.to).
                 let mut gaps = 0;
                 if let Some(oncall) = &settings.notify.oncall {
+                    for rotation in oncall.rotations.values() {
+                        eprintln!(
+                            "note: notify.oncall.rotations.{}: {}",
+                            rotation.name,
+                            oncall.chain(rotation)
+                        );
+                    }
                     for (rotation, found) in oncall.gaps(Utc::now()) {
                         for gap in slawatch::notify::oncall::describe_gaps(rotation, &found) {
                             eprintln!("notify.oncall.rotations.{}: {gap}", rotation.name);
@@ -621,6 +628,7 @@ async fn test_alert(settings: &Settings) -> anyhow::Result<ExitCode> {
         deadline_at: now + chrono::Duration::minutes(5),
         due_at: now,
         link: format!("{}/", settings.http.public_url),
+        actions: None,
         recipient: None,
         monitor: None,
     };
@@ -719,6 +727,7 @@ fn print_oncall(settings: &Settings, at: DateTime<Utc>, week: bool) -> anyhow::R
             let list: Vec<String> = rotation.escalation.iter().map(|n| who(Some(n))).collect();
             println!("  escalation (breaches): {}", list.join(", "));
         }
+        println!("  chain: {}", oncall.chain(rotation));
         if week {
             println!("  next 7 days:");
             for shift in rotation.shifts(at, at + chrono::Duration::days(7)) {

@@ -30,6 +30,7 @@ fn alert(id: &str, person: &str) -> Alert {
         deadline_at: now + chrono::Duration::minutes(5),
         due_at: now,
         link: format!("http://127.0.0.1:9750/api/v1/inquiries/{id}"),
+        actions: None,
         recipient: Some(std::sync::Arc::new(Recipient {
             person: person.into(),
             email: format!("{person}@desk.example"),

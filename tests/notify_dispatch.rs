@@ -41,6 +41,7 @@ fn alert(kind: AlertKind, id: &str) -> Alert {
         deadline_at: received + chrono::Duration::minutes(15),
         due_at: Utc::now(),
         link: format!("http://127.0.0.1:9750/api/v1/inquiries/{id}"),
+        actions: None,
         recipient: None,
         monitor: None,
     }

@@ -53,6 +53,7 @@ fn alert(kind: AlertKind, id: &str) -> Alert {
         due_at: received
             + chrono::Duration::minutes(if kind == AlertKind::Warning { 10 } else { 15 }),
         link: format!("http://127.0.0.1:9750/api/v1/inquiries/{id}"),
+        actions: None,
         recipient: None,
         monitor: None,
     }

@@ -133,6 +133,7 @@ fn oncall_prints_who_is_on_call_and_the_week_of_handoffs_in_local_time_and_utc()
 [notify.oncall.rotations.desk]
 time_zone = "Europe/Madrid"
 escalation = ["carla"]
+escalate_after = "10m"
 [[notify.oncall.rotations.desk.layers]]
 people = ["ana", "ben"]
 shift = "weekly"
@@ -152,6 +153,13 @@ to = "2026-11-27 08:00"
     );
     assert!(
         stdout.contains("escalation (breaches): carla <carla@desk.example>"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "chain: warning → whoever is on call; breach → on call; after 10m with nobody \
+             taking or answering it → carla <carla@desk.example>"
+        ),
         "{stdout}"
     );
     assert!(!stdout.contains("next 7 days"), "{stdout}");
@@ -209,6 +217,11 @@ slots = [
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(!err.contains("not a weekly time"), "{err}");
+    // The chain of each rotation is shown (here: no escalation list).
+    assert!(
+        err.contains("note: notify.oncall.rotations.riyadh: warning, breach and re-notifications → whoever is on call"),
+        "{err}"
+    );
     assert!(
         err.contains(
             "notify.oncall.rotations.riyadh: nobody is on call Thu 20:00-Sun 08:00 Asia/Riyadh"

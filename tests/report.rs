@@ -737,6 +737,62 @@ async fn breach_evidence_shows_alerts_delivered_and_failed_and_to_whom() {
     }
 }
 
+#[tokio::test]
+async fn the_report_shows_who_took_each_breach_and_how_long_after_the_alert() {
+    let at = |s: &str| s.parse::<DateTime<Utc>>().expect("instant");
+    let mut events = fixture_with_deliveries();
+    events.extend([
+        // b: taken by the person the warning reached, 361 s after it was delivered.
+        Event::InquiryTaken {
+            inquiry_id: InquiryId("b".into()),
+            by: "oncall@desk.example".into(),
+            at: at("2026-03-01T10:16:03Z"),
+            until: at("2026-03-01T10:46:03Z"),
+            how: "link".into(),
+        },
+        // c: nothing was delivered; 600 s after its first alert was raised (the warning).
+        Event::InquiryTaken {
+            inquiry_id: InquiryId("c".into()),
+            by: "lead".into(),
+            at: at("2026-03-01T11:20:00Z"),
+            until: at("2026-03-01T11:50:00Z"),
+            how: "shared_link".into(),
+        },
+    ]);
+    let world = World::new(&events).await;
+    let json: Value = serde_json::from_str(&report(&world, "json", &[])).expect("json");
+    let breaches = json["breaches"].as_array().expect("breaches");
+    let b = &breaches[0]["takes"][0];
+    assert_eq!(b["by"], "oncall@desk.example");
+    assert_eq!(b["at"], "2026-03-01T10:16:03Z");
+    assert_eq!(b["alerted_at"], "2026-03-01T10:10:02Z");
+    assert_eq!(b["alert_to_take_seconds"], 361);
+    let c = &breaches[1]["takes"][0];
+    assert_eq!(
+        (c["by"].as_str(), c["how"].as_str()),
+        (Some("lead"), Some("shared_link"))
+    );
+    assert_eq!(c["alert_to_take_seconds"], 600);
+    assert_eq!(json["takes"]["takes"], 2);
+    assert_eq!(json["takes"]["overall"]["max"], 600);
+    assert_eq!(json["takes"]["by_person"]["lead"]["p50"], 600);
+    assert_eq!(
+        json["takes"]["by_person"]["oncall@desk.example"]["p50"],
+        361
+    );
+
+    let html = report(&world, "html", &[]);
+    assert!(html.contains("id=\"take-times\""), "take figures");
+    let table = &html[html.find("id=\"breaches\"").expect("breaches table")..];
+    assert!(
+        table.contains(
+            "taken by <bdi dir=\"auto\">oncall@desk.example</bdi> at 2026-03-01 10:16:03, \
+             6m01s after the alert"
+        ),
+        "{table}"
+    );
+}
+
 /// The fixture plus evidence read late: `b`'s reply turns out to have been delivered at minute
 /// 12 (its breach revised: met), and `m` (received 03-01 09:05) turns out to be a follow-up of
 /// `a` (merged: not counted on its own).

@@ -173,6 +173,14 @@ fn routes(id: &str) -> Vec<(&'static str, String, Option<&'static str>)> {
             Some(r#"{"by": ""}"#),
         ),
         ("POST", "/api/v1/calls".into(), Some("[]")),
+        ("GET", format!("/inquiries/{id}"), None),
+        ("GET", format!("/inquiries/{id}/answered"), None),
+        // A JSON body is not the form: refused once the token is accepted.
+        (
+            "POST",
+            format!("/inquiries/{id}/answered"),
+            Some(r#"{"by": ""}"#),
+        ),
     ]
 }
 
@@ -246,6 +254,9 @@ fn every_route_answers_every_token_as_the_access_table_says() {
         &[401, 401, 401, 200, 401, 401], // /api/v1/report
         &[401, 401, 400, 401, 401, 401], // POST …/ack
         &[401, 401, 400, 401, 401, 401], // POST /api/v1/calls
+        &[401, 200, 200, 401, 401, 401], // /inquiries/{id}
+        &[401, 401, 200, 401, 401, 401], // /inquiries/{id}/answered
+        &[401, 401, 400, 401, 401, 401], // POST /inquiries/{id}/answered
     ]);
     drop(d);
 
@@ -262,6 +273,9 @@ fn every_route_answers_every_token_as_the_access_table_says() {
         &[200, 200, 200, 200, 200, 200],
         &[403, 403, 403, 403, 403, 403],
         &[400, 400, 400, 400, 400, 400],
+        &[400, 400, 400, 400, 400, 400],
+        &[200, 200, 200, 200, 200, 200],
+        &[200, 200, 200, 200, 200, 200],
         &[400, 400, 400, 400, 400, 400],
     ]);
     drop(d);
@@ -286,6 +300,9 @@ fn every_route_answers_every_token_as_the_access_table_says() {
         &[401, 200, 200, 401, 401, 401],
         &[403, 403, 403, 403, 403, 403],
         &[401, 401, 400, 401, 401, 401],
+        &[401, 401, 400, 401, 401, 401],
+        &[401, 200, 200, 401, 401, 401],
+        &[401, 401, 200, 401, 401, 401],
         &[401, 401, 400, 401, 401, 401],
     ]);
 }
@@ -491,7 +508,11 @@ fn requests_for_other_host_names_are_refused_directly_and_through_a_proxy() {
             "127.0.0.1:{port}",
             "public_url = \"https://sla.desk.example\"\nallowed_hosts = [\"wallboard.lan\"]",
         ),
-        &[],
+        // A public URL needs the key that signs the links in alerts.
+        &[(
+            "SLAWATCH__HTTP__LINK_KEY",
+            "a-link-key-of-at-least-thirty-two-bytes",
+        )],
     );
     let port = d.addr.port();
     let host = |h: &str, path: &str| send(d.addr, "GET", path, &[("Host", h)], None);

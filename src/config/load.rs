@@ -45,6 +45,13 @@ pub const DEFAULT_REPORT_TIMEOUT: Duration = Duration::from_secs(600);
 /// below the default limit of 1024 open files.
 pub const DEFAULT_MAX_CONNECTIONS: u64 = 256;
 
+/// How long a signed link in an alert lasts: long enough to be tapped during the night it was
+/// sent for; re-notifications bring fresh ones, and an old mail found the next day opens nothing.
+pub const DEFAULT_LINK_TTL: Duration = Duration::from_secs(2 * 3600);
+
+/// Longest `http.link_ttl` accepted: links stand in for a token, so they stay short-lived.
+pub const MAX_LINK_TTL: Duration = Duration::from_secs(24 * 3600);
+
 /// Environment prefix: `SLAWATCH__HTTP__BIND=0.0.0.0:9750` overrides `[http] bind`.
 pub const ENV_PREFIX: &str = "SLAWATCH";
 
@@ -180,9 +187,9 @@ fn validate(root: &Value, file_only: &Value, base: &Path) -> Result<Settings, Ve
     let report_token = secret(&mut t, "report_token", file_only, false, base, &mut p);
     let metrics_token = secret(&mut t, "metrics_token", file_only, false, base, &mut p);
     let allow_anonymous = t.bool("allow_anonymous", false, &mut p);
-    let public_url = t
-        .string("public_url", &mut p)
-        .unwrap_or_else(|| format!("http://{bind}"));
+    let public_url_given = t.string("public_url", &mut p);
+    let public_url_set = public_url_given.is_some();
+    let public_url = public_url_given.unwrap_or_else(|| format!("http://{bind}"));
     if reqwest::Url::parse(&public_url)
         .ok()
         .filter(|u| matches!(u.scheme(), "http" | "https"))
@@ -224,6 +231,32 @@ fn validate(root: &Value, file_only: &Value, base: &Path) -> Result<Settings, Ve
             p.push(t.path(key), "must be longer than zero");
         }
     }
+    let link_key = secret(&mut t, "link_key", file_only, false, base, &mut p);
+    match &link_key {
+        Some(k) if k.expose().len() < crate::http::links::MIN_KEY_BYTES => p.push(
+            "http.link_key_file",
+            format!(
+                "the link key is {} bytes: at least {} are needed (e.g. `head -c 32 /dev/urandom | base64 > link.key`)",
+                k.expose().len(),
+                crate::http::links::MIN_KEY_BYTES
+            ),
+        ),
+        None if public_url_set => p.push(
+            "http.link_key_file",
+            "is required when http.public_url is set: alerts carry signed links to the inquiry's page and actions (e.g. `head -c 32 /dev/urandom | base64 > link.key`)",
+        ),
+        _ => {}
+    }
+    let link_ttl = t.duration("link_ttl", DEFAULT_LINK_TTL, &mut p);
+    if link_ttl.is_zero() || link_ttl > MAX_LINK_TTL {
+        p.push(
+            "http.link_ttl",
+            format!(
+                "must be longer than zero and at most {}: links in alerts are short-lived",
+                humantime::format_duration(MAX_LINK_TTL)
+            ),
+        );
+    }
     let max_connections = t.u64("max_connections", DEFAULT_MAX_CONNECTIONS, &mut p);
     if max_connections == 0 {
         p.push("http.max_connections", "must be at least 1");
@@ -238,6 +271,8 @@ fn validate(root: &Value, file_only: &Value, base: &Path) -> Result<Settings, Ve
         allow_anonymous,
         public_url: public_url.trim_end_matches('/').to_string(),
         allowed_hosts,
+        link_key,
+        link_ttl,
         header_timeout,
         request_timeout,
         report_timeout,
@@ -1021,6 +1056,8 @@ impl Settings {
                 "read_token": secret(&self.http.read_token), "report_token": secret(&self.http.report_token),
                 "metrics_token": secret(&self.http.metrics_token), "allow_anonymous": self.http.allow_anonymous,
                 "public_url": self.http.public_url, "allowed_hosts": self.http.allowed_hosts,
+                "link_key": secret(&self.http.link_key),
+                "link_ttl": humantime::format_duration(self.http.link_ttl).to_string(),
                 "header_timeout": humantime::format_duration(self.http.header_timeout).to_string(),
                 "request_timeout": humantime::format_duration(self.http.request_timeout).to_string(),
                 "report_timeout": humantime::format_duration(self.http.report_timeout).to_string(),

@@ -14,9 +14,9 @@ mod settings;
 mod tls;
 
 pub use load::{
-    ConfigError, DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_REPORT_TIMEOUT,
-    DEFAULT_REQUEST_TIMEOUT, ENV_PREFIX, https_or_loopback, load, load_text, load_with_env,
-    resolves_to_loopback,
+    ConfigError, DEFAULT_HEADER_TIMEOUT, DEFAULT_LINK_TTL, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_REPORT_TIMEOUT, DEFAULT_REQUEST_TIMEOUT, ENV_PREFIX, https_or_loopback, load,
+    load_text, load_with_env, resolves_to_loopback,
 };
 pub use notify::*;
 pub use reader::Problem;

@@ -41,6 +41,10 @@ use super::tls::with_effective;
 /// better retried (or handed to the fallback) than waited for, with 5 minutes of warning left.
 pub const DEFAULT_NOTIFY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long "I'm on it" holds an inquiry: a call back and a note take minutes; half an hour
+/// without an answer means the taker needs help, and the alerts resume.
+pub const DEFAULT_TAKE_FOR: Duration = Duration::from_secs(30 * 60);
+
 /// How long a notifier keeps retrying one batch before the fallback takes it: long enough to
 /// ride out a mail server restart, short enough that a warning still arrives before its deadline
 /// (a warning falls due 5 minutes before it).
@@ -60,6 +64,9 @@ pub struct NotifySettings {
     /// Per recipient, alerts beyond `digest_over` within this window are held for one digest
     /// at its end; zero (the default) sends every alert at once.
     pub digest_window: Duration,
+    /// How long "I'm on it" holds an inquiry (`notify.take_for`): re-notifications go to the
+    /// taker only and escalation waits; after it, both resume unless it was answered.
+    pub take_for: Duration,
     pub smtp: Option<SmtpSettings>,
     pub webhook: Option<WebhookSettings>,
     pub alertmanager: Option<AlertmanagerSettings>,
@@ -186,6 +193,10 @@ pub(super) fn notify(
     let retry_for = t.duration("retry_for", DEFAULT_RETRY_FOR, p);
     let digest_over = t.u64("digest_over", DEFAULT_DIGEST_OVER, p).max(1) as usize;
     let digest_window = t.duration("digest_window", Duration::ZERO, p);
+    let take_for = t.duration("take_for", DEFAULT_TAKE_FOR, p);
+    if take_for.is_zero() {
+        p.push(t.path("take_for"), "must be longer than zero");
+    }
     let oncall = super::oncall::oncall(&mut t, p);
     let heartbeat = secret(&mut t, "heartbeat_url", p).map(|url| {
         if !is_http_url(url.expose()) {
@@ -290,6 +301,7 @@ pub(super) fn notify(
         retry_for,
         digest_over,
         digest_window,
+        take_for,
         smtp: smtp.flatten(),
         webhook,
         alertmanager,
@@ -478,6 +490,7 @@ impl NotifySettings {
             "retry_for": d(self.retry_for),
             "digest_over": self.digest_over,
             "digest_window": d(self.digest_window),
+            "take_for": d(self.take_for),
             "smtp": self.smtp.as_ref().map(|s| with_effective(json!({
                 "host": s.host, "port": s.port, "security": s.security,
                 "username": s.username, "password": s.password.as_ref().map(|_| "<redacted>"),

@@ -12,6 +12,7 @@
 //! [notify.oncall.rotations.desk]
 //! time_zone = "Europe/Madrid"    # handoffs, slots and overrides are local times here
 //! escalation = ["carla"]         # also receive breaches and re-notifications
+//! escalate_after = "10m"          # …once nobody took or answered the breach for this long
 //!
 //! [[notify.oncall.rotations.desk.layers]]   # people take turns
 //! people = ["ana", "ben"]
@@ -155,6 +156,13 @@ fn rotation(r: &mut Table, name: &str, known: &Known<'_>, p: &mut Problems) -> R
         }),
     };
     let escalation = r.string_list("escalation", p);
+    let escalate_after = r.duration("escalate_after", std::time::Duration::ZERO, p);
+    if !escalate_after.is_zero() && escalation.is_empty() {
+        p.push(
+            r.path("escalate_after"),
+            "has nobody to escalate to: set `escalation`",
+        );
+    }
     for (i, person) in escalation.iter().enumerate() {
         known(format!("{}[{i}]", r.path("escalation")), person, p);
     }
@@ -207,6 +215,7 @@ fn rotation(r: &mut Table, name: &str, known: &Known<'_>, p: &mut Problems) -> R
         layers,
         overrides: overrides.into_iter().map(|(_, o)| o).collect(),
         escalation,
+        escalate_after,
     }
 }
 
@@ -374,6 +383,7 @@ pub(super) fn effective(o: &OnCall) -> Value {
                 r.name.as_str(),
                 json!({
                     "time_zone": r.time_zone.name(), "escalation": r.escalation,
+                    "escalate_after": humantime::format_duration(r.escalate_after).to_string(),
                     "layers": layers, "overrides": overrides,
                 }),
             )

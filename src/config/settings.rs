@@ -68,6 +68,11 @@ pub struct HttpSettings {
     pub public_url: String,
     /// `Host` names accepted besides loopback names, the bind address and `public_url`'s host.
     pub allowed_hosts: Vec<String>,
+    /// The key signing the action links in alerts (`http.link_key_file`); required with an
+    /// explicit `public_url`. Without it alerts link to the page, which needs the read token.
+    pub link_key: Option<Secret>,
+    /// How long a signed link lasts (`http.link_ttl`, default [`DEFAULT_LINK_TTL`]).
+    pub link_ttl: Duration,
     /// A client that has not sent a request's headers within this is dropped.
     pub header_timeout: Duration,
     /// Bound on a request from its headers to the response's head (the report has its own).

@@ -345,6 +345,58 @@ fn http_limits_have_defaults_and_are_checked() {
 }
 
 #[test]
+fn signed_links_need_a_long_enough_key_once_the_public_url_is_set() {
+    let dir = tempfile::tempdir().unwrap();
+    // No public URL: no key needed; links default to two hours, a take to half an hour.
+    let s = load_with_env(&write(dir.path(), MINIMAL), vec![]).unwrap();
+    assert!(s.http.link_key.is_none());
+    assert_eq!(s.http.link_ttl, DEFAULT_LINK_TTL);
+    assert_eq!(s.notify.take_for, std::time::Duration::from_secs(30 * 60));
+    let public = format!("{MINIMAL}[http]\npublic_url = \"https://sla.example\"\n");
+    let found = problems(load_with_env(&write(dir.path(), &public), vec![]));
+    assert!(
+        found
+            .iter()
+            .any(|f| f.starts_with("http.link_key_file") && f.contains("required")),
+        "{found:?}"
+    );
+    std::fs::write(dir.path().join("short.key"), "too short\n").unwrap();
+    let short = format!("{public}link_key_file = \"short.key\"\n");
+    let found = problems(load_with_env(&write(dir.path(), &short), vec![]));
+    assert!(
+        found
+            .iter()
+            .any(|f| f.starts_with("http.link_key_file") && f.contains("9 bytes")),
+        "{found:?}"
+    );
+    let missing = format!("{public}link_key_file = \"absent.key\"\n");
+    let found = problems(load_with_env(&write(dir.path(), &missing), vec![]));
+    assert!(
+        found.iter().any(|f| f.starts_with("http.link_key_file")),
+        "{found:?}"
+    );
+    let key = "k".repeat(40);
+    std::fs::write(dir.path().join("link.key"), format!("{key}\n")).unwrap();
+    let good = format!(
+        "{public}link_key_file = \"link.key\"\nlink_ttl = \"30m\"\n[notify]\ntake_for = \"10m\"\n"
+    );
+    let s = load_with_env(&write(dir.path(), &good), vec![]).unwrap();
+    assert_eq!(s.http.link_key.as_ref().map(|k| k.expose().len()), Some(40));
+    assert_eq!(s.http.link_ttl, std::time::Duration::from_secs(1800));
+    assert_eq!(s.notify.take_for, std::time::Duration::from_secs(600));
+    // Never printed.
+    let shown = s.effective().to_string();
+    assert!(!shown.contains(&key), "{shown}");
+    assert!(shown.contains("\"link_key\":\"<redacted>\""), "{shown}");
+    let long = format!("{public}link_key_file = \"link.key\"\nlink_ttl = \"3d\"\n");
+    let found = problems(load_with_env(&write(dir.path(), &long), vec![]));
+    assert!(
+        found.iter().any(|f| f.starts_with("http.link_ttl")),
+        "{found:?}"
+    );
+}
+
+#[test]
 fn plain_http_and_plain_smtp_go_to_loopback_by_resolved_address() {
     for ok in [
         "https://api.twilio.com",

@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | `GET /healthz`, `GET /readyz` | open | open |
 //! | `GET /metrics` | open | `http.metrics_token` if set, else open |
-//! | `GET /`, `GET /api/v1/inquiries[/{id}]` | open | `http.read_token` or `http.token` |
+//! | `GET /`, `GET /api/v1/inquiries[/{id}]`, `GET /inquiries/{id}` | open | `http.read_token` or `http.token` |
 //! | `GET /api/v1/report` | 403 | `http.report_token` |
 //! | `POST …/ack`, `POST /api/v1/calls` | open | `http.token` |
 //!
@@ -142,6 +142,8 @@ pub struct Access {
     pub hosts: Hosts,
     /// Mark the wallboard cookie `Secure` (the public URL is https).
     pub secure_cookie: bool,
+    /// Checks the signed links accepted on an inquiry's page and actions (`http.link_key`).
+    pub links: Option<Arc<super::links::LinkKey>>,
 }
 
 impl Access {
@@ -156,6 +158,7 @@ impl Access {
             },
             hosts: Hosts::new(s.bind, &s.public_url, &s.allowed_hosts),
             secure_cookie: s.public_url.starts_with("https://"),
+            links: super::links::LinkKey::from_settings(s).map(Arc::new),
         }
     }
 
@@ -165,6 +168,7 @@ impl Access {
             tokens,
             hosts: Hosts::loopback(),
             secure_cookie: false,
+            links: None,
         }
     }
 

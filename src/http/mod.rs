@@ -9,14 +9,20 @@
 //! - [`api`]: `/api/v1/inquiries…` (list with filters and cursor paging, one with its events, ack);
 //! - [`report`]: `/api/v1/report`, the auditors' report, behind its own read-only token;
 //! - [`status`]: the server-rendered status page at `/`;
+//! - [`page`]: the page of one inquiry at `/inquiries/{id}`, where alerts link;
+//! - [`actions`]: that page and its actions (take, answered elsewhere) with a signed link
+//!   ([`links`]) or a token;
 //! - [`access`]: the token each route needs and the `Host` check;
 //! - [`server`]: connections within limits (header time, connection count), graceful shutdown;
 //! - here: the router (with each route's token, time and body limits), health and readiness,
 //!   `/metrics`.
 
 pub mod access;
+pub mod actions;
 pub mod api;
 pub mod calls;
+pub mod links;
+pub mod page;
 pub mod report;
 pub mod server;
 pub mod status;
@@ -60,6 +66,8 @@ pub struct AppState {
     pub request_timeout: Duration,
     /// The same bound for `GET /api/v1/report`.
     pub report_timeout: Duration,
+    /// How long a take holds (`notify.take_for`), as the confirmation page says.
+    pub take_for: Duration,
 }
 
 impl AppState {
@@ -71,6 +79,7 @@ impl AppState {
             access: Arc::new(access),
             request_timeout: crate::config::DEFAULT_REQUEST_TIMEOUT,
             report_timeout: crate::config::DEFAULT_REPORT_TIMEOUT,
+            take_for: crate::config::DEFAULT_TAKE_FOR,
         }
     }
 
@@ -113,6 +122,22 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/inquiries/{id}", get(api::one))
         .route_layer(within(state.request_timeout))
         .route_layer(need(Need::Read));
+    // The inquiry's page and actions check a signed link or a token themselves (`actions`).
+    let inquiry_pages = Router::new()
+        .route("/inquiries/{id}", get(actions::page))
+        .route(
+            "/inquiries/{id}/take",
+            get(actions::take_form)
+                .post(actions::take)
+                .layer(DefaultBodyLimit::max(ACK_BODY_BYTES)),
+        )
+        .route(
+            "/inquiries/{id}/answered",
+            get(actions::answered_form)
+                .post(actions::answered)
+                .layer(DefaultBodyLimit::max(ACK_BODY_BYTES)),
+        )
+        .route_layer(within(state.request_timeout));
     let report = Router::new()
         .route("/api/v1/report", get(report::report))
         .route_layer(within(state.report_timeout))
@@ -132,6 +157,7 @@ pub fn router(state: AppState) -> Router {
         .merge(open)
         .merge(metrics)
         .merge(reads)
+        .merge(inquiry_pages)
         .merge(report)
         .merge(writes)
         .fallback(not_found)

@@ -191,7 +191,7 @@ pub async fn page(State(state): State<AppState>) -> impl IntoResponse {
 
 /// Sizes are in `vw`/`vh` with a floor in `px`, so the same page fills a 1080p or 4K TV and is
 /// still usable on a laptop. Colours: state backgrounds with white text keep ≥ 4.5:1 contrast.
-const STYLE: &str = r#"
+pub(crate) const STYLE: &str = r#"
 :root { color-scheme: dark; }
 * { box-sizing: border-box; }
 body { margin: 0; padding: 1.2vw 1.6vw; background: #0b0f14; color: #f1f5f9;
@@ -373,7 +373,7 @@ pub fn escape(s: &str) -> String {
 }
 
 /// `12m 05s left`, `overdue 3m 10s`, `1h 02m left`.
-fn time_left(d: TimeDelta) -> String {
+pub(crate) fn time_left(d: TimeDelta) -> String {
     let secs = d.num_seconds();
     let span = human(secs.unsigned_abs());
     if secs < 0 {
@@ -395,7 +395,7 @@ fn headline_span(secs: u64) -> String {
     }
 }
 
-fn human(secs: u64) -> String {
+pub(crate) fn human(secs: u64) -> String {
     let (d, h, m, s) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
     if d > 0 {
         format!("{d}d {h}h")

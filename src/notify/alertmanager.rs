@@ -348,6 +348,7 @@ mod tests {
             deadline_at: at(15),
             due_at: at(due_minute),
             link: format!("http://127.0.0.1:9750/api/v1/inquiries/{id}"),
+            actions: None,
             recipient: None,
             monitor: None,
         }
@@ -437,6 +438,7 @@ mod tests {
             deadline_at: now,
             due_at: now,
             link: "http://127.0.0.1:9750/".into(),
+            actions: None,
             recipient: Some(std::sync::Arc::new(crate::notify::oncall::Recipient {
                 person: person.into(),
                 email: format!("{person}@desk.example"),

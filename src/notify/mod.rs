@@ -12,6 +12,7 @@
 
 pub mod alertmanager;
 pub mod dispatch;
+pub mod escalate;
 pub mod oncall;
 pub mod renotify;
 pub mod smtp;
@@ -42,8 +43,13 @@ pub struct Alert {
     pub deadline_at: DateTime<Utc>,
     /// The instant the alert is about (the warn instant, the deadline, or when it was answered).
     pub due_at: DateTime<Utc>,
-    /// Link to the inquiry on the status page / API.
+    /// Link to the inquiry's page (`/inquiries/{id}`; the status page for the monitor's own).
     pub link: String,
+    /// Signed links to the inquiry's page and its actions ("I'm on it", "answered elsewhere")
+    /// for this copy's recipient, and for a shared channel; `None` without `http.link_key`
+    /// (and for the monitor's own alerts).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actions: Option<std::sync::Arc<AlertLinks>>,
     /// The person this copy of the alert is for, when an on-call rotation routes it; `None`
     /// sends it to the notifier's fixed destination (`notify.smtp.to`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -55,6 +61,26 @@ pub struct Alert {
     /// it began).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub monitor: Option<std::sync::Arc<MonitorNotice>>,
+}
+
+/// The signed links an alert carries (see `http::links`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AlertLinks {
+    /// For the person this copy is addressed to (the same as `shared` when it has none).
+    pub mine: ActionUrls,
+    /// For a shared channel (a chat webhook): the form asks who is acting.
+    pub shared: ActionUrls,
+}
+
+/// The three links of one recipient.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ActionUrls {
+    /// The inquiry's page, with the action buttons.
+    pub page: String,
+    /// "I'm on it".
+    pub take: String,
+    /// "Answered elsewhere".
+    pub answered: String,
 }
 
 /// What an alert about the monitor itself is about.
@@ -116,6 +142,7 @@ impl Alert {
             deadline_at: alert.raised_at,
             due_at,
             link,
+            actions: None,
             recipient: None,
             monitor: Some(std::sync::Arc::new(MonitorNotice {
                 problem: alert.problem,

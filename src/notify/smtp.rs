@@ -485,7 +485,24 @@ pub fn alert_body(a: &Alert, tz: Tz) -> String {
     );
     let _ = writeln!(b, "Deadline:  {}", times(a.deadline_at, tz));
     let _ = writeln!(b, "Inquiry:   {}", a.inquiry_id);
-    let _ = writeln!(b, "\nOpen it:   {}", a.link);
+    match (&a.actions, a.kind) {
+        (Some(links), AlertKind::Warning | AlertKind::Breach | AlertKind::Renotify) => {
+            let _ = writeln!(b, "\nOpen it:   {}", links.mine.page);
+            let _ = writeln!(
+                b,
+                "\nI'm on it (holds re-notifications and escalation):\n  {}",
+                links.mine.take
+            );
+            let _ = writeln!(
+                b,
+                "\nAnswered elsewhere (phone, other):\n  {}",
+                links.mine.answered
+            );
+        }
+        _ => {
+            let _ = writeln!(b, "\nOpen it:   {}", a.link);
+        }
+    }
     let _ = writeln!(
         b,
         "\nAnswered on another channel? Record it:\n  slawatch ack {} --by \"YOUR NAME\" --via phone",
@@ -552,7 +569,8 @@ pub fn digest_body(alerts: &[Alert], tz: Tz) -> String {
             short(&a.subject),
             times(a.received_at, tz),
             times(a.deadline_at, tz),
-            a.link,
+            // The signed page (with its actions) when there is one.
+            a.actions.as_ref().map_or(&a.link, |l| &l.mine.page),
             a.inquiry_id,
         );
     }
@@ -567,6 +585,33 @@ pub fn digest_body(alerts: &[Alert], tz: Tz) -> String {
 mod tests {
     use super::*;
     use slawatch_core::domain::{Channel, InquiryId, Language};
+
+    #[test]
+    fn an_alert_with_signed_links_offers_the_page_and_both_actions() {
+        use crate::notify::{ActionUrls, AlertLinks};
+        let urls = |to: &str| ActionUrls {
+            page: format!("https://sla.example/inquiries/e1?to={to}&exp=1&sig=p"),
+            take: format!("https://sla.example/inquiries/e1/take?to={to}&exp=1&sig=t"),
+            answered: format!("https://sla.example/inquiries/e1/answered?to={to}&exp=1&sig=a"),
+        };
+        let mut a = alert(AlertKind::Breach, "e1");
+        a.actions = Some(std::sync::Arc::new(AlertLinks {
+            mine: urls("ana"),
+            shared: urls(""),
+        }));
+        let body = alert_body(&a, chrono_tz::UTC);
+        for line in [
+            "Open it:   https://sla.example/inquiries/e1?to=ana&exp=1&sig=p",
+            "I'm on it (holds re-notifications and escalation):\n  https://sla.example/inquiries/e1/take?to=ana",
+            "Answered elsewhere (phone, other):\n  https://sla.example/inquiries/e1/answered?to=ana",
+        ] {
+            assert!(body.contains(line), "{line:?} missing:\n{body}");
+        }
+        assert!(digest_body(std::slice::from_ref(&a), chrono_tz::UTC).contains("e1?to=ana&exp=1"));
+        // A resolved notice has nothing left to do: the plain page only.
+        a.kind = AlertKind::Resolved;
+        assert!(!alert_body(&a, chrono_tz::UTC).contains("I'm on it"));
+    }
 
     fn alert(kind: AlertKind, id: &str) -> Alert {
         let received = DateTime::parse_from_rfc3339("2026-11-24T14:05:00Z")
@@ -584,6 +629,7 @@ mod tests {
             due_at: received
                 + chrono::Duration::minutes(if kind == AlertKind::Warning { 10 } else { 15 }),
             link: format!("http://127.0.0.1:9750/api/v1/inquiries/{id}"),
+            actions: None,
             recipient: None,
             monitor: None,
         }

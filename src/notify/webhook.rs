@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 
 use serde_json::json;
 
-use super::{Alert, Delivery, DeliveryError};
+use super::{Alert, AlertKind, Delivery, DeliveryError};
 use crate::config::{WebhookFormat, WebhookSettings};
 
 /// Why the webhook client could not be built.
@@ -89,12 +89,25 @@ impl WebhookNotifier {
                 for (a, names) in lines {
                     // The headline carries the customer's name and subject: escaped, so a subject
                     // cannot mention `<!channel>` or hide a link behind other text.
-                    let _ = write!(
-                        text,
-                        "{} <{}|open>",
-                        slack_escape(&a.headline()),
-                        slack_escape(&a.link)
-                    );
+                    let _ = write!(text, "{}", slack_escape(&a.headline()));
+                    match (&a.actions, a.kind) {
+                        // A channel is shared: its links ask who is acting.
+                        (
+                            Some(links),
+                            AlertKind::Warning | AlertKind::Breach | AlertKind::Renotify,
+                        ) => {
+                            let _ = write!(
+                                text,
+                                " <{}|open> · <{}|I'm on it> · <{}|answered elsewhere>",
+                                slack_escape(&links.shared.page),
+                                slack_escape(&links.shared.take),
+                                slack_escape(&links.shared.answered)
+                            );
+                        }
+                        _ => {
+                            let _ = write!(text, " <{}|open>", slack_escape(&a.link));
+                        }
+                    }
                     if !names.is_empty() {
                         let _ = write!(text, " → {}", names.join(", "));
                     }
@@ -198,6 +211,7 @@ mod tests {
             deadline_at: now,
             due_at: now,
             link: "http://127.0.0.1:9750/i".into(),
+            actions: None,
             recipient: Some(std::sync::Arc::new(Recipient {
                 person: person.into(),
                 email: format!("{person}@desk.example"),

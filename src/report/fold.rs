@@ -126,8 +126,19 @@ pub struct AlertLog {
 pub struct Evidence {
     pub alerts: Vec<AlertLog>,
     pub ack_note: Option<String>,
+    /// Who said "I'm on it" and when (`InquiryTaken`), oldest first.
+    pub takes: Vec<TakeLog>,
     /// Changes of its outcome by evidence read late (`InquiryRevised`), oldest first.
     pub revisions: Vec<RevisionLog>,
+}
+
+/// One `InquiryTaken`: who took the inquiry, when, until when and through what.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TakeLog {
+    pub by: String,
+    pub at: DateTime<Utc>,
+    pub until: DateTime<Utc>,
+    pub how: String,
 }
 
 /// One `InquiryRevised`: when, why, from and to which outcome, and the evidence behind it.
@@ -184,6 +195,11 @@ impl Record {
     /// The revisions of its outcome, oldest first.
     pub fn revisions(&self) -> &[RevisionLog] {
         self.evidence.as_deref().map_or(&[], |e| &e.revisions)
+    }
+
+    /// Who took it ("I'm on it"), oldest first.
+    pub fn takes(&self) -> &[TakeLog] {
+        self.evidence.as_deref().map_or(&[], |e| &e.takes)
     }
 
     /// The alert log entries, oldest first (empty without alerts).
@@ -494,6 +510,28 @@ impl PeriodFold {
                     r.raise(AlertKind::Renotify, *at);
                 }
             }
+            // Sent on to the escalation list: a breach alert about its own instant.
+            Event::InquiryEscalated { inquiry_id, at, .. } => {
+                if let Some(r) = self.record_mut(inquiry_id) {
+                    r.raise(AlertKind::Breach, *at);
+                }
+            }
+            Event::InquiryTaken {
+                inquiry_id,
+                by,
+                at,
+                until,
+                how,
+            } => {
+                if let Some(r) = self.record_mut(inquiry_id) {
+                    r.evidence().takes.push(TakeLog {
+                        by: by.clone(),
+                        at: *at,
+                        until: *until,
+                        how: how.clone(),
+                    });
+                }
+            }
             Event::AlertDelivered {
                 inquiry_id,
                 kind,
@@ -544,6 +582,7 @@ impl PeriodFold {
             | Event::SourceUp { .. }
             | Event::MonitorAlertRaised { .. }
             | Event::MonitorAlertResolved { .. }
+            | Event::MonitorAlertEscalated { .. }
             | Event::MonitorAlertDelivered { .. }
             | Event::MonitorAlertFailed { .. }
             | Event::MonitorHeartbeat { .. } => self.monitor.push(event.clone()),

@@ -173,6 +173,20 @@ fn document(d: &ReportData, out: &mut dyn std::io::Write) -> std::io::Result<()>
     }
     h.push_str("</table>");
 
+    if d.takes.takes > 0 {
+        let _ = write!(
+            h,
+            "<h2>Taken (\"I'm on it\")</h2><p><b id=\"takes\">{}</b> take(s). Time from the alert to the take:</p>\
+             <table id=\"take-times\"><tr><th>Who</th><th class=\"n\">Takes</th><th class=\"n\">p50</th><th class=\"n\">p90</th><th class=\"n\">p95</th><th class=\"n\">p99</th><th class=\"n\">Max</th></tr>",
+            d.takes.takes
+        );
+        percentile_row(&mut h, "everyone", &d.takes.overall);
+        for (who, p) in &d.takes.by_person {
+            percentile_row(&mut h, who, p);
+        }
+        h.push_str("</table>");
+    }
+
     let _ = write!(h, "<h2>Breaches ({})</h2>", d.breaches.len());
     if d.breaches.is_empty() {
         h.push_str("<p>None.</p>");
@@ -202,7 +216,17 @@ fn document(d: &ReportData, out: &mut dyn std::io::Write) -> std::io::Result<()>
             } else {
                 "<b class=\"bad\">not answered</b>".to_string()
             };
-            let alerts: Vec<String> = b.alerts.iter().map(|a| alert_cell(d, a)).collect();
+            let mut alerts: Vec<String> = b.alerts.iter().map(|a| alert_cell(d, a)).collect();
+            alerts.extend(b.takes.iter().map(|t| {
+                format!(
+                    "<span class=\"take\">taken by {} at {}{}</span>",
+                    txt(&t.by),
+                    esc(&local(d, t.at)),
+                    t.alert_to_take_seconds
+                        .map(|s| format!(", {} after the alert", secs(Some(s))))
+                        .unwrap_or_default()
+                )
+            }));
             let _ = write!(
                 h,
                 "<tr><td class=\"mono\">{}<br>{} {}<br>{}</td><td>{}<br>{}</td><td>{}<br>{}</td><td>{}</td><td>{}</td></tr>",

@@ -26,6 +26,9 @@
 //! - alerts: every breach lists the alerts raised about it (warning, breach, re-notifications,
 //!   and the `resolved` notice) with each delivery (`AlertDelivered`: when, which notifiers, to
 //!   whom when the ledger records it) and each failure (`AlertFailed`: when, to whom, why);
+//! - takes: every breach lists who said "I'm on it" and when, with the time from the alert
+//!   (the first delivered to the taker before it, else the first delivered, else the first
+//!   raised) to the take; `takes` gives those times' percentiles overall and per person;
 //! - monitoring coverage: the periods the daemon was not running (from `monitor_started`,
 //!   `monitor_heartbeat` and `monitor_stopped` events: a restart without a stop, or heartbeats
 //!   silent for more than [`HEARTBEAT_SILENCE`]) and the periods a source was down
@@ -301,7 +304,33 @@ pub struct Breach {
     pub ack_note: Option<String>,
     /// The alerts raised and sent about it, oldest first.
     pub alerts: Vec<AlertRow>,
+    /// Who said "I'm on it", and when, oldest first.
+    pub takes: Vec<TakeRow>,
     pub policy: Option<String>,
+}
+
+/// One "I'm on it" (`InquiryTaken`) with the time it took after the alert.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TakeRow {
+    pub by: String,
+    pub at: DateTime<Utc>,
+    pub until: DateTime<Utc>,
+    /// `link`, `shared_link` or `api`.
+    pub how: String,
+    /// The alert it answered: the first delivered to the taker before the take, else the first
+    /// delivered to anyone, else the first raised.
+    pub alerted_at: Option<DateTime<Utc>>,
+    /// `at - alerted_at`, whole seconds.
+    pub alert_to_take_seconds: Option<i64>,
+}
+
+/// Time from alert to take (seconds, nearest rank) over the takes of the period's inquiries:
+/// `answered` is the number of takes with a known alert.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct TakeFigures {
+    pub takes: u64,
+    pub overall: Percentiles,
+    pub by_person: BTreeMap<String, Percentiles>,
 }
 
 /// Evidence flagged as contradicting other evidence (`evidence_contradicted` in the ledger).
@@ -451,6 +480,8 @@ pub struct ReportData {
     pub ledger: LedgerCheck,
     /// Evidence that contradicts other evidence, flagged in the period (kept, never dropped).
     pub contradictions: Vec<ContradictionRow>,
+    /// "I'm on it": how long after the alert inquiries were taken, overall and per person.
+    pub takes: TakeFigures,
     /// One row per inquiry received in the period, oldest first.
     pub inquiries: Listing<InquiryRow>,
 }
@@ -755,6 +786,30 @@ fn derive(
         })
         .collect();
 
+    let takes = {
+        let mut overall = Vec::new();
+        let mut by_person: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+        let mut count = 0u64;
+        for &n in &population {
+            let r = &records[n as usize];
+            for t in r.takes() {
+                count += 1;
+                let row = view::take_row(r.alert_log(), t);
+                if let Some(s) = row.alert_to_take_seconds {
+                    overall.push(s);
+                    by_person.entry(row.by).or_default().push(s);
+                }
+            }
+        }
+        TakeFigures {
+            takes: count,
+            overall: Percentiles::of_slice(&mut overall),
+            by_person: by_person
+                .into_iter()
+                .map(|(k, mut v)| (k, Percentiles::of_slice(&mut v)))
+                .collect(),
+        }
+    };
     let table = Arc::new(view::Table {
         records,
         strings,
@@ -805,6 +860,7 @@ fn derive(
         },
         ledger,
         contradictions,
+        takes,
         inquiries: Listing::new(table, population, view::Table::row),
     }
 }

@@ -12,8 +12,10 @@ use serde::{Serialize, Serializer};
 use slawatch_core::tracker::event::InquiryKind;
 use slawatch_core::tracker::observation::AckVia;
 
-use super::fold::{AlertLog, Interner, Record, RevisionLog, TextArena};
-use super::{AlertDelivery, AlertFailure, AlertRow, Breach, Exclusion, InquiryRow, mask_customer};
+use super::fold::{AlertLog, Interner, Record, RevisionLog, TakeLog, TextArena};
+use super::{
+    AlertDelivery, AlertFailure, AlertRow, Breach, Exclusion, InquiryRow, TakeRow, mask_customer,
+};
 
 /// The fold's records and texts, and how to show them.
 #[derive(Debug)]
@@ -96,6 +98,11 @@ impl Table {
             ack_via: r.ack_via.map(|v| via_str(v).into()),
             ack_note: r.evidence.as_deref().and_then(|e| e.ack_note.clone()),
             alerts: r.alert_log().iter().map(alert_row).collect(),
+            takes: r
+                .takes()
+                .iter()
+                .map(|t| take_row(r.alert_log(), t))
+                .collect(),
             policy: r.policy.map(|p| self.text(p)),
         }
     }
@@ -233,6 +240,37 @@ fn alert_row(a: &AlertLog) -> AlertRow {
                 error: t.error.clone().unwrap_or_default(),
             })
             .collect(),
+    }
+}
+
+/// A take with the alert it answered: the first delivered to the taker before it, else the
+/// first delivered to anyone before it, else the first raised before it.
+pub fn take_row(alerts: &[AlertLog], t: &TakeLog) -> TakeRow {
+    let delivered = || {
+        alerts
+            .iter()
+            .flat_map(|a| a.attempts.iter())
+            .filter(|x| x.delivered && x.at <= t.at)
+    };
+    let to_taker = delivered()
+        .filter(|x| x.recipients.contains(&t.by))
+        .map(|x| x.at)
+        .min();
+    let raised = alerts
+        .iter()
+        .filter(|a| a.raised && a.due_at <= t.at)
+        .map(|a| a.due_at)
+        .min();
+    let alerted_at = to_taker
+        .or_else(|| delivered().map(|x| x.at).min())
+        .or(raised);
+    TakeRow {
+        by: t.by.clone(),
+        at: t.at,
+        until: t.until,
+        how: t.how.clone(),
+        alerted_at,
+        alert_to_take_seconds: alerted_at.map(|a| (t.at - a).num_seconds().max(0)),
     }
 }
 

@@ -118,10 +118,13 @@ impl Metrics {
             | Event::SourceDown { .. }
             | Event::SourceUp { .. }
             | Event::InquiryRenotified { .. }
+            | Event::InquiryTaken { .. }
+            | Event::InquiryEscalated { .. }
             | Event::AlertDelivered { .. }
             | Event::AlertFailed { .. }
             | Event::MonitorAlertRaised { .. }
             | Event::MonitorAlertResolved { .. }
+            | Event::MonitorAlertEscalated { .. }
             | Event::MonitorAlertDelivered { .. }
             | Event::MonitorAlertFailed { .. }
             | Event::LedgerCheckpoint { .. }

@@ -27,6 +27,8 @@ pub struct Setup {
     pub sources: Vec<String>,
     pub pending: bool,
     pub sync_grace: Duration,
+    /// How long "I'm on it" holds (`notify.take_for`).
+    pub take_for: Duration,
 }
 
 impl Setup {
@@ -38,6 +40,7 @@ impl Setup {
             sources: vec!["s".to_string()],
             pending: false,
             sync_grace: Duration::from_secs(1),
+            take_for: slawatch::config::DEFAULT_TAKE_FOR,
         }
     }
 }
@@ -87,6 +90,10 @@ pub async fn start(
         shutdown: shutdown.clone(),
         sync_grace: setup.sync_grace,
         ledger: Default::default(),
+        actions: slawatch::engine::ActionOptions {
+            links: None,
+            take_for: setup.take_for,
+        },
     };
     let task = tokio::spawn(engine.run(deadlines));
     Running {

@@ -332,6 +332,7 @@ pub fn warning_alert(id: &str) -> slawatch::notify::Alert {
         deadline_at: received + chrono::Duration::minutes(15),
         due_at: received + chrono::Duration::minutes(10),
         link: "http://127.0.0.1:9750/".into(),
+        actions: None,
         recipient: None,
         monitor: None,
     }

@@ -40,6 +40,8 @@ pub enum AlertStage {
     Breach,
     /// A re-notification while breached (`index` = n).
     Renotify,
+    /// The breach sent on to the escalation list after `escalate_after` (`index` = level).
+    Escalation,
 }
 
 impl AlertStage {
@@ -48,6 +50,7 @@ impl AlertStage {
             AlertStage::Warning => "warning",
             AlertStage::Breach => "breach",
             AlertStage::Renotify => "renotify",
+            AlertStage::Escalation => "escalation",
         }
     }
 }
@@ -97,6 +100,11 @@ impl AlertMark {
                 n: u32::from(self.index.unwrap_or(1)),
                 at: self.at,
             },
+            AlertStage::Escalation => Event::InquiryEscalated {
+                inquiry_id,
+                level: self.index.unwrap_or(1),
+                at: self.at,
+            },
         }
     }
 
@@ -112,9 +120,11 @@ impl AlertMark {
         }
     }
     /// Whether this mark is the one an alert of `kind` about `due_at` was raised for.
+    /// An escalation is delivered as a breach alert about its own instant.
     pub fn is(&self, kind: AlertKind, due_at: DateTime<Utc>) -> bool {
         let stage = match kind {
             AlertKind::Warning => AlertStage::Warning,
+            AlertKind::Breach if self.stage == AlertStage::Escalation => AlertStage::Escalation,
             AlertKind::Breach => AlertStage::Breach,
             AlertKind::Renotify => AlertStage::Renotify,
             AlertKind::Resolved => return false,
@@ -137,4 +147,7 @@ pub struct MonitorAlert {
     pub delivered_at: Option<DateTime<Utc>>,
     /// The on-call people it reached so far.
     pub reached: Vec<String>,
+    /// When it went on to the escalation list by time (`MonitorAlertEscalated`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub escalated_at: Option<DateTime<Utc>>,
 }

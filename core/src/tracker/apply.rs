@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::domain::Channel;
 use crate::tracker::alert::{AlertKind, AlertMark, AlertStage, MonitorAlert};
 use crate::tracker::event::{Event, LinkRole, Outcome, UnmatchedReason};
-use crate::tracker::inquiry::{FollowUp, Inquiry, InquiryState, OpenSummary, SlaStatus};
+use crate::tracker::inquiry::{FollowUp, Inquiry, InquiryState, OpenSummary, SlaStatus, Taken};
 use crate::tracker::state::{PendingReply, Tracker, key64};
 
 impl Tracker {
@@ -69,6 +69,7 @@ impl Tracker {
                     reply_to: e.reply_to.clone(),
                     language_source: Some(e.language_source),
                     follow_up_messages: Vec::new(),
+                    taken: None,
                     merged_into: None,
                     ledger_seqs: None,
                 });
@@ -110,6 +111,7 @@ impl Tracker {
                     reply_to: Vec::new(),
                     language_source: None,
                     follow_up_messages: Vec::new(),
+                    taken: None,
                     merged_into: None,
                     ledger_seqs: None,
                 });
@@ -357,6 +359,35 @@ impl Tracker {
                     );
                 }
             }
+            Event::InquiryEscalated {
+                inquiry_id,
+                level,
+                at,
+            } => {
+                if let Some(i) = self.inquiries.get_mut(inquiry_id) {
+                    push_mark(
+                        &mut i.alerts,
+                        AlertMark::raised(AlertStage::Escalation, Some(*level), *at),
+                    );
+                }
+            }
+            Event::InquiryTaken {
+                inquiry_id,
+                by,
+                at,
+                until,
+                ..
+            } => {
+                if let Some(i) = self.inquiries.get_mut(inquiry_id)
+                    && i.state == InquiryState::Open
+                {
+                    i.taken = Some(Box::new(Taken {
+                        by: by.clone(),
+                        at: *at,
+                        until: *until,
+                    }));
+                }
+            }
             Event::AlertFailed { .. } | Event::MonitorAlertFailed { .. } => {}
             Event::MonitorAlertRaised {
                 alert,
@@ -375,10 +406,16 @@ impl Tracker {
                         raised_at: *at,
                         delivered_at: None,
                         reached: Vec::new(),
+                        escalated_at: None,
                     });
             }
             Event::MonitorAlertResolved { alert, .. } => {
                 self.monitor_alerts.remove(alert);
+            }
+            Event::MonitorAlertEscalated { alert, at } => {
+                if let Some(m) = self.monitor_alerts.get_mut(alert) {
+                    m.escalated_at.get_or_insert(*at);
+                }
             }
             Event::MonitorAlertDelivered {
                 alert,

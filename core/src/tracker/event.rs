@@ -193,6 +193,31 @@ pub enum Event {
         #[serde(serialize_with = "instant::one")]
         at: DateTime<Utc>,
     },
+    /// A breached inquiry nobody took or answered within its rotation's `escalate_after`: its
+    /// breach goes to the escalation list now (`level` 1). Decided by the engine; held while a
+    /// take holds.
+    InquiryEscalated {
+        inquiry_id: InquiryId,
+        level: u8,
+        #[serde(serialize_with = "instant::one")]
+        at: DateTime<Utc>,
+    },
+    /// Someone took an open inquiry ("I'm on it"), from an alert's signed link or the API: until
+    /// `until` re-notifications go to them only and escalation is held; after it, both resume
+    /// unless it was answered. Taking is not a response: the clock, `sla` and the deadline
+    /// counts are unchanged. A later take replaces an earlier one.
+    InquiryTaken {
+        inquiry_id: InquiryId,
+        /// Who took it: an on-call person's name, or the name typed on a shared channel's form.
+        by: String,
+        #[serde(serialize_with = "instant::one")]
+        at: DateTime<Utc>,
+        #[serde(serialize_with = "instant::one")]
+        until: DateTime<Utc>,
+        /// How: `link` (a personal signed link), `shared_link` (a shared channel's link, the
+        /// name typed in) or `api`.
+        how: String,
+    },
     /// The alert raised by an `InquiryWarned`/`InquiryBreached` (which is its intent: it is in the
     /// ledger before any delivery starts) was accepted by at least one notifier's server.
     AlertDelivered {
@@ -236,6 +261,13 @@ pub enum Event {
         subject: String,
         /// What was seen, for the person paged (last error kind, for how long).
         detail: String,
+        #[serde(serialize_with = "instant::one")]
+        at: DateTime<Utc>,
+    },
+    /// An active monitor alert nobody resolved within the default rotation's `escalate_after`
+    /// went on to the escalation list (as an inquiry's breach does). Changes no inquiry.
+    MonitorAlertEscalated {
+        alert: String,
         #[serde(serialize_with = "instant::one")]
         at: DateTime<Utc>,
     },
@@ -728,10 +760,13 @@ impl Event {
             Event::EvidenceContradicted { .. } => "evidence_contradicted",
             Event::ReplyAwaiting { .. } => "reply_awaiting",
             Event::InquiryRenotified { .. } => "inquiry_renotified",
+            Event::InquiryTaken { .. } => "inquiry_taken",
+            Event::InquiryEscalated { .. } => "inquiry_escalated",
             Event::AlertDelivered { .. } => "alert_delivered",
             Event::AlertFailed { .. } => "alert_failed",
             Event::MonitorAlertRaised { .. } => "monitor_alert_raised",
             Event::MonitorAlertResolved { .. } => "monitor_alert_resolved",
+            Event::MonitorAlertEscalated { .. } => "monitor_alert_escalated",
             Event::MonitorAlertDelivered { .. } => "monitor_alert_delivered",
             Event::MonitorAlertFailed { .. } => "monitor_alert_failed",
             Event::LedgerCheckpoint { .. } => "ledger_checkpoint",
@@ -749,6 +784,8 @@ impl Event {
             | Event::InquiryWarned { inquiry_id, .. }
             | Event::InquiryBreached { inquiry_id, .. }
             | Event::InquiryRenotified { inquiry_id, .. }
+            | Event::InquiryTaken { inquiry_id, .. }
+            | Event::InquiryEscalated { inquiry_id, .. }
             | Event::InquiryRevised { inquiry_id, .. }
             | Event::InquiryMerged { inquiry_id, .. }
             | Event::InquiryReclassified { inquiry_id, .. }
@@ -766,6 +803,7 @@ impl Event {
             | Event::SourceUp { .. }
             | Event::MonitorAlertRaised { .. }
             | Event::MonitorAlertResolved { .. }
+            | Event::MonitorAlertEscalated { .. }
             | Event::MonitorAlertDelivered { .. }
             | Event::MonitorAlertFailed { .. }
             | Event::LedgerCheckpoint { .. }

@@ -86,6 +86,21 @@ impl OpenStatus {
     }
 }
 
+/// Someone said "I'm on it" (`InquiryTaken`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Taken {
+    pub by: String,
+    pub at: DateTime<Utc>,
+    pub until: DateTime<Utc>,
+}
+
+impl Taken {
+    /// Whether the take still holds at `now`.
+    pub fn holds_at(&self, now: DateTime<Utc>) -> bool {
+        now < self.until
+    }
+}
+
 /// A customer message attached to an open inquiry.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FollowUp {
@@ -142,6 +157,9 @@ pub struct Inquiry {
     /// The follow-up messages, oldest first.
     #[serde(skip)]
     pub follow_up_messages: Vec<FollowUp>,
+    /// Who took it last ("I'm on it") and until when (`InquiryTaken`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub taken: Option<Box<Taken>>,
     /// Set when it turned out to be part of an older clock (`InquiryMerged`): that inquiry.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub merged_into: Option<Box<InquiryId>>,
@@ -152,6 +170,11 @@ pub struct Inquiry {
 }
 
 impl Inquiry {
+    /// Who holds it at `now` ("I'm on it" not run out), if anyone.
+    pub fn taken_at(&self, now: DateTime<Utc>) -> Option<&Taken> {
+        self.taken.as_deref().filter(|t| t.holds_at(now))
+    }
+
     /// The open inquiry's status, or `None` when it is not open.
     pub fn open_status(&self) -> Option<OpenStatus> {
         if self.state != InquiryState::Open {

@@ -69,7 +69,7 @@ mod threads;
 
 pub use alert::AlertKind;
 pub use event::Event;
-pub use inquiry::{Inquiry, InquiryState, OpenStatus, SlaStatus};
+pub use inquiry::{Inquiry, InquiryState, OpenStatus, SlaStatus, Taken};
 pub use observation::Observation;
 pub use state::{Tracker, TrackerRules};
 

@@ -216,6 +216,31 @@ impl Tracker {
         })
     }
 
+    /// The event recording that `by` took the open inquiry `id` at `at` until `until` ("I'm on
+    /// it"; `how` says through what). Refused for an unknown or closed inquiry.
+    pub fn take(
+        &self,
+        id: &InquiryId,
+        by: &str,
+        how: &str,
+        at: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Event, Rejected> {
+        let inquiry = self
+            .get(id)
+            .ok_or_else(|| Rejected::UnknownInquiry(id.clone()))?;
+        if inquiry.state != InquiryState::Open {
+            return Err(Rejected::NotOpen(id.clone(), inquiry.state.as_str()));
+        }
+        Ok(Event::InquiryTaken {
+            inquiry_id: id.clone(),
+            by: by.to_string(),
+            at,
+            until,
+            how: how.to_string(),
+        })
+    }
+
     /// The event that resolves the active monitor alert `alert` at `now`; none if it is not
     /// active.
     pub fn resolve_monitor_alert(&self, alert: &str, now: DateTime<Utc>) -> Option<Event> {

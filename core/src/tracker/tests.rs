@@ -635,6 +635,59 @@ fn manual_acks_answer_open_inquiries_and_are_refused_otherwise() {
 }
 
 #[test]
+fn taking_an_inquiry_is_not_a_response() {
+    let mut tr = tracker();
+    tr.observe(
+        &received(customer("m1", "2026-11-24T10:00:00Z")),
+        t("2026-11-24T10:00:01Z"),
+    )
+    .unwrap();
+    let id = id_of("m1");
+    let at = t("2026-11-24T10:12:00Z");
+    let until = at + Duration::minutes(30);
+    let taken = tr.take(&id, "ana", "link", at, until).unwrap();
+    // Kept as it is written in the ledger, and read back the same.
+    let json = serde_json::to_string(&taken).unwrap();
+    assert!(json.contains("\"type\":\"inquiry_taken\""), "{json}");
+    assert_eq!(serde_json::from_str::<Event>(&json).unwrap(), taken);
+    assert_eq!(taken.kind(), "inquiry_taken");
+    assert_eq!(taken.inquiry_id(), Some(&id));
+    tr.apply(&taken);
+    let i = tr.get(&id).unwrap();
+    assert_eq!((i.state, i.sla), (InquiryState::Open, SlaStatus::Pending));
+    assert_eq!(i.taken_at(at).map(|t| t.by.as_str()), Some("ana"));
+    assert!(i.taken_at(until).is_none(), "runs out at until");
+    // The deadline still breaches: taking does not stop the clock.
+    let breach = Observation::DeadlineReached {
+        inquiry_id: id.clone(),
+        stage: Stage::Breach,
+    };
+    let events = tr.observe(&breach, t("2026-11-24T10:15:00Z")).unwrap();
+    assert!(matches!(events[..], [Event::InquiryBreached { .. }]));
+    assert_eq!(tr.get(&id).unwrap().sla, SlaStatus::Missed);
+    // Unknown and closed inquiries cannot be taken.
+    assert!(matches!(
+        tr.take(&InquiryId("nope".into()), "ana", "link", at, until),
+        Err(Rejected::UnknownInquiry(_))
+    ));
+    tr.observe(
+        &Observation::ManualAck(ManualAck {
+            inquiry_id: id.clone(),
+            by: "ana".into(),
+            via: AckVia::Phone,
+            at: t("2026-11-24T10:20:00Z"),
+            note: None,
+        }),
+        t("2026-11-24T10:20:00Z"),
+    )
+    .unwrap();
+    assert!(matches!(
+        tr.take(&id, "ana", "link", at, until),
+        Err(Rejected::NotOpen(..))
+    ));
+}
+
+#[test]
 fn replaying_the_events_rebuilds_the_same_state() {
     let mut tr = tracker();
     let mut log = Vec::new();
@@ -1013,6 +1066,7 @@ fn a_reply_delivered_before_the_message_it_replies_to_is_flagged_in_either_read_
 #[test]
 fn an_inquiry_record_stays_small() {
     // 100,000 open inquiries are held at once on a bad day (the scheduler bench's figure).
+    // 448: a boxed "taken" (one pointer, 800 KB over 100,000 inquiries) came on top of 440.
     let size = std::mem::size_of::<super::inquiry::Inquiry>();
-    assert!(size <= 440, "Inquiry is {size} bytes");
+    assert!(size <= 448, "Inquiry is {size} bytes");
 }

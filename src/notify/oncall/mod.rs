@@ -78,6 +78,12 @@ impl OnCall {
         self.rotations.get(name)
     }
 
+    /// The person on call at `at` for an inquiry under `policy`, if anyone.
+    pub fn on_call(&self, policy: Option<&str>, at: DateTime<Utc>) -> Option<Recipient> {
+        let name = self.rotation_for(policy)?.on_call(at)?;
+        self.people.get(name).map(Recipient::from)
+    }
+
     /// Who receives an alert of `kind` about an inquiry under `policy`, sent at `at`.
     ///
     /// - warning: whoever is on call at `at` (the escalation list when nobody is);
@@ -87,12 +93,40 @@ impl OnCall {
     ///
     /// Each person appears once, in that order. Empty means nobody is addressed: the caller
     /// falls back to the notifiers' fixed destinations.
+    ///
+    /// With the rotation's `escalate_after` set, a breach and its re-notifications go to the
+    /// person on call only (re-notifications to the escalation list too once it was reached
+    /// by the escalation the engine sends after `escalate_after`, see
+    /// [`OnCall::escalation_for`]), unless nobody is on call.
     pub fn recipients(
         &self,
         kind: AlertKind,
         policy: Option<&str>,
         at: DateTime<Utc>,
         alerted: &[String],
+    ) -> Vec<Recipient> {
+        self.recipients_within(kind, policy, at, alerted, false)
+    }
+
+    /// [`OnCall::recipients`] escalating at once whatever `escalate_after` says: an alert that
+    /// was escalated by time already, sent again.
+    pub fn recipients_at_once(
+        &self,
+        kind: AlertKind,
+        policy: Option<&str>,
+        at: DateTime<Utc>,
+        alerted: &[String],
+    ) -> Vec<Recipient> {
+        self.recipients_within(kind, policy, at, alerted, true)
+    }
+
+    fn recipients_within(
+        &self,
+        kind: AlertKind,
+        policy: Option<&str>,
+        at: DateTime<Utc>,
+        alerted: &[String],
+        at_once: bool,
     ) -> Vec<Recipient> {
         let names: Vec<&str> = match kind {
             AlertKind::Resolved => alerted.iter().map(String::as_str).collect(),
@@ -101,16 +135,16 @@ impl OnCall {
                     return Vec::new();
                 };
                 let on_call = rotation.on_call(at);
-                let escalate = kind != AlertKind::Warning || on_call.is_none();
+                let escalate = match kind {
+                    AlertKind::Warning => on_call.is_none(),
+                    _ => on_call.is_none() || at_once || rotation.escalate_after.is_zero(),
+                };
                 on_call
                     .into_iter()
-                    .chain(
-                        rotation
-                            .escalation
-                            .iter()
-                            .map(String::as_str)
-                            .filter(|_| escalate),
-                    )
+                    .chain(rotation.escalation.iter().map(String::as_str).filter(|p| {
+                        // Once escalated, reminders go to the list too.
+                        escalate || (kind == AlertKind::Renotify && alerted.iter().any(|a| a == p))
+                    }))
                     .collect()
             }
         };
@@ -123,6 +157,62 @@ impl OnCall {
             }
         }
         out
+    }
+
+    /// How long a breach under `policy` waits before it escalates; `None` when it escalates at
+    /// once (zero `escalate_after`) or there is nobody to escalate to.
+    pub fn escalate_after(&self, policy: Option<&str>) -> Option<chrono::Duration> {
+        let rotation = self.rotation_for(policy)?;
+        if rotation.escalate_after.is_zero() || rotation.escalation.is_empty() {
+            return None;
+        }
+        chrono::Duration::from_std(rotation.escalate_after).ok()
+    }
+
+    /// Who a timed escalation reaches: the escalation list of the inquiry's rotation, less
+    /// those already `alerted`.
+    pub fn escalation_for(&self, policy: Option<&str>, alerted: &[String]) -> Vec<Recipient> {
+        let Some(rotation) = self.rotation_for(policy) else {
+            return Vec::new();
+        };
+        rotation
+            .escalation
+            .iter()
+            .filter(|p| !alerted.contains(p))
+            .filter_map(|p| self.people.get(p))
+            .map(Recipient::from)
+            .collect()
+    }
+
+    /// The escalation chain of `rotation` in one line, as `check-config` and `slawatch oncall`
+    /// show it: `warning → on call; breach → on call, after 10m without a take or an answer
+    /// → lead`.
+    pub fn chain(&self, rotation: &Rotation) -> String {
+        let names: Vec<String> = rotation
+            .escalation
+            .iter()
+            .map(|n| match self.people.get(n) {
+                Some(p) => format!("{} <{}>", p.name, p.email),
+                None => n.clone(),
+            })
+            .collect();
+        if names.is_empty() {
+            return "warning, breach and re-notifications → whoever is on call (no escalation list)"
+                .to_string();
+        }
+        let list = names.join(", ");
+        if rotation.escalate_after.is_zero() {
+            format!(
+                "warning → whoever is on call; breach and re-notifications → on call and {list} at once"
+            )
+        } else {
+            format!(
+                "warning → whoever is on call; breach → on call; after {} with nobody taking or \
+                 answering it → {list} (once; then re-notifications to both); \
+                 a take holds it until take_for runs out",
+                humantime::format_duration(rotation.escalate_after)
+            )
+        }
     }
 
     /// Every stretch of `[from, from + GAP_HORIZON)` when a rotation has nobody on call, per

@@ -233,6 +233,9 @@ pub struct Rotation {
     /// People who also receive breaches and re-notifications (and warnings when nobody is on
     /// call).
     pub escalation: Vec<String>,
+    /// How long a breach waits for someone to take or answer it before it goes to `escalation`
+    /// (`escalate_after`); zero sends it to both at once.
+    pub escalate_after: std::time::Duration,
 }
 
 /// A stretch of time with one person (or nobody) on call.

@@ -42,6 +42,7 @@ fn rotation(layers: Vec<Layer>, overrides: Vec<Override>) -> Rotation {
         layers,
         overrides,
         escalation: vec!["carla".into()],
+        escalate_after: std::time::Duration::ZERO,
     }
 }
 
@@ -324,6 +325,56 @@ fn warnings_go_to_the_person_on_call_and_breaches_also_to_the_escalation_list() 
         )),
         ["ben", "carla"]
     );
+}
+
+#[test]
+fn with_escalate_after_a_breach_waits_for_its_escalation_and_the_chain_says_so() {
+    let mut desk = rotation(vec![weekly()], vec![]);
+    desk.escalate_after = std::time::Duration::from_secs(600);
+    let on_call = OnCall {
+        people: people(),
+        rotations: [("desk".to_string(), desk)].into(),
+        default_rotation: "desk".into(),
+        routes: BTreeMap::new(),
+    };
+    let at = utc("2026-11-24T12:00:00Z");
+    let names = |r: Vec<Recipient>| r.into_iter().map(|r| r.person).collect::<Vec<_>>();
+    assert_eq!(
+        names(on_call.recipients(AlertKind::Breach, None, at, &[])),
+        ["ana"]
+    );
+    assert_eq!(
+        names(on_call.recipients(AlertKind::Renotify, None, at, &["ana".into()])),
+        ["ana"]
+    );
+    // Once escalated, reminders reach the list too; the breach itself is not sent again.
+    let escalated = ["ana".to_string(), "carla".to_string()];
+    assert_eq!(
+        names(on_call.recipients(AlertKind::Renotify, None, at, &escalated)),
+        ["ana", "carla"]
+    );
+    assert_eq!(
+        names(on_call.recipients(AlertKind::Breach, None, at, &escalated)),
+        ["ana"]
+    );
+    // The monitor's own alerts, and a breach with nobody on call, escalate at once.
+    assert_eq!(
+        names(on_call.recipients_at_once(AlertKind::Breach, None, at, &[])),
+        ["ana", "carla"]
+    );
+    assert_eq!(
+        names(on_call.recipients(AlertKind::Breach, None, utc("2026-11-01T00:00:00Z"), &[])),
+        ["carla"]
+    );
+    assert_eq!(
+        on_call.escalate_after(None),
+        Some(chrono::Duration::minutes(10))
+    );
+    assert_eq!(names(on_call.escalation_for(None, &[])), ["carla"]);
+    assert!(on_call.escalation_for(None, &escalated).is_empty());
+    let chain = on_call.chain(&on_call.rotations["desk"]);
+    assert!(chain.contains("breach → on call; after 10m"), "{chain}");
+    assert!(chain.contains("carla <carla@"), "{chain}");
 }
 
 #[test]
