@@ -19,10 +19,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::SourceCtx;
-use super::backoff::Backoff;
 use super::connection::{ImapSession, bounded};
 use super::error::Error;
 use super::fetch::{self, FETCH_CHUNK, Fetched, Unsolicited};
+use crate::sources::backoff::Backoff;
 use crate::sources::{CursorUpdate, SourceBatch};
 
 /// Whether a folder's messages are inquiries or the desk's replies.

@@ -8,7 +8,8 @@
 //! *means* is decided by the pure parser ([`slawatch_core::mail`]) and the tracker.
 //!
 //! Layout: [`connection`] (transport, TLS, login, timeouts), [`fetch`] (SEARCH/FETCH and pure
-//! helpers), [`folder`] (one task per folder: sync, IDLE, reconnect), [`backoff`], [`error`].
+//! helpers), [`folder`] (one task per folder: sync, IDLE, reconnect), [`error`]; reconnect delays come
+//! from [`crate::sources::backoff`].
 //!
 //! Guarantees:
 //! - read-only: folders are opened with `EXAMINE` and read with `BODY.PEEK`, no flag is ever set;
@@ -19,7 +20,6 @@
 //!   re-issued every `idle_timeout`; a hung server is a `timeout` error and a reconnect;
 //! - a UIDVALIDITY change re-reads the folder (since `since`); the tracker drops the duplicates.
 
-mod backoff;
 mod connection;
 mod error;
 mod fetch;
@@ -37,9 +37,9 @@ use tracing::{error, info, warn};
 pub use error::Error;
 
 use crate::config::ImapSettings;
+use crate::sources::backoff::Backoff;
 use crate::sources::{EngineSink, SourceBatch};
 use crate::telemetry::SourceHealth;
-use backoff::Backoff;
 use connection::{Connector, bounded};
 use folder::{Cursor, FolderTask, Role};
 
