@@ -282,3 +282,36 @@ pub fn overdue_mailbox(dir: &Path, n: usize) {
         .unwrap();
     }
 }
+
+/// Writes a customer mail into the Maildir at `dir/maildir` (created with an empty `.Sent`),
+/// named as delivered at `received` (Unix seconds): its deadline falls 15 minutes later.
+/// `key` is its subject and the local part of its `Message-ID`.
+pub fn maildir_mail(dir: &Path, received: u64, key: &str) {
+    let root = dir.join("maildir");
+    for sub in ["tmp", "new", "cur", ".Sent/tmp", ".Sent/new", ".Sent/cur"] {
+        std::fs::create_dir_all(root.join(sub)).unwrap();
+    }
+    let raw = format!(
+        "From: Customer <{key}@customer.test>\r\nTo: support@example.com\r\nSubject: {key}\r\n\
+         Message-ID: <{key}@customer.test>\r\n\r\nHello, about {key}.\r\n"
+    );
+    let name = format!("{received}.M{}P7.test", hash(key));
+    let tmp = root.join("tmp").join(&name);
+    std::fs::write(&tmp, raw).unwrap();
+    std::fs::rename(&tmp, root.join("new").join(name)).unwrap();
+}
+
+/// A number for a unique Maildir file name per key (FNV-1a).
+fn hash(key: &str) -> u64 {
+    key.bytes().fold(1469598103934665603u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(1099511628211)
+    }) % 1_000_000_007
+}
+
+/// Seconds since the Unix epoch, now.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
