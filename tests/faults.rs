@@ -1155,3 +1155,81 @@ fn a_day_of_mail_and_calls_at_ten_times_a_busy_desk_leaks_no_memory_or_descripto
     );
     assert!(daemon.stop());
 }
+
+#[test]
+fn one_unreadable_folder_keeps_the_source_down_while_the_others_work() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let d = Dovecot::start();
+    d.doveadm(&["mailbox", "create", "-u", "alice", "Support"]);
+    let dir = tempdir();
+    // The healthy folders come back from IDLE every 2 s, each time with a successful sync.
+    let config = format!(
+        "{HEAD}[policy]\ntarget = \"15m\"\nwarn = []\n{}",
+        imap_source(
+            d.imaps_port,
+            &d.cert_path(),
+            "timeout = \"2s\"\nidle_timeout = \"2s\"\n"
+        )
+        .replace(
+            "inbox_folders = [\"INBOX\"]",
+            "inbox_folders = [\"INBOX\", \"Support\"]"
+        )
+    );
+    let mut daemon = Daemon::configure(dir.path(), &config, &imap_env());
+    daemon.start();
+    daemon.wait_ready(Duration::from_secs(30));
+    let up = || daemon.metric(r#"slawatch_source_up{source="support"}"#);
+    let last_success = || {
+        daemon
+            .metric(r#"slawatch_source_last_success_timestamp_seconds{source="support"}"#)
+            .unwrap_or(0.0)
+    };
+    assert_eq!(up(), Some(1.0));
+
+    // A migration leaves the Support folder unreadable to the mail server; the sessions are
+    // dropped, and only that folder fails to open again.
+    let support = d.maildir("Support");
+    std::fs::set_permissions(&support, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let broken = Instant::now();
+    d.kick();
+    let detected = within(Duration::from_secs(20), || up() == Some(0.0))
+        .unwrap_or_else(|| panic!("still up:\n{}", daemon.log()));
+    d.append("INBOX", &customer("while-support-broken"), Utc::now());
+    daemon.wait_for("INBOX still read", Duration::from_secs(20), |x| {
+        x.inquiries()
+            .iter()
+            .any(|i| i["subject"] == "while-support-broken")
+    });
+    // Up or not, sampled through several IDLE rounds of the healthy folders.
+    let stale_from = last_success();
+    let mut samples = Vec::new();
+    while broken.elapsed() < Duration::from_secs(12) {
+        samples.push(up());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let up_samples = samples.iter().filter(|s| **s == Some(1.0)).count();
+    assert_eq!(
+        up_samples,
+        0,
+        "source_up said 1 in {up_samples} of {} samples while the Support folder could not be read",
+        samples.len()
+    );
+    assert_eq!(
+        last_success(),
+        stale_from,
+        "a sync of the healthy folders counted as the source's success"
+    );
+
+    std::fs::set_permissions(&support, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let recovered = within(Duration::from_secs(90), || up() == Some(1.0))
+        .unwrap_or_else(|| panic!("not up again:\n{}", daemon.log()));
+    eprintln!(
+        "one unreadable folder of three: source down after {:.1} s and for all {} samples while \
+         the others worked; up {:.1} s after it was readable again",
+        detected.as_secs_f64(),
+        samples.len(),
+        recovered.as_secs_f64()
+    );
+    assert!(daemon.stop());
+}

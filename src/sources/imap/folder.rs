@@ -133,8 +133,7 @@ impl FolderTask {
             let mut unsolicited = Unsolicited::default();
             self.sync(&mut session, uidvalidity, &mut unsolicited)
                 .await?;
-            self.ctx.health.set_up(&self.ctx.name, true);
-            self.ctx.health.succeeded(&self.ctx.name, Utc::now());
+            self.ctx.synced(&self.folder);
             backoff.reset();
 
             drain_unsolicited(&mut session, &mut unsolicited)?;
