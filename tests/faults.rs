@@ -10,6 +10,8 @@
 //!   ledger, `audit verify` intact;
 //! - Dovecot restarted while mail arrives in INBOX and Sent: nothing lost or doubled, the
 //!   detection latency after each restart;
+//! - one of three IMAP folders unreadable to the server: the source stays down (and its last
+//!   success does not move) while the other folders are read;
 //! - the SMTP server down while breaches fall due: every alert delivered afterwards, in order,
 //!   none twice, the webhook and Alertmanager copies on time throughout;
 //! - a day of mail and calls at ten times a busy desk's rate, compressed into a minute: open
