@@ -61,6 +61,16 @@ impl Daemon {
 
     /// [`Daemon::start`] with extra `run` arguments.
     pub fn start_with(&mut self, args: &[&str]) {
+        self.launch(args, Duration::from_secs(30));
+    }
+
+    /// [`Daemon::start`] waiting up to `within` for HTTP: the start-up verification and replay
+    /// of a ledger of millions of rows take minutes in a debug build.
+    pub fn start_within(&mut self, within: Duration) {
+        self.launch(&[], within);
+    }
+
+    fn launch(&mut self, args: &[&str], within: Duration) {
         assert!(self.child.is_none(), "already running");
         self.runs += 1;
         let log = std::fs::File::create(self.log_path(self.runs)).unwrap();
@@ -77,9 +87,7 @@ impl Daemon {
             .spawn()
             .expect("start slawatch");
         self.child = Some(child);
-        self.wait_for("HTTP to answer", Duration::from_secs(30), |d| {
-            d.get("/healthz").0 == 200
-        });
+        self.wait_for("HTTP to answer", within, |d| d.get("/healthz").0 == 200);
     }
 
     /// Waits until `/readyz` says every source finished its first sync.
