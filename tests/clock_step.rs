@@ -1,6 +1,6 @@
 //! Wall-clock steps against the real binary, under libfaketime (Debian `faketime`): the
-//! daemon's wall clock (`CLOCK_REALTIME`) jumps ten minutes forward, then twenty back, while
-//! its monotonic clocks run on. Deadlines run on the monotonic clock, so the jump forward
+//! daemon's wall clock (`CLOCK_REALTIME`) jumps an hour forward, then two hours back (an hour
+//! behind), while its monotonic clocks run on. Deadlines run on the monotonic clock, so the jump forward
 //! breaches nothing early and the jump back delays nothing: each breach fires at its instant.
 //! Each step is logged, counted (`slawatch_clock_steps_total`) and shown (`/readyz`,
 //! `slawatch_clock_offset_seconds`). A missing libfaketime is an error, never a skip.
@@ -86,21 +86,21 @@ scan_interval = "1s"
     daemon.wait_ready(Duration::from_secs(20));
     assert_eq!(daemon.inquiries().len(), 3);
 
-    // Ten minutes forward: on the wall clock every deadline has passed.
-    std::fs::write(&offset_file, "+600").unwrap();
+    // An hour forward: on the wall clock every deadline has passed.
+    std::fs::write(&offset_file, "+3600").unwrap();
     daemon.wait_for("the step counted", Duration::from_secs(10), |d| {
         d.metric("slawatch_clock_steps_total") == Some(1.0)
     });
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(missed(&daemon), 0, "breached early:\n{}", daemon.log());
     let offset = daemon.metric("slawatch_clock_offset_seconds").unwrap();
-    assert!((offset - 600.0).abs() < 2.0, "{offset}");
+    assert!((offset - 3600.0).abs() < 2.0, "{offset}");
     let (_, ready) = daemon.get("/readyz");
-    assert!(ready.contains("wall clock stepped: +600"), "{ready}");
+    assert!(ready.contains("wall clock stepped: +3600"), "{ready}");
     assert!(daemon.log().contains("The wall clock stepped"));
 
-    // Twenty minutes back: on the wall clock no deadline is near.
-    std::fs::write(&offset_file, "-600").unwrap();
+    // Two hours back, an hour behind: on the wall clock no deadline is near.
+    std::fs::write(&offset_file, "-3600").unwrap();
     daemon.wait_for("the second step counted", Duration::from_secs(10), |d| {
         d.metric("slawatch_clock_steps_total") == Some(2.0)
     });

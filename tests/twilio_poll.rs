@@ -16,6 +16,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
 use serde_json::{Value, json};
 use support::daemon::Daemon;
+use support::twilio::serve;
 
 #[derive(Default)]
 struct Api {
@@ -85,21 +86,6 @@ async fn calls(
             ]
         })
     }))
-}
-
-/// Serves `app` on a free port of 127.0.0.1 from a thread of its own; returns the port.
-fn serve(app: Router) -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            axum::serve(listener, app).await.unwrap();
-        });
-    });
-    port
 }
 
 /// The daemon polling the Calls API on `port` (backfilling from `since` when given), ready.

@@ -7,6 +7,7 @@
 //! for messages, the call-log parsers in [`calls`]); sources report their health through
 //! [`crate::telemetry::SourceHealth`].
 
+pub(crate) mod backoff;
 pub mod calls;
 pub mod imap;
 pub mod maildir;

@@ -61,6 +61,16 @@ impl Daemon {
 
     /// [`Daemon::start`] with extra `run` arguments.
     pub fn start_with(&mut self, args: &[&str]) {
+        self.launch(args, Duration::from_secs(30));
+    }
+
+    /// [`Daemon::start`] waiting up to `within` for HTTP: the start-up verification and replay
+    /// of a ledger of millions of rows take minutes in a debug build.
+    pub fn start_within(&mut self, within: Duration) {
+        self.launch(&[], within);
+    }
+
+    fn launch(&mut self, args: &[&str], within: Duration) {
         assert!(self.child.is_none(), "already running");
         self.runs += 1;
         let log = std::fs::File::create(self.log_path(self.runs)).unwrap();
@@ -77,9 +87,7 @@ impl Daemon {
             .spawn()
             .expect("start slawatch");
         self.child = Some(child);
-        self.wait_for("HTTP to answer", Duration::from_secs(30), |d| {
-            d.get("/healthz").0 == 200
-        });
+        self.wait_for("HTTP to answer", within, |d| d.get("/healthz").0 == 200);
     }
 
     /// Waits until `/readyz` says every source finished its first sync.
@@ -281,4 +289,37 @@ pub fn overdue_mailbox(dir: &Path, n: usize) {
         )
         .unwrap();
     }
+}
+
+/// Writes a customer mail into the Maildir at `dir/maildir` (created with an empty `.Sent`),
+/// named as delivered at `received` (Unix seconds): its deadline falls 15 minutes later.
+/// `key` is its subject and the local part of its `Message-ID`.
+pub fn maildir_mail(dir: &Path, received: u64, key: &str) {
+    let root = dir.join("maildir");
+    for sub in ["tmp", "new", "cur", ".Sent/tmp", ".Sent/new", ".Sent/cur"] {
+        std::fs::create_dir_all(root.join(sub)).unwrap();
+    }
+    let raw = format!(
+        "From: Customer <{key}@customer.test>\r\nTo: support@example.com\r\nSubject: {key}\r\n\
+         Message-ID: <{key}@customer.test>\r\n\r\nHello, about {key}.\r\n"
+    );
+    let name = format!("{received}.M{}P7.test", hash(key));
+    let tmp = root.join("tmp").join(&name);
+    std::fs::write(&tmp, raw).unwrap();
+    std::fs::rename(&tmp, root.join("new").join(name)).unwrap();
+}
+
+/// A number for a unique Maildir file name per key (FNV-1a).
+fn hash(key: &str) -> u64 {
+    key.bytes().fold(1469598103934665603u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(1099511628211)
+    }) % 1_000_000_007
+}
+
+/// Seconds since the Unix epoch, now.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }

@@ -11,6 +11,8 @@ pub mod http;
 pub mod ledger;
 pub mod oauth2;
 pub mod process;
+pub mod proxy;
 pub mod slawatchd;
 pub mod smtp;
+pub mod twilio;
 pub mod webhook;

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use super::lines::CallLines;
 use super::twilio::{self, CallResource};
 use crate::config::Secret;
+use crate::sources::backoff::Backoff;
 use crate::sources::{CursorUpdate, EngineSink, SinkError, SourceBatch};
 use crate::telemetry::SourceHealth;
 
@@ -186,7 +187,11 @@ pub async fn run(
         }
     };
     let mut initial_sync_done = false;
+    // After a failed poll the next waits at least the backoff's delay: an API that resets or
+    // times out every request is not asked again every `poll_interval`.
+    let mut backoff = Backoff::default();
     loop {
+        let mut wait = settings.poll_interval;
         let now = Utc::now();
         let since = since_day(&cursor, now, settings.backfill_days, settings.since);
         match fetch(&client, &settings, since).await {
@@ -224,6 +229,7 @@ pub async fn run(
                         cursor = next;
                         initial_sync_done = true;
                         health.succeeded(&name, Utc::now());
+                        backoff.reset();
                     }
                     Err(SinkError::EngineStopped) => return,
                     Err(e) => {
@@ -235,12 +241,13 @@ pub async fn run(
             Err(e) => {
                 health.set_up(&name, false);
                 health.error(&name, e.kind());
-                tracing::warn!(source = %name, error = %e, "Calls API poll failed; retrying.");
+                wait = wait.max(backoff.next_delay());
+                tracing::warn!(source = %name, error = %e, retry_in_ms = wait.as_millis() as u64, "Calls API poll failed; retrying with backoff.");
             }
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(settings.poll_interval) => {}
+            _ = tokio::time::sleep(wait) => {}
         }
     }
 }

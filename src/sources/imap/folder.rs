@@ -19,10 +19,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::SourceCtx;
-use super::backoff::Backoff;
 use super::connection::{ImapSession, bounded};
 use super::error::Error;
 use super::fetch::{self, FETCH_CHUNK, Fetched, Unsolicited};
+use crate::sources::backoff::Backoff;
 use crate::sources::{CursorUpdate, SourceBatch};
 
 /// Whether a folder's messages are inquiries or the desk's replies.
@@ -133,8 +133,7 @@ impl FolderTask {
             let mut unsolicited = Unsolicited::default();
             self.sync(&mut session, uidvalidity, &mut unsolicited)
                 .await?;
-            self.ctx.health.set_up(&self.ctx.name, true);
-            self.ctx.health.succeeded(&self.ctx.name, Utc::now());
+            self.ctx.synced(&self.folder);
             backoff.reset();
 
             drain_unsolicited(&mut session, &mut unsolicited)?;

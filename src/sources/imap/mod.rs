@@ -8,7 +8,8 @@
 //! *means* is decided by the pure parser ([`slawatch_core::mail`]) and the tracker.
 //!
 //! Layout: [`connection`] (transport, TLS, login, timeouts), [`fetch`] (SEARCH/FETCH and pure
-//! helpers), [`folder`] (one task per folder: sync, IDLE, reconnect), [`backoff`], [`error`].
+//! helpers), [`folder`] (one task per folder: sync, IDLE, reconnect), [`error`]; reconnect delays come
+//! from [`crate::sources::backoff`].
 //!
 //! Guarantees:
 //! - read-only: folders are opened with `EXAMINE` and read with `BODY.PEEK`, no flag is ever set;
@@ -18,18 +19,20 @@
 //! - bounded: every network read and write, and every command, is bounded by `timeout`; IDLE is
 //!   re-issued every `idle_timeout`; a hung server is a `timeout` error and a reconnect;
 //! - a UIDVALIDITY change re-reads the folder (since `since`); the tracker drops the duplicates.
+//! - honest health: the source is up (`slawatch_source_up`), and its last success moves, only
+//!   while every folder is read; one folder that cannot be opened keeps it down.
 
-mod backoff;
 mod connection;
 mod error;
 mod fetch;
 mod folder;
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex};
 
 use async_imap::types::NameAttribute;
+use chrono::Utc;
 use futures_util::TryStreamExt;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -37,9 +40,9 @@ use tracing::{error, info, warn};
 pub use error::Error;
 
 use crate::config::ImapSettings;
+use crate::sources::backoff::Backoff;
 use crate::sources::{EngineSink, SourceBatch};
 use crate::telemetry::SourceHealth;
-use backoff::Backoff;
 use connection::{Connector, bounded};
 use folder::{Cursor, FolderTask, Role};
 
@@ -53,18 +56,41 @@ pub(crate) struct SourceCtx {
     /// sends the source's `initial_sync_done` batch, after every other folder's backfill is
     /// committed.
     first_sync_remaining: AtomicUsize,
+    /// Folders whose last attempt failed. The source is up, and a sync counts as its success
+    /// (what `silent_after` watches), only while none is: an INBOX that cannot be read is not
+    /// hidden by a Sent folder that can.
+    failing: Mutex<BTreeSet<String>>,
 }
 
 impl SourceCtx {
     /// Counts and logs a failure (never with the password: no error carries it).
     fn report(&self, folder: Option<&str>, e: &Error) {
         let s = self.connector.settings();
+        if let Some(folder) = folder {
+            self.failing
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(folder.to_string());
+        }
         self.health.set_up(&self.name, false);
         self.health.error(&self.name, e.kind());
         if e.is_permanent() {
             error!(source = %self.name, host = %s.host, port = s.port, folder = folder.unwrap_or("-"), kind = e.kind(), error = %e, "IMAP source stopped.");
         } else {
             warn!(source = %self.name, host = %s.host, port = s.port, folder = folder.unwrap_or("-"), kind = e.kind(), error = %e, "IMAP source failed; reconnecting with backoff.");
+        }
+    }
+
+    /// `folder` synced: the source is up, and has succeeded, if no other folder is failing.
+    fn synced(&self, folder: &str) {
+        let all_well = {
+            let mut failing = self.failing.lock().unwrap_or_else(|e| e.into_inner());
+            failing.remove(folder);
+            failing.is_empty()
+        };
+        if all_well {
+            self.health.set_up(&self.name, true);
+            self.health.succeeded(&self.name, Utc::now());
         }
     }
 }
@@ -125,6 +151,7 @@ pub async fn run(
         sink: sink.clone(),
         health,
         first_sync_remaining: AtomicUsize::new(folders.len()),
+        failing: Mutex::default(),
     });
 
     if folders.is_empty() {

@@ -1,4 +1,5 @@
-//! Reconnect delays: exponential with jitter, reset after a successful sync.
+//! Retry delays of the network sources (IMAP reconnects, Calls API polls): exponential with
+//! jitter, reset after a success.
 
 use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
