@@ -251,6 +251,30 @@ fn who_field(actor: &Actor) -> Markup {
     }
 }
 
+/// What a take leaves on the phone: who has it until when, and the next step.
+fn taken_page(by: &str, until: &str, answered: &str) -> Response {
+    let body = maud::html! {
+        (PreEscaped("<!doctype html>\n"))
+        html lang="en" dir="ltr" {
+            (page::head("Taken"))
+            body {
+                main {
+                    h1 id="title" { "Taken" }
+                    p id="message" dir="auto" {
+                        (Text(by)) " has it until " (until) ": re-notifications go to " (Text(by))
+                        " only, and nothing escalates until then. Answer the customer, then \
+                        record it."
+                    }
+                    p {
+                        a class="button" id="answered" href=(Text(answered)) { "Answered elsewhere" }
+                    }
+                }
+            }
+        }
+    };
+    html(StatusCode::OK, body.into_string())
+}
+
 /// Who acts: the link's recipient, or the name typed in the form.
 fn who(actor: &Actor, form: &HashMap<String, String>) -> Result<String, Refused> {
     if let Actor::Person(p) = actor {
@@ -367,28 +391,7 @@ pub async fn take(
                 }
                 _ => LinkAction::Answered.path(&id),
             };
-            let body = maud::html! {
-                (PreEscaped("<!doctype html>\n"))
-                html lang="en" dir="ltr" {
-                    (page::head("Taken"))
-                    body {
-                        main {
-                            h1 id="title" { "Taken" }
-                            p id="message" dir="auto" {
-                                (Text(&by)) " has it until " (until) ": re-notifications go to "
-                                (Text(&by)) " only, and nothing escalates until then. Answer the \
-                                customer, then record it."
-                            }
-                            p {
-                                a class="button" id="answered" href=(Text(&answered)) {
-                                    "Answered elsewhere"
-                                }
-                            }
-                        }
-                    }
-                }
-            };
-            html(StatusCode::OK, body.into_string())
+            taken_page(&by, &until, &answered)
         }
         Err(e) => engine_error(e),
     }
@@ -508,5 +511,71 @@ pub async fn answered(
             ),
         ),
         Err(e) => engine_error(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeDelta;
+    use slawatch_core::domain::{Channel, Language};
+    use slawatch_core::testing;
+    use slawatch_core::tracker::Event;
+
+    const HOSTILE: &str = "<script>alert('x')</script> & \"quoted\"";
+    const ESCAPED: &str =
+        "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;quoted&quot;";
+
+    async fn body(response: Response) -> String {
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap_or_default();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    fn assert_escaped(html: &str, times: usize) {
+        assert!(
+            !html.contains("<script>"),
+            "raw markup from outside:\n{html}"
+        );
+        assert!(
+            !html.contains("\"quoted\""),
+            "raw quotes from outside:\n{html}"
+        );
+        assert_eq!(html.matches(ESCAPED).count(), times, "{html}");
+    }
+
+    #[tokio::test]
+    async fn hostile_text_is_escaped_on_the_form_and_taken_pages() {
+        let mut tracker = testing::tracker();
+        let mut opened = testing::opened(
+            1,
+            Channel::Email,
+            Language::Ar,
+            Utc::now() - TimeDelta::minutes(3),
+        );
+        opened.subject = HOSTILE.to_string();
+        opened.customer_name = Some(HOSTILE.to_string());
+        let id = opened.inquiry_id.clone();
+        tracker.apply(&Event::InquiryOpened(opened));
+        let inquiry = tracker
+            .get(&id)
+            .cloned()
+            .unwrap_or_else(|| panic!("inquiry"));
+        // Title (in <title> and <h1>), subject, customer, intro, form target.
+        let form = body(form_page(
+            HOSTILE,
+            &inquiry,
+            HOSTILE,
+            HOSTILE,
+            who_field(&Actor::Shared),
+            HOSTILE,
+        ))
+        .await;
+        assert_escaped(&form, 6);
+        assert!(form.contains("<input id=\"by\" name=\"by\" required maxlength=\"200\""));
+        // The name twice, the link once.
+        let taken = body(taken_page(HOSTILE, "14:35 +03", HOSTILE)).await;
+        assert_escaped(&taken, 3);
     }
 }
