@@ -1169,3 +1169,101 @@ mod http {
         }
     }
 }
+
+/// The DOM Chromium builds from `file`, whitespace between tags dropped.
+fn dom_of(file: &Path, profile: &Path) -> String {
+    let url = format!("file://{}", file.display());
+    let out = chromium(&["--dump-dom", &url], profile);
+    assert!(out.status.success(), "{}", text(&out));
+    let dom = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut kept = String::with_capacity(dom.len());
+    let mut rest = dom.as_str();
+    while let Some(open) = rest.find('<') {
+        if !rest[..open].trim().is_empty() {
+            kept.push_str(&rest[..open]);
+        }
+        let close = rest[open..].find('>').map_or(rest.len(), |c| open + c + 1);
+        kept.push_str(&rest[open..close]);
+        rest = &rest[close..];
+    }
+    kept.push_str(rest.trim());
+    kept
+}
+
+/// The HTML report reads as recorded (`tests/fixtures/pages/report.html`, the instant it was
+/// generated left out) for the fixture with deliveries and a breach whose every text is
+/// hostile; markup from the ledger stays text. Record again with `SLAWATCH_RECORD_PAGES=1`.
+#[tokio::test]
+async fn html_report_looks_as_recorded() {
+    const HOSTILE: &str = "<script>alert('x')</script> & \"quoted\"";
+    let received = day() + Duration::hours(13);
+    let mut events = fixture_with_deliveries();
+    events.extend([
+        opened(&Spec {
+            id: "x",
+            channel: Channel::Email,
+            language: Language::Ar,
+            received_at: received,
+            detected_after: 1,
+            subject: HOSTILE,
+        }),
+        breached("x", received),
+        Event::AlertFailed {
+            inquiry_id: InquiryId("x".into()),
+            kind: AlertKind::Breach,
+            due_at: received + Duration::minutes(15),
+            recipients: vec![HOSTILE.into()],
+            error: HOSTILE.into(),
+            at: received + Duration::minutes(16),
+        },
+    ]);
+    let world = World::new(&events).await;
+    let html = report(&world, "html", &[]);
+    assert!(!html.contains("<script>alert"), "{html}");
+    assert!(html.contains("&lt;script&gt;alert("), "{html}");
+    // The one line that changes with every run.
+    let generated = html.find("Generated ").expect("generated line");
+    let end = generated + html[generated..].find(" UTC.").expect("end of line");
+    let html = format!(
+        "{}Generated (instant) UTC.{}",
+        &html[..generated],
+        &html[end + 5..]
+    );
+    // The head hash covers when each row was recorded, which is now.
+    let head = html.find("id=\"head-hash\">").expect("head hash") + "id=\"head-hash\">".len();
+    let end = head + html[head..].find('<').expect("end of head hash");
+    let html = format!("{}(head){}", &html[..head], &html[end..]);
+    let recorded =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pages/report.html");
+    if std::env::var_os("SLAWATCH_RECORD_PAGES").is_some() {
+        std::fs::write(&recorded, &html).expect("record report");
+    }
+    let now = world.path("report-now.html");
+    std::fs::write(&now, &html).expect("write report");
+    let profile = world.path("chromium-profile");
+    let (before, after) = (dom_of(&recorded, &profile), dom_of(&now, &profile));
+    if before != after {
+        let lines = |dom: &str| dom.replace("><", ">\n<");
+        let (before, after) = (lines(&before), lines(&after));
+        let first = before
+            .lines()
+            .zip(after.lines())
+            .position(|(b, a)| b != a)
+            .unwrap_or(0);
+        panic!(
+            "the report's DOM differs from the recorded one from line {first}:\n{}\n---\n{}",
+            before
+                .lines()
+                .skip(first)
+                .take(5)
+                .collect::<Vec<_>>()
+                .join("\n"),
+            after
+                .lines()
+                .skip(first)
+                .take(5)
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+}

@@ -24,14 +24,15 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use chrono::Utc;
+use maud::{Markup, PreEscaped};
 use slawatch_core::domain::InquiryId;
 use slawatch_core::tracker::state::Rejected;
 use slawatch_core::tracker::{Inquiry, InquiryState};
 
 use super::api::{AckBody, validate_ack};
 use super::links::{LinkAction, LinkKey, LinkParams};
+use super::markup::Text;
 use super::page::{self, Actions, PageView, html, message_page};
-use super::status::escape;
 use super::{AppState, Need};
 use crate::engine::AckError;
 
@@ -201,7 +202,7 @@ fn form_page(
     i: &Inquiry,
     intro: &str,
     target: &str,
-    fields: &str,
+    fields: Markup,
     button: &str,
 ) -> Response {
     let customer = match &i.customer_name {
@@ -212,41 +213,66 @@ fn form_page(
         .deadline_at
         .map(|d| super::status::time_left(d - Utc::now()))
         .unwrap_or_default();
-    html(
-        StatusCode::OK,
-        format!(
-            "<!doctype html>\n<html lang=\"en\" dir=\"ltr\">\n<head>\n<meta charset=\"utf-8\">\n\
-             <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-             <meta name=\"referrer\" content=\"no-referrer\">\n<title>{t}</title>\n\
-             <style>{style}</style>\n</head>\n<body>\n<main>\n<h1 id=\"title\">{t}</h1>\n\
-             <p id=\"inquiry\"><span dir=\"auto\">{subject}</span> — <span dir=\"auto\">{customer}</span> · \
-             {channel}/{language} · {left}</p>\n<p id=\"message\">{intro}</p>\n\
-             <form method=\"post\" action=\"{target}\">\n{fields}\
-             <p><button class=\"button\" type=\"submit\" id=\"confirm\">{button}</button></p>\n</form>\n\
-             </main>\n</body>\n</html>\n",
-            t = escape(title),
-            style = page::styles(),
-            subject = escape(&i.subject),
-            customer = escape(&customer),
-            channel = i.channel.as_str(),
-            language = i.language.as_str(),
-            left = escape(&left),
-            intro = escape(intro),
-            target = escape(target),
-            button = escape(button),
-        ),
-    )
+    let body = maud::html! {
+        (PreEscaped("<!doctype html>\n"))
+        html lang="en" dir="ltr" {
+            (page::head(title))
+            body {
+                main {
+                    h1 id="title" { (Text(title)) }
+                    p id="inquiry" {
+                        span dir="auto" { (Text(&i.subject)) }
+                        " — "
+                        span dir="auto" { (Text(&customer)) }
+                        " · " (i.channel.as_str()) "/" (i.language.as_str()) " · " (left)
+                    }
+                    p id="message" { (Text(intro)) }
+                    form method="post" action=(Text(target)) {
+                        (fields)
+                        p { button class="button" type="submit" id="confirm" { (button) } }
+                    }
+                }
+            }
+        }
+    };
+    html(StatusCode::OK, body.into_string())
 }
 
 /// The field asking who acts, when the link does not say.
-fn who_field(actor: &Actor) -> &'static str {
-    match actor {
-        Actor::Person(_) => "",
-        Actor::Shared | Actor::Token => {
-            "<p><label for=\"by\">Your name</label><br>\
-             <input id=\"by\" name=\"by\" required maxlength=\"200\" autocomplete=\"name\"></p>\n"
+fn who_field(actor: &Actor) -> Markup {
+    maud::html! {
+        @if matches!(actor, Actor::Shared | Actor::Token) {
+            p {
+                label for="by" { "Your name" }
+                br;
+                input id="by" name="by" required maxlength=(MAX_BY_CHARS) autocomplete="name";
+            }
         }
     }
+}
+
+/// What a take leaves on the phone: who has it until when, and the next step.
+fn taken_page(by: &str, until: &str, answered: &str) -> Response {
+    let body = maud::html! {
+        (PreEscaped("<!doctype html>\n"))
+        html lang="en" dir="ltr" {
+            (page::head("Taken"))
+            body {
+                main {
+                    h1 id="title" { "Taken" }
+                    p id="message" dir="auto" {
+                        (Text(by)) " has it until " (until) ": re-notifications go to " (Text(by))
+                        " only, and nothing escalates until then. Answer the customer, then \
+                        record it."
+                    }
+                    p {
+                        a class="button" id="answered" href=(Text(answered)) { "Answered elsewhere" }
+                    }
+                }
+            }
+        }
+    };
+    html(StatusCode::OK, body.into_string())
 }
 
 /// Who acts: the link's recipient, or the name typed in the form.
@@ -365,23 +391,7 @@ pub async fn take(
                 }
                 _ => LinkAction::Answered.path(&id),
             };
-            html(
-                StatusCode::OK,
-                format!(
-                    "<!doctype html>\n<html lang=\"en\" dir=\"ltr\">\n<head>\n<meta charset=\"utf-8\">\n\
-                     <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-                     <meta name=\"referrer\" content=\"no-referrer\">\n<title>Taken</title>\n\
-                     <style>{style}</style>\n</head>\n<body>\n<main>\n<h1 id=\"title\">Taken</h1>\n\
-                     <p id=\"message\" dir=\"auto\">{by} has it until {until}: re-notifications go to {by} only, \
-                     and nothing escalates until then. Answer the customer, then record it.</p>\n\
-                     <p><a class=\"button\" id=\"answered\" href=\"{answered}\">Answered elsewhere</a></p>\n\
-                     </main>\n</body>\n</html>\n",
-                    style = page::styles(),
-                    by = escape(&by),
-                    until = escape(&until),
-                    answered = escape(&answered),
-                ),
-            )
+            taken_page(&by, &until, &answered)
         }
         Err(e) => engine_error(e),
     }
@@ -410,21 +420,27 @@ pub async fn answered_form(
         Ok(i) => i,
         Err(r) => return *r,
     };
-    let fields = format!(
-        "{}<fieldset><legend>How was the customer answered?</legend>\n\
-         <label><input type=\"radio\" name=\"via\" value=\"phone\" checked> By phone</label><br>\n\
-         <label><input type=\"radio\" name=\"via\" value=\"other\"> Other</label></fieldset>\n\
-         <p><label for=\"note\">Note (optional)</label><br>\
-         <textarea id=\"note\" name=\"note\" rows=\"3\" maxlength=\"2000\" dir=\"auto\"></textarea></p>\n",
-        who_field(&actor)
-    );
+    let fields = maud::html! {
+        (who_field(&actor))
+        fieldset {
+            legend { "How was the customer answered?" }
+            label { input type="radio" name="via" value="phone" checked; " By phone" }
+            br;
+            label { input type="radio" name="via" value="other"; " Other" }
+        }
+        p {
+            label for="note" { "Note (optional)" }
+            br;
+            textarea id="note" name="note" rows="3" maxlength="2000" dir="auto" {}
+        }
+    };
     form_page(
         "Answered elsewhere",
         &inquiry,
         "Record that the customer was answered on another channel, now. This stops the clock \
          and the alerts, exactly as `slawatch ack` does.",
         &form_target(&id, LinkAction::Answered, &params),
-        &fields,
+        fields,
         "Record the answer",
     )
 }
@@ -495,5 +511,71 @@ pub async fn answered(
             ),
         ),
         Err(e) => engine_error(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeDelta;
+    use slawatch_core::domain::{Channel, Language};
+    use slawatch_core::testing;
+    use slawatch_core::tracker::Event;
+
+    const HOSTILE: &str = "<script>alert('x')</script> & \"quoted\"";
+    const ESCAPED: &str =
+        "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;quoted&quot;";
+
+    async fn body(response: Response) -> String {
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap_or_default();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    fn assert_escaped(html: &str, times: usize) {
+        assert!(
+            !html.contains("<script>"),
+            "raw markup from outside:\n{html}"
+        );
+        assert!(
+            !html.contains("\"quoted\""),
+            "raw quotes from outside:\n{html}"
+        );
+        assert_eq!(html.matches(ESCAPED).count(), times, "{html}");
+    }
+
+    #[tokio::test]
+    async fn hostile_text_is_escaped_on_the_form_and_taken_pages() {
+        let mut tracker = testing::tracker();
+        let mut opened = testing::opened(
+            1,
+            Channel::Email,
+            Language::Ar,
+            Utc::now() - TimeDelta::minutes(3),
+        );
+        opened.subject = HOSTILE.to_string();
+        opened.customer_name = Some(HOSTILE.to_string());
+        let id = opened.inquiry_id.clone();
+        tracker.apply(&Event::InquiryOpened(opened));
+        let inquiry = tracker
+            .get(&id)
+            .cloned()
+            .unwrap_or_else(|| panic!("inquiry"));
+        // Title (in <title> and <h1>), subject, customer, intro, form target.
+        let form = body(form_page(
+            HOSTILE,
+            &inquiry,
+            HOSTILE,
+            HOSTILE,
+            who_field(&Actor::Shared),
+            HOSTILE,
+        ))
+        .await;
+        assert_escaped(&form, 6);
+        assert!(form.contains("<input id=\"by\" name=\"by\" required maxlength=\"200\""));
+        // The name twice, the link once.
+        let taken = body(taken_page(HOSTILE, "14:35 +03", HOSTILE)).await;
+        assert_escaped(&taken, 3);
     }
 }

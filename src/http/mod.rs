@@ -22,6 +22,7 @@ pub mod actions;
 pub mod api;
 pub mod calls;
 pub mod links;
+pub mod markup;
 pub mod page;
 pub mod report;
 pub mod server;

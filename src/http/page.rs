@@ -13,10 +13,10 @@
 //! Rendering touches one inquiry (a map lookup under the read lock) and reads its own ledger
 //! rows by their seq range: it costs the same with ten or a hundred thousand open inquiries.
 
-use std::fmt::Write;
-
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use chrono_tz::Tz;
+use maud::{Markup, PreEscaped, html};
+use slawatch_core::tracker::alert::AlertMark;
 use slawatch_core::tracker::event::{InquiryResponded, Outcome};
 use slawatch_core::tracker::{Event, Inquiry, InquiryState, OpenStatus, SlaStatus};
 
@@ -25,7 +25,8 @@ use axum::response::{IntoResponse, Response};
 use slawatch_core::domain::InquiryId;
 
 use super::AppState;
-use super::status::{STYLE, escape, human, time_left};
+use super::markup::Text;
+use super::status::{STYLE, human, time_left};
 use crate::store::LedgerEntry;
 
 /// Seconds between automatic reloads: new events (an answer, a take) show up without a tap.
@@ -77,11 +78,6 @@ ol.timeline time { color: #94a3b8; font-variant-numeric: tabular-nums; margin-in
 .muted { color: #94a3b8; }
 @media (max-width: 40em) { body { font-size: 17px; } dl.facts { grid-template-columns: 1fr; } dl.facts dd { margin-bottom: .3em; } }
 "#;
-
-/// The page's whole style sheet (the wallboard's and this page's rules).
-pub fn styles() -> String {
-    format!("{STYLE}{PAGE_STYLE}")
-}
 
 /// Keeps `#left` ticking from its `data-deadline` (epoch seconds) between reloads.
 const TICK_SCRIPT: &str = r#"
@@ -257,181 +253,186 @@ fn event_at(entry: &LedgerEntry) -> DateTime<Utc> {
 
 /// The whole page.
 pub fn render(i: &Inquiry, view: &PageView<'_>, now: DateTime<Utc>, tz: Tz) -> String {
-    let mut h = String::with_capacity(8192 + view.entries.len().min(MAX_TIMELINE) * 200);
     let (class, words) = standing(i, now);
     let customer = match &i.customer_name {
         Some(name) if !name.is_empty() => format!("{name} <{}>", i.customer),
         _ => i.customer.clone(),
     };
-    let _ = write!(
-        h,
-        r#"<!doctype html>
-<html lang="en" dir="ltr">
-<head>
-<meta charset="utf-8">
-<meta http-equiv="refresh" content="{REFRESH_SECONDS}">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="referrer" content="no-referrer">
-<title>{words} · {subject}</title>
-<style>{STYLE}{PAGE_STYLE}</style>
-</head>
-<body>
-<main>
-<header><h1>slawatch · inquiry</h1><span class="updated">Updated {updated} ({tzname})</span></header>
-<div class="state-banner {class}" id="state">{words}"#,
-        words = escape(&words),
-        subject = escape(&i.subject),
-        updated = escape(&desk_time(now, tz)),
-        tzname = escape(tz.name()),
-    );
-    if i.state == InquiryState::Open
-        && let Some(deadline) = i.deadline_at
-    {
-        let _ = write!(
-            h,
-            "<span class=\"left\" id=\"left\" data-deadline=\"{}\">{}</span>",
-            deadline.timestamp(),
-            escape(&time_left(deadline - now))
-        );
-    }
-    h.push_str("</div>\n");
-    if let Some(actions) = &view.actions
-        && i.state == InquiryState::Open
-    {
-        let _ = writeln!(
-            h,
-            "<nav class=\"actions\" aria-label=\"Actions\"><a class=\"button\" id=\"take\" href=\"{}\">I'm on it</a>\
-             <a class=\"button secondary\" id=\"answered\" href=\"{}\">Answered elsewhere</a></nav>",
-            escape(&actions.take),
-            escape(&actions.answered)
-        );
-    }
-    h.push_str("<section><dl class=\"facts\">\n");
-    let mut fact = |id: &str, label: &str, value: &str, auto: bool| {
-        let dir = if auto { " dir=\"auto\"" } else { "" };
-        let _ = writeln!(
-            h,
-            "<dt>{label}</dt><dd id=\"{id}\"{dir}>{}</dd>",
-            escape(value)
-        );
-    };
-    fact("customer", "Customer", &customer, true);
-    fact("subject", "Subject", &i.subject, true);
-    fact("channel", "Channel", i.channel.as_str(), false);
-    fact("language", "Language", i.language.as_str(), false);
-    fact(
-        "received",
-        "Received",
-        &both_times(i.received_at, tz),
-        false,
-    );
-    if let Some(d) = i.deadline_at {
-        fact("deadline", "Deadline", &both_times(d, tz), false);
-    }
+    let deadline = i.deadline_at.filter(|_| i.state == InquiryState::Open);
+    let actions = view
+        .actions
+        .as_ref()
+        .filter(|_| i.state == InquiryState::Open);
     let sla = format!("{} · {}", i.state.as_str(), i.sla.as_str());
-    fact("sla", "State", &sla, false);
-    if let Some(reason) = i.excluded_reason {
-        let detail = format!(
+    let excluded = i.excluded_reason.map(|reason| {
+        format!(
             "{} ({})",
             reason.as_str(),
             i.excluded_detail.as_deref().unwrap_or_default()
-        );
-        fact("excluded", "Excluded", &detail, false);
-    }
-    if let Some(at) = i.responded_at {
+        )
+    });
+    let response = i.responded_at.map(|at| {
         let by = i.responder.as_deref().unwrap_or("?");
         let kind = i.response_kind.map(|k| k.as_str()).unwrap_or("?");
         let after = human(i.response_seconds.unwrap_or(0).max(0).unsigned_abs());
-        let response = format!("by {by} ({kind}) at {} — after {after}", both_times(at, tz));
-        fact("response", "Response", &response, true);
-    }
-    if let Some(t) = &i.taken {
+        format!("by {by} ({kind}) at {} — after {after}", both_times(at, tz))
+    });
+    let taken = i.taken.as_ref().map(|t| {
         let holds = if t.holds_at(now) {
             "until"
         } else {
             "ran out at"
         };
-        let taken = format!(
+        format!(
             "{} at {} — {holds} {}",
             t.by,
             desk_time(t.at, tz),
             desk_time(t.until, tz)
-        );
-        fact("taken", "Taken by", &taken, true);
-    }
-    fact("inquiry-id", "Inquiry", i.id.as_str(), false);
-    h.push_str("</dl></section>\n");
-
-    // Who was alerted, and when.
-    h.push_str("<section id=\"alerts\"><h2>Alerts</h2>\n");
-    if i.alerts.is_empty() {
-        h.push_str("<p class=\"muted\">No alert raised.</p>\n");
-    } else {
-        h.push_str("<ul>\n");
-        for m in &i.alerts {
-            let stage = match (m.stage.as_str(), m.index) {
-                ("warning", Some(n)) => format!("warning {}", n + 1),
-                ("renotify", Some(n)) => format!("re-notification {n}"),
-                ("escalation", _) => "escalation".to_string(),
-                (s, _) => s.to_string(),
-            };
-            let delivered = match m.delivered_at {
-                Some(at) if m.reached().is_empty() => {
-                    format!("delivered {}", desk_time(at, tz))
+        )
+    });
+    let page = html! {
+        (PreEscaped("<!doctype html>\n"))
+        html lang="en" dir="ltr" {
+            head {
+                meta charset="utf-8";
+                meta http-equiv="refresh" content=(REFRESH_SECONDS);
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                meta name="referrer" content="no-referrer";
+                title { (words) " · " (Text(&i.subject)) }
+                style { (PreEscaped(STYLE)) (PreEscaped(PAGE_STYLE)) }
+            }
+            body {
+                main {
+                    header {
+                        h1 { "slawatch · inquiry" }
+                        span class="updated" { "Updated " (desk_time(now, tz)) " (" (tz.name()) ")" }
+                    }
+                    div class={ "state-banner " (class) } id="state" {
+                        (words)
+                        @if let Some(deadline) = deadline {
+                            span class="left" id="left" data-deadline=(deadline.timestamp()) {
+                                (time_left(deadline - now))
+                            }
+                        }
+                    }
+                    @if let Some(actions) = actions {
+                        nav class="actions" aria-label="Actions" {
+                            a class="button" id="take" href=(Text(&actions.take)) { "I'm on it" }
+                            a class="button secondary" id="answered" href=(Text(&actions.answered)) {
+                                "Answered elsewhere"
+                            }
+                        }
+                    }
+                    section {
+                        dl class="facts" {
+                            (fact("customer", "Customer", &customer, true))
+                            (fact("subject", "Subject", &i.subject, true))
+                            (fact("channel", "Channel", i.channel.as_str(), false))
+                            (fact("language", "Language", i.language.as_str(), false))
+                            (fact("received", "Received", &both_times(i.received_at, tz), false))
+                            @if let Some(d) = i.deadline_at {
+                                (fact("deadline", "Deadline", &both_times(d, tz), false))
+                            }
+                            (fact("sla", "State", &sla, false))
+                            @if let Some(excluded) = &excluded {
+                                (fact("excluded", "Excluded", excluded, false))
+                            }
+                            @if let Some(response) = &response {
+                                (fact("response", "Response", response, true))
+                            }
+                            @if let Some(taken) = &taken {
+                                (fact("taken", "Taken by", taken, true))
+                            }
+                            (fact("inquiry-id", "Inquiry", i.id.as_str(), false))
+                        }
+                    }
+                    // Who was alerted, and when.
+                    section id="alerts" {
+                        h2 { "Alerts" }
+                        @if i.alerts.is_empty() {
+                            p class="muted" { "No alert raised." }
+                        } @else {
+                            ul {
+                                @for m in &i.alerts {
+                                    li dir="auto" {
+                                        (alert_stage(m)) " raised " (desk_time(m.at, tz)) " · "
+                                        (Text(&alert_delivery(m, tz)))
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    section id="timeline" {
+                        h2 { "Timeline" }
+                        @if view.entries.is_empty() {
+                            p class="muted" { "Not in the ledger yet." }
+                        } @else {
+                            ol class="timeline" {
+                                @for entry in view.entries.iter().take(MAX_TIMELINE) {
+                                    (timeline_row(entry, tz))
+                                }
+                            }
+                            @if view.entries.len() > MAX_TIMELINE {
+                                p class="muted" {
+                                    "… and " (view.entries.len() - MAX_TIMELINE)
+                                    " more events (see the API)."
+                                }
+                            }
+                        }
+                    }
+                    footer {
+                        a href="/" { "wallboard" }
+                        " · "
+                        a href={ "/api/v1/inquiries/" (Text(i.id.as_str())) } { "JSON" }
+                    }
                 }
-                Some(at) => format!(
-                    "delivered {} to {}",
-                    desk_time(at, tz),
-                    m.reached().join(", ")
-                ),
-                None => "not delivered yet".to_string(),
-            };
-            let _ = writeln!(
-                h,
-                "<li dir=\"auto\">{} raised {} · {}</li>",
-                escape(&stage),
-                escape(&desk_time(m.at, tz)),
-                escape(&delivered)
-            );
+                script { (PreEscaped(TICK_SCRIPT)) }
+            }
         }
-        h.push_str("</ul>\n");
-    }
-    h.push_str("</section>\n");
+    };
+    page.into_string()
+}
 
-    h.push_str("<section id=\"timeline\"><h2>Timeline</h2>\n");
-    if view.entries.is_empty() {
-        h.push_str("<p class=\"muted\">Not in the ledger yet.</p>\n");
-    } else {
-        h.push_str("<ol class=\"timeline\">\n");
-        for entry in view.entries.iter().take(MAX_TIMELINE) {
-            let at = event_at(entry);
-            let _ = writeln!(
-                h,
-                "<li data-seq=\"{seq}\" data-kind=\"{kind}\"><time datetime=\"{iso}\">{local}</time><span dir=\"auto\">{what}</span></li>",
-                seq = entry.seq,
-                kind = entry.event.kind(),
-                iso = at.to_rfc3339_opts(SecondsFormat::Secs, true),
-                local = escape(&desk_time(at, tz)),
-                what = escape(&describe(&entry.event)),
-            );
-        }
-        h.push_str("</ol>\n");
-        if view.entries.len() > MAX_TIMELINE {
-            let _ = writeln!(
-                h,
-                "<p class=\"muted\">… and {} more events (see the API).</p>",
-                view.entries.len() - MAX_TIMELINE
-            );
+/// One line of the facts list; text from outside (`auto`) reads in its own direction.
+fn fact(id: &str, label: &str, value: &str, auto: bool) -> Markup {
+    html! {
+        dt { (label) }
+        dd id=(id) dir=[auto.then_some("auto")] { (Text(value)) }
+    }
+}
+
+/// Which alert: `warning 1`, `breach`, `re-notification 2`, `escalation`.
+fn alert_stage(m: &AlertMark) -> String {
+    match (m.stage.as_str(), m.index) {
+        ("warning", Some(n)) => format!("warning {}", n + 1),
+        ("renotify", Some(n)) => format!("re-notification {n}"),
+        ("escalation", _) => "escalation".to_string(),
+        (s, _) => s.to_string(),
+    }
+}
+
+/// When and to whom an alert was delivered.
+fn alert_delivery(m: &AlertMark, tz: Tz) -> String {
+    match m.delivered_at {
+        Some(at) if m.reached().is_empty() => format!("delivered {}", desk_time(at, tz)),
+        Some(at) => format!(
+            "delivered {} to {}",
+            desk_time(at, tz),
+            m.reached().join(", ")
+        ),
+        None => "not delivered yet".to_string(),
+    }
+}
+
+/// One ledger event on the timeline.
+fn timeline_row(entry: &LedgerEntry, tz: Tz) -> Markup {
+    let at = event_at(entry);
+    html! {
+        li data-seq=(entry.seq) data-kind=(entry.event.kind()) {
+            time datetime=(at.to_rfc3339_opts(SecondsFormat::Secs, true)) { (desk_time(at, tz)) }
+            span dir="auto" { (Text(&describe(&entry.event))) }
         }
     }
-    h.push_str("</section>\n");
-    let _ = write!(
-        h,
-        "<footer><a href=\"/\">wallboard</a> · <a href=\"/api/v1/inquiries/{id}\">JSON</a></footer>\n\
-         </main>\n<script>{TICK_SCRIPT}</script>\n</body>\n</html>\n",
-        id = escape(i.id.as_str()),
-    );
-    h
 }
 
 /// The page's data, read under the tracker's lock (the inquiry) and from the ledger (its rows).
@@ -488,18 +489,32 @@ pub fn html(status: StatusCode, body: String) -> Response {
 
 /// A short page saying one thing (not found, refused, done), in the same look.
 pub fn message_page(status: StatusCode, title: &str, text: &str) -> Response {
-    html(
-        status,
-        format!(
-            "<!doctype html>\n<html lang=\"en\" dir=\"ltr\">\n<head>\n<meta charset=\"utf-8\">\n\
-             <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-             <meta name=\"referrer\" content=\"no-referrer\">\n<title>{t}</title>\n\
-             <style>{STYLE}{PAGE_STYLE}</style>\n</head>\n<body>\n<main>\n<h1 id=\"title\">{t}</h1>\n\
-             <p id=\"message\" dir=\"auto\">{m}</p>\n</main>\n</body>\n</html>\n",
-            t = escape(title),
-            m = escape(text),
-        ),
-    )
+    let body = html! {
+        (PreEscaped("<!doctype html>\n"))
+        html lang="en" dir="ltr" {
+            (head(title))
+            body {
+                main {
+                    h1 id="title" { (Text(title)) }
+                    p id="message" dir="auto" { (Text(text)) }
+                }
+            }
+        }
+    };
+    html(status, body.into_string())
+}
+
+/// The `<head>` of the short pages (messages, forms): no refresh, no referrer.
+pub fn head(title: &str) -> Markup {
+    html! {
+        head {
+            meta charset="utf-8";
+            meta name="viewport" content="width=device-width, initial-scale=1";
+            meta name="referrer" content="no-referrer";
+            title { (Text(title)) }
+            style { (PreEscaped(STYLE)) (PreEscaped(PAGE_STYLE)) }
+        }
+    }
 }
 
 /// The time left of an open inquiry at `now`, `None` when it has no deadline or is closed.

@@ -11,16 +11,16 @@
 //! Rendering is bounded on a very bad day: only the [`MAX_ROWS`] inquiries with the least time
 //! left are copied out from under the tracker's read lock and rendered; the rest are counted.
 
-use std::fmt::Write;
-
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use chrono_tz::Tz;
+use maud::{Markup, PreEscaped, html};
 use slawatch_core::tracker::{Inquiry, InquiryState, OpenStatus, SlaStatus, Tracker};
 
 use super::AppState;
+use super::markup::Text;
 
 /// Rows shown at most; the rest are counted. A TV shows a few dozen; 500 bounds the page (and
 /// the work under the read lock) while still letting someone scroll through a bad morning.
@@ -226,150 +226,130 @@ footer a { color: #94a3b8; }
 
 /// The whole page.
 pub fn render(s: &Summary, now: DateTime<Utc>, tz: Tz) -> String {
-    let mut h = String::with_capacity(8192 + s.open.len() * 450);
     let compliance = s
         .compliance_today()
         .map_or_else(|| "–".to_string(), |c| format!("{:.1} %", c * 100.0));
     let compliance_class = match s.compliance_today() {
-        None => "",
-        Some(c) if c >= 0.99 => " good",
-        Some(c) if c >= 0.95 => " warn",
-        Some(_) => " alarm",
+        None => "figure",
+        Some(c) if c >= 0.99 => "figure good",
+        Some(c) if c >= 0.95 => "figure warn",
+        Some(_) => "figure alarm",
     };
     let next = s.next_deadline.map_or_else(
         || "–".to_string(),
         |d| headline_span((d - now).num_seconds().max(0).unsigned_abs()),
     );
     let next_class = match s.next_deadline.map(|d| (d - now).num_seconds()) {
-        Some(left) if left < 300 => " warn",
-        _ => "",
+        Some(left) if left < 300 => "figure warn",
+        _ => "figure",
     };
     let oldest = s.oldest_received.map_or_else(
         || "–".to_string(),
         |r| headline_span((now - r).num_seconds().max(0).unsigned_abs()),
     );
-    let count_class = |n: usize, class: &'static str| if n > 0 { class } else { "" };
-    let _ = write!(
-        h,
-        r#"<!doctype html>
-<html lang="en" dir="ltr">
-<head>
-<meta charset="utf-8">
-<meta http-equiv="refresh" content="{REFRESH_SECONDS}">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>slawatch: {open} open, {breached} breached</title>
-<style>{STYLE}</style>
-</head>
-<body>
-<header><h1>slawatch · open inquiries</h1>
-<span class="updated">Updated {updated} ({tz}) · refreshes every {REFRESH_SECONDS} s</span></header>
-<section class="figures" aria-label="Headline figures">
-<div class="figure{breached_class}" id="breached"><b>{breached}</b>breached</div>
-<div class="figure{warning_class}" id="warning"><b>{warning}</b>warning</div>
-<div class="figure" id="ok"><b>{ok}</b>open, on time</div>
-<div class="figure{next_class}" id="next-breach"><b>{next}</b>next breach in</div>
-<div class="figure" id="oldest"><b>{oldest}</b>oldest waiting</div>
-<div class="figure{compliance_class}" id="compliance"><b>{compliance}</b>in time today ({met} of {decided})</div>
-<div class="figure" id="answered"><b>{answered}</b>answered today</div>
-</section>
-"#,
-        open = s.open_total,
-        breached = s.breached,
-        breached_class = count_class(s.breached, " alarm"),
-        warning = s.warning,
-        warning_class = count_class(s.warning, " warn"),
-        updated = escape(
-            &now.with_timezone(&tz)
-                .format("%Y-%m-%d %H:%M:%S")
-                .to_string()
-        ),
-        tz = escape(tz.name()),
-        ok = s.ok,
-        next = escape(&next),
-        oldest = escape(&oldest),
-        answered = s.answered_today,
-        compliance = escape(&compliance),
-        met = s.met_today,
-        decided = s.met_today + s.missed_today,
-    );
-    if !s.monitor.is_empty() {
-        h.push_str(
-            "<section class=\"monitor\" id=\"monitor\" role=\"alert\">MONITOR BLIND: the figures \
-             may be incomplete<ul>\n",
-        );
-        for line in &s.monitor {
-            let _ = writeln!(h, "<li dir=\"auto\">{}</li>", escape(line));
+    let figure = |n: usize, class: &'static str| if n > 0 { class } else { "figure" };
+    let updated = now.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S");
+    let page = html! {
+        (PreEscaped("<!doctype html>\n"))
+        html lang="en" dir="ltr" {
+            head {
+                meta charset="utf-8";
+                meta http-equiv="refresh" content=(REFRESH_SECONDS);
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { "slawatch: " (s.open_total) " open, " (s.breached) " breached" }
+                style { (PreEscaped(STYLE)) }
+            }
+            body {
+                header {
+                    h1 { "slawatch · open inquiries" }
+                    span class="updated" {
+                        "Updated " (updated) " (" (tz.name()) ") · refreshes every "
+                        (REFRESH_SECONDS) " s"
+                    }
+                }
+                section class="figures" aria-label="Headline figures" {
+                    div class=(figure(s.breached, "figure alarm")) id="breached" {
+                        b { (s.breached) } "breached"
+                    }
+                    div class=(figure(s.warning, "figure warn")) id="warning" {
+                        b { (s.warning) } "warning"
+                    }
+                    div class="figure" id="ok" { b { (s.ok) } "open, on time" }
+                    div class=(next_class) id="next-breach" { b { (next) } "next breach in" }
+                    div class="figure" id="oldest" { b { (oldest) } "oldest waiting" }
+                    div class=(compliance_class) id="compliance" {
+                        b { (compliance) }
+                        "in time today (" (s.met_today) " of " (s.met_today + s.missed_today) ")"
+                    }
+                    div class="figure" id="answered" { b { (s.answered_today) } "answered today" }
+                }
+                @if !s.monitor.is_empty() {
+                    section class="monitor" id="monitor" role="alert" {
+                        "MONITOR BLIND: the figures may be incomplete"
+                        ul {
+                            @for line in &s.monitor {
+                                li dir="auto" { (Text(line)) }
+                            }
+                        }
+                    }
+                }
+                @if s.open.is_empty() {
+                    p class="empty" { "No open inquiries." }
+                } @else {
+                    table id="open" {
+                        thead {
+                            tr {
+                                th { "Time left" } th { "State" } th { "Channel" } th { "Lang" }
+                                th { "Customer" } th { "Subject" } th { "Received" }
+                            }
+                        }
+                        tbody {
+                            @for (status, i) in &s.open {
+                                (row(*status, i, now, tz))
+                            }
+                        }
+                    }
+                    @if s.open_total > s.open.len() {
+                        p {
+                            "… and " (s.open_total - s.open.len()) " more open inquiries (see "
+                            a href="/api/v1/inquiries?state=open" { "the API" } ")."
+                        }
+                    }
+                }
+                footer {
+                    span id="ledger" { (Text(&s.ledger)) }
+                    " · " a href="/metrics" { "metrics" }
+                    " · " a href="/api/v1/inquiries" { "API" }
+                    " · " a href="/readyz" { "readiness" }
+                }
+            }
         }
-        h.push_str("</ul></section>\n");
-    }
-    if s.open.is_empty() {
-        h.push_str("<p class=\"empty\">No open inquiries.</p>\n");
-    } else {
-        h.push_str(
-            "<table id=\"open\">\n<thead><tr><th>Time left</th><th>State</th><th>Channel</th>\
-             <th>Lang</th><th>Customer</th><th>Subject</th><th>Received</th></tr></thead>\n\
-             <tbody>\n",
-        );
-        for (status, i) in &s.open {
-            let left = i.deadline_at.map(|d| (d - now).num_seconds());
-            let left_cell = match left {
-                Some(secs) => format!(
-                    "<td class=\"num\">{}</td>",
-                    escape(&time_left(TimeDelta::seconds(secs)))
-                ),
-                None => "<td class=\"num\">–</td>".to_string(),
-            };
-            let customer = match &i.customer_name {
-                Some(name) if !name.is_empty() => format!("{name} <{}>", i.customer),
-                _ => i.customer.clone(),
-            };
-            let _ = writeln!(
-                h,
-                "<tr class=\"{state}\" data-id=\"{id}\">{left_cell}<td class=\"state\">{state}</td>\
-                 <td>{channel}</td><td>{language}</td><td dir=\"auto\" class=\"who\">{customer}</td>\
-                 <td dir=\"auto\">{subject}</td><td class=\"num\">{received}</td></tr>",
-                state = status.as_str(),
-                id = escape(i.id.as_str()),
-                channel = i.channel.as_str(),
-                language = i.language.as_str(),
-                customer = escape(&customer),
-                subject = escape(&i.subject),
-                received = escape(&i.received_at.with_timezone(&tz).format("%H:%M").to_string()),
-            );
-        }
-        h.push_str("</tbody>\n</table>\n");
-        if s.open_total > s.open.len() {
-            let _ = writeln!(
-                h,
-                "<p>… and {} more open inquiries (see <a href=\"/api/v1/inquiries?state=open\">the API</a>).</p>",
-                s.open_total - s.open.len()
-            );
-        }
-    }
-    let _ = write!(
-        h,
-        "<footer><span id=\"ledger\">{}</span> · <a href=\"/metrics\">metrics</a> · \
-         <a href=\"/api/v1/inquiries\">API</a> · <a href=\"/readyz\">readiness</a></footer>\n\
-         </body>\n</html>\n",
-        escape(&s.ledger)
-    );
-    h
+    };
+    page.into_string()
 }
 
-/// Escapes text for HTML element content and quoted attribute values.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
+/// One open inquiry's row.
+fn row(status: OpenStatus, i: &Inquiry, now: DateTime<Utc>, tz: Tz) -> Markup {
+    let customer = match &i.customer_name {
+        Some(name) if !name.is_empty() => format!("{name} <{}>", i.customer),
+        _ => i.customer.clone(),
+    };
+    html! {
+        tr class=(status.as_str()) data-id=(Text(i.id.as_str())) {
+            td class="num" {
+                @match i.deadline_at {
+                    Some(d) => (time_left(d - now)),
+                    None => "–",
+                }
+            }
+            td class="state" { (status.as_str()) }
+            td { (i.channel.as_str()) }
+            td { (i.language.as_str()) }
+            td dir="auto" class="who" { (Text(&customer)) }
+            td dir="auto" { (Text(&i.subject)) }
+            td class="num" { (i.received_at.with_timezone(&tz).format("%H:%M")) }
         }
     }
-    out
 }
 
 /// `12m 05s left`, `overdue 3m 10s`, `1h 02m left`.
@@ -499,15 +479,6 @@ mod tests {
         let html = render(&s, now, chrono_tz::UTC);
         assert!(html.contains("No open inquiries."));
         assert!(html.contains("<b>–</b>next breach in"));
-    }
-
-    #[test]
-    fn escapes_markup() {
-        assert_eq!(
-            escape("<script>alert('x') & \"y\"</script>"),
-            "&lt;script&gt;alert(&#39;x&#39;) &amp; &quot;y&quot;&lt;/script&gt;"
-        );
-        assert_eq!(escape("مرحبا"), "مرحبا");
     }
 
     #[test]
