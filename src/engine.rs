@@ -409,6 +409,19 @@ struct Pending {
     done: Done,
 }
 
+impl Pending {
+    /// Events the engine decided on its own (alert instants, re-notifications, escalations,
+    /// monitor alerts, delivery results): nobody waits for them, and they need no sync.
+    fn own(events: Vec<Event>) -> Self {
+        Pending {
+            events,
+            cursors: Vec::new(),
+            durable: false,
+            done: Done::Nothing,
+        }
+    }
+}
+
 /// Consecutive [`Pending`] parts written in one transaction.
 struct Batch {
     events: Vec<Event>,
@@ -1036,12 +1049,7 @@ impl Engine {
                 self.write_tracker().apply(&event);
                 self.enqueue(
                     now,
-                    Pending {
-                        events: vec![event],
-                        cursors: Vec::new(),
-                        durable: false,
-                        done: Done::Nothing,
-                    },
+                    Pending::own(vec![event]),
                     deadlines,
                     deliveries,
                     writer,
@@ -1119,18 +1127,7 @@ impl Engine {
             .map(|(inquiry_id, stage)| Observation::DeadlineReached { inquiry_id, stage })
             .collect();
         let events = self.decide_and_apply(&observations, now);
-        self.enqueue(
-            now,
-            Pending {
-                events,
-                cursors: Vec::new(),
-                durable: false,
-                done: Done::Nothing,
-            },
-            deadlines,
-            deliveries,
-            writer,
-        );
+        self.enqueue(now, Pending::own(events), deadlines, deliveries, writer);
     }
 
     fn pending_sources(&self) -> Vec<String> {
@@ -1172,18 +1169,7 @@ impl Engine {
         };
         // Re-notifications schedule no deadline; only the next reminder.
         let mut none = Deadlines::new();
-        self.enqueue(
-            now,
-            Pending {
-                events,
-                cursors: Vec::new(),
-                durable: false,
-                done: Done::Nothing,
-            },
-            &mut none,
-            deliveries,
-            writer,
-        );
+        self.enqueue(now, Pending::own(events), &mut none, deliveries, writer);
     }
 
     /// Escalates breached inquiries nobody took or answered within `escalate_after`, once each;
@@ -1224,18 +1210,7 @@ impl Engine {
             events
         };
         let mut none = Deadlines::new();
-        self.enqueue(
-            now,
-            Pending {
-                events,
-                cursors: Vec::new(),
-                durable: false,
-                done: Done::Nothing,
-            },
-            &mut none,
-            deliveries,
-            writer,
-        );
+        self.enqueue(now, Pending::own(events), &mut none, deliveries, writer);
     }
 
     /// Sends the monitor's own alerts still active `escalate_after` after they went out on to
@@ -1278,12 +1253,7 @@ impl Engine {
                     );
                 }
                 tracing::warn!(alert = %id, "The monitor is still blind: escalated.");
-                writer.push(Pending {
-                    events: vec![event],
-                    cursors: Vec::new(),
-                    durable: false,
-                    done: Done::Nothing,
-                });
+                writer.push(Pending::own(vec![event]));
             }
         }
         self.spawn_delivery(alerts, deliveries);
@@ -1298,12 +1268,7 @@ impl Engine {
                 tracker.apply(e);
             }
         }
-        writer.push(Pending {
-            events,
-            cursors: Vec::new(),
-            durable: false,
-            done: Done::Nothing,
-        });
+        writer.push(Pending::own(events));
     }
 
     /// Raises (`failing`) or resolves the monitor alert about `problem` of `subject`, once per
@@ -1344,12 +1309,7 @@ impl Engine {
                     .escalations()
                     .follow_monitor(alert, *at, self.oncall.as_deref(), now);
             }
-            writer.push(Pending {
-                events: vec![event],
-                cursors: Vec::new(),
-                durable: false,
-                done: Done::Nothing,
-            });
+            writer.push(Pending::own(vec![event]));
             alerts
         };
         self.spawn_delivery(alerts, deliveries);
