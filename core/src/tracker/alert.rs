@@ -135,7 +135,7 @@ impl AlertMark {
 
 /// A monitor alert raised and not resolved yet (see `Event::MonitorAlertRaised`): the
 /// monitor's own blindness, kept apart from the inquiries.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MonitorAlert {
     /// `monitor-source-{name}`, `monitor-ledger`, `monitor-notifier-{name}`.
     pub id: String,

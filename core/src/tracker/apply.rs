@@ -13,6 +13,11 @@ use crate::tracker::state::{PendingReply, Tracker, key64};
 impl Tracker {
     /// Folds one event into the state. Total: an event about an unknown inquiry is ignored.
     pub fn apply(&mut self, event: &Event) {
+        self.apply_event(event);
+        self.touch_thread(event);
+    }
+
+    fn apply_event(&mut self, event: &Event) {
         match event {
             Event::PolicyActivated { policy, .. } => {
                 self.policies_seen.insert(policy.version.clone());
@@ -35,8 +40,14 @@ impl Tracker {
                         breached: false,
                     });
                 let plain_id = e.external_id.split('#').next().unwrap_or(&e.external_id);
-                self.pending_replies.remove(plain_id);
+                // The reply waiting for this message is matched now. Not when a thread comes
+                // back into memory: the waiting replies are as they stand today, and one that
+                // waits for this message arrived after it was opened.
+                if !self.restoring {
+                    self.pending_replies.remove(plain_id);
+                }
                 self.sender_of.insert(key64(plain_id), key64(&e.customer));
+                self.note_sender(Some(&thread), key64(plain_id));
                 self.insert(Inquiry {
                     id: e.inquiry_id.clone(),
                     channel: e.channel,
@@ -79,6 +90,7 @@ impl Tracker {
                     self.index_message(&e.external_id, &e.thread_id, e.digest.as_deref());
                 let plain_id = e.external_id.split('#').next().unwrap_or(&e.external_id);
                 self.sender_of.insert(key64(plain_id), key64(&e.customer));
+                self.note_sender(Some(&thread), key64(plain_id));
                 self.insert(Inquiry {
                     id: e.inquiry_id.clone(),
                     channel: e.channel,
@@ -126,11 +138,12 @@ impl Tracker {
                 subject,
             } => {
                 let thread = self.inquiries.get(inquiry_id).map(|i| i.thread_id.clone());
-                if let Some(thread) = thread {
-                    self.index_message(external_id, &thread, Some(digest));
+                if let Some(thread) = &thread {
+                    self.index_message(external_id, thread, Some(digest));
                 }
                 let plain_id = external_id.split('#').next().unwrap_or(external_id);
                 self.sender_of.insert(key64(plain_id), key64(customer));
+                self.note_sender(thread.as_ref(), key64(plain_id));
                 if let Some(i) = self.inquiries.get_mut(inquiry_id) {
                     i.follow_ups += 1;
                     i.follow_up_messages.push(FollowUp {
@@ -229,13 +242,9 @@ impl Tracker {
                     i.merged_into = Some(Box::new(into.clone()));
                     i.state = InquiryState::Merged;
                     let thread = i.thread_id.clone();
-                    if self
-                        .by_received
-                        .remove(&(i.received_at, inquiry_id.clone()))
-                        && i.channel == Channel::Phone
-                    {
-                        unlist_phone(&mut self.phone_listed, &i.source);
-                    }
+                    let (received_at, channel, source) =
+                        (i.received_at, i.channel, i.source.clone());
+                    self.unlist(inquiry_id, received_at, channel, &source);
                     if self.open_in_thread.get(&*thread).map(|o| &o.id) == Some(inquiry_id) {
                         self.open_in_thread.remove(&*thread);
                     }
@@ -447,7 +456,21 @@ impl Tracker {
             .or_insert(at);
     }
 
+    /// Takes an inquiry out of the received-time index (merged, or evicted).
+    pub(super) fn unlist(
+        &mut self,
+        id: &crate::domain::InquiryId,
+        received_at: chrono::DateTime<chrono::Utc>,
+        channel: Channel,
+        source: &str,
+    ) {
+        if self.by_received.remove(&(received_at, id.clone())) && channel == Channel::Phone {
+            unlist_phone(&mut self.phone_listed, source);
+        }
+    }
+
     fn insert(&mut self, inquiry: Inquiry) {
+        self.note_inquiry(&inquiry.thread_id.clone(), &inquiry.id);
         if self
             .by_received
             .insert((inquiry.received_at, inquiry.id.clone()))

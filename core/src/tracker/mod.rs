@@ -66,6 +66,7 @@ pub mod policy;
 mod revision;
 pub mod state;
 mod threads;
+pub mod working_set;
 
 pub use alert::AlertKind;
 pub use event::Event;

@@ -36,7 +36,7 @@ pub fn call_external_id(call: &Call) -> String {
 }
 
 /// The thread of a customer number; withheld callers get one thread per call.
-fn thread_of_call(call: &Call) -> String {
+pub(crate) fn thread_of_call(call: &Call) -> String {
     if call.number.is_withheld() {
         format!("tel:withheld:{}", call.call_id)
     } else {

@@ -45,8 +45,8 @@ pub enum Rejected {
 }
 
 /// A desk reply whose thread was not known when it was read.
-#[derive(Debug, Clone)]
-pub(super) struct PendingReply {
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PendingReply {
     pub(super) external_id: String,
     pub(super) at: DateTime<Utc>,
     pub(super) responder: String,
@@ -68,11 +68,14 @@ impl PendingReply {
 
 /// A 64-bit key for a string (digests, message ids, senders) in the large dedupe indexes: 8 bytes
 /// instead of a heap string per message. The chance of any collision among a million keys is
-/// about 3 in 100 million.
-pub(super) fn key64(text: &str) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut hasher = std::hash::DefaultHasher::new();
-    text.hash(&mut hasher);
+/// about 3 in 100 million. SipHash-1-3 with fixed keys, so that a key means the same in every
+/// build: keys are written to the store (the archive of threads outside the working set,
+/// `working_set.rs`) and to snapshots.
+pub fn key64(text: &str) -> u64 {
+    use std::hash::Hasher;
+    let mut hasher =
+        siphasher::sip::SipHasher13::new_with_keys(0x736c_6177_6174_6368, 0x6b65_7936_3420_7631);
+    hasher.write(text.as_bytes());
     hasher.finish()
 }
 
@@ -118,6 +121,12 @@ pub struct Tracker {
     /// Each policy used so far with its record: the version is a hash of the parameters
     /// (canonical JSON, SHA-256), worked out once per policy, not for every new inquiry.
     pub(super) policy_records: Mutex<Vec<(Policy, PolicyRecord)>>,
+    /// Thread → what the indexes above hold of it: what leaves memory with it when it falls
+    /// outside the working set (`working_set.rs`).
+    pub(super) members: HashMap<Arc<str>, super::working_set::Members>,
+    /// Set while a thread's events are applied again (`working_set.rs`): what belongs to no
+    /// thread is already as it stands.
+    pub(super) restoring: bool,
 }
 
 impl Tracker {
@@ -139,6 +148,8 @@ impl Tracker {
             contacts: Arc::default(),
             monitor_alerts: BTreeMap::new(),
             policy_records: Mutex::new(Vec::new()),
+            members: HashMap::new(),
+            restoring: false,
         }
     }
 
@@ -462,6 +473,7 @@ impl Tracker {
             let first = inquiry.ledger_seqs.map_or(seq, |(first, _)| first);
             inquiry.ledger_seqs = Some((first, seq));
         }
+        self.note_thread_seq(event, seq);
     }
 
     /// Stamps a new inquiry with `policy`: its version and its deadlines from `start`, and — the

@@ -72,14 +72,18 @@ impl Tracker {
         };
         // A disambiguated id (`<id>#digest`) is still reachable by the id replies quote.
         if let Some((plain, _)) = external_id.split_once('#') {
-            self.thread_of
-                .entry(Arc::from(plain))
-                .or_insert_with(|| thread.clone());
+            let plain: Arc<str> = Arc::from(plain);
+            if !self.thread_of.contains_key(&plain) {
+                self.thread_of.insert(plain.clone(), thread.clone());
+                self.note_message(&thread, &plain, None);
+            }
         }
         self.thread_of.insert(id.clone(), thread.clone());
-        if let Some(d) = digest.filter(|d| !d.is_empty()) {
-            self.seen_digests.insert(key64(d));
+        let digest = digest.filter(|d| !d.is_empty()).map(key64);
+        if let Some(d) = digest {
+            self.seen_digests.insert(d);
         }
+        self.note_message(&thread, &id, digest);
         (id, thread)
     }
 }
