@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{Settings, SourceKind};
-use crate::engine::{Engine, EngineHandle, LedgerOptions, Shared, replay_verified};
+use crate::engine::{Engine, EngineHandle, LedgerOptions, Shared};
 use crate::monitor::LedgerHealth;
 use crate::notify::Notifier;
 use crate::scheduler::Clock;
@@ -74,9 +74,21 @@ pub async fn run(
     });
     let started = std::time::Instant::now();
     let key = signer.as_ref().map(|s| s.public_key());
-    let (mut tracker, deadlines, verification, seals) = replay_verified(&store, rules, key)
+    let window = chrono::Duration::from_std(settings.store.working_window)
+        .context("store.working_window is out of range")?;
+    let snapshot_every = chrono::Duration::from_std(settings.store.snapshot_every)
+        .context("store.snapshot_every is out of range")?;
+    let crate::working_set::Started {
+        mut tracker,
+        deadlines,
+        verification,
+        seals,
+        snapshot_seq,
+        replayed,
+        archived,
+    } = crate::working_set::start(&store, rules, key, window)
         .await
-        .context("replaying the ledger")?;
+        .context("restoring the state from the ledger")?;
     let elapsed = started.elapsed();
     tracker.set_contacts(settings.contacts.clone());
     let accepted_break = match verification {
@@ -86,9 +98,16 @@ pub async fn run(
                 checkpoints = seals.checkpoints,
                 signatures_checked = seals.signatures_checked,
                 inquiries = tracker.len(),
+                threads = tracker.threads_held(),
                 pending_deadlines = deadlines.len(),
                 elapsed_ms = elapsed.as_millis() as u64,
-                "Ledger verified (every row) and replayed."
+                "{}",
+                match snapshot_seq {
+                    Some(seq) => format!(
+                        "State restored from the snapshot at seq {seq}; the {replayed} rows after it verified and replayed."
+                    ),
+                    None => "Ledger verified (every row) and replayed.".to_string(),
+                }
             );
             None
         }
@@ -113,8 +132,11 @@ pub async fn run(
             &[
                 Event::LedgerVerified {
                     at: clock.now(),
-                    scope: slawatch_core::tracker::event::VerifyScope::Full,
-                    from_seq: 1,
+                    scope: match snapshot_seq {
+                        Some(_) => slawatch_core::tracker::event::VerifyScope::SinceSnapshot,
+                        None => slawatch_core::tracker::event::VerifyScope::Full,
+                    },
+                    from_seq: snapshot_seq.map_or(1, |seq| seq + 1),
                     head_seq,
                     head_hash,
                     elapsed_ms: elapsed.as_millis() as u64,
@@ -181,6 +203,12 @@ pub async fn run(
         ledger: LedgerOptions {
             signer: signer.clone(),
             head_seq: Some(head_gauge.clone()),
+            working_set: Some(crate::working_set::WorkingSetOptions {
+                window,
+                snapshot_every,
+                archived,
+                evict_every: crate::working_set::EVICT_EVERY,
+            }),
         },
         actions: crate::engine::ActionOptions {
             links: crate::http::links::LinkKey::from_settings(&settings.http).map(Arc::new),

@@ -63,6 +63,7 @@ use crate::sources::{CursorUpdate, Submission};
 use crate::store::health::STALL;
 use crate::store::{Sealing, Seals, Signer, Store, StoreError, Verification, WriteState};
 use crate::telemetry::Metrics;
+use crate::working_set::{Keeper, WorkingSetOptions};
 
 /// What readers share with the engine.
 pub struct Shared {
@@ -289,6 +290,26 @@ pub struct LedgerOptions {
     pub signer: Option<Arc<Signer>>,
     /// `slawatch_ledger_head_seq`, set after every commit.
     pub head_seq: Option<prometheus::IntGauge>,
+    /// The working set: threads evicted to the store's archive, snapshots (none: everything
+    /// stays in memory and no snapshot is written).
+    pub working_set: Option<WorkingSetOptions>,
+}
+
+/// How long reading archived conversations back may take before the batch waits.
+const BRING_BACK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Answers a command that could not be handled because the archive did not answer.
+fn refuse(command: Command, error: &StoreError) {
+    let failed = || AckError::Store(format!("reading archived conversations failed: {error}"));
+    match command {
+        Command::Ack { reply, .. } | Command::Take { reply, .. } => {
+            let _ = reply.send(Err(failed()));
+        }
+        Command::Observe { reply, .. } => {
+            let _ = reply.send(Err(failed()));
+        }
+        Command::Record(_) => {}
+    }
 }
 
 /// Builds the in-memory state from the ledger: the start-up replay.
@@ -578,6 +599,13 @@ impl Engine {
             held: Vec::new(),
             warned: false,
         };
+        let mut keeper = self
+            .ledger
+            .working_set
+            .map(|options| Keeper::new(options, self.clock.now()));
+        // A source batch whose archived threads could not be read back yet, and when to try
+        // again: it is decided only with them (never as if they did not exist).
+        let mut waiting: Option<(Submission, DateTime<Utc>, u32)> = None;
         loop {
             // Whatever is due fires first, on every turn, whatever else is ready: a stream of
             // source batches or pushed calls never keeps an alert waiting.
@@ -586,11 +614,36 @@ impl Engine {
             self.fire_renotify(now, &deliveries, &mut writer);
             self.fire_escalations(now, &deliveries, &mut writer);
             self.watch_ledger(now, &mut writer, &deliveries);
+            if let Some((_, at, _)) = &waiting
+                && *at <= now
+                && let Some((submission, _, attempts)) = waiting.take()
+            {
+                waiting = self
+                    .submit_with_threads(
+                        submission,
+                        attempts,
+                        keeper.as_ref(),
+                        &mut deadlines,
+                        &deliveries,
+                        &mut writer,
+                    )
+                    .await;
+            }
             self.start_write(&mut writer);
+            if let Some(keeper) = &mut keeper {
+                let idle = writer.in_flight.is_none() && writer.waiting() == 0;
+                keeper.turn(now, &self.shared.store, &self.shared.tracker, idle);
+            }
 
             let grace = (!gate.held.is_empty()).then_some(gate.grace_end);
             let next = earliest(
-                earliest(deadlines.next(), grace),
+                earliest(
+                    earliest(deadlines.next(), grace),
+                    earliest(
+                        waiting.as_ref().map(|(_, at, _)| *at),
+                        keeper.as_ref().map(Keeper::next_instant),
+                    ),
+                ),
                 earliest(
                     deliveries.renotify().next(),
                     deliveries.escalations().next(),
@@ -598,8 +651,9 @@ impl Engine {
             );
             let retry_at = writer.failed.as_ref().map(|(_, at)| *at);
             let watching = writer.in_flight.is_some() || writer.failing_since.is_some();
-            let room_for_sources =
-                writer.source_events < SOURCE_BACKLOG && writer.backlog_events < BACKLOG_MAX;
+            let room_for_sources = waiting.is_none()
+                && writer.source_events < SOURCE_BACKLOG
+                && writer.backlog_events < BACKLOG_MAX;
             let room_for_commands = writer.backlog_events < BACKLOG_MAX;
             let clock = self.clock;
             let in_flight = writer.in_flight.as_mut().map(|w| &mut w.task);
@@ -655,10 +709,37 @@ impl Engine {
                     );
                 }
                 Wake::Command(command) => {
-                    self.handle_command(command, &mut deadlines, &deliveries, &mut writer)
+                    let keys = self.wanted_by_command(&command);
+                    let back = match &keeper {
+                        Some(k) => {
+                            k.bring_back(
+                                &self.shared.store,
+                                &self.shared.tracker,
+                                &keys,
+                                BRING_BACK_TIMEOUT,
+                            )
+                            .await
+                        }
+                        None => Ok(0),
+                    };
+                    match back {
+                        Ok(_) => {
+                            self.handle_command(command, &mut deadlines, &deliveries, &mut writer)
+                        }
+                        Err(e) => refuse(command, &e),
+                    }
                 }
                 Wake::Submission(submission) => {
-                    self.submit(submission, &mut deadlines, &deliveries, &mut writer)
+                    waiting = self
+                        .submit_with_threads(
+                            submission,
+                            0,
+                            keeper.as_ref(),
+                            &mut deadlines,
+                            &deliveries,
+                            &mut writer,
+                        )
+                        .await;
                 }
             }
         }
@@ -670,6 +751,11 @@ impl Engine {
             &deliveries,
         )
         .await;
+        if let Some(keeper) = &mut keeper {
+            keeper
+                .finish(&self.shared.store, &self.shared.tracker, self.clock.now())
+                .await;
+        }
         tracing::info!("Engine stopped.");
     }
 
@@ -823,6 +909,59 @@ impl Engine {
     }
 
     /// Decides and applies a source batch; its events wait for the ledger with its cursors.
+    /// Submits a source batch once the archived threads it refers to are back in memory;
+    /// if they cannot be read back now, hands the batch back with when to try again.
+    async fn submit_with_threads(
+        &mut self,
+        submission: Submission,
+        attempts: u32,
+        keeper: Option<&Keeper>,
+        deadlines: &mut Deadlines,
+        deliveries: &Deliveries,
+        writer: &mut Writer,
+    ) -> Option<(Submission, DateTime<Utc>, u32)> {
+        if let Some(keeper) = keeper {
+            let keys = self.wanted_by(&submission.batch.observations);
+            if let Err(e) = keeper
+                .bring_back(
+                    &self.shared.store,
+                    &self.shared.tracker,
+                    &keys,
+                    BRING_BACK_TIMEOUT,
+                )
+                .await
+            {
+                let pause = chrono::Duration::milliseconds(250 << attempts.min(7));
+                tracing::warn!(error = %e, source = %submission.batch.source, attempts = attempts + 1, "Reading archived conversations back failed; the batch waits and is tried again.");
+                return Some((submission, self.clock.now() + pause, attempts + 1));
+            }
+        }
+        self.submit(submission, deadlines, deliveries, writer);
+        None
+    }
+
+    /// The archive keys observations need that memory does not hold.
+    fn wanted_by(&self, observations: &[Observation]) -> Vec<u64> {
+        let tracker = self.read_tracker();
+        let mut keys: Vec<u64> = observations
+            .iter()
+            .flat_map(|o| tracker.wanted_for(o))
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        keys
+    }
+
+    /// The archive keys a command needs that memory does not hold.
+    fn wanted_by_command(&self, command: &Command) -> Vec<u64> {
+        match command {
+            Command::Ack { ack, .. } => self.read_tracker().wanted_for_inquiry(&ack.inquiry_id),
+            Command::Take { inquiry_id, .. } => self.read_tracker().wanted_for_inquiry(inquiry_id),
+            Command::Observe { observations, .. } => self.wanted_by(observations),
+            Command::Record(_) => Vec::new(),
+        }
+    }
+
     fn submit(
         &mut self,
         submission: Submission,

@@ -126,7 +126,23 @@ fn validate(root: &Value, file_only: &Value, base: &Path) -> Result<Settings, Ve
         password: secret(&mut t, "password", file_only, false, base, &mut p),
         signing_key_file: t.string("signing_key_file", &mut p).map(|f| base.join(f)),
         accept_broken_ledger: false,
+        working_window: t.duration("working_window", super::settings::WORKING_WINDOW, &mut p),
+        snapshot_every: t.duration("snapshot_every", super::settings::SNAPSHOT_EVERY, &mut p),
     };
+    // Shorter than an hour, evidence read a little late (a reply fetched after a reconnect)
+    // would send conversations back and forth between memory and the store all day.
+    if store.working_window < std::time::Duration::from_secs(3600) {
+        p.push(
+            "store.working_window",
+            "must be at least 1h: conversations with nothing open stay in memory this long",
+        );
+    }
+    if store.snapshot_every < std::time::Duration::from_secs(60) {
+        p.push(
+            "store.snapshot_every",
+            "must be at least 1m: each snapshot writes the whole working set",
+        );
+    }
     if let Some(file) = &store.signing_key_file
         && let Err(e) = crate::store::Signer::from_file(file)
     {
@@ -1049,7 +1065,9 @@ impl Settings {
             v["silent_after"] = json!(humantime::format_duration(s.silent_after).to_string());
         }
         json!({
-            "store": { "url": redact_url(&self.store.url), "password": secret(&self.store.password), "signing_key_file": self.store.signing_key_file },
+            "store": { "url": redact_url(&self.store.url), "password": secret(&self.store.password), "signing_key_file": self.store.signing_key_file,
+                "working_window": humantime::format_duration(self.store.working_window).to_string(),
+                "snapshot_every": humantime::format_duration(self.store.snapshot_every).to_string() },
             "audit": { "head_recipients": self.audit.head_recipients },
             "http": {
                 "bind": self.http.bind.to_string(), "token": secret(&self.http.token),

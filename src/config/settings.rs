@@ -38,7 +38,19 @@ pub struct StoreSettings {
     /// Run on a ledger whose chain is broken (recorded in the ledger). Set by `slawatch run
     /// --accept-broken-ledger`, never by the configuration file.
     pub accept_broken_ledger: bool,
+    /// How long a conversation with nothing open stays in memory after its last evidence
+    /// (`working_window`, default 30 days): older ones are read back from the store when new
+    /// evidence refers to them.
+    pub working_window: std::time::Duration,
+    /// How often the working set is written to the store for a fast start (`snapshot_every`,
+    /// default 10 minutes; also at shutdown).
+    pub snapshot_every: std::time::Duration,
 }
+
+/// [`StoreSettings::working_window`]'s default.
+pub const WORKING_WINDOW: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
+/// [`StoreSettings::snapshot_every`]'s default.
+pub const SNAPSHOT_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// `[audit]`: where the ledger's signed head goes besides the log and `/metrics`.
 #[derive(Debug, Clone, Default)]

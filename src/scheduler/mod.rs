@@ -66,6 +66,28 @@ impl Deadlines {
         due
     }
 
+    /// The instants of every open inquiry `tracker` holds (open ones are never evicted): the
+    /// set at start-up, without the stale instants of the whole history a replay would follow.
+    pub fn of_open(tracker: &slawatch_core::tracker::Tracker) -> Deadlines {
+        let mut deadlines = Deadlines::new();
+        for inquiry in tracker
+            .newest_first()
+            .filter(|i| i.state == slawatch_core::tracker::InquiryState::Open)
+        {
+            for (i, at) in inquiry.warn_at.iter().enumerate() {
+                deadlines.insert(
+                    &inquiry.id,
+                    *at,
+                    Stage::Warning(i.min(u8::MAX as usize) as u8),
+                );
+            }
+            if let Some(at) = inquiry.deadline_at {
+                deadlines.insert(&inquiry.id, at, Stage::Breach);
+            }
+        }
+        deadlines
+    }
+
     /// Keeps the set in step with an applied event: an opened inquiry brings its instants.
     pub fn follow(&mut self, event: &Event) {
         if let Event::InquiryOpened(e) = event {

@@ -235,6 +235,21 @@ impl ChainChecker {
         }
     }
 
+    /// Goes on after row `seq`, whose hash `hash` is already trusted (a snapshot's head).
+    pub fn resume(key: Option<PublicKey>, seq: i64, hash: String) -> ChainChecker {
+        ChainChecker {
+            next_seq: seq + 1,
+            prev_hash: hash,
+            commit_start: seq + 1,
+            seals: Seals {
+                signatures_checked: key.is_some(),
+                head_seq: seq,
+                ..Seals::default()
+            },
+            ..ChainChecker::new(key, None)
+        }
+    }
+
     /// Checks the next row. `Err` carries the [`Verification::Broken`] that names it.
     pub fn check(&mut self, row: RowRef<'_>) -> Result<(), Verification> {
         let broken = |expected: &str, found: &str, problem: String| Verification::Broken {

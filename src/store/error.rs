@@ -58,6 +58,16 @@ pub enum StoreError {
     /// A stored ledger row cannot be read back (bad JSON, unknown event, bad timestamp).
     #[error("ledger row seq {seq} is unreadable: {problem}")]
     CorruptRow { seq: i64, problem: String },
+    /// A store call did not finish in time.
+    #[error("{op}: no answer after {after:?}")]
+    Timeout {
+        op: &'static str,
+        after: std::time::Duration,
+    },
+    /// The working set's archive does not read back (`archive.rs`): derived data, rebuilt by a
+    /// full replay.
+    #[error("the archive of thread {thread:?} is unreadable: {problem}")]
+    CorruptArchive { thread: String, problem: String },
     /// A read-only command was pointed at a ledger that does not exist (it is never created
     /// for a read).
     #[error("no ledger at {}", path.display())]

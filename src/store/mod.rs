@@ -88,6 +88,7 @@
 //! (keyset pagination), in constant memory and without holding one long read transaction.
 //! See the `sqlite` submodule for the pragmas and the durability they give.
 
+pub mod archive;
 mod chain;
 mod error;
 pub mod head;
@@ -713,6 +714,28 @@ impl Store {
         Ok((broken.unwrap_or(verification), seals))
     }
 
+    /// The rows after `after` (`(seq, hash)` of a row already trusted; `None`: from the first),
+    /// a page at a time, each checked against the chain as it is read (start-up from a
+    /// snapshot: only the rows after it are read and checked).
+    pub fn checked_pages(
+        &self,
+        key: Option<PublicKey>,
+        after: Option<(i64, String)>,
+    ) -> CheckedPages {
+        let (reader, checker) = match after {
+            Some((seq, hash)) => (
+                PageReader::after(self, seq),
+                ChainChecker::resume(key, seq, hash),
+            ),
+            None => (PageReader::start(self), ChainChecker::new(key, None)),
+        };
+        CheckedPages {
+            reader,
+            checker,
+            broken: None,
+        }
+    }
+
     /// The stored `kind` and `inquiry_id` columns of row `seq`, without decoding its payload
     /// (so it works on a tampered row); `None` if there is no such row. Used to name the event
     /// at a broken link.
@@ -743,6 +766,38 @@ impl Store {
     }
 }
 
+/// Ledger pages checked against the chain as they are read ([`Store::checked_pages`]).
+pub struct CheckedPages {
+    reader: PageReader,
+    checker: ChainChecker,
+    broken: Option<Verification>,
+}
+
+impl CheckedPages {
+    /// The next page, or `None` after the last. Past a broken link pages still come (the
+    /// verdict names the first break).
+    pub async fn next(&mut self) -> Result<Option<LedgerPage>, StoreError> {
+        let Some(page) = self.reader.next().await? else {
+            return Ok(None);
+        };
+        if self.broken.is_none() {
+            for row in page.rows() {
+                if let Err(verdict) = self.checker.check(row) {
+                    self.broken = Some(verdict);
+                    break;
+                }
+            }
+        }
+        Ok(Some(page))
+    }
+
+    /// The chain's verdict over the rows read, with what was found about signatures.
+    pub fn finish(self) -> (Verification, Seals) {
+        let (verification, seals) = self.checker.finish_sealed(false);
+        (self.broken.unwrap_or(verification), seals)
+    }
+}
+
 /// Reads the whole ledger a packed page at a time, in seq order, fetching the next page while
 /// the caller works on the current one (the database and the hashing then use two cores).
 struct PageReader {
@@ -752,11 +807,16 @@ struct PageReader {
 
 impl PageReader {
     fn start(store: &Store) -> PageReader {
+        PageReader::after(store, i64::MIN)
+    }
+
+    /// Reads the rows after `seq`.
+    fn after(store: &Store, seq: i64) -> PageReader {
         let mut reader = PageReader {
             store: store.clone(),
             next: None,
         };
-        reader.fetch(i64::MIN);
+        reader.fetch(seq);
         reader
     }
 

@@ -29,6 +29,9 @@ pub struct Setup {
     pub sync_grace: Duration,
     /// How long "I'm on it" holds (`notify.take_for`).
     pub take_for: Duration,
+    /// `store.working_window`: with one, the state comes from the daemon's start-up path
+    /// (snapshot, replay with evictions) and threads leave memory; none: all stay.
+    pub working_window: Option<chrono::Duration>,
 }
 
 impl Setup {
@@ -41,6 +44,7 @@ impl Setup {
             pending: false,
             sync_grace: Duration::from_secs(1),
             take_for: slawatch::config::DEFAULT_TAKE_FOR,
+            working_window: None,
         }
     }
 }
@@ -62,7 +66,25 @@ pub async fn start(
     notifier: Arc<dyn Notifier>,
     setup: Setup,
 ) -> Running {
-    let (tracker, deadlines) = replay(&store, rules).await.unwrap();
+    let (tracker, deadlines, working_set) = match setup.working_window {
+        None => {
+            let (tracker, deadlines) = replay(&store, rules).await.unwrap();
+            (tracker, deadlines, None)
+        }
+        Some(window) => {
+            let started = slawatch::working_set::start(&store, rules, None, window)
+                .await
+                .unwrap();
+            let options = slawatch::working_set::WorkingSetOptions {
+                window,
+                snapshot_every: chrono::Duration::minutes(10),
+                archived: started.archived,
+                // Every turn: tests read a few batches in well under a minute.
+                evict_every: chrono::Duration::zero(),
+            };
+            (started.tracker, started.deadlines, Some(options))
+        }
+    };
     let pending: BTreeSet<String> = if setup.pending {
         setup.sources.iter().cloned().collect()
     } else {
@@ -89,7 +111,10 @@ pub async fn start(
         signals: signals_rx,
         shutdown: shutdown.clone(),
         sync_grace: setup.sync_grace,
-        ledger: Default::default(),
+        ledger: slawatch::engine::LedgerOptions {
+            working_set,
+            ..Default::default()
+        },
         actions: slawatch::engine::ActionOptions {
             links: None,
             take_for: setup.take_for,

@@ -354,6 +354,8 @@ pub enum VerifyScope {
     Full,
     /// The rows after the last checkpoint a previous verification covered.
     SinceCheckpoint,
+    /// The rows after the working-set snapshot start-up resumed from (`from_seq` is the first).
+    SinceSnapshot,
 }
 
 /// A broken link the daemon was told to run on, as found at start-up.

@@ -127,6 +127,11 @@ pub struct Tracker {
     /// Set while a thread's events are applied again (`working_set.rs`): what belongs to no
     /// thread is already as it stands.
     pub(super) restoring: bool,
+    /// The latest instant any evidence applied speaks of: the working set's clock in a
+    /// backfill, where evidence is older than the wall clock.
+    pub(super) latest_evidence: Option<DateTime<Utc>>,
+    /// The highest ledger seq noted.
+    pub(super) last_seq: i64,
 }
 
 impl Tracker {
@@ -150,6 +155,8 @@ impl Tracker {
             policy_records: Mutex::new(Vec::new()),
             members: HashMap::new(),
             restoring: false,
+            latest_evidence: None,
+            last_seq: 0,
         }
     }
 
@@ -473,6 +480,7 @@ impl Tracker {
             let first = inquiry.ledger_seqs.map_or(seq, |(first, _)| first);
             inquiry.ledger_seqs = Some((first, seq));
         }
+        self.last_seq = self.last_seq.max(seq);
         self.note_thread_seq(event, seq);
     }
 

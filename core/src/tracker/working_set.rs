@@ -133,6 +133,9 @@ impl Tracker {
             return;
         };
         let at = evidence_instant(event);
+        if at.is_some() {
+            self.latest_evidence = self.latest_evidence.max(at);
+        }
         let members = self.members_of(&thread);
         members.unnoted += 1;
         if let Some(at) = at {
@@ -174,6 +177,22 @@ impl Tracker {
     /// Records an inquiry of `thread`.
     pub(super) fn note_inquiry(&mut self, thread: &Arc<str>, id: &crate::domain::InquiryId) {
         self.members_of(thread).inquiries.push(id.clone());
+    }
+
+    /// The latest instant any evidence applied speaks of.
+    pub fn latest_evidence(&self) -> Option<DateTime<Utc>> {
+        self.latest_evidence
+    }
+
+    /// The highest ledger seq noted (0: none).
+    pub fn last_seq(&self) -> i64 {
+        self.last_seq
+    }
+
+    /// The cutoff of a working window at `now`: threads whose last evidence is older leave. In
+    /// a backfill the evidence is older than the clock, and the window follows the evidence.
+    pub fn working_cutoff(&self, now: DateTime<Utc>, window: chrono::Duration) -> DateTime<Utc> {
+        self.latest_evidence.map_or(now, |latest| latest.min(now)) - window
     }
 
     /// Whether `thread` is in memory.
@@ -220,18 +239,21 @@ impl Tracker {
                     texts.push(record);
                 }
             }
-            Observation::ManualAck(ack) => {
-                if !self.inquiries.contains_key(&ack.inquiry_id) {
-                    texts.push(ack.inquiry_id.as_str().to_string());
-                }
-            }
+            Observation::ManualAck(ack) => return self.wanted_for_inquiry(&ack.inquiry_id),
             Observation::DeadlineReached { inquiry_id, .. } => {
-                if !self.inquiries.contains_key(inquiry_id) {
-                    texts.push(inquiry_id.as_str().to_string());
-                }
+                return self.wanted_for_inquiry(inquiry_id);
             }
         }
         keys_of(texts)
+    }
+
+    /// The key of inquiry `id` when memory does not hold it (an action on an old inquiry).
+    pub fn wanted_for_inquiry(&self, id: &crate::domain::InquiryId) -> Vec<u64> {
+        if self.inquiries.contains_key(id) {
+            Vec::new()
+        } else {
+            vec![key64(id.as_str())]
+        }
     }
 
     /// The keys applying `event` needs that memory does not hold (a replay meets an event about

@@ -1,0 +1,283 @@
+//! The working set's side of the store: the archive of threads that left memory, and
+//! snapshots of what is in memory (`core/src/tracker/working_set.rs` says why and how).
+//!
+//! Both are derived data, never hashed: a replay of the ledger rebuilds them. The archive maps a
+//! key (64-bit hash of a Message-ID, digest, call id, inquiry id or thread id) to a thread and
+//! the thread to the ledger seqs that rebuild it; the events themselves stay in the ledger,
+//! read back by seq. A snapshot names the seq and hash of the ledger row it was taken at, so a
+//! ledger that is not the one it was taken from is never resumed from it.
+
+use chrono::{DateTime, Utc};
+use slawatch_core::tracker::event::Event;
+use slawatch_core::tracker::working_set::EvictedThread;
+use sqlx::Row;
+
+use super::{RawRow, Store, StoreError, chain, decode};
+
+/// How many values one `IN (…)` lookup binds; shorter lists repeat their last value.
+const LOOKUP_CHUNK: usize = 256;
+
+/// An archived thread found by key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchivedThread {
+    pub thread: String,
+    /// The ledger seqs that rebuild it, ascending.
+    pub seqs: Vec<i64>,
+    /// The keys looked up that lead to it.
+    pub keys: Vec<u64>,
+}
+
+/// A snapshot as stored.
+#[derive(Debug, Clone)]
+pub struct StoredSnapshot {
+    pub seq: i64,
+    pub head_hash: String,
+    pub taken_at: DateTime<Utc>,
+    pub body: String,
+}
+
+/// `SELECT … WHERE <column> IN (?, ?, …)` with [`LOOKUP_CHUNK`] placeholders.
+fn lookup_statement(which: usize) -> &'static str {
+    static STATEMENTS: std::sync::OnceLock<[String; 2]> = std::sync::OnceLock::new();
+    let placeholders = || vec!["?"; LOOKUP_CHUNK].join(", ");
+    &STATEMENTS.get_or_init(|| {
+        [
+            format!(
+                "SELECT k.key, t.thread, t.seqs FROM archive_keys k \
+                 JOIN archived_threads t ON t.thread_key = k.thread_key WHERE k.key IN ({})",
+                placeholders()
+            ),
+            format!(
+                "SELECT seq, recorded_at, kind, inquiry_id, payload, prev_hash, hash FROM ledger \
+                 WHERE seq IN ({}) ORDER BY seq",
+                placeholders()
+            ),
+        ]
+    })[which]
+}
+
+/// The values of one lookup, padded to [`LOOKUP_CHUNK`] with the last one.
+fn padded(chunk: &[i64]) -> impl Iterator<Item = i64> + '_ {
+    let last = chunk.last().copied().unwrap_or_default();
+    chunk
+        .iter()
+        .copied()
+        .chain(std::iter::repeat_n(last, LOOKUP_CHUNK - chunk.len()))
+}
+
+fn encode_seqs(seqs: &[i64]) -> String {
+    let mut out = String::with_capacity(seqs.len() * 8);
+    for (i, seq) in seqs.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&seq.to_string());
+    }
+    out
+}
+
+fn decode_seqs(thread: &str, text: &str) -> Result<Vec<i64>, StoreError> {
+    text.split(',')
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<i64>().map_err(|_| StoreError::CorruptArchive {
+                thread: thread.to_string(),
+                problem: format!("`{s}` is not a ledger seq"),
+            })
+        })
+        .collect()
+}
+
+impl Store {
+    /// Files threads that left memory: each thread's seqs (replacing what was filed for it
+    /// before: a thread's seqs only grow) and the keys that lead to it, in one transaction.
+    pub async fn archive_threads(&self, threads: &[EvictedThread]) -> Result<(), StoreError> {
+        if threads.is_empty() {
+            return Ok(());
+        }
+        let Store::Sqlite(pool) = self;
+        let mut tx = pool
+            .begin()
+            .await
+            .map_err(StoreError::db("archive: begin"))?;
+        let mut keys: Vec<(i64, i64)> = Vec::new();
+        for thread in threads {
+            let thread_key = slawatch_core::tracker::state::key64(&thread.thread) as i64;
+            sqlx::query(
+                "INSERT INTO archived_threads (thread_key, thread, seqs) VALUES (?, ?, ?) \
+                 ON CONFLICT (thread_key) DO UPDATE SET thread = excluded.thread, seqs = excluded.seqs",
+            )
+            .bind(thread_key)
+            .bind(&thread.thread)
+            .bind(encode_seqs(&thread.seqs))
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::db("archive a thread"))?;
+            keys.extend(thread.keys.iter().map(|k| (*k as i64, thread_key)));
+        }
+        // In key order: each index page is touched once per batch.
+        keys.sort_unstable();
+        for (key, thread_key) in keys {
+            sqlx::query(
+                "INSERT INTO archive_keys (key, thread_key) VALUES (?, ?) \
+                 ON CONFLICT (key) DO UPDATE SET thread_key = excluded.thread_key",
+            )
+            .bind(key)
+            .bind(thread_key)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::db("archive a key"))?;
+        }
+        tx.commit().await.map_err(StoreError::db("archive: commit"))
+    }
+
+    /// The archived threads `keys` lead to, each once, with the keys that led to it.
+    pub async fn archived_threads(&self, keys: &[u64]) -> Result<Vec<ArchivedThread>, StoreError> {
+        let Store::Sqlite(pool) = self;
+        let keys: Vec<i64> = keys.iter().map(|k| *k as i64).collect();
+        let mut found: Vec<ArchivedThread> = Vec::new();
+        for chunk in keys.chunks(LOOKUP_CHUNK) {
+            let mut query = sqlx::query(lookup_statement(0));
+            for key in padded(chunk) {
+                query = query.bind(key);
+            }
+            for row in query
+                .fetch_all(pool)
+                .await
+                .map_err(StoreError::db("look up archived threads"))?
+            {
+                let key = row.get::<i64, _>(0) as u64;
+                let thread: String = row.get(1);
+                match found.iter_mut().find(|t| t.thread == thread) {
+                    Some(t) => {
+                        if !t.keys.contains(&key) {
+                            t.keys.push(key);
+                        }
+                    }
+                    None => {
+                        let seqs = decode_seqs(&thread, row.get(2))?;
+                        found.push(ArchivedThread {
+                            thread,
+                            seqs,
+                            keys: vec![key],
+                        });
+                    }
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// Whether any thread was ever archived.
+    pub async fn has_archive(&self) -> Result<bool, StoreError> {
+        let Store::Sqlite(pool) = self;
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM (SELECT 1 FROM archived_threads LIMIT 1)",
+        )
+        .fetch_one(pool)
+        .await
+        .map(|n| n > 0)
+        .map_err(StoreError::db("read the archive"))
+    }
+
+    /// The events at `seqs` (ascending), decoded, in seq order.
+    pub async fn events_at(&self, seqs: &[i64]) -> Result<Vec<(i64, Event)>, StoreError> {
+        let Store::Sqlite(pool) = self;
+        let mut out = Vec::with_capacity(seqs.len());
+        for chunk in seqs.chunks(LOOKUP_CHUNK) {
+            let mut query = sqlx::query_as::<_, RawRow>(lookup_statement(1));
+            for seq in padded(chunk) {
+                query = query.bind(seq);
+            }
+            let rows = query
+                .fetch_all(pool)
+                .await
+                .map_err(StoreError::db("read ledger rows by seq"))?;
+            for row in rows {
+                let entry = decode(row)?;
+                out.push((entry.seq, entry.event));
+            }
+        }
+        if out.len() != seqs.len() {
+            let missing = seqs
+                .iter()
+                .find(|s| out.binary_search_by_key(*s, |(seq, _)| *seq).is_err())
+                .copied()
+                .unwrap_or_default();
+            return Err(StoreError::CorruptArchive {
+                thread: String::new(),
+                problem: format!("ledger row {missing} is missing"),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Stores a snapshot taken at ledger row `seq`; keeps it and the one before.
+    pub async fn save_snapshot(
+        &self,
+        seq: i64,
+        taken_at: DateTime<Utc>,
+        body: &str,
+    ) -> Result<(), StoreError> {
+        let Store::Sqlite(pool) = self;
+        let head_hash: String = sqlx::query_scalar("SELECT hash FROM ledger WHERE seq = ?")
+            .bind(seq)
+            .fetch_one(pool)
+            .await
+            .map_err(StoreError::db("snapshot: read the row it is taken at"))?;
+        let mut tx = pool
+            .begin()
+            .await
+            .map_err(StoreError::db("snapshot: begin"))?;
+        sqlx::query(
+            "INSERT OR REPLACE INTO snapshots (seq, head_hash, taken_at, body) VALUES (?, ?, ?, ?)",
+        )
+        .bind(seq)
+        .bind(&head_hash)
+        .bind(chain::format_instant(taken_at))
+        .bind(body)
+        .execute(&mut *tx)
+        .await
+        .map_err(StoreError::db("write a snapshot"))?;
+        sqlx::query(
+            "DELETE FROM snapshots WHERE seq < (SELECT min(seq) FROM \
+             (SELECT seq FROM snapshots ORDER BY seq DESC LIMIT 2))",
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(StoreError::db("prune snapshots"))?;
+        tx.commit()
+            .await
+            .map_err(StoreError::db("snapshot: commit"))
+    }
+
+    /// The snapshots, newest first.
+    pub async fn snapshots(&self) -> Result<Vec<StoredSnapshot>, StoreError> {
+        let Store::Sqlite(pool) = self;
+        let rows: Vec<(i64, String, String, String)> = sqlx::query_as(
+            "SELECT seq, head_hash, taken_at, body FROM snapshots ORDER BY seq DESC",
+        )
+        .fetch_all(pool)
+        .await
+        .map_err(StoreError::db("read snapshots"))?;
+        Ok(rows
+            .into_iter()
+            .map(|(seq, head_hash, taken_at, body)| StoredSnapshot {
+                seq,
+                head_hash,
+                taken_at: chain::parse_instant(&taken_at).unwrap_or(DateTime::<Utc>::MIN_UTC),
+                body,
+            })
+            .collect())
+    }
+
+    /// The hash of ledger row `seq`, if there is one.
+    pub async fn hash_at(&self, seq: i64) -> Result<Option<String>, StoreError> {
+        let Store::Sqlite(pool) = self;
+        sqlx::query_scalar("SELECT hash FROM ledger WHERE seq = ?")
+            .bind(seq)
+            .fetch_optional(pool)
+            .await
+            .map_err(StoreError::db("read a row's hash"))
+    }
+}

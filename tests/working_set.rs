@@ -1,0 +1,312 @@
+//! "Years of history in megabytes and seconds": the engine over a real SQLite ledger with a
+//! one-hour working window. Conversations leave memory as newer evidence comes, come back when
+//! a reply or a next message refers to them, and the outcomes are those of an engine that keeps
+//! everything. A restart resumes from the snapshot written at shutdown, and a damaged or
+//! mismatched snapshot falls back to a full replay with the same state.
+
+mod support;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use slawatch::notify::{Alert, Delivery, Notifier};
+use slawatch::sources::SourceBatch;
+use slawatch::store::Store;
+use slawatch_core::desk::DeskSettings;
+use slawatch_core::tracker::observation::{Address, Mail, Observation};
+use slawatch_core::tracker::policy::{Policy, PolicySet};
+use slawatch_core::tracker::{Tracker, TrackerRules};
+use support::engine::Setup;
+
+const DESK: &str = "support@example.com";
+/// Conversations, one every two hours: 60 hours of mail with a one-hour window.
+const CONVERSATIONS: i64 = 30;
+
+/// Accepts every alert (what is sent is not this test's subject).
+struct Accepting;
+
+impl Notifier for Accepting {
+    fn name(&self) -> &str {
+        "test"
+    }
+    fn deliver<'a>(&'a self, alerts: &'a [Alert]) -> Delivery<'a> {
+        Box::pin(async move { alerts.iter().map(|_| Ok(())).collect() })
+    }
+}
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 20, 8, 0, 0).unwrap()
+}
+
+fn rules() -> Arc<TrackerRules> {
+    Arc::new(TrackerRules {
+        desk: DeskSettings::with_address(DESK),
+        policies: PolicySet::single(Policy::default()),
+    })
+}
+
+fn address(email: &str) -> Address {
+    Address {
+        name: None,
+        email: email.into(),
+    }
+}
+
+fn customer_mail(k: i64, id: &str, at: DateTime<Utc>, parents: &[String]) -> Observation {
+    Observation::MessageReceived(Mail {
+        source: "mail".into(),
+        folder: "INBOX".into(),
+        message_id: format!("<{id}@customer.test>"),
+        digest: format!("digest-{id}"),
+        delivered_at: at,
+        seen_at: at,
+        from: Some(address(&format!("customer{k}@customer.test"))),
+        to: vec![address(DESK)],
+        subject: format!("question {k}"),
+        in_reply_to: parents.last().cloned().into_iter().collect(),
+        references: parents.to_vec(),
+        ..Mail::default()
+    })
+}
+
+fn desk_reply(k: i64, id: &str, at: DateTime<Utc>, parent: &str) -> Observation {
+    Observation::MessageSent(Mail {
+        source: "mail".into(),
+        folder: "Sent".into(),
+        message_id: format!("<{id}@example.com>"),
+        digest: format!("digest-{id}"),
+        delivered_at: at,
+        seen_at: at,
+        from: Some(address(DESK)),
+        to: vec![address(&format!("customer{k}@customer.test"))],
+        subject: format!("Re: question {k}"),
+        in_reply_to: vec![parent.to_string()],
+        references: vec![parent.to_string()],
+        ..Mail::default()
+    })
+}
+
+/// The mailbox in the order it is read: every conversation's first message, the desk's reply
+/// to the even ones within ten minutes, then — two days later — the late evidence that refers
+/// to conversations long out of the window: replies to the odd ones (after their deadline),
+/// the same first message fetched again, and a customer's next message in an answered one.
+fn batches() -> Vec<Vec<Observation>> {
+    let first = |k: i64| format!("<first{k}@customer.test>");
+    let mut out = Vec::new();
+    for k in 0..CONVERSATIONS {
+        let at = t0() + Duration::hours(2 * k);
+        let mut batch = vec![customer_mail(k, &format!("first{k}"), at, &[])];
+        if k % 2 == 0 {
+            batch.push(desk_reply(
+                k,
+                &format!("reply{k}"),
+                at + Duration::minutes(10),
+                &first(k),
+            ));
+        }
+        out.push(batch);
+    }
+    let late = t0() + Duration::hours(2 * CONVERSATIONS + 48);
+    let mut batch = Vec::new();
+    for k in (1..CONVERSATIONS).step_by(2).take(5) {
+        // Written in time, read only now (a Sent folder synced late).
+        let at = t0() + Duration::hours(2 * k) + Duration::minutes(12);
+        batch.push(desk_reply(k, &format!("late{k}"), at, &first(k)));
+    }
+    // A second reply in a conversation answered long ago: it belongs to that conversation.
+    batch.push(desk_reply(
+        4,
+        "again4",
+        late - Duration::minutes(5),
+        "<reply4@example.com>",
+    ));
+    // A re-fetch of bytes already read (same digest): never a second inquiry.
+    batch.push(customer_mail(2, "first2", t0() + Duration::hours(4), &[]));
+    // A next message in an answered conversation, two days after its reply.
+    batch.push(customer_mail(
+        0,
+        "next0",
+        late,
+        &[first(0), "<reply0@example.com>".into()],
+    ));
+    out.push(batch);
+    out
+}
+
+/// Every inquiry's outcome in the ledger (whatever memory holds): the whole ledger applied.
+async fn outcomes(store: &Store) -> Vec<String> {
+    let mut all = Tracker::new(rules());
+    for entry in store.events().await.unwrap() {
+        all.apply(&entry.event);
+    }
+    let mut out: Vec<String> = all
+        .newest_first()
+        .map(|i| {
+            format!(
+                "{} {} {} {:?} thread {} kind {:?} follow-ups {}",
+                i.external_id,
+                i.state.as_str(),
+                i.sla.as_str(),
+                i.responded_at,
+                i.thread_id,
+                i.kind,
+                i.follow_ups
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// How many events of each kind the ledger holds.
+async fn kinds(store: &Store) -> std::collections::BTreeMap<&'static str, usize> {
+    let mut out = std::collections::BTreeMap::new();
+    for entry in store.events().await.unwrap() {
+        *out.entry(entry.event.kind()).or_default() += 1;
+    }
+    out
+}
+
+/// What memory holds after a start: each inquiry with its outcome.
+fn held(tracker: &Tracker) -> Vec<String> {
+    let mut out: Vec<String> = tracker
+        .newest_first()
+        .map(|i| format!("{} {} {}", i.id, i.state.as_str(), i.sla.as_str()))
+        .collect();
+    out.sort();
+    out
+}
+
+async fn store_in(dir: &std::path::Path) -> Store {
+    Store::open(&format!("sqlite://{}/ledger.db", dir.display()))
+        .await
+        .unwrap()
+}
+
+/// Runs the engine over `store`, reads every batch in order, stops (a snapshot is written at
+/// shutdown when a window is set); returns how many threads memory held before the stop.
+async fn read_all(store: Store, window: Option<Duration>) -> usize {
+    let setup = Setup {
+        working_window: window,
+        ..Setup::at(t0() + Duration::hours(2 * CONVERSATIONS + 49))
+    };
+    let r = support::engine::start(store, rules(), Arc::new(Accepting), setup).await;
+    for observations in batches() {
+        r.sink
+            .submit(SourceBatch {
+                source: "mail".into(),
+                observations,
+                cursors: vec![],
+                initial_sync_done: true,
+            })
+            .await
+            .unwrap();
+    }
+    let held = r.shared.tracker.read().unwrap().threads_held();
+    support::engine::stop(r).await;
+    held
+}
+
+async fn count(store: &Store, table: &str) -> i64 {
+    let Store::Sqlite(pool) = store;
+    sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conversations_out_of_the_window_come_back_with_the_same_outcomes() {
+    let everything = tempfile::tempdir().unwrap();
+    let windowed = tempfile::tempdir().unwrap();
+    read_all(store_in(everything.path()).await, None).await;
+    let held = read_all(store_in(windowed.path()).await, Some(Duration::hours(1))).await;
+
+    let expected = outcomes(&store_in(everything.path()).await).await;
+    let store = store_in(windowed.path()).await;
+    assert_eq!(outcomes(&store).await, expected);
+
+    // The same events, kind for kind (a reply matched in memory is not one left unmatched).
+    assert_eq!(
+        kinds(&store).await,
+        kinds(&store_in(everything.path()).await).await
+    );
+    // The window did its work: the conversations answered in time left memory. What stays:
+    // the ten still open, the one with a new message, the five the late replies answered and
+    // the one the second reply brought back (they leave at the next look).
+    assert!(
+        held <= 17,
+        "{held} of {CONVERSATIONS} threads still in memory"
+    );
+    assert!(count(&store, "archived_threads").await >= 14);
+    // The late replies, written before the deadline, answered their old inquiries in time (the
+    // breach revised); the re-fetch opened nothing.
+    let responded_late = expected
+        .iter()
+        .filter(|o| o.starts_with("<first1@") || o.starts_with("<first3@"))
+        .filter(|o| o.contains(" responded met "))
+        .count();
+    assert_eq!(responded_late, 2, "{expected:#?}");
+    assert_eq!(
+        expected.len(),
+        CONVERSATIONS as usize + 1,
+        "one inquiry per conversation and the next message: {expected:#?}"
+    );
+    assert!(
+        expected
+            .iter()
+            .any(|o| o.starts_with("<next0@") && o.contains("thread <first0@")),
+        "the next message joined its old conversation: {expected:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_resumes_from_the_snapshot_and_a_bad_one_falls_back_to_a_full_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let window = Duration::hours(1);
+    read_all(store_in(dir.path()).await, Some(window)).await;
+    let store = store_in(dir.path()).await;
+    assert_eq!(count(&store, "snapshots").await, 1, "written at shutdown");
+
+    let from_snapshot = slawatch::working_set::start(&store, rules(), None, window)
+        .await
+        .unwrap();
+    let head = store.head().await.unwrap().unwrap().0;
+    assert!(from_snapshot.snapshot_seq.is_some());
+    assert!(
+        from_snapshot.replayed < 5,
+        "{} rows replayed after the snapshot at {:?} (head {head})",
+        from_snapshot.replayed,
+        from_snapshot.snapshot_seq
+    );
+
+    let Store::Sqlite(pool) = &store;
+    sqlx::query("UPDATE snapshots SET body = '{\"key_check\": 1'")
+        .execute(pool)
+        .await
+        .unwrap();
+    let damaged = slawatch::working_set::start(&store, rules(), None, window)
+        .await
+        .unwrap();
+    assert_eq!(damaged.snapshot_seq, None, "a damaged snapshot is not used");
+    assert_eq!(damaged.replayed, head as u64);
+    assert_eq!(held(&damaged.tracker), held(&from_snapshot.tracker));
+    assert_eq!(damaged.deadlines.len(), from_snapshot.deadlines.len());
+
+    // A snapshot of another ledger (its row's hash differs): not used either.
+    let good = slawatch::working_set::snapshot_of(&from_snapshot.tracker).unwrap();
+    store
+        .save_snapshot(good.0, Utc::now(), &good.1)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE snapshots SET head_hash = 'f00d' WHERE seq = ?")
+        .bind(good.0)
+        .execute(pool)
+        .await
+        .unwrap();
+    let mismatched = slawatch::working_set::start(&store, rules(), None, window)
+        .await
+        .unwrap();
+    assert_eq!(mismatched.snapshot_seq, None);
+    assert_eq!(held(&mismatched.tracker), held(&from_snapshot.tracker));
+}
