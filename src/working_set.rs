@@ -27,6 +27,9 @@ use crate::scheduler::Deadlines;
 use crate::store::archive::ArchivedThread;
 use crate::store::{PublicKey, Seals, Store, StoreError, Verification};
 
+/// Rows read back at a time when a snapshot is loaded.
+const RESTORE_CHUNK: usize = 4096;
+
 /// Replayed events between two evictions at start-up.
 const REPLAY_EVICT_EVERY: usize = 20_000;
 
@@ -80,10 +83,21 @@ pub async fn start(
         let mut seqs: Vec<i64> = snapshot.threads.iter().flatten().copied().collect();
         seqs.sort_unstable();
         seqs.dedup();
-        match store.events_at(&seqs).await {
-            Ok(events) => {
-                tracker.load_snapshot(&snapshot);
-                tracker.restore(events.iter().map(|(seq, e)| (*seq, e)));
+        tracker.load_snapshot(&snapshot);
+        drop(snapshot);
+        // A chunk of rows at a time: the working set's events are never all decoded at once.
+        let mut read = Ok(());
+        for chunk in seqs.chunks(RESTORE_CHUNK) {
+            match store.events_at(chunk).await {
+                Ok(events) => tracker.restore(events.iter().map(|(seq, e)| (*seq, e))),
+                Err(e) => {
+                    read = Err(e);
+                    break;
+                }
+            }
+        }
+        match read {
+            Ok(()) => {
                 resumed = Some((stored.seq, stored.head_hash));
                 break;
             }

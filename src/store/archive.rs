@@ -10,9 +10,37 @@
 use chrono::{DateTime, Utc};
 use slawatch_core::tracker::event::Event;
 use slawatch_core::tracker::working_set::EvictedThread;
-use sqlx::Row;
+use sqlx::{Connection, Row};
 
 use super::{RawRow, Store, StoreError, chain, decode};
+
+/// Rows per archive `INSERT`.
+const ARCHIVE_ROWS: usize = 128;
+
+/// The multi-row upsert of `rows` threads (`which` 0) or keys (1), built once per size.
+fn archive_statement(which: usize, rows: usize) -> &'static str {
+    static STATEMENTS: std::sync::OnceLock<[Vec<String>; 2]> = std::sync::OnceLock::new();
+    let all = STATEMENTS.get_or_init(|| {
+        let build = |head: &str, row: &str, tail: &str| {
+            (0..=ARCHIVE_ROWS)
+                .map(|n| format!("{head} {} {tail}", vec![row; n.max(1)].join(", ")))
+                .collect::<Vec<_>>()
+        };
+        [
+            build(
+                "INSERT INTO archived_threads (thread_key, thread, seqs) VALUES",
+                "(?, ?, ?)",
+                "ON CONFLICT (thread_key) DO UPDATE SET thread = excluded.thread, seqs = excluded.seqs",
+            ),
+            build(
+                "INSERT INTO archive_keys (key, thread_key) VALUES",
+                "(?, ?)",
+                "ON CONFLICT (key) DO UPDATE SET thread_key = excluded.thread_key",
+            ),
+        ]
+    });
+    &all[which][rows]
+}
 
 /// How many values one `IN (…)` lookup binds; shorter lists repeat their last value.
 const LOOKUP_CHUNK: usize = 256;
@@ -90,45 +118,71 @@ fn decode_seqs(thread: &str, text: &str) -> Result<Vec<i64>, StoreError> {
 
 impl Store {
     /// Files threads that left memory: each thread's seqs (replacing what was filed for it
-    /// before: a thread's seqs only grow) and the keys that lead to it, in one transaction.
+    /// before: a thread's seqs only grow) and the keys that lead to it, in one transaction. A
+    /// connection whose write failed is closed, not handed back to the pool (see
+    /// [`Store::append`]'s note on a failed COMMIT).
     pub async fn archive_threads(&self, threads: &[EvictedThread]) -> Result<(), StoreError> {
         if threads.is_empty() {
             return Ok(());
         }
         let Store::Sqlite(pool) = self;
-        let mut tx = pool
-            .begin()
-            .await
-            .map_err(StoreError::db("archive: begin"))?;
+        let mut rows: Vec<(i64, &str, String)> = threads
+            .iter()
+            .map(|t| {
+                (
+                    slawatch_core::tracker::state::key64(&t.thread) as i64,
+                    t.thread.as_str(),
+                    encode_seqs(&t.seqs),
+                )
+            })
+            .collect();
+        // A thread evicted twice before a write: its latest filing (the longer seqs) wins.
+        rows.sort_by(|a, b| a.0.cmp(&b.0).then(b.2.len().cmp(&a.2.len())));
+        rows.dedup_by_key(|r| r.0);
+        // In key order: each index page is touched once per batch.
         let mut keys: Vec<(i64, i64)> = Vec::new();
         for thread in threads {
             let thread_key = slawatch_core::tracker::state::key64(&thread.thread) as i64;
-            sqlx::query(
-                "INSERT INTO archived_threads (thread_key, thread, seqs) VALUES (?, ?, ?) \
-                 ON CONFLICT (thread_key) DO UPDATE SET thread = excluded.thread, seqs = excluded.seqs",
-            )
-            .bind(thread_key)
-            .bind(&thread.thread)
-            .bind(encode_seqs(&thread.seqs))
-            .execute(&mut *tx)
-            .await
-            .map_err(StoreError::db("archive a thread"))?;
             keys.extend(thread.keys.iter().map(|k| (*k as i64, thread_key)));
         }
-        // In key order: each index page is touched once per batch.
         keys.sort_unstable();
-        for (key, thread_key) in keys {
-            sqlx::query(
-                "INSERT INTO archive_keys (key, thread_key) VALUES (?, ?) \
-                 ON CONFLICT (key) DO UPDATE SET thread_key = excluded.thread_key",
-            )
-            .bind(key)
-            .bind(thread_key)
-            .execute(&mut *tx)
+        keys.dedup_by_key(|k| k.0);
+        let mut conn = pool
+            .acquire()
             .await
-            .map_err(StoreError::db("archive a key"))?;
+            .map_err(StoreError::db("archive: connect"))?;
+        let written = async {
+            let mut tx = conn
+                .begin()
+                .await
+                .map_err(StoreError::db("archive: begin"))?;
+            for chunk in rows.chunks(ARCHIVE_ROWS) {
+                let mut query = sqlx::query(archive_statement(0, chunk.len()));
+                for (thread_key, thread, seqs) in chunk {
+                    query = query.bind(*thread_key).bind(*thread).bind(seqs.as_str());
+                }
+                query
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::db("archive threads"))?;
+            }
+            for chunk in keys.chunks(ARCHIVE_ROWS) {
+                let mut query = sqlx::query(archive_statement(1, chunk.len()));
+                for (key, thread_key) in chunk {
+                    query = query.bind(*key).bind(*thread_key);
+                }
+                query
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::db("archive keys"))?;
+            }
+            tx.commit().await.map_err(StoreError::db("archive: commit"))
         }
-        tx.commit().await.map_err(StoreError::db("archive: commit"))
+        .await;
+        if written.is_err() {
+            conn.close_on_drop();
+        }
+        written
     }
 
     /// The archived threads `keys` lead to, each once, with the keys that led to it.
@@ -225,30 +279,41 @@ impl Store {
             .fetch_one(pool)
             .await
             .map_err(StoreError::db("snapshot: read the row it is taken at"))?;
-        let mut tx = pool
-            .begin()
+        let mut conn = pool
+            .acquire()
             .await
-            .map_err(StoreError::db("snapshot: begin"))?;
-        sqlx::query(
-            "INSERT OR REPLACE INTO snapshots (seq, head_hash, taken_at, body) VALUES (?, ?, ?, ?)",
-        )
-        .bind(seq)
-        .bind(&head_hash)
-        .bind(chain::format_instant(taken_at))
-        .bind(body)
-        .execute(&mut *tx)
-        .await
-        .map_err(StoreError::db("write a snapshot"))?;
-        sqlx::query(
-            "DELETE FROM snapshots WHERE seq < (SELECT min(seq) FROM \
-             (SELECT seq FROM snapshots ORDER BY seq DESC LIMIT 2))",
-        )
-        .execute(&mut *tx)
-        .await
-        .map_err(StoreError::db("prune snapshots"))?;
-        tx.commit()
+            .map_err(StoreError::db("snapshot: connect"))?;
+        let written = async {
+            let mut tx = conn
+                .begin()
+                .await
+                .map_err(StoreError::db("snapshot: begin"))?;
+            sqlx::query(
+                "INSERT OR REPLACE INTO snapshots (seq, head_hash, taken_at, body) VALUES (?, ?, ?, ?)",
+            )
+            .bind(seq)
+            .bind(&head_hash)
+            .bind(chain::format_instant(taken_at))
+            .bind(body)
+            .execute(&mut *tx)
             .await
-            .map_err(StoreError::db("snapshot: commit"))
+            .map_err(StoreError::db("write a snapshot"))?;
+            sqlx::query(
+                "DELETE FROM snapshots WHERE seq < (SELECT min(seq) FROM \
+                 (SELECT seq FROM snapshots ORDER BY seq DESC LIMIT 2))",
+            )
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::db("prune snapshots"))?;
+            tx.commit()
+                .await
+                .map_err(StoreError::db("snapshot: commit"))
+        }
+        .await;
+        if written.is_err() {
+            conn.close_on_drop();
+        }
+        written
     }
 
     /// The snapshots, newest first.

@@ -7,6 +7,7 @@ pub mod daemon;
 pub mod dovecot;
 pub mod engine;
 pub mod grafana;
+pub mod history;
 pub mod http;
 pub mod ledger;
 pub mod oauth2;
