@@ -354,7 +354,15 @@ impl Store {
             sealing,
         )
         .await;
-        if sealing.durable {
+        if written.is_err() {
+            // A connection whose write failed is closed, not handed back to the pool. When the
+            // COMMIT itself fails (a full disk, an I/O error) SQLite has already rolled the
+            // transaction back, so sqlx's rollback on drop fails too and sqlx goes on counting
+            // the connection as inside a transaction: every later BEGIN on it would fail
+            // ("non-zero transaction depth") long after the disk has room again. The next write
+            // opens a fresh connection.
+            conn.close_on_drop();
+        } else if sealing.durable {
             // Back to the ledger's usual setting for whatever uses the connection next; if even
             // that fails, the connection is dropped rather than left slower than it should be.
             if sqlx::query(sql::SYNC_NORMAL)
