@@ -9,6 +9,7 @@ pub mod engine;
 pub mod grafana;
 pub mod http;
 pub mod ledger;
+pub mod ledger_fs;
 pub mod oauth2;
 pub mod process;
 pub mod proxy;
