@@ -3,8 +3,8 @@
 # installs the real servers and tools the tests talk to (Dovecot for IMAP/LMTP; Prometheus,
 # promtool and Alertmanager for the rules, dashboards and alerting path; aiosmtpd for alert
 # mail; Chromium and poppler for the wallboard and the printed report; libfaketime for
-# wall-clock steps), then runs every unit and integration test. Tests never skip: a missing
-# server fails them.
+# wall-clock steps; strace for a read-only ledger), then runs every unit and integration test.
+# Tests never skip: a missing server fails them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,6 +22,8 @@ command -v openssl >/dev/null 2>&1 || need_packages+=(openssl)
 command -v sqlite3 >/dev/null 2>&1 || need_packages+=(sqlite3)
 # Wall-clock steps are injected into the daemon with libfaketime.
 [ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ] || need_packages+=(faketime)
+# A read-only ledger is injected into the daemon's write calls with strace.
+command -v strace >/dev/null 2>&1 || need_packages+=(strace)
 # The HTML report is printed by headless Chromium and checked with poppler's tools.
 command -v chromium >/dev/null 2>&1 || need_packages+=(chromium)
 command -v pdftotext >/dev/null 2>&1 || need_packages+=(poppler-utils)

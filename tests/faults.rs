@@ -1276,7 +1276,53 @@ fn unix_seconds() -> f64 {
 /// to the last byte from outside, the daemon's database, WAL, shared memory and lock file on it.
 #[test]
 fn a_full_ledger_disk_delays_no_alert_and_loses_or_doubles_nothing_once_freed() {
-    use support::ledger_fs::LedgerFs;
+    ledger_unwritable(Unwritable::Full);
+}
+
+/// The ledger's files read-only while breaches fall due and mail arrives, then writable again:
+/// every write call on them answered `EROFS` ([`support::ledger_fs::ReadOnly`]).
+#[test]
+fn a_read_only_ledger_delays_no_alert_and_loses_or_doubles_nothing_once_writable() {
+    ledger_unwritable(Unwritable::ReadOnly);
+}
+
+/// How the ledger is made unwritable.
+#[derive(Clone, Copy, PartialEq)]
+enum Unwritable {
+    Full,
+    ReadOnly,
+}
+
+impl Unwritable {
+    fn name(self) -> &'static str {
+        match self {
+            Unwritable::Full => "ledger disk full",
+            Unwritable::ReadOnly => "ledger read-only",
+        }
+    }
+
+    /// What SQLite says, as `/readyz` shows it.
+    fn error(self) -> &'static str {
+        match self {
+            Unwritable::Full => "database or disk is full",
+            Unwritable::ReadOnly => "disk I/O error",
+        }
+    }
+}
+
+/// The fault in place, and what ends it.
+enum Injected<'a> {
+    Full(&'a support::ledger_fs::LedgerFs),
+    ReadOnly(support::ledger_fs::ReadOnly),
+}
+
+/// Breaches fall due and a customer mail arrives while the ledger is unwritable for a while
+/// (20 s, a minute in the long variant); then it is writable again. Each breach by webhook on
+/// time, `/readyz`, the metrics and the `monitor-ledger` page show the fault; afterwards every
+/// inquiry and delivery in the ledger once, the page resolved, nothing re-sent after a restart,
+/// `audit verify` intact.
+fn ledger_unwritable(fault: Unwritable) {
+    use support::ledger_fs::{LedgerFs, ReadOnly};
     use support::webhook::Receiver;
 
     // Breaches due one every `gap`, all within the outage.
@@ -1288,8 +1334,11 @@ fn a_full_ledger_disk_delays_no_alert_and_loses_or_doubles_nothing_once_freed() 
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let webhook = runtime.block_on(Receiver::start());
     let dir = tempdir();
-    let fs = LedgerFs::mount(dir.path(), 16 * 1024);
-    let database = fs.mount.join("ledger.db");
+    let fs = (fault == Unwritable::Full).then(|| LedgerFs::mount(dir.path(), 16 * 1024));
+    let database = match &fs {
+        Some(fs) => fs.mount.join("ledger.db"),
+        None => dir.path().join("ledger.db"),
+    };
     let config = format!(
         r#"
 [store]
@@ -1319,41 +1368,56 @@ format = "json"
     let first = unix_now() + 8;
     let due: Vec<u64> = (0..breaches).map(|k| first + k * gap).collect();
     for (k, at) in due.iter().enumerate() {
-        maildir_mail(dir.path(), at - 15 * 60, &format!("full-{k:02}"));
+        maildir_mail(dir.path(), at - 15 * 60, &format!("unwritable-{k:02}"));
     }
     let mut daemon = Daemon::configure(
         dir.path(),
         &config,
         &[("SLAWATCH__NOTIFY__WEBHOOK__URL", webhook.url.as_str())],
-    )
-    .wrapped(fs.wrapper(), database.clone());
+    );
+    if let Some(fs) = &fs {
+        daemon = daemon.wrapped(fs.wrapper(), database.clone());
+    }
     daemon.start();
     daemon.wait_ready(Duration::from_secs(30));
-    fs.assert_holds(daemon.pid().unwrap(), &database);
+    if let Some(fs) = &fs {
+        fs.assert_holds(daemon.pid().unwrap(), &database);
+    }
     assert_eq!(
         daemon.sql("SELECT count(*) FROM ledger WHERE kind = 'inquiry_opened'"),
         breaches.to_string()
     );
 
-    // The fault: no free block left, and none in the WAL to re-use. (Should the daemon commit
-    // between the checkpoint and the fill, its WAL has blocks again: then once more.)
+    // The fault. A full disk: no free block left, and none in the WAL to re-use. (Should the
+    // daemon commit between the checkpoint and the fill, its WAL has blocks again: then once
+    // more.)
     let mut filled = 0;
-    for _ in 0..5 {
-        empty_the_wal(&fs, &database);
-        filled = fs.fill();
-        let wal = std::fs::metadata(fs.outside(&fs.mount.join("ledger.db-wal")))
-            .map(|m| m.len())
-            .unwrap_or(0);
-        if wal == 0 {
-            break;
+    let injected = match &fs {
+        Some(fs) => {
+            for _ in 0..5 {
+                empty_the_wal(fs, &database);
+                filled = fs.fill();
+                let wal = std::fs::metadata(fs.outside(&fs.mount.join("ledger.db-wal")))
+                    .map(|m| m.len())
+                    .unwrap_or(0);
+                if wal == 0 {
+                    break;
+                }
+                fs.free();
+                filled = 0;
+            }
+            assert!(
+                filled > 0,
+                "could not empty the WAL before filling the disk"
+            );
+            Injected::Full(fs)
         }
-        fs.free();
-        filled = 0;
-    }
-    assert!(
-        filled > 0,
-        "could not empty the WAL before filling the disk"
-    );
+        None => Injected::ReadOnly(ReadOnly::start(
+            daemon.pid().unwrap(),
+            &database,
+            dir.path().join("strace.log"),
+        )),
+    };
     let began = Instant::now();
     // The first write the full disk refuses: the first breach's.
     let first_refused = Duration::from_secs_f64((first as f64 - unix_seconds()).max(0.0));
@@ -1376,7 +1440,12 @@ format = "json"
             )
         })
         .collect();
-    let index = |id: &str| -> usize { subjects[id].trim_start_matches("full-").parse().unwrap() };
+    let index = |id: &str| -> usize {
+        subjects[id]
+            .trim_start_matches("unwritable-")
+            .parse()
+            .unwrap()
+    };
     // Each alert of the webhook, by inquiry and kind, with how many times it came.
     let received = || {
         let mut out: BTreeMap<(String, String), usize> = BTreeMap::new();
@@ -1416,7 +1485,7 @@ format = "json"
             seen_down = Some((readyz, healthz, failures, writable));
         }
         if !mailed_during && began.elapsed() > outage / 2 {
-            maildir_mail(dir.path(), unix_now(), "full-during");
+            maildir_mail(dir.path(), unix_now(), "unwritable-during");
             mailed_during = true;
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -1438,7 +1507,7 @@ format = "json"
     let ((status, readyz), healthz, failures, writable) = seen_down.unwrap();
     assert_eq!(status, 503, "{readyz}");
     assert!(
-        readyz.contains("NOT WRITABLE") && readyz.contains("full"),
+        readyz.contains("NOT WRITABLE") && readyz.contains(fault.error()),
         "{readyz}"
     );
     assert!(readyz.contains("monitor alert monitor-ledger"), "{readyz}");
@@ -1454,11 +1523,25 @@ format = "json"
         daemon.sql("SELECT count(*) FROM ledger WHERE kind = 'inquiry_breached'"),
         "0"
     );
-    assert_eq!(fs.available(), 0);
+
+    // Every retry failed, and was counted.
+    let failures = daemon
+        .metric("slawatch_ledger_write_failures_total")
+        .unwrap_or(0.0);
 
     // Writable again: everything waiting is written, the page resolves.
-    fs.free();
+    let refused = match injected {
+        Injected::Full(fs) => {
+            assert_eq!(fs.available(), 0);
+            fs.free();
+            0
+        }
+        Injected::ReadOnly(ro) => ro.end(),
+    };
     let freed = Instant::now();
+    if fault == Unwritable::ReadOnly {
+        assert!(refused > 0, "no write call was refused");
+    }
     let count = |kind: &str| -> usize {
         daemon
             .sql(&format!(
@@ -1468,7 +1551,7 @@ format = "json"
             .unwrap()
     };
     daemon.wait_for(
-        "every breach and delivery recorded after the disk was freed",
+        "every breach and delivery recorded once the ledger is writable",
         Duration::from_secs(60),
         |_| {
             count("inquiry_breached") >= breaches as usize
@@ -1544,18 +1627,23 @@ format = "json"
     );
     assert_eq!(
         daemon.sql(
-            "SELECT count(*) FROM ledger WHERE kind = 'inquiry_opened' AND payload LIKE '%full-during%'"
+            "SELECT count(*) FROM ledger WHERE kind = 'inquiry_opened' AND payload LIKE '%unwritable-during%'"
         ),
         "1"
     );
     audit_verify(&daemon);
+    let how = match fault {
+        Unwritable::Full => format!("{} MiB filled", filled / (1024 * 1024)),
+        Unwritable::ReadOnly => format!("{refused} write calls refused with EROFS"),
+    };
     eprintln!(
-        "ledger disk full {:.0} s ({} MiB filled) while {breaches} breaches fell due: all sent by \
-         webhook, at most {latest:.2} s after their deadlines; monitor-ledger paged {:.1} s after \
-         the first refused write; {failures:.0} failed write attempts; everything recorded {:.1} s after the \
-         space came back (page resolved after {:.1} s); every inquiry and delivery once, chain intact",
+        "{} {:.0} s ({how}) while {breaches} breaches fell due: all sent by webhook, at most \
+         {latest:.2} s after their deadlines; monitor-ledger paged {:.1} s after the first refused \
+         write; {failures:.0} failed write attempts in all; everything recorded {:.1} s after the ledger \
+         was writable again (page resolved after {:.1} s); every inquiry and delivery once, chain \
+         intact",
+        fault.name(),
         outage.as_secs_f64(),
-        filled / (1024 * 1024),
         paged.saturating_sub(first_refused).as_secs_f64(),
         recorded.as_secs_f64(),
         resolved.as_secs_f64()

@@ -1,5 +1,5 @@
-//! A small file system of the ledger's own, which a test fills up and frees again: the disk-full
-//! fault injected for real, into the kernel's answers to the daemon's own writes.
+//! The ledger's disk full, or its files read-only, for a while: a small file system of the
+//! ledger's own that a test fills up and frees again, and `EROFS` put into the daemon's writes.
 //!
 //! How, and why this way: a `tmpfs` of a few megabytes mounted over `dir/ledger` in a user and
 //! mount namespace of its own (`unshare --user --map-root-user --mount`). That needs no root on
@@ -13,13 +13,15 @@
 //! the fault; `sqlite3` runs inside too ([`LedgerFs::inside`]), since SQLite resolves the
 //! `/proc/<pid>/root` link to `/` and would open the empty directory outside.
 //!
-//! A read-only remount is not offered: Linux refuses `mount -o remount,ro` (EBUSY) while any
-//! file on it is open for writing, which a running SQLite writer always has; only the kernel
-//! itself turns a file system read-only under open files (after an I/O error), which cannot be
-//! undone without unmounting it.
+//! A read-only file system cannot be made the same way: Linux refuses `mount -o remount,ro`
+//! (EBUSY) while any file on it is open for writing, which a running SQLite writer always has
+//! (the database, its WAL, the lock file); only the kernel itself turns a file system read-only
+//! under open files (after an I/O error), and that cannot be undone without unmounting it.
+//! [`ReadOnly`] therefore puts the `EROFS` such a file system answers into the daemon's own
+//! write calls on the ledger's files, with `strace --inject`, and takes it out again.
 //!
-//! If the namespace cannot be made (no `unshare`, user namespaces disabled) the test fails with
-//! the reason: the fault is never skipped.
+//! If the namespace cannot be made (no `unshare`, user namespaces disabled) or `strace` cannot
+//! attach, the test fails with the reason: the fault is never skipped.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -224,5 +226,88 @@ impl Drop for LedgerFs {
     fn drop(&mut self) {
         let _ = self.holder.kill();
         let _ = self.holder.wait();
+    }
+}
+
+/// The write calls SQLite makes on its files (data, WAL, truncation, syncs, preallocation).
+const WRITE_CALLS: &str =
+    "pwrite64,pwritev,pwritev2,write,writev,ftruncate,fallocate,fsync,fdatasync";
+
+/// The ledger's files answering every write with `EROFS`, as a file system the kernel has turned
+/// read-only under a running writer does: `strace --inject` attached to the daemon, limited to
+/// the system calls on those files (`-P`), until [`ReadOnly::end`] detaches it. (The kernel
+/// refuses to remount read-only while a file is open for writing, see the module doc, so the
+/// error is put into the daemon's own system calls instead.) Opening and reading still work.
+pub struct ReadOnly {
+    strace: Child,
+    log: PathBuf,
+}
+
+impl ReadOnly {
+    /// Attaches to every thread of process `pid` (and those it starts) and returns once all
+    /// its threads are traced.
+    pub fn start(pid: u32, database: &Path, log: PathBuf) -> ReadOnly {
+        let mut cmd = Command::new("strace");
+        cmd.args(["-f", "-p", &pid.to_string(), "-o"])
+            .arg(&log)
+            .args(["-e", &format!("trace={WRITE_CALLS}")])
+            .args(["-e", &format!("inject={WRITE_CALLS}:error=EROFS")]);
+        for suffix in ["", "-wal", "-shm"] {
+            let mut file = database.as_os_str().to_owned();
+            file.push(suffix);
+            cmd.arg("-P").arg(file);
+        }
+        let strace = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("`strace` is required to make the ledger read-only (apt-get install strace)");
+        let ro = ReadOnly { strace, log };
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let traced = std::fs::read_dir(format!("/proc/{pid}/task"))
+                .unwrap()
+                .flatten()
+                .all(|task| {
+                    std::fs::read_to_string(task.path().join("status"))
+                        .unwrap_or_default()
+                        .lines()
+                        .find_map(|l| l.strip_prefix("TracerPid:"))
+                        .is_some_and(|t| t.trim() != "0")
+                });
+            if traced {
+                return ro;
+            }
+            assert!(
+                std::time::Instant::now() < until,
+                "strace did not attach to process {pid} (ptrace not permitted? \
+                 kernel.yama.ptrace_scope)"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// Detaches (the daemon goes on, its files writable again); returns how many write calls
+    /// were refused.
+    pub fn end(mut self) -> usize {
+        let status = Command::new("kill")
+            .args(["-INT", &self.strace.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        self.strace.wait().unwrap();
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("EROFS") && l.contains("(INJECTED)"))
+            .count()
+    }
+}
+
+impl Drop for ReadOnly {
+    fn drop(&mut self) {
+        let _ = self.strace.kill();
+        let _ = self.strace.wait();
     }
 }
