@@ -17,14 +17,14 @@
 //! - a day of mail and calls at ten times a busy desk's rate, compressed into a minute: open
 //!   descriptors flat; resident memory grows only with the inquiries held (the tracker keeps
 //!   every inquiry in memory), by a bounded amount each, and not at all without new ones.
-//! - the ledger's disk full (a `tmpfs` of its own, filled to the last byte) while breaches fall
-//!   due and mail arrives, then freed: every alert on time throughout, `/readyz`, the metrics and
-//!   the `monitor-ledger` page say so; afterwards every inquiry and delivery in the ledger once,
-//!   the page resolved, `audit verify` intact.
+//! - the ledger's disk full (a `tmpfs` of its own, filled to the last byte), or its files
+//!   read-only (`EROFS` on every write call on them), while breaches fall due and mail arrives,
+//!   then writable again: every alert on time throughout, `/readyz`, the metrics and the
+//!   `monitor-ledger` page say so; afterwards every inquiry and delivery in the ledger once, the
+//!   page resolved, `audit verify` intact ([`support::ledger_fs`] says how and why so).
 //!
 //! A ledger locked by another writer and wall-clock steps are injected by
-//! `tests/ledger_outage.rs` and `tests/clock_step.rs`. A read-only ledger file system cannot be
-//! injected into a running daemon: see [`support::ledger_fs`].
+//! `tests/ledger_outage.rs` and `tests/clock_step.rs`.
 //!
 //! The short variants always run; `SLAWATCH_FAULTS_LONG=1` runs the long ones (20 kill points,
 //! 20,000 messages, 1,000,000 CDR rows, 10 Dovecot restarts, a longer soak, a minute of full
