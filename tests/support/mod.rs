@@ -10,6 +10,7 @@ pub mod grafana;
 pub mod http;
 pub mod ledger;
 pub mod oauth2;
+pub mod postgres;
 pub mod process;
 pub mod proxy;
 pub mod slawatchd;
