@@ -41,6 +41,21 @@ pub enum StoreError {
         found: String,
         supported: String,
     },
+    /// No server of a (multi-host) PostgreSQL URL could be used; `reasons` says why, per host.
+    #[error("store {url}: no usable PostgreSQL server: {reasons}")]
+    NoServer { url: String, reasons: String },
+    /// The ledger no longer holds the head this daemon published: rows it wrote were lost (a
+    /// PostgreSQL failover to an asynchronous standby that lacked them, a restore from an older
+    /// backup). Nothing is written on top of that: it would fork the chain.
+    #[error(
+        "the ledger went backwards: this daemon published seq {published_seq} (hash {published_hash}) but the ledger's head is seq {head_seq} (hash {head_hash}); nothing is written on top of it, which would fork the chain. What to do: find the lost rows (the old primary, its WAL archive or a backup) and restore them so that seq {published_seq} is back with that hash; `slawatch audit verify --expect {published_seq}:{published_hash}` checks it. Or, to carry on without them, stop slawatch, keep this head and the lost pin for the auditors, and start it again with --accept-lost-head"
+    )]
+    WentBackwards {
+        published_seq: i64,
+        published_hash: String,
+        head_seq: i64,
+        head_hash: String,
+    },
     /// A query failed; `op` says which store operation ran it.
     #[error("store {op} failed: {source}")]
     Database {
