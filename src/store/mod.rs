@@ -146,6 +146,10 @@ macro_rules! with_pool {
     };
 }
 
+// After the macro, which it uses.
+mod copy;
+pub use copy::{CopyError, CopyReport};
+
 /// One ledger row, decoded.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LedgerEntry {
@@ -267,6 +271,16 @@ impl Store {
     pub fn expect_head(&self, head: Option<(i64, String)>) {
         if let Store::Postgres(pg) = self {
             pg.set_published(head);
+        }
+    }
+
+    /// Keeps the head this daemon publishes in `file` across restarts (PostgreSQL; nothing on
+    /// SQLite): the head kept there before is checked now — [`StoreError::WentBackwards`] if the
+    /// ledger lost it — and enforced on every append, and each commit rewrites the file.
+    pub async fn keep_published_head(&self, file: &std::path::Path) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(_) => Ok(()),
+            Store::Postgres(pg) => pg.keep_head_in(file).await,
         }
     }
 

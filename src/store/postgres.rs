@@ -43,6 +43,7 @@
 //! [`StoreError::WentBackwards`], writing nothing. The engine keeps the events in memory and
 //! retries, so `monitor-ledger` pages after the usual stall, with the error saying what to do.
 
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -244,6 +245,18 @@ impl Target {
         Ok(target)
     }
 
+    /// Whether it connects without TLS to a host that is not a loopback address or `localhost`.
+    pub fn sends_in_clear(&self) -> bool {
+        matches!(self.ssl_mode, PgSslMode::Disable)
+            && self.hosts.iter().any(|(host, _)| {
+                host != "localhost"
+                    && !host.starts_with('/')
+                    && !host
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback())
+            })
+    }
+
     /// sqlx's options for host `i`.
     fn options(&self, i: usize, password: Option<&str>) -> PgConnectOptions {
         let (host, port) = &self.hosts[i];
@@ -283,6 +296,8 @@ pub struct Pg {
     current: Arc<Mutex<usize>>,
     /// The head this process wrote last or was told it had published: `(seq, hash)`.
     published: Arc<Mutex<Option<(i64, String)>>>,
+    /// Where the published head is kept across restarts (see [`Pg::keep_head_in`]).
+    head_file: Arc<std::sync::OnceLock<PathBuf>>,
 }
 
 /// Whether `conn` takes writes.
@@ -409,6 +424,7 @@ pub async fn open(
         shown: shown.into(),
         current: Arc::new(Mutex::new(index)),
         published: Arc::new(Mutex::new(None)),
+        head_file: Arc::new(std::sync::OnceLock::new()),
     })
 }
 
@@ -471,8 +487,66 @@ impl Pg {
     }
 
     pub(super) fn set_published(&self, head: Option<(i64, String)>) {
+        if let (Some((seq, hash)), Some(file)) = (&head, self.head_file.get())
+            && let Err(e) = write_head_file(file, *seq, hash)
+        {
+            tracing::warn!(file = %file.display(), error = %e, "Could not keep the published ledger head; a failover that loses rows after it is still caught while the daemon runs.");
+        }
         *self.published.lock().unwrap_or_else(|e| e.into_inner()) = head;
     }
+
+    /// Keeps the published head in `file` (one line, `SEQ:HASH`), rewritten after every commit,
+    /// so the check survives a restart: reads the head published before, if the file exists,
+    /// and checks it now. A ledger that lost it is [`StoreError::WentBackwards`].
+    pub(super) async fn keep_head_in(&self, file: &Path) -> Result<(), StoreError> {
+        let _ = self.head_file.set(file.to_path_buf());
+        let before = match std::fs::read_to_string(file) {
+            Ok(text) => {
+                let pin: super::ExpectedHead =
+                    text.trim()
+                        .parse()
+                        .map_err(|problem| StoreError::HeadFile {
+                            path: file.to_path_buf(),
+                            problem,
+                        })?;
+                Some((pin.seq.unwrap_or(0), pin.hash))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => {
+                return Err(StoreError::HeadFile {
+                    path: file.to_path_buf(),
+                    problem: e.to_string(),
+                });
+            }
+        };
+        // Enforced from now on, whatever the check below finds: a daemon that goes on after
+        // it (to keep alerting) must still never write on top of the lost rows.
+        *self.published.lock().unwrap_or_else(|e| e.into_inner()) = before.clone();
+        if let Some(published) = &before {
+            let mut conn = self
+                .pool
+                .acquire()
+                .await
+                .map_err(StoreError::db("read head"))?;
+            let head: Option<(i64, String)> = sqlx::query_as(sql::HEAD)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(StoreError::db("read head"))?;
+            let head = head.unwrap_or_else(|| (0, GENESIS.to_string()));
+            check_not_behind(&mut conn, Some(published), &head).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes `SEQ:HASH` to `file` through a temporary file and a rename, so a crash leaves the old
+/// head or the new one, never half a line.
+fn write_head_file(file: &Path, seq: i64, hash: &str) -> std::io::Result<()> {
+    let mut tmp = file.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, format!("{seq}:{hash}\n"))?;
+    std::fs::rename(&tmp, file)
 }
 
 /// Refuses to write when the ledger lost the head this process published (see the module

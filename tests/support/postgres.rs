@@ -123,21 +123,9 @@ fn chown_r(path: &Path, uid: u32, gid: u32) {
     assert!(status.success(), "chown -R {}", path.display());
 }
 
-/// Options for [`Postgres::start_with`].
-#[derive(Debug, Clone, Default)]
-pub struct Options {
-    /// Every session starts read-only (`default_transaction_read_only = on`): what a client sees
-    /// on a hot standby, for `target_session_attrs=read-write` tests.
-    pub read_only: bool,
-}
-
 impl Postgres {
     /// A new server (see the module documentation).
     pub fn start() -> Postgres {
-        Postgres::start_with(Options::default())
-    }
-
-    pub fn start_with(options: Options) -> Postgres {
         let bin = bin_dir();
         let dir = tempfile::Builder::new()
             .prefix("slawatch-pg-")
@@ -175,7 +163,7 @@ impl Postgres {
             String::from_utf8_lossy(&out.stderr)
         );
         let port = free_port();
-        let mut settings = vec![
+        let settings = [
             "listen_addresses=127.0.0.1".to_string(),
             format!("port={port}"),
             format!("unix_socket_directories={d}/sock"),
@@ -188,9 +176,6 @@ impl Postgres {
             format!("ssl_key_file={d}/key.pem"),
             "log_min_messages=warning".into(),
         ];
-        if options.read_only {
-            settings.push("default_transaction_read_only=on".into());
-        }
         // The supervisor: starts the server, then waits for its stdin to close (the test process
         // dropped the server or ended) to stop it and delete the dir.
         let mut postgres = command(user, &bin.join("postgres"), &dir);
