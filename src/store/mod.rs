@@ -85,7 +85,9 @@
 //! One daemon writes a ledger: it holds the `lock` submodule's file lock beside an SQLite
 //! database. Inside it the engine is the one writer, but concurrent appends cannot fork the chain: the head is
 //! read inside the writing transaction, which on SQLite starts with `BEGIN IMMEDIATE` and so
-//! holds the write lock from its first statement. Reads page through the ledger by seq
+//! holds the write lock from its first statement, and on PostgreSQL with `LOCK TABLE ledger IN
+//! EXCLUSIVE MODE` (see [`postgres`], which also refuses to write on a ledger that lost the
+//! head this process published). Reads page through the ledger by seq
 //! (keyset pagination), in constant memory and without holding one long read transaction.
 //! See the `sqlite` submodule for the pragmas and the durability they give.
 

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod alertmanager;
+pub mod bench_store;
 pub mod chromium;
 pub mod daemon;
 pub mod dovecot;

@@ -126,6 +126,16 @@ fn chown_r(path: &Path, uid: u32, gid: u32) {
 impl Postgres {
     /// A new server (see the module documentation).
     pub fn start() -> Postgres {
+        Postgres::start_with(false)
+    }
+
+    /// A server with PostgreSQL's default durability (`fsync`, `synchronous_commit` and
+    /// `full_page_writes` on), for benchmarks: the tests' server turns them off for speed.
+    pub fn start_durable() -> Postgres {
+        Postgres::start_with(true)
+    }
+
+    fn start_with(durable: bool) -> Postgres {
         let bin = bin_dir();
         let dir = tempfile::Builder::new()
             .prefix("slawatch-pg-")
@@ -163,19 +173,23 @@ impl Postgres {
             String::from_utf8_lossy(&out.stderr)
         );
         let port = free_port();
-        let settings = [
+        let mut settings = vec![
             "listen_addresses=127.0.0.1".to_string(),
             format!("port={port}"),
             format!("unix_socket_directories={d}/sock"),
-            "fsync=off".into(),
-            "synchronous_commit=off".into(),
-            "full_page_writes=off".into(),
             "max_connections=200".into(),
             "ssl=on".into(),
             format!("ssl_cert_file={d}/cert.pem"),
             format!("ssl_key_file={d}/key.pem"),
             "log_min_messages=warning".into(),
         ];
+        if !durable {
+            settings.extend([
+                "fsync=off".into(),
+                "synchronous_commit=off".into(),
+                "full_page_writes=off".into(),
+            ]);
+        }
         // The supervisor: starts the server, then waits for its stdin to close (the test process
         // dropped the server or ended) to stop it and delete the dir.
         let mut postgres = command(user, &bin.join("postgres"), &dir);
