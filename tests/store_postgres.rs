@@ -350,3 +350,63 @@ async fn a_ledger_that_went_backwards_is_never_forked() {
     assert_eq!(more[0].seq, 5);
     assert_eq!(intact(a.verify().await.unwrap()).0, 5);
 }
+
+#[tokio::test]
+async fn the_same_commits_give_the_same_bytes_on_both_backends_signed_or_not() {
+    let pg = postgres::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let (private, _, _) = slawatch::store::signing::generate(&dir.path().join("keys")).unwrap();
+    let signer = slawatch::store::Signer::from_file(&private).unwrap();
+    let sqlite = Store::open(&format!("sqlite://{}/a.db", dir.path().display()))
+        .await
+        .unwrap();
+    let postgres = Store::open(&pg.fresh_url()).await.unwrap();
+    for store in [&sqlite, &postgres] {
+        for c in 0..6usize {
+            let sealing = slawatch::store::Sealing {
+                signer: (c % 2 == 1).then_some(&signer),
+                durable: c == 5,
+            };
+            let at = t0() + chrono::Duration::microseconds(1_234_567 * c as i64);
+            store
+                .commit_sealed(at, &events(c * 10, 1 + c), &[], sealing)
+                .await
+                .unwrap();
+        }
+    }
+    let a = sqlite.events().await.unwrap();
+    let b = postgres.events().await.unwrap();
+    assert_eq!(a.len(), 21 + 3, "events and three checkpoints");
+    assert_eq!(a, b);
+    let key = signer.public_key();
+    let (va, sa) = sqlite.audit(Some(key.clone()), None, true).await.unwrap();
+    let (vb, sb) = postgres.audit(Some(key.clone()), None, true).await.unwrap();
+    assert_eq!(va, vb);
+    assert_eq!(sa.checkpoints, 3);
+    assert_eq!(sb.checkpoints, 3);
+    assert_eq!(sa.signatures_checked, sb.signatures_checked);
+
+    // A cut tail at a commit boundary is caught with the head recorded before.
+    let (head_seq, head_hash) = postgres.head().await.unwrap().unwrap();
+    let Store::Postgres(p) = &postgres else {
+        unreachable!()
+    };
+    sqlx::query("ALTER TABLE ledger DISABLE TRIGGER USER")
+        .execute(&p.pool)
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM ledger WHERE seq > $1")
+        .bind(head_seq - 8)
+        .execute(&p.pool)
+        .await
+        .unwrap();
+    let expect = format!("{head_seq}:{head_hash}").parse().unwrap();
+    let (verdict, _) = postgres
+        .audit(Some(key), Some(expect), false)
+        .await
+        .unwrap();
+    assert!(
+        matches!(verdict, Verification::Broken { .. }),
+        "{verdict:?}"
+    );
+}
