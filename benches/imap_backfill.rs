@@ -31,6 +31,9 @@ use tokio_util::sync::CancellationToken;
 
 const PREFIX: u32 = 4096;
 
+/// Messages appended one by one to time detection (they stay in the mailbox).
+const PROBES: usize = 100;
+
 struct NoHealth;
 impl SourceHealth for NoHealth {
     fn set_up(&self, _: &str, _: bool) {}
@@ -193,7 +196,10 @@ fn main() {
         println!("ratio run/bare: {:.2}", run_rate / bare_rate);
 
         let mut rates = Vec::new();
+        // The latency probes stay in the mailbox: the next store's backfill reads them too.
+        let mut probed = 0;
         for store in bench_store::from_env() {
+            let n = n + probed;
             let dir = tempfile::tempdir().unwrap();
             let (e2e, daemon, name) = through_daemon(&d, dir.path(), n, &store);
             let (_, bare2) = bare_fetch(&d).await;
@@ -208,7 +214,8 @@ fn main() {
                 bare2.as_secs_f64(),
                 e2e.as_secs_f64() / bare2.as_secs_f64()
             );
-            detection_latency(&d, &daemon, 100);
+            detection_latency(&d, &daemon, probed..probed + PROBES);
+            probed += PROBES;
             println!("[{name}] daemon memory: {}", daemon_memory(&daemon));
             rates.push((name, e2e_rate));
         }
@@ -255,9 +262,10 @@ fn through_daemon(
 }
 
 /// APPEND one message at a time and time until the API lists it.
-fn detection_latency(d: &Dovecot, daemon: &Daemon, samples: usize) {
+fn detection_latency(d: &Dovecot, daemon: &Daemon, probes: std::ops::Range<usize>) {
+    let samples = probes.len();
     let mut took = Vec::with_capacity(samples);
-    for i in 0..samples {
+    for i in probes {
         let subject = format!("latency probe {i}");
         let raw = format!(
             "From: Probe <probe{i}@example.org>\r\nTo: support@desk.example\r\nSubject: {subject}\r\n\
