@@ -9,7 +9,8 @@
 //!   `/api/v1/inquiries`, p50/p99 over 200 appends.
 //!
 //! `cargo bench --bench cdr_backfill [-- N]`; `SLAWATCH_BENCH_BACKFILL_ONLY=1` skips the latency
-//! part (for comparing changes by repeated backfills).
+//! part (for comparing changes by repeated backfills); `SLAWATCH_BENCH_STORE=postgres` (or
+//! `both`) runs the daemon on PostgreSQL (see `support::bench_store`).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -17,6 +18,7 @@ mod support;
 use std::io::{BufWriter, Write};
 use std::time::{Duration, Instant};
 
+use support::bench_store;
 use support::daemon::Daemon;
 
 const BASE_EPOCH: i64 = 1_767_600_000; // 2026-01-05 08:00:00 UTC
@@ -143,8 +145,6 @@ fn main() {
         );
     }
     let config = r#"
-[store]
-url = "sqlite://{dir}/ledger.db"
 [http]
 bind = "127.0.0.1:{port}"
 [desk]
@@ -162,26 +162,47 @@ name = "soporte-es"
 match = ["600", "soporte-es"]
 language = "es"
 "#;
-    let mut d = Daemon::configure(dir.path(), config, &[]);
-    let started = Instant::now();
-    d.start();
-    d.wait_ready(Duration::from_secs(3600));
-    let took = started.elapsed();
-    println!(
-        "backfill end to end (spawn → /readyz): {rows} rows in {:.2} s = {:.0} rows/s",
-        took.as_secs_f64(),
-        rows as f64 / took.as_secs_f64()
-    );
-    // CPU time is steadier than wall time on a shared machine: it shows whether a change did
-    // less work even when the wall clock is noisy.
-    if let Some(cpu) = d.pid().and_then(support::process::cpu_seconds) {
+    let mut rates = Vec::new();
+    let stores = bench_store::from_env();
+    let mut last: Option<Daemon> = None;
+    for store in &stores {
+        if let Some(mut previous) = last.take() {
+            let _ = previous.stop();
+        }
+        let ledger = store.ledger();
+        // Each run starts from the file alone: no ledger, nothing left of the last run.
+        let _ = std::fs::remove_file(dir.path().join("ledger.db"));
+        let _ = std::fs::remove_file(dir.path().join("ledger.db-wal"));
+        let _ = std::fs::remove_file(dir.path().join("ledger.db-shm"));
+        let config = format!("{}{config}", ledger.toml);
+        let mut d = Daemon::configure(dir.path(), &config, &ledger.env);
+        let name = ledger.name;
+        let started = Instant::now();
+        d.start();
+        d.wait_ready(Duration::from_secs(3600));
+        let took = started.elapsed();
         println!(
-            "daemon CPU (user + system) for the backfill: {cpu:.2} s on {} cores",
-            std::thread::available_parallelism().map_or(1, |n| n.get())
+            "[{name}] backfill end to end (spawn → /readyz): {rows} rows in {:.2} s = {:.0} rows/s",
+            took.as_secs_f64(),
+            rows as f64 / took.as_secs_f64()
         );
+        rates.push((name, rows as f64 / took.as_secs_f64()));
+        // CPU time is steadier than wall time on a shared machine: it shows whether a change did
+        // less work even when the wall clock is noisy.
+        if let Some(cpu) = d.pid().and_then(support::process::cpu_seconds) {
+            println!(
+                "[{name}] daemon CPU (user + system) for the backfill: {cpu:.2} s on {} cores",
+                std::thread::available_parallelism().map_or(1, |n| n.get())
+            );
+        }
+        let events = ledger.sql(store, &d, "SELECT COUNT(*) FROM ledger");
+        println!("[{name}] ledger events: {events}");
+        last = Some(d);
     }
-    let events = d.sql("SELECT COUNT(*) FROM ledger");
-    println!("ledger events: {events}");
+    if let [(a, ra), (b, rb)] = rates.as_slice() {
+        println!("backfill rate {b}/{a}: {:.2}", rb / ra);
+    }
+    let mut d = last.expect("at least one store");
 
     if std::env::var_os("SLAWATCH_BENCH_BACKFILL_ONLY").is_some() {
         return;

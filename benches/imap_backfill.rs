@@ -7,7 +7,8 @@
 //! - detection latency with IDLE: APPEND → the inquiry visible in `/api/v1/inquiries`, p50/p99;
 //! - the daemon's resident memory after all that.
 //!
-//! `cargo bench --bench imap_backfill [-- N]`. The mailbox is written straight into the Maildir
+//! `cargo bench --bench imap_backfill [-- N]`; `SLAWATCH_BENCH_STORE=postgres` (or `both`) runs
+//! the daemon on PostgreSQL (see `support::bench_store`). The mailbox is written straight into the Maildir
 //! before Dovecot starts (mtime = INTERNALDATE), indexed and read once before anything is timed.
 
 #[path = "../tests/support/mod.rs"]
@@ -23,11 +24,15 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use slawatch::config::{ImapSecurity, ImapSettings, Secret};
 use slawatch::sources::{EngineSink, imap};
 use slawatch::telemetry::SourceHealth;
+use support::bench_store::{self, BenchStore};
 use support::daemon::Daemon;
 use support::dovecot::{Dovecot, PASSWORD, USER};
 use tokio_util::sync::CancellationToken;
 
 const PREFIX: u32 = 4096;
+
+/// Messages appended one by one to time detection (they stay in the mailbox).
+const PROBES: usize = 100;
 
 struct NoHealth;
 impl SourceHealth for NoHealth {
@@ -190,56 +195,77 @@ fn main() {
         );
         println!("ratio run/bare: {:.2}", run_rate / bare_rate);
 
-        let dir = tempfile::tempdir().unwrap();
-        let (e2e, daemon) = through_daemon(&d, dir.path(), n);
-        let (_, bare2) = bare_fetch(&d).await;
-        let e2e_rate = n as f64 / e2e.as_secs_f64();
-        let bare2_rate = n as f64 / bare2.as_secs_f64();
-        println!(
-            "daemon end to end (spawn -> ledger -> /readyz): {n} messages in {:.2} s = {e2e_rate:.0} msgs/s",
-            e2e.as_secs_f64()
-        );
-        println!(
-            "bare UID FETCH 1:* (again): {:.2} s = {bare2_rate:.0} msgs/s; daemon takes {:.2}x the bare fetch time",
-            bare2.as_secs_f64(),
-            e2e.as_secs_f64() / bare2.as_secs_f64()
-        );
-        detection_latency(&d, &daemon, 100);
-        println!("daemon memory: {}", daemon_memory(&daemon));
+        let mut rates = Vec::new();
+        // The latency probes stay in the mailbox: the next store's backfill reads them too.
+        let mut probed = 0;
+        for store in bench_store::from_env() {
+            let n = n + probed;
+            let dir = tempfile::tempdir().unwrap();
+            let (e2e, daemon, name) = through_daemon(&d, dir.path(), n, &store);
+            let (_, bare2) = bare_fetch(&d).await;
+            let e2e_rate = n as f64 / e2e.as_secs_f64();
+            let bare2_rate = n as f64 / bare2.as_secs_f64();
+            println!(
+                "[{name}] daemon end to end (spawn -> ledger -> /readyz): {n} messages in {:.2} s = {e2e_rate:.0} msgs/s",
+                e2e.as_secs_f64()
+            );
+            println!(
+                "[{name}] bare UID FETCH 1:* (again): {:.2} s = {bare2_rate:.0} msgs/s; daemon takes {:.2}x the bare fetch time",
+                bare2.as_secs_f64(),
+                e2e.as_secs_f64() / bare2.as_secs_f64()
+            );
+            detection_latency(&d, &daemon, probed..probed + PROBES);
+            probed += PROBES;
+            println!("[{name}] daemon memory: {}", daemon_memory(&daemon));
+            rates.push((name, e2e_rate));
+        }
+        if let [(a, ra), (b, rb)] = rates.as_slice() {
+            println!("backfill rate {b}/{a}: {:.2}", rb / ra);
+        }
     });
 }
 
 /// The release daemon backfilling the mailbox into its ledger: spawn until `/readyz`.
-fn through_daemon(d: &Dovecot, dir: &std::path::Path, n: usize) -> (Duration, Daemon) {
+fn through_daemon(
+    d: &Dovecot,
+    dir: &std::path::Path,
+    n: usize,
+    store: &BenchStore,
+) -> (Duration, Daemon, &'static str) {
+    let ledger = store.ledger();
     let config = format!(
-        "[store]\nurl = \"sqlite://{{dir}}/ledger.db\"\n[http]\nbind = \"127.0.0.1:{{port}}\"\n\
+        "{}[http]\nbind = \"127.0.0.1:{{port}}\"\n\
          [desk]\nsupport_addresses = [\"support@desk.example\"]\n\
          [sources.support]\ntype = \"imap\"\nhost = \"127.0.0.1\"\nport = {}\nca_file = \"{}\"\n\
          username = \"{USER}\"\nsent_folders = [\"Sent\"]\nsince = \"all\"\nbody_prefix_bytes = {PREFIX}\n",
+        ledger.toml,
         d.imaps_port,
         d.cert_path().display()
     );
-    let mut daemon = Daemon::configure(
-        dir,
-        &config,
-        &[("SLAWATCH__SOURCES__SUPPORT__PASSWORD", PASSWORD)],
-    );
+    let mut env = ledger.env.clone();
+    env.push(("SLAWATCH__SOURCES__SUPPORT__PASSWORD", PASSWORD));
+    let mut daemon = Daemon::configure(dir, &config, &env);
     let began = Instant::now();
     daemon.start();
     daemon.wait_ready(Duration::from_secs(600));
     let took = began.elapsed();
-    let rows: usize = daemon
-        .sql("SELECT count(*) FROM ledger WHERE kind IN ('inquiry_opened', 'reply_unmatched')")
+    let rows: usize = ledger
+        .sql(
+            store,
+            &daemon,
+            "SELECT count(*) FROM ledger WHERE kind IN ('inquiry_opened', 'reply_unmatched')",
+        )
         .parse()
         .unwrap();
     assert_eq!(rows, n, "every message in the ledger");
-    (took, daemon)
+    (took, daemon, ledger.name)
 }
 
 /// APPEND one message at a time and time until the API lists it.
-fn detection_latency(d: &Dovecot, daemon: &Daemon, samples: usize) {
+fn detection_latency(d: &Dovecot, daemon: &Daemon, probes: std::ops::Range<usize>) {
+    let samples = probes.len();
     let mut took = Vec::with_capacity(samples);
-    for i in 0..samples {
+    for i in probes {
         let subject = format!("latency probe {i}");
         let raw = format!(
             "From: Probe <probe{i}@example.org>\r\nTo: support@desk.example\r\nSubject: {subject}\r\n\

@@ -4,7 +4,8 @@
 //! every signature checked, and the daemon's start-up verification (replay + chain +
 //! signatures in one read).
 //!
-//! `cargo bench --bench ledger`; the number of events is `SLAWATCH_BENCH_EVENTS` (default
+//! `cargo bench --bench ledger`; `SLAWATCH_BENCH_STORE=postgres` (or `both`) runs it on a private
+//! PostgreSQL 15 (see `support::bench_store`); the number of events is `SLAWATCH_BENCH_EVENTS` (default
 //! 200000), the events per append `SLAWATCH_BENCH_BATCH` (default 500). Targets: append ≥ 20,000 events/s, signed append within 10 % of it, replay of 1M events in a few seconds, verify of
 //! 5M events with signatures ≤ 30 s, start-up verification of 1M events ≤ 5 s.
 
@@ -86,10 +87,31 @@ async fn main() -> Result<(), StoreError> {
         .and_then(|v| v.parse().ok())
         .filter(|b| *b > 0)
         .unwrap_or(BATCH);
+    for store in support::bench_store::from_env() {
+        run(&store, n, batch).await?;
+    }
+    Ok(())
+}
+
+/// The whole bench on one backend.
+async fn run(
+    backend: &support::bench_store::BenchStore,
+    n: usize,
+    batch: usize,
+) -> Result<(), StoreError> {
+    use support::bench_store::BenchStore;
     let dir = tempfile::tempdir().expect("temp dir");
     let t0 = Utc.with_ymd_and_hms(2026, 3, 1, 9, 0, 0).unwrap();
+    let url = |file: &str| match backend {
+        BenchStore::Sqlite => format!("sqlite://{}", dir.path().join(file).display()),
+        BenchStore::Postgres(pg) => pg.fresh_url(),
+    };
+    let name = match backend {
+        BenchStore::Sqlite => "sqlite",
+        BenchStore::Postgres(_) => "postgres",
+    };
     println!(
-        "ledger bench: {n} events, batches of {batch}, in {}",
+        "ledger bench [{name}]: {n} events, batches of {batch}, in {}",
         dir.path().display()
     );
     let (keys, _, _) =
@@ -97,16 +119,8 @@ async fn main() -> Result<(), StoreError> {
     let signer = Signer::from_file(&keys).expect("the key just written");
     // Both ledgers are written batch by batch in turn, so the two rates see the same machine
     // (the shared cores' load changes over a run).
-    let plain_store = Store::open(&format!(
-        "sqlite://{}",
-        dir.path().join("ledger.db").display()
-    ))
-    .await?;
-    let store = Store::open(&format!(
-        "sqlite://{}",
-        dir.path().join("ledger-signed.db").display()
-    ))
-    .await?;
+    let plain_store = Store::open(&url("ledger.db")).await?;
+    let store = Store::open(&url("ledger-signed.db")).await?;
     let (plain, signed, appends) = append_both(&plain_store, &store, &signer, n, batch, t0).await?;
     println!(
         "plain  append : {} ({:.2} s)",
@@ -274,7 +288,15 @@ async fn read_back(
         d.as_secs_f64(),
         d.as_secs_f64() * 5_000_000.0 / events.max(1) as f64
     );
-    let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let size = match store {
+        Store::Postgres(pg) => {
+            sqlx::query_scalar::<_, i64>("SELECT pg_total_relation_size('ledger')")
+                .fetch_one(&pg.pool)
+                .await
+                .unwrap_or(0) as u64
+        }
+        _ => std::fs::metadata(path).map(|m| m.len()).unwrap_or(0),
+    };
     println!(
         "{label} file   : {:.1} MiB ({} bytes/row)",
         size as f64 / 1048576.0,

@@ -149,7 +149,9 @@ fn main() {
                 started.elapsed().as_secs_f64()
             );
         }
-        let Store::Sqlite(pool) = &store;
+        let Store::Sqlite(pool) = &store else {
+            panic!("the bench's ledger is SQLite")
+        };
         for table in ["snapshots", "archived_threads", "archive_keys"] {
             sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table}")))
                 .execute(pool)

@@ -62,12 +62,29 @@ pub async fn run(
             None
         }
     };
-    let store = Store::open(&settings.store.url).await.with_context(|| {
+    let store = Store::open_with(
+        &settings.store.url,
+        settings.store.password.as_ref().map(|p| p.expose()),
+    )
+    .await
+    .with_context(|| {
         format!(
             "opening the ledger at {}",
             crate::store::redact_url(&settings.store.url)
         )
     })?;
+    // On PostgreSQL, a ledger that lost rows this daemon wrote (a failover to a standby that
+    // lacked them) is never written on again: the daemon still starts, to keep alerting, and
+    // every write it tries is refused, which pages through the `monitor-ledger` alert.
+    let mut went_backwards = false;
+    match store.keep_published_head(&settings.store.head_file).await {
+        Ok(()) => {}
+        Err(e @ crate::store::StoreError::WentBackwards { .. }) => {
+            tracing::error!(error = %e, "The ledger went backwards; nothing is written to it.");
+            went_backwards = true;
+        }
+        Err(e) => return Err(e).context("checking the ledger's head against the one published"),
+    }
     let rules = Arc::new(TrackerRules {
         desk: settings.desk.clone(),
         policies: settings.policies.clone(),
@@ -126,7 +143,7 @@ pub async fn run(
         .await?
         .unwrap_or_else(|| (0, crate::store::GENESIS.to_string()));
     // Before the engine starts, so this is the only writer: the monitor's coverage begins here.
-    store
+    let start = store
         .commit_sealed(
             clock.now(),
             &[
@@ -154,8 +171,13 @@ pub async fn run(
                 durable: false,
             },
         )
-        .await
-        .context("recording the start in the ledger")?;
+        .await;
+    match start {
+        Ok(_) => {}
+        // Already logged with what to do; the engine's writes page about it.
+        Err(crate::store::StoreError::WentBackwards { .. }) if went_backwards => {}
+        Err(e) => return Err(e).context("recording the start in the ledger"),
+    }
 
     let source_names: Vec<String> = settings.sources.iter().map(|s| s.name.clone()).collect();
     let metrics = Arc::new(Metrics::new(env!("CARGO_PKG_VERSION"), &source_names));

@@ -119,6 +119,43 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Moving a ledger between stores.
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Copy a whole ledger and its source cursors, row by row with the same bytes, into an empty
+    /// store (e.g. sqlite:///var/lib/slawatch/slawatch.db to postgres://slawatch@db/sla), then
+    /// verify the copy: it has the source's head. Stop the daemon first. Passwords are read
+    /// from files, never from the command line.
+    Copy {
+        /// The ledger to copy (not changed).
+        #[arg(long)]
+        from: String,
+        /// The store to copy into: created and migrated if needed, refused if it holds rows.
+        #[arg(long)]
+        to: String,
+        /// File holding the password of --from (PostgreSQL).
+        #[arg(long)]
+        from_password_file: Option<PathBuf>,
+        /// File holding the password of --to (PostgreSQL).
+        #[arg(long)]
+        to_password_file: Option<PathBuf>,
+    },
+}
+
+/// A password from a file (its first line).
+fn password_from(file: Option<&std::path::Path>) -> anyhow::Result<Option<String>> {
+    file.map(|f| {
+        std::fs::read_to_string(f)
+            .map(|text| text.lines().next().unwrap_or("").to_string())
+            .with_context(|| format!("reading the password file {}", f.display()))
+    })
+    .transpose()
 }
 
 #[derive(Subcommand)]
@@ -148,7 +185,8 @@ const NO_LEDGER: u8 = 2;
 
 /// Opens the ledger for a read-only command: `Ok(None)` (after saying so) if there is none.
 async fn open_for_reading(settings: &Settings) -> anyhow::Result<Option<Store>> {
-    match Store::open_existing(&settings.store.url).await {
+    let password = settings.store.password.as_ref().map(|p| p.expose());
+    match Store::open_existing_with(&settings.store.url, password).await {
         Ok(store) => Ok(Some(store)),
         Err(e @ slawatch::store::StoreError::Missing { .. }) => {
             eprintln!("error: {e}");
@@ -537,6 +575,54 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     println!("ledger BROKEN at event seq {seq} ({label}): {problem}");
                     println!("expected hash: {expected}");
                     println!("found hash:    {found}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        Command::Store {
+            command:
+                StoreCommand::Copy {
+                    from,
+                    to,
+                    from_password_file,
+                    to_password_file,
+                },
+        } => {
+            let from_password = password_from(from_password_file.as_deref())?;
+            let to_password = password_from(to_password_file.as_deref())?;
+            let (shown_from, shown_to) = (
+                slawatch::store::redact_url(&from),
+                slawatch::store::redact_url(&to),
+            );
+            let source = Store::open_existing_with(&from, from_password.as_deref())
+                .await
+                .with_context(|| format!("opening the source {shown_from}"))?;
+            let target = Store::open_with(&to, to_password.as_deref())
+                .await
+                .with_context(|| format!("opening the target {shown_to}"))?;
+            let total = source.head().await?.map(|h| h.0).unwrap_or(0).max(0) as u64;
+            let mut bar = progress::Bar::new(total);
+            let copied = source.copy_into(&target, &mut |n| bar.set(n)).await;
+            bar.finish();
+            source.close().await;
+            target.close().await;
+            match copied {
+                Ok(report) => {
+                    println!(
+                        "copied {} rows and {} cursors from {shown_from} to {shown_to}",
+                        report.rows, report.cursors
+                    );
+                    match report.head {
+                        Some((seq, hash)) => {
+                            println!("verified: both ledgers have head seq {seq} hash {hash}");
+                            println!("pin:      {seq}:{hash}");
+                        }
+                        None => println!("verified: both ledgers are empty"),
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
                     Ok(ExitCode::FAILURE)
                 }
             }

@@ -146,7 +146,9 @@ async fn refusing_store(dir: &std::path::Path, when: &str) -> Store {
     let store = Store::open(&format!("sqlite://{}/ledger.db", dir.display()))
         .await
         .unwrap();
-    let Store::Sqlite(pool) = &store;
+    let Store::Sqlite(pool) = &store else {
+        unreachable!("an SQLite store")
+    };
     // The condition is the test's own text, not input.
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "CREATE TRIGGER refuse BEFORE INSERT ON ledger WHEN {when} \
@@ -249,7 +251,9 @@ async fn a_warning_and_a_breach_fire_at_their_instants_once() {
 async fn a_failing_ledger_write_is_retried_and_counted_once() {
     let dir = tempfile::tempdir().unwrap();
     let store = refusing_store(dir.path(), "1").await;
-    let Store::Sqlite(pool) = &store;
+    let Store::Sqlite(pool) = &store else {
+        unreachable!("an SQLite store")
+    };
     let w = world(store.clone(), &["s"]).await;
     let sink = w.sink.clone();
     let submitted = tokio::spawn(async move {
@@ -514,7 +518,9 @@ async fn due_alerts_go_out_on_time_while_source_batches_keep_coming() {
 async fn a_stuck_ledger_delays_no_alert_pages_and_is_caught_up_in_order_once_it_recovers() {
     let dir = tempfile::tempdir().unwrap();
     let store = refusing_store(dir.path(), "1").await;
-    let Store::Sqlite(pool) = &store;
+    let Store::Sqlite(pool) = &store else {
+        unreachable!("an SQLite store")
+    };
     let clock = slawatch::scheduler::Clock::anchored(t0());
     let alerts = Lateness::new(clock);
     let r = support::engine::start(store.clone(), rules(), alerts.clone(), Setup::at(t0())).await;

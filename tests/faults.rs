@@ -17,12 +17,18 @@
 //! - a day of mail and calls at ten times a busy desk's rate, compressed into a minute: open
 //!   descriptors flat; resident memory grows only with the inquiries held (the tracker keeps
 //!   every inquiry in memory), by a bounded amount each, and not at all without new ones.
+//! - the ledger's disk full (a `tmpfs` of its own, filled to the last byte), or its files
+//!   read-only (`EROFS` on every write call on them), while breaches fall due and mail arrives,
+//!   then writable again: every alert on time throughout, `/readyz`, the metrics and the
+//!   `monitor-ledger` page say so; afterwards every inquiry and delivery in the ledger once, the
+//!   page resolved, `audit verify` intact ([`support::ledger_fs`] says how and why so).
 //!
-//! A ledger that cannot be written and wall-clock steps are injected by `tests/ledger_outage.rs`
-//! and `tests/clock_step.rs`.
+//! A ledger locked by another writer and wall-clock steps are injected by
+//! `tests/ledger_outage.rs` and `tests/clock_step.rs`.
 //!
 //! The short variants always run; `SLAWATCH_FAULTS_LONG=1` runs the long ones (20 kill points,
-//! 20,000 messages, 1,000,000 CDR rows, 10 Dovecot restarts, a longer soak).
+//! 20,000 messages, 1,000,000 CDR rows, 10 Dovecot restarts, a longer soak, a minute of full
+//! ledger disk instead of 20 s).
 
 mod support;
 
@@ -1236,4 +1242,408 @@ fn one_unreadable_folder_keeps_the_source_down_while_the_others_work() {
         recovered.as_secs_f64()
     );
     assert!(daemon.stop());
+}
+
+/// Empties the write-ahead log (`wal_checkpoint(TRUNCATE)`, waiting for the daemon's write lock
+/// if it holds it) so that the daemon's next commit needs new blocks: SQLite re-uses the
+/// `-wal` file's blocks once a checkpoint has copied them, and a commit into blocks the file
+/// already has would not meet the full disk.
+fn empty_the_wal(fs: &support::ledger_fs::LedgerFs, database: &std::path::Path) {
+    let out = fs.inside(&[
+        "sqlite3",
+        "-cmd",
+        ".timeout 10000",
+        &database.display().to_string(),
+        "PRAGMA wal_checkpoint(TRUNCATE);",
+    ]);
+    assert!(
+        out.status.success(),
+        "checkpoint: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Seconds since the Unix epoch, with the fraction.
+fn unix_seconds() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// The ledger's disk full while breaches fall due and mail arrives, then freed: a `tmpfs` of the
+/// ledger's own in a user+mount namespace (see [`support::ledger_fs`] for why this way), filled
+/// to the last byte from outside, the daemon's database, WAL, shared memory and lock file on it.
+#[test]
+fn a_full_ledger_disk_delays_no_alert_and_loses_or_doubles_nothing_once_freed() {
+    ledger_unwritable(Unwritable::Full);
+}
+
+/// The ledger's files read-only while breaches fall due and mail arrives, then writable again:
+/// every write call on them answered `EROFS` ([`support::ledger_fs::ReadOnly`]).
+#[test]
+fn a_read_only_ledger_delays_no_alert_and_loses_or_doubles_nothing_once_writable() {
+    ledger_unwritable(Unwritable::ReadOnly);
+}
+
+/// How the ledger is made unwritable.
+#[derive(Clone, Copy, PartialEq)]
+enum Unwritable {
+    Full,
+    ReadOnly,
+}
+
+impl Unwritable {
+    fn name(self) -> &'static str {
+        match self {
+            Unwritable::Full => "ledger disk full",
+            Unwritable::ReadOnly => "ledger read-only",
+        }
+    }
+
+    /// What SQLite says, as `/readyz` shows it.
+    fn error(self) -> &'static str {
+        match self {
+            Unwritable::Full => "database or disk is full",
+            Unwritable::ReadOnly => "disk I/O error",
+        }
+    }
+}
+
+/// The fault in place, and what ends it.
+enum Injected<'a> {
+    Full(&'a support::ledger_fs::LedgerFs),
+    ReadOnly(support::ledger_fs::ReadOnly),
+}
+
+/// Breaches fall due and a customer mail arrives while the ledger is unwritable for a while
+/// (20 s, a minute in the long variant); then it is writable again. Each breach by webhook on
+/// time, `/readyz`, the metrics and the `monitor-ledger` page show the fault; afterwards every
+/// inquiry and delivery in the ledger once, the page resolved, nothing re-sent after a restart,
+/// `audit verify` intact.
+fn ledger_unwritable(fault: Unwritable) {
+    use support::ledger_fs::{LedgerFs, ReadOnly};
+    use support::webhook::Receiver;
+
+    // Breaches due one every `gap` from a few seconds into the outage, which lasts `outage` and at
+    // least until 3 s after the last one (should the set-up have been slow).
+    let (breaches, gap, outage) = if long() {
+        (10u64, 5u64, Duration::from_secs(60))
+    } else {
+        (6, 2, Duration::from_secs(20))
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let webhook = runtime.block_on(Receiver::start());
+    let dir = tempdir();
+    let fs = (fault == Unwritable::Full).then(|| LedgerFs::mount(dir.path(), 16 * 1024));
+    let database = match &fs {
+        Some(fs) => fs.mount.join("ledger.db"),
+        None => dir.path().join("ledger.db"),
+    };
+    let config = format!(
+        r#"
+[store]
+url = "sqlite://{db}"
+[http]
+bind = "127.0.0.1:{{port}}"
+[desk]
+support_addresses = ["support@example.com"]
+internal_domains = ["example.com"]
+[policy]
+target = "15m"
+warn = []
+[sources.mail]
+type = "maildir"
+path = "{{dir}}/maildir"
+scan_interval = "1s"
+silent_after = "1h"
+[notify]
+primary = ["webhook"]
+retry_for = "1h"
+[notify.webhook]
+format = "json"
+"#,
+        db = database.display()
+    );
+    let first = unix_now() + 8;
+    let due: Vec<u64> = (0..breaches).map(|k| first + k * gap).collect();
+    for (k, at) in due.iter().enumerate() {
+        maildir_mail(dir.path(), at - 15 * 60, &format!("unwritable-{k:02}"));
+    }
+    let mut daemon = Daemon::configure(
+        dir.path(),
+        &config,
+        &[("SLAWATCH__NOTIFY__WEBHOOK__URL", webhook.url.as_str())],
+    );
+    if let Some(fs) = &fs {
+        daemon = daemon.wrapped(fs.wrapper(), database.clone());
+    }
+    daemon.start();
+    daemon.wait_ready(Duration::from_secs(30));
+    if let Some(fs) = &fs {
+        fs.assert_holds(daemon.pid().unwrap(), &database);
+    }
+    assert_eq!(
+        daemon.sql("SELECT count(*) FROM ledger WHERE kind = 'inquiry_opened'"),
+        breaches.to_string()
+    );
+
+    // The fault. A full disk: no free block left, and none in the WAL to re-use. (Should the
+    // daemon commit between the checkpoint and the fill, its WAL has blocks again: then once
+    // more.)
+    let mut filled = 0;
+    let injected = match &fs {
+        Some(fs) => {
+            for _ in 0..5 {
+                empty_the_wal(fs, &database);
+                filled = fs.fill();
+                let wal = std::fs::metadata(fs.outside(&fs.mount.join("ledger.db-wal")))
+                    .map(|m| m.len())
+                    .unwrap_or(0);
+                if wal == 0 {
+                    break;
+                }
+                fs.free();
+                filled = 0;
+            }
+            assert!(
+                filled > 0,
+                "could not empty the WAL before filling the disk"
+            );
+            Injected::Full(fs)
+        }
+        None => Injected::ReadOnly(ReadOnly::start(
+            daemon.pid().unwrap(),
+            &database,
+            dir.path().join("strace.log"),
+        )),
+    };
+    let began = Instant::now();
+    // The first write the full disk refuses: the first breach's.
+    let first_refused = Duration::from_secs_f64((first as f64 - unix_seconds()).max(0.0));
+    assert!(
+        unix_now() + 2 < first,
+        "the set-up took too long: the first deadline is before the fault"
+    );
+    let last_due = *due.last().unwrap() as f64;
+
+    let subjects: BTreeMap<String, String> = daemon
+        .inquiries()
+        .iter()
+        .map(|i| {
+            (
+                i["id"].as_str().unwrap().to_string(),
+                i["subject"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let index = |id: &str| -> usize {
+        subjects[id]
+            .trim_start_matches("unwritable-")
+            .parse()
+            .unwrap()
+    };
+    // Each alert of the webhook, by inquiry and kind, with how many times it came.
+    let received = || {
+        let mut out: BTreeMap<(String, String), usize> = BTreeMap::new();
+        for body in webhook.bodies() {
+            for a in body["alerts"].as_array().cloned().unwrap_or_default() {
+                let key = (
+                    a["inquiry_id"].as_str().unwrap_or_default().to_string(),
+                    a["kind"].as_str().unwrap_or_default().to_string(),
+                );
+                *out.entry(key).or_default() += 1;
+            }
+        }
+        out
+    };
+    let ledger_alert =
+        |kind: &str| received().contains_key(&("monitor-ledger".into(), kind.into()));
+
+    // Through the outage: each breach timed against its deadline; a new customer mail arrives.
+    let mut late: BTreeMap<String, f64> = BTreeMap::new();
+    let mut paged = None;
+    let mut seen_down = None;
+    let mut mailed_during = false;
+    while began.elapsed() < outage || unix_seconds() < last_due + 3.0 {
+        for (id, kind) in received().into_keys() {
+            if kind == "breach" && subjects.contains_key(&id) && !late.contains_key(&id) {
+                late.insert(id.clone(), unix_seconds() - due[index(&id)] as f64);
+            }
+        }
+        if paged.is_none() && ledger_alert("breach") {
+            paged = Some(began.elapsed());
+        }
+        if paged.is_some() && seen_down.is_none() {
+            let readyz = daemon.get("/readyz");
+            let healthz = daemon.get("/healthz").0;
+            let failures = daemon.metric("slawatch_ledger_write_failures_total");
+            let writable = daemon.metric("slawatch_ledger_writable");
+            seen_down = Some((readyz, healthz, failures, writable));
+        }
+        if !mailed_during && unix_seconds() > due[0] as f64 {
+            maildir_mail(dir.path(), unix_now(), "unwritable-during");
+            mailed_during = true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        late.len(),
+        breaches as usize,
+        "breaches by webhook during the outage: {late:?}\n{}",
+        daemon.log()
+    );
+    let latest = late.values().copied().fold(f64::MIN, f64::max);
+    assert!(latest < 5.0, "a breach {latest:.2} s late: {late:?}");
+    let paged = paged.unwrap_or_else(|| {
+        panic!(
+            "no monitor-ledger page by webhook during the outage; log:\n{}",
+            daemon.log()
+        )
+    });
+    let ((status, readyz), healthz, failures, writable) = seen_down.unwrap();
+    assert_eq!(status, 503, "{readyz}");
+    assert!(
+        readyz.contains("NOT WRITABLE") && readyz.contains(fault.error()),
+        "{readyz}"
+    );
+    assert!(readyz.contains("monitor alert monitor-ledger"), "{readyz}");
+    assert_eq!(healthz, 200);
+    let failures = failures.unwrap_or(0.0);
+    assert!(
+        failures >= 1.0,
+        "slawatch_ledger_write_failures_total {failures}"
+    );
+    assert_eq!(writable, Some(0.0));
+    // Nothing of the outage got into the ledger: the fault was real.
+    assert_eq!(
+        daemon.sql("SELECT count(*) FROM ledger WHERE kind = 'inquiry_breached'"),
+        "0"
+    );
+
+    // Every retry failed, and was counted.
+    let failures = daemon
+        .metric("slawatch_ledger_write_failures_total")
+        .unwrap_or(0.0);
+
+    // Writable again: everything waiting is written, the page resolves.
+    let held = began.elapsed();
+    let refused = match injected {
+        Injected::Full(fs) => {
+            assert_eq!(fs.available(), 0);
+            fs.free();
+            0
+        }
+        Injected::ReadOnly(ro) => ro.end(),
+    };
+    let freed = Instant::now();
+    if fault == Unwritable::ReadOnly {
+        assert!(refused > 0, "no write call was refused");
+    }
+    let count = |kind: &str| -> usize {
+        daemon
+            .sql(&format!(
+                "SELECT count(*) FROM ledger WHERE kind = '{kind}'"
+            ))
+            .parse()
+            .unwrap()
+    };
+    daemon.wait_for(
+        "every breach and delivery recorded once the ledger is writable",
+        Duration::from_secs(60),
+        |_| {
+            count("inquiry_breached") >= breaches as usize
+                && count("alert_delivered") >= breaches as usize
+                && count("inquiry_opened") > breaches as usize
+        },
+    );
+    let recorded = freed.elapsed();
+    daemon.wait_for(
+        "the monitor-ledger page resolved by webhook",
+        Duration::from_secs(60),
+        |_| ledger_alert("resolved"),
+    );
+    let resolved = freed.elapsed();
+    daemon.wait_for("/readyz 200 again", Duration::from_secs(30), |d| {
+        d.get("/readyz").0 == 200
+    });
+    assert_eq!(daemon.metric("slawatch_ledger_writable"), Some(1.0));
+
+    // And after a restart nothing is sent again.
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(daemon.stop());
+    let before_restart = received();
+    daemon.start();
+    daemon.wait_ready(Duration::from_secs(30));
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(daemon.stop());
+    let after = received();
+    assert_eq!(after, before_restart, "sent again after the restart");
+    for (id, _) in subjects.iter() {
+        assert_eq!(
+            after.get(&(id.clone(), "breach".into())),
+            Some(&1),
+            "{after:?}"
+        );
+    }
+    assert_eq!(
+        after.get(&("monitor-ledger".into(), "breach".into())),
+        Some(&1)
+    );
+    assert_eq!(
+        after.get(&("monitor-ledger".into(), "resolved".into())),
+        Some(&1)
+    );
+
+    // The ledger: every inquiry once, every breach and delivery once, the chain intact.
+    assert_eq!(
+        daemon.sql(
+            "SELECT count(*) || ' ' || count(DISTINCT inquiry_id) FROM ledger WHERE kind = 'inquiry_opened'"
+        ),
+        format!("{0} {0}", breaches + 1)
+    );
+    assert_eq!(opened_twice(&daemon), "0");
+    assert_eq!(
+        daemon.sql(
+            "SELECT count(*) || ' ' || count(DISTINCT inquiry_id) FROM ledger WHERE kind = 'inquiry_breached'"
+        ),
+        format!("{0} {0}", breaches)
+    );
+    assert_eq!(
+        daemon.sql(
+            "SELECT count(*) || ' ' || count(DISTINCT inquiry_id || json_extract(payload, '$.kind') \
+             || json_extract(payload, '$.due_at')) FROM ledger WHERE kind = 'alert_delivered'"
+        ),
+        format!("{0} {0}", breaches)
+    );
+    assert_eq!(
+        daemon.sql(
+            "SELECT group_concat(kind, ' ') FROM (SELECT kind FROM ledger \
+             WHERE kind LIKE 'monitor_alert%' ORDER BY seq)"
+        ),
+        "monitor_alert_raised monitor_alert_delivered monitor_alert_resolved monitor_alert_delivered"
+    );
+    assert_eq!(
+        daemon.sql(
+            "SELECT count(*) FROM ledger WHERE kind = 'inquiry_opened' AND payload LIKE '%unwritable-during%'"
+        ),
+        "1"
+    );
+    audit_verify(&daemon);
+    let how = match fault {
+        Unwritable::Full => format!("{} MiB filled", filled / (1024 * 1024)),
+        Unwritable::ReadOnly => format!("{refused} write calls refused with EROFS"),
+    };
+    eprintln!(
+        "{} {:.0} s ({how}) while {breaches} breaches fell due: all sent by webhook, at most \
+         {latest:.2} s after their deadlines; monitor-ledger paged {:.1} s after the first refused \
+         write; {failures:.0} failed write attempts in all; everything recorded {:.1} s after the ledger \
+         was writable again (page resolved after {:.1} s); every inquiry and delivery once, chain \
+         intact",
+        fault.name(),
+        held.as_secs_f64(),
+        paged.saturating_sub(first_refused).as_secs_f64(),
+        recorded.as_secs_f64(),
+        resolved.as_secs_f64()
+    );
 }

@@ -173,6 +173,11 @@ fn a_stuck_ledger_silences_nothing_and_a_kill_during_it_resends_each_alert_once_
         "ledger alert mailed {:?} after the lock",
         locked_at.elapsed()
     );
+    // The page goes out once the first write has waited STALL (5 s) for the lock, which is
+    // also SQLite's busy timeout: the write's "database is locked" may come a moment later.
+    daemon.wait_for("/readyz naming the lock", Duration::from_secs(10), |d| {
+        d.get("/readyz").1.contains("locked")
+    });
     let (status, body) = daemon.get("/readyz");
     assert_eq!(status, 503, "{body}");
     assert!(

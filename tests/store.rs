@@ -1,11 +1,19 @@
-//! Store tests against real SQLite files: round trips, atomic batches, reopen, and tampering
-//! done the way an intruder would do it, with the `sqlite3` command-line tool.
+//! Store tests on both backends: round trips, atomic batches, reopen, and tampering done the way
+//! an intruder would do it, with the database's own command-line tool (`sqlite3` on a real
+//! SQLite file; `psql` as the superuser on a real PostgreSQL 15 started by the harness, one
+//! database per test). Each test is written once, taking the [`Backend`], and run on both
+//! (`store::<test>::sqlite`, `store::<test>::postgres`).
 //!
 //! The tamper tests need `sqlite3` (and the hand-recomputation test `xxd` and `sha256sum`) on
-//! `PATH`; they fail, never skip, when it is missing.
+//! `PATH`, and the PostgreSQL server binaries (see `support::postgres`); they fail, never skip,
+//! when one is missing.
+
+mod support;
 
 use std::path::{Path, PathBuf};
+
 use std::process::Command;
+use support::postgres;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use serde_json::json;
@@ -98,29 +106,98 @@ fn cursor(source: &str, key: &str, value: serde_json::Value) -> (String, CursorU
     )
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Writes each test once for both backends: `both!(name)` runs `name(Backend::Sqlite)` as
+/// `name::sqlite` and `name(Backend::Postgres)` as `name::postgres`.
+macro_rules! both {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name(super::Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name(super::Backend::Postgres).await
+            }
+        }
+    )*};
+}
+
+/// A fresh ledger: an SQLite file in a temp dir, or a new database on the shared PostgreSQL.
 struct TempDb {
+    backend: Backend,
     _dir: tempfile::TempDir,
     path: PathBuf,
+    pg_url: String,
 }
 
 impl TempDb {
-    fn new() -> TempDb {
+    fn new(backend: Backend) -> TempDb {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("state").join("ledger.db");
-        TempDb { _dir: dir, path }
+        let pg_url = match backend {
+            Backend::Sqlite => String::new(),
+            Backend::Postgres => postgres::shared().fresh_url(),
+        };
+        TempDb {
+            backend,
+            _dir: dir,
+            path,
+            pg_url,
+        }
     }
 
     fn url(&self) -> String {
-        format!("sqlite://{}", self.path.display())
+        match self.backend {
+            Backend::Sqlite => format!("sqlite://{}", self.path.display()),
+            Backend::Postgres => self.pg_url.clone(),
+        }
     }
 
     async fn open(&self) -> Store {
         Store::open(&self.url()).await.expect("open store")
     }
 
+    /// Runs `sql` behind the store's back with the database's own tool (`sqlite3`; `psql` as
+    /// the superuser): `(success, stdout, stderr)`.
+    fn sql_raw(&self, sql: &str) -> (bool, String, String) {
+        match self.backend {
+            Backend::Sqlite => {
+                let out = sqlite3(&self.path, sql);
+                (
+                    out.status.success(),
+                    String::from_utf8_lossy(&out.stdout).into_owned(),
+                    String::from_utf8_lossy(&out.stderr).into_owned(),
+                )
+            }
+            Backend::Postgres => {
+                let db = postgres::Postgres::database_of(&self.pg_url);
+                let out = postgres::shared().psql_raw(db, sql);
+                (
+                    out.status.success(),
+                    String::from_utf8_lossy(&out.stdout).into_owned(),
+                    String::from_utf8_lossy(&out.stderr).into_owned(),
+                )
+            }
+        }
+    }
+
+    /// [`TempDb::sql_raw`], which must succeed; its output.
+    fn sql(&self, sql: &str) -> String {
+        let (ok, out, err) = self.sql_raw(sql);
+        assert!(ok, "{sql:?} failed: {err}");
+        out
+    }
+
     /// A store holding `n` sample events in batches of 4, closed again.
-    async fn with_events(n: usize) -> TempDb {
-        let db = TempDb::new();
+    async fn with_events(backend: Backend, n: usize) -> TempDb {
+        let db = TempDb::new(backend);
         let store = db.open().await;
         for (i, chunk) in sample(n).chunks(4).enumerate() {
             store
@@ -140,16 +217,6 @@ fn sqlite3(db: &Path, sql: &str) -> std::process::Output {
         .arg(sql)
         .output()
         .unwrap_or_else(|e| panic!("the sqlite3 command-line tool is required by this test: {e}"))
-}
-
-fn sqlite3_ok(db: &Path, sql: &str) -> String {
-    let out = sqlite3(db, sql);
-    assert!(
-        out.status.success(),
-        "sqlite3 failed on {sql:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8 output")
 }
 
 async fn verify_file(db: &TempDb) -> Verification {
@@ -174,9 +241,9 @@ fn expect_broken(v: Verification, at: i64) -> (String, String, String) {
     }
 }
 
-#[tokio::test]
-async fn append_and_replay_round_trip() {
-    let store = Store::open("sqlite::memory:").await.unwrap();
+async fn append_and_replay_round_trip(b: Backend) {
+    let db = TempDb::new(b);
+    let store = db.open().await;
     assert_eq!(store.head().await.unwrap(), None);
     let events = sample(12);
     let mut written: Vec<LedgerEntry> = Vec::new();
@@ -240,9 +307,9 @@ async fn append_and_replay_round_trip() {
     assert_eq!(n, 12);
 }
 
-#[tokio::test]
-async fn replay_pages_through_more_than_one_page() {
-    let store = Store::open("sqlite::memory:").await.unwrap();
+async fn replay_pages_through_more_than_one_page(b: Backend) {
+    let db = TempDb::new(b);
+    let store = db.open().await;
     let events: Vec<Event> = (0..25_003)
         .map(|i| breached(&format!("e{i}"), t0()))
         .collect();
@@ -268,9 +335,9 @@ async fn replay_pages_through_more_than_one_page() {
     }
 }
 
-#[tokio::test]
-async fn cursors_are_committed_with_events_and_upserted() {
-    let store = Store::open("sqlite::memory:").await.unwrap();
+async fn cursors_are_committed_with_events_and_upserted(b: Backend) {
+    let db = TempDb::new(b);
+    let store = db.open().await;
     assert_eq!(store.cursor("mail", "INBOX").await.unwrap(), None);
     store
         .append(
@@ -329,9 +396,9 @@ async fn cursors_are_committed_with_events_and_upserted() {
     assert_eq!(store.cursors("mail").await.unwrap().len(), 1);
 }
 
-#[tokio::test]
-async fn a_failing_batch_leaves_neither_events_nor_cursors() {
-    let store = Store::open("sqlite::memory:").await.unwrap();
+async fn a_failing_batch_leaves_neither_events_nor_cursors(b: Backend) {
+    let db = TempDb::new(b);
+    let store = db.open().await;
     store
         .append(t0(), &sample(3), &[cursor("mail", "INBOX", json!(1))])
         .await
@@ -339,21 +406,22 @@ async fn a_failing_batch_leaves_neither_events_nor_cursors() {
     let head = store.head().await.unwrap();
 
     // Make the database refuse part of a batch, after other rows of it were written.
-    let Store::Sqlite(pool) = &store;
-    sqlx::query(
-        "CREATE TRIGGER refuse_cursor BEFORE INSERT ON cursors WHEN NEW.source = 'broken' \
-         BEGIN SELECT RAISE(ABORT, 'refused for the test'); END",
-    )
-    .execute(pool)
-    .await
-    .unwrap();
-    sqlx::query(
-        "CREATE TRIGGER refuse_event BEFORE INSERT ON ledger WHEN NEW.inquiry_id = 'poison' \
-         BEGIN SELECT RAISE(ABORT, 'refused for the test'); END",
-    )
-    .execute(pool)
-    .await
-    .unwrap();
+    match b {
+        Backend::Sqlite => db.sql(
+            "CREATE TRIGGER refuse_cursor BEFORE INSERT ON cursors WHEN NEW.source = 'broken' \
+             BEGIN SELECT RAISE(ABORT, 'refused for the test'); END; \
+             CREATE TRIGGER refuse_event BEFORE INSERT ON ledger WHEN NEW.inquiry_id = 'poison' \
+             BEGIN SELECT RAISE(ABORT, 'refused for the test'); END;",
+        ),
+        Backend::Postgres => db.sql(
+            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN RAISE EXCEPTION 'refused for the test'; END $$; \
+             CREATE TRIGGER refuse_cursor BEFORE INSERT ON cursors FOR EACH ROW \
+             WHEN (NEW.source = 'broken') EXECUTE FUNCTION refuse(); \
+             CREATE TRIGGER refuse_event BEFORE INSERT ON ledger FOR EACH ROW \
+             WHEN (NEW.inquiry_id = 'poison') EXECUTE FUNCTION refuse();",
+        ),
+    };
 
     // A cursor fails after every event and another cursor were inserted.
     let err = store
@@ -389,9 +457,8 @@ async fn a_failing_batch_leaves_neither_events_nor_cursors() {
     assert_eq!(Some(next[0].prev_hash.clone()), head.map(|(_, h)| h));
 }
 
-#[tokio::test]
-async fn a_cancelled_append_is_all_or_nothing() {
-    let db = TempDb::new();
+async fn a_cancelled_append_is_all_or_nothing(b: Backend) {
+    let db = TempDb::new(b);
     let store = db.open().await;
     let events = sample(500);
     for delay_us in [0u64, 50, 200, 1_000, 5_000] {
@@ -422,9 +489,8 @@ async fn a_cancelled_append_is_all_or_nothing() {
     store.close().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_appends_do_not_fork_the_chain() {
-    let db = TempDb::new();
+async fn concurrent_appends_do_not_fork_the_chain(b: Backend) {
+    let db = TempDb::new(b);
     let store = db.open().await;
     let mut tasks = Vec::new();
     for w in 0..4 {
@@ -450,9 +516,11 @@ async fn concurrent_appends_do_not_fork_the_chain() {
 
 #[tokio::test]
 async fn a_new_ledger_has_16_kib_pages_and_no_random_key_index() {
-    let db = TempDb::new();
+    let db = TempDb::new(Backend::Sqlite);
     let store = db.open().await;
-    let Store::Sqlite(pool) = &store;
+    let Store::Sqlite(pool) = &store else {
+        unreachable!()
+    };
     let page_size: i64 = sqlx::query_scalar("PRAGMA page_size")
         .fetch_one(pool)
         .await
@@ -473,9 +541,9 @@ async fn a_new_ledger_has_16_kib_pages_and_no_random_key_index() {
     store.close().await;
 }
 
-#[tokio::test]
-async fn reopen_after_close_keeps_the_chain() {
-    let db = TempDb::new();
+async fn reopen_after_close_keeps_the_chain(b: Backend) {
+    let db = TempDb::new(b);
+    let file = b == Backend::Sqlite;
     assert!(!db.path.exists());
     let store = db.open().await;
     let first = store
@@ -483,7 +551,11 @@ async fn reopen_after_close_keeps_the_chain() {
         .await
         .unwrap();
     store.close().await;
-    assert!(db.path.exists(), "file and parent directory are created");
+    assert_eq!(
+        db.path.exists(),
+        file,
+        "file and parent directory are created"
+    );
 
     let store = db.open().await;
     assert_eq!(
@@ -505,9 +577,8 @@ async fn reopen_after_close_keeps_the_chain() {
     }
 }
 
-#[tokio::test]
-async fn an_intact_ledger_verifies_with_its_head_hash() {
-    let db = TempDb::with_events(10).await;
+async fn an_intact_ledger_verifies_with_its_head_hash(b: Backend) {
+    let db = TempDb::with_events(b, 10).await;
     let store = db.open().await;
     let (seq, hash) = store.head().await.unwrap().unwrap();
     assert_eq!(seq, 10);
@@ -520,7 +591,8 @@ async fn an_intact_ledger_verifies_with_its_head_hash() {
     );
     store.close().await;
 
-    let empty = Store::open("sqlite::memory:").await.unwrap();
+    let empty_db = TempDb::new(b);
+    let empty = empty_db.open().await;
     assert_eq!(
         empty.verify().await.unwrap(),
         Verification::Intact {
@@ -530,14 +602,19 @@ async fn an_intact_ledger_verifies_with_its_head_hash() {
     );
 }
 
-#[tokio::test]
-async fn a_plain_update_or_delete_is_refused() {
-    let db = TempDb::with_events(3).await;
-    let out = sqlite3(&db.path, "UPDATE ledger SET kind = 'x' WHERE seq = 2");
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("append-only"));
-    let out = sqlite3(&db.path, "DELETE FROM ledger WHERE seq = 3");
-    assert!(!out.status.success());
+async fn a_plain_update_or_delete_is_refused(b: Backend) {
+    let db = TempDb::with_events(b, 3).await;
+    let (ok, _, err) = db.sql_raw("UPDATE ledger SET kind = 'x' WHERE seq = 2");
+    assert!(!ok);
+    assert!(err.contains("append-only"), "{err}");
+    let (ok, _, err) = db.sql_raw("DELETE FROM ledger WHERE seq = 3");
+    assert!(!ok);
+    assert!(err.contains("append-only"), "{err}");
+    if b == Backend::Postgres {
+        let (ok, _, err) = db.sql_raw("TRUNCATE ledger");
+        assert!(!ok);
+        assert!(err.contains("append-only"), "{err}");
+    }
     assert!(matches!(
         verify_file(&db).await,
         Verification::Intact { events: 3, .. }
@@ -546,16 +623,18 @@ async fn a_plain_update_or_delete_is_refused() {
 
 /// Removes the append-only guards, as an intruder would, then runs `sql`.
 fn tamper(db: &TempDb, sql: &str) {
-    sqlite3_ok(
-        &db.path,
-        &format!("DROP TRIGGER ledger_no_update; DROP TRIGGER ledger_no_delete; {sql}"),
-    );
+    let guards = match db.backend {
+        Backend::Sqlite => {
+            "DROP TRIGGER IF EXISTS ledger_no_update; DROP TRIGGER IF EXISTS ledger_no_delete;"
+        }
+        Backend::Postgres => "ALTER TABLE ledger DISABLE TRIGGER USER;",
+    };
+    db.sql(&format!("{guards} {sql}"));
 }
 
-#[tokio::test]
-async fn a_changed_payload_breaks_at_exactly_that_seq() {
-    let db = TempDb::with_events(10).await;
-    let stored_hash = sqlite3_ok(&db.path, "SELECT hash FROM ledger WHERE seq = 6");
+async fn a_changed_payload_breaks_at_exactly_that_seq(b: Backend) {
+    let db = TempDb::with_events(b, 10).await;
+    let stored_hash = db.sql("SELECT hash FROM ledger WHERE seq = 6");
     tamper(
         &db,
         "UPDATE ledger SET payload = replace(payload, '\"language\":\"ar\"', '\"language\":\"en\"') WHERE seq = 6",
@@ -566,16 +645,15 @@ async fn a_changed_payload_breaks_at_exactly_that_seq() {
     assert!(problem.contains("content"), "{problem}");
 }
 
-#[tokio::test]
-async fn a_changed_timestamp_or_kind_breaks_at_that_seq() {
-    let db = TempDb::with_events(10).await;
+async fn a_changed_timestamp_or_kind_breaks_at_that_seq(b: Backend) {
+    let db = TempDb::with_events(b, 10).await;
     tamper(
         &db,
         "UPDATE ledger SET recorded_at = '2026-03-01T09:01:00.000001Z' WHERE seq = 4",
     );
     expect_broken(verify_file(&db).await, 4);
 
-    let db = TempDb::with_events(10).await;
+    let db = TempDb::with_events(b, 10).await;
     tamper(
         &db,
         "UPDATE ledger SET kind = 'inquiry_warned' WHERE seq = 5",
@@ -583,23 +661,21 @@ async fn a_changed_timestamp_or_kind_breaks_at_that_seq() {
     expect_broken(verify_file(&db).await, 5);
 }
 
-#[tokio::test]
-async fn a_changed_inquiry_index_is_detected() {
-    let db = TempDb::with_events(10).await;
+async fn a_changed_inquiry_index_is_detected(b: Backend) {
+    let db = TempDb::with_events(b, 10).await;
     tamper(&db, "UPDATE ledger SET inquiry_id = 'e999' WHERE seq = 5");
     let (expected, found, _) = expect_broken(verify_file(&db).await, 5);
     assert_eq!((expected.as_str(), found.as_str()), ("e4", "e999"));
 }
 
-#[tokio::test]
-async fn a_deleted_row_breaks_the_chain_at_the_next_seq() {
-    let db = TempDb::with_events(10).await;
+async fn a_deleted_row_breaks_the_chain_at_the_next_seq(b: Backend) {
+    let db = TempDb::with_events(b, 10).await;
     tamper(&db, "DELETE FROM ledger WHERE seq = 5");
     let (_, _, problem) = expect_broken(verify_file(&db).await, 6);
     assert!(problem.contains("missing"), "{problem}");
 
     // Deleting and renumbering the rest to hide the gap changes every later hash.
-    let db = TempDb::with_events(10).await;
+    let db = TempDb::with_events(b, 10).await;
     tamper(
         &db,
         "DELETE FROM ledger WHERE seq = 5; UPDATE ledger SET seq = seq - 1 WHERE seq > 5",
@@ -607,14 +683,13 @@ async fn a_deleted_row_breaks_the_chain_at_the_next_seq() {
     expect_broken(verify_file(&db).await, 5);
 
     // Deleting the first row.
-    let db = TempDb::with_events(10).await;
+    let db = TempDb::with_events(b, 10).await;
     tamper(&db, "DELETE FROM ledger WHERE seq = 1");
     expect_broken(verify_file(&db).await, 2);
 }
 
-#[tokio::test]
-async fn reordered_rows_break_the_chain() {
-    let db = TempDb::with_events(10).await;
+async fn reordered_rows_break_the_chain(b: Backend) {
+    let db = TempDb::with_events(b, 10).await;
     // Swap the contents of seq 3 and 4, each keeping its own hash fields.
     tamper(
         &db,
@@ -625,9 +700,8 @@ async fn reordered_rows_break_the_chain() {
     expect_broken(verify_file(&db).await, 3);
 }
 
-#[tokio::test]
-async fn forged_rows_are_detected() {
-    let db = TempDb::with_events(10).await;
+async fn forged_rows_are_detected(b: Backend) {
+    let db = TempDb::with_events(b, 10).await;
     let store = db.open().await;
     let (head_seq, head_hash) = store.head().await.unwrap().unwrap();
     store.close().await;
@@ -643,7 +717,7 @@ async fn forged_rows_are_detected() {
 
     // A well-formed hash over the wrong predecessor (as if chained to an empty ledger).
     let wrong = link_hash(GENESIS, seq, at, "inquiry_breached", &payload);
-    sqlite3_ok(&db.path, &insert(GENESIS, &wrong));
+    db.sql(&insert(GENESIS, &wrong));
     let (expected, found, problem) = expect_broken(verify_file(&db).await, seq);
     assert_eq!(
         (expected.as_str(), found.as_str()),
@@ -653,7 +727,7 @@ async fn forged_rows_are_detected() {
 
     // The right link, but a hash computed over the wrong predecessor.
     tamper(&db, &format!("DELETE FROM ledger WHERE seq = {seq}"));
-    sqlite3_ok(&db.path, &insert(&head_hash, &wrong));
+    db.sql(&insert(&head_hash, &wrong));
     let (expected, found, _) = expect_broken(verify_file(&db).await, seq);
     assert_eq!(found, wrong);
     assert_eq!(
@@ -662,21 +736,17 @@ async fn forged_rows_are_detected() {
     );
 
     // A row slipped in before the chain starts.
-    let db = TempDb::with_events(3).await;
-    sqlite3_ok(
-        &db.path,
-        &format!(
-            "INSERT INTO ledger (seq, recorded_at, kind, inquiry_id, payload, prev_hash, hash) \
+    let db = TempDb::with_events(b, 3).await;
+    db.sql(&format!(
+        "INSERT INTO ledger (seq, recorded_at, kind, inquiry_id, payload, prev_hash, hash) \
              VALUES (0, '{at}', 'inquiry_breached', 'e3', '{payload}', '{GENESIS}', '{wrong}')"
-        ),
-    );
+    ));
     let (_, _, problem) = expect_broken(verify_file(&db).await, 0);
     assert!(problem.contains("out of order"), "{problem}");
 }
 
-#[tokio::test]
-async fn an_unreadable_payload_is_an_error_naming_its_seq() {
-    let db = TempDb::with_events(3).await;
+async fn an_unreadable_payload_is_an_error_naming_its_seq(b: Backend) {
+    let db = TempDb::with_events(b, 3).await;
     let store = db.open().await;
     let (_, head_hash) = store.head().await.unwrap().unwrap();
     store.close().await;
@@ -684,8 +754,7 @@ async fn an_unreadable_payload_is_an_error_naming_its_seq() {
     let at = "2026-03-01T10:00:00.000000Z";
     let payload = r#"{"type":"from_the_future","x":1}"#;
     let hash = link_hash(&head_hash, 4, at, "from_the_future", payload);
-    sqlite3_ok(
-        &db.path,
+    db.sql(
         &format!(
             "INSERT INTO ledger VALUES (4, '{at}', 'from_the_future', NULL, '{payload}', '{head_hash}', '{hash}')"
         ),
@@ -706,7 +775,7 @@ async fn an_unreadable_payload_is_an_error_naming_its_seq() {
 
 #[tokio::test]
 async fn an_auditor_can_recompute_a_hash_with_sqlite3_and_sha256sum() {
-    let db = TempDb::with_events(6).await;
+    let db = TempDb::with_events(Backend::Sqlite, 6).await;
     // Seq 6 is an InquiryOpened with an Arabic subject.
     let script = format!(
         "sqlite3 '{}' \"SELECT hex(prev_hash || seq || char(10) || recorded_at || char(10) || kind || char(10) || payload) FROM ledger WHERE seq = 6\" | xxd -r -p | sha256sum | cut -d' ' -f1",
@@ -728,21 +797,74 @@ async fn an_auditor_can_recompute_a_hash_with_sqlite3_and_sha256sum() {
         64,
         "sqlite3, xxd and sha256sum are required: {recomputed:?}"
     );
-    let stored = sqlite3_ok(&db.path, "SELECT hash FROM ledger WHERE seq = 6");
+    let stored = db.sql("SELECT hash FROM ledger WHERE seq = 6");
     assert_eq!(recomputed.trim(), stored.trim());
 }
 
+/// On PostgreSQL the database recomputes every hash itself: `sha256` over the same bytes.
 #[tokio::test]
-async fn unsupported_and_invalid_urls_are_clear_and_redacted() {
-    let err = Store::open("postgres://sla:hunter2@db.example/sla")
+async fn an_auditor_can_recompute_every_hash_with_psql_alone() {
+    let db = TempDb::with_events(Backend::Postgres, 12).await;
+    let recomputed = db.sql(
+        "SELECT encode(sha256(convert_to(prev_hash || seq || chr(10) || recorded_at || chr(10) \
+         || kind || chr(10) || payload, 'UTF8')), 'hex') FROM ledger WHERE seq = 6",
+    );
+    let stored = db.sql("SELECT hash FROM ledger WHERE seq = 6");
+    assert_eq!(recomputed.trim().len(), 64, "{recomputed:?}");
+    assert_eq!(recomputed.trim(), stored.trim());
+    // The whole chain: every hash and every link.
+    let bad = db.sql(
+        "SELECT count(*) FROM ledger l LEFT JOIN ledger p ON p.seq = l.seq - 1 \
+         WHERE l.hash <> encode(sha256(convert_to(l.prev_hash || l.seq || chr(10) || l.recorded_at \
+               || chr(10) || l.kind || chr(10) || l.payload, 'UTF8')), 'hex') \
+            OR l.prev_hash <> coalesce(p.hash, repeat('0', 64))",
+    );
+    assert_eq!(bad.trim(), "0");
+}
+
+#[tokio::test]
+async fn unreachable_and_invalid_urls_are_clear_and_redacted() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let err = Store::open(&format!("postgres://sla:hunter2@127.0.0.1:{port}/sla"))
         .await
         .unwrap_err();
     let msg = err.to_string();
-    assert!(matches!(err, StoreError::Unsupported { .. }), "{msg}");
-    assert!(msg.contains("postgres://sla:***@db.example/sla"), "{msg}");
+    assert!(matches!(err, StoreError::NoServer { .. }), "{msg}");
+    assert!(
+        msg.contains(&format!("postgres://sla:***@127.0.0.1:{port}/sla")),
+        "{msg}"
+    );
+    assert!(msg.contains("refused"), "{msg}");
     assert!(!msg.contains("hunter2"), "{msg}");
+    let err = Store::open("postgres://sla:hunter2@h/sla?sslmode=require")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::InvalidUrl { .. }), "{err}");
+    assert!(err.to_string().contains("verify-full"), "{err}");
+    assert!(!err.to_string().contains("hunter2"), "{err}");
 
     let err = Store::open("mysql://u:p@h/db").await.unwrap_err();
     assert!(matches!(err, StoreError::InvalidUrl { .. }), "{err}");
     assert!(!err.to_string().contains(":p@"), "{err}");
 }
+
+both!(
+    append_and_replay_round_trip,
+    replay_pages_through_more_than_one_page,
+    cursors_are_committed_with_events_and_upserted,
+    a_failing_batch_leaves_neither_events_nor_cursors,
+    a_cancelled_append_is_all_or_nothing,
+    concurrent_appends_do_not_fork_the_chain,
+    reopen_after_close_keeps_the_chain,
+    an_intact_ledger_verifies_with_its_head_hash,
+    a_plain_update_or_delete_is_refused,
+    a_changed_payload_breaks_at_exactly_that_seq,
+    a_changed_timestamp_or_kind_breaks_at_that_seq,
+    a_changed_inquiry_index_is_detected,
+    a_deleted_row_breaks_the_chain_at_the_next_seq,
+    reordered_rows_break_the_chain,
+    forged_rows_are_detected,
+    an_unreadable_payload_is_an_error_naming_its_seq,
+);

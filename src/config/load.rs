@@ -125,6 +125,10 @@ fn validate(root: &Value, file_only: &Value, base: &Path) -> Result<Settings, Ve
             .unwrap_or_else(|| "sqlite://data/slawatch.db".to_string()),
         password: secret(&mut t, "password", file_only, false, base, &mut p),
         signing_key_file: t.string("signing_key_file", &mut p).map(|f| base.join(f)),
+        head_file: t
+            .string("head_file", &mut p)
+            .map(|f| base.join(f))
+            .unwrap_or_else(|| PathBuf::from("slawatch-ledger.head")),
         accept_broken_ledger: false,
         working_window: t.duration("working_window", super::settings::WORKING_WINDOW, &mut p),
         snapshot_every: t.duration("snapshot_every", super::settings::SNAPSHOT_EVERY, &mut p),
@@ -141,6 +145,14 @@ fn validate(root: &Value, file_only: &Value, base: &Path) -> Result<Settings, Ve
         p.push(
             "store.snapshot_every",
             "must be at least 1m: each snapshot writes the whole working set",
+        );
+    }
+    if (store.url.starts_with("postgres://") || store.url.starts_with("postgresql://"))
+        && let Err(reason) = crate::store::postgres::Target::parse(&store.url)
+    {
+        p.push(
+            "store.url",
+            format!("`{}`: {reason}", redact_url(&store.url)),
         );
     }
     if let Some(file) = &store.signing_key_file
@@ -964,6 +976,14 @@ impl Settings {
                     .to_string(),
             );
         }
+        if let Ok(target) = crate::store::postgres::Target::parse(&self.store.url)
+            && target.sends_in_clear()
+        {
+            out.push(format!(
+                "store.url {} connects without TLS to a host that is not this one: the password and the ledger cross the network in clear; add sslmode=verify-full (and sslrootcert=/path/ca.pem for a private CA)",
+                redact_url(&self.store.url)
+            ));
+        }
         if self.http.any_token() && self.http.token.is_none() {
             out.push(
                 "http.token is not set while another token is: acknowledgements and pushed calls are refused over HTTP"
@@ -1065,7 +1085,7 @@ impl Settings {
             v["silent_after"] = json!(humantime::format_duration(s.silent_after).to_string());
         }
         json!({
-            "store": { "url": redact_url(&self.store.url), "password": secret(&self.store.password), "signing_key_file": self.store.signing_key_file,
+            "store": { "url": redact_url(&self.store.url), "password": secret(&self.store.password), "signing_key_file": self.store.signing_key_file, "head_file": self.store.head_file,
                 "working_window": humantime::format_duration(self.store.working_window).to_string(),
                 "snapshot_every": humantime::format_duration(self.store.snapshot_every).to_string() },
             "audit": { "head_recipients": self.audit.head_recipients },

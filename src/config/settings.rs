@@ -35,6 +35,11 @@ pub struct StoreSettings {
     /// The ledger's Ed25519 signing key (PKCS#8 PEM): every commit is then sealed with a signed
     /// checkpoint. Relative to the configuration file's directory.
     pub signing_key_file: Option<PathBuf>,
+    /// PostgreSQL: where the daemon keeps the ledger head it published, so that after a restart
+    /// it still refuses to write on a ledger that lost rows it wrote (a failover to a standby
+    /// that lacked them). Relative to the configuration file's directory; default
+    /// `slawatch-ledger.head` in the working directory (the state directory under systemd).
+    pub head_file: PathBuf,
     /// Run on a ledger whose chain is broken (recorded in the ledger). Set by `slawatch run
     /// --accept-broken-ledger`, never by the configuration file.
     pub accept_broken_ledger: bool,

@@ -258,6 +258,77 @@ fn a_password_in_the_store_url_in_the_file_is_refused() {
 }
 
 #[test]
+fn postgres_urls_are_checked_and_the_password_comes_from_a_file_or_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let with = |url: &str| {
+        write(
+            dir.path(),
+            &format!(
+                "{MINIMAL}\n[store]\nurl = \"{url}\"\npassword_file = \"pw\"\nhead_file = \"state/head\"\n"
+            ),
+        )
+    };
+    std::fs::write(dir.path().join("pw"), "s3cret\n").unwrap();
+    std::fs::write(dir.path().join("ca.pem"), "x").unwrap();
+    let ca = dir.path().join("ca.pem");
+
+    // TLS that does not verify, an unknown option and a missing CA file are named.
+    for (url, says) in [
+        (
+            "postgres://app@db:5432/sla?sslmode=require",
+            "sslmode=verify-full",
+        ),
+        (
+            "postgres://app@db/sla?target_session_attrs=standby",
+            "target_session_attrs",
+        ),
+        (
+            "postgres://app@db/sla?sslrootcert=/nonexistent/ca.pem",
+            "/nonexistent/ca.pem",
+        ),
+        ("postgres://app@db/sla?sslmod=verify-full", "unknown option"),
+        ("postgres://app@db:port/sla", "port"),
+    ] {
+        let found = problems(load_with_env(&with(url), vec![]));
+        assert!(
+            found
+                .iter()
+                .any(|f| f.starts_with("store.url") && f.contains(says)),
+            "{url}: {found:?}"
+        );
+    }
+
+    // A multi-host URL with verified TLS is fine; the password is read from its file and
+    // never printed; the head file is relative to the configuration.
+    let url = format!(
+        "postgres://app@db1:5432,db2:5432/sla?target_session_attrs=read-write&sslmode=verify-full&sslrootcert={}",
+        ca.display()
+    );
+    let settings = load_with_env(&with(&url), vec![]).unwrap();
+    assert_eq!(
+        settings.store.password.as_ref().map(|p| p.expose()),
+        Some("s3cret")
+    );
+    assert_eq!(settings.store.head_file, dir.path().join("state/head"));
+    assert!(settings.warnings().iter().all(|w| !w.contains("store.url")));
+    let shown = settings.effective().to_string();
+    assert!(!shown.contains("s3cret"), "{shown}");
+
+    // Plain TCP to another host is allowed, with a warning; to this host, without.
+    let settings = load_with_env(&with("postgres://app@db.example/sla"), vec![]).unwrap();
+    assert!(
+        settings
+            .warnings()
+            .iter()
+            .any(|w| w.contains("store.url") && w.contains("in clear")),
+        "{:?}",
+        settings.warnings()
+    );
+    let settings = load_with_env(&with("postgres://app@127.0.0.1:5433/sla"), vec![]).unwrap();
+    assert!(settings.warnings().iter().all(|w| !w.contains("store.url")));
+}
+
+#[test]
 fn a_public_bind_needs_a_token_unless_anonymous_access_is_allowed() {
     let dir = tempfile::tempdir().unwrap();
     let path = write(dir.path(), MINIMAL);

@@ -10,31 +10,45 @@
 use chrono::{DateTime, Utc};
 use slawatch_core::tracker::event::Event;
 use slawatch_core::tracker::working_set::EvictedThread;
-use sqlx::{Connection, Row};
+use sqlx::Connection;
 
 use super::{RawRow, Store, StoreError, chain, decode};
 
 /// Rows per archive `INSERT`.
 const ARCHIVE_ROWS: usize = 128;
 
+/// `($1, $2, …), (…), …`: `rows` rows of `columns` numbered placeholders (one text for both
+/// backends; the statements are small enough that SQLite's cost of numbered ones does not show).
+fn placeholders(rows: usize, columns: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let row: Vec<String> = (1..=columns)
+                .map(|c| format!("${}", r * columns + c))
+                .collect();
+            format!("({})", row.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The multi-row upsert of `rows` threads (`which` 0) or keys (1), built once per size.
 fn archive_statement(which: usize, rows: usize) -> &'static str {
     static STATEMENTS: std::sync::OnceLock<[Vec<String>; 2]> = std::sync::OnceLock::new();
     let all = STATEMENTS.get_or_init(|| {
-        let build = |head: &str, row: &str, tail: &str| {
+        let build = |head: &str, columns: usize, tail: &str| {
             (0..=ARCHIVE_ROWS)
-                .map(|n| format!("{head} {} {tail}", vec![row; n.max(1)].join(", ")))
+                .map(|n| format!("{head} {} {tail}", placeholders(n.max(1), columns)))
                 .collect::<Vec<_>>()
         };
         [
             build(
                 "INSERT INTO archived_threads (thread_key, thread, seqs) VALUES",
-                "(?, ?, ?)",
+                3,
                 "ON CONFLICT (thread_key) DO UPDATE SET thread = excluded.thread, seqs = excluded.seqs",
             ),
             build(
                 "INSERT INTO archive_keys (key, thread_key) VALUES",
-                "(?, ?)",
+                2,
                 "ON CONFLICT (key) DO UPDATE SET thread_key = excluded.thread_key",
             ),
         ]
@@ -67,7 +81,12 @@ pub struct StoredSnapshot {
 /// `SELECT … WHERE <column> IN (?, ?, …)` with [`LOOKUP_CHUNK`] placeholders.
 fn lookup_statement(which: usize) -> &'static str {
     static STATEMENTS: std::sync::OnceLock<[String; 2]> = std::sync::OnceLock::new();
-    let placeholders = || vec!["?"; LOOKUP_CHUNK].join(", ");
+    let placeholders = || {
+        (1..=LOOKUP_CHUNK)
+            .map(|n| format!("${n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     &STATEMENTS.get_or_init(|| {
         [
             format!(
@@ -125,7 +144,6 @@ impl Store {
         if threads.is_empty() {
             return Ok(());
         }
-        let Store::Sqlite(pool) = self;
         let mut rows: Vec<(i64, &str, String)> = threads
             .iter()
             .map(|t| {
@@ -147,6 +165,7 @@ impl Store {
         }
         keys.sort_unstable();
         keys.dedup_by_key(|k| k.0);
+        with_pool!(self, pool => {
         let mut conn = pool
             .acquire()
             .await
@@ -183,25 +202,26 @@ impl Store {
             conn.close_on_drop();
         }
         written
+        })
     }
 
     /// The archived threads `keys` lead to, each once, with the keys that led to it.
     pub async fn archived_threads(&self, keys: &[u64]) -> Result<Vec<ArchivedThread>, StoreError> {
-        let Store::Sqlite(pool) = self;
         let keys: Vec<i64> = keys.iter().map(|k| *k as i64).collect();
         let mut found: Vec<ArchivedThread> = Vec::new();
         for chunk in keys.chunks(LOOKUP_CHUNK) {
-            let mut query = sqlx::query(lookup_statement(0));
-            for key in padded(chunk) {
-                query = query.bind(key);
-            }
-            for row in query
-                .fetch_all(pool)
-                .await
-                .map_err(StoreError::db("look up archived threads"))?
-            {
-                let key = row.get::<i64, _>(0) as u64;
-                let thread: String = row.get(1);
+            let rows: Vec<(i64, String, String)> = with_pool!(self, pool => {
+                let mut query = sqlx::query_as(lookup_statement(0));
+                for key in padded(chunk) {
+                    query = query.bind(key);
+                }
+                query
+                    .fetch_all(pool)
+                    .await
+                    .map_err(StoreError::db("look up archived threads"))?
+            });
+            for (key, thread, seqs) in rows {
+                let key = key as u64;
                 match found.iter_mut().find(|t| t.thread == thread) {
                     Some(t) => {
                         if !t.keys.contains(&key) {
@@ -209,7 +229,7 @@ impl Store {
                         }
                     }
                     None => {
-                        let seqs = decode_seqs(&thread, row.get(2))?;
+                        let seqs = decode_seqs(&thread, &seqs)?;
                         found.push(ArchivedThread {
                             thread,
                             seqs,
@@ -224,29 +244,29 @@ impl Store {
 
     /// Whether any thread was ever archived.
     pub async fn has_archive(&self) -> Result<bool, StoreError> {
-        let Store::Sqlite(pool) = self;
-        sqlx::query_scalar::<_, i64>(
-            "SELECT count(*) FROM (SELECT 1 FROM archived_threads LIMIT 1)",
+        with_pool!(self, pool => sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM (SELECT 1 FROM archived_threads LIMIT 1) AS one",
         )
         .fetch_one(pool)
         .await
         .map(|n| n > 0)
-        .map_err(StoreError::db("read the archive"))
+        .map_err(StoreError::db("read the archive")))
     }
 
     /// The events at `seqs` (ascending), decoded, in seq order.
     pub async fn events_at(&self, seqs: &[i64]) -> Result<Vec<(i64, Event)>, StoreError> {
-        let Store::Sqlite(pool) = self;
         let mut out = Vec::with_capacity(seqs.len());
         for chunk in seqs.chunks(LOOKUP_CHUNK) {
-            let mut query = sqlx::query_as::<_, RawRow>(lookup_statement(1));
-            for seq in padded(chunk) {
-                query = query.bind(seq);
-            }
-            let rows = query
-                .fetch_all(pool)
-                .await
-                .map_err(StoreError::db("read ledger rows by seq"))?;
+            let rows: Vec<RawRow> = with_pool!(self, pool => {
+                let mut query = sqlx::query_as(lookup_statement(1));
+                for seq in padded(chunk) {
+                    query = query.bind(seq);
+                }
+                query
+                    .fetch_all(pool)
+                    .await
+                    .map_err(StoreError::db("read ledger rows by seq"))?
+            });
             for row in rows {
                 let entry = decode(row)?;
                 out.push((entry.seq, entry.event));
@@ -273,12 +293,14 @@ impl Store {
         taken_at: DateTime<Utc>,
         body: &str,
     ) -> Result<(), StoreError> {
-        let Store::Sqlite(pool) = self;
-        let head_hash: String = sqlx::query_scalar("SELECT hash FROM ledger WHERE seq = ?")
-            .bind(seq)
-            .fetch_one(pool)
-            .await
-            .map_err(StoreError::db("snapshot: read the row it is taken at"))?;
+        let head_hash = self
+            .hash_at(seq)
+            .await?
+            .ok_or_else(|| StoreError::CorruptRow {
+                seq,
+                problem: "a snapshot names a ledger row that is not there".to_string(),
+            })?;
+        with_pool!(self, pool => {
         let mut conn = pool
             .acquire()
             .await
@@ -289,7 +311,9 @@ impl Store {
                 .await
                 .map_err(StoreError::db("snapshot: begin"))?;
             sqlx::query(
-                "INSERT OR REPLACE INTO snapshots (seq, head_hash, taken_at, body) VALUES (?, ?, ?, ?)",
+                "INSERT INTO snapshots (seq, head_hash, taken_at, body) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (seq) DO UPDATE SET head_hash = excluded.head_hash, \
+                 taken_at = excluded.taken_at, body = excluded.body",
             )
             .bind(seq)
             .bind(&head_hash)
@@ -300,7 +324,7 @@ impl Store {
             .map_err(StoreError::db("write a snapshot"))?;
             sqlx::query(
                 "DELETE FROM snapshots WHERE seq < (SELECT min(seq) FROM \
-                 (SELECT seq FROM snapshots ORDER BY seq DESC LIMIT 2))",
+                 (SELECT seq FROM snapshots ORDER BY seq DESC LIMIT 2) AS kept)",
             )
             .execute(&mut *tx)
             .await
@@ -314,17 +338,17 @@ impl Store {
             conn.close_on_drop();
         }
         written
+        })
     }
 
     /// The snapshots, newest first.
     pub async fn snapshots(&self) -> Result<Vec<StoredSnapshot>, StoreError> {
-        let Store::Sqlite(pool) = self;
-        let rows: Vec<(i64, String, String, String)> = sqlx::query_as(
+        let rows: Vec<(i64, String, String, String)> = with_pool!(self, pool => sqlx::query_as(
             "SELECT seq, head_hash, taken_at, body FROM snapshots ORDER BY seq DESC",
         )
         .fetch_all(pool)
         .await
-        .map_err(StoreError::db("read snapshots"))?;
+        .map_err(StoreError::db("read snapshots"))?);
         Ok(rows
             .into_iter()
             .map(|(seq, head_hash, taken_at, body)| StoredSnapshot {
@@ -338,11 +362,10 @@ impl Store {
 
     /// The hash of ledger row `seq`, if there is one.
     pub async fn hash_at(&self, seq: i64) -> Result<Option<String>, StoreError> {
-        let Store::Sqlite(pool) = self;
-        sqlx::query_scalar("SELECT hash FROM ledger WHERE seq = ?")
+        with_pool!(self, pool => sqlx::query_scalar("SELECT hash FROM ledger WHERE seq = $1")
             .bind(seq)
             .fetch_optional(pool)
             .await
-            .map_err(StoreError::db("read a row's hash"))
+            .map_err(StoreError::db("read a row's hash")))
     }
 }

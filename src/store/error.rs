@@ -41,6 +41,27 @@ pub enum StoreError {
         found: String,
         supported: String,
     },
+    /// No server of a (multi-host) PostgreSQL URL could be used; `reasons` says why, per host.
+    #[error("store {url}: no usable PostgreSQL server: {reasons}")]
+    NoServer { url: String, reasons: String },
+    /// The ledger no longer holds the head this daemon published: rows it wrote were lost (a
+    /// PostgreSQL failover to an asynchronous standby that lacked them, a restore from an older
+    /// backup). Nothing is written on top of that: it would fork the chain.
+    #[error(
+        "the ledger went backwards: this daemon published seq {published_seq} (hash {published_hash}) but the ledger's head is seq {head_seq} (hash {head_hash}); nothing is written on top of it, which would fork the chain. What to do: find the lost rows (the old primary, its WAL archive or a backup) and restore them so that seq {published_seq} is back with that hash; `slawatch audit verify --expect {published_seq}:{published_hash}` checks it. Or, to carry on without them, stop slawatch, give the auditors both pins (the lost one above and the head now), delete the published-head file (store.head_file) and start slawatch again"
+    )]
+    WentBackwards {
+        published_seq: i64,
+        published_hash: String,
+        head_seq: i64,
+        head_hash: String,
+    },
+    /// The file keeping the published head cannot be read.
+    #[error("the published ledger head in {} is unreadable: {problem}", path.display())]
+    HeadFile {
+        path: std::path::PathBuf,
+        problem: String,
+    },
     /// A query failed; `op` says which store operation ran it.
     #[error("store {op} failed: {source}")]
     Database {

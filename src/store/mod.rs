@@ -5,9 +5,10 @@
 //! the ledger ([`Store::for_each_event`]); a source resumes from its cursor ([`Store::cursors`]).
 //! Both are written by [`Store::append`] in **one transaction**, so after a crash at any point
 //! either a whole batch (its events and its cursors) is there or none of it is: nothing is
-//! lost, nothing is counted twice. SQLite is the backend today; PostgreSQL will be a second
-//! [`Store`] variant running the same statements (the `sql` submodule keeps them and isolates the
-//! few dialect differences).
+//! lost, nothing is counted twice. Two backends run the same statements (the `sql` submodule keeps
+//! them and isolates the few dialect differences): SQLite, one file (the `sqlite` submodule), and
+//! PostgreSQL (the [`postgres`] submodule). A ledger has the same bytes and hashes on both
+//! (`slawatch store copy` moves one across).
 //!
 //! # Tables
 //!
@@ -84,17 +85,19 @@
 //! One daemon writes a ledger: it holds the `lock` submodule's file lock beside an SQLite
 //! database. Inside it the engine is the one writer, but concurrent appends cannot fork the chain: the head is
 //! read inside the writing transaction, which on SQLite starts with `BEGIN IMMEDIATE` and so
-//! holds the write lock from its first statement. Reads page through the ledger by seq
+//! holds the write lock from its first statement, and on PostgreSQL with `LOCK TABLE ledger IN
+//! EXCLUSIVE MODE` (see [`postgres`], which also refuses to write on a ledger that lost the
+//! head this process published). Reads page through the ledger by seq
 //! (keyset pagination), in constant memory and without holding one long read transaction.
 //! See the `sqlite` submodule for the pragmas and the durability they give.
 
-pub mod archive;
 mod chain;
 mod error;
 pub mod head;
 pub mod health;
 pub mod lock;
 mod packed;
+pub mod postgres;
 pub mod signing;
 mod sql;
 mod sqlite;
@@ -128,7 +131,27 @@ const PACKED_PAGE_ROWS: i64 = 2_000;
 #[derive(Debug, Clone)]
 pub enum Store {
     Sqlite(SqlitePool),
+    Postgres(postgres::Pg),
 }
+
+/// Runs `$body` with `$pool` bound to the store's pool, whichever the backend: the statements
+/// are the same, only their types differ.
+macro_rules! with_pool {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match $store {
+            Store::Sqlite($pool) => $body,
+            Store::Postgres(pg) => {
+                let $pool = &pg.pool;
+                $body
+            }
+        }
+    };
+}
+
+// After the macro, which they use.
+pub mod archive;
+mod copy;
+pub use copy::{CopyError, CopyReport};
 
 /// One ledger row, decoded.
 #[derive(Debug, Clone, PartialEq)]
@@ -182,21 +205,25 @@ type RawRow = (i64, String, String, Option<String>, String, String, String);
 
 impl Store {
     /// Opens `sqlite://path/file.db` (parent directories and file created if missing; an
-    /// absolute path is `sqlite:///var/lib/…`) or `sqlite::memory:` and applies the embedded
-    /// migrations. `postgres://` is recognized but not supported yet.
+    /// absolute path is `sqlite:///var/lib/…`), `sqlite::memory:` or `postgres://user@host/db`
+    /// (see the [`postgres`] submodule for its options) and applies the embedded migrations.
     pub async fn open(url: &str) -> Result<Store, StoreError> {
+        Store::open_with(url, None).await
+    }
+
+    /// [`Store::open`] with the database password (`store.password_file` or the environment),
+    /// for a URL that does not carry one.
+    pub async fn open_with(url: &str, password: Option<&str>) -> Result<Store, StoreError> {
         let shown = redact_url(url);
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            return Err(StoreError::Unsupported {
-                url: shown,
-                reason: "PostgreSQL is not supported by this build yet; use a sqlite:// URL"
-                    .to_string(),
-            });
+        if is_postgres(url) {
+            return Ok(Store::Postgres(
+                postgres::open(url, &shown, password, true).await?,
+            ));
         }
         if !url.starts_with("sqlite:") {
             return Err(StoreError::InvalidUrl {
                 url: shown,
-                reason: "expected sqlite://path/to/file.db or sqlite::memory:".to_string(),
+                reason: "expected sqlite://path/to/file.db, sqlite::memory: or postgres://user@host:port/database".to_string(),
             });
         }
         Ok(Store::Sqlite(sqlite::open(url, &shown).await?))
@@ -206,6 +233,14 @@ impl Store {
     /// creates a database, never migrates one, takes no lock, so it works beside the running
     /// daemon. A missing SQLite file is [`StoreError::Missing`].
     pub async fn open_existing(url: &str) -> Result<Store, StoreError> {
+        Store::open_existing_with(url, None).await
+    }
+
+    /// [`Store::open_existing`] with the database password.
+    pub async fn open_existing_with(
+        url: &str,
+        password: Option<&str>,
+    ) -> Result<Store, StoreError> {
         let shown = redact_url(url);
         if let Some(path) = Store::sqlite_file(url)
             && !path.exists()
@@ -215,7 +250,41 @@ impl Store {
         if url.starts_with("sqlite:") {
             return Ok(Store::Sqlite(sqlite::open_existing(url, &shown).await?));
         }
-        Store::open(url).await
+        if is_postgres(url) {
+            return Ok(Store::Postgres(
+                postgres::open(url, &shown, password, false).await?,
+            ));
+        }
+        Store::open_with(url, password).await
+    }
+
+    /// Which backend this is: `sqlite` or `postgres`.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Store::Sqlite(_) => "sqlite",
+            Store::Postgres(_) => "postgres",
+        }
+    }
+
+    /// The head this process published before (read from where it was kept across a restart):
+    /// on PostgreSQL every later append first checks that it is still in the ledger at its seq,
+    /// and refuses with [`StoreError::WentBackwards`] otherwise (see the [`postgres`] submodule).
+    /// Each append then moves it to the new head. SQLite keeps one file under the writer's lock,
+    /// where a ledger cannot go back behind its writer's back, so this does nothing there.
+    pub fn expect_head(&self, head: Option<(i64, String)>) {
+        if let Store::Postgres(pg) = self {
+            pg.set_published(head);
+        }
+    }
+
+    /// Keeps the head this daemon publishes in `file` across restarts (PostgreSQL; nothing on
+    /// SQLite): the head kept there before is checked now — [`StoreError::WentBackwards`] if the
+    /// ledger lost it — and enforced on every append, and each commit rewrites the file.
+    pub async fn keep_published_head(&self, file: &std::path::Path) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(_) => Ok(()),
+            Store::Postgres(pg) => pg.keep_head_in(file).await,
+        }
     }
 
     /// The database file of a `sqlite://` URL; `None` for an in-memory database or another
@@ -227,6 +296,7 @@ impl Store {
     fn dialect(&self) -> Dialect {
         match self {
             Store::Sqlite(_) => Dialect::Sqlite,
+            Store::Postgres(_) => Dialect::Postgres,
         }
     }
 
@@ -334,7 +404,23 @@ impl Store {
             .collect::<Result<Vec<_>, _>>()?;
 
         let dialect = self.dialect();
-        let Store::Sqlite(pool) = self;
+        let pool = match self {
+            Store::Sqlite(pool) => pool,
+            Store::Postgres(pg) => {
+                let written =
+                    postgres::write_rows(pg, &stamp, events, payloads, cursor_rows, sealing).await;
+                if let Err(e) = &written {
+                    pg.after_failure(e).await;
+                }
+                let (first_seq, prev_hash, hashes) = written?;
+                return Ok(Written {
+                    recorded_at,
+                    first_seq,
+                    prev_hash,
+                    hashes,
+                });
+            }
+        };
         let mut conn = pool
             .acquire()
             .await
@@ -355,7 +441,15 @@ impl Store {
             sealing,
         )
         .await;
-        if sealing.durable {
+        if written.is_err() {
+            // A connection whose write failed is closed, not handed back to the pool. When the
+            // COMMIT itself fails (a full disk, an I/O error) SQLite has already rolled the
+            // transaction back, so sqlx's rollback on drop fails too and sqlx goes on counting
+            // the connection as inside a transaction: every later BEGIN on it would fail
+            // ("non-zero transaction depth") long after the disk has room again. The next write
+            // opens a fresh connection.
+            conn.close_on_drop();
+        } else if sealing.durable {
             // Back to the ledger's usual setting for whatever uses the connection next; if even
             // that fails, the connection is dropped rather than left slower than it should be.
             if sqlx::query(sql::SYNC_NORMAL)
@@ -383,7 +477,7 @@ impl Store {
         dialect: Dialect,
         stamp: &str,
         events: &[Event],
-        mut payloads: Vec<String>,
+        payloads: Vec<String>,
         cursor_rows: Vec<(&str, &str, String)>,
         sealing: Sealing<'_>,
     ) -> Result<(i64, String, Vec<Arc<str>>), StoreError> {
@@ -405,32 +499,13 @@ impl Store {
         // Chain first (pure), then write the rows in a few multi-row inserts. Text is bound as
         // shared `Arc<str>` (or moved, for payloads): sqlx copies a bound `&str` into two new
         // allocations, which for seven columns was most of an append's allocations.
-        let head_hash: Arc<str> = head_hash.into();
-        let mut hashes: Vec<Arc<str>> = Vec::with_capacity(events.len());
-        for (i, (event, payload)) in events.iter().zip(&payloads).enumerate() {
-            let prev = hashes.last().unwrap_or(&head_hash);
-            let seq = head_seq + 1 + i as i64;
-            let hex = chain::link_hash_hex(prev, seq, stamp, event.kind(), payload);
-            hashes.push(std::str::from_utf8(&hex).expect("hex digits").into());
-        }
-        // The seal: a checkpoint signing the last event's seq and hash, chained after it.
-        let checkpoint = match (sealing.signer, hashes.last().cloned()) {
-            (Some(signer), Some(last)) => {
-                let head_seq = head_seq + events.len() as i64;
-                let at = chain::parse_instant(stamp).unwrap_or_else(Utc::now);
-                let event = signer.checkpoint(head_seq, &last, at);
-                let payload =
-                    serde_json::to_string(&event).map_err(|source| StoreError::Serialize {
-                        what: "ledger_checkpoint event".to_string(),
-                        source,
-                    })?;
-                let hex = chain::link_hash_hex(&last, head_seq + 1, stamp, event.kind(), &payload);
-                hashes.push(std::str::from_utf8(&hex).expect("hex digits").into());
-                payloads.push(payload);
-                Some(event)
-            }
-            _ => None,
-        };
+        let Chained {
+            events,
+            checkpoint,
+            payloads,
+            hashes,
+            head_hash,
+        } = chain_batch(head_seq, head_hash.into(), stamp, events, payloads, sealing)?;
         let events: Vec<&Event> = events.iter().chain(checkpoint.as_ref()).collect();
         let stamp_text: Arc<str> = stamp.into();
         let mut kinds: Vec<(&'static str, Arc<str>)> = Vec::new();
@@ -491,13 +566,12 @@ impl Store {
     }
 
     async fn page(&self, after_seq: i64, limit: i64) -> Result<Vec<RawRow>, StoreError> {
-        let Store::Sqlite(pool) = self;
-        sqlx::query_as(sql::PAGE)
+        with_pool!(self, pool => sqlx::query_as(sql::PAGE)
             .bind(after_seq)
             .bind(limit)
             .fetch_all(pool)
             .await
-            .map_err(StoreError::db("read ledger page"))
+            .map_err(StoreError::db("read ledger page")))
     }
 
     /// Up to `limit` entries with `seq > after_seq`, in seq order (for incremental readers).
@@ -559,14 +633,13 @@ impl Store {
         id: &InquiryId,
         (first, last): (i64, i64),
     ) -> Result<Vec<LedgerEntry>, StoreError> {
-        let Store::Sqlite(pool) = self;
-        let rows: Vec<RawRow> = sqlx::query_as(sql::FOR_INQUIRY)
+        let rows: Vec<RawRow> = with_pool!(self, pool => sqlx::query_as(sql::FOR_INQUIRY)
             .bind(first)
             .bind(last)
             .bind(id.as_str())
             .fetch_all(pool)
             .await
-            .map_err(StoreError::db("read inquiry events"))?;
+            .map_err(StoreError::db("read inquiry events")))?;
         rows.into_iter().map(decode).collect()
     }
 
@@ -576,13 +649,12 @@ impl Store {
         source: &str,
         key: &str,
     ) -> Result<Option<serde_json::Value>, StoreError> {
-        let Store::Sqlite(pool) = self;
-        let value: Option<String> = sqlx::query_scalar(sql::CURSOR)
+        let value: Option<String> = with_pool!(self, pool => sqlx::query_scalar(sql::CURSOR)
             .bind(source)
             .bind(key)
             .fetch_optional(pool)
             .await
-            .map_err(StoreError::db("read cursor"))?;
+            .map_err(StoreError::db("read cursor")))?;
         value.map(|v| decode_cursor(source, key, &v)).transpose()
     }
 
@@ -591,12 +663,11 @@ impl Store {
         &self,
         source: &str,
     ) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
-        let Store::Sqlite(pool) = self;
-        let rows: Vec<(String, String)> = sqlx::query_as(sql::CURSORS)
+        let rows: Vec<(String, String)> = with_pool!(self, pool => sqlx::query_as(sql::CURSORS)
             .bind(source)
             .fetch_all(pool)
             .await
-            .map_err(StoreError::db("read cursors"))?;
+            .map_err(StoreError::db("read cursors")))?;
         rows.into_iter()
             .map(|(key, v)| {
                 let value = decode_cursor(source, &key, &v)?;
@@ -648,13 +719,13 @@ impl Store {
     /// Up to `limit` rows with `seq > after_seq`, packed into one value by the database
     /// (see `sql::PACKED_PAGE`): the fast path for walking the whole ledger.
     async fn packed_page(&self, after_seq: i64, limit: i64) -> Result<LedgerPage, StoreError> {
-        let Store::Sqlite(pool) = self;
-        let (count, text): (i64, String) = sqlx::query_as(sql::PACKED_PAGE)
+        let statement = self.dialect().packed_page();
+        let (count, text): (i64, String) = with_pool!(self, pool => sqlx::query_as(statement)
             .bind(after_seq)
             .bind(limit)
             .fetch_one(pool)
             .await
-            .map_err(StoreError::db("read ledger page"))?;
+            .map_err(StoreError::db("read ledger page")))?;
         let spans = packed::unpack(&text, after_seq).map_err(|e| StoreError::CorruptRow {
             seq: e.after_seq.saturating_add(1).max(1),
             problem: format!("the database returned a malformed page: {}", e.problem),
@@ -752,17 +823,15 @@ impl Store {
 
     /// The last row's `(seq, hash)`, or `None` for an empty ledger.
     pub async fn head(&self) -> Result<Option<(i64, String)>, StoreError> {
-        let Store::Sqlite(pool) = self;
-        sqlx::query_as(sql::HEAD)
+        with_pool!(self, pool => sqlx::query_as(sql::HEAD)
             .fetch_optional(pool)
             .await
-            .map_err(StoreError::db("read head"))
+            .map_err(StoreError::db("read head")))
     }
 
     /// Closes every connection (on SQLite this also checkpoints the WAL into the main file).
     pub async fn close(&self) {
-        let Store::Sqlite(pool) = self;
-        pool.close().await;
+        with_pool!(self, pool => pool.close().await);
     }
 }
 
@@ -796,6 +865,73 @@ impl CheckedPages {
         let (verification, seals) = self.checker.finish_sealed(false);
         (self.broken.unwrap_or(verification), seals)
     }
+}
+
+/// Whether `url` names a PostgreSQL database.
+fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+/// A batch chained onto the ledger's head, ready to insert: the events (and the checkpoint
+/// sealing them, if signing), their payloads and hashes, and the hash the first one links to.
+pub(crate) struct Chained<'a> {
+    events: &'a [Event],
+    checkpoint: Option<Event>,
+    payloads: Vec<String>,
+    hashes: Vec<Arc<str>>,
+    head_hash: Arc<str>,
+}
+
+impl Chained<'_> {
+    /// Every row's event, the checkpoint last.
+    fn all(&self) -> impl Iterator<Item = &Event> {
+        self.events.iter().chain(self.checkpoint.as_ref())
+    }
+}
+
+/// Chains `events` (serialized as `payloads`) onto the head `(head_seq, head_hash)`, stamped
+/// `stamp`; with a signer, appends the checkpoint signing the last of them. Pure: both backends
+/// insert what this returns.
+fn chain_batch<'a>(
+    head_seq: i64,
+    head_hash: Arc<str>,
+    stamp: &str,
+    events: &'a [Event],
+    mut payloads: Vec<String>,
+    sealing: Sealing<'_>,
+) -> Result<Chained<'a>, StoreError> {
+    let mut hashes: Vec<Arc<str>> = Vec::with_capacity(events.len() + 1);
+    for (i, (event, payload)) in events.iter().zip(&payloads).enumerate() {
+        let prev = hashes.last().unwrap_or(&head_hash);
+        let seq = head_seq + 1 + i as i64;
+        let hex = chain::link_hash_hex(prev, seq, stamp, event.kind(), payload);
+        hashes.push(std::str::from_utf8(&hex).expect("hex digits").into());
+    }
+    // The seal: a checkpoint signing the last event's seq and hash, chained after it.
+    let checkpoint = match (sealing.signer, hashes.last().cloned()) {
+        (Some(signer), Some(last)) => {
+            let head_seq = head_seq + events.len() as i64;
+            let at = chain::parse_instant(stamp).unwrap_or_else(Utc::now);
+            let event = signer.checkpoint(head_seq, &last, at);
+            let payload =
+                serde_json::to_string(&event).map_err(|source| StoreError::Serialize {
+                    what: "ledger_checkpoint event".to_string(),
+                    source,
+                })?;
+            let hex = chain::link_hash_hex(&last, head_seq + 1, stamp, event.kind(), &payload);
+            hashes.push(std::str::from_utf8(&hex).expect("hex digits").into());
+            payloads.push(payload);
+            Some(event)
+        }
+        _ => None,
+    };
+    Ok(Chained {
+        events,
+        checkpoint,
+        payloads,
+        hashes,
+        head_hash,
+    })
 }
 
 /// Reads the whole ledger a packed page at a time, in seq order, fetching the next page while

@@ -10,27 +10,52 @@
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
     Sqlite,
+    Postgres,
 }
 
 impl Dialect {
     /// Starts the transaction of an append. On SQLite `BEGIN IMMEDIATE` takes the write lock at
     /// once, so the chain head read next cannot be changed by another writer before commit (a
     /// plain `BEGIN` would take it only at the first write, after the head was read). PostgreSQL
-    /// will use `BEGIN` followed by [`Dialect::lock_ledger`].
+    /// uses `BEGIN` followed by [`Dialect::lock_ledger`].
     pub fn begin_write(self) -> &'static str {
         match self {
             Dialect::Sqlite => "BEGIN IMMEDIATE",
+            Dialect::Postgres => "BEGIN",
         }
     }
 
     /// A statement run right after [`Dialect::begin_write`] to serialize writers, if the
-    /// backend needs one (PostgreSQL: `LOCK TABLE ledger IN SHARE ROW EXCLUSIVE MODE`).
+    /// backend needs one. PostgreSQL: `EXCLUSIVE` mode conflicts with itself and with every
+    /// write, not with plain reads, so a second writer waits here until the first commits and
+    /// then reads the new head; readers (API, reports, verify) go on meanwhile.
     pub fn lock_ledger(self) -> Option<&'static str> {
         match self {
             Dialect::Sqlite => None,
+            Dialect::Postgres => Some("LOCK TABLE ledger IN EXCLUSIVE MODE"),
+        }
+    }
+
+    /// [`PACKED_PAGE`] in this dialect.
+    pub fn packed_page(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => PACKED_PAGE,
+            Dialect::Postgres => PG_PACKED_PAGE,
         }
     }
 }
+
+/// The ledger insert on PostgreSQL: every row of a batch in one statement, from arrays (`$2` is
+/// the batch's `recorded_at`, the same for every row). One statement text for any batch size,
+/// one round trip, and a handful of parameters instead of seven per row.
+pub const PG_INSERT_EVENTS: &str = "INSERT INTO ledger (seq, recorded_at, kind, inquiry_id, payload, prev_hash, hash) \
+     SELECT r.seq, $2, r.kind, r.inquiry_id, r.payload, r.prev_hash, r.hash \
+     FROM UNNEST($1::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[]) \
+          AS r(seq, kind, inquiry_id, payload, prev_hash, hash)";
+
+/// A durable commit on PostgreSQL: its transaction waits for the WAL flush whatever the
+/// server's `synchronous_commit` default.
+pub const PG_SYNC_COMMIT: &str = "SET LOCAL synchronous_commit TO on";
 
 /// The last row: `(seq, hash)`.
 pub const HEAD: &str = "SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1";
@@ -53,10 +78,10 @@ pub const LEDGER_COLUMNS: usize = 7;
 /// every parameter of a statement when it binds it, and SQLite finds a numbered parameter's name
 /// by walking the list of all of them, so binding a 448-parameter statement with `$n` costs
 /// ~100,000 steps (it was the largest single cost of an append). Anonymous parameters have no
-/// name to look up and are bound by position. PostgreSQL will need the `$n` form.
+/// name to look up and are bound by position. PostgreSQL takes arrays instead ([`PG_INSERT_EVENTS`]).
 pub fn insert_events(dialect: Dialect, rows: usize) -> &'static str {
     static STATEMENTS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
-    let Dialect::Sqlite = dialect;
+    debug_assert_eq!(dialect, Dialect::Sqlite, "PostgreSQL uses PG_INSERT_EVENTS");
     let all = STATEMENTS.get_or_init(|| {
         (0..=MAX_ROWS_PER_INSERT.trailing_zeros())
             .map(|bit| {
@@ -117,6 +142,16 @@ pub const PACKED_PAGE: &str = "SELECT count(*), coalesce(group_concat(concat( \
        recorded_at, kind, inquiry_id, payload, prev_hash, hash), ''), '') \
      FROM (SELECT seq, recorded_at, kind, inquiry_id, payload, prev_hash, hash FROM ledger \
            WHERE seq > $1 ORDER BY seq LIMIT $2)";
+
+/// [`PACKED_PAGE`] on PostgreSQL: the same packing, with `string_agg` for `group_concat` and
+/// the subquery named.
+pub const PG_PACKED_PAGE: &str = "SELECT count(*), coalesce(string_agg(concat( \
+       seq, ' ', octet_length(recorded_at), ' ', octet_length(kind), ' ', \
+       coalesce(octet_length(inquiry_id), -1), ' ', octet_length(payload), ' ', \
+       octet_length(prev_hash), ' ', octet_length(hash), ' ', \
+       recorded_at, kind, inquiry_id, payload, prev_hash, hash), ''), '') \
+     FROM (SELECT seq, recorded_at, kind, inquiry_id, payload, prev_hash, hash FROM ledger \
+           WHERE seq > $1 ORDER BY seq LIMIT $2) AS page";
 
 /// The rows about one inquiry within a seq range: a walk of the primary key over the range,
 /// filtered (the ledger has no index on `inquiry_id`; see [`crate::store::Store::events_for_inquiry`]).

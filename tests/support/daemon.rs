@@ -14,6 +14,10 @@ pub struct Daemon {
     env: Vec<(String, String)>,
     child: Option<Child>,
     runs: u32,
+    /// A command prefix the daemon and its CLI run under (e.g. `nsenter …`); empty by default.
+    wrapper: Vec<String>,
+    /// The ledger file [`Daemon::sql`] reads: `dir/ledger.db` unless set.
+    ledger: PathBuf,
 }
 
 pub fn free_port() -> u16 {
@@ -43,7 +47,34 @@ impl Daemon {
                 .collect(),
             child: None,
             runs: 0,
+            wrapper: Vec::new(),
+            ledger: dir.join("ledger.db"),
         }
+    }
+
+    /// Runs the daemon, its CLI and [`Daemon::sql`]'s `sqlite3` under `prefix` (a program and
+    /// its arguments, the command line appended), `sqlite3` on the ledger at `ledger`.
+    pub fn wrapped(mut self, prefix: Vec<String>, ledger: PathBuf) -> Daemon {
+        self.wrapper = prefix;
+        self.ledger = ledger;
+        self
+    }
+
+    /// `program` run under the wrapper, if any.
+    fn command_for(&self, program: &str) -> Command {
+        match self.wrapper.split_first() {
+            None => Command::new(program),
+            Some((wrapper, args)) => {
+                let mut c = Command::new(wrapper);
+                c.args(args).arg(program);
+                c
+            }
+        }
+    }
+
+    /// The daemon's command.
+    fn command(&self) -> Command {
+        self.command_for(env!("CARGO_BIN_EXE_slawatch"))
     }
 
     pub fn log_path(&self, run: u32) -> PathBuf {
@@ -74,7 +105,8 @@ impl Daemon {
         assert!(self.child.is_none(), "already running");
         self.runs += 1;
         let log = std::fs::File::create(self.log_path(self.runs)).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_slawatch"))
+        let child = self
+            .command()
             .arg("--config")
             .arg(&self.config)
             .arg("run")
@@ -146,7 +178,7 @@ impl Daemon {
 
     /// Runs another subcommand with the same config and environment.
     pub fn cli(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_slawatch"))
+        self.command()
             .arg("--config")
             .arg(&self.config)
             .args(args)
@@ -191,9 +223,10 @@ impl Daemon {
 
     /// Runs an SQL query on the ledger file with the `sqlite3` tool (read-only).
     pub fn sql(&self, query: &str) -> String {
-        let out = Command::new("sqlite3")
+        let out = self
+            .command_for("sqlite3")
             .arg("-readonly")
-            .arg(self.dir.join("ledger.db"))
+            .arg(&self.ledger)
             .arg(query)
             .output()
             .expect("the sqlite3 command-line tool is required (Debian: apt-get install sqlite3)");

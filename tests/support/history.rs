@@ -29,7 +29,7 @@ pub fn inquiry(
     out: &mut Vec<Event>,
 ) {
     let received = start + Duration::seconds(i as i64 * 30);
-    let phone = i % 3 == 0;
+    let phone = i.is_multiple_of(3);
     let (channel, external_id, thread_id, customer) = if phone {
         let caller = callers.map_or(i / 3, |n| (i / 3) % n.max(1));
         let number = format!("+346{caller:08}");

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod alertmanager;
+pub mod bench_store;
 pub mod chromium;
 pub mod daemon;
 pub mod dovecot;
@@ -10,7 +11,9 @@ pub mod grafana;
 pub mod history;
 pub mod http;
 pub mod ledger;
+pub mod ledger_fs;
 pub mod oauth2;
+pub mod postgres;
 pub mod process;
 pub mod proxy;
 pub mod slawatchd;

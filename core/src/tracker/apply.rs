@@ -47,7 +47,7 @@ impl Tracker {
                     self.pending_replies.remove(plain_id);
                 }
                 self.sender_of.insert(key64(plain_id), key64(&e.customer));
-                self.note_sender(Some(&thread), key64(plain_id));
+                let policy = self.share_policy(&e.policy);
                 self.insert(Inquiry {
                     id: e.inquiry_id.clone(),
                     channel: e.channel,
@@ -71,7 +71,7 @@ impl Tracker {
                     sla: SlaStatus::Pending,
                     excluded_reason: None,
                     excluded_detail: None,
-                    policy: Some(Arc::from(e.policy.as_str())),
+                    policy: Some(policy),
                     kind: Some(e.kind),
                     follow_ups: 0,
                     breached_at: None,
@@ -90,7 +90,6 @@ impl Tracker {
                     self.index_message(&e.external_id, &e.thread_id, e.digest.as_deref());
                 let plain_id = e.external_id.split('#').next().unwrap_or(&e.external_id);
                 self.sender_of.insert(key64(plain_id), key64(&e.customer));
-                self.note_sender(Some(&thread), key64(plain_id));
                 self.insert(Inquiry {
                     id: e.inquiry_id.clone(),
                     channel: e.channel,
@@ -143,7 +142,6 @@ impl Tracker {
                 }
                 let plain_id = external_id.split('#').next().unwrap_or(external_id);
                 self.sender_of.insert(key64(plain_id), key64(customer));
-                self.note_sender(thread.as_ref(), key64(plain_id));
                 if let Some(i) = self.inquiries.get_mut(inquiry_id) {
                     i.follow_ups += 1;
                     i.follow_up_messages.push(FollowUp {
@@ -220,10 +218,12 @@ impl Tracker {
                     if self.open_in_thread.get(&*thread_id).map(|o| &o.id) == Some(&e.inquiry_id) {
                         self.open_in_thread.remove(&*thread_id);
                     }
-                    self.answered_in_thread
+                    let answered = self
+                        .answered_in_thread
                         .entry(thread_id.clone())
-                        .or_default()
-                        .push(e.inquiry_id.clone());
+                        .or_default();
+                    answered.reserve_exact(1);
+                    answered.push(e.inquiry_id.clone());
                     // A response in a thread makes later customer messages next replies.
                     self.replied_in(thread_id, e.at);
                 }
@@ -454,6 +454,16 @@ impl Tracker {
             .entry(thread)
             .and_modify(|first| *first = (*first).min(at))
             .or_insert(at);
+    }
+
+    /// The shared copy of a policy version (one per version, not one per inquiry).
+    fn share_policy(&mut self, version: &str) -> Arc<str> {
+        if let Some(shared) = self.policy_versions.get(version) {
+            return shared.clone();
+        }
+        let shared: Arc<str> = Arc::from(version);
+        self.policy_versions.insert(shared.clone());
+        shared
     }
 
     /// Takes an inquiry out of the received-time index (merged, or evicted).

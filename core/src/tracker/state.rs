@@ -132,6 +132,8 @@ pub struct Tracker {
     pub(super) latest_evidence: Option<DateTime<Utc>>,
     /// The highest ledger seq noted.
     pub(super) last_seq: i64,
+    /// Policy versions, shared by the inquiries stamped with them.
+    pub(super) policy_versions: HashSet<Arc<str>>,
 }
 
 impl Tracker {
@@ -157,6 +159,7 @@ impl Tracker {
             restoring: false,
             latest_evidence: None,
             last_seq: 0,
+            policy_versions: HashSet::new(),
         }
     }
 

@@ -46,8 +46,7 @@ pub(crate) struct Members {
     messages: Vec<Arc<str>>,
     /// Digests of its messages and call records (`seen_digests`).
     digests: Vec<u64>,
-    /// `sender_of` keys of its customer messages.
-    senders: Vec<u64>,
+    /// Its inquiries. (Its `sender_of` entries are those of its messages' keys.)
     inquiries: Vec<crate::domain::InquiryId>,
     /// Ledger seqs of the events about it, in order.
     seqs: Vec<i64>,
@@ -62,7 +61,6 @@ impl Default for Members {
         Members {
             messages: Vec::new(),
             digests: Vec::new(),
-            senders: Vec::new(),
             inquiries: Vec::new(),
             seqs: Vec::new(),
             unnoted: 0,
@@ -151,7 +149,7 @@ impl Tracker {
         let members = self.members_of(&thread);
         members.unnoted = members.unnoted.saturating_sub(1);
         if members.seqs.last().is_none_or(|last| *last < seq) {
-            members.seqs.push(seq);
+            push_exact(&mut members.seqs, seq);
         }
     }
 
@@ -163,20 +161,15 @@ impl Tracker {
         digest: Option<u64>,
     ) {
         let members = self.members_of(thread);
-        members.messages.push(message.clone());
-        members.digests.extend(digest);
-    }
-
-    /// Records a `sender_of` entry of `thread` (none: the entry belongs to no thread).
-    pub(super) fn note_sender(&mut self, thread: Option<&Arc<str>>, key: u64) {
-        if let Some(thread) = thread {
-            self.members_of(thread).senders.push(key);
+        push_exact(&mut members.messages, message.clone());
+        if let Some(digest) = digest {
+            push_exact(&mut members.digests, digest);
         }
     }
 
     /// Records an inquiry of `thread`.
     pub(super) fn note_inquiry(&mut self, thread: &Arc<str>, id: &crate::domain::InquiryId) {
-        self.members_of(thread).inquiries.push(id.clone());
+        push_exact(&mut self.members_of(thread).inquiries, id.clone());
     }
 
     /// The latest instant any evidence applied speaks of.
@@ -328,15 +321,15 @@ impl Tracker {
             if self.thread_of.get(message).is_some_and(|t| *t == thread) {
                 self.thread_of.remove(message);
             }
-            keys.push(key64(message));
+            let key = key64(message);
+            // The sender of a customer message, if it was one (keyed by its plain Message-ID,
+            // which is among the thread's messages).
+            self.sender_of.remove(&key);
+            keys.push(key);
         }
         for digest in &members.digests {
             self.seen_digests.remove(digest);
             keys.push(*digest);
-        }
-        for sender in &members.senders {
-            self.sender_of.remove(sender);
-            keys.push(*sender);
         }
         for id in &members.inquiries {
             if let Some(inquiry) = self.inquiries.remove(id) {
@@ -419,6 +412,13 @@ impl Tracker {
             .map(|a| (a.id.clone(), a.clone()))
             .collect();
     }
+}
+
+/// Pushes with no spare capacity: a thread holds a handful of each, and a month of them is in
+/// memory at once.
+fn push_exact<T>(list: &mut Vec<T>, item: T) {
+    list.reserve_exact(1);
+    list.push(item);
 }
 
 fn keys_of(mut texts: Vec<String>) -> Vec<u64> {

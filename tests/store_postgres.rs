@@ -1,0 +1,412 @@
+//! What only the PostgreSQL store has, against real PostgreSQL 15 servers started by the
+//! harness: TLS with certificate verification, the password given apart from the URL, several
+//! hosts with `target_session_attrs=read-write` (a standby skipped, a failover followed), a
+//! ledger copied to SQLite and back with the same bytes, and a ledger that went backwards (rows
+//! lost behind the daemon's back) refused instead of forked.
+
+mod support;
+
+use chrono::{DateTime, TimeZone, Utc};
+use slawatch::store::{CopyError, Store, StoreError, Verification};
+use slawatch_core::domain::InquiryId;
+use slawatch_core::tracker::event::Event;
+use support::postgres::{self, PASSWORD, Postgres};
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 3, 1, 9, 0, 0).unwrap()
+}
+
+fn breached(i: usize) -> Event {
+    Event::InquiryBreached {
+        inquiry_id: InquiryId(format!("e{i}").into()),
+        at: t0(),
+    }
+}
+
+fn events(from: usize, n: usize) -> Vec<Event> {
+    (from..from + n).map(breached).collect()
+}
+
+fn intact(v: Verification) -> (u64, String) {
+    match v {
+        Verification::Intact { events, head_hash } => (events, head_hash),
+        broken => panic!("{broken:?}"),
+    }
+}
+
+#[tokio::test]
+async fn tls_is_verified_against_the_given_ca() {
+    let pg = postgres::shared();
+    let db = pg.create_database();
+    let ca = pg.ca_file();
+    for host in ["127.0.0.1", "localhost"] {
+        let url = format!(
+            "postgres://slawatch@{host}:{}/{db}?sslmode=verify-full&sslrootcert={}",
+            pg.port,
+            ca.display()
+        );
+        let store = Store::open_with(&url, Some(PASSWORD))
+            .await
+            .unwrap_or_else(|e| panic!("{host}: {e}"));
+        store.append(t0(), &events(0, 2), &[]).await.unwrap();
+        store.close().await;
+    }
+    // The connection really is TLS.
+    let tls = pg.psql(
+        "postgres",
+        "SELECT count(*) FROM pg_stat_ssl WHERE ssl AND pid <> pg_backend_pid()",
+    );
+    assert!(tls.parse::<i64>().is_ok(), "{tls}");
+
+    // A server whose certificate does not chain to a trusted CA is refused: here the compiled-in
+    // web roots, which do not know the test CA.
+    let url = format!(
+        "postgres://slawatch@127.0.0.1:{}/{db}?sslmode=verify-full",
+        pg.port
+    );
+    let err = Store::open_with(&url, Some(PASSWORD)).await.unwrap_err();
+    let msg = err.to_string().to_lowercase();
+    assert!(matches!(err, StoreError::NoServer { .. }), "{msg}");
+    assert!(msg.contains("certificate") || msg.contains("tls"), "{msg}");
+
+    // A CA file that is not there is named before any connection.
+    let url = format!(
+        "postgres://slawatch@127.0.0.1:{}/{db}?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem",
+        pg.port
+    );
+    let err = Store::open_with(&url, Some(PASSWORD)).await.unwrap_err();
+    assert!(err.to_string().contains("/nonexistent/ca.pem"), "{err}");
+}
+
+#[tokio::test]
+async fn the_password_comes_apart_from_the_url_and_is_never_shown() {
+    let pg = postgres::shared();
+    let db = pg.create_database();
+    let url = pg.url_without_password(&db);
+    let store = Store::open_with(&url, Some(PASSWORD)).await.unwrap();
+    store.append(t0(), &events(0, 1), &[]).await.unwrap();
+    store.close().await;
+
+    let err = Store::open_with(&url, Some("wrong-password"))
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("password authentication failed"), "{msg}");
+    assert!(!msg.contains("wrong-password"), "{msg}");
+    let err = Store::open(&url).await.unwrap_err();
+    assert!(matches!(err, StoreError::NoServer { .. }), "{err}");
+}
+
+/// Makes database `db` on `pg` read-only for new sessions (what a client sees on a hot standby:
+/// `transaction_read_only` is on) and cuts the sessions it has.
+fn demote(pg: &Postgres, db: &str) {
+    pg.psql(
+        "postgres",
+        &format!("ALTER DATABASE {db} SET default_transaction_read_only = on"),
+    );
+    pg.psql(
+        "postgres",
+        &format!(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE datname = '{db}' AND pid <> pg_backend_pid()"
+        ),
+    );
+}
+
+#[tokio::test]
+async fn read_write_targets_skip_a_standby_and_follow_a_failover() {
+    let a = postgres::shared();
+    let b = Postgres::start();
+    let db = a.create_database();
+    b.psql(
+        "postgres",
+        &format!("CREATE DATABASE {db} OWNER slawatch TEMPLATE template0 ENCODING 'UTF8'"),
+    );
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+
+    // A dead host and a standby come first: the primary is found.
+    demote(a, &db);
+    let url = format!(
+        "postgres://slawatch@127.0.0.1:{closed},127.0.0.1:{},127.0.0.1:{}/{db}?target_session_attrs=read-write&connect_timeout=3",
+        a.port, b.port
+    );
+    let store = Store::open_with(&url, Some(PASSWORD)).await.unwrap();
+    let Store::Postgres(pg) = &store else {
+        unreachable!()
+    };
+    assert_eq!(pg.current_host(), format!("127.0.0.1:{}", b.port));
+    store.append(t0(), &events(0, 5), &[]).await.unwrap();
+    let (_, head) = intact(store.verify().await.unwrap());
+    // Without read-write, the first that answers is taken, standby or not.
+    let any = format!(
+        "postgres://slawatch@127.0.0.1:{closed},127.0.0.1:{}/{db}?connect_timeout=3",
+        a.port
+    );
+    assert_eq!(
+        slawatch::store::postgres::probe(&any, Some(PASSWORD))
+            .await
+            .unwrap(),
+        format!("127.0.0.1:{}", a.port)
+    );
+
+    // Failover: the standby has the ledger (copied here, as replication would), becomes the
+    // primary, and the old primary is demoted with its sessions cut. The next write fails,
+    // the primary is looked for again, and the write after goes there, on the same chain.
+    a.psql(
+        "postgres",
+        &format!("ALTER DATABASE {db} RESET default_transaction_read_only"),
+    );
+    {
+        let direct = format!("postgres://slawatch:{PASSWORD}@127.0.0.1:{}/{db}", a.port);
+        let replica = Store::open(&direct).await.unwrap();
+        store.copy_into(&replica, &mut |_| {}).await.unwrap();
+        replica.close().await;
+    }
+    demote(&b, &db);
+    let mut attempts = 0;
+    let written = loop {
+        attempts += 1;
+        match store.append(t0(), &events(5, 1), &[]).await {
+            Ok(written) => break written,
+            Err(e) if attempts < 5 => eprintln!("attempt {attempts}: {e}"),
+            Err(e) => panic!("no write after {attempts} attempts: {e}"),
+        }
+    };
+    assert_eq!(pg.current_host(), format!("127.0.0.1:{}", a.port));
+    assert_eq!(written[0].seq, 6);
+    assert_eq!(written[0].prev_hash, head);
+    let on_a = format!("postgres://slawatch:{PASSWORD}@127.0.0.1:{}/{db}", a.port);
+    let check = Store::open_existing(&on_a).await.unwrap();
+    assert_eq!(intact(check.verify().await.unwrap()).0, 6);
+    check.close().await;
+    store.close().await;
+}
+
+#[tokio::test]
+async fn a_ledger_copied_to_sqlite_and_back_keeps_every_byte() {
+    let pg = postgres::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let source = Store::open(&pg.fresh_url()).await.unwrap();
+    // Varied rows: non-ASCII text, rows without an inquiry, a cursor.
+    for i in 0..7 {
+        let mut batch = events(i * 300, 300);
+        batch.push(Event::MonitorStarted {
+            at: t0(),
+            version: "ünï — تجربة".into(),
+        });
+        let cursor = slawatch::sources::CursorUpdate {
+            key: "INBOX".into(),
+            value: serde_json::json!({"uid": i}),
+        };
+        source
+            .append(t0(), &batch, &[("mail".to_string(), cursor)])
+            .await
+            .unwrap();
+    }
+    let original = source.events().await.unwrap();
+    let (n, head) = intact(source.verify().await.unwrap());
+    assert_eq!(n, 7 * 301);
+
+    let sqlite = Store::open(&format!("sqlite://{}/copy.db", dir.path().display()))
+        .await
+        .unwrap();
+    let report = source.copy_into(&sqlite, &mut |_| {}).await.unwrap();
+    assert_eq!(report.rows, n);
+    assert_eq!(report.cursors, 1);
+    assert_eq!(report.head, Some((n as i64, head.clone())));
+    assert_eq!(intact(sqlite.verify().await.unwrap()), (n, head.clone()));
+    assert_eq!(sqlite.events().await.unwrap(), original);
+    assert_eq!(
+        sqlite.cursor("mail", "INBOX").await.unwrap(),
+        Some(serde_json::json!({"uid": 6}))
+    );
+
+    // A second copy into a store that holds rows is refused, and changes nothing.
+    match source.copy_into(&sqlite, &mut |_| {}).await {
+        Err(CopyError::TargetNotEmpty { rows, .. }) => assert_eq!(rows as u64, n),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(intact(sqlite.verify().await.unwrap()), (n, head.clone()));
+
+    // And back into a new PostgreSQL database.
+    let back = Store::open(&pg.fresh_url()).await.unwrap();
+    sqlite.copy_into(&back, &mut |_| {}).await.unwrap();
+    assert_eq!(intact(back.verify().await.unwrap()), (n, head.clone()));
+    assert_eq!(back.events().await.unwrap(), original);
+    // Both backends go on with the same next row.
+    let a = back.append(t0(), &events(9000, 1), &[]).await.unwrap();
+    let b = sqlite.append(t0(), &events(9000, 1), &[]).await.unwrap();
+    assert_eq!(a, b);
+    for s in [source, sqlite, back] {
+        s.close().await;
+    }
+}
+
+#[tokio::test]
+async fn a_broken_source_is_not_copied() {
+    let pg = postgres::shared();
+    let db = pg.create_database();
+    let source = Store::open(&pg.url(&db)).await.unwrap();
+    source.append(t0(), &events(0, 10), &[]).await.unwrap();
+    pg.psql(
+        &db,
+        "ALTER TABLE ledger DISABLE TRIGGER USER; UPDATE ledger SET payload = replace(payload, 'e4', 'e5') WHERE seq = 5",
+    );
+    let target = Store::open(&pg.fresh_url()).await.unwrap();
+    match source.copy_into(&target, &mut |_| {}).await {
+        Err(CopyError::SourceBroken { seq: 5, .. }) => {}
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(target.head().await.unwrap(), None);
+}
+
+/// Deletes the last `n` rows behind the store's back, as a promoted asynchronous standby that
+/// lacked them would show the ledger: the superuser drops the guard for it.
+fn lose_last_rows(pg: &Postgres, db: &str, n: i64) {
+    pg.psql(
+        db,
+        &format!(
+            "ALTER TABLE ledger DISABLE TRIGGER USER; \
+             DELETE FROM ledger WHERE seq > (SELECT max(seq) - {n} FROM ledger); \
+             ALTER TABLE ledger ENABLE TRIGGER USER"
+        ),
+    );
+}
+
+#[tokio::test]
+async fn a_ledger_that_went_backwards_is_never_forked() {
+    let pg = postgres::shared();
+    let db = pg.create_database();
+    let dir = tempfile::tempdir().unwrap();
+    let head_file = dir.path().join("ledger.head");
+    let store = Store::open(&pg.url(&db)).await.unwrap();
+    store.keep_published_head(&head_file).await.unwrap();
+    store.append(t0(), &events(0, 10), &[]).await.unwrap();
+    let (_, published) = intact(store.verify().await.unwrap());
+    assert_eq!(
+        std::fs::read_to_string(&head_file).unwrap().trim(),
+        format!("10:{published}")
+    );
+
+    lose_last_rows(pg, &db, 3);
+    let err = store.append(t0(), &events(10, 2), &[]).await.unwrap_err();
+    match &err {
+        StoreError::WentBackwards {
+            published_seq,
+            published_hash,
+            head_seq,
+            ..
+        } => {
+            assert_eq!(*published_seq, 10);
+            assert_eq!(published_hash, &published);
+            assert_eq!(*head_seq, 7);
+        }
+        other => panic!("{other}"),
+    }
+    let msg = err.to_string();
+    assert!(msg.contains("audit verify --expect 10:"), "{msg}");
+    // Nothing was written: seq 8 is not taken by a second history.
+    assert_eq!(store.head().await.unwrap().map(|h| h.0), Some(7));
+    store.close().await;
+
+    // A restart reads the head it published from the file and refuses too.
+    let store = Store::open(&pg.url(&db)).await.unwrap();
+    let err = store.keep_published_head(&head_file).await.unwrap_err();
+    assert!(matches!(err, StoreError::WentBackwards { .. }), "{err}");
+    let err = store.append(t0(), &events(10, 1), &[]).await.unwrap_err();
+    assert!(matches!(err, StoreError::WentBackwards { .. }), "{err}");
+    assert_eq!(store.head().await.unwrap().map(|h| h.0), Some(7));
+    store.close().await;
+
+    // Rows rewritten under the same seqs (a different history) are caught as well.
+    let db = pg.create_database();
+    let store = Store::open(&pg.url(&db)).await.unwrap();
+    store.append(t0(), &events(0, 5), &[]).await.unwrap();
+    lose_last_rows(pg, &db, 1);
+    let other = Store::open(&pg.url(&db)).await.unwrap();
+    other.append(t0(), &events(100, 1), &[]).await.unwrap();
+    other.close().await;
+    let err = store.append(t0(), &events(5, 1), &[]).await.unwrap_err();
+    match err {
+        StoreError::WentBackwards {
+            published_seq: 5,
+            head_seq: 5,
+            ..
+        } => {}
+        other => panic!("{other}"),
+    }
+    store.close().await;
+
+    // While the ledger only grows (another writer appended), writing goes on.
+    let db = pg.create_database();
+    let a = Store::open(&pg.url(&db)).await.unwrap();
+    let b = Store::open(&pg.url(&db)).await.unwrap();
+    a.append(t0(), &events(0, 2), &[]).await.unwrap();
+    b.append(t0(), &events(2, 2), &[]).await.unwrap();
+    let more = a.append(t0(), &events(4, 1), &[]).await.unwrap();
+    assert_eq!(more[0].seq, 5);
+    assert_eq!(intact(a.verify().await.unwrap()).0, 5);
+}
+
+#[tokio::test]
+async fn the_same_commits_give_the_same_bytes_on_both_backends_signed_or_not() {
+    let pg = postgres::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let (private, _, _) = slawatch::store::signing::generate(&dir.path().join("keys")).unwrap();
+    let signer = slawatch::store::Signer::from_file(&private).unwrap();
+    let sqlite = Store::open(&format!("sqlite://{}/a.db", dir.path().display()))
+        .await
+        .unwrap();
+    let postgres = Store::open(&pg.fresh_url()).await.unwrap();
+    for store in [&sqlite, &postgres] {
+        for c in 0..6usize {
+            let sealing = slawatch::store::Sealing {
+                signer: (c % 2 == 1).then_some(&signer),
+                durable: c == 5,
+            };
+            let at = t0() + chrono::Duration::microseconds(1_234_567 * c as i64);
+            store
+                .commit_sealed(at, &events(c * 10, 1 + c), &[], sealing)
+                .await
+                .unwrap();
+        }
+    }
+    let a = sqlite.events().await.unwrap();
+    let b = postgres.events().await.unwrap();
+    assert_eq!(a.len(), 21 + 3, "events and three checkpoints");
+    assert_eq!(a, b);
+    let key = signer.public_key();
+    let (va, sa) = sqlite.audit(Some(key.clone()), None, true).await.unwrap();
+    let (vb, sb) = postgres.audit(Some(key.clone()), None, true).await.unwrap();
+    assert_eq!(va, vb);
+    assert_eq!(sa.checkpoints, 3);
+    assert_eq!(sb.checkpoints, 3);
+    assert_eq!(sa.signatures_checked, sb.signatures_checked);
+
+    // A cut tail at a commit boundary is caught with the head recorded before.
+    let (head_seq, head_hash) = postgres.head().await.unwrap().unwrap();
+    let Store::Postgres(p) = &postgres else {
+        unreachable!()
+    };
+    sqlx::query("ALTER TABLE ledger DISABLE TRIGGER USER")
+        .execute(&p.pool)
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM ledger WHERE seq > $1")
+        .bind(head_seq - 8)
+        .execute(&p.pool)
+        .await
+        .unwrap();
+    let expect = format!("{head_seq}:{head_hash}").parse().unwrap();
+    let (verdict, _) = postgres
+        .audit(Some(key), Some(expect), false)
+        .await
+        .unwrap();
+    assert!(
+        matches!(verdict, Verification::Broken { .. }),
+        "{verdict:?}"
+    );
+}
