@@ -850,7 +850,72 @@ async fn unreachable_and_invalid_urls_are_clear_and_redacted() {
     assert!(!err.to_string().contains(":p@"), "{err}");
 }
 
+/// The working set's side of the store (`src/store/archive.rs`): a replay files the threads
+/// that left memory, a snapshot names its row, and a restart from it holds what a full replay
+/// holds; archived threads are found by any of their keys and rebuilt from their rows.
+async fn the_working_set_archive_and_snapshot_round_trip(b: Backend) {
+    use slawatch_core::desk::DeskSettings;
+    use slawatch_core::tracker::TrackerRules;
+    use slawatch_core::tracker::policy::{Policy, PolicySet};
+    use std::sync::Arc;
+    let db = TempDb::new(b);
+    let store = db.open().await;
+    // 3,000 inquiries over 25 hours; a one-hour window keeps the last hour's 120 or so.
+    support::history::write(&store, 3_000, 5, None)
+        .await
+        .unwrap();
+    let rules = Arc::new(TrackerRules {
+        desk: DeskSettings::with_address("support@desk.example"),
+        policies: PolicySet::single(Policy::default()),
+    });
+    let window = Duration::hours(1);
+    let held = |t: &slawatch_core::tracker::Tracker| {
+        let mut ids: Vec<String> = t
+            .newest_first()
+            .map(|i| format!("{} {}", i.id, i.state.as_str()))
+            .collect();
+        ids.sort();
+        ids
+    };
+    let full = slawatch::working_set::start(&store, rules.clone(), None, window)
+        .await
+        .unwrap();
+    assert_eq!(full.snapshot_seq, None);
+    assert!(matches!(full.verification, Verification::Intact { .. }));
+    assert!(full.archived);
+    assert!(
+        full.tracker.len() < 200,
+        "{} inquiries held of 3,000",
+        full.tracker.len()
+    );
+    let (seq, body) = slawatch::working_set::snapshot_of(&full.tracker).unwrap();
+    store.save_snapshot(seq, t0(), &body).await.unwrap();
+    let resumed = slawatch::working_set::start(&store, rules, None, window)
+        .await
+        .unwrap();
+    assert_eq!(resumed.snapshot_seq, Some(seq));
+    assert_eq!(resumed.replayed, 0);
+    assert_eq!(held(&resumed.tracker), held(&full.tracker));
+    assert_eq!(resumed.deadlines.len(), full.deadlines.len());
+
+    // The first mail inquiry's conversation, by its Message-ID's key: its rows rebuild it.
+    let key = slawatch_core::tracker::state::key64("<m1@customer.example>");
+    let found = store.archived_threads(&[key]).await.unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].thread, "<m1@customer.example>");
+    assert_eq!(found[0].keys, vec![key]);
+    let events = store.events_at(&found[0].seqs).await.unwrap();
+    assert_eq!(
+        events.iter().map(|(_, e)| e.kind()).collect::<Vec<_>>(),
+        ["inquiry_opened", "inquiry_responded", "message_linked"]
+    );
+    // A key nobody filed finds nothing; a missing row is an error, not a silent gap.
+    assert!(store.archived_threads(&[7]).await.unwrap().is_empty());
+    assert!(store.events_at(&[1, seq + 10]).await.is_err());
+}
+
 both!(
+    the_working_set_archive_and_snapshot_round_trip,
     append_and_replay_round_trip,
     replay_pages_through_more_than_one_page,
     cursors_are_committed_with_events_and_upserted,
