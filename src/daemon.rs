@@ -74,10 +74,27 @@ pub async fn run(
     });
     let started = std::time::Instant::now();
     let key = signer.as_ref().map(|s| s.public_key());
-    let (mut tracker, deadlines, verification, seals) = replay_verified(&store, rules, key)
+    let (mut tracker, deadlines, verification, seals) = replay_verified(&store, rules.clone(), key)
         .await
         .context("replaying the ledger")?;
     let elapsed = started.elapsed();
+    // A ledger written before the inquiry projection existed gets it now, once.
+    if store
+        .projection_missing()
+        .await
+        .context("reading the inquiry projection")?
+    {
+        let started = std::time::Instant::now();
+        let rebuilt = crate::store::projection::rebuild(&store, rules, &store)
+            .await
+            .context("building the inquiry projection from the ledger")?;
+        tracing::info!(
+            inquiries = rebuilt.inquiries,
+            events = rebuilt.events,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "Inquiry projection built from the ledger (a ledger written by an older version)."
+        );
+    }
     tracker.set_contacts(settings.contacts.clone());
     let accepted_break = match verification {
         Verification::Intact { events, .. } => {

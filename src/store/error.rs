@@ -58,6 +58,10 @@ pub enum StoreError {
     /// A stored ledger row cannot be read back (bad JSON, unknown event, bad timestamp).
     #[error("ledger row seq {seq} is unreadable: {problem}")]
     CorruptRow { seq: i64, problem: String },
+    /// A row of the inquiry projection cannot be read back (`store rebuild-projection` writes
+    /// it again from the ledger).
+    #[error("inquiry projection row {open_seq} is unreadable: {problem}")]
+    CorruptProjection { open_seq: i64, problem: String },
     /// A read-only command was pointed at a ledger that does not exist (it is never created
     /// for a read).
     #[error("no ledger at {}", path.display())]

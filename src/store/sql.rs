@@ -85,6 +85,61 @@ pub fn insert_chunks(n: usize) -> impl Iterator<Item = usize> {
     )
 }
 
+/// Columns bound per projection row by [`upsert_inquiries`].
+pub const INQUIRY_COLUMNS: usize = 9;
+
+/// `INSERT INTO inquiries … ON CONFLICT (open_seq) DO UPDATE` for `rows` rows (a power of two up
+/// to [`MAX_ROWS_PER_INSERT`], cut by [`insert_chunks`]); bind `open_seq, last_seq, id,
+/// received_at, channel, language, state, sla, json` per row. Anonymous placeholders on SQLite,
+/// as in [`insert_events`].
+pub fn upsert_inquiries(dialect: Dialect, rows: usize) -> &'static str {
+    static STATEMENTS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let Dialect::Sqlite = dialect;
+    let all = STATEMENTS.get_or_init(|| {
+        (0..=MAX_ROWS_PER_INSERT.trailing_zeros())
+            .map(|bit| {
+                let row = format!("({})", ["?"; INQUIRY_COLUMNS].join(", "));
+                let values = vec![row; 1usize << bit].join(", ");
+                format!(
+                    "INSERT INTO inquiries (open_seq, last_seq, id, received_at, channel, language, state, sla, json) \
+                     VALUES {values} ON CONFLICT (open_seq) DO UPDATE SET last_seq = excluded.last_seq, \
+                     id = excluded.id, received_at = excluded.received_at, channel = excluded.channel, \
+                     language = excluded.language, state = excluded.state, sla = excluded.sla, \
+                     json = excluded.json"
+                )
+            })
+            .collect()
+    });
+    debug_assert!(rows.is_power_of_two() && rows <= MAX_ROWS_PER_INSERT);
+    &all[rows.trailing_zeros() as usize]
+}
+
+pub const CLEAR_INQUIRIES: &str = "DELETE FROM inquiries";
+
+pub const COUNT_INQUIRIES: &str = "SELECT count(*) FROM inquiries";
+
+/// Whether the ledger has inquiry events but the projection no rows (a ledger written before
+/// the projection existed).
+pub const PROJECTION_MISSING: &str = "SELECT NOT EXISTS (SELECT 1 FROM inquiries) \
+     AND EXISTS (SELECT 1 FROM ledger WHERE inquiry_id IS NOT NULL)";
+
+/// The API's list: newest first by `(received_at, id)`, strictly before `($5, $6)`, each filter
+/// (`$1` state, `$2` channel, `$3` language, `$4` since) applied when not NULL; merged
+/// inquiries are part of another one and not listed. Walks `inquiries_received` backwards.
+pub const INQUIRY_PAGE: &str = "SELECT open_seq, last_seq, json FROM inquiries \
+     WHERE (received_at, id) < ($5, $6) AND state <> 'merged' \
+       AND ($1 IS NULL OR state = $1) AND ($2 IS NULL OR channel = $2) \
+       AND ($3 IS NULL OR language = $3) AND ($4 IS NULL OR received_at >= $4) \
+     ORDER BY received_at DESC, id DESC LIMIT $7";
+
+/// One inquiry by id (the newest row, should an id ever be reused).
+pub const INQUIRY_BY_ID: &str =
+    "SELECT open_seq, last_seq, json FROM inquiries WHERE id = $1 ORDER BY open_seq DESC LIMIT 1";
+
+/// Projection rows after an `open_seq`, in order (keyset pagination).
+pub const INQUIRY_ROWS_AFTER: &str = "SELECT open_seq, last_seq, id, received_at, channel, language, state, sla, json \
+     FROM inquiries WHERE open_seq > $1 ORDER BY open_seq LIMIT $2";
+
 pub const UPSERT_CURSOR: &str = "INSERT INTO cursors (source, key, value, updated_at) VALUES ($1, $2, $3, $4) \
      ON CONFLICT (source, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at";
 

@@ -4,14 +4,14 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::domain::{Channel, InquiryId, Language};
 use crate::tracker::alert::{AlertMark, AlertStage};
 use crate::tracker::event::{ExclusionReason, InquiryKind, LanguageSource, ResponseKind};
 
 /// Where an inquiry stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum InquiryState {
     Open,
@@ -56,7 +56,7 @@ impl InquiryState {
 
 /// Whether the promise was kept. `excluded` for a message that is not an inquiry (it has no
 /// deadline): the API, the CSV and the JSON report use the same words.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SlaStatus {
     Pending,
@@ -87,7 +87,7 @@ impl OpenStatus {
 }
 
 /// Someone said "I'm on it" (`InquiryTaken`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Taken {
     pub by: String,
     pub at: DateTime<Utc>,
@@ -112,8 +112,9 @@ pub struct FollowUp {
     pub subject: String,
 }
 
-/// One inquiry as derived from its events: the JSON shape of the API.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// One inquiry as derived from its events: the JSON shape of the API. It reads back from that
+/// JSON (the store's inquiry projection keeps it), less the fields the JSON leaves out.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Inquiry {
     pub id: InquiryId,
     pub channel: Channel,
