@@ -746,3 +746,101 @@ async fn unsupported_and_invalid_urls_are_clear_and_redacted() {
     assert!(matches!(err, StoreError::InvalidUrl { .. }), "{err}");
     assert!(!err.to_string().contains(":p@"), "{err}");
 }
+
+#[tokio::test]
+async fn the_projection_is_written_with_its_events_and_agrees_with_the_ledger() {
+    use slawatch::store::Sealing;
+    use slawatch::store::projection::{check, rebuild};
+    use slawatch_core::tracker::Inquiry;
+
+    let db = TempDb::new();
+    let store = db.open().await;
+    let mut tracker = slawatch_core::testing::tracker();
+    let rules = std::sync::Arc::new(tracker.rules().clone());
+    // What the engine does: apply, hand the touched inquiries to the commit, note the seqs.
+    let mut commit = async |events: Vec<Event>, touched: &[&str]| {
+        for e in &events {
+            tracker.apply(e);
+        }
+        let inquiries: Vec<Inquiry> = touched
+            .iter()
+            .map(|id| tracker.get(&InquiryId((*id).into())).cloned().unwrap())
+            .collect();
+        let first = store
+            .commit_projected(t0(), &events, &[], Sealing::default(), &inquiries)
+            .await
+            .expect("commit");
+        for (seq, e) in (first..).zip(&events) {
+            tracker.note_ledger_seq(e, seq);
+        }
+    };
+    // Two inquiries opened in one batch get the seqs of their first events there.
+    commit(
+        vec![
+            opened("a", "Hola", t0()),
+            opened("b", "مرحبا", t0() + Duration::minutes(1)),
+        ],
+        &["a", "b"],
+    )
+    .await;
+    commit(vec![breached("a", t0() + Duration::minutes(15))], &["a"]).await;
+    let rows = store.projection_rows_after(i64::MIN, 10).await.unwrap();
+    let seqs: Vec<(i64, i64, &str)> = rows
+        .iter()
+        .map(|r| (r.open_seq, r.last_seq, r.id.as_str()))
+        .collect();
+    assert_eq!(seqs, vec![(1, 3, "a"), (2, 2, "b")]);
+    let a = store
+        .projected(&InquiryId("a".into()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(a.breached_at.is_some(), "the last write wins");
+    assert_eq!(a.ledger_seqs, Some((1, 3)));
+    assert_eq!(
+        serde_json::to_string(&a).unwrap(),
+        serde_json::to_string(tracker.get(&InquiryId("a".into())).unwrap()).unwrap(),
+        "the stored inquiry reads back as the tracker's"
+    );
+
+    // The check rebuilds from the ledger and finds nothing to say.
+    let scratch_db = TempDb::new();
+    let scratch = scratch_db.open().await;
+    let report = check(&store, rules.clone(), &scratch).await.unwrap();
+    assert_eq!(
+        (report.rows_compared, report.differences),
+        (2, 0),
+        "{report:?}"
+    );
+
+    // A row edited behind the daemon's back is named, column and all.
+    let Store::Sqlite(pool) = &store;
+    sqlx::query("UPDATE inquiries SET state = 'responded' WHERE id = 'b'")
+        .execute(pool)
+        .await
+        .unwrap();
+    let scratch_db = TempDb::new();
+    let scratch = scratch_db.open().await;
+    let report = check(&store, rules.clone(), &scratch).await.unwrap();
+    assert_eq!(report.differences, 1, "{report:?}");
+    assert_eq!(report.first[0].id, "b");
+    assert_eq!(report.first[0].what, "state");
+    assert_eq!(report.first[0].live.as_deref(), Some("responded"));
+
+    // A rebuild puts it right.
+    store.clear_projection().await.unwrap();
+    let rebuilt = rebuild(&store, rules.clone(), &store).await.unwrap();
+    assert_eq!(
+        (rebuilt.inquiries, rebuilt.events, rebuilt.head_seq),
+        (2, 3, 3)
+    );
+    let scratch_db = TempDb::new();
+    let scratch = scratch_db.open().await;
+    let report = check(&store, rules, &scratch).await.unwrap();
+    assert_eq!(
+        (report.rows_compared, report.differences),
+        (2, 0),
+        "{report:?}"
+    );
+    store.close().await;
+}
