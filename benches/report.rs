@@ -4,8 +4,15 @@
 //! times `report::build` for the whole period and each renderer, and prints the peak RSS
 //! (VmHWM). Targets: ≤ 10 s and ≤ 500 MB for 1,000,000 inquiries.
 //!
+//! Then the inquiry projection: rebuilt from the ledger (rate), the store file's size, a report
+//! over a month and over a year, and `/api/v1/inquiries` (first page, a filtered page, a
+//! page deep in history) served through the router over a tracker that holds none of the
+//! inquiries (the history is the store's). Targets on 5,000,000 inquiries: month ≤ 2 s, year
+//! ≤ 10 s, API pages ≤ 20 ms.
+//!
 //! `cargo bench --bench report` (release). Set `SLAWATCH_BENCH_LEDGER=/path/file.db` to keep the
-//! ledger between runs (it is reused when it exists).
+//! ledger between runs (it is reused when it exists). `SLAWATCH_BENCH_PROJECTION_ONLY=1` skips
+//! the whole-period report and its renderers.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -169,6 +176,11 @@ async fn main() -> Result<(), StoreError> {
         mask: false,
         title: "bench".into(),
     };
+    projection_figures(&store, &path, rules.clone(), n).await?;
+    if std::env::var_os("SLAWATCH_BENCH_PROJECTION_ONLY").is_some() {
+        store.close().await;
+        return Ok(());
+    }
     let started = Instant::now();
     let cpu_before = support::process::cpu_seconds("self");
     let data = report::build(&store, rules, &params, &mut |_| {})
@@ -231,5 +243,138 @@ async fn main() -> Result<(), StoreError> {
         data.breaches.len()
     );
     store.close().await;
+    Ok(())
+}
+
+/// The projection's figures: rebuild rate, file size, month and year reports, API pages.
+async fn projection_figures(
+    store: &Store,
+    path: &std::path::Path,
+    rules: Arc<TrackerRules>,
+    n: usize,
+) -> Result<(), StoreError> {
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    let started = Instant::now();
+    store.clear_projection().await?;
+    let rebuilt = slawatch::store::projection::rebuild(store, rules.clone(), store).await?;
+    let secs = started.elapsed().as_secs_f64();
+    support::ledger::checkpoint(store).await;
+    assert_eq!(rebuilt.inquiries, n as u64);
+    println!(
+        "rebuild: {} inquiries from {} events in {secs:.1} s ({:.0} events/s, {:.0} inquiries/s)",
+        rebuilt.inquiries,
+        rebuilt.events,
+        rebuilt.events as f64 / secs,
+        rebuilt.inquiries as f64 / secs
+    );
+    let size = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    let Store::Sqlite(pool) = store;
+    let projection_pages: i64 =
+        sqlx::query_scalar("SELECT sum(pgsize) FROM dbstat WHERE name LIKE 'inquiries%'")
+            .fetch_one(pool)
+            .await
+            .unwrap_or(-1);
+    println!(
+        "store  : file {:.0} MB (+ WAL {:.0} MB), of which the projection and its indexes {:.0} MB",
+        size(path) as f64 / 1e6,
+        size(std::path::Path::new(&wal)) as f64 / 1e6,
+        projection_pages as f64 / 1e6
+    );
+
+    for (name, from, to) in [
+        (
+            "month",
+            t0() + Duration::days(31),
+            t0() + Duration::days(59),
+        ),
+        ("year", t0(), t0() + Duration::days(365)),
+    ] {
+        let params = ReportParams {
+            from,
+            to,
+            time_zone: "Europe/Madrid".parse().expect("tz"),
+            mask: false,
+            title: "bench".into(),
+        };
+        let started = Instant::now();
+        let data = report::build(store, rules.clone(), &params, &mut |_| {})
+            .await
+            .map_err(|e| match e {
+                report::ReportError::Store(e) => e,
+                other => panic!("report failed: {other}"),
+            })?;
+        println!(
+            "report : {name} ({} inquiries of {n}): {:.2} s",
+            data.totals.received,
+            started.elapsed().as_secs_f64()
+        );
+    }
+
+    // The API over a tracker that holds none of them: every page comes from the projection.
+    let metrics = Arc::new(slawatch::telemetry::Metrics::new(
+        "bench",
+        &["mail".to_string()],
+    ));
+    let shared = Arc::new(slawatch::engine::Shared::new(
+        slawatch_core::tracker::Tracker::new(rules),
+        metrics,
+        store.clone(),
+        Default::default(),
+    ));
+    let (tx, _rx) = tokio::sync::mpsc::channel(1);
+    let state = slawatch::http::AppState::new(
+        shared,
+        slawatch::engine::EngineHandle::new(tx),
+        slawatch::http::Access::with_tokens(slawatch::http::Tokens::default()),
+    );
+    let deep = slawatch::http::api::encode_cursor(
+        t0() + Duration::seconds(n as i64 * 15),
+        &InquiryId::default(),
+    );
+    for (name, uri) in [
+        ("first page", "/api/v1/inquiries".to_string()),
+        ("state=open", "/api/v1/inquiries?state=open".to_string()),
+        ("language=ar", "/api/v1/inquiries?language=ar".to_string()),
+        (
+            "channel=phone&state=responded",
+            "/api/v1/inquiries?channel=phone&state=responded".to_string(),
+        ),
+        (
+            "cursor mid-history",
+            format!("/api/v1/inquiries?cursor={deep}"),
+        ),
+    ] {
+        let mut times = Vec::new();
+        let mut items = 0;
+        for _ in 0..20 {
+            let started = Instant::now();
+            let response = slawatch::http::router(state.clone())
+                .oneshot(Request::get(&uri).body(Body::empty()).expect("request"))
+                .await
+                .unwrap_or_else(|e| match e {});
+            assert!(
+                response.status().is_success(),
+                "{uri}: {}",
+                response.status()
+            );
+            let body = axum::body::to_bytes(response.into_body(), 1 << 26)
+                .await
+                .expect("body");
+            times.push(started.elapsed().as_secs_f64() * 1000.0);
+            let page: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+            items = page["inquiries"].as_array().map_or(0, Vec::len);
+        }
+        times.sort_by(f64::total_cmp);
+        println!(
+            "api    : {name}: {items} items, p50 {:.1} ms, max {:.1} ms",
+            times[times.len() / 2],
+            times[times.len() - 1]
+        );
+    }
     Ok(())
 }
