@@ -844,3 +844,79 @@ async fn the_projection_is_written_with_its_events_and_agrees_with_the_ledger() 
     );
     store.close().await;
 }
+
+/// `slawatch --config config args…`.
+fn slawatch(config: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_slawatch"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("the slawatch binary runs")
+}
+
+#[tokio::test]
+async fn store_commands_rebuild_and_check_the_projection_and_respect_the_writer_lock() {
+    // A ledger written without a projection (as by an older version).
+    let db = TempDb::new();
+    let store = db.open().await;
+    let events = [
+        opened("a", "Hola", t0()),
+        opened("b", "مرحبا", t0() + Duration::minutes(1)),
+        breached("a", t0() + Duration::minutes(15)),
+    ];
+    store.append(t0(), &events, &[]).await.unwrap();
+    store.close().await;
+    let config = db.path.parent().unwrap().join("slawatch.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[store]\nurl = \"{}\"\n[desk]\nsupport_addresses = [\"support@desk.example\"]\n\
+             [sources.mail]\ntype = \"maildir\"\npath = \"maildir\"\n",
+            db.url()
+        ),
+    )
+    .unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+
+    // Never beside the daemon: its lock refuses the rebuild.
+    let lock = slawatch::store::lock::WriterLock::acquire(&db.path).unwrap();
+    let out = slawatch(&config, &["store", "rebuild-projection"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("in use"),
+        "{}",
+        text(&out.stderr)
+    );
+    drop(lock);
+
+    let out = slawatch(&config, &["store", "rebuild-projection"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("rebuilt: 2 inquiries from 3 events"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = slawatch(&config, &["store", "check-projection"]);
+    assert!(out.status.success(), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("2 rows compared"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    // An edited row: named, exit 1.
+    let store = db.open().await;
+    let Store::Sqlite(pool) = &store;
+    sqlx::query("UPDATE inquiries SET json = replace(json, 'Hola', 'Adiós') WHERE id = 'a'")
+        .execute(pool)
+        .await
+        .unwrap();
+    store.close().await;
+    let out = slawatch(&config, &["store", "check-projection"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("1 differences"), "{stdout}");
+    assert!(stdout.contains("inquiry a: json differs"), "{stdout}");
+}
