@@ -286,7 +286,11 @@ impl Store {
             // After every instant the table can hold.
             None => ("~".to_string(), String::new()),
         };
-        let rows: Vec<(i64, i64, String)> = sqlx::query_as(sql::INQUIRY_PAGE)
+        let statement = match q.state {
+            Some(_) => sql::INQUIRY_PAGE_STATE,
+            None => sql::INQUIRY_PAGE,
+        };
+        let rows: Vec<(i64, i64, String)> = sqlx::query_as(statement)
             .bind(q.state.map(|s| s.as_str()))
             .bind(q.channel.map(|c| c.as_str()))
             .bind(q.language.map(|l| l.as_str()))

@@ -124,11 +124,20 @@ pub const PROJECTION_MISSING: &str = "SELECT NOT EXISTS (SELECT 1 FROM inquiries
      AND EXISTS (SELECT 1 FROM ledger WHERE inquiry_id IS NOT NULL)";
 
 /// The API's list: newest first by `(received_at, id)`, strictly before `($5, $6)`, each filter
-/// (`$1` state, `$2` channel, `$3` language, `$4` since) applied when not NULL; merged
-/// inquiries are part of another one and not listed. Walks `inquiries_received` backwards.
+/// (`$2` channel, `$3` language, `$4` since) applied when not NULL; merged inquiries are part of
+/// another one and not listed. Walks `inquiries_received` backwards. (`$1`, the state, is
+/// bound NULL: see [`INQUIRY_PAGE_STATE`].)
 pub const INQUIRY_PAGE: &str = "SELECT open_seq, last_seq, json FROM inquiries \
-     WHERE (received_at, id) < ($5, $6) AND state <> 'merged' \
-       AND ($1 IS NULL OR state = $1) AND ($2 IS NULL OR channel = $2) \
+     WHERE (received_at, id) < ($5, $6) AND state <> 'merged' AND $1 IS NULL \
+       AND ($2 IS NULL OR channel = $2) \
+       AND ($3 IS NULL OR language = $3) AND ($4 IS NULL OR received_at >= $4) \
+     ORDER BY received_at DESC, id DESC LIMIT $7";
+
+/// [`INQUIRY_PAGE`] for one state (`$1`): walks `inquiries_state` within that state, so a
+/// state few inquiries are in (open) is found without walking all of history.
+pub const INQUIRY_PAGE_STATE: &str = "SELECT open_seq, last_seq, json FROM inquiries \
+     WHERE state = $1 AND (received_at, id) < ($5, $6) \
+       AND ($2 IS NULL OR channel = $2) \
        AND ($3 IS NULL OR language = $3) AND ($4 IS NULL OR received_at >= $4) \
      ORDER BY received_at DESC, id DESC LIMIT $7";
 
