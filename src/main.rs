@@ -309,21 +309,32 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let Some(store) = open_for_reading(&settings).await? else {
                 return Ok(ExitCode::from(NO_LEDGER));
             };
-            let rules = std::sync::Arc::new(TrackerRules {
-                desk: settings.desk.clone(),
-                policies: settings.policies.clone(),
-            });
-            let (tracker, _) = replay(&store, rules).await?;
+            // From the inquiry projection; a ledger without one (an older version wrote it,
+            // and no daemon of this version has started on it yet) is replayed instead.
+            let inquiries = match store.projection_missing().await {
+                Ok(false) => {
+                    let query = slawatch::store::ProjectionQuery {
+                        state: wanted,
+                        ..Default::default()
+                    };
+                    store.projected_page(&query, limit).await?
+                }
+                _ => {
+                    let (tracker, _) = replay(&store, tracker_rules(&settings)).await?;
+                    tracker
+                        .newest_first()
+                        .filter(|i| wanted.is_none_or(|w| i.state == w))
+                        .take(limit)
+                        .cloned()
+                        .collect()
+                }
+            };
             let now = Utc::now();
             println!(
                 "{:<17} {:<6} {:<3} {:<10} {:<9} {:<20} {:>8}  {:<30} SUBJECT",
                 "ID", "CHAN", "LNG", "STATE", "SLA", "RECEIVED (UTC)", "LEFT", "CUSTOMER"
             );
-            for i in tracker
-                .newest_first()
-                .filter(|i| wanted.is_none_or(|w| i.state == w))
-                .take(limit)
-            {
+            for i in &inquiries {
                 let left = match (i.state, i.deadline_at) {
                     (InquiryState::Open, Some(d)) => format_left(d - now),
                     _ => "-".to_string(),

@@ -136,7 +136,7 @@ pub const INQUIRY_PAGE: &str = "SELECT open_seq, last_seq, json FROM inquiries \
 /// [`INQUIRY_PAGE`] for one state (`$1`): walks `inquiries_state` within that state, so a
 /// state few inquiries are in (open) is found without walking all of history.
 pub const INQUIRY_PAGE_STATE: &str = "SELECT open_seq, last_seq, json FROM inquiries \
-     WHERE state = $1 AND (received_at, id) < ($5, $6) \
+     WHERE state = $1 AND state <> 'merged' AND (received_at, id) < ($5, $6) \
        AND ($2 IS NULL OR channel = $2) \
        AND ($3 IS NULL OR language = $3) AND ($4 IS NULL OR received_at >= $4) \
      ORDER BY received_at DESC, id DESC LIMIT $7";
