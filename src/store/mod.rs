@@ -868,6 +868,24 @@ impl LedgerPage {
         self.spans.iter().map(|s| s.row(&self.text))
     }
 
+    /// [`LedgerPage::events`] of the rows `keep(seq, inquiry_id column)` accepts; the others
+    /// are not decoded at all (a report folds only the rows of its period's inquiries).
+    pub fn events_where<'p>(
+        &'p self,
+        keep: impl Fn(i64, Option<&str>) -> bool + 'p,
+    ) -> impl Iterator<Item = Result<(i64, Event), StoreError>> + 'p {
+        self.rows()
+            .filter(move |row| keep(row.seq, row.inquiry_id))
+            .map(|row| {
+                decode_event(row.kind, row.payload)
+                    .map(|event| (row.seq, event))
+                    .map_err(|e| StoreError::CorruptRow {
+                        seq: row.seq,
+                        problem: format!("payload is not a known event: {e}"),
+                    })
+            })
+    }
+
     /// Each row's seq and event, in seq order; a payload that is not a known event is a
     /// [`StoreError::CorruptRow`].
     pub fn events(&self) -> impl Iterator<Item = Result<(i64, Event), StoreError>> + '_ {

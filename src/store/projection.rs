@@ -244,6 +244,15 @@ impl Store {
             .map_err(StoreError::db("projection: commit"))
     }
 
+    async fn mark_projection(&self, statement: &'static str) -> Result<(), StoreError> {
+        let Store::Sqlite(pool) = self;
+        sqlx::query(statement)
+            .execute(pool)
+            .await
+            .map_err(StoreError::db("projection: mark"))?;
+        Ok(())
+    }
+
     /// Removes every projection row (before a rebuild).
     pub async fn clear_projection(&self) -> Result<(), StoreError> {
         let Store::Sqlite(pool) = self;
@@ -263,8 +272,8 @@ impl Store {
             .map_err(StoreError::db("projection: count"))
     }
 
-    /// Whether the ledger holds inquiry events the projection has no row for: a ledger written
-    /// before the projection existed (its first event about an inquiry is at a seq no row has).
+    /// Whether the projection cannot be trusted: a rebuild that did not finish, or a ledger
+    /// written before the projection existed (inquiry events, no rows).
     pub async fn projection_missing(&self) -> Result<bool, StoreError> {
         let Store::Sqlite(pool) = self;
         sqlx::query_scalar(sql::PROJECTION_MISSING)
@@ -318,6 +327,30 @@ impl Store {
             .transpose()
     }
 
+    /// The ids of the inquiries received in `[from, to)`, if the projection can say: `None`
+    /// when it cannot (no projection table in a ledger an older version wrote and nothing has
+    /// migrated yet, or a ledger whose projection is not built yet). Every inquiry whose first
+    /// event is at or before `head_seq` (read before this) is in the answer when received in
+    /// the period: its row was committed with that event.
+    pub async fn ids_received(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Option<HashSet<Box<str>>>, StoreError> {
+        match self.projection_missing().await {
+            Ok(false) => {}
+            Ok(true) | Err(_) => return Ok(None),
+        }
+        let Store::Sqlite(pool) = self;
+        let ids: Vec<String> = sqlx::query_scalar(sql::IDS_RECEIVED)
+            .bind(instant_key(from))
+            .bind(instant_key(to))
+            .fetch_all(pool)
+            .await
+            .map_err(StoreError::db("projection: inquiries of a period"))?;
+        Ok(Some(ids.into_iter().map(String::into_boxed_str).collect()))
+    }
+
     /// Up to `limit` rows with `open_seq > after`, by `open_seq`.
     pub async fn projection_rows_after(
         &self,
@@ -357,6 +390,9 @@ pub async fn rebuild(
     rules: Arc<TrackerRules>,
     target: &Store,
 ) -> Result<Rebuilt, StoreError> {
+    // Until the last row is written, readers do not trust the projection (reports fold the
+    // whole ledger, a start rebuilds it again).
+    target.mark_projection(sql::PROJECTION_BUILDING).await?;
     let mut tracker = Tracker::new(rules);
     let mut dirty: HashSet<InquiryId> = HashSet::new();
     let mut done = Rebuilt::default();
@@ -379,6 +415,7 @@ pub async fn rebuild(
     }
     flush(&tracker, &mut dirty, target).await?;
     done.inquiries = target.projection_len().await? as u64;
+    target.mark_projection(sql::PROJECTION_BUILT).await?;
     Ok(done)
 }
 

@@ -118,10 +118,19 @@ pub const CLEAR_INQUIRIES: &str = "DELETE FROM inquiries";
 
 pub const COUNT_INQUIRIES: &str = "SELECT count(*) FROM inquiries";
 
-/// Whether the ledger has inquiry events but the projection no rows (a ledger written before
-/// the projection existed).
-pub const PROJECTION_MISSING: &str = "SELECT NOT EXISTS (SELECT 1 FROM inquiries) \
-     AND EXISTS (SELECT 1 FROM ledger WHERE inquiry_id IS NOT NULL)";
+/// Whether the projection cannot be used: a rebuild started and did not finish (the `meta` row
+/// `projection` = `building`), or the ledger has inquiry events but the projection no rows (a
+/// ledger written before the projection existed).
+pub const PROJECTION_MISSING: &str = "SELECT EXISTS (SELECT 1 FROM meta WHERE key = 'projection') \
+     OR (NOT EXISTS (SELECT 1 FROM inquiries) \
+         AND EXISTS (SELECT 1 FROM ledger WHERE inquiry_id IS NOT NULL))";
+
+/// Marks the projection as being rebuilt (see [`PROJECTION_MISSING`]) …
+pub const PROJECTION_BUILDING: &str = "INSERT INTO meta (key, value) VALUES ('projection', 'building') \
+     ON CONFLICT (key) DO UPDATE SET value = excluded.value";
+
+/// … and as complete again.
+pub const PROJECTION_BUILT: &str = "DELETE FROM meta WHERE key = 'projection'";
 
 /// The API's list: newest first by `(received_at, id)`, strictly before `($5, $6)`, each filter
 /// (`$2` channel, `$3` language, `$4` since) applied when not NULL; merged inquiries are part of
@@ -140,6 +149,10 @@ pub const INQUIRY_PAGE_STATE: &str = "SELECT open_seq, last_seq, json FROM inqui
        AND ($2 IS NULL OR channel = $2) \
        AND ($3 IS NULL OR language = $3) AND ($4 IS NULL OR received_at >= $4) \
      ORDER BY received_at DESC, id DESC LIMIT $7";
+
+/// The ids of the inquiries received in `[$1, $2)` (a report's period), by the received index.
+pub const IDS_RECEIVED: &str =
+    "SELECT id FROM inquiries WHERE received_at >= $1 AND received_at < $2";
 
 /// One inquiry by id (the newest row, should an id ever be reused).
 pub const INQUIRY_BY_ID: &str =
