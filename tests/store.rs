@@ -920,3 +920,36 @@ async fn store_commands_rebuild_and_check_the_projection_and_respect_the_writer_
     assert!(stdout.contains("1 differences"), "{stdout}");
     assert!(stdout.contains("inquiry a: json differs"), "{stdout}");
 }
+
+#[tokio::test]
+async fn an_inquiry_is_found_by_id_in_any_bucket_of_the_id_index() {
+    use slawatch::store::ProjectionRow;
+    let db = TempDb::new();
+    let store = db.open().await;
+    let mut tracker = slawatch_core::testing::tracker();
+    // Rows far apart in the ledger: in the first, a middle and a late bucket of 65,536 seqs.
+    let mut rows = Vec::new();
+    for (n, open_seq) in [(1, 5_i64), (2, 70_000), (3, 300_000)] {
+        let id = format!("i{n}");
+        tracker.apply(&opened(&id, "Hola", t0() + Duration::minutes(n)));
+        let inquiry = tracker.get(&InquiryId(id.as_str().into())).unwrap();
+        rows.push(ProjectionRow::of(inquiry, (open_seq, open_seq + 3)).unwrap());
+    }
+    store.write_projection(rows).await.unwrap();
+    for (n, open_seq) in [(1, 5_i64), (2, 70_000), (3, 300_000)] {
+        let found = store
+            .projected(&InquiryId(format!("i{n}").into()))
+            .await
+            .unwrap()
+            .expect("found");
+        assert_eq!(found.ledger_seqs, Some((open_seq, open_seq + 3)));
+    }
+    assert!(
+        store
+            .projected(&InquiryId("nobody".into()))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    store.close().await;
+}

@@ -9,6 +9,7 @@ CREATE TABLE inquiries (
     open_seq    INTEGER PRIMARY KEY,  -- ledger seq of its first event
     last_seq    INTEGER NOT NULL,     -- ledger seq of its last event
     id          TEXT    NOT NULL,
+    id_bucket   INTEGER NOT NULL,     -- open_seq / 65536: the id index's first column
     received_at TEXT    NOT NULL,     -- RFC 3339 UTC, always %Y-%m-%dT%H:%M:%S%.9fZ (sorts as time)
     channel     TEXT    NOT NULL,     -- email | phone
     language    TEXT    NOT NULL,     -- en | es | ar
@@ -26,5 +27,9 @@ CREATE INDEX inquiries_received ON inquiries (received_at, id);
 -- end of its state's range.
 CREATE INDEX inquiries_state ON inquiries (state, received_at, id);
 
--- `GET /api/v1/inquiries/{id}` and the inquiry page for inquiries no longer in memory.
-CREATE INDEX inquiries_id ON inquiries (id);
+-- `GET /api/v1/inquiries/{id}` and the inquiry page for inquiries no longer in memory. Ids are
+-- hashes: indexed alone, every new id would go in at a random place and each commit would
+-- rewrite index pages all over the file (what made the ledger drop its index on inquiry_id).
+-- Led by the bucket of the row's seq, new ids go into the last bucket only; a lookup seeks
+-- the id in each bucket (a few hundred seeks for five million inquiries).
+CREATE INDEX inquiries_id ON inquiries (id_bucket, id);

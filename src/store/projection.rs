@@ -318,8 +318,13 @@ impl Store {
     /// The inquiry `id` as the projection holds it.
     pub async fn projected(&self, id: &InquiryId) -> Result<Option<Inquiry>, StoreError> {
         let Store::Sqlite(pool) = self;
+        let last: i64 = sqlx::query_scalar(sql::LAST_OPEN_SEQ)
+            .fetch_one(pool)
+            .await
+            .map_err(StoreError::db("projection: last row"))?;
         let row: Option<(i64, i64, String)> = sqlx::query_as(sql::INQUIRY_BY_ID)
             .bind(id.as_str())
+            .bind(last >> sql::ID_BUCKET_BITS)
             .fetch_optional(pool)
             .await
             .map_err(StoreError::db("projection: read inquiry"))?;

@@ -88,10 +88,16 @@ pub fn insert_chunks(n: usize) -> impl Iterator<Item = usize> {
 /// Columns bound per projection row by [`upsert_inquiries`].
 pub const INQUIRY_COLUMNS: usize = 9;
 
+/// Seqs per bucket of the id index (`id_bucket = open_seq >> ID_BUCKET_BITS`); see the
+/// migration `0003`.
+pub const ID_BUCKET_BITS: u32 = 16;
+
 /// `INSERT INTO inquiries … ON CONFLICT (open_seq) DO UPDATE` for `rows` rows (a power of two up
 /// to [`MAX_ROWS_PER_INSERT`], cut by [`insert_chunks`]); bind `open_seq, last_seq, id,
 /// received_at, channel, language, state, sla, json` per row. Anonymous placeholders on SQLite,
-/// as in [`insert_events`].
+/// as in [`insert_events`]. An update sets only what changes in an inquiry's life (its id,
+/// received time, channel and language never do): SQLite rewrites the index entries of every
+/// column an update sets, whatever the values.
 pub fn upsert_inquiries(dialect: Dialect, rows: usize) -> &'static str {
     static STATEMENTS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
     let Dialect::Sqlite = dialect;
@@ -101,11 +107,11 @@ pub fn upsert_inquiries(dialect: Dialect, rows: usize) -> &'static str {
                 let row = format!("({})", ["?"; INQUIRY_COLUMNS].join(", "));
                 let values = vec![row; 1usize << bit].join(", ");
                 format!(
-                    "INSERT INTO inquiries (open_seq, last_seq, id, received_at, channel, language, state, sla, json) \
-                     VALUES {values} ON CONFLICT (open_seq) DO UPDATE SET last_seq = excluded.last_seq, \
-                     id = excluded.id, received_at = excluded.received_at, channel = excluded.channel, \
-                     language = excluded.language, state = excluded.state, sla = excluded.sla, \
-                     json = excluded.json"
+                    "INSERT INTO inquiries (open_seq, last_seq, id, received_at, channel, language, state, sla, json, id_bucket) \
+                     SELECT column1, column2, column3, column4, column5, column6, column7, column8, column9, \
+                     column1 >> {ID_BUCKET_BITS} FROM (VALUES {values}) WHERE true \
+                     ON CONFLICT (open_seq) DO UPDATE SET last_seq = excluded.last_seq, \
+                     state = excluded.state, sla = excluded.sla, json = excluded.json"
                 )
             })
             .collect()
@@ -154,9 +160,14 @@ pub const INQUIRY_PAGE_STATE: &str = "SELECT open_seq, last_seq, json FROM inqui
 pub const IDS_RECEIVED: &str =
     "SELECT id FROM inquiries WHERE received_at >= $1 AND received_at < $2";
 
-/// One inquiry by id (the newest row, should an id ever be reused).
-pub const INQUIRY_BY_ID: &str =
-    "SELECT open_seq, last_seq, json FROM inquiries WHERE id = $1 ORDER BY open_seq DESC LIMIT 1";
+/// One inquiry by id (the newest row, should an id ever be reused): one seek of
+/// `inquiries_id` per bucket, `$2` the last bucket.
+pub const INQUIRY_BY_ID: &str = "WITH RECURSIVE bucket(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM bucket WHERE n < $2) \
+     SELECT open_seq, last_seq, json FROM bucket JOIN inquiries ON inquiries.id_bucket = bucket.n \
+     AND inquiries.id = $1 ORDER BY open_seq DESC LIMIT 1";
+
+/// The projection's last `open_seq` (0 when empty): its bucket is the id index's last.
+pub const LAST_OPEN_SEQ: &str = "SELECT coalesce(max(open_seq), 0) FROM inquiries";
 
 /// Projection rows after an `open_seq`, in order (keyset pagination).
 pub const INQUIRY_ROWS_AFTER: &str = "SELECT open_seq, last_seq, id, received_at, channel, language, state, sla, json \
