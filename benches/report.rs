@@ -323,6 +323,18 @@ async fn projection_figures(
         projection_pages as f64 / 1e6
     );
 
+    // Every report checks the whole chain: the floor under a report of any period.
+    let started = Instant::now();
+    let verified = store.verify().await?;
+    assert!(matches!(
+        verified,
+        slawatch::store::Verification::Intact { .. }
+    ));
+    println!(
+        "verify : whole chain {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
+
     for (name, from, to) in [
         (
             "month",
