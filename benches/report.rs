@@ -4,8 +4,15 @@
 //! times `report::build` for the whole period and each renderer, and prints the peak RSS
 //! (VmHWM). Targets: ≤ 10 s and ≤ 500 MB for 1,000,000 inquiries.
 //!
+//! Then the inquiry projection: rebuilt from the ledger (rate), the store file's size, a report
+//! over a month and over a year, and `/api/v1/inquiries` (first page, a filtered page, a
+//! page deep in history) served through the router over a tracker that holds none of the
+//! inquiries (the history is the store's). Targets on 5,000,000 inquiries: month ≤ 2 s, year
+//! ≤ 10 s, API pages ≤ 20 ms.
+//!
 //! `cargo bench --bench report` (release). Set `SLAWATCH_BENCH_LEDGER=/path/file.db` to keep the
-//! ledger between runs (it is reused when it exists).
+//! ledger between runs (it is reused when it exists). `SLAWATCH_BENCH_PROJECTION_ONLY=1` skips
+//! the whole-period report and its renderers.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -118,6 +125,18 @@ async fn main() -> Result<(), StoreError> {
     let reuse = keep.is_some() && path.exists();
     let store = Store::open(&format!("sqlite://{}", path.display())).await?;
     let policy = Policy::default();
+    let rules = Arc::new(TrackerRules {
+        desk: DeskSettings {
+            support_addresses: vec!["support@desk.example".into()],
+            internal_domains: vec!["desk.example".into()],
+            ignore_senders: Vec::new(),
+            ignore_subjects: Vec::new(),
+            auto_ack_subjects: Vec::new(),
+            default_language: Language::En,
+            time_zone: chrono_tz::UTC,
+        },
+        policies: PolicySet::single(policy.clone()),
+    });
     if !reuse {
         let started = Instant::now();
         let mut batch = vec![
@@ -133,35 +152,23 @@ async fn main() -> Result<(), StoreError> {
         for i in 0..n {
             inquiry(i, &policy.version(), &mut batch);
             if batch.len() >= BATCH {
-                store.append(Utc::now(), &batch, &[]).await?;
+                commit(&store, &rules, &batch).await?;
                 batch.clear();
             }
             if (i + 1).is_multiple_of(50_000) {
                 support::ledger::checkpoint(&store).await;
             }
         }
-        store.append(Utc::now(), &batch, &[]).await?;
+        commit(&store, &rules, &batch).await?;
         support::ledger::checkpoint(&store).await;
         eprintln!(
-            "ledger : {n} inquiries written in {:.1} s",
+            "ledger : {n} inquiries written (with their projection rows) in {:.1} s",
             started.elapsed().as_secs_f64()
         );
     }
     let events = store.head().await?.map(|h| h.0).unwrap_or(0);
     let rss_before = support::process::memory_mb("self", "VmHWM:");
 
-    let rules = Arc::new(TrackerRules {
-        desk: DeskSettings {
-            support_addresses: vec!["support@desk.example".into()],
-            internal_domains: vec!["desk.example".into()],
-            ignore_senders: Vec::new(),
-            ignore_subjects: Vec::new(),
-            auto_ack_subjects: Vec::new(),
-            default_language: Language::En,
-            time_zone: chrono_tz::UTC,
-        },
-        policies: PolicySet::single(policy),
-    });
     let params = ReportParams {
         from: t0(),
         to: t0() + Duration::days(366),
@@ -169,6 +176,11 @@ async fn main() -> Result<(), StoreError> {
         mask: false,
         title: "bench".into(),
     };
+    projection_figures(&store, &path, rules.clone(), n).await?;
+    if std::env::var_os("SLAWATCH_BENCH_PROJECTION_ONLY").is_some() {
+        store.close().await;
+        return Ok(());
+    }
     let started = Instant::now();
     let cpu_before = support::process::cpu_seconds("self");
     let data = report::build(&store, rules, &params, &mut |_| {})
@@ -231,5 +243,189 @@ async fn main() -> Result<(), StoreError> {
         data.breaches.len()
     );
     store.close().await;
+    Ok(())
+}
+
+/// Commits `batch` with its inquiries' projection rows, as the engine does: each inquiry's
+/// events are all in one batch, so a tracker of the batch alone holds them (and memory stays
+/// flat however large the ledger grows).
+async fn commit(
+    store: &Store,
+    rules: &Arc<TrackerRules>,
+    batch: &[Event],
+) -> Result<(), StoreError> {
+    let mut tracker = slawatch_core::tracker::Tracker::new(rules.clone());
+    let mut ids = Vec::new();
+    for event in batch {
+        tracker.apply(event);
+        ids.extend(event.inquiry_id().cloned());
+    }
+    ids.dedup();
+    let inquiries: Vec<_> = ids
+        .iter()
+        .filter_map(|id| tracker.get(id).cloned())
+        .collect();
+    store
+        .commit_projected(
+            Utc::now(),
+            batch,
+            &[],
+            slawatch::store::Sealing::default(),
+            &inquiries,
+        )
+        .await?;
+    Ok(())
+}
+
+/// The projection's figures: rebuild rate, file size, month and year reports, API pages.
+async fn projection_figures(
+    store: &Store,
+    path: &std::path::Path,
+    rules: Arc<TrackerRules>,
+    n: usize,
+) -> Result<(), StoreError> {
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    // The rebuild replays through a tracker holding every inquiry (until the working set is
+    // bounded): `SLAWATCH_BENCH_REBUILD=0` skips it where that does not fit in memory.
+    if std::env::var("SLAWATCH_BENCH_REBUILD").as_deref() != Ok("0") {
+        let started = Instant::now();
+        store.clear_projection().await?;
+        let rebuilt = slawatch::store::projection::rebuild(store, rules.clone(), store).await?;
+        let secs = started.elapsed().as_secs_f64();
+        support::ledger::checkpoint(store).await;
+        assert_eq!(rebuilt.inquiries, n as u64);
+        println!(
+            "rebuild: {} inquiries from {} events in {secs:.1} s ({:.0} events/s, {:.0} inquiries/s), peak RSS {:.0} MB",
+            rebuilt.inquiries,
+            rebuilt.events,
+            rebuilt.events as f64 / secs,
+            rebuilt.inquiries as f64 / secs,
+            support::process::memory_mb("self", "VmHWM:").unwrap_or(f64::NAN)
+        );
+    }
+    assert_eq!(store.projection_len().await?, n as i64);
+    let size = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    let Store::Sqlite(pool) = store else {
+        panic!("an SQLite ledger")
+    };
+    let projection_pages: i64 =
+        sqlx::query_scalar("SELECT sum(pgsize) FROM dbstat WHERE name LIKE 'inquiries%'")
+            .fetch_one(pool)
+            .await
+            .unwrap_or(-1);
+    println!(
+        "store  : file {:.0} MB (+ WAL {:.0} MB), of which the projection and its indexes {:.0} MB",
+        size(path) as f64 / 1e6,
+        size(std::path::Path::new(&wal)) as f64 / 1e6,
+        projection_pages as f64 / 1e6
+    );
+
+    // Every report checks the whole chain: the floor under a report of any period.
+    let started = Instant::now();
+    let verified = store.verify().await?;
+    assert!(matches!(
+        verified,
+        slawatch::store::Verification::Intact { .. }
+    ));
+    println!(
+        "verify : whole chain {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    for (name, from, to) in [
+        (
+            "month",
+            t0() + Duration::days(31),
+            t0() + Duration::days(59),
+        ),
+        ("year", t0(), t0() + Duration::days(365)),
+    ] {
+        let params = ReportParams {
+            from,
+            to,
+            time_zone: "Europe/Madrid".parse().expect("tz"),
+            mask: false,
+            title: "bench".into(),
+        };
+        let started = Instant::now();
+        let data = report::build(store, rules.clone(), &params, &mut |_| {})
+            .await
+            .map_err(|e| match e {
+                report::ReportError::Store(e) => e,
+                other => panic!("report failed: {other}"),
+            })?;
+        println!(
+            "report : {name} ({} inquiries of {n}): {:.2} s",
+            data.totals.received,
+            started.elapsed().as_secs_f64()
+        );
+    }
+
+    // The API over a tracker that holds none of them: every page comes from the projection.
+    let metrics = Arc::new(slawatch::telemetry::Metrics::new(
+        "bench",
+        &["mail".to_string()],
+    ));
+    let shared = Arc::new(slawatch::engine::Shared::new(
+        slawatch_core::tracker::Tracker::new(rules),
+        metrics,
+        store.clone(),
+        Default::default(),
+    ));
+    let (tx, _rx) = tokio::sync::mpsc::channel(1);
+    let state = slawatch::http::AppState::new(
+        shared,
+        slawatch::engine::EngineHandle::new(tx),
+        slawatch::http::Access::with_tokens(slawatch::http::Tokens::default()),
+    );
+    let deep = slawatch::http::api::encode_cursor(
+        t0() + Duration::seconds(n as i64 * 15),
+        &InquiryId::default(),
+    );
+    for (name, uri) in [
+        ("first page", "/api/v1/inquiries".to_string()),
+        ("state=open", "/api/v1/inquiries?state=open".to_string()),
+        ("language=ar", "/api/v1/inquiries?language=ar".to_string()),
+        (
+            "channel=phone&state=responded",
+            "/api/v1/inquiries?channel=phone&state=responded".to_string(),
+        ),
+        (
+            "cursor mid-history",
+            format!("/api/v1/inquiries?cursor={deep}"),
+        ),
+    ] {
+        let mut times = Vec::new();
+        let mut items = 0;
+        for _ in 0..20 {
+            let started = Instant::now();
+            let response = slawatch::http::router(state.clone())
+                .oneshot(Request::get(&uri).body(Body::empty()).expect("request"))
+                .await
+                .unwrap_or_else(|e| match e {});
+            assert!(
+                response.status().is_success(),
+                "{uri}: {}",
+                response.status()
+            );
+            let body = axum::body::to_bytes(response.into_body(), 1 << 26)
+                .await
+                .expect("body");
+            times.push(started.elapsed().as_secs_f64() * 1000.0);
+            let page: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+            items = page["inquiries"].as_array().map_or(0, Vec::len);
+        }
+        times.sort_by(f64::total_cmp);
+        println!(
+            "api    : {name}: {items} items, p50 {:.1} ms, max {:.1} ms",
+            times[times.len() / 2],
+            times[times.len() - 1]
+        );
+    }
     Ok(())
 }

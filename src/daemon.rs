@@ -103,10 +103,28 @@ pub async fn run(
         snapshot_seq,
         replayed,
         archived,
-    } = crate::working_set::start(&store, rules, key, window)
+    } = crate::working_set::start(&store, rules.clone(), key, window)
         .await
         .context("restoring the state from the ledger")?;
     let elapsed = started.elapsed();
+    // A ledger written before the inquiry projection existed gets it now, once.
+    if store.keeps_projection()
+        && store
+            .projection_missing()
+            .await
+            .context("reading the inquiry projection")?
+    {
+        let started = std::time::Instant::now();
+        let rebuilt = crate::store::projection::rebuild(&store, rules, &store)
+            .await
+            .context("building the inquiry projection from the ledger")?;
+        tracing::info!(
+            inquiries = rebuilt.inquiries,
+            events = rebuilt.events,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "Inquiry projection built from the ledger (a ledger written by an older version)."
+        );
+    }
     tracker.set_contacts(settings.contacts.clone());
     let accepted_break = match verification {
         Verification::Intact { events, .. } => {

@@ -450,6 +450,9 @@ struct Batch {
     durable: bool,
     /// Each part's number of events, and who waits for it.
     parts: Vec<(usize, Done)>,
+    /// The inquiries its events touched, as the tracker held them when the batch was formed:
+    /// their projection rows, written in the same transaction ([`Engine::project`]).
+    inquiries: Vec<Inquiry>,
 }
 
 /// What a write task hands back: its batch, and the seq of its first event or why it failed.
@@ -505,6 +508,7 @@ impl Writer {
             cursors: Vec::new(),
             durable: false,
             parts: Vec::new(),
+            inquiries: Vec::new(),
         };
         while let Some(next) = self.backlog.front() {
             let fits = batch.parts.is_empty()
@@ -555,6 +559,7 @@ fn joined(outcome: Result<Written, tokio::task::JoinError>) -> Written {
                 cursors: Vec::new(),
                 durable: false,
                 parts: Vec::new(),
+                inquiries: Vec::new(),
             },
             Err(format!("ledger write task failed: {e}")),
         )
@@ -770,9 +775,10 @@ impl Engine {
         {
             return;
         }
-        let Some(batch) = writer.take() else {
+        let Some(mut batch) = writer.take() else {
             return;
         };
+        self.project(&mut batch);
         let store = self.shared.store.clone();
         let signer = self.ledger.signer.clone();
         // Stamped when it is written: after an outage, the recovery's instant.
@@ -784,7 +790,13 @@ impl Engine {
                 durable: batch.durable,
             };
             let result = store
-                .commit_sealed(now, &batch.events, &batch.cursors, sealing)
+                .commit_projected(
+                    now,
+                    &batch.events,
+                    &batch.cursors,
+                    sealing,
+                    &batch.inquiries,
+                )
                 .await
                 .map_err(|e| e.to_string());
             (batch, result)
@@ -1487,6 +1499,7 @@ impl Engine {
             cursors: Vec::new(),
             durable: true,
             parts: Vec::new(),
+            inquiries: Vec::new(),
         };
         while let Some(batch) = writer.take() {
             all.events.extend(batch.events);
@@ -1496,6 +1509,7 @@ impl Engine {
         if all.parts.is_empty() {
             return;
         }
+        self.project(&mut all);
         let sealing = Sealing {
             signer: self.ledger.signer.as_deref(),
             durable: true,
@@ -1506,7 +1520,7 @@ impl Engine {
         let result = self
             .shared
             .store
-            .commit_sealed(now, &all.events, &all.cursors, sealing)
+            .commit_projected(now, &all.events, &all.cursors, sealing, &all.inquiries)
             .await;
         match result {
             Ok(first_seq) => {
@@ -1530,6 +1544,21 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// Notes in `batch` the inquiries its events touched, as the tracker holds them now (after
+    /// those events): their projection rows go in the batch's transaction. Batches commit in
+    /// order, so a later batch's row of the same inquiry wins.
+    fn project(&self, batch: &mut Batch) {
+        let tracker = self.read_tracker();
+        let mut seen = std::collections::HashSet::new();
+        batch.inquiries = batch
+            .events
+            .iter()
+            .flat_map(crate::store::projection::touched)
+            .filter(|id| seen.insert(*id))
+            .filter_map(|id| tracker.get(id).cloned())
+            .collect();
     }
 
     fn read_tracker(&self) -> std::sync::RwLockReadGuard<'_, Tracker> {

@@ -119,7 +119,7 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
-    /// Moving a ledger between stores.
+    /// The store: moving a ledger between stores, maintenance of its derived data.
     Store {
         #[command(subcommand)]
         command: StoreCommand,
@@ -146,6 +146,12 @@ enum StoreCommand {
         #[arg(long)]
         to_password_file: Option<PathBuf>,
     },
+    /// Rebuild the inquiry projection (one row per inquiry, what the API and reports read) from
+    /// the ledger. Takes the ledger's writer lock: refused while the daemon runs.
+    RebuildProjection,
+    /// Rebuild the inquiry projection into a scratch database and compare it with the live one
+    /// row by row; print the first differences and exit 1 on any. Works beside the daemon.
+    CheckProjection,
 }
 
 /// A password from a file (its first line).
@@ -332,21 +338,32 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let Some(store) = open_for_reading(&settings).await? else {
                 return Ok(ExitCode::from(NO_LEDGER));
             };
-            let rules = std::sync::Arc::new(TrackerRules {
-                desk: settings.desk.clone(),
-                policies: settings.policies.clone(),
-            });
-            let (tracker, _) = replay(&store, rules).await?;
+            // From the inquiry projection; a ledger without one (an older version wrote it,
+            // and no daemon of this version has started on it yet) is replayed instead.
+            let inquiries = match store.projection_missing().await {
+                Ok(false) => {
+                    let query = slawatch::store::ProjectionQuery {
+                        state: wanted,
+                        ..Default::default()
+                    };
+                    store.projected_page(&query, limit).await?
+                }
+                _ => {
+                    let (tracker, _) = replay(&store, tracker_rules(&settings)).await?;
+                    tracker
+                        .newest_first()
+                        .filter(|i| wanted.is_none_or(|w| i.state == w))
+                        .take(limit)
+                        .cloned()
+                        .collect()
+                }
+            };
             let now = Utc::now();
             println!(
                 "{:<17} {:<6} {:<3} {:<10} {:<9} {:<20} {:>8}  {:<30} SUBJECT",
                 "ID", "CHAN", "LNG", "STATE", "SLA", "RECEIVED (UTC)", "LEFT", "CUSTOMER"
             );
-            for i in tracker
-                .newest_first()
-                .filter(|i| wanted.is_none_or(|w| i.state == w))
-                .take(limit)
-            {
+            for i in &inquiries {
                 let left = match (i.state, i.deadline_at) {
                     (InquiryState::Open, Some(d)) => format_left(d - now),
                     _ => "-".to_string(),
@@ -494,6 +511,12 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::FAILURE)
             }
         }
+        Command::Store {
+            command: StoreCommand::RebuildProjection,
+        } => rebuild_projection(&load(&cli.config)?).await,
+        Command::Store {
+            command: StoreCommand::CheckProjection,
+        } => check_projection(&load(&cli.config)?).await,
         Command::Audit {
             command: AuditCommand::Keygen { out },
         } => {
@@ -628,6 +651,81 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
     }
+}
+
+fn tracker_rules(settings: &Settings) -> std::sync::Arc<TrackerRules> {
+    std::sync::Arc::new(TrackerRules {
+        desk: settings.desk.clone(),
+        policies: settings.policies.clone(),
+    })
+}
+
+/// `store rebuild-projection`: under the writer lock, so never beside a running daemon.
+async fn rebuild_projection(settings: &Settings) -> anyhow::Result<ExitCode> {
+    let _lock = match Store::sqlite_file(&settings.store.url) {
+        Some(file) if !file.exists() => {
+            eprintln!("error: no ledger at {}", file.display());
+            return Ok(ExitCode::from(NO_LEDGER));
+        }
+        Some(file) => Some(slawatch::store::lock::WriterLock::acquire(&file)?),
+        None => None,
+    };
+    let store = Store::open(&settings.store.url).await?;
+    let started = std::time::Instant::now();
+    store.clear_projection().await?;
+    let rebuilt =
+        slawatch::store::projection::rebuild(&store, tracker_rules(settings), &store).await?;
+    store.close().await;
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "inquiry projection rebuilt: {} inquiries from {} events (up to seq {}) in {secs:.1} s ({:.0} events/s)",
+        rebuilt.inquiries,
+        rebuilt.events,
+        rebuilt.head_seq,
+        rebuilt.events as f64 / secs.max(1e-9)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `store check-projection`: rebuilds into a scratch database beside the system's temporary
+/// files and compares.
+async fn check_projection(settings: &Settings) -> anyhow::Result<ExitCode> {
+    let Some(store) = open_for_reading(settings).await? else {
+        return Ok(ExitCode::from(NO_LEDGER));
+    };
+    let dir = std::env::temp_dir().join(format!(
+        "slawatch-projection-check-{}-{}",
+        std::process::id(),
+        Utc::now().timestamp_micros()
+    ));
+    let scratch = Store::open(&format!("sqlite://{}/projection.db", dir.display())).await?;
+    let report =
+        slawatch::store::projection::check(&store, tracker_rules(settings), &scratch).await;
+    scratch.close().await;
+    store.close().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    let report = report?;
+    println!(
+        "inquiry projection checked up to seq {}: {} rows compared, {} changed since (skipped), {} differences",
+        report.head_seq, report.rows_compared, report.skipped_newer, report.differences
+    );
+    for d in &report.first {
+        println!(
+            "  open_seq {} inquiry {}: {} differs\n    live:    {}\n    rebuilt: {}",
+            d.open_seq,
+            d.id,
+            d.what,
+            d.live.as_deref().unwrap_or("(no row)"),
+            d.rebuilt.as_deref().unwrap_or("(no row)")
+        );
+    }
+    if report.differences > 0 {
+        println!(
+            "the live projection differs from the ledger: run `slawatch store rebuild-projection` with the daemon stopped"
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Progress on a terminal only: nothing is drawn when stderr is a pipe or a log file.

@@ -372,6 +372,73 @@ async fn an_inquirys_history_is_read_back_by_its_seqs_live_and_after_replay() {
 }
 
 #[tokio::test]
+async fn each_batch_writes_its_inquiries_projection_rows_in_its_transaction() {
+    let store = memory_store().await;
+    let w = world(store.clone(), &["s"]).await;
+    let received = t0() - chrono::Duration::minutes(1);
+    let reply = Observation::MessageSent(Mail {
+        source: "s".into(),
+        folder: "Sent".into(),
+        message_id: "<r1>".into(),
+        digest: "digest-r1".into(),
+        delivered_at: t0(),
+        seen_at: t0(),
+        from: Some(Address {
+            name: None,
+            email: "support@example.com".into(),
+        }),
+        to: vec![Address {
+            name: None,
+            email: "m1@customer.test".into(),
+        }],
+        subject: "Re: question m1".into(),
+        in_reply_to: vec!["<m1>".into()],
+        references: vec!["<m1>".into()],
+        ..Mail::default()
+    });
+    // m1 and m2 open in one batch, the reply to m1 comes in the next.
+    w.sink
+        .submit(batch(
+            "s",
+            vec![mail("s", "m1", received), mail("s", "m2", received)],
+            true,
+        ))
+        .await
+        .unwrap();
+    w.sink.submit(batch("s", vec![reply], true)).await.unwrap();
+    for id in ["<m1>", "<m2>"] {
+        let id = InquiryId::derive(Channel::Email, id);
+        let held = w.shared.tracker.read().unwrap().get(&id).cloned().unwrap();
+        let stored = store.projected(&id).await.unwrap().expect("projected");
+        assert_eq!(stored.ledger_seqs, held.ledger_seqs, "{id}");
+        assert_eq!(
+            serde_json::to_string(&stored).unwrap(),
+            serde_json::to_string(&held).unwrap(),
+            "{id}: the row is the inquiry as the tracker holds it"
+        );
+    }
+    let m1 = store
+        .projected(&InquiryId::derive(Channel::Email, "<m1>"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(m1.sla, SlaStatus::Met);
+    w.shutdown.cancel();
+    w.task.await.unwrap();
+
+    // The live projection is the one the ledger rebuilds.
+    let rules = w.shared.tracker.read().unwrap().rules().clone();
+    let report = slawatch::store::projection::check(&store, Arc::new(rules), &memory_store().await)
+        .await
+        .unwrap();
+    assert_eq!(
+        (report.rows_compared, report.differences),
+        (2, 0),
+        "{report:?}"
+    );
+}
+
+#[tokio::test]
 async fn a_batch_after_one_that_could_not_be_written_is_not_written_either() {
     let dir = tempfile::tempdir().unwrap();
     // The ledger refuses m1's batch only; m2's alone would be written.

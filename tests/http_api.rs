@@ -597,3 +597,169 @@ async fn serve_stops_on_shutdown() {
 fn urlencode(s: &str) -> String {
     s.replace('+', "%2B").replace(':', "%3A")
 }
+
+/// The API over a tracker and a store of our choosing (the engine answers acks as above).
+fn state_over(tracker: slawatch_core::tracker::Tracker, store: Store) -> AppState {
+    let metrics = Arc::new(Metrics::new("test", &["inbox".to_string()]));
+    let shared = Arc::new(Shared::new(tracker, metrics, store, BTreeSet::new()));
+    let (tx, rx) = mpsc::channel(8);
+    tokio::spawn(test_engine(shared.clone(), rx));
+    AppState::new(
+        shared,
+        EngineHandle::new(tx),
+        Access::with_tokens(Tokens::default()),
+    )
+}
+
+async fn get_text(state: &AppState, uri: &str) -> (StatusCode, String) {
+    let response = router(state.clone())
+        .oneshot(Request::get(uri).body(Body::empty()).expect("request"))
+        .await
+        .unwrap_or_else(|e| match e {});
+    let status = response.status();
+    let body = axum::body::to_bytes(response.into_body(), 1 << 24)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[tokio::test]
+async fn history_the_tracker_no_longer_holds_is_read_from_the_projection() {
+    // 30 inquiries, every third answered, two sharing a received instant; committed to the
+    // ledger, the projection built from it.
+    let b = base() - TimeDelta::days(40);
+    let mut specs: Vec<Spec> = (0..30)
+        .map(|n| {
+            let channel = if n % 4 == 0 {
+                Channel::Phone
+            } else {
+                Channel::Email
+            };
+            let language = [Language::En, Language::Es, Language::Ar][n as usize % 3];
+            spec(n, channel, language, b + TimeDelta::hours(i64::from(n)))
+        })
+        .collect();
+    specs.push(spec(
+        100,
+        Channel::Email,
+        Language::Es,
+        b + TimeDelta::hours(7),
+    ));
+    let mut ledger: Vec<Event> = specs.iter().map(opened).collect();
+    for s in specs.iter().filter(|s| s.n % 3 == 0) {
+        ledger.push(Event::InquiryResponded(Box::new(InquiryResponded {
+            inquiry_id: id(s.n, s.channel),
+            at: s.received_at + TimeDelta::minutes(3),
+            response_seconds: 180,
+            kind: ResponseKind::Email,
+            responder: "support@desk.example".into(),
+            external_id: None,
+            outcome: Outcome::Met,
+            via: None,
+            note: None,
+        })));
+    }
+    let store = test_store(&ledger).await;
+    let rules = Arc::new(tracker().rules().clone());
+    let rebuilt = slawatch::store::projection::rebuild(&store, rules, &store)
+        .await
+        .expect("projection rebuilt");
+    assert_eq!(rebuilt.inquiries, 31);
+    assert_eq!(rebuilt.events, ledger.len() as u64);
+
+    // One more inquiry decided but not committed yet: only the trackers know it.
+    let fresh = opened(&spec(200, Channel::Email, Language::Ar, base()));
+    // Today's tracker holds everything; the working set only the newest ten and the fresh one.
+    let mut everything = tracker();
+    let mut working = tracker();
+    let newest: HashSet<InquiryId> = specs
+        .iter()
+        .filter(|s| s.n >= 20)
+        .map(|s| id(s.n, s.channel))
+        .collect();
+    for (seq, e) in (1..).zip(&ledger) {
+        everything.apply(e);
+        everything.note_ledger_seq(e, seq);
+        if e.inquiry_id().is_some_and(|i| newest.contains(i)) {
+            working.apply(e);
+            working.note_ledger_seq(e, seq);
+        }
+    }
+    everything.apply(&fresh);
+    working.apply(&fresh);
+    let old = id(3, Channel::Email);
+    assert!(working.get(&old).is_none() && everything.get(&old).is_some());
+    let today = state_over(everything, store.clone());
+    let now = state_over(working, store.clone());
+
+    // Every list, filtered or not, paged or not, is the same JSON in the same order.
+    let since = urlencode(&(b + TimeDelta::hours(5)).to_rfc3339());
+    let until = urlencode(&(b + TimeDelta::hours(25)).to_rfc3339());
+    for query in [
+        String::new(),
+        "state=open".into(),
+        "state=responded".into(),
+        "channel=phone".into(),
+        "language=ar".into(),
+        format!("since={since}"),
+        format!("since={since}&until={until}&language=es"),
+        "limit=1".into(),
+    ] {
+        // Paged by three, or as the query says.
+        let query = if query.contains("limit") {
+            query
+        } else if query.is_empty() {
+            "limit=3".to_string()
+        } else {
+            format!("{query}&limit=3")
+        };
+        let mut uri = format!("/api/v1/inquiries?{query}");
+        let mut pages = 0;
+        loop {
+            let (status, expected) = get_text(&today, &uri).await;
+            assert_eq!(status, StatusCode::OK, "{uri}");
+            let (status, got) = get_text(&now, &uri).await;
+            assert_eq!(status, StatusCode::OK, "{uri}");
+            assert_eq!(got, expected, "{uri}");
+            pages += 1;
+            let page: Value = serde_json::from_str(&got).expect("JSON");
+            match page["next_cursor"].as_str() {
+                Some(c) => uri = format!("/api/v1/inquiries?{query}&cursor={c}"),
+                None => break,
+            }
+        }
+        assert!((1..40).contains(&pages), "{query}: {pages} pages");
+    }
+    let (_, all) = get_text(&now, "/api/v1/inquiries?limit=1000").await;
+    let all: Value = serde_json::from_str(&all).expect("JSON");
+    assert_eq!(ids_of(&all).len(), 32, "every inquiry listed once");
+
+    // One old inquiry, with its history read by its seq range.
+    let (status, expected) = get_text(&today, &format!("/api/v1/inquiries/{old}")).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, got) = get_text(&now, &format!("/api/v1/inquiries/{old}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(got, expected);
+    let body: Value = serde_json::from_str(&got).expect("JSON");
+    assert_eq!(body["state"], "responded");
+    assert_eq!(body["events"].as_array().map(Vec::len), Some(2));
+
+    // Acknowledging it says it is closed, not unknown.
+    let (status, _) = get_text(
+        &now,
+        &format!("/api/v1/inquiries/{}", id(200, Channel::Email)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "the uncommitted inquiry is served");
+    let response = router(now.clone())
+        .oneshot(
+            Request::post(format!("/api/v1/inquiries/{old}/ack"))
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(r#"{"by":"maria"}"#))
+                .expect("request"),
+        )
+        .await
+        .unwrap_or_else(|e| match e {});
+    assert_eq!(response.status(), StatusCode::CONFLICT);
+}

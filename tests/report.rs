@@ -1267,3 +1267,85 @@ async fn html_report_looks_as_recorded() {
         );
     }
 }
+
+/// Renders `data` in the three formats, `generated_at` pinned so two builds compare.
+fn rendered(mut data: slawatch::report::ReportData) -> [Vec<u8>; 3] {
+    use slawatch::report;
+    data.generated_at = day();
+    let mut out = [Vec::new(), Vec::new(), Vec::new()];
+    report::json::render(&data, &mut out[0]).expect("json");
+    report::csv::render(&data, &mut out[1]).expect("csv");
+    report::html::render(&data, &mut out[2]).expect("html");
+    out
+}
+
+#[tokio::test]
+async fn a_report_read_through_the_projection_is_the_report_of_the_whole_ledger() {
+    use slawatch::report::{self, PeriodFilter, ReportParams};
+    use slawatch_core::desk::DeskSettings;
+    use slawatch_core::tracker::TrackerRules;
+    use slawatch_core::tracker::policy::PolicySet;
+
+    let rules = std::sync::Arc::new(TrackerRules {
+        desk: DeskSettings::with_address("support@desk.example"),
+        policies: PolicySet::single(Policy::default()),
+    });
+    let t = |s: &str| s.parse::<DateTime<Utc>>().expect("instant");
+    // The whole period, a period that cuts inquiries off on both sides, one with none.
+    let periods = [
+        (t("2026-03-01T00:00:00Z"), t("2026-03-03T00:00:00Z"), 6),
+        (t("2026-03-01T10:00:00Z"), t("2026-03-02T08:30:00Z"), 3),
+        (t("2026-02-01T00:00:00Z"), t("2026-02-02T00:00:00Z"), 0),
+    ];
+    for (name, events) in [
+        ("fixture", fixture()),
+        ("deliveries", fixture_with_deliveries()),
+        ("revisions", fixture_with_revisions()),
+    ] {
+        let world = World::new(&events).await;
+        let store = Store::open(&format!("sqlite://{}", world.db.display()))
+            .await
+            .expect("open ledger");
+        let params = |(from, to): (DateTime<Utc>, DateTime<Utc>)| ReportParams {
+            from,
+            to,
+            time_zone: "Asia/Riyadh".parse().expect("tz"),
+            mask: false,
+            title: "review".into(),
+        };
+        // Written without a projection (as by an older version): the whole ledger is folded.
+        let mut whole = Vec::new();
+        for (from, to, _) in periods {
+            assert!(PeriodFilter::of(&store, from, to).await.unwrap().is_none());
+            let data = report::build(&store, rules.clone(), &params((from, to)), &mut |_| {})
+                .await
+                .expect("report");
+            whole.push(rendered(data));
+        }
+        slawatch::store::projection::rebuild(&store, rules.clone(), &store)
+            .await
+            .expect("projection");
+        for ((from, to, inquiries), expected) in periods.into_iter().zip(whole) {
+            let filter = PeriodFilter::of(&store, from, to).await.unwrap();
+            let counted = filter.as_ref().map(PeriodFilter::inquiries);
+            let merged = usize::from(name == "revisions" && inquiries == 6);
+            assert_eq!(counted, Some(inquiries + merged), "{name} {from}");
+            let data = report::build(&store, rules.clone(), &params((from, to)), &mut |_| {})
+                .await
+                .expect("report");
+            let got = rendered(data);
+            for (format, (got, expected)) in ["json", "csv", "html"]
+                .iter()
+                .zip(got.iter().zip(&expected))
+            {
+                assert!(
+                    got == expected,
+                    "{name} {from}..{to} {format}:\n{}\n--- whole ledger ---\n{}",
+                    String::from_utf8_lossy(got),
+                    String::from_utf8_lossy(expected)
+                );
+            }
+        }
+        store.close().await;
+    }
+}

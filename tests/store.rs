@@ -933,3 +933,214 @@ both!(
     forged_rows_are_detected,
     an_unreadable_payload_is_an_error_naming_its_seq,
 );
+
+#[tokio::test]
+async fn the_projection_is_written_with_its_events_and_agrees_with_the_ledger() {
+    use slawatch::store::Sealing;
+    use slawatch::store::projection::{check, rebuild};
+    use slawatch_core::tracker::Inquiry;
+
+    let db = TempDb::new(Backend::Sqlite);
+    let store = db.open().await;
+    let mut tracker = slawatch_core::testing::tracker();
+    let rules = std::sync::Arc::new(tracker.rules().clone());
+    // What the engine does: apply, hand the touched inquiries to the commit, note the seqs.
+    let mut commit = async |events: Vec<Event>, touched: &[&str]| {
+        for e in &events {
+            tracker.apply(e);
+        }
+        let inquiries: Vec<Inquiry> = touched
+            .iter()
+            .map(|id| tracker.get(&InquiryId((*id).into())).cloned().unwrap())
+            .collect();
+        let first = store
+            .commit_projected(t0(), &events, &[], Sealing::default(), &inquiries)
+            .await
+            .expect("commit");
+        for (seq, e) in (first..).zip(&events) {
+            tracker.note_ledger_seq(e, seq);
+        }
+    };
+    // Two inquiries opened in one batch get the seqs of their first events there.
+    commit(
+        vec![
+            opened("a", "Hola", t0()),
+            opened("b", "مرحبا", t0() + Duration::minutes(1)),
+        ],
+        &["a", "b"],
+    )
+    .await;
+    commit(vec![breached("a", t0() + Duration::minutes(15))], &["a"]).await;
+    let rows = store.projection_rows_after(i64::MIN, 10).await.unwrap();
+    let seqs: Vec<(i64, i64, &str)> = rows
+        .iter()
+        .map(|r| (r.open_seq, r.last_seq, r.id.as_str()))
+        .collect();
+    assert_eq!(seqs, vec![(1, 3, "a"), (2, 2, "b")]);
+    let a = store
+        .projected(&InquiryId("a".into()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(a.breached_at.is_some(), "the last write wins");
+    assert_eq!(a.ledger_seqs, Some((1, 3)));
+    assert_eq!(
+        serde_json::to_string(&a).unwrap(),
+        serde_json::to_string(tracker.get(&InquiryId("a".into())).unwrap()).unwrap(),
+        "the stored inquiry reads back as the tracker's"
+    );
+
+    // The check rebuilds from the ledger and finds nothing to say.
+    let scratch_db = TempDb::new(Backend::Sqlite);
+    let scratch = scratch_db.open().await;
+    let report = check(&store, rules.clone(), &scratch).await.unwrap();
+    assert_eq!(
+        (report.rows_compared, report.differences),
+        (2, 0),
+        "{report:?}"
+    );
+
+    // A row edited behind the daemon's back is named, column and all.
+    let Store::Sqlite(pool) = &store else {
+        panic!("an SQLite ledger")
+    };
+    sqlx::query("UPDATE inquiries SET state = 'responded' WHERE id = 'b'")
+        .execute(pool)
+        .await
+        .unwrap();
+    let scratch_db = TempDb::new(Backend::Sqlite);
+    let scratch = scratch_db.open().await;
+    let report = check(&store, rules.clone(), &scratch).await.unwrap();
+    assert_eq!(report.differences, 1, "{report:?}");
+    assert_eq!(report.first[0].id, "b");
+    assert_eq!(report.first[0].what, "state");
+    assert_eq!(report.first[0].live.as_deref(), Some("responded"));
+
+    // A rebuild puts it right.
+    store.clear_projection().await.unwrap();
+    let rebuilt = rebuild(&store, rules.clone(), &store).await.unwrap();
+    assert_eq!(
+        (rebuilt.inquiries, rebuilt.events, rebuilt.head_seq),
+        (2, 3, 3)
+    );
+    let scratch_db = TempDb::new(Backend::Sqlite);
+    let scratch = scratch_db.open().await;
+    let report = check(&store, rules, &scratch).await.unwrap();
+    assert_eq!(
+        (report.rows_compared, report.differences),
+        (2, 0),
+        "{report:?}"
+    );
+    store.close().await;
+}
+
+/// `slawatch --config config args…`.
+fn slawatch(config: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_slawatch"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("the slawatch binary runs")
+}
+
+#[tokio::test]
+async fn store_commands_rebuild_and_check_the_projection_and_respect_the_writer_lock() {
+    // A ledger written without a projection (as by an older version).
+    let db = TempDb::new(Backend::Sqlite);
+    let store = db.open().await;
+    let events = [
+        opened("a", "Hola", t0()),
+        opened("b", "مرحبا", t0() + Duration::minutes(1)),
+        breached("a", t0() + Duration::minutes(15)),
+    ];
+    store.append(t0(), &events, &[]).await.unwrap();
+    store.close().await;
+    let config = db.path.parent().unwrap().join("slawatch.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[store]\nurl = \"{}\"\n[desk]\nsupport_addresses = [\"support@desk.example\"]\n\
+             [sources.mail]\ntype = \"maildir\"\npath = \"maildir\"\n",
+            db.url()
+        ),
+    )
+    .unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+
+    // Never beside the daemon: its lock refuses the rebuild.
+    let lock = slawatch::store::lock::WriterLock::acquire(&db.path).unwrap();
+    let out = slawatch(&config, &["store", "rebuild-projection"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("in use"),
+        "{}",
+        text(&out.stderr)
+    );
+    drop(lock);
+
+    let out = slawatch(&config, &["store", "rebuild-projection"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("rebuilt: 2 inquiries from 3 events"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = slawatch(&config, &["store", "check-projection"]);
+    assert!(out.status.success(), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("2 rows compared"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    // An edited row: named, exit 1.
+    let store = db.open().await;
+    let Store::Sqlite(pool) = &store else {
+        panic!("an SQLite ledger")
+    };
+    sqlx::query("UPDATE inquiries SET json = replace(json, 'Hola', 'Adiós') WHERE id = 'a'")
+        .execute(pool)
+        .await
+        .unwrap();
+    store.close().await;
+    let out = slawatch(&config, &["store", "check-projection"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("1 differences"), "{stdout}");
+    assert!(stdout.contains("inquiry a: json differs"), "{stdout}");
+}
+
+#[tokio::test]
+async fn an_inquiry_is_found_by_id_in_any_bucket_of_the_id_index() {
+    use slawatch::store::ProjectionRow;
+    let db = TempDb::new(Backend::Sqlite);
+    let store = db.open().await;
+    let mut tracker = slawatch_core::testing::tracker();
+    // Rows far apart in the ledger: in the first, a middle and a late bucket of 65,536 seqs.
+    let mut rows = Vec::new();
+    for (n, open_seq) in [(1, 5_i64), (2, 70_000), (3, 300_000)] {
+        let id = format!("i{n}");
+        tracker.apply(&opened(&id, "Hola", t0() + Duration::minutes(n)));
+        let inquiry = tracker.get(&InquiryId(id.as_str().into())).unwrap();
+        rows.push(ProjectionRow::of(inquiry, (open_seq, open_seq + 3)).unwrap());
+    }
+    store.write_projection(rows).await.unwrap();
+    for (n, open_seq) in [(1, 5_i64), (2, 70_000), (3, 300_000)] {
+        let found = store
+            .projected(&InquiryId(format!("i{n}").into()))
+            .await
+            .unwrap()
+            .expect("found");
+        assert_eq!(found.ledger_seqs, Some((open_seq, open_seq + 3)));
+    }
+    assert!(
+        store
+            .projected(&InquiryId("nobody".into()))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    store.close().await;
+}

@@ -208,7 +208,9 @@ async fn read_all(store: Store, window: Option<Duration>) -> usize {
 }
 
 async fn count(store: &Store, table: &str) -> i64 {
-    let Store::Sqlite(pool) = store;
+    let Store::Sqlite(pool) = store else {
+        panic!("an SQLite ledger")
+    };
     sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
         .fetch_one(pool)
         .await
@@ -280,7 +282,9 @@ async fn a_restart_resumes_from_the_snapshot_and_a_bad_one_falls_back_to_a_full_
         from_snapshot.snapshot_seq
     );
 
-    let Store::Sqlite(pool) = &store;
+    let Store::Sqlite(pool) = &store else {
+        panic!("an SQLite ledger")
+    };
     sqlx::query("UPDATE snapshots SET body = '{\"key_check\": 1'")
         .execute(pool)
         .await

@@ -153,16 +153,24 @@ pub async fn page(
 }
 
 /// The inquiry, if it is still open; else the page saying what became of it.
-fn open_inquiry(state: &AppState, id: &InquiryId) -> Result<Inquiry, Refused> {
-    let tracker = state.tracker();
-    match tracker.get(id) {
-        None => Err(Box::new(message_page(
+/// An inquiry the tracker no longer holds is closed, and read from the store's projection.
+async fn open_inquiry(state: &AppState, id: &InquiryId) -> Result<Inquiry, Refused> {
+    match state.inquiry(id).await {
+        Ok(None) => Err(Box::new(message_page(
             StatusCode::NOT_FOUND,
             "No such inquiry",
             &format!("There is no inquiry {id}."),
         ))),
-        Some(i) if i.state != InquiryState::Open => Err(Box::new(closed(i))),
-        Some(i) => Ok(i.clone()),
+        Ok(Some(i)) if i.state != InquiryState::Open => Err(Box::new(closed(&i))),
+        Ok(Some(i)) => Ok(i),
+        Err(e) => {
+            tracing::warn!(error = %e, inquiry = %id, "Reading an inquiry from the store failed.");
+            Err(Box::new(message_page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "The ledger could not be read",
+                "Try again in a moment.",
+            )))
+        }
     }
 }
 
@@ -328,7 +336,7 @@ pub async fn take_form(
             Ok(a) => a,
             Err(refused) => return *refused,
         };
-    let inquiry = match open_inquiry(&state, &id) {
+    let inquiry = match open_inquiry(&state, &id).await {
         Ok(i) => i,
         Err(r) => return *r,
     };
@@ -376,6 +384,11 @@ pub async fn take(
         Ok(b) => b,
         Err(r) => return *r,
     };
+    // An inquiry the tracker no longer holds is an old closed one (or none): the store says.
+    let held = state.tracker().get(&id).is_some();
+    if !held && let Err(r) = open_inquiry(&state, &id).await {
+        return *r;
+    }
     match state.engine.take(id.clone(), by.clone(), actor.how()).await {
         Ok(inquiry) => {
             let tz = state.tracker().rules().desk.time_zone;
@@ -416,7 +429,7 @@ pub async fn answered_form(
         Ok(a) => a,
         Err(refused) => return *refused,
     };
-    let inquiry = match open_inquiry(&state, &id) {
+    let inquiry = match open_inquiry(&state, &id).await {
         Ok(i) => i,
         Err(r) => return *r,
     };
@@ -497,7 +510,7 @@ pub async fn answered(
         Ok(a) => a,
         Err(e) => return message_page(StatusCode::BAD_REQUEST, "Refused", &e.to_string()),
     };
-    if let Err(r) = open_inquiry(&state, &id) {
+    if let Err(r) = open_inquiry(&state, &id).await {
         return *r;
     }
     match state.engine.ack(ack).await {

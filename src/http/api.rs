@@ -187,8 +187,85 @@ pub async fn list(
 ) -> Result<Json<Page>, ApiError> {
     let Query(pairs) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let q = ListQuery::parse(&pairs)?;
-    let tracker = state.tracker();
-    Ok(Json(page(&tracker, &q)))
+    merged_page(&state, &q).await.map(Json)
+}
+
+/// Rows read from the projection per query while merging (more when the tracker holds many
+/// of them).
+const PROJECTION_CHUNK: usize = 200;
+
+/// [`page`] over the tracker and the store's inquiry projection together: the tracker holds
+/// what is decided but maybe not committed yet and wins for every id it holds; the projection
+/// holds the history the tracker no longer keeps. The same order, cursor and JSON as [`page`].
+pub async fn merged_page(state: &AppState, q: &ListQuery) -> Result<Page, ApiError> {
+    let mut start = q.cursor.clone();
+    if let Some(until) = q.until {
+        let bound = (until, InquiryId::default());
+        if start.as_ref().is_none_or(|s| bound < *s) {
+            start = Some(bound);
+        }
+    }
+    // The tracker's side: one more than a page, so the merge knows whether more follow.
+    let held_page = page(
+        &state.tracker(),
+        &ListQuery {
+            limit: q.limit + 1,
+            cursor: start.clone(),
+            until: None,
+            ..q.clone()
+        },
+    )
+    .inquiries;
+    // Below the tracker's last item nothing of the store can enter the page.
+    let floor = (held_page.len() > q.limit)
+        .then(|| held_page.last().map(|i| (i.received_at, i.id.clone())))
+        .flatten();
+    let listed: HashSet<InquiryId> = held_page.iter().map(|i| i.id.clone()).collect();
+    let mut stored: Vec<Inquiry> = Vec::new();
+    let mut before = start;
+    loop {
+        let query = crate::store::ProjectionQuery {
+            state: q.state,
+            channel: q.channel,
+            language: q.language,
+            since: q.since,
+            before: before.clone(),
+        };
+        let rows = state
+            .shared
+            .store
+            .projected_page(&query, PROJECTION_CHUNK)
+            .await
+            .map_err(|e| ApiError::Internal(format!("reading the store failed: {e}")))?;
+        let full = rows.len() == PROJECTION_CHUNK;
+        before = rows.last().map(|i| (i.received_at, i.id.clone()));
+        {
+            let tracker = state.tracker();
+            stored.extend(
+                rows.into_iter()
+                    .filter(|i| tracker.get(&i.id).is_none() && !listed.contains(&i.id)),
+            );
+        }
+        let below_floor = match (&before, &floor) {
+            (Some(b), Some(f)) => b <= f,
+            _ => false,
+        };
+        if !full || below_floor || stored.len() > q.limit {
+            break;
+        }
+    }
+    let mut all: Vec<Inquiry> = held_page.into_iter().chain(stored).collect();
+    all.sort_by(|a, b| (b.received_at, &b.id).cmp(&(a.received_at, &a.id)));
+    let more = all.len() > q.limit;
+    all.truncate(q.limit);
+    let next_cursor = match (all.last(), more) {
+        (Some(last), true) => Some(encode_cursor(last.received_at, &last.id)),
+        _ => None,
+    };
+    Ok(Page {
+        inquiries: all,
+        next_cursor,
+    })
 }
 
 /// One ledger entry as shown with its inquiry.
@@ -215,9 +292,9 @@ pub async fn one(
 ) -> Result<Json<InquiryWithEvents>, ApiError> {
     let id = InquiryId(id.into());
     let inquiry = state
-        .tracker()
-        .get(&id)
-        .cloned()
+        .inquiry(&id)
+        .await
+        .map_err(|e| ApiError::Internal(format!("reading the store failed: {e}")))?
         .ok_or_else(|| unknown(&id))?;
     // Not yet committed (the engine is retrying its append): no history to show yet.
     let entries = match inquiry.ledger_seqs {
@@ -273,8 +350,12 @@ pub async fn ack(
     // Answer 404/409/400 from the state first; the engine checks again (the state may change
     // before it runs).
     {
-        let tracker = state.tracker();
-        let inquiry = tracker.get(&id).ok_or_else(|| unknown(&id))?;
+        // The store answers for an inquiry the tracker no longer holds (an old, closed one).
+        let inquiry = state
+            .inquiry(&id)
+            .await
+            .map_err(|e| ApiError::Internal(format!("reading the store failed: {e}")))?
+            .ok_or_else(|| unknown(&id))?;
         if inquiry.state != InquiryState::Open {
             return Err(ApiError::Conflict(format!(
                 "inquiry {id} is {}, not open",

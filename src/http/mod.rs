@@ -101,6 +101,19 @@ impl AppState {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
     }
+
+    /// The inquiry `id` as the tracker holds it (it wins: it may hold events not committed
+    /// yet), else as the store's inquiry projection holds it (history the tracker no longer
+    /// keeps in memory).
+    pub(crate) async fn inquiry(
+        &self,
+        id: &slawatch_core::domain::InquiryId,
+    ) -> Result<Option<slawatch_core::tracker::Inquiry>, crate::store::StoreError> {
+        if let Some(i) = self.tracker().get(id) {
+            return Ok(Some(i.clone()));
+        }
+        self.shared.store.projected(id).await
+    }
 }
 
 /// Every route, with the token it needs ([`access`]), its time limit and its body limit (routes

@@ -435,23 +435,29 @@ fn timeline_row(entry: &LedgerEntry, tz: Tz) -> Markup {
     }
 }
 
-/// The page's data, read under the tracker's lock (the inquiry) and from the ledger (its rows).
+/// The page's data: the inquiry (from the tracker, else the store's projection) and its
+/// ledger rows.
 pub async fn load(
     state: &AppState,
     id: &InquiryId,
 ) -> Result<(Inquiry, Vec<LedgerEntry>, Tz), Response> {
-    let (inquiry, tz) = {
-        let tracker = state.tracker();
-        let tz = tracker.rules().desk.time_zone;
-        match tracker.get(id) {
-            Some(i) => (i.clone(), tz),
-            None => {
-                return Err(message_page(
-                    StatusCode::NOT_FOUND,
-                    "No such inquiry",
-                    &format!("There is no inquiry {id}."),
-                ));
-            }
+    let tz = state.tracker().rules().desk.time_zone;
+    let inquiry = match state.inquiry(id).await {
+        Ok(Some(i)) => i,
+        Ok(None) => {
+            return Err(message_page(
+                StatusCode::NOT_FOUND,
+                "No such inquiry",
+                &format!("There is no inquiry {id}."),
+            ));
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, inquiry = %id, "Reading an inquiry from the store failed.");
+            return Err(message_page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "The ledger could not be read",
+                "Try again in a moment.",
+            ));
         }
     };
     // Not yet committed (the engine is retrying its append): no history to show yet.

@@ -3,7 +3,10 @@
 //! This module owns [`ReportData`] and the three renderers ([`html`], [`csv`], [`json`]).
 //! [`build`] reads the **whole** ledger once: each page is verified (the `audit verify` check)
 //! and folded (`fold`) into compact records of the inquiries *received* in the half-open
-//! period `[from, to)`. That is the population: every message or call received in the period
+//! period `[from, to)`. The store's inquiry projection says which inquiries those are, so only
+//! their rows (and the rows about no inquiry: policies, the monitor's record) are decoded and
+//! folded ([`PeriodFilter`]); a ledger without a projection is folded whole, to the same
+//! report. That is the population: every message or call received in the period
 //! is counted, answered or not, excluded or not. No SLA rule is re-implemented here: met and
 //! missed are what the tracker decided and recorded (`InquiryBreached`, the response's
 //! outcome), read field for field as [`Tracker::apply`](slawatch_core::tracker::Tracker::apply) reads
@@ -510,13 +513,76 @@ pub async fn build(
             to: params.to,
         });
     }
+    let filter = PeriodFilter::of(store, params.from, params.to).await?;
+    let filtered = filter.is_some();
+    let data = build_with(store, params, progress, filter).await?;
+    if filtered && !data.ledger.intact {
+        // A broken chain may hold index columns that disagree with their payloads: the rows
+        // are chosen by their payloads alone, as without a projection.
+        return build_with(store, params, progress, None).await;
+    }
+    Ok(data)
+}
+
+/// Which ledger rows a report folds, when the store's inquiry projection says which inquiries
+/// were received in the period: every row about no inquiry (policies, the monitor's record,
+/// contradictions), every row about one of those inquiries, and every row after the head seen
+/// before the projection was read (written while the report runs). The fold ignores every
+/// other row (events about inquiries it does not count), so the report is the same as folding
+/// the whole ledger; the rows left out are not even decoded. The chain is still checked
+/// row by row over the whole ledger.
+pub struct PeriodFilter {
+    after: i64,
+    ids: std::collections::HashSet<Box<str>>,
+}
+
+impl PeriodFilter {
+    /// The filter for `[from, to)`; `None` when the store has no projection to choose by.
+    pub async fn of(
+        store: &Store,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Option<PeriodFilter>, StoreError> {
+        let after = store.head().await?.map_or(0, |(seq, _)| seq);
+        Ok(store
+            .ids_received(from, to)
+            .await?
+            .map(|ids| PeriodFilter { after, ids }))
+    }
+
+    /// How many inquiries of the period the projection names.
+    pub fn inquiries(&self) -> usize {
+        self.ids.len()
+    }
+
+    fn keeps(&self, seq: i64, inquiry_id: Option<&str>) -> bool {
+        inquiry_id.is_none_or(|id| seq > self.after || self.ids.contains(id))
+    }
+}
+
+/// [`build`], folding the rows `filter` keeps (all without one).
+async fn build_with(
+    store: &Store,
+    params: &ReportParams,
+    progress: &mut (dyn FnMut(u64) + Send),
+    filter: Option<PeriodFilter>,
+) -> Result<ReportData, ReportError> {
     let (pages, received) = std::sync::mpsc::sync_channel::<LedgerPage>(PAGES_IN_FLIGHT);
     let (from, to) = (params.from, params.to);
     let folder = tokio::task::spawn_blocking(move || -> Result<PeriodFold, StoreError> {
         let mut fold = PeriodFold::new(from, to);
         for page in received {
-            for event in page.events() {
-                fold.apply(&event?.1);
+            match &filter {
+                Some(filter) => {
+                    for event in page.events_where(|seq, id| filter.keeps(seq, id)) {
+                        fold.apply(&event?.1);
+                    }
+                }
+                None => {
+                    for event in page.events() {
+                        fold.apply(&event?.1);
+                    }
+                }
             }
         }
         Ok(fold)

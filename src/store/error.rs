@@ -89,6 +89,10 @@ pub enum StoreError {
     /// full replay.
     #[error("the archive of thread {thread:?} is unreadable: {problem}")]
     CorruptArchive { thread: String, problem: String },
+    /// A row of the inquiry projection cannot be read back (`store rebuild-projection` writes
+    /// it again from the ledger).
+    #[error("inquiry projection row {open_seq} is unreadable: {problem}")]
+    CorruptProjection { open_seq: i64, problem: String },
     /// A read-only command was pointed at a ledger that does not exist (it is never created
     /// for a read).
     #[error("no ledger at {}", path.display())]

@@ -20,6 +20,10 @@
 //!   ([`Store::events_for_inquiry`]); [`Store::verify`] checks that it agrees with the payload. Triggers refuse `UPDATE` and
 //!   `DELETE` on the table (a guard against accidents, not against an attacker).
 //! - `cursors(source, key, value, updated_at)`: JSON cursor per source and key.
+//! - `inquiries(open_seq, last_seq, id, received_at, channel, language, state, sla, json)`: the
+//!   inquiry projection, one row per inquiry with its current outcome, derived from the ledger
+//!   and written in the same transaction as its events; never hashed, rebuilt from the ledger
+//!   at will (the `projection` submodule).
 //! - `meta(key, value)`: `ledger_format` (`1`), a description of the hash and the genesis value.
 //!
 //! # Hash chain (ledger format 1)
@@ -98,6 +102,7 @@ pub mod health;
 pub mod lock;
 mod packed;
 pub mod postgres;
+pub mod projection;
 pub mod signing;
 mod sql;
 mod sqlite;
@@ -110,6 +115,7 @@ use sqlx::SqlitePool;
 pub use chain::{ExpectedHead, GENESIS, LEDGER_FORMAT, Seals, format_instant, link_hash};
 pub use error::{StoreError, redact_url};
 pub use health::{WriteState, WriteStatus};
+pub use projection::{ProjectionQuery, ProjectionRow};
 pub use signing::{PublicKey, Signer};
 
 use crate::sources::CursorUpdate;
@@ -198,6 +204,13 @@ struct Written {
     first_seq: i64,
     prev_hash: String,
     hashes: Vec<Arc<str>>,
+}
+
+/// What a commit writes beside its events, in the same transaction: the sources' cursors
+/// `(source, key, JSON value)` and the inquiry projection's rows.
+struct Beside<'a> {
+    cursors: Vec<(&'a str, &'a str, String)>,
+    projection: Vec<projection::PendingRow>,
 }
 
 /// A stored row as read: `(seq, recorded_at, kind, inquiry_id, payload, prev_hash, hash)`.
@@ -364,6 +377,20 @@ impl Store {
         cursors: &[(String, CursorUpdate)],
         sealing: Sealing<'_>,
     ) -> Result<Written, StoreError> {
+        self.write_with(recorded_at, events, cursors, sealing, Vec::new())
+            .await
+    }
+
+    /// [`Store::write`], with the inquiry projection's rows of the batch
+    /// ([`Store::commit_projected`]).
+    async fn write_with(
+        &self,
+        recorded_at: DateTime<Utc>,
+        events: &[Event],
+        cursors: &[(String, CursorUpdate)],
+        sealing: Sealing<'_>,
+        projection: Vec<projection::PendingRow>,
+    ) -> Result<Written, StoreError> {
         let stamp = format_instant(recorded_at);
         // Re-read so the returned instant is exactly what replay will see (microseconds).
         let recorded_at = chain::parse_instant(&stamp).unwrap_or(recorded_at);
@@ -437,7 +464,10 @@ impl Store {
             &stamp,
             events,
             payloads,
-            cursor_rows,
+            Beside {
+                cursors: cursor_rows,
+                projection,
+            },
             sealing,
         )
         .await;
@@ -478,9 +508,13 @@ impl Store {
         stamp: &str,
         events: &[Event],
         payloads: Vec<String>,
-        cursor_rows: Vec<(&str, &str, String)>,
+        beside: Beside<'_>,
         sealing: Sealing<'_>,
     ) -> Result<(i64, String, Vec<Arc<str>>), StoreError> {
+        let Beside {
+            cursors: cursor_rows,
+            projection,
+        } = beside;
         let mut tx = sqlx::Connection::begin_with(&mut *conn, dialect.begin_write())
             .await
             .map_err(StoreError::db("append: begin"))?;
@@ -543,6 +577,12 @@ impl Store {
                 .map_err(StoreError::db("append: insert events"))?;
             next += size;
         }
+        projection::upsert(
+            &mut tx,
+            dialect,
+            projection::place(projection, head_seq + 1),
+        )
+        .await?;
         for (source, key, value) in cursor_rows {
             // A `null` value removes the key (a Maildir file that left its folder).
             let query = if value == "null" {
@@ -1022,6 +1062,24 @@ impl LedgerPage {
 
     fn rows(&self) -> impl Iterator<Item = RowRef<'_>> {
         self.spans.iter().map(|s| s.row(&self.text))
+    }
+
+    /// [`LedgerPage::events`] of the rows `keep(seq, inquiry_id column)` accepts; the others
+    /// are not decoded at all (a report folds only the rows of its period's inquiries).
+    pub fn events_where<'p>(
+        &'p self,
+        keep: impl Fn(i64, Option<&str>) -> bool + 'p,
+    ) -> impl Iterator<Item = Result<(i64, Event), StoreError>> + 'p {
+        self.rows()
+            .filter(move |row| keep(row.seq, row.inquiry_id))
+            .map(|row| {
+                decode_event(row.kind, row.payload)
+                    .map(|event| (row.seq, event))
+                    .map_err(|e| StoreError::CorruptRow {
+                        seq: row.seq,
+                        problem: format!("payload is not a known event: {e}"),
+                    })
+            })
     }
 
     /// Each row's seq and event, in seq order; a payload that is not a known event is a

@@ -110,6 +110,98 @@ pub fn insert_chunks(n: usize) -> impl Iterator<Item = usize> {
     )
 }
 
+/// Columns bound per projection row by [`upsert_inquiries`].
+pub const INQUIRY_COLUMNS: usize = 9;
+
+/// Seqs per bucket of the id index (`id_bucket = open_seq >> ID_BUCKET_BITS`); see the
+/// migration `0003`.
+pub const ID_BUCKET_BITS: u32 = 16;
+
+/// `INSERT INTO inquiries … ON CONFLICT (open_seq) DO UPDATE` for `rows` rows (a power of two up
+/// to [`MAX_ROWS_PER_INSERT`], cut by [`insert_chunks`]); bind `open_seq, last_seq, id,
+/// received_at, channel, language, state, sla, json` per row. Anonymous placeholders on SQLite,
+/// as in [`insert_events`]. An update sets only what changes in an inquiry's life (its id,
+/// received time, channel and language never do): SQLite rewrites the index entries of every
+/// column an update sets, whatever the values.
+pub fn upsert_inquiries(dialect: Dialect, rows: usize) -> &'static str {
+    static STATEMENTS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    debug_assert_eq!(
+        dialect,
+        Dialect::Sqlite,
+        "the projection is kept on SQLite only"
+    );
+    let all = STATEMENTS.get_or_init(|| {
+        (0..=MAX_ROWS_PER_INSERT.trailing_zeros())
+            .map(|bit| {
+                let row = format!("({})", ["?"; INQUIRY_COLUMNS].join(", "));
+                let values = vec![row; 1usize << bit].join(", ");
+                format!(
+                    "INSERT INTO inquiries (open_seq, last_seq, id, received_at, channel, language, state, sla, json, id_bucket) \
+                     SELECT column1, column2, column3, column4, column5, column6, column7, column8, column9, \
+                     column1 >> {ID_BUCKET_BITS} FROM (VALUES {values}) WHERE true \
+                     ON CONFLICT (open_seq) DO UPDATE SET last_seq = excluded.last_seq, \
+                     state = excluded.state, sla = excluded.sla, json = excluded.json"
+                )
+            })
+            .collect()
+    });
+    debug_assert!(rows.is_power_of_two() && rows <= MAX_ROWS_PER_INSERT);
+    &all[rows.trailing_zeros() as usize]
+}
+
+pub const CLEAR_INQUIRIES: &str = "DELETE FROM inquiries";
+
+pub const COUNT_INQUIRIES: &str = "SELECT count(*) FROM inquiries";
+
+/// Whether the projection cannot be used: a rebuild started and did not finish (the `meta` row
+/// `projection` = `building`), or the ledger has inquiry events but the projection no rows (a
+/// ledger written before the projection existed).
+pub const PROJECTION_MISSING: &str = "SELECT EXISTS (SELECT 1 FROM meta WHERE key = 'projection') \
+     OR (NOT EXISTS (SELECT 1 FROM inquiries) \
+         AND EXISTS (SELECT 1 FROM ledger WHERE inquiry_id IS NOT NULL))";
+
+/// Marks the projection as being rebuilt (see [`PROJECTION_MISSING`]) …
+pub const PROJECTION_BUILDING: &str = "INSERT INTO meta (key, value) VALUES ('projection', 'building') \
+     ON CONFLICT (key) DO UPDATE SET value = excluded.value";
+
+/// … and as complete again.
+pub const PROJECTION_BUILT: &str = "DELETE FROM meta WHERE key = 'projection'";
+
+/// The API's list: newest first by `(received_at, id)`, strictly before `($5, $6)`, each filter
+/// (`$2` channel, `$3` language, `$4` since) applied when not NULL; merged inquiries are part of
+/// another one and not listed. Walks `inquiries_received` backwards. (`$1`, the state, is
+/// bound NULL: see [`INQUIRY_PAGE_STATE`].)
+pub const INQUIRY_PAGE: &str = "SELECT open_seq, last_seq, json FROM inquiries \
+     WHERE (received_at, id) < ($5, $6) AND state <> 'merged' AND $1 IS NULL \
+       AND ($2 IS NULL OR channel = $2) \
+       AND ($3 IS NULL OR language = $3) AND ($4 IS NULL OR received_at >= $4) \
+     ORDER BY received_at DESC, id DESC LIMIT $7";
+
+/// [`INQUIRY_PAGE`] for one state (`$1`): walks `inquiries_state` within that state, so a
+/// state few inquiries are in (open) is found without walking all of history.
+pub const INQUIRY_PAGE_STATE: &str = "SELECT open_seq, last_seq, json FROM inquiries \
+     WHERE state = $1 AND state <> 'merged' AND (received_at, id) < ($5, $6) \
+       AND ($2 IS NULL OR channel = $2) \
+       AND ($3 IS NULL OR language = $3) AND ($4 IS NULL OR received_at >= $4) \
+     ORDER BY received_at DESC, id DESC LIMIT $7";
+
+/// The ids of the inquiries received in `[$1, $2)` (a report's period), by the received index.
+pub const IDS_RECEIVED: &str =
+    "SELECT id FROM inquiries WHERE received_at >= $1 AND received_at < $2";
+
+/// One inquiry by id (the newest row, should an id ever be reused): one seek of
+/// `inquiries_id` per bucket, `$2` the last bucket.
+pub const INQUIRY_BY_ID: &str = "WITH RECURSIVE bucket(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM bucket WHERE n < $2) \
+     SELECT open_seq, last_seq, json FROM bucket JOIN inquiries ON inquiries.id_bucket = bucket.n \
+     AND inquiries.id = $1 ORDER BY open_seq DESC LIMIT 1";
+
+/// The projection's last `open_seq` (0 when empty): its bucket is the id index's last.
+pub const LAST_OPEN_SEQ: &str = "SELECT coalesce(max(open_seq), 0) FROM inquiries";
+
+/// Projection rows after an `open_seq`, in order (keyset pagination).
+pub const INQUIRY_ROWS_AFTER: &str = "SELECT open_seq, last_seq, id, received_at, channel, language, state, sla, json \
+     FROM inquiries WHERE open_seq > $1 ORDER BY open_seq LIMIT $2";
+
 pub const UPSERT_CURSOR: &str = "INSERT INTO cursors (source, key, value, updated_at) VALUES ($1, $2, $3, $4) \
      ON CONFLICT (source, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at";
 

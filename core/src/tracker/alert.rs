@@ -33,7 +33,7 @@ impl AlertKind {
 }
 
 /// Which alert stage was raised.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AlertStage {
     Warning,
@@ -56,7 +56,7 @@ impl AlertStage {
 }
 
 /// A stage alert raised for an inquiry (delivery records come with the notifiers).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AlertMark {
     pub stage: AlertStage,
     /// Which warn offset, for warnings.

@@ -4,14 +4,14 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::domain::{Channel, InquiryId, Language};
 use crate::tracker::alert::{AlertMark, AlertStage};
 use crate::tracker::event::{ExclusionReason, InquiryKind, LanguageSource, ResponseKind};
 
 /// Where an inquiry stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum InquiryState {
     Open,
@@ -56,7 +56,7 @@ impl InquiryState {
 
 /// Whether the promise was kept. `excluded` for a message that is not an inquiry (it has no
 /// deadline): the API, the CSV and the JSON report use the same words.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SlaStatus {
     Pending,
@@ -87,7 +87,7 @@ impl OpenStatus {
 }
 
 /// Someone said "I'm on it" (`InquiryTaken`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Taken {
     pub by: String,
     pub at: DateTime<Utc>,
@@ -112,8 +112,9 @@ pub struct FollowUp {
     pub subject: String,
 }
 
-/// One inquiry as derived from its events: the JSON shape of the API.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// One inquiry as derived from its events: the JSON shape of the API. It reads back from that
+/// JSON (the store's inquiry projection keeps it), less the fields the JSON leaves out.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Inquiry {
     pub id: InquiryId,
     pub channel: Channel,
@@ -290,5 +291,84 @@ fn status_at(
         OpenStatus::Warning
     } else {
         OpenStatus::Ok
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tracker::event::CallDetails;
+    use chrono::TimeZone;
+
+    /// The store keeps an inquiry as its JSON and serves it again: reading it back and writing
+    /// it again gives the same bytes, every optional part present.
+    #[test]
+    fn an_inquiry_reads_back_from_its_json_to_the_same_json() {
+        let at = Utc.with_ymd_and_hms(2026, 3, 1, 9, 0, 0).unwrap()
+            + chrono::Duration::nanoseconds(123_456_789);
+        let later = |m| at + chrono::Duration::minutes(m);
+        let inquiry = Inquiry {
+            id: InquiryId::from_display("p1"),
+            channel: Channel::Phone,
+            source: "pbx".into(),
+            external_id: "1767600000.1".into(),
+            thread_id: "+34600000001".into(),
+            customer: "+34600000001".into(),
+            customer_name: Some("Cliente \"uno\", S.L.".into()),
+            subject: "استفسار".into(),
+            language: Language::Ar,
+            received_at: at,
+            first_seen_at: later(1),
+            deadline_at: Some(later(15)),
+            warn_at: vec![later(10)],
+            responded_at: Some(later(20)),
+            response_seconds: Some(1200),
+            response_kind: Some(ResponseKind::Manual),
+            responder: Some("maria".into()),
+            response_id: Some("1767601200.9".into()),
+            state: InquiryState::Responded,
+            sla: SlaStatus::Missed,
+            excluded_reason: None,
+            excluded_detail: None,
+            policy: Some("default@1".into()),
+            kind: Some(InquiryKind::NextReply),
+            follow_ups: 2,
+            breached_at: Some(later(15)),
+            alerts: vec![
+                AlertMark {
+                    stage: AlertStage::Warning,
+                    index: Some(0),
+                    at: later(10),
+                    delivered_at: Some(later(10)),
+                    delivered_to: Some(Box::new(vec!["ana@desk.example".into()])),
+                },
+                AlertMark {
+                    stage: AlertStage::Breach,
+                    index: None,
+                    at: later(15),
+                    delivered_at: None,
+                    delivered_to: None,
+                },
+            ],
+            call: Some(Box::new(CallDetails {
+                line: Some("ventas".into()),
+                queue_entered_at: Some(at + chrono::Duration::seconds(20)),
+                withheld: false,
+            })),
+            reply_to: Vec::new(),
+            language_source: None,
+            follow_up_messages: Vec::new(),
+            taken: Some(Box::new(Taken {
+                by: "ana".into(),
+                at: later(12),
+                until: later(42),
+            })),
+            merged_into: Some(Box::new(InquiryId::from_display("p0"))),
+            ledger_seqs: None,
+        };
+        let json = serde_json::to_string(&inquiry).unwrap();
+        let back: Inquiry = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, inquiry);
+        assert_eq!(serde_json::to_string(&back).unwrap(), json);
     }
 }
