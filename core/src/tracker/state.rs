@@ -123,7 +123,8 @@ pub struct Tracker {
     pub(super) policy_records: Mutex<Vec<(Policy, PolicyRecord)>>,
     /// Thread → what the indexes above hold of it: what leaves memory with it when it falls
     /// outside the working set (`working_set.rs`).
-    pub(super) members: HashMap<Arc<str>, super::working_set::Members>,
+    /// (Boxed: the map's buckets stay small, at a third of them empty.)
+    pub(super) members: HashMap<Arc<str>, Box<super::working_set::Members>>,
     /// Set while a thread's events are applied again (`working_set.rs`): what belongs to no
     /// thread is already as it stands.
     pub(super) restoring: bool,

@@ -315,7 +315,7 @@ impl Tracker {
     }
 
     fn evict_thread(&mut self, thread: Arc<str>) -> EvictedThread {
-        let members = self.members.remove(&thread).unwrap_or_default();
+        let members = self.members.remove(&thread).map(|m| *m).unwrap_or_default();
         let mut keys = vec![key64(&thread)];
         for message in &members.messages {
             if self.thread_of.get(message).is_some_and(|t| *t == thread) {
