@@ -163,6 +163,7 @@ fn main() {
                 rebuilt.inquiries,
                 started.elapsed().as_secs_f64()
             );
+            support::ledger::checkpoint(&store).await;
         }
         let Store::Sqlite(pool) = &store else {
             panic!("the bench's ledger is SQLite")

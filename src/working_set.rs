@@ -161,6 +161,9 @@ pub async fn start(
         store.archive_threads(&evicted).await?;
         archived = true;
     }
+    if replayed > REPLAY_EVICT_EVERY as u64 {
+        store.truncate_wal().await;
+    }
     let (verification, seals) = pages.finish();
     Ok(Started {
         deadlines: Deadlines::of_open(&tracker),

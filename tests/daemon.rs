@@ -171,10 +171,10 @@ fn a_real_mailbox_is_tracked_end_to_end_and_survives_a_restart() {
         by_subject(&x.inquiries(), "login B")["sla"] == "met"
     });
 
-    assert_eq!(
-        daemon.metric(r#"slawatch_source_up{source="support"}"#),
-        Some(1.0)
-    );
+    // Up again within a few seconds if a loaded machine made an IDLE round trip time out.
+    daemon.wait_for("the source to be up", Duration::from_secs(10), |x| {
+        x.metric(r#"slawatch_source_up{source="support"}"#) == Some(1.0)
+    });
     assert_eq!(
         daemon.metric(r#"slawatch_deadlines_total{channel="email",language="en",outcome="met"}"#),
         Some(2.0)

@@ -360,6 +360,19 @@ impl Store {
             .collect())
     }
 
+    /// Empties SQLite's write-ahead log into the database file (after the archive writes of a
+    /// start-up replay, which the background checkpoints cannot wrap while the replay reads);
+    /// nothing on PostgreSQL.
+    pub async fn truncate_wal(&self) {
+        if let Store::Sqlite(pool) = self
+            && let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(pool)
+                .await
+        {
+            tracing::warn!(error = %e, "WAL checkpoint after start-up failed; the background checkpoints go on.");
+        }
+    }
+
     /// The hash of ledger row `seq`, if there is one.
     pub async fn hash_at(&self, seq: i64) -> Result<Option<String>, StoreError> {
         with_pool!(self, pool => sqlx::query_scalar("SELECT hash FROM ledger WHERE seq = $1")
