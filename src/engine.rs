@@ -714,9 +714,9 @@ impl Engine {
                     );
                 }
                 Wake::Command(command) => {
-                    let keys = self.wanted_by_command(&command);
-                    let back = match &keeper {
+                    let back = match keeper.as_ref().filter(|k| k.has_archive()) {
                         Some(k) => {
+                            let keys = self.wanted_by_command(&command);
                             k.bring_back(
                                 &self.shared.store,
                                 &self.shared.tracker,
@@ -932,7 +932,8 @@ impl Engine {
         deliveries: &Deliveries,
         writer: &mut Writer,
     ) -> Option<(Submission, DateTime<Utc>, u32)> {
-        if let Some(keeper) = keeper {
+        // Nothing ever archived (the usual backfill of a new ledger): no keys to work out.
+        if let Some(keeper) = keeper.filter(|k| k.has_archive()) {
             let keys = self.wanted_by(&submission.batch.observations);
             if let Err(e) = keeper
                 .bring_back(

@@ -24,7 +24,6 @@ use slawatch_core::tracker::state::TrackerRules;
 use slawatch_core::tracker::working_set::{EvictedThread, Snapshot, key_check};
 
 use crate::scheduler::Deadlines;
-use crate::store::archive::ArchivedThread;
 use crate::store::{PublicKey, Seals, Store, StoreError, Verification};
 
 /// Rows read back at a time when a snapshot is loaded.
@@ -132,10 +131,17 @@ pub async fn start(
         } else {
             Vec::new()
         };
-        let found = ArchiveHits { threads: found };
         for (seq, event) in &events {
-            let wanted = tracker.wanted_for_event(event);
-            for archived in found.threads(&wanted) {
+            // Asked again per event: a thread an earlier row of the page opened is held now.
+            let wanted = if found.is_empty() {
+                Vec::new()
+            } else {
+                tracker.wanted_for_event(event)
+            };
+            for archived in found
+                .iter()
+                .filter(|t| t.keys.iter().any(|k| wanted.contains(k)))
+            {
                 if tracker.holds_thread(&archived.thread) {
                     continue;
                 }
@@ -179,20 +185,6 @@ pub async fn start(
         replayed,
         archived,
     })
-}
-
-/// Archive lookups of one page of a replay, by key.
-struct ArchiveHits {
-    threads: Vec<ArchivedThread>,
-}
-
-impl ArchiveHits {
-    /// The threads `keys` lead to.
-    fn threads<'a>(&'a self, keys: &'a [u64]) -> impl Iterator<Item = &'a ArchivedThread> + 'a {
-        self.threads
-            .iter()
-            .filter(move |t| t.keys.iter().any(|k| keys.contains(k)))
-    }
 }
 
 /// Threads evicted and not yet (known to be) in the store's archive.

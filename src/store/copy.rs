@@ -13,6 +13,23 @@ use super::chain::{ChainChecker, RowRef};
 use super::sql::{self, Dialect};
 use super::{PAGE_ROWS, RawRow, Store, StoreError, Verification};
 
+/// Inserts the copied cursors in the target's transaction `$tx` (a macro: each backend's
+/// transaction has its own types).
+macro_rules! insert_cursors {
+    ($tx:expr, $cursors:expr) => {
+        for c in &$cursors {
+            sqlx::query(INSERT_CURSOR)
+                .bind(&c.0)
+                .bind(&c.1)
+                .bind(&c.2)
+                .bind(&c.3)
+                .execute(&mut *$tx)
+                .await
+                .map_err(StoreError::db("copy: insert cursor"))?;
+        }
+    };
+}
+
 /// What [`Store::copy_into`] copied and found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CopyReport {
@@ -98,16 +115,7 @@ impl Store {
                         insert_sqlite(&mut tx, page).await
                     })
                     .await?;
-                for c in &cursors {
-                    sqlx::query(INSERT_CURSOR)
-                        .bind(&c.0)
-                        .bind(&c.1)
-                        .bind(&c.2)
-                        .bind(&c.3)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(StoreError::db("copy: insert cursor"))?;
-                }
+                insert_cursors!(tx, cursors);
                 tx.commit().await.map_err(StoreError::db("copy: commit"))?;
                 report
             }
@@ -128,16 +136,7 @@ impl Store {
                         insert_postgres(&mut tx, page).await
                     })
                     .await?;
-                for c in &cursors {
-                    sqlx::query(INSERT_CURSOR)
-                        .bind(&c.0)
-                        .bind(&c.1)
-                        .bind(&c.2)
-                        .bind(&c.3)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(StoreError::db("copy: insert cursor"))?;
-                }
+                insert_cursors!(tx, cursors);
                 tx.commit().await.map_err(StoreError::db("copy: commit"))?;
                 report
             }

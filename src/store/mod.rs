@@ -95,6 +95,29 @@
 //! (keyset pagination), in constant memory and without holding one long read transaction.
 //! See the `sqlite` submodule for the pragmas and the durability they give.
 
+/// Upserts a commit's source cursors (`(source, key, JSON value)`) in the transaction `$tx`,
+/// stamped `$stamp`; a `null` value removes the key (a Maildir file that left its folder).
+/// A macro, not a function: both backends' transactions use it, each with its own types.
+macro_rules! write_cursors {
+    ($tx:expr, $rows:expr, $stamp:expr) => {
+        for (source, key, value) in $rows {
+            let query = if value == "null" {
+                sqlx::query(sql::DELETE_CURSOR).bind(source).bind(key)
+            } else {
+                sqlx::query(sql::UPSERT_CURSOR)
+                    .bind(source)
+                    .bind(key)
+                    .bind(value)
+                    .bind($stamp)
+            };
+            query
+                .execute(&mut *$tx)
+                .await
+                .map_err(StoreError::db("append: upsert cursor"))?;
+        }
+    };
+}
+
 mod chain;
 mod error;
 pub mod head;
@@ -583,22 +606,7 @@ impl Store {
             projection::place(projection, head_seq + 1),
         )
         .await?;
-        for (source, key, value) in cursor_rows {
-            // A `null` value removes the key (a Maildir file that left its folder).
-            let query = if value == "null" {
-                sqlx::query(sql::DELETE_CURSOR).bind(source).bind(key)
-            } else {
-                sqlx::query(sql::UPSERT_CURSOR)
-                    .bind(source)
-                    .bind(key)
-                    .bind(value)
-                    .bind(stamp)
-            };
-            query
-                .execute(&mut *tx)
-                .await
-                .map_err(StoreError::db("append: upsert cursor"))?;
-        }
+        write_cursors!(tx, cursor_rows, stamp);
         tx.commit()
             .await
             .map_err(StoreError::db("append: commit"))?;

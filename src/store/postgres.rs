@@ -642,22 +642,7 @@ pub(super) async fn write_rows(
             .await
             .map_err(StoreError::db("append: insert events"))?;
     }
-    for (source, key, value) in cursor_rows {
-        // A `null` value removes the key (a Maildir file that left its folder).
-        let query = if value == "null" {
-            sqlx::query(sql::DELETE_CURSOR).bind(source).bind(key)
-        } else {
-            sqlx::query(sql::UPSERT_CURSOR)
-                .bind(source)
-                .bind(key)
-                .bind(value)
-                .bind(stamp)
-        };
-        query
-            .execute(&mut *tx)
-            .await
-            .map_err(StoreError::db("append: upsert cursor"))?;
-    }
+    write_cursors!(tx, cursor_rows, stamp);
     tx.commit()
         .await
         .map_err(StoreError::db("append: commit"))?;

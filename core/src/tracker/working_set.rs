@@ -109,13 +109,7 @@ impl Tracker {
 
     /// The thread an event is about, once applied: the one it names, or its inquiry's.
     pub(super) fn thread_touched(&self, event: &Event) -> Option<Arc<str>> {
-        let named = match event {
-            Event::InquiryOpened(e) => Some(e.thread_id.as_str()),
-            Event::InquiryExcluded(e) => Some(e.thread_id.as_str()),
-            Event::MessageLinked { thread_id, .. } => Some(thread_id.as_str()),
-            _ => None,
-        };
-        match named {
+        match named_thread(event) {
             Some(thread) => self.threads.get(thread).cloned(),
             None => event
                 .inquiry_id()
@@ -252,13 +246,7 @@ impl Tracker {
     /// The keys applying `event` needs that memory does not hold (a replay meets an event about
     /// a thread evicted earlier in it): restored before it is applied.
     pub fn wanted_for_event(&self, event: &Event) -> Vec<u64> {
-        let thread = match event {
-            Event::InquiryOpened(e) => Some(e.thread_id.as_str()),
-            Event::InquiryExcluded(e) => Some(e.thread_id.as_str()),
-            Event::MessageLinked { thread_id, .. } => Some(thread_id.as_str()),
-            _ => None,
-        };
-        match (thread, event.inquiry_id()) {
+        match (named_thread(event), event.inquiry_id()) {
             (Some(thread), _) if !self.members.contains_key(thread) => {
                 keys_of(vec![thread.to_string()])
             }
@@ -411,6 +399,16 @@ impl Tracker {
             .iter()
             .map(|a| (a.id.clone(), a.clone()))
             .collect();
+    }
+}
+
+/// The thread an event names itself (the others are about an inquiry, in its thread).
+fn named_thread(event: &Event) -> Option<&str> {
+    match event {
+        Event::InquiryOpened(e) => Some(&e.thread_id),
+        Event::InquiryExcluded(e) => Some(&e.thread_id),
+        Event::MessageLinked { thread_id, .. } => Some(thread_id),
+        _ => None,
     }
 }
 
