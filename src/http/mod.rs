@@ -325,6 +325,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
     } else {
         "not ready".to_string()
     };
+    body.push_str(&format!("\n{}", state.shared.role().describe(now)));
     body.push_str(&format!("\n{}", ledger.describe(now)));
     let offset = state.shared.metrics.clock_offset();
     if offset.abs() > crate::scheduler::clock::STEP.as_secs_f64() {

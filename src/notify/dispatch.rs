@@ -627,13 +627,23 @@ pub fn build(
     time_zone: chrono_tz::Tz,
     metrics: Arc<Metrics>,
     signals: Option<Signals>,
+    lease: Option<Arc<crate::store::lease::Lease>>,
 ) -> Result<Arc<dyn Notifier>, BuildError> {
     if settings.primary.is_empty() && settings.fallback.is_none() {
         let log = super::LogNotifier;
         NotifierHealth::new(metrics, &[log.name()])?;
         return Ok(Arc::new(log));
     }
-    let one = |name: &str| build_one(name, settings, time_zone);
+    // In a pair, each channel checks the lease just before it sends (retries included).
+    let one = |name: &str| {
+        build_one(name, settings, time_zone).map(|inner| match &lease {
+            Some(lease) => Arc::new(super::lease_gate::LeaseGated {
+                inner,
+                lease: lease.clone(),
+            }) as Arc<dyn Notifier>,
+            None => inner,
+        })
+    };
     let primaries = settings
         .primary
         .iter()

@@ -13,6 +13,7 @@
 pub mod alertmanager;
 pub mod dispatch;
 pub mod escalate;
+pub mod lease_gate;
 pub mod oncall;
 pub mod renotify;
 pub mod smtp;

@@ -54,6 +54,7 @@ use sqlx::{ConnectOptions, Connection, PgConnection};
 use slawatch_core::tracker::event::Event;
 
 use super::chain::{GENESIS, LEDGER_FORMAT};
+use super::lease::Lease;
 use super::sql::{self, Dialect};
 use super::{Sealing, StoreError, chain_batch};
 
@@ -61,6 +62,11 @@ static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// Connections per daemon: the writer, plus readers for the API, reports and page prefetch.
 const POOL_SIZE: u32 = 6;
+
+/// No daemon transaction waits on its client between two statements for more than a moment;
+/// one that does belongs to a process that was paused or lost its network, and the server ends
+/// it so its locks (the ledger's, the lease row's) do not outlive the lease.
+const IDLE_IN_TRANSACTION: &str = "SET idle_in_transaction_session_timeout = '3s'";
 
 /// How long a new connection may take by default (`connect_timeout` overrides).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -298,6 +304,9 @@ pub struct Pg {
     published: Arc<Mutex<Option<(i64, String)>>>,
     /// Where the published head is kept across restarts (see [`Pg::keep_head_in`]).
     head_file: Arc<std::sync::OnceLock<PathBuf>>,
+    /// The leader lease this replica writes under, once the daemon takes part in a pair: every
+    /// write transaction is then fenced by it (see [`super::lease`]).
+    pub(super) lease: Arc<std::sync::OnceLock<Arc<Lease>>>,
 }
 
 /// Whether `conn` takes writes.
@@ -369,6 +378,9 @@ pub async fn open(
                         "the server is read-only (a standby); looking for the primary again".into(),
                     ));
                 }
+                // A replica paused or cut off inside a transaction must not keep the ledger's
+                // lock or the lease row (see `lease`): the server ends such a session.
+                sqlx::query(IDLE_IN_TRANSACTION).execute(&mut *conn).await?;
                 Ok(())
             })
         })
@@ -425,6 +437,7 @@ pub async fn open(
         current: Arc::new(Mutex::new(index)),
         published: Arc::new(Mutex::new(None)),
         head_file: Arc::new(std::sync::OnceLock::new()),
+        lease: Arc::new(std::sync::OnceLock::new()),
     })
 }
 
@@ -469,6 +482,15 @@ impl Pg {
                 self.pool.set_connect_options(options);
             }
             Err(e) => tracing::warn!(error = %e, "No PostgreSQL server takes writes yet."),
+        }
+    }
+
+    /// Fences a write transaction by the lease, if this replica writes under one (see
+    /// [`Lease::fence`]): its last statement before the commit.
+    pub(super) async fn fence(&self, conn: &mut PgConnection) -> Result<(), StoreError> {
+        match self.lease.get() {
+            Some(lease) => lease.fence(conn).await,
+            None => Ok(()),
         }
     }
 
@@ -643,6 +665,7 @@ pub(super) async fn write_rows(
             .map_err(StoreError::db("append: insert events"))?;
     }
     write_cursors!(tx, cursor_rows, stamp);
+    pg.fence(&mut tx).await?;
     tx.commit()
         .await
         .map_err(StoreError::db("append: commit"))?;
