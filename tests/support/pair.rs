@@ -442,7 +442,8 @@ impl Pair {
     }
 }
 
-/// The `role:` line of `/readyz`, if the daemon answers.
+/// The role named on the `role:` line of `/readyz` (`active` or `standby`, the first word after
+/// it), if the daemon answers.
 pub fn role_of(d: &Daemon) -> Option<String> {
     let (status, body) = d.get("/readyz");
     if status == 0 {
@@ -450,7 +451,8 @@ pub fn role_of(d: &Daemon) -> Option<String> {
     }
     body.lines()
         .find_map(|l| l.trim().strip_prefix("role:"))
-        .map(|r| r.trim().to_string())
+        .and_then(|r| r.split_whitespace().next())
+        .map(str::to_string)
 }
 
 /// `slawatch_leader`, if the daemon answers.
