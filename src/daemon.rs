@@ -180,10 +180,13 @@ impl Daemon {
             lease_ttl_s = lease.ttl().as_secs(),
             "PostgreSQL store: this daemon is one replica of an active/standby pair; the one holding the leader lease writes and alerts."
         );
+        // After a step-down the store may be out of reach (the very reason the lease lapsed):
+        // the standby then waits for it instead of ending the daemon.
+        let mut stepped_down = false;
         loop {
             let (takeover, handover) = match crate::replica::try_take(&lease, &self.store).await {
                 Some(taken) => (taken, None),
-                None => match self.standby(&lease).await? {
+                None => match self.standby(&lease, stepped_down).await? {
                     Some((taken, handover)) => (taken, handover),
                     None => return Ok(()),
                 },
@@ -199,6 +202,7 @@ impl Daemon {
             {
                 Ended::Shutdown => return Ok(()),
                 Ended::SteppedDown => {
+                    stepped_down = true;
                     tracing::warn!("Stepped down: this replica is the standby now.");
                 }
             }
@@ -226,18 +230,33 @@ impl Daemon {
 
     /// The standby: restores the state, serves reads and follows the ledger until it takes the
     /// lease (the takeover, and the state caught up to the last row, when that worked) or the
-    /// daemon stops (`None`).
+    /// daemon stops (`None`). With `wait_for_store` (after a step-down) a store out of reach is
+    /// waited for; at start-up it ends the daemon.
     async fn standby(
         &mut self,
         lease: &Arc<Lease>,
+        wait_for_store: bool,
     ) -> anyhow::Result<Option<(Takeover, Option<Handover>)>> {
         let settings = &self.settings;
         let store = &self.store;
         let key = self.key();
         let rules = self.rules();
-        let started = crate::working_set::start_following(store, rules.clone(), key.clone())
-            .await
-            .context("restoring the state from the ledger (standby)")?;
+        let started = loop {
+            match crate::working_set::start_following(store, rules.clone(), key.clone()).await {
+                Ok(started) => break started,
+                Err(e) if wait_for_store => {
+                    tracing::warn!(error = %e, "Standby: cannot restore the state from the ledger; trying again.");
+                    tokio::select! {
+                        _ = self.shutdown.cancelled() => return Ok(None),
+                        _ = tokio::time::sleep(crate::replica::FOLLOW_EVERY) => {}
+                    }
+                }
+                Err(e) => {
+                    return Err(anyhow::Error::new(e)
+                        .context("restoring the state from the ledger (standby)"));
+                }
+            }
+        };
         let mut at = match &started.verification {
             Verification::Intact { head_hash, .. } => Position {
                 seq: started.snapshot_seq.unwrap_or(0) + started.replayed as i64,
