@@ -128,6 +128,31 @@ fn wait_standby(pair: &Pair, i: usize, within: Duration) -> Duration {
     began.elapsed()
 }
 
+/// [`wait_standby`], noting each change of what replica `i` says meanwhile (its role and
+/// `slawatch_leader`, `None` when it does not answer) with the seconds since the call.
+fn watch_until_standby(pair: &Pair, i: usize, within: Duration) -> Vec<(f64, String)> {
+    let began = Instant::now();
+    let mut seen: Vec<(f64, String)> = Vec::new();
+    loop {
+        let d = &pair.replicas[i];
+        let (role, leader) = (role_of(d), leader_of(d));
+        let now = format!("role {role:?}, leader {leader:?}");
+        if seen.last().is_none_or(|(_, last)| *last != now) {
+            seen.push((began.elapsed().as_secs_f64(), now));
+        }
+        if role.as_deref() == Some("standby") && leader == Some(0.0) && d.get("/readyz").0 == 200 {
+            return seen;
+        }
+        assert!(
+            began.elapsed() < within,
+            "replica {} not back to standby within {within:?} ({seen:?}):\n{}",
+            NAMES[i],
+            pair.logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// Waits for replica `i` to be the active, with `slawatch_leader 1`.
 fn wait_active(pair: &Pair, i: usize, within: Duration) -> Duration {
     let began = Instant::now();
@@ -616,7 +641,8 @@ fn a_paused_active_past_its_lease_commits_and_sends_nothing_and_becomes_the_stan
     let paused = unix_now() - stopped_at;
     assert!(paused > 8.0, "paused only {paused:.1} s");
     signal(&pair.replicas[0], "CONT");
-    let back = wait_standby(&pair, 0, FAILOVER);
+    let states = watch_until_standby(&pair, 0, FAILOVER);
+    let back = states.last().map_or(0.0, |(t, _)| *t);
     // More mail after it resumed; then time for it to act on everything if it were to.
     deliver(&shared, unix_secs(), "after");
     pair.replicas[1].wait_for("the mail after", FAILOVER, |_| ids().contains_key("after"));
@@ -660,11 +686,10 @@ fn a_paused_active_past_its_lease_commits_and_sends_nothing_and_becomes_the_stan
     pair.assert_ledger_clean();
     eprintln!(
         "Active paused {paused:.1} s (lease TTL {TTL}): the standby took over {:.1} s after the \
-         pause (epoch {}); once resumed the old active was a standby again after {:.1} s, sent \
-         nothing and recorded nothing (fenced writes {})",
+         pause (epoch {}); once resumed the old active was a standby again after {back:.1} s \
+         (meanwhile: {states:.1?}), sent nothing and recorded nothing (fenced writes {})",
         change.unix() - stopped_at,
         change.epoch,
-        back.as_secs_f64(),
         fenced.unwrap_or(0.0)
     );
     // What the old active said about it.
