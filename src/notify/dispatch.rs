@@ -574,6 +574,19 @@ impl Lane {
                 .as_ref()
                 .map(|e| e.message.clone())
                 .unwrap_or_default();
+            // A replica that lost the leader lease stops here: the active one resumes these
+            // alerts from their intents in the ledger. Retrying would keep the stepped-down role
+            // waiting on this task, and send the old alerts if this replica became the active
+            // one again meanwhile.
+            if !n.may_send() {
+                tracing::warn!(
+                    notifier = n.name(),
+                    attempt,
+                    alerts = pending.len(),
+                    "Alert delivery stopped: this replica no longer holds the leader lease."
+                );
+                break;
+            }
             if started.elapsed() + pause > self.retry_for {
                 tracing::error!(notifier = n.name(), attempt, alerts = pending.len(), %error, "Alert delivery failed; giving up on this notifier.");
                 self.health.verdict(

@@ -70,6 +70,10 @@ impl Notifier for LeaseGated {
         self.inner.reaches_anyone()
     }
 
+    fn may_send(&self) -> bool {
+        self.lease.is_valid()
+    }
+
     fn still_firing(&self, alerts: &[Alert]) {
         if self.lease.is_valid() {
             self.inner.still_firing(alerts);

@@ -266,6 +266,11 @@ pub trait Notifier: Send + Sync + 'static {
     fn reaches_anyone(&self) -> bool {
         true
     }
+    /// Whether this channel may send at all now: false on a replica that no longer holds the
+    /// leader lease (see `lease_gate`), where retrying a refused alert is pointless.
+    fn may_send(&self) -> bool {
+        true
+    }
     /// At start-up: the alerts delivered before the restart whose inquiries are still open. A
     /// notifier that keeps alerts alive on the other side (Alertmanager) resumes doing so;
     /// nothing is sent again by the others.
