@@ -521,7 +521,7 @@ slots = [{ when = "Mon 00:00-Mon 00:00", person = "ana" }]
     }
     let path = format!("/inquiries/{}/take", id(2));
     let in_flight = std::thread::spawn(move || post_form(a, &path, "by=ana").0);
-    std::thread::sleep(Duration::from_millis(15));
+    std::thread::sleep(Duration::from_millis(3));
     let before = pair.max_seq();
     pair.replicas[0].kill9();
     let in_flight = in_flight.join().unwrap();
