@@ -578,6 +578,7 @@ fn the_alertmanager_example_routes_the_watchdog_to_a_deadmans_switch() {
         ("SlawatchWatchdog", "deadmans-switch"),
         ("SlawatchSourceSilent", "oncall"),
         ("SlawatchLedgerNotWritable", "oncall"),
+        ("SlawatchNoActiveReplica", "oncall"),
         ("SlaBreach", "oncall"),
     ] {
         let (ok, out) = run(Command::new(&amtool)

@@ -1371,7 +1371,9 @@ async fn a_failover_between_replicas_shows_as_its_own_gap_and_leader_change() {
     );
     let restart = events
         .iter()
-        .position(|e| matches!(e, Event::MonitorStarted { at, .. } if *at == t("2026-03-01T11:06:00Z")))
+        .position(
+            |e| matches!(e, Event::MonitorStarted { at, .. } if *at == t("2026-03-01T11:06:00Z")),
+        )
         .expect("the restart");
     events.insert(
         restart,
@@ -1391,7 +1393,9 @@ async fn a_failover_between_replicas_shows_as_its_own_gap_and_leader_change() {
     assert_eq!(gaps[0]["cause"], "failover");
     assert_eq!(coverage["daemon_down_seconds"], 16 * 60);
     // Only the change inside the period; the pair's first start was before it.
-    let changes = coverage["leader_changes"].as_array().expect("leader changes");
+    let changes = coverage["leader_changes"]
+        .as_array()
+        .expect("leader changes");
     assert_eq!(changes.len(), 1, "{changes:?}");
     assert_eq!(changes[0]["epoch"], 2);
     assert_eq!(changes[0]["replica"], "replica-b");

@@ -821,7 +821,10 @@ fn a_lease_ttl_that_cannot_keep_a_pair_safe_and_prompt_is_refused() {
             "{bad}: {found:?}"
         );
     }
-    let path = write(dir.path(), &format!("{MINIMAL}\n[store]\nlease_ttl = \"5s\"\n"));
+    let path = write(
+        dir.path(),
+        &format!("{MINIMAL}\n[store]\nlease_ttl = \"5s\"\n"),
+    );
     let settings = load_with_env(&path, vec![]).unwrap();
     assert_eq!(settings.store.lease_ttl.as_secs(), 5);
     let path = write(dir.path(), MINIMAL);

@@ -355,6 +355,13 @@ async fn readyz(State(state): State<AppState>) -> Response {
 
 /// `/metrics`. Rendering scans the open inquiries, so it runs on a blocking thread.
 async fn metrics(State(state): State<AppState>) -> Response {
+    if let Some(registry) = state.shared.standby_metrics.get() {
+        let mut body = String::new();
+        return match prometheus::TextEncoder::new().encode_utf8(&registry.gather(), &mut body) {
+            Ok(()) => ([(header::CONTENT_TYPE, Metrics::CONTENT_TYPE)], body).into_response(),
+            Err(e) => ApiError::Internal(e.to_string()).into_response(),
+        };
+    }
     let rendered = tokio::task::spawn_blocking(move || {
         let tracker = state.tracker();
         state.shared.metrics.render(&tracker, Utc::now())
