@@ -31,11 +31,12 @@ const UIDS: [&str; 4] = [
     "slawatch-coverage",
     "slawatch-health",
 ];
-const ALERTS: [&str; 11] = [
+const ALERTS: [&str; 12] = [
     "SlaBreachImminent",
     "SlaBreached",
     "SlaComplianceBudgetBurn",
     "SlawatchDown",
+    "SlawatchNoActiveReplica",
     "SlawatchSourceDown",
     "SlawatchSourceStale",
     "SlawatchNotifierDown",
