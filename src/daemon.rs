@@ -300,13 +300,22 @@ impl Daemon {
                 _ = self.shutdown.cancelled() => break None,
                 _ = tokio::time::sleep(crate::replica::FOLLOW_EVERY) => {}
             }
-            if let Some(taken) = crate::replica::try_take(lease, store).await {
+            // A database that hangs must not keep the daemon from stopping.
+            let taken = tokio::select! {
+                _ = self.shutdown.cancelled() => break None,
+                taken = crate::replica::try_take(lease, store) => taken,
+            };
+            if let Some(taken) = taken {
                 break Some(taken);
             }
             if !archived {
                 archived = store.has_archive().await.unwrap_or(false);
             }
-            match crate::replica::catch_up(store, &shared, key.clone(), &mut at, archived).await {
+            let followed = tokio::select! {
+                _ = self.shutdown.cancelled() => break None,
+                followed = crate::replica::catch_up(store, &shared, key.clone(), &mut at, archived) => followed,
+            };
+            match followed {
                 Ok(_) => {
                     following.caught_up(&at);
                     shared.set_role(standing(&at, None));

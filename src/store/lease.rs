@@ -142,6 +142,17 @@ impl Lease {
     pub async fn try_acquire(&self, pg: &Pg) -> Result<Option<Takeover>, StoreError> {
         let sent = Instant::now();
         let attempt = async {
+            // A plain read first: while the lease is held (nearly always), a standby's tries
+            // take no lock that the active's commits would queue behind.
+            let free: bool = sqlx::query_scalar(
+                "SELECT expires_at <= clock_timestamp() FROM leader_lease WHERE id = 1",
+            )
+            .fetch_one(&pg.pool)
+            .await
+            .map_err(StoreError::db("lease: read"))?;
+            if !free {
+                return Ok(None);
+            }
             let mut tx = pg
                 .pool
                 .begin()
