@@ -125,6 +125,7 @@ pub fn router(state: AppState) -> Router {
     let open = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/readyz/active", get(readyz_active))
         .route_layer(within(state.request_timeout));
     let metrics = Router::new()
         .route("/metrics", get(metrics))
@@ -351,6 +352,22 @@ async fn readyz(State(state): State<AppState>) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, body).into_response()
+}
+
+/// `/readyz/active`: 200 only on the replica that writes and alerts (the only daemon on a
+/// SQLite ledger, the lease holder of a pair), once ready; 503 on a standby. For a load balancer
+/// in front of a pair: acks, takes and pushed calls go where this answers 200 (as a database
+/// proxy asks which node is the primary).
+async fn readyz_active(State(state): State<AppState>) -> Response {
+    let role = state.shared.role();
+    if role.is_standby() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            role.describe(state.shared.now()),
+        )
+            .into_response();
+    }
+    readyz(State(state)).await
 }
 
 /// `/metrics`. Rendering scans the open inquiries, so it runs on a blocking thread.
