@@ -272,13 +272,16 @@ impl Daemon {
         tracker.set_contacts(settings.contacts.clone());
         let source_names = self.source_names();
         let metrics = Arc::new(Metrics::new(env!("CARGO_PKG_VERSION"), &source_names));
-        register_lease_metrics(&metrics, Some(lease))?;
         let shared = Arc::new(Shared::new(
             tracker,
             metrics,
             store.clone(),
             Default::default(),
         ));
+        let following = crate::replica::StandbyMetrics::new(lease)
+            .context("registering the standby's metrics")?;
+        following.caught_up(&at);
+        let _ = shared.standby_metrics.set(following.registry.clone());
         let standing = |at: &Position, problem: Option<String>| Role::Standby {
             seq: at.seq,
             at: problem.is_none().then(chrono::Utc::now),
@@ -316,14 +319,26 @@ impl Daemon {
                 _ = self.shutdown.cancelled() => break None,
                 _ = tokio::time::sleep(crate::replica::FOLLOW_EVERY) => {}
             }
-            if let Some(taken) = crate::replica::try_take(lease, store).await {
+            // A database that hangs must not keep the daemon from stopping.
+            let taken = tokio::select! {
+                _ = self.shutdown.cancelled() => break None,
+                taken = crate::replica::try_take(lease, store) => taken,
+            };
+            if let Some(taken) = taken {
                 break Some(taken);
             }
             if !archived {
                 archived = store.has_archive().await.unwrap_or(false);
             }
-            match crate::replica::catch_up(store, &shared, key.clone(), &mut at, archived).await {
-                Ok(_) => shared.set_role(standing(&at, None)),
+            let followed = tokio::select! {
+                _ = self.shutdown.cancelled() => break None,
+                followed = crate::replica::catch_up(store, &shared, key.clone(), &mut at, archived) => followed,
+            };
+            match followed {
+                Ok(_) => {
+                    following.caught_up(&at);
+                    shared.set_role(standing(&at, None));
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "Standby: cannot follow the ledger; trying again.");
                     shared.set_role(standing(&at, Some(e.to_string())));

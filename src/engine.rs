@@ -79,6 +79,9 @@ pub struct Shared {
     pub progress: Mutex<std::collections::HashMap<String, DateTime<Utc>>>,
     /// Whether this replica writes and alerts, or follows (`/readyz`, the wallboard).
     pub role: Mutex<crate::replica::Role>,
+    /// A standby's own metrics, which `/metrics` serves instead of the desk's: the desk's
+    /// figures come from the active replica alone, so sums over both never count them twice.
+    pub standby_metrics: std::sync::OnceLock<prometheus::Registry>,
 }
 
 impl Shared {
@@ -97,6 +100,7 @@ impl Shared {
             ledger: WriteState::default(),
             progress: Mutex::default(),
             role: Mutex::new(crate::replica::Role::Single),
+            standby_metrics: std::sync::OnceLock::new(),
         }
     }
 

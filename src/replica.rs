@@ -112,6 +112,58 @@ pub async fn keep_lease(lease: Arc<Lease>, store: Store, stop: CancellationToken
     }
 }
 
+/// What a standby's `/metrics` says: that it is the standby (`slawatch_leader 0`), how far it
+/// follows, and the process itself; nothing about the desk, which the active reports (a sum
+/// over both replicas then counts each inquiry once).
+pub struct StandbyMetrics {
+    pub registry: prometheus::Registry,
+    seq: prometheus::IntGauge,
+    caught_up: prometheus::Gauge,
+}
+
+impl StandbyMetrics {
+    pub fn new(lease: &Lease) -> Result<StandbyMetrics, prometheus::Error> {
+        let registry = prometheus::Registry::new();
+        let seq = prometheus::IntGauge::new(
+            "slawatch_standby_ledger_seq",
+            "The last ledger row the standby applied.",
+        )?;
+        let caught_up = prometheus::Gauge::new(
+            "slawatch_standby_caught_up_timestamp_seconds",
+            "When the standby last read the ledger up to its head (Unix time).",
+        )?;
+        let build_info = prometheus::IntGaugeVec::new(
+            prometheus::Opts::new(
+                "slawatch_build_info",
+                "Always 1; the version is in the label.",
+            ),
+            &["version"],
+        )?;
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        registry.register(Box::new(lease.leader.clone()))?;
+        registry.register(Box::new(lease.fenced_writes.clone()))?;
+        registry.register(Box::new(seq.clone()))?;
+        registry.register(Box::new(caught_up.clone()))?;
+        registry.register(Box::new(build_info))?;
+        registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
+        Ok(StandbyMetrics {
+            registry,
+            seq,
+            caught_up,
+        })
+    }
+
+    pub fn caught_up(&self, at: &Position) {
+        self.seq.set(at.seq);
+        self.caught_up
+            .set(Utc::now().timestamp_millis() as f64 / 1000.0);
+    }
+}
+
 /// Where the standby stands in the ledger: the last row applied and its hash.
 #[derive(Debug, Clone)]
 pub struct Position {

@@ -1349,3 +1349,61 @@ async fn a_report_read_through_the_projection_is_the_report_of_the_whole_ledger(
         store.close().await;
     }
 }
+
+#[tokio::test]
+async fn a_failover_between_replicas_shows_as_its_own_gap_and_leader_change() {
+    // The fixture's crash at 10:50 becomes a failover: the standby replica took the lease and
+    // started at 11:06.
+    let t = |s: &str| s.parse::<DateTime<Utc>>().expect("instant");
+    let mut events = fixture();
+    let first = events
+        .iter()
+        .position(|e| matches!(e, Event::MonitorStarted { .. }))
+        .expect("a start");
+    events.insert(
+        first,
+        Event::LeaderChanged {
+            at: t("2026-02-27T00:00:00Z"),
+            epoch: 1,
+            replica: "replica-a".into(),
+            previous: None,
+        },
+    );
+    let restart = events
+        .iter()
+        .position(
+            |e| matches!(e, Event::MonitorStarted { at, .. } if *at == t("2026-03-01T11:06:00Z")),
+        )
+        .expect("the restart");
+    events.insert(
+        restart,
+        Event::LeaderChanged {
+            at: t("2026-03-01T11:06:00Z"),
+            epoch: 2,
+            replica: "replica-b".into(),
+            previous: Some("replica-a".into()),
+        },
+    );
+    let world = World::new(&events).await;
+    let json: Value = serde_json::from_str(&report(&world, "json", &[])).expect("json");
+    let coverage = &json["coverage"];
+    let gaps = coverage["gaps"].as_array().expect("gaps");
+    assert_eq!(gaps[0]["start"], "2026-03-01T10:50:00Z");
+    assert_eq!(gaps[0]["end"], "2026-03-01T11:06:00Z");
+    assert_eq!(gaps[0]["cause"], "failover");
+    assert_eq!(coverage["daemon_down_seconds"], 16 * 60);
+    // Only the change inside the period; the pair's first start was before it.
+    let changes = coverage["leader_changes"]
+        .as_array()
+        .expect("leader changes");
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert_eq!(changes[0]["epoch"], 2);
+    assert_eq!(changes[0]["replica"], "replica-b");
+    assert_eq!(changes[0]["previous"], "replica-a");
+    let html = report(&world, "html", &[]);
+    assert!(
+        html.contains(r#"<b id="leader-changes">1</b>"#),
+        "the HTML report counts the failover"
+    );
+    assert!(html.contains("replica-b"), "and names the new active");
+}

@@ -410,3 +410,151 @@ async fn the_same_commits_give_the_same_bytes_on_both_backends_signed_or_not() {
         "{verdict:?}"
     );
 }
+
+/// Makes the lease expire now, as if its TTL had passed with no renewal (the server's clock
+/// decides expiry; the test moves the row instead of waiting).
+fn expire_lease(pg: &Postgres, db: &str) {
+    pg.psql(
+        db,
+        "UPDATE leader_lease SET expires_at = clock_timestamp() - interval '1 second'",
+    );
+}
+
+#[tokio::test]
+async fn a_replica_that_lost_the_lease_never_commits_again() {
+    use slawatch::store::lease::{Lease, Renewal, Takeover};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    let pg = postgres::shared();
+    let db = pg.create_database();
+    // Two replicas: two pools, two leases, one ledger.
+    let first = Store::open(&pg.url(&db)).await.unwrap();
+    let second = Store::open(&pg.url(&db)).await.unwrap();
+    let lease_a = Arc::new(Lease::new("a".into(), Duration::from_secs(30)));
+    let lease_b = Arc::new(Lease::new("b".into(), Duration::from_secs(30)));
+    first.write_under(lease_a.clone());
+    second.write_under(lease_b.clone());
+    let (Store::Postgres(pg_a), Store::Postgres(pg_b)) = (&first, &second) else {
+        panic!("both stores are PostgreSQL");
+    };
+
+    // Before anyone holds the lease, a replica's writes are refused.
+    let refused = first.append(t0(), &events(0, 1), &[]).await.unwrap_err();
+    assert!(
+        matches!(refused, StoreError::Fenced { epoch: None, .. }),
+        "{refused}"
+    );
+
+    assert_eq!(
+        lease_a.try_acquire(pg_a).await.unwrap(),
+        Some(Takeover {
+            epoch: 1,
+            previous: None
+        })
+    );
+    assert_eq!(lease_b.try_acquire(pg_b).await.unwrap(), None);
+    assert_eq!(lease_a.leader.get(), 1);
+    assert_eq!(lease_b.leader.get(), 0);
+    first.append(t0(), &events(0, 5), &[]).await.unwrap();
+    let refused = second.append(t0(), &events(5, 1), &[]).await.unwrap_err();
+    assert!(matches!(refused, StoreError::Fenced { .. }), "{refused}");
+    assert!(matches!(lease_a.renew(pg_a).await, Renewal::Renewed));
+
+    // A's lease expires on the server (A paused past its TTL): B takes over at epoch 2.
+    expire_lease(pg, &db);
+    assert_eq!(
+        lease_b.try_acquire(pg_b).await.unwrap(),
+        Some(Takeover {
+            epoch: 2,
+            previous: Some("a".into())
+        })
+    );
+    second.append(t0(), &events(5, 3), &[]).await.unwrap();
+    // A still believes in its lease by its own clock, but the fence inside the transaction
+    // finds another holder: nothing is written, and it counts.
+    assert!(lease_a.is_valid());
+    let fenced_before = lease_a.fenced_writes.get();
+    let refused = first.append(t0(), &events(8, 2), &[]).await.unwrap_err();
+    assert!(
+        matches!(refused, StoreError::Fenced { epoch: Some(1), .. }),
+        "{refused}"
+    );
+    assert_eq!(lease_a.fenced_writes.get(), fenced_before + 1);
+    // The archive and snapshots are fenced too: an old active must not refile a thread.
+    let snapshot = first.save_snapshot(8, t0(), "{}").await.unwrap_err();
+    assert!(matches!(snapshot, StoreError::Fenced { .. }), "{snapshot}");
+    // Its next renewal finds another holder: it steps down.
+    assert!(matches!(lease_a.renew(pg_a).await, Renewal::Lost));
+    assert!(!lease_a.is_valid());
+    assert_eq!(lease_a.leader.get(), 0);
+
+    // Eight rows, in order, none of them A's after the takeover; the chain is intact.
+    let (n, _) = intact(second.verify().await.unwrap());
+    assert_eq!(n, 8);
+    let rows = pg.psql(
+        &db,
+        "SELECT string_agg(payload::json->>'inquiry_id', ',' ORDER BY seq) FROM ledger",
+    );
+    assert_eq!(rows.trim(), "e0,e1,e2,e3,e4,e5,e6,e7");
+
+    // A clean stop lets the lease go at once: A takes it back without waiting for the TTL.
+    lease_b.release(pg_b).await;
+    assert_eq!(
+        lease_a.try_acquire(pg_a).await.unwrap(),
+        Some(Takeover {
+            epoch: 3,
+            previous: Some("b".into())
+        })
+    );
+    first.append(t0(), &events(8, 1), &[]).await.unwrap();
+    let refused = second.append(t0(), &events(9, 1), &[]).await.unwrap_err();
+    assert!(matches!(refused, StoreError::Fenced { .. }), "{refused}");
+    assert_eq!(intact(first.verify().await.unwrap()).0, 9);
+}
+
+#[tokio::test]
+async fn a_takeover_waits_while_a_commit_holds_the_lease_row() {
+    use slawatch::store::lease::Lease;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    let pg = postgres::shared();
+    let db = pg.create_database();
+    let first = Store::open(&pg.url(&db)).await.unwrap();
+    let second = Store::open(&pg.url(&db)).await.unwrap();
+    let lease_a = Arc::new(Lease::new("a".into(), Duration::from_secs(30)));
+    let lease_b = Arc::new(Lease::new("b".into(), Duration::from_secs(30)));
+    first.write_under(lease_a.clone());
+    second.write_under(lease_b.clone());
+    let (Store::Postgres(pg_a), Store::Postgres(pg_b)) = (&first, &second) else {
+        panic!("both stores are PostgreSQL");
+    };
+    lease_a.try_acquire(pg_a).await.unwrap().expect("free");
+    // The lease expires; then a session holds its row as a commit's fence does.
+    expire_lease(pg, &db);
+    let url = pg.url(&db);
+    let (locked_tx, locked_rx) = tokio::sync::oneshot::channel();
+    let (release_tx, release_rx) = tokio::sync::oneshot::channel::<()>();
+    let holder = tokio::spawn(async move {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+        let mut tx = conn.begin().await.unwrap();
+        sqlx::query("SELECT 1 FROM leader_lease WHERE id = 1 FOR SHARE")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        locked_tx.send(()).unwrap();
+        release_rx.await.unwrap();
+        tx.commit().await.unwrap();
+    });
+    locked_rx.await.unwrap();
+    // Held past the take's lock wait: the take gives up (and tries again later), it does not
+    // slip in under the commit.
+    let blocked = lease_b.try_acquire(pg_b).await;
+    assert!(blocked.is_err(), "{blocked:?}");
+    assert_eq!(lease_b.epoch(), None);
+    release_tx.send(()).unwrap();
+    holder.await.unwrap();
+    assert_eq!(lease_b.try_acquire(pg_b).await.unwrap().unwrap().epoch, 2);
+}

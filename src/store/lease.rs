@@ -10,9 +10,9 @@
 //! at its epoch and has not expired (by the server's clock), and only then commits
 //! ([`Lease::fence`]). A takeover updates that row, so it waits for such a commit to end, and a
 //! commit that comes after the takeover finds another holder and rolls back: no write of an old
-//! epoch ever follows the new leader's first commit. Connections idle inside a transaction are
-//! ended by the server after a few seconds, so a replica paused mid-commit cannot hold the row
-//! (or the ledger's lock) past its lease.
+//! epoch ever follows the new leader's first commit. A replica's write transactions ask the
+//! server to end them once idle for 3 s, so a replica paused mid-commit cannot hold the row (or
+//! the ledger's lock) past its lease.
 //!
 //! **Alerts.** The replica also keeps its own, conservative idea of how long the lease lasts: the
 //! instant it sent the last successful renewal, plus the TTL, less an eighth of it for clocks
@@ -142,6 +142,17 @@ impl Lease {
     pub async fn try_acquire(&self, pg: &Pg) -> Result<Option<Takeover>, StoreError> {
         let sent = Instant::now();
         let attempt = async {
+            // A plain read first: while the lease is held (nearly always), a standby's tries
+            // take no lock that the active's commits would queue behind.
+            let free: bool = sqlx::query_scalar(
+                "SELECT expires_at <= clock_timestamp() FROM leader_lease WHERE id = 1",
+            )
+            .fetch_one(&pg.pool)
+            .await
+            .map_err(StoreError::db("lease: read"))?;
+            if !free {
+                return Ok(None);
+            }
             let mut tx = pg
                 .pool
                 .begin()
@@ -265,9 +276,13 @@ impl Lease {
         let held = self.held().filter(|h| Instant::now() < h.valid_until);
         let holds = match held {
             None => false,
+            // The idle limit is set in the same statement: from here to the commit the row is
+            // locked, and a process paused in between must not keep it.
             Some(h) => sqlx::query_scalar::<_, i32>(
                 "SELECT 1 FROM leader_lease WHERE id = 1 AND holder = $1 AND epoch = $2 \
-                 AND expires_at > clock_timestamp() FOR SHARE",
+                 AND expires_at > clock_timestamp() \
+                 AND set_config('idle_in_transaction_session_timeout', '3s', true) IS NOT NULL \
+                 FOR SHARE",
             )
             .bind(&self.replica)
             .bind(h.epoch)

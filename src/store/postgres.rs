@@ -63,10 +63,11 @@ static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
 /// Connections per daemon: the writer, plus readers for the API, reports and page prefetch.
 const POOL_SIZE: u32 = 6;
 
-/// No daemon transaction waits on its client between two statements for more than a moment;
-/// one that does belongs to a process that was paused or lost its network, and the server ends
-/// it so its locks (the ledger's, the lease row's) do not outlive the lease.
-const IDLE_IN_TRANSACTION: &str = "SET idle_in_transaction_session_timeout = '3s'";
+/// A replica's write transaction never waits on its client between two statements for more
+/// than a moment; one that does belongs to a process that was paused or lost its network, and
+/// the server ends it so its locks (the ledger's, the lease row's) do not outlive its lease.
+/// (Not for the commands' long transactions, such as `store copy`.)
+const IDLE_IN_TRANSACTION: &str = "SET LOCAL idle_in_transaction_session_timeout = '3s'";
 
 /// How long a new connection may take by default (`connect_timeout` overrides).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -378,9 +379,6 @@ pub async fn open(
                         "the server is read-only (a standby); looking for the primary again".into(),
                     ));
                 }
-                // A replica paused or cut off inside a transaction must not keep the ledger's
-                // lock or the lease row (see `lease`): the server ends such a session.
-                sqlx::query(IDLE_IN_TRANSACTION).execute(&mut *conn).await?;
                 Ok(())
             })
         })
@@ -623,6 +621,12 @@ pub(super) async fn write_rows(
             .execute(&mut *tx)
             .await
             .map_err(StoreError::db("append: synchronous_commit"))?;
+    }
+    if pg.lease.get().is_some() {
+        sqlx::query(IDLE_IN_TRANSACTION)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::db("append: idle timeout"))?;
     }
     if let Some(lock) = Dialect::Postgres.lock_ledger() {
         sqlx::query(lock)
