@@ -242,7 +242,12 @@ impl Daemon {
         let key = self.key();
         let rules = self.rules();
         let started = loop {
-            match crate::working_set::start_following(store, rules.clone(), key.clone()).await {
+            // A database that hangs must not keep the daemon from stopping.
+            let attempt = tokio::select! {
+                _ = self.shutdown.cancelled() => return Ok(None),
+                attempt = crate::working_set::start_following(store, rules.clone(), key.clone()) => attempt,
+            };
+            match attempt {
                 Ok(started) => break started,
                 Err(e) if wait_for_store => {
                     tracing::warn!(error = %e, "Standby: cannot restore the state from the ledger; trying again.");
