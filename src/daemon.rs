@@ -431,6 +431,18 @@ impl Daemon {
         let went_backwards = self.went_backwards;
         // This role's own stop: the daemon's shutdown, or the lease lost.
         let shutdown = self.shutdown.child_token();
+        // Renewed from the first moment (a long restore must not let the lease lapse) to the
+        // last (the stop is recorded and deliveries finish under it).
+        let renewal = CancellationToken::new();
+        let renewing = lease.as_ref().map(|(lease, _)| {
+            tokio::spawn(crate::replica::keep_lease(
+                lease.clone(),
+                store.clone(),
+                renewal.clone(),
+                shutdown.clone(),
+            ))
+        });
+        let _stop_renewing = renewal.clone().drop_guard();
         let rules = self.rules();
         let started = std::time::Instant::now();
         let key = self.key();
@@ -466,6 +478,10 @@ impl Daemon {
                 .context("restoring the state from the ledger")?,
         };
         let elapsed = started.elapsed();
+        if lease.as_ref().is_some_and(|(l, _)| !l.is_valid()) {
+            tracing::warn!("The leader lease was lost while the state was restored.");
+            return Ok(Ended::SteppedDown);
+        }
         // A ledger written before the inquiry projection existed gets it now, once.
         if store.keeps_projection()
             && store
@@ -648,13 +664,6 @@ impl Daemon {
         let mut engine_task = tokio::spawn(engine.run(deadlines));
 
         let listener = self.http.handle(settings.http.bind).await?;
-        if let Some((lease, _)) = &lease {
-            tasks.spawn(crate::replica::keep_lease(
-                lease.clone(),
-                store.clone(),
-                shutdown.clone(),
-            ));
-        }
         let engine_handle = EngineHandle::new(command_tx);
         let state = crate::http::AppState {
             take_for: settings.notify.take_for,
@@ -812,6 +821,10 @@ impl Daemon {
             tracing::error!(error = %e, "Could not record the stop in the ledger.");
         }
         crate::store::head::publish(&store, Some(&head_gauge), "Ledger head at shutdown.").await;
+        renewal.cancel();
+        if let Some(renewing) = renewing {
+            let _ = renewing.await;
+        }
         if let (Some((lease, _)), Store::Postgres(pg)) = (&lease, &store) {
             lease.release(pg).await;
         }

@@ -76,16 +76,21 @@ impl Role {
     }
 }
 
-/// Renews the lease every quarter of its TTL until `stop`; when it is lost (another holder, or
-/// lapsed by this replica's clock while renewals failed), steps down and cancels `stop`.
-pub async fn keep_lease(lease: Arc<Lease>, store: Store, stop: CancellationToken) {
+/// Renews the lease every quarter of its TTL until `until`; when it is lost (another holder, or
+/// lapsed by this replica's clock while renewals failed), steps down and cancels `role`.
+pub async fn keep_lease(
+    lease: Arc<Lease>,
+    store: Store,
+    until: CancellationToken,
+    role: CancellationToken,
+) {
     let Store::Postgres(pg) = &store else {
         return;
     };
     let every = lease.ttl() / 4;
     loop {
         tokio::select! {
-            _ = stop.cancelled() => return,
+            _ = until.cancelled() => return,
             _ = tokio::time::sleep(every) => {}
         }
         match lease.renew(pg).await {
@@ -95,7 +100,7 @@ pub async fn keep_lease(lease: Arc<Lease>, store: Store, stop: CancellationToken
                     replica = lease.replica(),
                     "The leader lease is lost (another replica holds it, or it lapsed); stepping down to standby: nothing more is written or sent from here."
                 );
-                stop.cancel();
+                role.cancel();
                 return;
             }
             Renewal::Failed(e) => {
@@ -104,7 +109,7 @@ pub async fn keep_lease(lease: Arc<Lease>, store: Store, stop: CancellationToken
                 } else {
                     lease.step_down();
                     tracing::error!(error = %e, "The leader lease lapsed while it could not be renewed; stepping down to standby: nothing more is written or sent from here.");
-                    stop.cancel();
+                    role.cancel();
                     return;
                 }
             }

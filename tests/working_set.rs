@@ -139,7 +139,12 @@ async fn outcomes(store: &Store) -> Vec<String> {
     for entry in store.events().await.unwrap() {
         all.apply(&entry.event);
     }
-    let mut out: Vec<String> = all
+    described(&all)
+}
+
+/// Each inquiry `tracker` holds with its outcome, thread, kind and follow-ups.
+fn described(tracker: &Tracker) -> Vec<String> {
+    let mut out: Vec<String> = tracker
         .newest_first()
         .map(|i| {
             format!(
@@ -186,12 +191,17 @@ async fn store_in(dir: &std::path::Path) -> Store {
 /// Runs the engine over `store`, reads every batch in order, stops (a snapshot is written at
 /// shutdown when a window is set); returns how many threads memory held before the stop.
 async fn read_all(store: Store, window: Option<Duration>) -> usize {
+    read(store, window, batches()).await
+}
+
+/// [`read_all`] for some of the batches.
+async fn read(store: Store, window: Option<Duration>, batches: Vec<Vec<Observation>>) -> usize {
     let setup = Setup {
         working_window: window,
         ..Setup::at(t0() + Duration::hours(2 * CONVERSATIONS + 49))
     };
     let r = support::engine::start(store, rules(), Arc::new(Accepting), setup).await;
-    for observations in batches() {
+    for observations in batches {
         r.sink
             .submit(SourceBatch {
                 source: "mail".into(),
@@ -313,4 +323,84 @@ async fn a_restart_resumes_from_the_snapshot_and_a_bad_one_falls_back_to_a_full_
         .unwrap();
     assert_eq!(mismatched.snapshot_seq, None);
     assert_eq!(held(&mismatched.tracker), held(&from_snapshot.tracker));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_following_the_ledger_holds_what_the_ledger_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let window = Duration::hours(1);
+    let mut all = batches();
+    let rest = all.split_off(20);
+    // The active read the first twenty conversations and stopped: a snapshot, and threads in
+    // the archive.
+    read(store_in(dir.path()).await, Some(window), all).await;
+    let store = store_in(dir.path()).await;
+    assert!(count(&store, "archived_threads").await > 0);
+
+    // A standby starts from that snapshot, as a replica does, and follows the active's next
+    // run (the last conversations, then the late evidence that brings archived ones back)
+    // from wherever it stands when each batch is in.
+    let started = slawatch::working_set::start_following(&store, rules(), None)
+        .await
+        .unwrap();
+    let slawatch::store::Verification::Intact { head_hash, .. } = &started.verification else {
+        panic!("{:?}", started.verification)
+    };
+    let mut at = slawatch::replica::Position {
+        seq: started.snapshot_seq.unwrap_or(0) + started.replayed as i64,
+        hash: head_hash.clone(),
+    };
+    assert!(
+        started.snapshot_seq.is_some(),
+        "the standby starts from the snapshot"
+    );
+    let follower = slawatch::engine::Shared::new(
+        started.tracker,
+        Arc::new(slawatch::telemetry::Metrics::new("test", &[])),
+        store.clone(),
+        Default::default(),
+    );
+    let setup = Setup {
+        working_window: Some(window),
+        ..Setup::at(t0() + Duration::hours(2 * CONVERSATIONS + 49))
+    };
+    let r = support::engine::start(store.clone(), rules(), Arc::new(Accepting), setup).await;
+    let mut applied = 0;
+    for observations in rest {
+        r.sink
+            .submit(SourceBatch {
+                source: "mail".into(),
+                observations,
+                cursors: vec![],
+                initial_sync_done: true,
+            })
+            .await
+            .unwrap();
+        applied += slawatch::replica::catch_up(&store, &follower, None, &mut at, started.archived)
+            .await
+            .unwrap();
+    }
+    support::engine::stop(r).await;
+    applied += slawatch::replica::catch_up(&store, &follower, None, &mut at, true)
+        .await
+        .unwrap();
+    let head = store.head().await.unwrap().unwrap();
+    assert_eq!((at.seq, at.hash.clone()), head, "caught up to the head");
+    assert!(applied > 0);
+
+    // Every inquiry the standby holds is as the whole ledger says, the conversations the late
+    // evidence brought back from the archive included.
+    let expected = outcomes(&store).await;
+    let holds = described(&follower.tracker.read().unwrap());
+    for inquiry in &holds {
+        assert!(expected.contains(inquiry), "{inquiry} not in {expected:#?}");
+    }
+    // first0 and first4 were answered and archived before the standby started; the next
+    // message in one and the second reply in the other bring them back.
+    for brought_back in ["<first0@", "<first4@", "<next0@", "<first1@", "<first3@"] {
+        assert!(
+            holds.iter().any(|o| o.starts_with(brought_back)),
+            "{brought_back} held by the standby: {holds:#?}"
+        );
+    }
 }
