@@ -745,10 +745,12 @@ fn a_network_cut_between_the_active_and_postgres_moves_the_lease_and_never_two_a
     let demoted = within(Duration::from_secs(10), || {
         leader_of(&pair.replicas[0]) == Some(0.0)
     });
-    // Held until every deadline passed.
+    // Held until every deadline passed, and at least 45 s after the takeover: longer than the
+    // old active takes to step down, so that it meets the unreachable store as a standby too.
     let last_due = (first + 6 + 2 * MAILS) as f64;
-    let limit = Instant::now() + Duration::from_secs(90);
-    while (hooks.breaches().len() as u64) < MAILS || unix_now() < last_due + 3.0 {
+    let heal_at = (last_due + 3.0).max(change.unix() + 45.0);
+    let limit = Instant::now() + Duration::from_secs(120);
+    while (hooks.breaches().len() as u64) < MAILS || unix_now() < heal_at {
         assert!(
             Instant::now() < limit,
             "breaches missing during the cut: {:?}\n{}",
