@@ -420,21 +420,30 @@ fn expire_lease(pg: &Postgres, db: &str) {
     );
 }
 
+/// One replica of a pair on `db`: its own pool, writing under its own lease (30 s: tests
+/// expire it by hand).
+async fn replica(
+    pg: &Postgres,
+    db: &str,
+    name: &str,
+) -> (Store, std::sync::Arc<slawatch::store::lease::Lease>) {
+    let store = Store::open(&pg.url(db)).await.unwrap();
+    let lease = std::sync::Arc::new(slawatch::store::lease::Lease::new(
+        name.into(),
+        std::time::Duration::from_secs(30),
+    ));
+    store.write_under(lease.clone());
+    (store, lease)
+}
+
 #[tokio::test]
 async fn a_replica_that_lost_the_lease_never_commits_again() {
-    use slawatch::store::lease::{Lease, Renewal, Takeover};
-    use std::sync::Arc;
-    use std::time::Duration;
+    use slawatch::store::lease::{Renewal, Takeover};
 
     let pg = postgres::shared();
     let db = pg.create_database();
-    // Two replicas: two pools, two leases, one ledger.
-    let first = Store::open(&pg.url(&db)).await.unwrap();
-    let second = Store::open(&pg.url(&db)).await.unwrap();
-    let lease_a = Arc::new(Lease::new("a".into(), Duration::from_secs(30)));
-    let lease_b = Arc::new(Lease::new("b".into(), Duration::from_secs(30)));
-    first.write_under(lease_a.clone());
-    second.write_under(lease_b.clone());
+    let (first, lease_a) = replica(pg, &db, "a").await;
+    let (second, lease_b) = replica(pg, &db, "b").await;
     let (Store::Postgres(pg_a), Store::Postgres(pg_b)) = (&first, &second) else {
         panic!("both stores are PostgreSQL");
     };
@@ -515,18 +524,10 @@ async fn a_replica_that_lost_the_lease_never_commits_again() {
 
 #[tokio::test]
 async fn a_takeover_waits_while_a_commit_holds_the_lease_row() {
-    use slawatch::store::lease::Lease;
-    use std::sync::Arc;
-    use std::time::Duration;
-
     let pg = postgres::shared();
     let db = pg.create_database();
-    let first = Store::open(&pg.url(&db)).await.unwrap();
-    let second = Store::open(&pg.url(&db)).await.unwrap();
-    let lease_a = Arc::new(Lease::new("a".into(), Duration::from_secs(30)));
-    let lease_b = Arc::new(Lease::new("b".into(), Duration::from_secs(30)));
-    first.write_under(lease_a.clone());
-    second.write_under(lease_b.clone());
+    let (first, lease_a) = replica(pg, &db, "a").await;
+    let (second, lease_b) = replica(pg, &db, "b").await;
     let (Store::Postgres(pg_a), Store::Postgres(pg_b)) = (&first, &second) else {
         panic!("both stores are PostgreSQL");
     };

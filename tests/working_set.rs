@@ -188,6 +188,19 @@ async fn store_in(dir: &std::path::Path) -> Store {
         .unwrap()
 }
 
+/// Hands the engine one batch of the mailbox, as its source does.
+async fn submit(r: &support::engine::Running, observations: Vec<Observation>) {
+    r.sink
+        .submit(SourceBatch {
+            source: "mail".into(),
+            observations,
+            cursors: vec![],
+            initial_sync_done: true,
+        })
+        .await
+        .unwrap();
+}
+
 /// Runs the engine over `store`, reads every batch in order, stops (a snapshot is written at
 /// shutdown when a window is set); returns how many threads memory held before the stop.
 async fn read_all(store: Store, window: Option<Duration>) -> usize {
@@ -202,15 +215,7 @@ async fn read(store: Store, window: Option<Duration>, batches: Vec<Vec<Observati
     };
     let r = support::engine::start(store, rules(), Arc::new(Accepting), setup).await;
     for observations in batches {
-        r.sink
-            .submit(SourceBatch {
-                source: "mail".into(),
-                observations,
-                cursors: vec![],
-                initial_sync_done: true,
-            })
-            .await
-            .unwrap();
+        submit(&r, observations).await;
     }
     let held = r.shared.tracker.read().unwrap().threads_held();
     support::engine::stop(r).await;
@@ -367,15 +372,7 @@ async fn a_standby_following_the_ledger_holds_what_the_ledger_says() {
     let r = support::engine::start(store.clone(), rules(), Arc::new(Accepting), setup).await;
     let mut applied = 0;
     for observations in rest {
-        r.sink
-            .submit(SourceBatch {
-                source: "mail".into(),
-                observations,
-                cursors: vec![],
-                initial_sync_done: true,
-            })
-            .await
-            .unwrap();
+        submit(&r, observations).await;
         applied += slawatch::replica::catch_up(&store, &follower, None, &mut at, started.archived)
             .await
             .unwrap();
