@@ -125,7 +125,6 @@ pub mod health;
 pub mod lock;
 mod packed;
 pub mod postgres;
-pub mod projection;
 pub mod signing;
 mod sql;
 mod sqlite;
@@ -180,6 +179,7 @@ macro_rules! with_pool {
 // After the macro, which they use.
 pub mod archive;
 mod copy;
+pub mod projection;
 pub use copy::{CopyError, CopyReport};
 
 /// One ledger row, decoded.
@@ -457,8 +457,12 @@ impl Store {
         let pool = match self {
             Store::Sqlite(pool) => pool,
             Store::Postgres(pg) => {
+                let beside = Beside {
+                    cursors: cursor_rows,
+                    projection,
+                };
                 let written =
-                    postgres::write_rows(pg, &stamp, events, payloads, cursor_rows, sealing).await;
+                    postgres::write_rows(pg, &stamp, events, payloads, beside, sealing).await;
                 if let Err(e) = &written {
                     pg.after_failure(e).await;
                 }
