@@ -182,6 +182,9 @@ impl Store {
                 head_hash: super::GENESIS.to_string(),
             },
         };
+        if inquiries.is_some() {
+            target.analyze_projection().await?;
+        }
         let found = target.verify().await?;
         if found != expected {
             return Err(CopyError::Mismatch {

@@ -338,6 +338,20 @@ impl Store {
         Ok(())
     }
 
+    /// Brings PostgreSQL's statistics of the projection up to date after many rows were written
+    /// at once (a rebuild, a copy), rather than when autovacuum gets to it: a planner that still
+    /// believes the table small or an id common picks scans for the API's reads (see
+    /// `sql::PG_INQUIRY_BY_ID`). SQLite plans without statistics here: nothing to do.
+    pub async fn analyze_projection(&self) -> Result<(), StoreError> {
+        if let Store::Postgres(pg) = self {
+            sqlx::query("ANALYZE inquiries")
+                .execute(&pg.pool)
+                .await
+                .map_err(StoreError::db("projection: analyze"))?;
+        }
+        Ok(())
+    }
+
     /// Removes every projection row (before a rebuild).
     pub async fn clear_projection(&self) -> Result<(), StoreError> {
         with_pool!(self, pool => sqlx::query(sql::CLEAR_INQUIRIES)
@@ -503,6 +517,7 @@ pub async fn rebuild(
     flush(&tracker, &mut dirty, target).await?;
     done.inquiries = target.projection_len().await? as u64;
     target.mark_projection(sql::PROJECTION_BUILT).await?;
+    target.analyze_projection().await?;
     Ok(done)
 }
 
