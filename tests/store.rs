@@ -1207,7 +1207,31 @@ async fn an_inquiry_is_found_by_id_in_any_bucket_of_the_id_index(b: Backend) {
     store.close().await;
 }
 
+/// Rows written together in order: a later row of the same inquiry wins (PostgreSQL refuses
+/// to update a row twice in one statement, so the store keeps only the last one there).
+async fn a_later_row_of_the_same_inquiry_wins_within_one_write(b: Backend) {
+    use slawatch::store::ProjectionRow;
+    let db = TempDb::new(b);
+    let store = db.open().await;
+    let mut tracker = slawatch_core::testing::tracker();
+    let a = InquiryId("a".into());
+    tracker.apply(&opened("a", "Hola", t0()));
+    let open = ProjectionRow::of(tracker.get(&a).unwrap(), (1, 1)).unwrap();
+    tracker.apply(&breached("a", t0() + Duration::minutes(15)));
+    let breached = ProjectionRow::of(tracker.get(&a).unwrap(), (1, 2)).unwrap();
+    store
+        .write_projection(vec![open.clone(), breached.clone(), open, breached.clone()])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.projection_rows_after(i64::MIN, 10).await.unwrap(),
+        vec![breached]
+    );
+    store.close().await;
+}
+
 both!(
+    a_later_row_of_the_same_inquiry_wins_within_one_write,
     the_projection_is_written_with_its_events_and_agrees_with_the_ledger,
     store_commands_rebuild_and_check_the_projection_and_respect_the_writer_lock,
     an_inquiry_is_found_by_id_in_any_bucket_of_the_id_index,
