@@ -3,8 +3,10 @@
 //! ledger whose numbers are computed by hand below; the CSV is parsed back and compared with
 //! the JSON; the HTML is printed by headless Chromium to PDF and PNG and checked.
 //!
-//! Needs `sqlite3`, `chromium`, `pdftotext` and `pdftoppm` on `PATH`; the tests fail, never
-//! skip, when one is missing.
+//! Needs `sqlite3`, `chromium`, `pdftotext` and `pdftoppm` on `PATH`, and the PostgreSQL server
+//! binaries (see `support::postgres`); the tests fail, never skip, when one is missing.
+
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -1281,6 +1283,24 @@ fn rendered(mut data: slawatch::report::ReportData) -> [Vec<u8>; 3] {
 
 #[tokio::test]
 async fn a_report_read_through_the_projection_is_the_report_of_the_whole_ledger() {
+    report_through_the_projection(|| {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("ledger.db").display());
+        (url, Some(dir))
+    })
+    .await;
+}
+
+/// The same on PostgreSQL (a real server started by the harness, one database per ledger).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_read_through_the_projection_is_the_report_of_the_whole_ledger_on_postgresql() {
+    report_through_the_projection(|| (support::postgres::shared().fresh_url(), None)).await;
+}
+
+/// Reports over three fixtures and three periods, folded from the whole ledger (no projection
+/// yet) and then read through the projection: the same JSON, CSV and HTML. `ledger` makes a
+/// fresh store: its URL, and what keeps it alive.
+async fn report_through_the_projection(ledger: impl Fn() -> (String, Option<tempfile::TempDir>)) {
     use slawatch::report::{self, PeriodFilter, ReportParams};
     use slawatch_core::desk::DeskSettings;
     use slawatch_core::tracker::TrackerRules;
@@ -1302,10 +1322,12 @@ async fn a_report_read_through_the_projection_is_the_report_of_the_whole_ledger(
         ("deliveries", fixture_with_deliveries()),
         ("revisions", fixture_with_revisions()),
     ] {
-        let world = World::new(&events).await;
-        let store = Store::open(&format!("sqlite://{}", world.db.display()))
+        let (url, _dir) = ledger();
+        let store = Store::open(&url).await.expect("open ledger");
+        store
+            .append(Utc::now(), &events, &[])
             .await
-            .expect("open ledger");
+            .expect("append");
         let params = |(from, to): (DateTime<Utc>, DateTime<Utc>)| ReportParams {
             from,
             to,

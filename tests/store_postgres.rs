@@ -245,6 +245,67 @@ async fn a_ledger_copied_to_sqlite_and_back_keeps_every_byte() {
     }
 }
 
+/// The inquiry projection goes with the ledger, to SQLite and back, in more than one page: a
+/// copy answers the API and reports at once. A source without one gives a copy without one
+/// (the daemon builds it at its first start).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_projection_is_copied_with_the_ledger() {
+    use slawatch::store::projection::rebuild;
+    let pg = postgres::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let rules = std::sync::Arc::new(slawatch_core::testing::tracker().rules().clone());
+    let source = Store::open(&pg.fresh_url()).await.unwrap();
+    support::history::write(&source, 12_000, 5, None)
+        .await
+        .unwrap();
+    // Without a projection yet: none is copied.
+    let bare = Store::open(&format!("sqlite://{}/bare.db", dir.path().display()))
+        .await
+        .unwrap();
+    let report = source.copy_into(&bare, &mut |_| {}).await.unwrap();
+    assert_eq!(report.inquiries, None);
+    assert!(bare.projection_missing().await.unwrap());
+    bare.close().await;
+
+    rebuild(&source, rules, &source).await.unwrap();
+    let rows = source
+        .projection_rows_after(i64::MIN, 20_000)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 12_000);
+    let sqlite = Store::open(&format!("sqlite://{}/copy.db", dir.path().display()))
+        .await
+        .unwrap();
+    let report = source.copy_into(&sqlite, &mut |_| {}).await.unwrap();
+    assert_eq!(report.inquiries, Some(12_000));
+    assert!(!sqlite.projection_missing().await.unwrap());
+    assert_eq!(
+        sqlite
+            .projection_rows_after(i64::MIN, 20_000)
+            .await
+            .unwrap(),
+        rows
+    );
+    let back = Store::open(&pg.fresh_url()).await.unwrap();
+    let report = sqlite.copy_into(&back, &mut |_| {}).await.unwrap();
+    assert_eq!(report.inquiries, Some(12_000));
+    assert_eq!(
+        back.projection_rows_after(i64::MIN, 20_000).await.unwrap(),
+        rows
+    );
+    // And the copy answers by id from its own index.
+    let last = rows.last().unwrap();
+    let found = back
+        .projected(&InquiryId(last.id.as_str().into()))
+        .await
+        .unwrap()
+        .expect("found in the copy");
+    assert_eq!(found.ledger_seqs, Some((last.open_seq, last.last_seq)));
+    for s in [source, sqlite, back] {
+        s.close().await;
+    }
+}
+
 #[tokio::test]
 async fn a_broken_source_is_not_copied() {
     let pg = postgres::shared();
@@ -420,21 +481,30 @@ fn expire_lease(pg: &Postgres, db: &str) {
     );
 }
 
+/// One replica of a pair on `db`: its own pool, writing under its own lease (30 s: tests
+/// expire it by hand).
+async fn replica(
+    pg: &Postgres,
+    db: &str,
+    name: &str,
+) -> (Store, std::sync::Arc<slawatch::store::lease::Lease>) {
+    let store = Store::open(&pg.url(db)).await.unwrap();
+    let lease = std::sync::Arc::new(slawatch::store::lease::Lease::new(
+        name.into(),
+        std::time::Duration::from_secs(30),
+    ));
+    store.write_under(lease.clone());
+    (store, lease)
+}
+
 #[tokio::test]
 async fn a_replica_that_lost_the_lease_never_commits_again() {
-    use slawatch::store::lease::{Lease, Renewal, Takeover};
-    use std::sync::Arc;
-    use std::time::Duration;
+    use slawatch::store::lease::{Renewal, Takeover};
 
     let pg = postgres::shared();
     let db = pg.create_database();
-    // Two replicas: two pools, two leases, one ledger.
-    let first = Store::open(&pg.url(&db)).await.unwrap();
-    let second = Store::open(&pg.url(&db)).await.unwrap();
-    let lease_a = Arc::new(Lease::new("a".into(), Duration::from_secs(30)));
-    let lease_b = Arc::new(Lease::new("b".into(), Duration::from_secs(30)));
-    first.write_under(lease_a.clone());
-    second.write_under(lease_b.clone());
+    let (first, lease_a) = replica(pg, &db, "a").await;
+    let (second, lease_b) = replica(pg, &db, "b").await;
     let (Store::Postgres(pg_a), Store::Postgres(pg_b)) = (&first, &second) else {
         panic!("both stores are PostgreSQL");
     };
@@ -515,18 +585,10 @@ async fn a_replica_that_lost_the_lease_never_commits_again() {
 
 #[tokio::test]
 async fn a_takeover_waits_while_a_commit_holds_the_lease_row() {
-    use slawatch::store::lease::Lease;
-    use std::sync::Arc;
-    use std::time::Duration;
-
     let pg = postgres::shared();
     let db = pg.create_database();
-    let first = Store::open(&pg.url(&db)).await.unwrap();
-    let second = Store::open(&pg.url(&db)).await.unwrap();
-    let lease_a = Arc::new(Lease::new("a".into(), Duration::from_secs(30)));
-    let lease_b = Arc::new(Lease::new("b".into(), Duration::from_secs(30)));
-    first.write_under(lease_a.clone());
-    second.write_under(lease_b.clone());
+    let (first, lease_a) = replica(pg, &db, "a").await;
+    let (second, lease_b) = replica(pg, &db, "b").await;
     let (Store::Postgres(pg_a), Store::Postgres(pg_b)) = (&first, &second) else {
         panic!("both stores are PostgreSQL");
     };

@@ -69,6 +69,17 @@ pub struct Lease {
     pub leader: IntGauge,
 }
 
+/// The replica holding the lease of the ledger at `pg` now (unexpired), with its epoch: what a
+/// command that writes beside the daemon (`store rebuild-projection`) checks first.
+pub async fn holder(pg: &Pg) -> Result<Option<(String, i64)>, StoreError> {
+    sqlx::query_as(
+        "SELECT holder, epoch FROM leader_lease WHERE id = 1 AND expires_at > clock_timestamp()",
+    )
+    .fetch_optional(&pg.pool)
+    .await
+    .map_err(StoreError::db("lease: read"))
+}
+
 impl Lease {
     /// A lease for `replica` (a name unique to this process: host, pid and start instant).
     pub fn new(replica: String, ttl: Duration) -> Lease {

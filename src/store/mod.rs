@@ -126,7 +126,6 @@ pub mod lease;
 pub mod lock;
 mod packed;
 pub mod postgres;
-pub mod projection;
 pub mod signing;
 mod sql;
 mod sqlite;
@@ -205,6 +204,7 @@ impl Fencing for sqlx::PgConnection {
 // After the macro, which they use.
 pub mod archive;
 mod copy;
+pub mod projection;
 pub use copy::{CopyError, CopyReport};
 
 /// One ledger row, decoded.
@@ -490,8 +490,12 @@ impl Store {
         let pool = match self {
             Store::Sqlite(pool) => pool,
             Store::Postgres(pg) => {
+                let beside = Beside {
+                    cursors: cursor_rows,
+                    projection,
+                };
                 let written =
-                    postgres::write_rows(pg, &stamp, events, payloads, cursor_rows, sealing).await;
+                    postgres::write_rows(pg, &stamp, events, payloads, beside, sealing).await;
                 if let Err(e) = &written {
                     pg.after_failure(e).await;
                 }

@@ -27,8 +27,9 @@
 //!
 //! An append is one transaction: `LOCK TABLE ledger IN EXCLUSIVE MODE` (writers queue, readers
 //! go on), read the head, chain, insert every row in one `INSERT … SELECT FROM UNNEST(arrays)`
-//! (one statement and one round trip whatever the batch size), upsert the cursors, commit. Two
-//! writers therefore never chain onto the same head. A durable commit
+//! (one statement and one round trip whatever the batch size), upsert the inquiry projection's
+//! rows of the batch (the same way, from arrays) and the cursors, commit. Two writers
+//! therefore never chain onto the same head. A durable commit
 //! ([`super::Sealing::durable`]) sets `synchronous_commit = on` for its transaction; others
 //! follow the server's setting.
 //!
@@ -56,7 +57,7 @@ use slawatch_core::tracker::event::Event;
 use super::chain::{GENESIS, LEDGER_FORMAT};
 use super::lease::Lease;
 use super::sql::{self, Dialect};
-use super::{Sealing, StoreError, chain_batch};
+use super::{Beside, Sealing, StoreError, chain_batch};
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -608,9 +609,13 @@ pub(super) async fn write_rows(
     stamp: &str,
     events: &[Event],
     payloads: Vec<String>,
-    cursor_rows: Vec<(&str, &str, String)>,
+    beside: Beside<'_>,
     sealing: Sealing<'_>,
 ) -> Result<(i64, String, Vec<Arc<str>>), StoreError> {
+    let Beside {
+        cursors: cursor_rows,
+        projection,
+    } = beside;
     let mut tx = pg
         .pool
         .begin()
@@ -668,6 +673,8 @@ pub(super) async fn write_rows(
             .await
             .map_err(StoreError::db("append: insert events"))?;
     }
+    super::projection::upsert_pg(&mut tx, super::projection::place(projection, head_seq + 1))
+        .await?;
     write_cursors!(tx, cursor_rows, stamp);
     pg.fence(&mut tx).await?;
     tx.commit()
