@@ -15,7 +15,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use slawatch_core::tracker::{Event, TrackerRules};
@@ -841,9 +840,9 @@ fn register_lease_metrics(metrics: &Metrics, lease: Option<&Arc<Lease>>) -> anyh
     let (leader, fenced) = match lease {
         Some(lease) => (lease.leader.clone(), lease.fenced_writes.clone()),
         None => {
-            let single = Lease::new(String::new(), Duration::from_secs(1));
-            single.leader.set(1);
-            (single.leader, single.fenced_writes)
+            let (leader, fenced) = crate::store::lease::metrics();
+            leader.set(1);
+            (leader, fenced)
         }
     };
     metrics

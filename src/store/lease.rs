@@ -69,6 +69,23 @@ pub struct Lease {
     pub leader: IntGauge,
 }
 
+/// `slawatch_leader` and `slawatch_store_fenced_writes_total`, at 0: a lease's own, or (the
+/// leader at 1) those of the only daemon on a SQLite ledger.
+pub fn metrics() -> (IntGauge, IntCounter) {
+    (
+        IntGauge::new(
+            "slawatch_leader",
+            "1 while this replica is the active one (writes the ledger and alerts), 0 on a standby.",
+        )
+        .expect("valid metric"),
+        IntCounter::new(
+            "slawatch_store_fenced_writes_total",
+            "Writes the store refused because this replica no longer held the leader lease.",
+        )
+        .expect("valid metric"),
+    )
+}
+
 /// The replica holding the lease of the ledger at `pg` now (unexpired), with its epoch: what a
 /// command that writes beside the daemon (`store rebuild-projection`) checks first.
 pub async fn holder(pg: &Pg) -> Result<Option<(String, i64)>, StoreError> {
@@ -83,20 +100,13 @@ pub async fn holder(pg: &Pg) -> Result<Option<(String, i64)>, StoreError> {
 impl Lease {
     /// A lease for `replica` (a name unique to this process: host, pid and start instant).
     pub fn new(replica: String, ttl: Duration) -> Lease {
+        let (leader, fenced_writes) = metrics();
         Lease {
             replica,
             ttl,
             held: Mutex::new(None),
-            fenced_writes: IntCounter::new(
-                "slawatch_store_fenced_writes_total",
-                "Writes the store refused because this replica no longer held the leader lease.",
-            )
-            .expect("valid metric"),
-            leader: IntGauge::new(
-                "slawatch_leader",
-                "1 while this replica is the active one (writes the ledger and alerts), 0 on a standby.",
-            )
-            .expect("valid metric"),
+            fenced_writes,
+            leader,
         }
     }
 
