@@ -706,7 +706,7 @@ fn a_paused_active_past_its_lease_commits_and_sends_nothing_and_becomes_the_stan
 // e. network cut between the active and PostgreSQL
 
 #[test]
-fn a_network_cut_between_the_active_and_postgres_moves_the_lease_and_never_two_alert() {
+fn a_network_cut_between_the_active_and_postgres_moves_the_lease_and_never_lets_both_alert() {
     let _serial = serial();
     const MAILS: u64 = 10;
     let hooks = Hooks::start();
