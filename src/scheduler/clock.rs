@@ -47,7 +47,7 @@ pub enum Clock {
 static ORIGIN: OnceLock<(DateTime<Utc>, Duration)> = OnceLock::new();
 
 /// `CLOCK_BOOTTIME` since boot (the monotonic clock where the platform has no boot-time clock).
-fn boottime() -> Duration {
+pub(crate) fn boottime() -> Duration {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     let t = rustix::time::clock_gettime_dynamic(rustix::time::DynamicClockId::Boottime)
         .unwrap_or_else(|_| rustix::time::clock_gettime(rustix::time::ClockId::Monotonic));

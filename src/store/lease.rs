@@ -16,14 +16,17 @@
 //!
 //! **Alerts.** The replica also keeps its own, conservative idea of how long the lease lasts: the
 //! instant it sent the last successful renewal, plus the TTL, less an eighth of it for clocks
-//! that drift ([`Lease::is_valid`]). The server extends the lease from a later instant, so the
-//! local lease always ends first. Notifications go out only while it holds
+//! that drift ([`Lease::is_valid`]), on the boot-time clock, which counts a suspended host's
+//! sleep too. The server extends the lease from a later instant, so the local lease always ends
+//! first. Notifications go out only while it holds
 //! (`notify::LeaseGated`), so two replicas never both page, even while the ledger cannot be
 //! written. When it lapses, or a renewal finds another holder, the replica steps down to
 //! standby.
 
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::scheduler::clock::boottime;
 
 use prometheus::{IntCounter, IntGauge};
 use sqlx::PgConnection;
@@ -31,11 +34,13 @@ use sqlx::PgConnection;
 use super::StoreError;
 use super::postgres::Pg;
 
-/// The lease this replica holds: at which epoch, and until when by its own clock.
+/// The lease this replica holds: at which epoch, and until when by its own clock (the
+/// boot-time clock, which keeps counting while the host is suspended: a replica that wakes up
+/// knows its lease has run out).
 #[derive(Debug, Clone, Copy)]
 struct Held {
     epoch: i64,
-    valid_until: Instant,
+    valid_until: Duration,
 }
 
 /// What taking the lease found.
@@ -146,7 +151,7 @@ impl Lease {
 
     /// Whether the lease holds by this replica's own (conservative) clock.
     pub fn is_valid(&self) -> bool {
-        self.held().is_some_and(|h| Instant::now() < h.valid_until)
+        self.held().is_some_and(|h| boottime() < h.valid_until)
     }
 
     /// Gives the lease up locally (it lapsed, or another replica took it).
@@ -154,14 +159,14 @@ impl Lease {
         self.set_held(None);
     }
 
-    fn valid_from(&self, sent: Instant) -> Instant {
+    fn valid_from(&self, sent: Duration) -> Duration {
         sent + self.ttl - self.ttl / 8
     }
 
     /// Takes the lease if it is free (expired, or never held): `None` while another replica
     /// holds it. Waits at most 2 s for a commit that holds the row.
     pub async fn try_acquire(&self, pg: &Pg) -> Result<Option<Takeover>, StoreError> {
-        let sent = Instant::now();
+        let sent = boottime();
         let attempt = async {
             // A plain read first: while the lease is held (nearly always), a standby's tries
             // take no lock that the active's commits would queue behind.
@@ -232,11 +237,11 @@ impl Lease {
         let Some(held) = self.held() else {
             return Renewal::Lost;
         };
-        if Instant::now() >= held.valid_until {
+        if boottime() >= held.valid_until {
             self.step_down();
             return Renewal::Lost;
         }
-        let sent = Instant::now();
+        let sent = boottime();
         let update = sqlx::query(
             "UPDATE leader_lease SET expires_at = clock_timestamp() + make_interval(secs => $3) \
              WHERE id = 1 AND holder = $1 AND epoch = $2",
@@ -294,7 +299,7 @@ impl Lease {
     /// own clock and by the server's. The row stays share-locked until the commit ends, so a
     /// takeover cannot slip in between.
     pub async fn fence(&self, conn: &mut PgConnection) -> Result<(), StoreError> {
-        let held = self.held().filter(|h| Instant::now() < h.valid_until);
+        let held = self.held().filter(|h| boottime() < h.valid_until);
         let holds = match held {
             None => false,
             // The idle limit is set in the same statement: from here to the commit the row is
