@@ -10,12 +10,16 @@
 //! For each: "state restored and every open deadline scheduled" (the daemon's own measure, in
 //! its start-up log line), spawn → `/readyz` (it also waits for the sources' first sync: one
 //! empty Maildir here), RSS once ready and the peak (VmHWM), and the latency of `/metrics` and
-//! `/api/v1/inquiries` (first page, and one filtered to phone), median and max of 20.
+//! `/api/v1/inquiries` (first page, one filtered to phone, and from the projection: the oldest
+//! inquiry by id and pages of history from before the middle of the ledger), median and max of
+//! 20.
 //!
 //! `cargo bench --bench working_set [-- N]`. Each call comes from a number of its own (as in
 //! the CDR bench's Master.csv); `SLAWATCH_BENCH_CALLERS=50000` makes them 50,000 numbers that
 //! call again every few weeks. `SLAWATCH_BENCH_LEDGER=/path/file.db` keeps the ledger between
 //! runs (reused when it exists; its snapshots and archive are cleared first).
+//! `SLAWATCH_BENCH_STORE=postgres` (or `both`) runs it on a private PostgreSQL 15 with the
+//! server's default durability, a fresh database each run (see `tests/support/bench_store.rs`).
 //! Figures to reach: RSS ≤ 150 MB and start ≤ 5 s at 1,000,000 and 5,000,000 inquiries; the API
 //! and `/metrics` ≤ 20 ms.
 
@@ -56,7 +60,20 @@ fn restored_ms(d: &Daemon, run: u32) -> Option<u64> {
         .ok()
 }
 
-fn measure(d: &mut Daemon, run: u32, what: &str) {
+/// `/api/v1/inquiries` paths answered from the store's projection rather than memory: the
+/// oldest inquiry by id, and a page of history from before the middle of the ledger.
+fn history_paths(oldest: &str, middle: chrono::DateTime<chrono::Utc>) -> Vec<String> {
+    let until = middle
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        .replace(':', "%3A");
+    vec![
+        format!("/api/v1/inquiries/{oldest}"),
+        format!("/api/v1/inquiries?until={until}&limit=50"),
+        format!("/api/v1/inquiries?state=responded&until={until}&limit=50"),
+    ]
+}
+
+fn measure(d: &mut Daemon, run: u32, what: &str, history: &[String]) {
     let started = Instant::now();
     d.start_within(Duration::from_secs(3600));
     d.wait_ready(Duration::from_secs(3600));
@@ -76,7 +93,10 @@ fn measure(d: &mut Daemon, run: u32, what: &str) {
         "/metrics",
         "/api/v1/inquiries",
         "/api/v1/inquiries?channel=phone&limit=50",
-    ] {
+    ]
+    .into_iter()
+    .chain(history.iter().map(String::as_str))
+    {
         let (p50, max) = latency(d, path);
         println!("  {path}: p50 {p50:.1} ms, max {max:.1} ms");
     }
@@ -123,22 +143,41 @@ fn main() {
         .skip(1)
         .find_map(|a| a.parse().ok())
         .unwrap_or(1_000_000);
+    for store in support::bench_store::from_env() {
+        run(&store, n);
+    }
+}
+
+/// Deletes what a previous run left of the working set (a reused ledger).
+async fn clear_working_set(store: &Store) {
+    for table in ["snapshots", "archived_threads", "archive_keys"] {
+        let statement = sqlx::AssertSqlSafe(format!("DELETE FROM {table}"));
+        match store {
+            Store::Sqlite(pool) => sqlx::query(statement).execute(pool).await.map(|_| ()),
+            Store::Postgres(pg) => sqlx::query(statement).execute(&pg.pool).await.map(|_| ()),
+        }
+        .unwrap();
+    }
+}
+
+fn run(bench_store: &support::bench_store::BenchStore, n: usize) {
     let dir = tempfile::Builder::new()
         .prefix("slawatch-working-set-bench")
         .tempdir()
         .unwrap();
-    let ledger = std::env::var("SLAWATCH_BENCH_LEDGER")
+    let ledger = bench_store.ledger();
+    println!("--- store: {} ---", ledger.name);
+    let file = std::env::var("SLAWATCH_BENCH_LEDGER")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|_| dir.path().join("ledger.db"));
+    let url = ledger.url(bench_store, &file);
     let callers: Option<usize> = std::env::var("SLAWATCH_BENCH_CALLERS")
         .ok()
         .and_then(|v| v.parse().ok());
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let rows = runtime.block_on(async {
-        let reuse = ledger.exists();
-        let store = Store::open(&format!("sqlite://{}", ledger.display()))
-            .await
-            .unwrap();
+    let (rows, size, history) = runtime.block_on(async {
+        let reuse = url.starts_with("sqlite:") && file.exists();
+        let store = Store::open(&url).await.unwrap();
         if !reuse {
             let started = Instant::now();
             support::history::write(&store, n, OPEN, callers)
@@ -165,28 +204,36 @@ fn main() {
             );
             support::ledger::checkpoint(&store).await;
         }
-        let Store::Sqlite(pool) = &store else {
-            panic!("the bench's ledger is SQLite")
-        };
-        for table in ["snapshots", "archived_threads", "archive_keys"] {
-            sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table}")))
-                .execute(pool)
-                .await
-                .unwrap();
-        }
+        clear_working_set(&store).await;
+        let oldest = store.projection_rows_after(i64::MIN, 1).await.unwrap();
+        let oldest = oldest.first().expect("a projection row");
+        let middle: chrono::DateTime<chrono::Utc> = oldest.received_at.parse().unwrap();
+        let history = history_paths(&oldest.id, middle + (chrono::Utc::now() - middle) / 2);
         let rows = store.head().await.unwrap().map_or(0, |(seq, _)| seq);
+        let size = match &store {
+            Store::Sqlite(_) => std::fs::metadata(&file).map_or(0, |m| m.len() as i64),
+            Store::Postgres(pg) => {
+                sqlx::query_scalar("SELECT pg_database_size(current_database())")
+                    .fetch_one(&pg.pool)
+                    .await
+                    .unwrap()
+            }
+        };
         store.close().await;
-        rows
+        (rows, size, history)
     });
-    let size = std::fs::metadata(&ledger).map_or(0, |m| m.len());
     println!("ledger: {rows} rows, {:.0} MB", size as f64 / 1e6);
     for sub in ["new", "cur", "tmp", ".Sent/new", ".Sent/cur", ".Sent/tmp"] {
         std::fs::create_dir_all(dir.path().join("maildir").join(sub)).unwrap();
     }
+    let store_toml = if url.starts_with("sqlite:") {
+        format!("[store]\nurl = \"{url}\"\n")
+    } else {
+        ledger.toml.clone()
+    };
     let config = format!(
         r#"
-[store]
-url = "sqlite://{}"
+{store_toml}
 [http]
 bind = "127.0.0.1:{{port}}"
 [desk]
@@ -194,17 +241,22 @@ support_addresses = ["support@example.com"]
 [sources.mail]
 type = "maildir"
 path = "{{dir}}/maildir"
-"#,
-        ledger.display()
+"#
     );
-    let mut d = Daemon::configure(dir.path(), &config, &[]);
+    let mut d = Daemon::configure(dir.path(), &config, &ledger.env);
     measure(
         &mut d,
         1,
         "1. no snapshot: whole ledger verified and replayed",
+        &history,
     );
     assert!(d.stop(), "clean stop");
-    measure(&mut d, 2, "2. after a clean stop: from the snapshot");
+    measure(
+        &mut d,
+        2,
+        "2. after a clean stop: from the snapshot",
+        &history,
+    );
     // More mail, then kill -9: the next start reads the snapshot and the rows after it.
     let head = d.metric("slawatch_ledger_head_seq").unwrap_or_default();
     for k in 0..200 {
@@ -219,6 +271,7 @@ path = "{{dir}}/maildir"
         &mut d,
         3,
         "3. after kill -9: from the snapshot and the rows after it",
+        &history,
     );
     assert!(d.stop(), "clean stop");
 }

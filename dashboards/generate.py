@@ -189,6 +189,19 @@ def alert_rules():
             },
         },
         {
+            "alert": "SlawatchNoActiveReplica",
+            # A pair on PostgreSQL: every replica answers, none holds the leader lease (the
+            # database is down or unreachable from both), so none reads, records or alerts.
+            # A single daemon always reports 1.
+            "expr": "max by (job) (slawatch_leader) == 0",
+            "for": "1m",
+            "labels": {"severity": "page"},
+            "annotations": {
+                "summary": "no slawatch replica is active: nothing is read, recorded or alerted",
+                "description": "Both replicas run but neither holds the leader lease; check PostgreSQL and the replicas' logs (/readyz says each one's role).",
+            },
+        },
+        {
             "alert": "SlawatchSourceDown",
             "expr": "slawatch_source_up == 0",
             "for": "2m",

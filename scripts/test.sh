@@ -15,7 +15,8 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 need_packages=()
 command -v dovecot >/dev/null 2>&1 || [ -x /usr/sbin/dovecot ] || need_packages+=(dovecot-imapd dovecot-lmtpd)
 [ -x /usr/lib/dovecot/lmtp ] || need_packages+=(dovecot-lmtpd)
-# The store tests run on PostgreSQL too: a private server from Debian's binaries, not on PATH.
+# The store tests run on PostgreSQL too, and the active/standby failover tests (tests/failover.rs:
+# two daemons on one PostgreSQL ledger): a private server from Debian's binaries, not on PATH.
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || [ -n "${SLAWATCH_PG_BIN:-}" ] \
   || need_packages+=(postgresql-15)
 command -v promtool >/dev/null 2>&1 || need_packages+=(prometheus)

@@ -77,6 +77,11 @@ pub struct Shared {
     /// When each source last had a batch committed: a source in the middle of a long backfill
     /// completes no check for a while, yet it is not silent.
     pub progress: Mutex<std::collections::HashMap<String, DateTime<Utc>>>,
+    /// Whether this replica writes and alerts, or follows (`/readyz`, the wallboard).
+    pub role: Mutex<crate::replica::Role>,
+    /// A standby's own metrics, which `/metrics` serves instead of the desk's: the desk's
+    /// figures come from the active replica alone, so sums over both never count them twice.
+    pub standby_metrics: std::sync::OnceLock<prometheus::Registry>,
 }
 
 impl Shared {
@@ -94,6 +99,18 @@ impl Shared {
             pending_sources: Mutex::new(pending),
             ledger: WriteState::default(),
             progress: Mutex::default(),
+            role: Mutex::new(crate::replica::Role::Single),
+            standby_metrics: std::sync::OnceLock::new(),
+        }
+    }
+
+    pub fn role(&self) -> crate::replica::Role {
+        self.role.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    pub fn set_role(&self, role: crate::replica::Role) {
+        if let Ok(mut r) = self.role.lock() {
+            *r = role;
         }
     }
 
@@ -121,6 +138,8 @@ pub enum AckError {
     Store(String),
     #[error("the engine has stopped")]
     Stopped,
+    #[error("this replica is the standby; writes go to the active replica")]
+    Standby,
 }
 
 /// A request to the engine from the CLI or the API.
@@ -152,21 +171,32 @@ pub enum Command {
 /// Cheap handle for sending commands to the engine.
 #[derive(Debug, Clone)]
 pub struct EngineHandle {
-    commands: mpsc::Sender<Command>,
+    /// `None` on a standby replica, which has no engine.
+    commands: Option<mpsc::Sender<Command>>,
 }
 
 impl EngineHandle {
     pub fn new(commands: mpsc::Sender<Command>) -> EngineHandle {
-        EngineHandle { commands }
+        EngineHandle {
+            commands: Some(commands),
+        }
+    }
+
+    /// A standby's handle: there is no engine, and every write is refused as
+    /// [`AckError::Standby`].
+    pub fn standby() -> EngineHandle {
+        EngineHandle { commands: None }
+    }
+
+    async fn send(&self, command: Command) -> Result<(), AckError> {
+        let commands = self.commands.as_ref().ok_or(AckError::Standby)?;
+        commands.send(command).await.map_err(|_| AckError::Stopped)
     }
 
     /// Records a manual acknowledgement; returns the inquiry as it is afterwards.
     pub async fn ack(&self, ack: ManualAck) -> Result<Inquiry, AckError> {
         let (reply, answer) = oneshot::channel();
-        self.commands
-            .send(Command::Ack { ack, reply })
-            .await
-            .map_err(|_| AckError::Stopped)?;
+        self.send(Command::Ack { ack, reply }).await?;
         answer.await.map_err(|_| AckError::Stopped)?
     }
 
@@ -178,34 +208,30 @@ impl EngineHandle {
         how: &str,
     ) -> Result<Inquiry, AckError> {
         let (reply, answer) = oneshot::channel();
-        self.commands
-            .send(Command::Take {
-                inquiry_id,
-                by,
-                how: how.to_string(),
-                reply,
-            })
-            .await
-            .map_err(|_| AckError::Stopped)?;
+        self.send(Command::Take {
+            inquiry_id,
+            by,
+            how: how.to_string(),
+            reply,
+        })
+        .await?;
         answer.await.map_err(|_| AckError::Stopped)?
     }
 
     /// Queues a monitor event for the ledger (see [`Command::Record`]); `false` if the engine
     /// has stopped.
     pub async fn record(&self, event: Event) -> bool {
-        self.commands.send(Command::Record(event)).await.is_ok()
+        self.send(Command::Record(event)).await.is_ok()
     }
 
     /// Records pushed observations (call events); returns how many ledger events they caused.
     pub async fn observe(&self, observations: Vec<Observation>) -> Result<usize, AckError> {
         let (reply, answer) = oneshot::channel();
-        self.commands
-            .send(Command::Observe {
-                observations,
-                reply,
-            })
-            .await
-            .map_err(|_| AckError::Stopped)?;
+        self.send(Command::Observe {
+            observations,
+            reply,
+        })
+        .await?;
         answer.await.map_err(|_| AckError::Stopped)?
     }
 }

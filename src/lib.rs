@@ -19,6 +19,8 @@
 //! - [`telemetry`]: every metric, and how sources report their health;
 //! - [`report`]: compliance reports for auditors, derived from the ledger;
 //! - [`monitor`]: the monitor's own record (start, stop, heartbeats, source health);
+//! - [`replica`]: an active/standby pair on one PostgreSQL ledger (the standby's following,
+//!   the active's lease);
 //! - [`service`]: what systemd hears (readiness, status, watchdog);
 //! - [`engine`]: wires them together and owns the one writer of the ledger;
 //! - [`oauth2`]: access tokens for mailboxes that take no password (Microsoft 365, Google);
@@ -36,6 +38,7 @@ pub mod http;
 pub mod monitor;
 pub mod notify;
 pub mod oauth2;
+pub mod replica;
 pub mod report;
 pub mod scheduler;
 pub mod service;

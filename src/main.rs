@@ -147,10 +147,13 @@ enum StoreCommand {
         to_password_file: Option<PathBuf>,
     },
     /// Rebuild the inquiry projection (one row per inquiry, what the API and reports read) from
-    /// the ledger. Takes the ledger's writer lock: refused while the daemon runs.
+    /// the ledger. Stop the daemon first: on SQLite this takes the ledger's writer lock and is
+    /// refused while the daemon runs; on PostgreSQL it is refused while a replica holds the
+    /// leader lease.
     RebuildProjection,
-    /// Rebuild the inquiry projection into a scratch database and compare it with the live one
-    /// row by row; print the first differences and exit 1 on any. Works beside the daemon.
+    /// Rebuild the inquiry projection into a scratch SQLite file (in the temporary directory,
+    /// whatever the store) and compare it with the live one row by row; print the first
+    /// differences and exit 1 on any. Works beside the daemon.
     CheckProjection,
 }
 
@@ -635,6 +638,12 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                         "copied {} rows and {} cursors from {shown_from} to {shown_to}",
                         report.rows, report.cursors
                     );
+                    match report.inquiries {
+                        Some(n) => println!("inquiry projection: {n} rows copied"),
+                        None => println!(
+                            "inquiry projection: not built on the source; the daemon builds it at its first start (or run `slawatch store rebuild-projection`)"
+                        ),
+                    }
                     match report.head {
                         Some((seq, hash)) => {
                             println!("verified: both ledgers have head seq {seq} hash {hash}");
@@ -660,7 +669,8 @@ fn tracker_rules(settings: &Settings) -> std::sync::Arc<TrackerRules> {
     })
 }
 
-/// `store rebuild-projection`: under the writer lock, so never beside a running daemon.
+/// `store rebuild-projection`: under the writer lock on SQLite, so never beside a running
+/// daemon there; on PostgreSQL refused while a replica holds the leader lease.
 async fn rebuild_projection(settings: &Settings) -> anyhow::Result<ExitCode> {
     let _lock = match Store::sqlite_file(&settings.store.url) {
         Some(file) if !file.exists() => {
@@ -670,7 +680,17 @@ async fn rebuild_projection(settings: &Settings) -> anyhow::Result<ExitCode> {
         Some(file) => Some(slawatch::store::lock::WriterLock::acquire(&file)?),
         None => None,
     };
-    let store = Store::open(&settings.store.url).await?;
+    let password = settings.store.password.as_ref().map(|p| p.expose());
+    let store = Store::open_with(&settings.store.url, password).await?;
+    // On PostgreSQL a running daemon holds the leader lease: never rebuild beside it.
+    if let Store::Postgres(pg) = &store
+        && let Some((holder, epoch)) = slawatch::store::lease::holder(pg).await?
+    {
+        store.close().await;
+        anyhow::bail!(
+            "replica {holder} holds the ledger's leader lease (epoch {epoch}): a daemon is running on this ledger; stop every replica, then rebuild"
+        );
+    }
     let started = std::time::Instant::now();
     store.clear_projection().await?;
     let rebuilt =

@@ -51,12 +51,33 @@ pub struct Started {
     pub archived: bool,
 }
 
-/// Restores the state: the latest usable snapshot and the rows after it, or every row.
+/// Restores the state: the latest usable snapshot and the rows after it, or every row. Threads
+/// leave memory as the replay goes and are filed in the store's archive.
 pub async fn start(
     store: &Store,
     rules: Arc<TrackerRules>,
     key: Option<PublicKey>,
     window: chrono::Duration,
+) -> Result<Started, StoreError> {
+    restore(store, rules, key, Some(window)).await
+}
+
+/// [`start`] for a standby replica, which never writes: nothing is evicted (the active files
+/// threads in the archive; the standby reads them back, and loads a newer snapshot now and
+/// then to let go of what the active evicted).
+pub async fn start_following(
+    store: &Store,
+    rules: Arc<TrackerRules>,
+    key: Option<PublicKey>,
+) -> Result<Started, StoreError> {
+    restore(store, rules, key, None).await
+}
+
+async fn restore(
+    store: &Store,
+    rules: Arc<TrackerRules>,
+    key: Option<PublicKey>,
+    evict: Option<chrono::Duration>,
 ) -> Result<Started, StoreError> {
     let mut archived = store.has_archive().await?;
     let mut tracker = Tracker::new(rules.clone());
@@ -116,48 +137,21 @@ pub async fn start(
     let mut since_eviction = 0usize;
     while let Some(page) = pages.next().await? {
         let events = page.events().collect::<Result<Vec<_>, _>>()?;
-        let found = if archived {
-            let mut keys: Vec<u64> = events
+        let back = if archived {
+            let keys = events
                 .iter()
                 .flat_map(|(_, e)| tracker.wanted_for_event(e))
                 .collect();
-            keys.sort_unstable();
-            keys.dedup();
-            if keys.is_empty() {
-                Vec::new()
-            } else {
-                store.archived_threads(&keys).await?
-            }
+            BroughtBack::fetch(store, keys).await?
         } else {
-            Vec::new()
+            BroughtBack::default()
         };
-        for (seq, event) in &events {
-            // Asked again per event: a thread an earlier row of the page opened is held now.
-            let wanted = if found.is_empty() {
-                Vec::new()
-            } else {
-                tracker.wanted_for_event(event)
-            };
-            for archived in found
-                .iter()
-                .filter(|t| t.keys.iter().any(|k| wanted.contains(k)))
-            {
-                if tracker.holds_thread(&archived.thread) {
-                    continue;
-                }
-                // The thread as it stood before this row: later rows of it come in the replay.
-                let before: Vec<i64> = archived.seqs.iter().copied().filter(|s| s < seq).collect();
-                if !before.is_empty() {
-                    let back = store.events_at(&before).await?;
-                    tracker.restore(back.iter().map(|(s, e)| (*s, e)));
-                }
-            }
-            tracker.apply(event);
-            tracker.note_ledger_seq(event, *seq);
-            replayed += 1;
-            since_eviction += 1;
-        }
-        if since_eviction >= REPLAY_EVICT_EVERY {
+        replay(&mut tracker, &events, &back);
+        replayed += events.len() as u64;
+        since_eviction += events.len();
+        if let Some(window) = evict
+            && since_eviction >= REPLAY_EVICT_EVERY
+        {
             since_eviction = 0;
             let evicted = tracker.evict(tracker.working_cutoff(Utc::now(), window));
             if !evicted.is_empty() {
@@ -167,13 +161,15 @@ pub async fn start(
             }
         }
     }
-    let evicted = tracker.evict(tracker.working_cutoff(Utc::now(), window));
-    if !evicted.is_empty() {
-        store.archive_threads(&evicted).await?;
-        archived = true;
-    }
-    if replayed > REPLAY_EVICT_EVERY as u64 {
-        store.truncate_wal().await;
+    if let Some(window) = evict {
+        let evicted = tracker.evict(tracker.working_cutoff(Utc::now(), window));
+        if !evicted.is_empty() {
+            store.archive_threads(&evicted).await?;
+            archived = true;
+        }
+        if replayed > REPLAY_EVICT_EVERY as u64 {
+            store.truncate_wal().await;
+        }
     }
     tracker.shrink_to_fit();
     let (verification, seals) = pages.finish();
@@ -186,6 +182,73 @@ pub async fn start(
         replayed,
         archived,
     })
+}
+
+/// The archived threads a page of ledger rows refers to, with their events: read before the
+/// page is applied, so applying it needs no I/O (a standby applies under its state's lock).
+#[derive(Debug, Default)]
+pub struct BroughtBack {
+    threads: Vec<crate::store::archive::ArchivedThread>,
+    events: std::collections::HashMap<i64, slawatch_core::tracker::event::Event>,
+}
+
+impl BroughtBack {
+    /// Looks up `keys` (those a page's rows want and the tracker lacks:
+    /// `Tracker::wanted_for_event`) and reads the threads they lead to.
+    pub async fn fetch(store: &Store, mut keys: Vec<u64>) -> Result<BroughtBack, StoreError> {
+        keys.sort_unstable();
+        keys.dedup();
+        if keys.is_empty() {
+            return Ok(BroughtBack::default());
+        }
+        let threads = store.archived_threads(&keys).await?;
+        let mut seqs: Vec<i64> = threads
+            .iter()
+            .flat_map(|t| t.seqs.iter().copied())
+            .collect();
+        seqs.sort_unstable();
+        seqs.dedup();
+        let mut events = std::collections::HashMap::with_capacity(seqs.len());
+        for chunk in seqs.chunks(RESTORE_CHUNK) {
+            events.extend(store.events_at(chunk).await?);
+        }
+        Ok(BroughtBack { threads, events })
+    }
+}
+
+/// Applies a page of ledger rows in order, first bringing back each archived thread a row
+/// refers to, as it stood before that row (later rows of it come in the page).
+pub fn replay(
+    tracker: &mut Tracker,
+    events: &[(i64, slawatch_core::tracker::event::Event)],
+    back: &BroughtBack,
+) {
+    for (seq, event) in events {
+        if !back.threads.is_empty() {
+            // Asked again per event: a thread an earlier row of the page opened is held now.
+            let wanted = tracker.wanted_for_event(event);
+            for archived in back
+                .threads
+                .iter()
+                .filter(|t| t.keys.iter().any(|k| wanted.contains(k)))
+            {
+                if tracker.holds_thread(&archived.thread) {
+                    continue;
+                }
+                let before: Vec<(i64, &slawatch_core::tracker::event::Event)> = archived
+                    .seqs
+                    .iter()
+                    .filter(|s| *s < seq)
+                    .filter_map(|s| back.events.get(s).map(|e| (*s, e)))
+                    .collect();
+                if !before.is_empty() {
+                    tracker.restore(before);
+                }
+            }
+        }
+        tracker.apply(event);
+        tracker.note_ledger_seq(event, *seq);
+    }
 }
 
 /// Threads evicted and not yet (known to be) in the store's archive.

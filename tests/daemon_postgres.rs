@@ -150,6 +150,17 @@ fn every_command_works_on_postgres_and_a_copy_verifies_with_the_same_head() {
             .trim(),
         pin
     );
+    // The daemon wrote the inquiry projection with its commits, and it is what the ledger
+    // rebuilds (into a scratch SQLite file, beside the PostgreSQL store).
+    assert_eq!(pg.psql(&db, "SELECT count(*) FROM inquiries"), "3");
+    let checked = ok(
+        daemon.cli(&["store", "check-projection"]),
+        "store check-projection",
+    );
+    assert!(
+        checked.contains("3 rows compared") && checked.contains(", 0 differences"),
+        "{checked}"
+    );
     let table = ok(daemon.cli(&["inquiries", "--state", "all"]), "inquiries");
     for subject in ["late", "phoned", "waiting"] {
         assert!(table.contains(subject), "{table}");
@@ -224,6 +235,12 @@ fn every_command_works_on_postgres_and_a_copy_verifies_with_the_same_head() {
         pg.psql(&db, "SELECT md5(string_agg(concat_ws('|', seq, recorded_at, kind, inquiry_id, payload, prev_hash, hash), E'\\n' ORDER BY seq)) FROM ledger"),
         pg.psql(&back_db, "SELECT md5(string_agg(concat_ws('|', seq, recorded_at, kind, inquiry_id, payload, prev_hash, hash), E'\\n' ORDER BY seq)) FROM ledger"),
         "every byte of every row"
+    );
+    let projection = "SELECT md5(string_agg(concat_ws('|', open_seq, last_seq, id, id_bucket, received_at, channel, language, state, sla, json), E'\\n' ORDER BY open_seq)) FROM inquiries";
+    assert_eq!(
+        pg.psql(&db, projection),
+        pg.psql(&back_db, projection),
+        "the projection came along, every byte of every row"
     );
 
     // A store that holds a ledger is never copied over.

@@ -31,11 +31,12 @@ const UIDS: [&str; 4] = [
     "slawatch-coverage",
     "slawatch-health",
 ];
-const ALERTS: [&str; 11] = [
+const ALERTS: [&str; 12] = [
     "SlaBreachImminent",
     "SlaBreached",
     "SlaComplianceBudgetBurn",
     "SlawatchDown",
+    "SlawatchNoActiveReplica",
     "SlawatchSourceDown",
     "SlawatchSourceStale",
     "SlawatchNotifierDown",
@@ -578,6 +579,7 @@ fn the_alertmanager_example_routes_the_watchdog_to_a_deadmans_switch() {
         ("SlawatchWatchdog", "deadmans-switch"),
         ("SlawatchSourceSilent", "oncall"),
         ("SlawatchLedgerNotWritable", "oncall"),
+        ("SlawatchNoActiveReplica", "oncall"),
         ("SlaBreach", "oncall"),
     ] {
         let (ok, out) = run(Command::new(&amtool)

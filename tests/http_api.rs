@@ -2,6 +2,8 @@
 //! tracker fed with events and a small engine that answers acks the way the real one does
 //! (decide, apply, record).
 
+mod support;
+
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
@@ -626,6 +628,17 @@ async fn get_text(state: &AppState, uri: &str) -> (StatusCode, String) {
 
 #[tokio::test]
 async fn history_the_tracker_no_longer_holds_is_read_from_the_projection() {
+    history_from_the_projection(Store::open("sqlite::memory:").await.expect("ledger")).await;
+}
+
+/// The same over PostgreSQL (a real server started by the harness, a database of its own).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_the_tracker_no_longer_holds_is_read_from_the_projection_on_postgresql() {
+    let url = support::postgres::shared().fresh_url();
+    history_from_the_projection(Store::open(&url).await.expect("ledger")).await;
+}
+
+async fn history_from_the_projection(store: Store) {
     // 30 inquiries, every third answered, two sharing a received instant; committed to the
     // ledger, the projection built from it.
     let b = base() - TimeDelta::days(40);
@@ -660,7 +673,10 @@ async fn history_the_tracker_no_longer_holds_is_read_from_the_projection() {
             note: None,
         })));
     }
-    let store = test_store(&ledger).await;
+    store
+        .append(Utc::now(), &ledger, &[])
+        .await
+        .expect("append the world's events");
     let rules = Arc::new(tracker().rules().clone());
     let rebuilt = slawatch::store::projection::rebuild(&store, rules, &store)
         .await

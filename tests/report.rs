@@ -3,8 +3,10 @@
 //! ledger whose numbers are computed by hand below; the CSV is parsed back and compared with
 //! the JSON; the HTML is printed by headless Chromium to PDF and PNG and checked.
 //!
-//! Needs `sqlite3`, `chromium`, `pdftotext` and `pdftoppm` on `PATH`; the tests fail, never
-//! skip, when one is missing.
+//! Needs `sqlite3`, `chromium`, `pdftotext` and `pdftoppm` on `PATH`, and the PostgreSQL server
+//! binaries (see `support::postgres`); the tests fail, never skip, when one is missing.
+
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -1281,6 +1283,24 @@ fn rendered(mut data: slawatch::report::ReportData) -> [Vec<u8>; 3] {
 
 #[tokio::test]
 async fn a_report_read_through_the_projection_is_the_report_of_the_whole_ledger() {
+    report_through_the_projection(|| {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("ledger.db").display());
+        (url, Some(dir))
+    })
+    .await;
+}
+
+/// The same on PostgreSQL (a real server started by the harness, one database per ledger).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_read_through_the_projection_is_the_report_of_the_whole_ledger_on_postgresql() {
+    report_through_the_projection(|| (support::postgres::shared().fresh_url(), None)).await;
+}
+
+/// Reports over three fixtures and three periods, folded from the whole ledger (no projection
+/// yet) and then read through the projection: the same JSON, CSV and HTML. `ledger` makes a
+/// fresh store: its URL, and what keeps it alive.
+async fn report_through_the_projection(ledger: impl Fn() -> (String, Option<tempfile::TempDir>)) {
     use slawatch::report::{self, PeriodFilter, ReportParams};
     use slawatch_core::desk::DeskSettings;
     use slawatch_core::tracker::TrackerRules;
@@ -1302,10 +1322,12 @@ async fn a_report_read_through_the_projection_is_the_report_of_the_whole_ledger(
         ("deliveries", fixture_with_deliveries()),
         ("revisions", fixture_with_revisions()),
     ] {
-        let world = World::new(&events).await;
-        let store = Store::open(&format!("sqlite://{}", world.db.display()))
+        let (url, _dir) = ledger();
+        let store = Store::open(&url).await.expect("open ledger");
+        store
+            .append(Utc::now(), &events, &[])
             .await
-            .expect("open ledger");
+            .expect("append");
         let params = |(from, to): (DateTime<Utc>, DateTime<Utc>)| ReportParams {
             from,
             to,
@@ -1348,4 +1370,62 @@ async fn a_report_read_through_the_projection_is_the_report_of_the_whole_ledger(
         }
         store.close().await;
     }
+}
+
+#[tokio::test]
+async fn a_failover_between_replicas_shows_as_its_own_gap_and_leader_change() {
+    // The fixture's crash at 10:50 becomes a failover: the standby replica took the lease and
+    // started at 11:06.
+    let t = |s: &str| s.parse::<DateTime<Utc>>().expect("instant");
+    let mut events = fixture();
+    let first = events
+        .iter()
+        .position(|e| matches!(e, Event::MonitorStarted { .. }))
+        .expect("a start");
+    events.insert(
+        first,
+        Event::LeaderChanged {
+            at: t("2026-02-27T00:00:00Z"),
+            epoch: 1,
+            replica: "replica-a".into(),
+            previous: None,
+        },
+    );
+    let restart = events
+        .iter()
+        .position(
+            |e| matches!(e, Event::MonitorStarted { at, .. } if *at == t("2026-03-01T11:06:00Z")),
+        )
+        .expect("the restart");
+    events.insert(
+        restart,
+        Event::LeaderChanged {
+            at: t("2026-03-01T11:06:00Z"),
+            epoch: 2,
+            replica: "replica-b".into(),
+            previous: Some("replica-a".into()),
+        },
+    );
+    let world = World::new(&events).await;
+    let json: Value = serde_json::from_str(&report(&world, "json", &[])).expect("json");
+    let coverage = &json["coverage"];
+    let gaps = coverage["gaps"].as_array().expect("gaps");
+    assert_eq!(gaps[0]["start"], "2026-03-01T10:50:00Z");
+    assert_eq!(gaps[0]["end"], "2026-03-01T11:06:00Z");
+    assert_eq!(gaps[0]["cause"], "failover");
+    assert_eq!(coverage["daemon_down_seconds"], 16 * 60);
+    // Only the change inside the period; the pair's first start was before it.
+    let changes = coverage["leader_changes"]
+        .as_array()
+        .expect("leader changes");
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert_eq!(changes[0]["epoch"], 2);
+    assert_eq!(changes[0]["replica"], "replica-b");
+    assert_eq!(changes[0]["previous"], "replica-a");
+    let html = report(&world, "html", &[]);
+    assert!(
+        html.contains(r#"<b id="leader-changes">1</b>"#),
+        "the HTML report counts the failover"
+    );
+    assert!(html.contains("replica-b"), "and names the new active");
 }

@@ -934,13 +934,14 @@ both!(
     an_unreadable_payload_is_an_error_naming_its_seq,
 );
 
-#[tokio::test]
-async fn the_projection_is_written_with_its_events_and_agrees_with_the_ledger() {
+/// The projection rows a commit writes in its transaction are the rows a rebuild from the
+/// ledger writes; a commit that fails writes none; an edited row is found by the check.
+async fn the_projection_is_written_with_its_events_and_agrees_with_the_ledger(b: Backend) {
     use slawatch::store::Sealing;
     use slawatch::store::projection::{check, rebuild};
     use slawatch_core::tracker::Inquiry;
 
-    let db = TempDb::new(Backend::Sqlite);
+    let db = TempDb::new(b);
     let store = db.open().await;
     let mut tracker = slawatch_core::testing::tracker();
     let rules = std::sync::Arc::new(tracker.rules().clone());
@@ -990,8 +991,67 @@ async fn the_projection_is_written_with_its_events_and_agrees_with_the_ledger() 
         "the stored inquiry reads back as the tracker's"
     );
 
+    // A rebuild from the ledger writes exactly the rows the commits wrote.
+    let scratch_db = TempDb::new(b);
+    let scratch = scratch_db.open().await;
+    rebuild(&store, rules.clone(), &scratch).await.unwrap();
+    assert_eq!(
+        scratch.projection_rows_after(i64::MIN, 10).await.unwrap(),
+        rows,
+        "the rows written with the events are the rebuilt ones"
+    );
+
+    // A commit that fails (its cursor refused after its events and rows were written) leaves
+    // no row behind: they were in its transaction.
+    match b {
+        Backend::Sqlite => db.sql(
+            "CREATE TRIGGER refuse_cursor BEFORE INSERT ON cursors WHEN NEW.source = 'broken' \
+             BEGIN SELECT RAISE(ABORT, 'refused for the test'); END;",
+        ),
+        Backend::Postgres => db.sql(
+            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN RAISE EXCEPTION 'refused for the test'; END $$; \
+             CREATE TRIGGER refuse_cursor BEFORE INSERT ON cursors FOR EACH ROW \
+             WHEN (NEW.source = 'broken') EXECUTE FUNCTION refuse();",
+        ),
+    };
+    let mut failing = slawatch_core::testing::tracker();
+    let events = [
+        opened("c", "Bonjour", t0() + Duration::minutes(2)),
+        breached("b", t0() + Duration::minutes(16)),
+    ];
+    for e in [
+        opened("a", "Hola", t0()),
+        opened("b", "مرحبا", t0() + Duration::minutes(1)),
+    ]
+    .iter()
+    .chain(&events)
+    {
+        failing.apply(e);
+    }
+    let touched: Vec<Inquiry> = ["c", "b"]
+        .iter()
+        .map(|id| failing.get(&InquiryId((*id).into())).cloned().unwrap())
+        .collect();
+    let err = store
+        .commit_projected(
+            t0(),
+            &events,
+            &[cursor("broken", "x", json!(0))],
+            Sealing::default(),
+            &touched,
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("upsert cursor"), "{err}");
+    assert_eq!(
+        store.projection_rows_after(i64::MIN, 10).await.unwrap(),
+        rows
+    );
+    assert_eq!(store.head().await.unwrap().map(|h| h.0), Some(3));
+
     // The check rebuilds from the ledger and finds nothing to say.
-    let scratch_db = TempDb::new(Backend::Sqlite);
+    let scratch_db = TempDb::new(b);
     let scratch = scratch_db.open().await;
     let report = check(&store, rules.clone(), &scratch).await.unwrap();
     assert_eq!(
@@ -1001,14 +1061,8 @@ async fn the_projection_is_written_with_its_events_and_agrees_with_the_ledger() 
     );
 
     // A row edited behind the daemon's back is named, column and all.
-    let Store::Sqlite(pool) = &store else {
-        panic!("an SQLite ledger")
-    };
-    sqlx::query("UPDATE inquiries SET state = 'responded' WHERE id = 'b'")
-        .execute(pool)
-        .await
-        .unwrap();
-    let scratch_db = TempDb::new(Backend::Sqlite);
+    db.sql("UPDATE inquiries SET state = 'responded' WHERE id = 'b'");
+    let scratch_db = TempDb::new(b);
     let scratch = scratch_db.open().await;
     let report = check(&store, rules.clone(), &scratch).await.unwrap();
     assert_eq!(report.differences, 1, "{report:?}");
@@ -1023,7 +1077,7 @@ async fn the_projection_is_written_with_its_events_and_agrees_with_the_ledger() 
         (rebuilt.inquiries, rebuilt.events, rebuilt.head_seq),
         (2, 3, 3)
     );
-    let scratch_db = TempDb::new(Backend::Sqlite);
+    let scratch_db = TempDb::new(b);
     let scratch = scratch_db.open().await;
     let report = check(&store, rules, &scratch).await.unwrap();
     assert_eq!(
@@ -1034,21 +1088,25 @@ async fn the_projection_is_written_with_its_events_and_agrees_with_the_ledger() 
     store.close().await;
 }
 
-/// `slawatch --config config args…`.
-fn slawatch(config: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_slawatch"))
+/// `slawatch --config config args…`, with the PostgreSQL password in the environment (the
+/// way the daemon gets it) for a `postgres://` store.
+fn slawatch(b: Backend, config: &Path, args: &[&str]) -> std::process::Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_slawatch"));
+    command
         .arg("--config")
         .arg(config)
         .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("the slawatch binary runs")
+        .env("RUST_LOG", "warn");
+    if b == Backend::Postgres {
+        command.env("SLAWATCH__STORE__PASSWORD", postgres::PASSWORD);
+    }
+    command.output().expect("the slawatch binary runs")
 }
 
-#[tokio::test]
-async fn store_commands_rebuild_and_check_the_projection_and_respect_the_writer_lock() {
-    // A ledger written without a projection (as by an older version).
-    let db = TempDb::new(Backend::Sqlite);
+async fn store_commands_rebuild_and_check_the_projection_and_respect_the_writer_lock(b: Backend) {
+    // A ledger written without a projection (as by an older version): its rows are deleted
+    // after the commit, which wrote none anyway (`append` hands no inquiries over).
+    let db = TempDb::new(b);
     let store = db.open().await;
     let events = [
         opened("a", "Hola", t0()),
@@ -1056,66 +1114,92 @@ async fn store_commands_rebuild_and_check_the_projection_and_respect_the_writer_
         breached("a", t0() + Duration::minutes(15)),
     ];
     store.append(t0(), &events, &[]).await.unwrap();
+    assert!(store.projection_missing().await.unwrap());
     store.close().await;
+    let url = match b {
+        Backend::Sqlite => db.url(),
+        Backend::Postgres => {
+            postgres::shared().url_without_password(postgres::Postgres::database_of(&db.pg_url))
+        }
+    };
     let config = db.path.parent().unwrap().join("slawatch.toml");
+    std::fs::create_dir_all(config.parent().unwrap()).unwrap();
     std::fs::write(
         &config,
         format!(
-            "[store]\nurl = \"{}\"\n[desk]\nsupport_addresses = [\"support@desk.example\"]\n\
-             [sources.mail]\ntype = \"maildir\"\npath = \"maildir\"\n",
-            db.url()
+            "[store]\nurl = \"{url}\"\n[desk]\nsupport_addresses = [\"support@desk.example\"]\n\
+             [sources.mail]\ntype = \"maildir\"\npath = \"maildir\"\n"
         ),
     )
     .unwrap();
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
 
-    // Never beside the daemon: its lock refuses the rebuild.
-    let lock = slawatch::store::lock::WriterLock::acquire(&db.path).unwrap();
-    let out = slawatch(&config, &["store", "rebuild-projection"]);
-    assert!(!out.status.success());
-    assert!(
-        text(&out.stderr).contains("in use"),
-        "{}",
-        text(&out.stderr)
-    );
-    drop(lock);
+    // Never beside the daemon: on SQLite its file lock refuses the rebuild, on PostgreSQL the
+    // leader lease a replica holds.
+    match b {
+        Backend::Sqlite => {
+            let lock = slawatch::store::lock::WriterLock::acquire(&db.path).unwrap();
+            let out = slawatch(b, &config, &["store", "rebuild-projection"]);
+            assert!(!out.status.success());
+            assert!(
+                text(&out.stderr).contains("in use"),
+                "{}",
+                text(&out.stderr)
+            );
+            drop(lock);
+        }
+        Backend::Postgres => {
+            let store = db.open().await;
+            let Store::Postgres(pg) = &store else {
+                panic!("a PostgreSQL store")
+            };
+            let lease = slawatch::store::lease::Lease::new(
+                "replica-a".into(),
+                std::time::Duration::from_secs(30),
+            );
+            lease.try_acquire(pg).await.unwrap().expect("a free lease");
+            let out = slawatch(b, &config, &["store", "rebuild-projection"]);
+            assert!(!out.status.success());
+            assert!(
+                text(&out.stderr).contains("replica replica-a holds the ledger's leader lease"),
+                "{}",
+                text(&out.stderr)
+            );
+            lease.release(pg).await;
+            store.close().await;
+        }
+    }
 
-    let out = slawatch(&config, &["store", "rebuild-projection"]);
+    let out = slawatch(b, &config, &["store", "rebuild-projection"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(
         text(&out.stdout).contains("rebuilt: 2 inquiries from 3 events"),
         "{}",
         text(&out.stdout)
     );
-    let out = slawatch(&config, &["store", "check-projection"]);
+    let out = slawatch(b, &config, &["store", "check-projection"]);
     assert!(out.status.success(), "{}", text(&out.stdout));
     assert!(
         text(&out.stdout).contains("2 rows compared"),
         "{}",
         text(&out.stdout)
     );
+    let store = db.open().await;
+    assert!(!store.projection_missing().await.unwrap());
+    store.close().await;
 
     // An edited row: named, exit 1.
-    let store = db.open().await;
-    let Store::Sqlite(pool) = &store else {
-        panic!("an SQLite ledger")
-    };
-    sqlx::query("UPDATE inquiries SET json = replace(json, 'Hola', 'Adiós') WHERE id = 'a'")
-        .execute(pool)
-        .await
-        .unwrap();
-    store.close().await;
-    let out = slawatch(&config, &["store", "check-projection"]);
+    db.sql("UPDATE inquiries SET json = replace(json, 'Hola', 'Adiós') WHERE id = 'a'");
+    let out = slawatch(b, &config, &["store", "check-projection"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
     let stdout = text(&out.stdout);
     assert!(stdout.contains("1 differences"), "{stdout}");
     assert!(stdout.contains("inquiry a: json differs"), "{stdout}");
 }
 
-#[tokio::test]
-async fn an_inquiry_is_found_by_id_in_any_bucket_of_the_id_index() {
+async fn an_inquiry_is_found_by_id_in_any_bucket_of_the_id_index(b: Backend) {
     use slawatch::store::ProjectionRow;
-    let db = TempDb::new(Backend::Sqlite);
+    let db = TempDb::new(b);
     let store = db.open().await;
     let mut tracker = slawatch_core::testing::tracker();
     // Rows far apart in the ledger: in the first, a middle and a late bucket of 65,536 seqs.
@@ -1144,3 +1228,33 @@ async fn an_inquiry_is_found_by_id_in_any_bucket_of_the_id_index() {
     );
     store.close().await;
 }
+
+/// Rows written together in order: a later row of the same inquiry wins (PostgreSQL refuses
+/// to update a row twice in one statement, so the store keeps only the last one there).
+async fn a_later_row_of_the_same_inquiry_wins_within_one_write(b: Backend) {
+    use slawatch::store::ProjectionRow;
+    let db = TempDb::new(b);
+    let store = db.open().await;
+    let mut tracker = slawatch_core::testing::tracker();
+    let a = InquiryId("a".into());
+    tracker.apply(&opened("a", "Hola", t0()));
+    let open = ProjectionRow::of(tracker.get(&a).unwrap(), (1, 1)).unwrap();
+    tracker.apply(&breached("a", t0() + Duration::minutes(15)));
+    let breached = ProjectionRow::of(tracker.get(&a).unwrap(), (1, 2)).unwrap();
+    store
+        .write_projection(vec![open.clone(), breached.clone(), open, breached.clone()])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.projection_rows_after(i64::MIN, 10).await.unwrap(),
+        vec![breached]
+    );
+    store.close().await;
+}
+
+both!(
+    a_later_row_of_the_same_inquiry_wins_within_one_write,
+    the_projection_is_written_with_its_events_and_agrees_with_the_ledger,
+    store_commands_rebuild_and_check_the_projection_and_respect_the_writer_lock,
+    an_inquiry_is_found_by_id_in_any_bucket_of_the_id_index,
+);

@@ -245,6 +245,67 @@ async fn a_ledger_copied_to_sqlite_and_back_keeps_every_byte() {
     }
 }
 
+/// The inquiry projection goes with the ledger, to SQLite and back, in more than one page: a
+/// copy answers the API and reports at once. A source without one gives a copy without one
+/// (the daemon builds it at its first start).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_projection_is_copied_with_the_ledger() {
+    use slawatch::store::projection::rebuild;
+    let pg = postgres::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let rules = std::sync::Arc::new(slawatch_core::testing::tracker().rules().clone());
+    let source = Store::open(&pg.fresh_url()).await.unwrap();
+    support::history::write(&source, 12_000, 5, None)
+        .await
+        .unwrap();
+    // Without a projection yet: none is copied.
+    let bare = Store::open(&format!("sqlite://{}/bare.db", dir.path().display()))
+        .await
+        .unwrap();
+    let report = source.copy_into(&bare, &mut |_| {}).await.unwrap();
+    assert_eq!(report.inquiries, None);
+    assert!(bare.projection_missing().await.unwrap());
+    bare.close().await;
+
+    rebuild(&source, rules, &source).await.unwrap();
+    let rows = source
+        .projection_rows_after(i64::MIN, 20_000)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 12_000);
+    let sqlite = Store::open(&format!("sqlite://{}/copy.db", dir.path().display()))
+        .await
+        .unwrap();
+    let report = source.copy_into(&sqlite, &mut |_| {}).await.unwrap();
+    assert_eq!(report.inquiries, Some(12_000));
+    assert!(!sqlite.projection_missing().await.unwrap());
+    assert_eq!(
+        sqlite
+            .projection_rows_after(i64::MIN, 20_000)
+            .await
+            .unwrap(),
+        rows
+    );
+    let back = Store::open(&pg.fresh_url()).await.unwrap();
+    let report = sqlite.copy_into(&back, &mut |_| {}).await.unwrap();
+    assert_eq!(report.inquiries, Some(12_000));
+    assert_eq!(
+        back.projection_rows_after(i64::MIN, 20_000).await.unwrap(),
+        rows
+    );
+    // And the copy answers by id from its own index.
+    let last = rows.last().unwrap();
+    let found = back
+        .projected(&InquiryId(last.id.as_str().into()))
+        .await
+        .unwrap()
+        .expect("found in the copy");
+    assert_eq!(found.ledger_seqs, Some((last.open_seq, last.last_seq)));
+    for s in [source, sqlite, back] {
+        s.close().await;
+    }
+}
+
 #[tokio::test]
 async fn a_broken_source_is_not_copied() {
     let pg = postgres::shared();
@@ -409,4 +470,153 @@ async fn the_same_commits_give_the_same_bytes_on_both_backends_signed_or_not() {
         matches!(verdict, Verification::Broken { .. }),
         "{verdict:?}"
     );
+}
+
+/// Makes the lease expire now, as if its TTL had passed with no renewal (the server's clock
+/// decides expiry; the test moves the row instead of waiting).
+fn expire_lease(pg: &Postgres, db: &str) {
+    pg.psql(
+        db,
+        "UPDATE leader_lease SET expires_at = clock_timestamp() - interval '1 second'",
+    );
+}
+
+/// One replica of a pair on `db`: its own pool, writing under its own lease (30 s: tests
+/// expire it by hand).
+async fn replica(
+    pg: &Postgres,
+    db: &str,
+    name: &str,
+) -> (Store, std::sync::Arc<slawatch::store::lease::Lease>) {
+    let store = Store::open(&pg.url(db)).await.unwrap();
+    let lease = std::sync::Arc::new(slawatch::store::lease::Lease::new(
+        name.into(),
+        std::time::Duration::from_secs(30),
+    ));
+    store.write_under(lease.clone());
+    (store, lease)
+}
+
+#[tokio::test]
+async fn a_replica_that_lost_the_lease_never_commits_again() {
+    use slawatch::store::lease::{Renewal, Takeover};
+
+    let pg = postgres::shared();
+    let db = pg.create_database();
+    let (first, lease_a) = replica(pg, &db, "a").await;
+    let (second, lease_b) = replica(pg, &db, "b").await;
+    let (Store::Postgres(pg_a), Store::Postgres(pg_b)) = (&first, &second) else {
+        panic!("both stores are PostgreSQL");
+    };
+
+    // Before anyone holds the lease, a replica's writes are refused.
+    let refused = first.append(t0(), &events(0, 1), &[]).await.unwrap_err();
+    assert!(
+        matches!(refused, StoreError::Fenced { epoch: None, .. }),
+        "{refused}"
+    );
+
+    assert_eq!(
+        lease_a.try_acquire(pg_a).await.unwrap(),
+        Some(Takeover {
+            epoch: 1,
+            previous: None
+        })
+    );
+    assert_eq!(lease_b.try_acquire(pg_b).await.unwrap(), None);
+    assert_eq!(lease_a.leader.get(), 1);
+    assert_eq!(lease_b.leader.get(), 0);
+    first.append(t0(), &events(0, 5), &[]).await.unwrap();
+    let refused = second.append(t0(), &events(5, 1), &[]).await.unwrap_err();
+    assert!(matches!(refused, StoreError::Fenced { .. }), "{refused}");
+    assert!(matches!(lease_a.renew(pg_a).await, Renewal::Renewed));
+
+    // A's lease expires on the server (A paused past its TTL): B takes over at epoch 2.
+    expire_lease(pg, &db);
+    assert_eq!(
+        lease_b.try_acquire(pg_b).await.unwrap(),
+        Some(Takeover {
+            epoch: 2,
+            previous: Some("a".into())
+        })
+    );
+    second.append(t0(), &events(5, 3), &[]).await.unwrap();
+    // A still believes in its lease by its own clock, but the fence inside the transaction
+    // finds another holder: nothing is written, and it counts.
+    assert!(lease_a.is_valid());
+    let fenced_before = lease_a.fenced_writes.get();
+    let refused = first.append(t0(), &events(8, 2), &[]).await.unwrap_err();
+    assert!(
+        matches!(refused, StoreError::Fenced { epoch: Some(1), .. }),
+        "{refused}"
+    );
+    assert_eq!(lease_a.fenced_writes.get(), fenced_before + 1);
+    // The archive and snapshots are fenced too: an old active must not refile a thread.
+    let snapshot = first.save_snapshot(8, t0(), "{}").await.unwrap_err();
+    assert!(matches!(snapshot, StoreError::Fenced { .. }), "{snapshot}");
+    // Its next renewal finds another holder: it steps down.
+    assert!(matches!(lease_a.renew(pg_a).await, Renewal::Lost));
+    assert!(!lease_a.is_valid());
+    assert_eq!(lease_a.leader.get(), 0);
+
+    // Eight rows, in order, none of them A's after the takeover; the chain is intact.
+    let (n, _) = intact(second.verify().await.unwrap());
+    assert_eq!(n, 8);
+    let rows = pg.psql(
+        &db,
+        "SELECT string_agg(payload::json->>'inquiry_id', ',' ORDER BY seq) FROM ledger",
+    );
+    assert_eq!(rows.trim(), "e0,e1,e2,e3,e4,e5,e6,e7");
+
+    // A clean stop lets the lease go at once: A takes it back without waiting for the TTL.
+    lease_b.release(pg_b).await;
+    assert_eq!(
+        lease_a.try_acquire(pg_a).await.unwrap(),
+        Some(Takeover {
+            epoch: 3,
+            previous: Some("b".into())
+        })
+    );
+    first.append(t0(), &events(8, 1), &[]).await.unwrap();
+    let refused = second.append(t0(), &events(9, 1), &[]).await.unwrap_err();
+    assert!(matches!(refused, StoreError::Fenced { .. }), "{refused}");
+    assert_eq!(intact(first.verify().await.unwrap()).0, 9);
+}
+
+#[tokio::test]
+async fn a_takeover_waits_while_a_commit_holds_the_lease_row() {
+    let pg = postgres::shared();
+    let db = pg.create_database();
+    let (first, lease_a) = replica(pg, &db, "a").await;
+    let (second, lease_b) = replica(pg, &db, "b").await;
+    let (Store::Postgres(pg_a), Store::Postgres(pg_b)) = (&first, &second) else {
+        panic!("both stores are PostgreSQL");
+    };
+    lease_a.try_acquire(pg_a).await.unwrap().expect("free");
+    // The lease expires; then a session holds its row as a commit's fence does.
+    expire_lease(pg, &db);
+    let url = pg.url(&db);
+    let (locked_tx, locked_rx) = tokio::sync::oneshot::channel();
+    let (release_tx, release_rx) = tokio::sync::oneshot::channel::<()>();
+    let holder = tokio::spawn(async move {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+        let mut tx = conn.begin().await.unwrap();
+        sqlx::query("SELECT 1 FROM leader_lease WHERE id = 1 FOR SHARE")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        locked_tx.send(()).unwrap();
+        release_rx.await.unwrap();
+        tx.commit().await.unwrap();
+    });
+    locked_rx.await.unwrap();
+    // Held past the take's lock wait: the take gives up (and tries again later), it does not
+    // slip in under the commit.
+    let blocked = lease_b.try_acquire(pg_b).await;
+    assert!(blocked.is_err(), "{blocked:?}");
+    assert_eq!(lease_b.epoch(), None);
+    release_tx.send(()).unwrap();
+    holder.await.unwrap();
+    assert_eq!(lease_b.try_acquire(pg_b).await.unwrap().unwrap().epoch, 2);
 }

@@ -2,7 +2,9 @@
 //! one-hour working window. Conversations leave memory as newer evidence comes, come back when
 //! a reply or a next message refers to them, and the outcomes are those of an engine that keeps
 //! everything. A restart resumes from the snapshot written at shutdown, and a damaged or
-//! mismatched snapshot falls back to a full replay with the same state.
+//! mismatched snapshot falls back to a full replay with the same state. History that left memory
+//! is served by the API from the inquiry projection the engine's commits wrote, on SQLite and
+//! on PostgreSQL (a real server started by the harness).
 
 mod support;
 
@@ -139,7 +141,12 @@ async fn outcomes(store: &Store) -> Vec<String> {
     for entry in store.events().await.unwrap() {
         all.apply(&entry.event);
     }
-    let mut out: Vec<String> = all
+    described(&all)
+}
+
+/// Each inquiry `tracker` holds with its outcome, thread, kind and follow-ups.
+fn described(tracker: &Tracker) -> Vec<String> {
+    let mut out: Vec<String> = tracker
         .newest_first()
         .map(|i| {
             format!(
@@ -183,24 +190,34 @@ async fn store_in(dir: &std::path::Path) -> Store {
         .unwrap()
 }
 
+/// Hands the engine one batch of the mailbox, as its source does.
+async fn submit(r: &support::engine::Running, observations: Vec<Observation>) {
+    r.sink
+        .submit(SourceBatch {
+            source: "mail".into(),
+            observations,
+            cursors: vec![],
+            initial_sync_done: true,
+        })
+        .await
+        .unwrap();
+}
+
 /// Runs the engine over `store`, reads every batch in order, stops (a snapshot is written at
 /// shutdown when a window is set); returns how many threads memory held before the stop.
 async fn read_all(store: Store, window: Option<Duration>) -> usize {
+    read(store, window, batches()).await
+}
+
+/// [`read_all`] for some of the batches.
+async fn read(store: Store, window: Option<Duration>, batches: Vec<Vec<Observation>>) -> usize {
     let setup = Setup {
         working_window: window,
         ..Setup::at(t0() + Duration::hours(2 * CONVERSATIONS + 49))
     };
     let r = support::engine::start(store, rules(), Arc::new(Accepting), setup).await;
-    for observations in batches() {
-        r.sink
-            .submit(SourceBatch {
-                source: "mail".into(),
-                observations,
-                cursors: vec![],
-                initial_sync_done: true,
-            })
-            .await
-            .unwrap();
+    for observations in batches {
+        submit(&r, observations).await;
     }
     let held = r.shared.tracker.read().unwrap().threads_held();
     support::engine::stop(r).await;
@@ -313,4 +330,220 @@ async fn a_restart_resumes_from_the_snapshot_and_a_bad_one_falls_back_to_a_full_
         .unwrap();
     assert_eq!(mismatched.snapshot_seq, None);
     assert_eq!(held(&mismatched.tracker), held(&from_snapshot.tracker));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_following_the_ledger_holds_what_the_ledger_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let window = Duration::hours(1);
+    let mut all = batches();
+    let rest = all.split_off(20);
+    // The active read the first twenty conversations and stopped: a snapshot, and threads in
+    // the archive.
+    read(store_in(dir.path()).await, Some(window), all).await;
+    let store = store_in(dir.path()).await;
+    assert!(count(&store, "archived_threads").await > 0);
+
+    // A standby starts from that snapshot, as a replica does, and follows the active's next
+    // run (the last conversations, then the late evidence that brings archived ones back)
+    // from wherever it stands when each batch is in.
+    let started = slawatch::working_set::start_following(&store, rules(), None)
+        .await
+        .unwrap();
+    let slawatch::store::Verification::Intact { head_hash, .. } = &started.verification else {
+        panic!("{:?}", started.verification)
+    };
+    let mut at = slawatch::replica::Position {
+        seq: started.snapshot_seq.unwrap_or(0) + started.replayed as i64,
+        hash: head_hash.clone(),
+    };
+    assert!(
+        started.snapshot_seq.is_some(),
+        "the standby starts from the snapshot"
+    );
+    let follower = slawatch::engine::Shared::new(
+        started.tracker,
+        Arc::new(slawatch::telemetry::Metrics::new("test", &[])),
+        store.clone(),
+        Default::default(),
+    );
+    let setup = Setup {
+        working_window: Some(window),
+        ..Setup::at(t0() + Duration::hours(2 * CONVERSATIONS + 49))
+    };
+    let r = support::engine::start(store.clone(), rules(), Arc::new(Accepting), setup).await;
+    let mut applied = 0;
+    for observations in rest {
+        submit(&r, observations).await;
+        applied += slawatch::replica::catch_up(&store, &follower, None, &mut at, started.archived)
+            .await
+            .unwrap();
+    }
+    support::engine::stop(r).await;
+    applied += slawatch::replica::catch_up(&store, &follower, None, &mut at, true)
+        .await
+        .unwrap();
+    let head = store.head().await.unwrap().unwrap();
+    assert_eq!((at.seq, at.hash.clone()), head, "caught up to the head");
+    assert!(applied > 0);
+
+    // Every inquiry the standby holds is as the whole ledger says, the conversations the late
+    // evidence brought back from the archive included.
+    let expected = outcomes(&store).await;
+    let holds = described(&follower.tracker.read().unwrap());
+    for inquiry in &holds {
+        assert!(expected.contains(inquiry), "{inquiry} not in {expected:#?}");
+    }
+    // first0 and first4 were answered and archived before the standby started; the next
+    // message in one and the second reply in the other bring them back.
+    for brought_back in ["<first0@", "<first4@", "<next0@", "<first1@", "<first3@"] {
+        assert!(
+            holds.iter().any(|o| o.starts_with(brought_back)),
+            "{brought_back} held by the standby: {holds:#?}"
+        );
+    }
+}
+
+/// The API over `tracker` and `store`, as the daemon serves it (nothing behind it answers acks:
+/// these tests only read). The receiver keeps the engine's channel open.
+fn api_over(
+    tracker: Tracker,
+    store: Store,
+) -> (
+    slawatch::http::AppState,
+    tokio::sync::mpsc::Receiver<slawatch::engine::Command>,
+) {
+    use slawatch::http::{Access, AppState, Tokens};
+    let metrics = Arc::new(slawatch::telemetry::Metrics::new(
+        "test",
+        &["mail".to_string()],
+    ));
+    let shared = Arc::new(slawatch::engine::Shared::new(
+        tracker,
+        metrics,
+        store,
+        std::collections::BTreeSet::new(),
+    ));
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    let state = AppState::new(
+        shared,
+        slawatch::engine::EngineHandle::new(tx),
+        Access::with_tokens(Tokens::default()),
+    );
+    (state, rx)
+}
+
+async fn get(state: &slawatch::http::AppState, uri: &str) -> (u16, String) {
+    use tower::ServiceExt;
+    let response = slawatch::http::router(state.clone())
+        .oneshot(
+            axum::http::Request::get(uri)
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap_or_else(|e| match e {});
+    let status = response.status().as_u16();
+    let body = axum::body::to_bytes(response.into_body(), 1 << 24)
+        .await
+        .unwrap();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// After the engine read everything with a one-hour window, a restart holds the working set
+/// only; the API over it (history from the projection the commits wrote) answers every list
+/// and every old closed inquiry exactly as the API over a tracker holding everything.
+async fn history_that_left_memory_is_served_from_the_projection(store: Store) {
+    use slawatch_core::tracker::InquiryState;
+    let window = Duration::hours(1);
+    read_all(store.clone(), Some(window)).await;
+
+    // The projection the commits wrote is the one the ledger rebuilds.
+    let scratch = Store::open("sqlite::memory:").await.unwrap();
+    let report = slawatch::store::projection::check(&store, rules(), &scratch)
+        .await
+        .unwrap();
+    assert_eq!(
+        (report.differences, report.skipped_newer),
+        (0, 0),
+        "{report:?}"
+    );
+    assert!(report.rows_compared > CONVERSATIONS as u64, "{report:?}");
+
+    let working = slawatch::working_set::start(&store, rules(), None, window)
+        .await
+        .unwrap()
+        .tracker;
+    let (everything, _) = slawatch::engine::replay(&store, rules()).await.unwrap();
+    let gone: Vec<(String, InquiryState)> = everything
+        .newest_first()
+        .filter(|i| working.get(&i.id).is_none())
+        .map(|i| (i.id.to_string(), i.state))
+        .collect();
+    assert!(
+        gone.iter()
+            .filter(|(_, s)| *s == InquiryState::Responded)
+            .count()
+            >= 10,
+        "old closed inquiries left memory: {gone:?}"
+    );
+    let (today, _today_rx) = api_over(everything, store.clone());
+    let (now, _now_rx) = api_over(working, store.clone());
+
+    for query in [
+        "limit=7",
+        "state=responded&limit=4",
+        "state=open&limit=3",
+        "channel=email&limit=5",
+    ] {
+        let mut uri = format!("/api/v1/inquiries?{query}");
+        let mut pages = 0;
+        loop {
+            let (status, expected) = get(&today, &uri).await;
+            assert_eq!(status, 200, "{uri}: {expected}");
+            let (status, got) = get(&now, &uri).await;
+            assert_eq!(status, 200, "{uri}: {got}");
+            assert_eq!(got, expected, "{uri}");
+            pages += 1;
+            let page: serde_json::Value = serde_json::from_str(&got).unwrap();
+            match page["next_cursor"].as_str() {
+                Some(c) => uri = format!("/api/v1/inquiries?{query}&cursor={c}"),
+                None => break,
+            }
+        }
+        assert!(pages >= 1, "{query}");
+    }
+    let (_, all) = get(&now, "/api/v1/inquiries?limit=1000").await;
+    let all: serde_json::Value = serde_json::from_str(&all).unwrap();
+    assert_eq!(
+        all["inquiries"].as_array().map(Vec::len),
+        Some(CONVERSATIONS as usize + 1),
+        "every inquiry listed once"
+    );
+    for (id, state) in &gone {
+        let uri = format!("/api/v1/inquiries/{id}");
+        let (status, expected) = get(&today, &uri).await;
+        assert_eq!(status, 200, "{uri}");
+        let (status, got) = get(&now, &uri).await;
+        assert_eq!(status, 200, "{uri}: not found though it left memory only");
+        assert_eq!(got, expected, "{uri}");
+        let body: serde_json::Value = serde_json::from_str(&got).unwrap();
+        assert_eq!(body["state"], state.as_str());
+        assert!(
+            body["events"].as_array().is_some_and(|e| !e.is_empty()),
+            "{uri}: its history is read from the ledger"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_that_left_memory_is_served_from_the_projection_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    history_that_left_memory_is_served_from_the_projection(store_in(dir.path()).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_that_left_memory_is_served_from_the_projection_on_postgresql() {
+    let url = support::postgres::shared().fresh_url();
+    history_that_left_memory_is_served_from_the_projection(Store::open(&url).await.unwrap()).await;
 }

@@ -132,7 +132,16 @@ fn validate(root: &Value, file_only: &Value, base: &Path) -> Result<Settings, Ve
         accept_broken_ledger: false,
         working_window: t.duration("working_window", super::settings::WORKING_WINDOW, &mut p),
         snapshot_every: t.duration("snapshot_every", super::settings::SNAPSHOT_EVERY, &mut p),
+        lease_ttl: t.duration("lease_ttl", super::settings::LEASE_TTL, &mut p),
     };
+    // Shorter, a renewal's round trip and a commit's lock wait eat the lease; longer, a dead
+    // active is replaced later than the 15-minute promise can afford.
+    if !(3..=60).contains(&store.lease_ttl.as_secs()) || store.lease_ttl.subsec_nanos() != 0 {
+        p.push(
+            "store.lease_ttl",
+            "must be whole seconds from 3s to 60s: the standby takes over this long after the active died",
+        );
+    }
     // Shorter than an hour, evidence read a little late (a reply fetched after a reconnect)
     // would send conversations back and forth between memory and the store all day.
     if store.working_window < std::time::Duration::from_secs(3600) {
@@ -1087,7 +1096,8 @@ impl Settings {
         json!({
             "store": { "url": redact_url(&self.store.url), "password": secret(&self.store.password), "signing_key_file": self.store.signing_key_file, "head_file": self.store.head_file,
                 "working_window": humantime::format_duration(self.store.working_window).to_string(),
-                "snapshot_every": humantime::format_duration(self.store.snapshot_every).to_string() },
+                "snapshot_every": humantime::format_duration(self.store.snapshot_every).to_string(),
+                "lease_ttl": humantime::format_duration(self.store.lease_ttl).to_string() },
             "audit": { "head_recipients": self.audit.head_recipients },
             "http": {
                 "bind": self.http.bind.to_string(), "token": secret(&self.http.token),

@@ -50,10 +50,16 @@ pub struct StoreSettings {
     /// How often the working set is written to the store for a fast start (`snapshot_every`,
     /// default 10 minutes; also at shutdown).
     pub snapshot_every: std::time::Duration,
+    /// PostgreSQL: how long the active replica's leader lease lasts without a renewal
+    /// (`lease_ttl`, default 8 s, 3–60 s). A standby takes over this long after the active died;
+    /// the active renews every quarter of it and stops writing and alerting once it lapses.
+    pub lease_ttl: std::time::Duration,
 }
 
 /// [`StoreSettings::working_window`]'s default.
 pub const WORKING_WINDOW: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
+/// [`StoreSettings::lease_ttl`]'s default.
+pub const LEASE_TTL: std::time::Duration = std::time::Duration::from_secs(8);
 /// [`StoreSettings::snapshot_every`]'s default.
 pub const SNAPSHOT_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
 

@@ -806,3 +806,30 @@ fn a_source_pages_when_silent_past_its_limit_which_must_exceed_its_own_interval(
         "{found:?}"
     );
 }
+
+#[test]
+fn a_lease_ttl_that_cannot_keep_a_pair_safe_and_prompt_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for bad in ["1s", "2500ms", "61s", "10m"] {
+        let path = write(
+            dir.path(),
+            &format!("{MINIMAL}\n[store]\nlease_ttl = \"{bad}\"\n"),
+        );
+        let found = problems(load_with_env(&path, vec![]));
+        assert!(
+            found.iter().any(|f| f.starts_with("store.lease_ttl: ")),
+            "{bad}: {found:?}"
+        );
+    }
+    let path = write(
+        dir.path(),
+        &format!("{MINIMAL}\n[store]\nlease_ttl = \"5s\"\n"),
+    );
+    let settings = load_with_env(&path, vec![]).unwrap();
+    assert_eq!(settings.store.lease_ttl.as_secs(), 5);
+    let path = write(dir.path(), MINIMAL);
+    assert_eq!(
+        load_with_env(&path, vec![]).unwrap().store.lease_ttl,
+        super::settings::LEASE_TTL
+    );
+}

@@ -2,7 +2,7 @@
 //!
 //! | route | no token configured (loopback only) | once any token is configured |
 //! |---|---|---|
-//! | `GET /healthz`, `GET /readyz` | open | open |
+//! | `GET /healthz`, `GET /readyz`, `GET /readyz/active` | open | open |
 //! | `GET /metrics` | open | `http.metrics_token` if set, else open |
 //! | `GET /`, `GET /api/v1/inquiries[/{id}]`, `GET /inquiries/{id}` | open | `http.read_token` or `http.token` |
 //! | `GET /api/v1/report` | 403 | `http.report_token` |
@@ -17,7 +17,7 @@
 //! The `Host` check refuses (421) requests whose `Host` is not a loopback name, the bind address
 //! (any IP literal when bound to every address), `http.public_url`'s host or one of
 //! `http.allowed_hosts`: a web page that rebinds its own name to 127.0.0.1 still sends its own
-//! name, and is refused. `/healthz` and `/readyz` are exempt (load balancers probe them by IP);
+//! name, and is refused. The health routes are exempt (load balancers probe them by IP);
 //! a request without `Host` (HTTP/1.0) cannot come from a browser and is let through.
 
 use std::net::{IpAddr, SocketAddr};
@@ -323,7 +323,7 @@ pub async fn check_host(
     next: Next,
 ) -> Response {
     let path = request.uri().path();
-    if path == "/healthz" || path == "/readyz" {
+    if path == "/healthz" || path == "/readyz" || path == "/readyz/active" {
         return next.run(request).await;
     }
     let host = request

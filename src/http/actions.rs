@@ -315,7 +315,7 @@ fn engine_error(e: AckError) -> Response {
             "Not recorded",
             &format!("{e}. Try again."),
         ),
-        e @ AckError::Stopped => message_page(
+        e @ (AckError::Stopped | AckError::Standby) => message_page(
             StatusCode::SERVICE_UNAVAILABLE,
             "Not recorded",
             &format!("{e}. Try again in a moment."),

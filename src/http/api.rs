@@ -377,7 +377,9 @@ pub async fn ack(
             Err(before_receipt(received))
         }
         Err(e @ AckError::Store(_)) => Err(ApiError::Internal(e.to_string())),
-        Err(e @ AckError::Stopped) => Err(ApiError::Unavailable(e.to_string())),
+        Err(e @ (AckError::Stopped | AckError::Standby)) => {
+            Err(ApiError::Unavailable(e.to_string()))
+        }
     }
 }
 

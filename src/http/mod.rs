@@ -125,6 +125,7 @@ pub fn router(state: AppState) -> Router {
     let open = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/readyz/active", get(readyz_active))
         .route_layer(within(state.request_timeout));
     let metrics = Router::new()
         .route("/metrics", get(metrics))
@@ -325,6 +326,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
     } else {
         "not ready".to_string()
     };
+    body.push_str(&format!("\n{}", state.shared.role().describe(now)));
     body.push_str(&format!("\n{}", ledger.describe(now)));
     let offset = state.shared.metrics.clock_offset();
     if offset.abs() > crate::scheduler::clock::STEP.as_secs_f64() {
@@ -352,8 +354,31 @@ async fn readyz(State(state): State<AppState>) -> Response {
     (status, body).into_response()
 }
 
+/// `/readyz/active`: 200 only on the replica that writes and alerts (the only daemon on a
+/// SQLite ledger, the lease holder of a pair), once ready; 503 on a standby. For a load balancer
+/// in front of a pair: acks, takes and pushed calls go where this answers 200 (as a database
+/// proxy asks which node is the primary).
+async fn readyz_active(State(state): State<AppState>) -> Response {
+    let role = state.shared.role();
+    if role.is_standby() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            role.describe(state.shared.now()),
+        )
+            .into_response();
+    }
+    readyz(State(state)).await
+}
+
 /// `/metrics`. Rendering scans the open inquiries, so it runs on a blocking thread.
 async fn metrics(State(state): State<AppState>) -> Response {
+    if let Some(registry) = state.shared.standby_metrics.get() {
+        let mut body = String::new();
+        return match prometheus::TextEncoder::new().encode_utf8(&registry.gather(), &mut body) {
+            Ok(()) => ([(header::CONTENT_TYPE, Metrics::CONTENT_TYPE)], body).into_response(),
+            Err(e) => ApiError::Internal(e.to_string()).into_response(),
+        };
+    }
     let rendered = tokio::task::spawn_blocking(move || {
         let tracker = state.tracker();
         state.shared.metrics.render(&tracker, Utc::now())

@@ -54,6 +54,8 @@ pub struct Summary {
     pub monitor: Vec<String>,
     /// The ledger's state in one line (`ledger writable`, or why not).
     pub ledger: String,
+    /// Which replica this is (`active` / `standby` in a pair; empty for the only daemon).
+    pub role: String,
 }
 
 impl Summary {
@@ -88,6 +90,7 @@ impl Summary {
                 })
                 .collect(),
             ledger: "ledger writable".to_string(),
+            role: String::new(),
         };
         // Sort references and clone only the rows shown: cloning every open inquiry on a very
         // bad day would dominate the render.
@@ -175,6 +178,13 @@ pub async fn page(State(state): State<AppState>) -> impl IntoResponse {
     };
     let ledger = state.shared.ledger.snapshot();
     summary.ledger = ledger.describe(state.shared.now());
+    summary.role = match state.shared.role() {
+        crate::replica::Role::Single => String::new(),
+        crate::replica::Role::Active { epoch } => format!("active replica (lease epoch {epoch})"),
+        crate::replica::Role::Standby { seq, .. } => {
+            format!("standby replica (follows the ledger at seq {seq})")
+        }
+    };
     if ledger.is_stuck(state.shared.now())
         && !summary.monitor.iter().any(|m| m.starts_with("ledger"))
     {
@@ -318,6 +328,9 @@ pub fn render(s: &Summary, now: DateTime<Utc>, tz: Tz) -> String {
                 }
                 footer {
                     span id="ledger" { (Text(&s.ledger)) }
+                    @if !s.role.is_empty() {
+                        " · " span id="role" { (Text(&s.role)) }
+                    }
                     " · " a href="/metrics" { "metrics" }
                     " · " a href="/api/v1/inquiries" { "API" }
                     " · " a href="/readyz" { "readiness" }

@@ -574,6 +574,19 @@ impl Lane {
                 .as_ref()
                 .map(|e| e.message.clone())
                 .unwrap_or_default();
+            // A replica that lost the leader lease stops here: the active one resumes these
+            // alerts from their intents in the ledger. Retrying would keep the stepped-down role
+            // waiting on this task, and send the old alerts if this replica became the active
+            // one again meanwhile.
+            if !n.may_send() {
+                tracing::warn!(
+                    notifier = n.name(),
+                    attempt,
+                    alerts = pending.len(),
+                    "Alert delivery stopped: this replica no longer holds the leader lease."
+                );
+                break;
+            }
             if started.elapsed() + pause > self.retry_for {
                 tracing::error!(notifier = n.name(), attempt, alerts = pending.len(), %error, "Alert delivery failed; giving up on this notifier.");
                 self.health.verdict(
@@ -627,13 +640,23 @@ pub fn build(
     time_zone: chrono_tz::Tz,
     metrics: Arc<Metrics>,
     signals: Option<Signals>,
+    lease: Option<Arc<crate::store::lease::Lease>>,
 ) -> Result<Arc<dyn Notifier>, BuildError> {
     if settings.primary.is_empty() && settings.fallback.is_none() {
         let log = super::LogNotifier;
         NotifierHealth::new(metrics, &[log.name()])?;
         return Ok(Arc::new(log));
     }
-    let one = |name: &str| build_one(name, settings, time_zone);
+    // In a pair, each channel checks the lease just before it sends (retries included).
+    let one = |name: &str| {
+        build_one(name, settings, time_zone).map(|inner| match &lease {
+            Some(lease) => Arc::new(super::lease_gate::LeaseGated {
+                inner,
+                lease: lease.clone(),
+            }) as Arc<dyn Notifier>,
+            None => inner,
+        })
+    };
     let primaries = settings
         .primary
         .iter()

@@ -13,6 +13,7 @@
 pub mod alertmanager;
 pub mod dispatch;
 pub mod escalate;
+pub mod lease_gate;
 pub mod oncall;
 pub mod renotify;
 pub mod smtp;
@@ -263,6 +264,11 @@ pub trait Notifier: Send + Sync + 'static {
     /// Whether a delivery can reach a person at all (the log notifier cannot): alerts left
     /// undelivered are sent again at start-up only through a notifier that can.
     fn reaches_anyone(&self) -> bool {
+        true
+    }
+    /// Whether this channel may send at all now: false on a replica that no longer holds the
+    /// leader lease (see `lease_gate`), where retrying a refused alert is pointless.
+    fn may_send(&self) -> bool {
         true
     }
     /// At start-up: the alerts delivered before the restart whose inquiries are still open. A

@@ -577,6 +577,7 @@ impl PeriodFold {
                 }
             }
             Event::MonitorStarted { .. }
+            | Event::LeaderChanged { .. }
             | Event::MonitorStopped { .. }
             | Event::SourceDown { .. }
             | Event::SourceUp { .. }

@@ -294,6 +294,24 @@ fn document(d: &ReportData, out: &mut dyn std::io::Write) -> std::io::Result<()>
                 }
             }
         }
+        @if c.leader_changes.iter().any(|l| l.previous.is_some()) {
+            p {
+                "The active replica changed "
+                b id="leader-changes" { (c.leader_changes.iter().filter(|l| l.previous.is_some()).count()) }
+                " time(s) (a failover, or a handover at a clean stop):"
+            }
+            table id="coverage-leaders" {
+                tr { th { "At" } th class="n" { "Epoch" } th { "New active" } th { "Before" } }
+                @for l in &c.leader_changes {
+                    tr {
+                        td { (local(d, l.at)) }
+                        td class="n" { (l.epoch) }
+                        td { (l.replica) }
+                        td { (l.previous.as_deref().unwrap_or("(first start)")) }
+                    }
+                }
+            }
+        }
         @if !c.monitor_alerts.is_empty() {
             p {
                 "The monitor paged about its own blindness "

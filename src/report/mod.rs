@@ -392,13 +392,25 @@ pub struct Gap {
     pub scope: String,
     /// The source, for a source gap.
     pub source: Option<String>,
-    /// Why: `stopped`, `not_running` (no stop recorded: crashed or killed), `no_heartbeat`,
+    /// Why: `stopped`, `not_running` (no stop recorded: crashed or killed), `failover` (until
+    /// the standby replica took over; see [`Coverage::leader_changes`]), `no_heartbeat`,
     /// `no_record` (before the first recorded start), or the source's error kind.
     pub cause: String,
     /// Inquiries (and excluded messages) received during the gap.
     pub inquiries_received: u64,
     /// Of those, how many the monitor saw more than the threshold after they were received.
     pub detected_late: u64,
+}
+
+/// A replica took the leader lease (see `store::lease`): from then on it wrote the ledger and
+/// sent the alerts. `previous` is none for a pair's first start; otherwise it is a failover
+/// (the previous active died, was cut off or paused) or a handover (it stopped cleanly).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LeaderChange {
+    pub at: DateTime<Utc>,
+    pub epoch: i64,
+    pub replica: String,
+    pub previous: Option<String>,
 }
 
 /// One of the monitor's own alerts (a source silent, the ledger not writable, a notifier
@@ -433,6 +445,8 @@ pub struct Coverage {
     pub daemon_down_seconds: i64,
     /// The monitor's own alerts overlapping the period, by when they were raised.
     pub monitor_alerts: Vec<MonitorAlertRow>,
+    /// Changes of the replica that wrote and alerted (a pair on PostgreSQL), in the period.
+    pub leader_changes: Vec<LeaderChange>,
     pub late_threshold_seconds: i64,
     /// Inquiries detected later than the threshold, oldest first.
     pub late_detections: Vec<LateDetection>,
@@ -635,6 +649,24 @@ async fn build_with(
     };
     let gaps = gaps(&fold.monitor, params.from, params.to.min(Utc::now()));
     let own_alerts = monitor_alerts(&fold.monitor, params.from, params.to.min(Utc::now()));
+    let leader_changes: Vec<LeaderChange> = fold
+        .monitor
+        .iter()
+        .filter_map(|e| match e {
+            Event::LeaderChanged {
+                at,
+                epoch,
+                replica,
+                previous,
+            } if *at >= params.from && *at < params.to => Some(LeaderChange {
+                at: *at,
+                epoch: *epoch,
+                replica: replica.clone(),
+                previous: previous.clone(),
+            }),
+            _ => None,
+        })
+        .collect();
     let recorded = fold
         .monitor
         .iter()
@@ -663,7 +695,7 @@ async fn build_with(
     tokio::task::spawn_blocking(move || {
         derive(
             fold,
-            (recorded, gaps, own_alerts),
+            (recorded, gaps, own_alerts, leader_changes),
             (ledger, contradictions),
             &params,
         )
@@ -674,7 +706,12 @@ async fn build_with(
 
 fn derive(
     fold: PeriodFold,
-    (recorded, mut gaps, monitor_alerts): (bool, Vec<Gap>, Vec<MonitorAlertRow>),
+    (recorded, mut gaps, monitor_alerts, leader_changes): (
+        bool,
+        Vec<Gap>,
+        Vec<MonitorAlertRow>,
+        Vec<LeaderChange>,
+    ),
     (ledger, contradictions): (LedgerCheck, Vec<ContradictionRow>),
     params: &ReportParams,
 ) -> ReportData {
@@ -920,6 +957,7 @@ fn derive(
                 .sum(),
             gaps,
             monitor_alerts,
+            leader_changes,
             late_threshold_seconds: LATE_DETECTION.num_seconds(),
             late_detections,
             detection,
@@ -1003,12 +1041,19 @@ fn gaps(monitor: &[Event], from: DateTime<Utc>, until: DateTime<Utc>) -> Vec<Gap
     let mut alive: Option<(DateTime<Utc>, bool)> = None;
     let mut first_start: Option<DateTime<Utc>> = None;
     let mut down: HashMap<String, (DateTime<Utc>, String)> = HashMap::new();
+    // A start that follows a replica taking over from another.
+    let mut took_over = false;
     for e in monitor {
         match e {
+            Event::LeaderChanged { previous, .. } => took_over = previous.is_some(),
             Event::MonitorStarted { at, .. } => {
                 first_start.get_or_insert(*at);
                 if let Some((last, stopped)) = alive {
-                    let cause = if stopped { "stopped" } else { "not_running" };
+                    let cause = match (std::mem::take(&mut took_over), stopped) {
+                        (true, _) => "failover",
+                        (false, true) => "stopped",
+                        (false, false) => "not_running",
+                    };
                     raw.push((last, *at, None, cause.into()));
                 }
                 // Sources start afresh: a source down before the gap is covered by it.

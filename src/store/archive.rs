@@ -12,7 +12,7 @@ use slawatch_core::tracker::event::Event;
 use slawatch_core::tracker::working_set::EvictedThread;
 use sqlx::Connection;
 
-use super::{RawRow, Store, StoreError, chain, decode};
+use super::{Fencing, RawRow, Store, StoreError, chain, decode};
 
 /// Rows per archive `INSERT`.
 const ARCHIVE_ROWS: usize = 128;
@@ -195,6 +195,7 @@ impl Store {
                     .await
                     .map_err(StoreError::db("archive keys"))?;
             }
+            Fencing::fence(&mut *tx, self).await?;
             tx.commit().await.map_err(StoreError::db("archive: commit"))
         }
         .await;
@@ -329,6 +330,7 @@ impl Store {
             .execute(&mut *tx)
             .await
             .map_err(StoreError::db("prune snapshots"))?;
+            Fencing::fence(&mut *tx, self).await?;
             tx.commit()
                 .await
                 .map_err(StoreError::db("snapshot: commit"))

@@ -3,13 +3,17 @@
 //!
 //! Every row is copied as stored — the same strings in every column, so the same bytes under
 //! every hash — together with the sources' cursors (a daemon started on the copy resumes where
-//! the original stood). The target must be empty; the copy is one transaction on it, so a
-//! failed copy leaves it empty again. The rows are checked as they are read (a broken chain is
+//! the original stood) and the inquiry projection's rows (derived data, but the same on both
+//! backends: the API and reports of the copy answer at once, without a rebuild; a source whose
+//! projection is not built gets none, and the daemon builds it at its first start on the copy).
+//! The target must be empty; the copy is one transaction on it, so a failed copy leaves it
+//! empty again. The rows are checked as they are read (a broken chain is
 //! not copied), and the target is verified afterwards: its head must be the source's.
 
 use sqlx::Connection;
 
 use super::chain::{ChainChecker, RowRef};
+use super::projection::{self, ProjectionRow};
 use super::sql::{self, Dialect};
 use super::{PAGE_ROWS, RawRow, Store, StoreError, Verification};
 
@@ -35,6 +39,9 @@ macro_rules! insert_cursors {
 pub struct CopyReport {
     pub rows: u64,
     pub cursors: u64,
+    /// Inquiry projection rows copied; `None` when the source's projection is not built (a
+    /// ledger an older version wrote, or a rebuild that did not finish).
+    pub inquiries: Option<u64>,
     /// The head both stores verify with (seq, hash); `None` for an empty ledger.
     pub head: Option<(i64, String)>,
 }
@@ -100,6 +107,9 @@ impl Store {
             .fetch_all(pool)
             .await
             .map_err(StoreError::db("read cursors")))?;
+        // Trusted rows only: a projection that is missing or half rebuilt is not copied.
+        let projected = matches!(self.projection_missing().await, Ok(false));
+        let mut inquiries = None;
         let report = match target {
             Store::Sqlite(pool) => {
                 let mut conn = pool
@@ -116,6 +126,14 @@ impl Store {
                     })
                     .await?;
                 insert_cursors!(tx, cursors);
+                if projected {
+                    inquiries = Some(
+                        self.copy_projection(async |rows: Vec<ProjectionRow>| {
+                            projection::upsert(&mut tx, Dialect::Sqlite, rows).await
+                        })
+                        .await?,
+                    );
+                }
                 tx.commit().await.map_err(StoreError::db("copy: commit"))?;
                 report
             }
@@ -137,12 +155,21 @@ impl Store {
                     })
                     .await?;
                 insert_cursors!(tx, cursors);
+                if projected {
+                    inquiries = Some(
+                        self.copy_projection(async |rows: Vec<ProjectionRow>| {
+                            projection::upsert_pg(&mut tx, rows).await
+                        })
+                        .await?,
+                    );
+                }
                 tx.commit().await.map_err(StoreError::db("copy: commit"))?;
                 report
             }
         };
         let report = CopyReport {
             cursors: cursors.len() as u64,
+            inquiries,
             ..report
         };
         let expected = match &report.head {
@@ -155,6 +182,9 @@ impl Store {
                 head_hash: super::GENESIS.to_string(),
             },
         };
+        if inquiries.is_some() {
+            target.analyze_projection().await?;
+        }
         let found = target.verify().await?;
         if found != expected {
             return Err(CopyError::Mismatch {
@@ -196,8 +226,31 @@ impl Store {
         Ok(CopyReport {
             rows: copied,
             cursors: 0,
+            inquiries: None,
             head,
         })
+    }
+
+    /// Reads every projection row in `open_seq` order, a page at a time, and hands each page to
+    /// `insert`; returns how many rows there were.
+    async fn copy_projection(
+        &self,
+        mut insert: impl AsyncFnMut(Vec<ProjectionRow>) -> Result<(), StoreError>,
+    ) -> Result<u64, StoreError> {
+        let mut after = i64::MIN;
+        let mut copied = 0u64;
+        loop {
+            let page = self.projection_rows_after(after, PAGE_ROWS).await?;
+            let full = page.len() as i64 == PAGE_ROWS;
+            let Some(last) = page.last() else { break };
+            after = last.open_seq;
+            copied += page.len() as u64;
+            insert(page).await?;
+            if !full {
+                break;
+            }
+        }
+        Ok(copied)
     }
 }
 

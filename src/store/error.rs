@@ -56,6 +56,13 @@ pub enum StoreError {
         head_seq: i64,
         head_hash: String,
     },
+    /// This replica no longer holds the leader lease of a shared ledger (it lapsed, or another
+    /// replica took it): the write was rolled back. Another replica writes the ledger now.
+    #[error(
+        "replica {replica} no longer holds the ledger's leader lease{}; another replica writes the ledger now, so nothing was written",
+        epoch.map(|e| format!(" (epoch {e})")).unwrap_or_default()
+    )]
+    Fenced { replica: String, epoch: Option<i64> },
     /// The file keeping the published head cannot be read.
     #[error("the published ledger head in {} is unreadable: {problem}", path.display())]
     HeadFile {

@@ -122,10 +122,10 @@ mod chain;
 mod error;
 pub mod head;
 pub mod health;
+pub mod lease;
 pub mod lock;
 mod packed;
 pub mod postgres;
-pub mod projection;
 pub mod signing;
 mod sql;
 mod sqlite;
@@ -177,9 +177,34 @@ macro_rules! with_pool {
     };
 }
 
+/// The lease check that ends a write transaction (see [`lease::Lease::fence`]), for code
+/// written once for both backends' connections: PostgreSQL checks, SQLite has nothing to check.
+pub(crate) trait Fencing {
+    fn fence<'a>(
+        &'a mut self,
+        store: &'a Store,
+    ) -> impl std::future::Future<Output = Result<(), StoreError>> + Send + 'a;
+}
+
+impl Fencing for sqlx::SqliteConnection {
+    async fn fence(&mut self, _: &Store) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+impl Fencing for sqlx::PgConnection {
+    async fn fence(&mut self, store: &Store) -> Result<(), StoreError> {
+        match store {
+            Store::Postgres(pg) => pg.fence(self).await,
+            Store::Sqlite(_) => Ok(()),
+        }
+    }
+}
+
 // After the macro, which they use.
 pub mod archive;
 mod copy;
+pub mod projection;
 pub use copy::{CopyError, CopyReport};
 
 /// One ledger row, decoded.
@@ -292,6 +317,14 @@ impl Store {
             ));
         }
         Store::open_with(url, password).await
+    }
+
+    /// From now on, every write transaction checks that this replica holds `lease` (PostgreSQL;
+    /// see [`lease`]). Set once; SQLite has one writer by its file lock and ignores it.
+    pub fn write_under(&self, lease: Arc<lease::Lease>) {
+        if let Store::Postgres(pg) = self {
+            let _ = pg.lease.set(lease);
+        }
     }
 
     /// Which backend this is: `sqlite` or `postgres`.
@@ -457,8 +490,12 @@ impl Store {
         let pool = match self {
             Store::Sqlite(pool) => pool,
             Store::Postgres(pg) => {
+                let beside = Beside {
+                    cursors: cursor_rows,
+                    projection,
+                };
                 let written =
-                    postgres::write_rows(pg, &stamp, events, payloads, cursor_rows, sealing).await;
+                    postgres::write_rows(pg, &stamp, events, payloads, beside, sealing).await;
                 if let Err(e) = &written {
                     pg.after_failure(e).await;
                 }

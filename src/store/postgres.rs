@@ -27,8 +27,9 @@
 //!
 //! An append is one transaction: `LOCK TABLE ledger IN EXCLUSIVE MODE` (writers queue, readers
 //! go on), read the head, chain, insert every row in one `INSERT … SELECT FROM UNNEST(arrays)`
-//! (one statement and one round trip whatever the batch size), upsert the cursors, commit. Two
-//! writers therefore never chain onto the same head. A durable commit
+//! (one statement and one round trip whatever the batch size), upsert the inquiry projection's
+//! rows of the batch (the same way, from arrays) and the cursors, commit. Two writers
+//! therefore never chain onto the same head. A durable commit
 //! ([`super::Sealing::durable`]) sets `synchronous_commit = on` for its transaction; others
 //! follow the server's setting.
 //!
@@ -54,13 +55,20 @@ use sqlx::{ConnectOptions, Connection, PgConnection};
 use slawatch_core::tracker::event::Event;
 
 use super::chain::{GENESIS, LEDGER_FORMAT};
+use super::lease::Lease;
 use super::sql::{self, Dialect};
-use super::{Sealing, StoreError, chain_batch};
+use super::{Beside, Sealing, StoreError, chain_batch};
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// Connections per daemon: the writer, plus readers for the API, reports and page prefetch.
 const POOL_SIZE: u32 = 6;
+
+/// A replica's write transaction never waits on its client between two statements for more
+/// than a moment; one that does belongs to a process that was paused or lost its network, and
+/// the server ends it so its locks (the ledger's, the lease row's) do not outlive its lease.
+/// (Not for the commands' long transactions, such as `store copy`.)
+const IDLE_IN_TRANSACTION: &str = "SET LOCAL idle_in_transaction_session_timeout = '3s'";
 
 /// How long a new connection may take by default (`connect_timeout` overrides).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -298,6 +306,9 @@ pub struct Pg {
     published: Arc<Mutex<Option<(i64, String)>>>,
     /// Where the published head is kept across restarts (see [`Pg::keep_head_in`]).
     head_file: Arc<std::sync::OnceLock<PathBuf>>,
+    /// The leader lease this replica writes under, once the daemon takes part in a pair: every
+    /// write transaction is then fenced by it (see [`super::lease`]).
+    pub(super) lease: Arc<std::sync::OnceLock<Arc<Lease>>>,
 }
 
 /// Whether `conn` takes writes.
@@ -425,6 +436,7 @@ pub async fn open(
         current: Arc::new(Mutex::new(index)),
         published: Arc::new(Mutex::new(None)),
         head_file: Arc::new(std::sync::OnceLock::new()),
+        lease: Arc::new(std::sync::OnceLock::new()),
     })
 }
 
@@ -469,6 +481,15 @@ impl Pg {
                 self.pool.set_connect_options(options);
             }
             Err(e) => tracing::warn!(error = %e, "No PostgreSQL server takes writes yet."),
+        }
+    }
+
+    /// Fences a write transaction by the lease, if this replica writes under one (see
+    /// [`Lease::fence`]): its last statement before the commit.
+    pub(super) async fn fence(&self, conn: &mut PgConnection) -> Result<(), StoreError> {
+        match self.lease.get() {
+            Some(lease) => lease.fence(conn).await,
+            None => Ok(()),
         }
     }
 
@@ -588,9 +609,13 @@ pub(super) async fn write_rows(
     stamp: &str,
     events: &[Event],
     payloads: Vec<String>,
-    cursor_rows: Vec<(&str, &str, String)>,
+    beside: Beside<'_>,
     sealing: Sealing<'_>,
 ) -> Result<(i64, String, Vec<Arc<str>>), StoreError> {
+    let Beside {
+        cursors: cursor_rows,
+        projection,
+    } = beside;
     let mut tx = pg
         .pool
         .begin()
@@ -601,6 +626,12 @@ pub(super) async fn write_rows(
             .execute(&mut *tx)
             .await
             .map_err(StoreError::db("append: synchronous_commit"))?;
+    }
+    if pg.lease.get().is_some() {
+        sqlx::query(IDLE_IN_TRANSACTION)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::db("append: idle timeout"))?;
     }
     if let Some(lock) = Dialect::Postgres.lock_ledger() {
         sqlx::query(lock)
@@ -642,7 +673,10 @@ pub(super) async fn write_rows(
             .await
             .map_err(StoreError::db("append: insert events"))?;
     }
+    super::projection::upsert_pg(&mut tx, super::projection::place(projection, head_seq + 1))
+        .await?;
     write_cursors!(tx, cursor_rows, stamp);
+    pg.fence(&mut tx).await?;
     tx.commit()
         .await
         .map_err(StoreError::db("append: commit"))?;

@@ -14,6 +14,27 @@
 //! [`rebuild`] derives the whole table again from the ledger (the `store rebuild-projection`
 //! command, and the first start on a ledger written before the table existed); [`check`]
 //! rebuilds into a scratch database and compares it with the live table row by row.
+//!
+//! # Both backends
+//!
+//! SQLite and PostgreSQL keep the same table (migrations `0003_inquiry_projection.sql` of
+//! each), the same rows with the same bytes in every column, and answer every read with the
+//! same statements; only the writes differ as the ledger's do: SQLite upserts in multi-row
+//! `VALUES` statements ([`upsert`]), PostgreSQL in one statement of arrays ([`upsert_pg`]),
+//! inside the commit's transaction on both. `slawatch store copy` copies the rows with the
+//! ledger, so a copy answers at once.
+//!
+//! `store check-projection` rebuilds into a scratch SQLite file in the temporary directory,
+//! whatever the live backend: the check then writes nothing into the production database (no
+//! schema or table to create there, no WAL shipped to its standbys, nothing left behind by a
+//! check that is killed), and the rows compare as they are, the columns being the same text on
+//! both backends.
+//!
+//! `store rebuild-projection` clears and rewrites the live table, so it must not run beside a
+//! daemon writing the same store. On SQLite it takes the daemon's writer lock (the file lock
+//! beside the database) and is refused while a daemon runs. On PostgreSQL it is refused while a
+//! replica holds the leader lease (`store::lease`), and its writes are fenced by the lease like
+//! every other write of a replica.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -210,20 +231,56 @@ pub struct ProjectionQuery {
     pub before: Option<(DateTime<Utc>, InquiryId)>,
 }
 
-impl Store {
-    /// The SQLite pool, where the projection is kept. On PostgreSQL it is not kept yet: its
-    /// methods answer as for a ledger without one (reports fold the whole ledger, the API lists
-    /// what memory holds).
-    fn sqlite_pool(&self) -> Option<&sqlx::SqlitePool> {
-        match self {
-            Store::Sqlite(pool) => Some(pool),
-            Store::Postgres(_) => None,
-        }
-    }
+/// Rows per PostgreSQL upsert: each column is one array, so a statement's size grows with its
+/// rows; 5,000 inquiries (a few megabytes of JSON) keep it small while a rebuild's writes stay
+/// a handful of round trips per stretch.
+const PG_UPSERT_ROWS: usize = 5_000;
 
-    /// Whether this store keeps the inquiry projection (SQLite; PostgreSQL not yet).
+/// [`upsert`] on PostgreSQL: one statement of arrays per [`PG_UPSERT_ROWS`] rows. A statement
+/// may not update a row twice there, so only the last row of each inquiry is kept (the one
+/// that wins on SQLite too).
+pub(super) async fn upsert_pg(
+    conn: &mut sqlx::PgConnection,
+    mut rows: Vec<ProjectionRow>,
+) -> Result<(), StoreError> {
+    let mut last: HashMap<i64, usize> = HashMap::with_capacity(rows.len());
+    for (i, row) in rows.iter().enumerate() {
+        last.insert(row.open_seq, i);
+    }
+    if last.len() < rows.len() {
+        let mut i = 0;
+        rows.retain(|row| {
+            let keep = last.get(&row.open_seq) == Some(&i);
+            i += 1;
+            keep
+        });
+    }
+    for chunk in rows.chunks(PG_UPSERT_ROWS) {
+        let column = |f: fn(&ProjectionRow) -> &str| chunk.iter().map(f).collect::<Vec<&str>>();
+        let open: Vec<i64> = chunk.iter().map(|r| r.open_seq).collect();
+        let last: Vec<i64> = chunk.iter().map(|r| r.last_seq).collect();
+        sqlx::query(sql::PG_UPSERT_INQUIRIES)
+            .bind(&open)
+            .bind(&last)
+            .bind(column(|r| &r.id))
+            .bind(column(|r| &r.received_at))
+            .bind(column(|r| &r.channel))
+            .bind(column(|r| &r.language))
+            .bind(column(|r| &r.state))
+            .bind(column(|r| &r.sla))
+            .bind(column(|r| &r.json))
+            .execute(&mut *conn)
+            .await
+            .map_err(StoreError::db("projection: upsert inquiries"))?;
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Whether this store keeps the inquiry projection: both backends do (an older ledger gets
+    /// it from the embedded migrations, then from a rebuild at the daemon's first start).
     pub fn keeps_projection(&self) -> bool {
-        self.sqlite_pool().is_some()
+        true
     }
 
     /// [`Store::commit_sealed`], also writing the projection rows of `inquiries` (each as it
@@ -247,64 +304,81 @@ impl Store {
         if rows.is_empty() {
             return Ok(());
         }
-        let dialect = self.dialect();
-        let Some(pool) = self.sqlite_pool() else {
-            return Ok(());
-        };
-        let mut tx = pool
-            .begin_with(dialect.begin_write())
-            .await
-            .map_err(StoreError::db("projection: begin"))?;
-        upsert(&mut tx, dialect, rows).await?;
-        tx.commit()
-            .await
-            .map_err(StoreError::db("projection: commit"))
+        match self {
+            Store::Sqlite(pool) => {
+                let dialect = Dialect::Sqlite;
+                let mut tx = pool
+                    .begin_with(dialect.begin_write())
+                    .await
+                    .map_err(StoreError::db("projection: begin"))?;
+                upsert(&mut tx, dialect, rows).await?;
+                tx.commit()
+                    .await
+                    .map_err(StoreError::db("projection: commit"))
+            }
+            Store::Postgres(pg) => {
+                let mut tx = pg
+                    .pool
+                    .begin()
+                    .await
+                    .map_err(StoreError::db("projection: begin"))?;
+                upsert_pg(&mut tx, rows).await?;
+                pg.fence(&mut tx).await?;
+                tx.commit()
+                    .await
+                    .map_err(StoreError::db("projection: commit"))
+            }
+        }
     }
 
     async fn mark_projection(&self, statement: &'static str) -> Result<(), StoreError> {
-        let Some(pool) = self.sqlite_pool() else {
-            return Ok(());
-        };
-        sqlx::query(statement)
+        with_pool!(self, pool => sqlx::query(statement)
             .execute(pool)
             .await
-            .map_err(StoreError::db("projection: mark"))?;
+            .map(|_| ())
+            .map_err(StoreError::db("projection: mark")))?;
+        Ok(())
+    }
+
+    /// Brings PostgreSQL's statistics of the projection up to date after many rows were written
+    /// at once (a rebuild, a copy), rather than when autovacuum gets to it: a planner that still
+    /// believes the table small or an id common picks scans for the API's reads (see
+    /// `sql::PG_INQUIRY_BY_ID`). SQLite plans without statistics here: nothing to do.
+    pub async fn analyze_projection(&self) -> Result<(), StoreError> {
+        if let Store::Postgres(pg) = self {
+            sqlx::query("ANALYZE inquiries")
+                .execute(&pg.pool)
+                .await
+                .map_err(StoreError::db("projection: analyze"))?;
+        }
         Ok(())
     }
 
     /// Removes every projection row (before a rebuild).
     pub async fn clear_projection(&self) -> Result<(), StoreError> {
-        let Some(pool) = self.sqlite_pool() else {
-            return Ok(());
-        };
-        sqlx::query(sql::CLEAR_INQUIRIES)
+        with_pool!(self, pool => sqlx::query(sql::CLEAR_INQUIRIES)
             .execute(pool)
             .await
-            .map_err(StoreError::db("projection: clear"))?;
+            .map(|_| ())
+            .map_err(StoreError::db("projection: clear")))?;
         Ok(())
     }
 
     /// How many rows the projection has.
     pub async fn projection_len(&self) -> Result<i64, StoreError> {
-        let Some(pool) = self.sqlite_pool() else {
-            return Ok(0);
-        };
-        sqlx::query_scalar(sql::COUNT_INQUIRIES)
+        with_pool!(self, pool => sqlx::query_scalar(sql::COUNT_INQUIRIES)
             .fetch_one(pool)
             .await
-            .map_err(StoreError::db("projection: count"))
+            .map_err(StoreError::db("projection: count")))
     }
 
     /// Whether the projection cannot be trusted: a rebuild that did not finish, or a ledger
     /// written before the projection existed (inquiry events, no rows).
     pub async fn projection_missing(&self) -> Result<bool, StoreError> {
-        let Some(pool) = self.sqlite_pool() else {
-            return Ok(true);
-        };
-        sqlx::query_scalar(sql::PROJECTION_MISSING)
+        with_pool!(self, pool => sqlx::query_scalar(sql::PROJECTION_MISSING)
             .fetch_one(pool)
             .await
-            .map_err(StoreError::db("projection: compare with the ledger"))
+            .map_err(StoreError::db("projection: compare with the ledger")))
     }
 
     /// Up to `limit` inquiries matching `q`, newest first by `(received_at, id)`; merged ones
@@ -314,29 +388,26 @@ impl Store {
         q: &ProjectionQuery,
         limit: usize,
     ) -> Result<Vec<Inquiry>, StoreError> {
-        let Some(pool) = self.sqlite_pool() else {
-            return Ok(Vec::new());
-        };
         let (before_at, before_id) = match &q.before {
             Some((at, id)) => (instant_key(*at), id.as_str().to_string()),
-            // After every instant the table can hold.
+            // After every instant the table can hold (byte order: `~` sorts after digits).
             None => ("~".to_string(), String::new()),
         };
         let statement = match q.state {
             Some(_) => sql::INQUIRY_PAGE_STATE,
             None => sql::INQUIRY_PAGE,
         };
-        let rows: Vec<(i64, i64, String)> = sqlx::query_as(statement)
+        let rows: Vec<(i64, i64, String)> = with_pool!(self, pool => sqlx::query_as(statement)
             .bind(q.state.map(|s| s.as_str()))
             .bind(q.channel.map(|c| c.as_str()))
             .bind(q.language.map(|l| l.as_str()))
             .bind(q.since.map(instant_key))
-            .bind(before_at)
-            .bind(before_id)
+            .bind(&before_at)
+            .bind(&before_id)
             .bind(limit as i64)
             .fetch_all(pool)
             .await
-            .map_err(StoreError::db("projection: list inquiries"))?;
+            .map_err(StoreError::db("projection: list inquiries")))?;
         rows.iter()
             .map(|(open, last, json)| decode(*open, *last, json))
             .collect()
@@ -344,19 +415,19 @@ impl Store {
 
     /// The inquiry `id` as the projection holds it.
     pub async fn projected(&self, id: &InquiryId) -> Result<Option<Inquiry>, StoreError> {
-        let Some(pool) = self.sqlite_pool() else {
-            return Ok(None);
-        };
-        let last: i64 = sqlx::query_scalar(sql::LAST_OPEN_SEQ)
-            .fetch_one(pool)
-            .await
-            .map_err(StoreError::db("projection: last row"))?;
-        let row: Option<(i64, i64, String)> = sqlx::query_as(sql::INQUIRY_BY_ID)
-            .bind(id.as_str())
-            .bind(last >> sql::ID_BUCKET_BITS)
-            .fetch_optional(pool)
-            .await
-            .map_err(StoreError::db("projection: read inquiry"))?;
+        let by_id = self.dialect().inquiry_by_id();
+        let row: Option<(i64, i64, String)> = with_pool!(self, pool => {
+            let last: i64 = sqlx::query_scalar(sql::LAST_OPEN_SEQ)
+                .fetch_one(pool)
+                .await
+                .map_err(StoreError::db("projection: last row"))?;
+            sqlx::query_as(by_id)
+                .bind(id.as_str())
+                .bind(last >> sql::ID_BUCKET_BITS)
+                .fetch_optional(pool)
+                .await
+                .map_err(StoreError::db("projection: read inquiry"))?
+        });
         row.map(|(open, last, json)| decode(open, last, &json))
             .transpose()
     }
@@ -375,15 +446,12 @@ impl Store {
             Ok(false) => {}
             Ok(true) | Err(_) => return Ok(None),
         }
-        let Some(pool) = self.sqlite_pool() else {
-            return Ok(None);
-        };
-        let ids: Vec<String> = sqlx::query_scalar(sql::IDS_RECEIVED)
+        let ids: Vec<String> = with_pool!(self, pool => sqlx::query_scalar(sql::IDS_RECEIVED)
             .bind(instant_key(from))
             .bind(instant_key(to))
             .fetch_all(pool)
             .await
-            .map_err(StoreError::db("projection: inquiries of a period"))?;
+            .map_err(StoreError::db("projection: inquiries of a period")))?;
         Ok(Some(ids.into_iter().map(String::into_boxed_str).collect()))
     }
 
@@ -393,15 +461,12 @@ impl Store {
         after: i64,
         limit: i64,
     ) -> Result<Vec<ProjectionRow>, StoreError> {
-        let Some(pool) = self.sqlite_pool() else {
-            return Ok(Vec::new());
-        };
-        sqlx::query_as(sql::INQUIRY_ROWS_AFTER)
+        with_pool!(self, pool => sqlx::query_as(sql::INQUIRY_ROWS_AFTER)
             .bind(after)
             .bind(limit)
             .fetch_all(pool)
             .await
-            .map_err(StoreError::db("projection: read rows"))
+            .map_err(StoreError::db("projection: read rows")))
     }
 }
 
@@ -454,6 +519,7 @@ pub async fn rebuild(
     flush(&tracker, &mut dirty, target).await?;
     done.inquiries = target.projection_len().await? as u64;
     target.mark_projection(sql::PROJECTION_BUILT).await?;
+    target.analyze_projection().await?;
     Ok(done)
 }
 

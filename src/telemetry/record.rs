@@ -113,6 +113,7 @@ impl Metrics {
             | Event::MessageLinked { .. }
             | Event::InquiryWarned { .. }
             | Event::MonitorStarted { .. }
+            | Event::LeaderChanged { .. }
             | Event::MonitorHeartbeat { .. }
             | Event::MonitorStopped { .. }
             | Event::SourceDown { .. }

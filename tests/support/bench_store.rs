@@ -60,6 +60,15 @@ impl BenchStore {
 }
 
 impl Ledger {
+    /// The URL the bench itself opens the ledger with (the password in it, for PostgreSQL);
+    /// `sqlite_file` is the SQLite ledger's file.
+    pub fn url(&self, store: &BenchStore, sqlite_file: &std::path::Path) -> String {
+        match (store, &self.database) {
+            (BenchStore::Postgres(pg), Some(db)) => pg.url(db),
+            _ => format!("sqlite://{}", sqlite_file.display()),
+        }
+    }
+
     /// Runs a read query on the ledger (`sqlite3` on the daemon's file, `psql` on PostgreSQL).
     pub fn sql(&self, store: &BenchStore, daemon: &Daemon, query: &str) -> String {
         match (store, &self.database) {

@@ -13,6 +13,7 @@ pub mod http;
 pub mod ledger;
 pub mod ledger_fs;
 pub mod oauth2;
+pub mod pair;
 pub mod postgres;
 pub mod process;
 pub mod proxy;

@@ -333,6 +333,7 @@ impl Tracker {
             }
             // The monitor's own record (coverage for reports): no inquiry state.
             Event::MonitorStarted { .. }
+            | Event::LeaderChanged { .. }
             | Event::MonitorHeartbeat { .. }
             | Event::MonitorStopped { .. }
             | Event::SourceDown { .. }

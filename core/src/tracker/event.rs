@@ -92,6 +92,17 @@ pub enum Event {
         at: DateTime<Utc>,
         version: String,
     },
+    /// A replica took the leader lease of a shared (PostgreSQL) ledger and became the one that
+    /// writes and alerts: recorded in its first commit, before [`Event::MonitorStarted`].
+    /// `epoch` grows by one at every takeover and fences every older leader's writes;
+    /// `previous` is the replica that held the lease before (none for the pair's first start).
+    LeaderChanged {
+        #[serde(serialize_with = "instant::one")]
+        at: DateTime<Utc>,
+        epoch: i64,
+        replica: String,
+        previous: Option<String>,
+    },
     /// The daemon was alive and its engine was writing at `at` (every few minutes; see
     /// `daemon::HEARTBEAT_EVERY`).
     MonitorHeartbeat {
@@ -752,6 +763,7 @@ impl Event {
             Event::InquiryWarned { .. } => "inquiry_warned",
             Event::InquiryBreached { .. } => "inquiry_breached",
             Event::MonitorStarted { .. } => "monitor_started",
+            Event::LeaderChanged { .. } => "leader_changed",
             Event::MonitorHeartbeat { .. } => "monitor_heartbeat",
             Event::MonitorStopped { .. } => "monitor_stopped",
             Event::SourceDown { .. } => "source_down",
@@ -799,6 +811,7 @@ impl Event {
             | Event::ReplyAwaiting { .. }
             | Event::EvidenceContradicted { .. }
             | Event::MonitorStarted { .. }
+            | Event::LeaderChanged { .. }
             | Event::MonitorHeartbeat { .. }
             | Event::MonitorStopped { .. }
             | Event::SourceDown { .. }
