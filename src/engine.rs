@@ -1289,9 +1289,9 @@ impl Engine {
                 let tracker = self.read_tracker();
                 let mut fire = Vec::with_capacity(due.len());
                 for (id, stage) in due {
-                    match tracker.get(&id).map(|i| &i.source) {
-                        Some(source) if pending.contains(source) => {
-                            gate.held.push((id, stage, source.clone()))
+                    match tracker.get(&id).map(|i| &*i.source) {
+                        Some(source) if pending.iter().any(|p| p == source) => {
+                            gate.held.push((id, stage, source.to_string()))
                         }
                         _ => fire.push((id, stage)),
                     }
@@ -1934,9 +1934,9 @@ impl Engine {
             language: inquiry.language,
             customer: match &inquiry.customer_name {
                 Some(name) if !name.is_empty() => format!("{name} <{}>", inquiry.customer),
-                _ => inquiry.customer.clone(),
+                _ => inquiry.customer.to_string(),
             },
-            subject: inquiry.subject.clone(),
+            subject: inquiry.subject.to_string(),
             received_at: inquiry.received_at,
             deadline_at: inquiry.deadline_at.unwrap_or(due_at),
             due_at,

@@ -171,6 +171,7 @@ async fn restore(
             store.truncate_wal().await;
         }
     }
+    tracker.shrink_to_fit();
     let (verification, seals) = pages.finish();
     Ok(Started {
         deadlines: Deadlines::of_open(&tracker),
@@ -455,6 +456,9 @@ impl Keeper {
             let mut tracker = tracker.write().unwrap_or_else(|e| e.into_inner());
             let cutoff = tracker.working_cutoff(now, self.options.window);
             let evicted = tracker.evict(cutoff);
+            if !evicted.is_empty() {
+                tracker.shrink_to_fit();
+            }
             self.threads_at_eviction = tracker.threads_held();
             self.next_eviction = now + self.options.evict_every;
             if !evicted.is_empty() {

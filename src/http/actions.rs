@@ -215,7 +215,7 @@ fn form_page(
 ) -> Response {
     let customer = match &i.customer_name {
         Some(n) if !n.is_empty() => format!("{n} <{}>", i.customer),
-        _ => i.customer.clone(),
+        _ => i.customer.to_string(),
     };
     let left = i
         .deadline_at

@@ -256,7 +256,7 @@ pub fn render(i: &Inquiry, view: &PageView<'_>, now: DateTime<Utc>, tz: Tz) -> S
     let (class, words) = standing(i, now);
     let customer = match &i.customer_name {
         Some(name) if !name.is_empty() => format!("{name} <{}>", i.customer),
-        _ => i.customer.clone(),
+        _ => i.customer.to_string(),
     };
     let deadline = i.deadline_at.filter(|_| i.state == InquiryState::Open);
     let actions = view

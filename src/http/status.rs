@@ -345,7 +345,7 @@ pub fn render(s: &Summary, now: DateTime<Utc>, tz: Tz) -> String {
 fn row(status: OpenStatus, i: &Inquiry, now: DateTime<Utc>, tz: Tz) -> Markup {
     let customer = match &i.customer_name {
         Some(name) if !name.is_empty() => format!("{name} <{}>", i.customer),
-        _ => i.customer.clone(),
+        _ => i.customer.to_string(),
     };
     html! {
         tr class=(status.as_str()) data-id=(Text(i.id.as_str())) {
@@ -438,7 +438,7 @@ mod tests {
         let tracker = tracker_with(now, &[60, 1300, 700, 2000]);
         let s = Summary::compute(&tracker, now, chrono_tz::UTC);
         assert_eq!((s.ok, s.warning, s.breached, s.open_total), (1, 1, 2, 4));
-        let subjects: Vec<&str> = s.open.iter().map(|(_, i)| i.subject.as_str()).collect();
+        let subjects: Vec<&str> = s.open.iter().map(|(_, i)| &*i.subject).collect();
         assert_eq!(
             subjects,
             [

@@ -797,8 +797,8 @@ mod tests {
             assert_eq!(r.follow_ups, i.follow_ups);
             assert_eq!(r.policy.map(text).as_deref(), i.policy.as_deref());
             assert_eq!(r.kind, i.kind);
-            assert_eq!(text(r.customer), i.customer);
-            assert_eq!(text(r.source), i.source);
+            assert_eq!(text(r.customer), &*i.customer);
+            assert_eq!(text(r.source), &*i.source);
             assert_eq!(fold.ids.get(r.external_id), &*i.external_id);
             assert_eq!(r.excluded_reason, i.excluded_reason);
             assert_eq!(

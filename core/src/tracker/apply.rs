@@ -1,13 +1,15 @@
 //! `apply`: the only code that changes the tracker's state, one event at a time. Total: an
 //! event about an unknown inquiry is ignored, so a replay of any ledger rebuilds the state.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::domain::Channel;
 use crate::tracker::alert::{AlertKind, AlertMark, AlertStage, MonitorAlert};
 use crate::tracker::event::{Event, LinkRole, Outcome, UnmatchedReason};
-use crate::tracker::inquiry::{FollowUp, Inquiry, InquiryState, OpenSummary, SlaStatus, Taken};
+use crate::tracker::inquiry::{
+    FollowUp, FollowUps, Inquiry, InquiryState, OpenSummary, SlaStatus, Taken,
+};
 use crate::tracker::state::{PendingReply, Tracker, key64};
 
 impl Tracker {
@@ -48,20 +50,21 @@ impl Tracker {
                 }
                 self.sender_of.insert(key64(plain_id), key64(&e.customer));
                 let policy = self.share_policy(&e.policy);
+                let source = share(&mut self.sources, &e.source);
                 self.insert(Inquiry {
                     id: e.inquiry_id.clone(),
                     channel: e.channel,
-                    source: e.source.clone(),
+                    source,
                     external_id,
                     thread_id: thread,
-                    customer: e.customer.clone(),
-                    customer_name: e.customer_name.clone(),
-                    subject: e.subject.clone(),
+                    customer: e.customer.as_str().into(),
+                    customer_name: e.customer_name.as_deref().map(Box::from),
+                    subject: e.subject.as_str().into(),
                     language: e.language,
                     received_at: e.received_at,
                     first_seen_at: e.first_seen_at,
                     deadline_at: Some(e.deadline_at),
-                    warn_at: e.warn_at.clone(),
+                    warn_at: e.warn_at.as_slice().into(),
                     responded_at: None,
                     response_seconds: None,
                     response_kind: None,
@@ -77,9 +80,9 @@ impl Tracker {
                     breached_at: None,
                     alerts: Vec::new(),
                     call: e.call.clone().map(Box::new),
-                    reply_to: e.reply_to.clone(),
+                    reply_to: e.reply_to.as_slice().into(),
                     language_source: Some(e.language_source),
-                    follow_up_messages: Vec::new(),
+                    follow_up_messages: FollowUps::default(),
                     taken: None,
                     merged_into: None,
                     ledger_seqs: None,
@@ -90,20 +93,21 @@ impl Tracker {
                     self.index_message(&e.external_id, &e.thread_id, e.digest.as_deref());
                 let plain_id = e.external_id.split('#').next().unwrap_or(&e.external_id);
                 self.sender_of.insert(key64(plain_id), key64(&e.customer));
+                let source = share(&mut self.sources, &e.source);
                 self.insert(Inquiry {
                     id: e.inquiry_id.clone(),
                     channel: e.channel,
-                    source: e.source.clone(),
+                    source,
                     external_id,
                     thread_id: thread,
-                    customer: e.customer.clone(),
-                    customer_name: e.customer_name.clone(),
-                    subject: e.subject.clone(),
+                    customer: e.customer.as_str().into(),
+                    customer_name: e.customer_name.as_deref().map(Box::from),
+                    subject: e.subject.as_str().into(),
                     language: e.language,
                     received_at: e.received_at,
                     first_seen_at: e.first_seen_at,
                     deadline_at: None,
-                    warn_at: Vec::new(),
+                    warn_at: Box::default(),
                     responded_at: None,
                     response_seconds: None,
                     response_kind: None,
@@ -119,9 +123,9 @@ impl Tracker {
                     breached_at: None,
                     alerts: Vec::new(),
                     call: None,
-                    reply_to: Vec::new(),
+                    reply_to: Box::default(),
                     language_source: None,
-                    follow_up_messages: Vec::new(),
+                    follow_up_messages: FollowUps::default(),
                     taken: None,
                     merged_into: None,
                     ledger_seqs: None,
@@ -144,7 +148,7 @@ impl Tracker {
                 self.sender_of.insert(key64(plain_id), key64(customer));
                 if let Some(i) = self.inquiries.get_mut(inquiry_id) {
                     i.follow_ups += 1;
-                    i.follow_up_messages.push(FollowUp {
+                    i.follow_up_messages.insert(FollowUp {
                         external_id: external_id.clone(),
                         digest: digest.clone(),
                         received_at: *received_at,
@@ -152,7 +156,6 @@ impl Tracker {
                         customer: customer.clone(),
                         subject: subject.clone(),
                     });
-                    i.follow_up_messages.sort_by_key(|f| f.received_at);
                 }
             }
             Event::MessageLinked {
@@ -204,8 +207,10 @@ impl Tracker {
                     i.responded_at = Some(e.at);
                     i.response_seconds = Some(e.response_seconds);
                     i.response_kind = Some(e.kind);
-                    i.responder = Some(e.responder.as_str().into());
-                    i.response_id = e.external_id.as_deref().map(Arc::from);
+                    let evidence = e.external_id.as_deref();
+                    let response_id = evidence.map(|x| share_message(&self.thread_of, i, x));
+                    i.responder = Some(share(&mut self.responders, &e.responder));
+                    i.response_id = response_id;
                     i.sla = match e.outcome {
                         Outcome::Met => SlaStatus::Met,
                         Outcome::Missed => SlaStatus::Missed,
@@ -269,8 +274,11 @@ impl Tracker {
                         i.responded_at = Some(r.at);
                         i.response_seconds = Some(r.response_seconds);
                         i.response_kind = Some(r.kind);
-                        i.responder = Some(r.responder.as_str().into());
-                        i.response_id = evidence.as_deref().map(Arc::from);
+                        let response_id = evidence
+                            .as_deref()
+                            .map(|x| share_message(&self.thread_of, i, x));
+                        i.responder = Some(share(&mut self.responders, &r.responder));
+                        i.response_id = response_id;
                         i.follow_up_messages.retain(|f| f.received_at <= r.at);
                         i.follow_ups = i.follow_up_messages.len() as u32;
                     }
@@ -459,12 +467,7 @@ impl Tracker {
 
     /// The shared copy of a policy version (one per version, not one per inquiry).
     fn share_policy(&mut self, version: &str) -> Arc<str> {
-        if let Some(shared) = self.policy_versions.get(version) {
-            return shared.clone();
-        }
-        let shared: Arc<str> = Arc::from(version);
-        self.policy_versions.insert(shared.clone());
-        shared
+        share(&mut self.policy_versions, version)
     }
 
     /// Takes an inquiry out of the received-time index (merged, or evicted).
@@ -493,8 +496,32 @@ impl Tracker {
     }
 }
 
+/// The copy of `text` in `set`, added when missing: a few distinct values (policy versions,
+/// sources, responders) held once, not once per inquiry.
+fn share(set: &mut HashSet<Arc<str>>, text: &str) -> Arc<str> {
+    if let Some(shared) = set.get(text) {
+        return shared.clone();
+    }
+    let shared: Arc<str> = Arc::from(text);
+    set.insert(shared.clone());
+    shared
+}
+
+/// The text of a response's evidence (a reply's Message-ID, a call id), shared with the copy
+/// memory already holds when there is one: the inquiry's own call, or the reply as indexed to
+/// its thread.
+fn share_message(thread_of: &HashMap<Arc<str>, Arc<str>>, inquiry: &Inquiry, id: &str) -> Arc<str> {
+    if *inquiry.external_id == *id {
+        return inquiry.external_id.clone();
+    }
+    match thread_of.get_key_value(id) {
+        Some((shared, _)) => shared.clone(),
+        None => Arc::from(id),
+    }
+}
+
 /// One phone inquiry of `source` less in the received-time index.
-fn unlist_phone(listed: &mut HashMap<String, usize>, source: &str) {
+fn unlist_phone(listed: &mut HashMap<Arc<str>, usize>, source: &str) {
     if let Some(n) = listed.get_mut(source) {
         *n = n.saturating_sub(1);
         if *n == 0 {

@@ -112,29 +112,76 @@ pub struct FollowUp {
     pub subject: String,
 }
 
+/// The follow-up messages of an inquiry, oldest first. Most inquiries have none: a pointer,
+/// not an empty list's three words, in every record.
+#[derive(Debug, Clone, Default)]
+pub struct FollowUps(Option<Box<[FollowUp]>>);
+
+impl FollowUps {
+    pub fn iter(&self) -> std::slice::Iter<'_, FollowUp> {
+        self.as_slice().iter()
+    }
+
+    pub fn as_slice(&self) -> &[FollowUp] {
+        self.0.as_deref().unwrap_or(&[])
+    }
+
+    pub fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.as_slice().is_empty()
+    }
+
+    /// Adds one, keeping them ordered by received time.
+    pub(super) fn insert(&mut self, follow_up: FollowUp) {
+        let mut list = self.0.take().map(Vec::from).unwrap_or_default();
+        list.push(follow_up);
+        list.sort_by_key(|f| f.received_at);
+        self.0 = Some(list.into_boxed_slice());
+    }
+
+    pub(super) fn retain(&mut self, keep: impl FnMut(&FollowUp) -> bool) {
+        if let Some(list) = self.0.take() {
+            let mut list = Vec::from(list);
+            list.retain(keep);
+            if !list.is_empty() {
+                self.0 = Some(list.into_boxed_slice());
+            }
+        }
+    }
+}
+
+impl PartialEq for FollowUps {
+    fn eq(&self, other: &FollowUps) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
 /// One inquiry as derived from its events: the JSON shape of the API. It reads back from that
 /// JSON (the store's inquiry projection keeps it), less the fields the JSON leaves out.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Inquiry {
     pub id: InquiryId,
     pub channel: Channel,
-    pub source: String,
+    pub source: Arc<str>,
     /// Message-ID or call id; for the first message of a conversation the same shared text as
     /// `thread_id`.
     pub external_id: Arc<str>,
     pub thread_id: Arc<str>,
-    pub customer: String,
-    pub customer_name: Option<String>,
-    pub subject: String,
+    pub customer: Box<str>,
+    pub customer_name: Option<Box<str>>,
+    pub subject: Box<str>,
     pub language: Language,
     pub received_at: DateTime<Utc>,
     pub first_seen_at: DateTime<Utc>,
     pub deadline_at: Option<DateTime<Utc>>,
-    pub warn_at: Vec<DateTime<Utc>>,
+    pub warn_at: Box<[DateTime<Utc>]>,
     pub responded_at: Option<DateTime<Utc>>,
     pub response_seconds: Option<i64>,
     pub response_kind: Option<ResponseKind>,
-    pub responder: Option<Box<str>>,
+    pub responder: Option<Arc<str>>,
     /// The reply's Message-ID or the call record that is the first response.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub response_id: Option<Arc<str>>,
@@ -152,12 +199,12 @@ pub struct Inquiry {
     pub call: Option<Box<crate::tracker::event::CallDetails>>,
     /// The customer's `Reply-To` addresses (a reply may go there).
     #[serde(skip)]
-    pub reply_to: Vec<String>,
+    pub reply_to: Box<[String]>,
     #[serde(skip)]
     pub language_source: Option<LanguageSource>,
     /// The follow-up messages, oldest first.
     #[serde(skip)]
-    pub follow_up_messages: Vec<FollowUp>,
+    pub follow_up_messages: FollowUps,
     /// Who took it last ("I'm on it") and until when (`InquiryTaken`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub taken: Option<Box<Taken>>,
@@ -205,21 +252,21 @@ impl Inquiry {
     /// seen, customer, subject).
     pub(super) fn members(
         &self,
-    ) -> impl Iterator<Item = (String, DateTime<Utc>, DateTime<Utc>, &String, &String)> {
+    ) -> impl Iterator<Item = (String, DateTime<Utc>, DateTime<Utc>, &str, &str)> {
         std::iter::once((
             self.external_id.to_string(),
             self.received_at,
             self.first_seen_at,
-            &self.customer,
-            &self.subject,
+            &*self.customer,
+            &*self.subject,
         ))
         .chain(self.follow_up_messages.iter().map(|f| {
             (
                 f.external_id.clone(),
                 f.received_at,
                 f.first_seen_at,
-                &f.customer,
-                &f.subject,
+                f.customer.as_str(),
+                f.subject.as_str(),
             )
         }))
     }
@@ -243,7 +290,7 @@ impl Inquiry {
     pub(super) fn addressed_by(&self, recipients: &[String]) -> bool {
         recipients
             .iter()
-            .any(|r| *r == self.customer || self.reply_to.contains(r))
+            .any(|r| **r == *self.customer || self.reply_to.contains(r))
     }
 }
 
@@ -320,7 +367,7 @@ mod tests {
             received_at: at,
             first_seen_at: later(1),
             deadline_at: Some(later(15)),
-            warn_at: vec![later(10)],
+            warn_at: Box::new([later(10)]),
             responded_at: Some(later(20)),
             response_seconds: Some(1200),
             response_kind: Some(ResponseKind::Manual),
@@ -355,9 +402,9 @@ mod tests {
                 queue_entered_at: Some(at + chrono::Duration::seconds(20)),
                 withheld: false,
             })),
-            reply_to: Vec::new(),
+            reply_to: Box::default(),
             language_source: None,
-            follow_up_messages: Vec::new(),
+            follow_up_messages: FollowUps::default(),
             taken: Some(Box::new(Taken {
                 by: "ana".into(),
                 at: later(12),

@@ -111,7 +111,7 @@ fn an_answered_call_is_an_inquiry_met_at_pickup() {
     );
     let i = tr.get(&id("1767604542.1187")).unwrap();
     assert_eq!(i.channel, Channel::Phone);
-    assert_eq!(i.customer, "+34600123456");
+    assert_eq!(&*i.customer, "+34600123456");
     assert_eq!(i.language, Language::Es);
     assert_eq!(i.received_at, t("2026-01-05T09:15:42Z"));
     assert_eq!(i.response_seconds, Some(48));
@@ -330,7 +330,7 @@ fn withheld_callers_get_an_inquiry_each_and_cannot_be_called_back() {
     }
     assert_eq!(tr.len(), 2);
     let w = tr.get(&id("W1")).unwrap();
-    assert_eq!(w.customer, "withheld");
+    assert_eq!(&*w.customer, "withheld");
     assert!(w.subject.contains("withheld"), "{}", w.subject);
     // Flagged as data, for the API, the metrics' bucket and reports.
     assert!(w.call.as_ref().is_some_and(|c| c.withheld), "{:?}", w.call);
@@ -370,7 +370,7 @@ fn an_unparseable_number_is_kept_raw_and_flagged() {
     let c = inbound("U1", "sip-trunk-7", "2026-01-05T09:00:00Z");
     tr.observe(&Observation::CallStarted(c), now()).unwrap();
     let i = tr.get(&id("U1")).unwrap();
-    assert_eq!(i.customer, "raw:sip-trunk-7");
+    assert_eq!(&*i.customer, "raw:sip-trunk-7");
     assert!(i.subject.contains("unparseable"), "{}", i.subject);
 }
 

@@ -391,8 +391,8 @@ fn moved_into<'a>(into: &'a InquiryId, later: &'a Inquiry) -> impl Iterator<Item
                 digest: String::new(),
                 received_at,
                 first_seen_at,
-                customer: customer.clone(),
-                subject: subject.clone(),
+                customer: customer.to_string(),
+                subject: subject.to_string(),
             }
         },
     )

@@ -91,7 +91,7 @@ pub struct Tracker {
     pub(super) by_received: BTreeSet<(DateTime<Utc>, InquiryId)>,
     /// Source → how many phone inquiries of it `by_received` lists (none listed: no entry). A
     /// call record looks for the same call read from another feed only when there is one.
-    pub(super) phone_listed: HashMap<String, usize>,
+    pub(super) phone_listed: HashMap<Arc<str>, usize>,
     /// Every Message-ID (or call id) seen → its thread.
     pub(super) thread_of: HashMap<Arc<str>, Arc<str>>,
     /// Header digests of every message seen: a re-fetch of the same bytes is dropped.
@@ -135,6 +135,11 @@ pub struct Tracker {
     pub(super) last_seq: i64,
     /// Policy versions, shared by the inquiries stamped with them.
     pub(super) policy_versions: HashSet<Arc<str>>,
+    /// Responders (desk addresses, agents, extensions): a few people answer many inquiries.
+    /// Those no inquiry in memory names any more leave with evictions.
+    pub(super) responders: HashSet<Arc<str>>,
+    /// Source names, shared by their inquiries the same way.
+    pub(super) sources: HashSet<Arc<str>>,
 }
 
 impl Tracker {
@@ -161,6 +166,8 @@ impl Tracker {
             latest_evidence: None,
             last_seq: 0,
             policy_versions: HashSet::new(),
+            responders: HashSet::new(),
+            sources: HashSet::new(),
         }
     }
 
@@ -203,7 +210,7 @@ impl Tracker {
     /// Whether [`Tracker::newest_before`] can yield a phone inquiry of a source other than
     /// `source` (a call read from another feed), without walking it.
     pub fn lists_calls_from_other_sources(&self, source: &str) -> bool {
-        self.phone_listed.keys().any(|s| s != source)
+        self.phone_listed.keys().any(|s| **s != *source)
     }
 
     pub fn open(&self) -> impl Iterator<Item = &Inquiry> {
@@ -389,22 +396,23 @@ impl Tracker {
         events.push(Event::InquiryOpened(Box::new(InquiryOpened {
             inquiry_id: id.clone(),
             channel: inquiry.channel,
-            source: inquiry.source.clone(),
+            source: inquiry.source.to_string(),
             external_id: first.external_id.clone(),
             thread_id: inquiry.thread_id.to_string(),
             digest: Some(first.digest.clone()),
             customer: first.customer.clone(),
             customer_name: inquiry
                 .customer_name
-                .clone()
-                .filter(|_| first.customer == inquiry.customer),
+                .as_deref()
+                .map(String::from)
+                .filter(|_| *first.customer == *inquiry.customer),
             subject: first.subject.clone(),
             language: inquiry.language,
             language_source,
             received_at: first.received_at,
             first_seen_at: first.first_seen_at,
             date_header: None,
-            reply_to: inquiry.reply_to.clone(),
+            reply_to: inquiry.reply_to.to_vec(),
             deadline_at,
             warn_at,
             policy: version,

@@ -68,7 +68,8 @@ impl Tracker {
         let id: Arc<str> = if external_id == thread_id {
             thread.clone()
         } else {
-            Arc::from(external_id)
+            self.response_id_in(&thread, external_id)
+                .unwrap_or_else(|| Arc::from(external_id))
         };
         // A disambiguated id (`<id>#digest`) is still reachable by the id replies quote.
         if let Some((plain, _)) = external_id.split_once('#') {
@@ -85,6 +86,19 @@ impl Tracker {
         }
         self.note_message(&thread, &id, digest);
         (id, thread)
+    }
+}
+
+impl Tracker {
+    /// The copy of `id` an answered inquiry of `thread` holds as its response (a reply linked
+    /// after the response it gives): shared rather than held twice.
+    fn response_id_in(&self, thread: &str, id: &str) -> Option<Arc<str>> {
+        self.answered_in_thread
+            .get(thread)?
+            .iter()
+            .filter_map(|i| self.inquiries.get(i)?.response_id.as_ref())
+            .find(|r| ***r == *id)
+            .cloned()
     }
 }
 

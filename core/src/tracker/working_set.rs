@@ -299,7 +299,30 @@ impl Tracker {
         let mut evicted: Vec<EvictedThread> =
             leaving.into_iter().map(|t| self.evict_thread(t)).collect();
         evicted.sort_by_key(|e| e.seqs.last().copied());
+        if !evicted.is_empty() {
+            self.responders.retain(|r| Arc::strong_count(r) > 1);
+            self.sources.retain(|s| Arc::strong_count(s) > 1);
+        }
         evicted
+    }
+
+    /// Gives back the indexes' spare room once they hold fewer entries than they grew to (a
+    /// replay holds many more inquiries between two evictions than the working set): called
+    /// after start-up and after evictions. Cheap when nothing shrank.
+    pub fn shrink_to_fit(&mut self) {
+        self.inquiries.shrink_to_fit();
+        self.phone_listed.shrink_to_fit();
+        self.thread_of.shrink_to_fit();
+        self.seen_digests.shrink_to_fit();
+        self.open_in_thread.shrink_to_fit();
+        self.replied_threads.shrink_to_fit();
+        self.answered_in_thread.shrink_to_fit();
+        self.pending_replies.shrink_to_fit();
+        self.sender_of.shrink_to_fit();
+        self.threads.shrink_to_fit();
+        self.members.shrink_to_fit();
+        self.responders.shrink_to_fit();
+        self.sources.shrink_to_fit();
     }
 
     fn evict_thread(&mut self, thread: Arc<str>) -> EvictedThread {

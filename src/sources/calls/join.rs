@@ -86,8 +86,8 @@ pub fn join(tracker: &Tracker, call: &Call) -> Join {
     let mut found: Vec<String> = tracker
         .newest_before(bound, &InquiryId::from_display(""))
         .take_while(|i| i.received_at >= oldest)
-        .filter(|i| i.channel == Channel::Phone && i.source != call.source)
-        .filter(|i| i.customer == customer)
+        .filter(|i| i.channel == Channel::Phone && *i.source != *call.source)
+        .filter(|i| *i.customer == *customer)
         .filter_map(|i| i.external_id.strip_prefix("call:"))
         .filter(|id| *id != call.call_id)
         .filter(|id| wanted(id).is_some_and(|t| (t - at).abs() <= tolerance))
