@@ -261,14 +261,12 @@ impl Daemon {
                 }
             }
         };
-        let mut at = match &started.verification {
-            Verification::Intact { head_hash, .. } => Position {
-                seq: started.snapshot_seq.unwrap_or(0) + started.replayed as i64,
-                hash: head_hash.clone(),
-            },
-            Verification::Broken { seq, problem, .. } => anyhow::bail!(
+        let mut at = match (started.position(), &started.verification) {
+            (Some(at), _) => at,
+            (None, Verification::Broken { seq, problem, .. }) => anyhow::bail!(
                 "the ledger is broken at seq {seq}: {problem}; the standby does not follow it"
             ),
+            (None, Verification::Intact { .. }) => unreachable!("an intact ledger has a position"),
         };
         let mut snapshot_seq = started.snapshot_seq;
         let mut archived = started.archived;
@@ -362,13 +360,10 @@ impl Daemon {
                         .await
                     {
                         Ok(fresh) => {
-                            if let Verification::Intact { head_hash, .. } = &fresh.verification {
+                            if let Some(fresh_at) = fresh.position() {
                                 let mut tracker = fresh.tracker;
                                 tracker.set_contacts(settings.contacts.clone());
-                                at = Position {
-                                    seq: fresh.snapshot_seq.unwrap_or(0) + fresh.replayed as i64,
-                                    hash: head_hash.clone(),
-                                };
+                                at = fresh_at;
                                 snapshot_seq = fresh.snapshot_seq;
                                 archived |= fresh.archived;
                                 *shared.tracker.write().unwrap_or_else(|e| e.into_inner()) =

@@ -51,6 +51,20 @@ pub struct Started {
     pub archived: bool,
 }
 
+impl Started {
+    /// The ledger row the restored state stands at (ledger seqs have no gaps, so it is the
+    /// snapshot's plus the rows replayed after it), if every row read was intact.
+    pub fn position(&self) -> Option<crate::replica::Position> {
+        match &self.verification {
+            Verification::Intact { head_hash, .. } => Some(crate::replica::Position {
+                seq: self.snapshot_seq.unwrap_or(0) + self.replayed as i64,
+                hash: head_hash.clone(),
+            }),
+            Verification::Broken { .. } => None,
+        }
+    }
+}
+
 /// Restores the state: the latest usable snapshot and the rows after it, or every row. Threads
 /// leave memory as the replay goes and are filed in the store's archive.
 pub async fn start(

@@ -350,13 +350,9 @@ async fn a_standby_following_the_ledger_holds_what_the_ledger_says() {
     let started = slawatch::working_set::start_following(&store, rules(), None)
         .await
         .unwrap();
-    let slawatch::store::Verification::Intact { head_hash, .. } = &started.verification else {
-        panic!("{:?}", started.verification)
-    };
-    let mut at = slawatch::replica::Position {
-        seq: started.snapshot_seq.unwrap_or(0) + started.replayed as i64,
-        hash: head_hash.clone(),
-    };
+    let mut at = started
+        .position()
+        .unwrap_or_else(|| panic!("{:?}", started.verification));
     assert!(
         started.snapshot_seq.is_some(),
         "the standby starts from the snapshot"
