@@ -93,6 +93,10 @@ enum Command {
         /// Mask customer addresses and numbers.
         #[arg(long)]
         mask: bool,
+        /// Check the whole hash chain, every row from the first, as `audit verify` does (the
+        /// report then reads the whole ledger). By default it checks the rows it reads.
+        #[arg(long)]
+        whole_chain: bool,
     },
     /// Send a test alert through every configured notifier; exit 1 if any fails.
     TestAlert,
@@ -437,6 +441,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             format,
             out,
             mask,
+            whole_chain,
         } => {
             let settings = load(&cli.config)?;
             let tz: chrono_tz::Tz = match tz {
@@ -472,6 +477,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 time_zone: tz,
                 mask,
                 title,
+                chain: if whole_chain {
+                    report::ChainScope::Whole
+                } else {
+                    report::ChainScope::Period
+                },
             };
             let Some(store) = open_for_reading(&settings).await? else {
                 return Ok(ExitCode::from(NO_LEDGER));

@@ -1334,6 +1334,7 @@ async fn report_through_the_projection(ledger: impl Fn() -> (String, Option<temp
             time_zone: "Asia/Riyadh".parse().expect("tz"),
             mask: false,
             title: "review".into(),
+            chain: Default::default(),
         };
         // Written without a projection (as by an older version): the whole ledger is folded.
         let mut whole = Vec::new();
@@ -1352,9 +1353,32 @@ async fn report_through_the_projection(ledger: impl Fn() -> (String, Option<temp
             let counted = filter.as_ref().map(PeriodFilter::inquiries);
             let merged = usize::from(name == "revisions" && inquiries == 6);
             assert_eq!(counted, Some(inquiries + merged), "{name} {from}");
-            let data = report::build(&store, rules.clone(), &params((from, to)), &mut |_| {})
+            // Checking the whole chain: the same bytes. Checking the rows it reads: the same
+            // report, with its own account of what it checked.
+            let whole = ReportParams {
+                chain: report::ChainScope::Whole,
+                ..params((from, to))
+            };
+            let data = report::build(&store, rules.clone(), &whole, &mut |_| {})
                 .await
                 .expect("report");
+            let mut scoped = report::build(&store, rules.clone(), &params((from, to)), &mut |_| {})
+                .await
+                .expect("report");
+            assert!(scoped.ledger.intact, "{name} {from}");
+            assert_eq!(scoped.ledger.scope, report::ChainScope::Period);
+            assert_eq!(
+                scoped.ledger.linked.is_some(),
+                inquiries > 0,
+                "{name} {from}"
+            );
+            assert!(scoped.ledger.events <= data.ledger.events);
+            scoped.ledger = data.ledger.clone();
+            assert_eq!(
+                rendered(scoped),
+                rendered(data.clone()),
+                "{name} {from}: scoped"
+            );
             let got = rendered(data);
             for (format, (got, expected)) in ["json", "csv", "html"]
                 .iter()

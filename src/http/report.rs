@@ -1,5 +1,7 @@
-//! `GET /api/v1/report?from=&to=[&tz=][&format=html|csv|json][&mask=true]`: the auditors'
-//! report over HTTP, the same bytes `slawatch report` writes.
+//! `GET /api/v1/report?from=&to=[&tz=][&format=html|csv|json][&mask=true][&chain=whole]`: the
+//! auditors' report over HTTP, the same bytes `slawatch report` writes. `chain=whole` checks the
+//! whole hash chain (the report then reads the whole ledger); by default the report checks the
+//! rows it reads (see [`ChainScope`]).
 //!
 //! It has its own role: the bearer token is `http.report_token` (read-only), and the write token
 //! is not accepted here (nor is the report token accepted for writes). Without a configured
@@ -19,7 +21,7 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 
 use super::{ApiError, AppState};
-use crate::report::{self, ReportParams};
+use crate::report::{self, ChainScope, ReportParams};
 
 /// `GET /api/v1/report`.
 pub async fn report(
@@ -71,11 +73,22 @@ pub async fn report(
             ));
         }
     };
+    let chain = match get("chain") {
+        None | Some("period") => ChainScope::Period,
+        Some("whole") => ChainScope::Whole,
+        Some(other) => {
+            return Err(ApiError::bad(
+                "chain",
+                format!("`{other}`: expected period or whole"),
+            ));
+        }
+    };
     let params = ReportParams {
         from,
         to,
         time_zone: tz,
         mask,
+        chain,
         title: format!(
             "Service report {} to {}",
             get("from").unwrap_or_default(),

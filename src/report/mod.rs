@@ -110,6 +110,32 @@ pub struct ReportParams {
     pub mask: bool,
     /// A title line, e.g. `Yearly review 2026`.
     pub title: String,
+    /// How much of the hash chain the report checks.
+    pub chain: ChainScope,
+}
+
+/// How much of the hash chain a report checks while it reads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChainScope {
+    /// The rows it reads: its period's inquiries' rows, link by link over their seq range, and
+    /// the desk's record (policies, the monitor's events) each against its own hash. A month of
+    /// five years of history reads a sixtieth of the ledger. The whole chain is
+    /// `slawatch audit verify`'s job, against the head the report names.
+    #[default]
+    Period,
+    /// Every row from the first, link by link, as `slawatch audit verify` does: the report
+    /// reads the whole ledger.
+    Whole,
+}
+
+impl ChainScope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChainScope::Period => "period",
+            ChainScope::Whole => "whole",
+        }
+    }
 }
 
 /// Met/missed/pending counts of one group.
@@ -458,11 +484,42 @@ pub struct Coverage {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LedgerCheck {
     pub intact: bool,
+    /// Rows checked.
     pub events: u64,
     pub head_seq: Option<i64>,
     pub head_hash: Option<String>,
     /// `intact`, or the first broken link.
     pub verification: String,
+    /// What was checked: `whole` (every row from the first, link by link) or `period` (see
+    /// [`ChainScope::Period`]).
+    pub scope: ChainScope,
+    /// With `period`: the seq range checked link by link (`None`: the period has no inquiry
+    /// rows), and how many rows of the desk's record outside it were checked against their
+    /// own hashes.
+    pub linked: Option<(i64, i64)>,
+    pub record_rows: u64,
+}
+
+impl LedgerCheck {
+    /// One line saying what was checked, for the renderers.
+    pub fn checked(&self) -> String {
+        match (self.scope, self.linked) {
+            (ChainScope::Whole, _) => {
+                format!("every row (1 to {}), link by link", self.events)
+            }
+            (ChainScope::Period, Some((first, last))) => format!(
+                "rows {first} to {last} (the period's inquiries) link by link, and {} rows of \
+                 the desk's record each against its hash; the whole chain: `slawatch audit \
+                 verify --expect` the head below",
+                self.record_rows
+            ),
+            (ChainScope::Period, None) => format!(
+                "{} rows of the desk's record each against its hash (no inquiry in the \
+                 period); the whole chain: `slawatch audit verify --expect` the head below",
+                self.record_rows
+            ),
+        }
+    }
 }
 
 /// Everything a report shows, derived from the ledger.
@@ -506,13 +563,22 @@ pub struct ReportData {
 /// Pages decoded and folded while the next ones are read and verified.
 const PAGES_IN_FLIGHT: usize = 1;
 
-/// Verifies the chain and folds the ledger in one pass, then derives the report for `params`.
-/// `progress` is called with the number of events read so far (after every page).
+/// Rows of the desk's record read per query.
+const RECORD_PAGE: i64 = 10_000;
+
+/// Checks the chain as `params.chain` asks while folding the rows of the period, then derives
+/// the report for `params`. `progress` is called with the number of events read so far (after
+/// every page).
 ///
 /// The pass is a pipeline: this task reads each page and checks its links and hashes (the
 /// same check as `audit verify`), and a blocking thread decodes and folds the pages it is
 /// handed; so the work is spread over two cores, and a daemon serving the report over HTTP
 /// keeps its async workers free between pages.
+///
+/// With the store's inquiry projection, only the period's inquiries' rows are decoded; with
+/// [`ChainScope::Period`] only they (their seq range) and the desk's record are read at all.
+/// Without a projection the whole ledger is read, checked and folded. A break found by a
+/// scoped read is reported as the whole chain's first break: the report then reads everything.
 pub async fn build(
     store: &Store,
     rules: Arc<TrackerRules>,
@@ -527,13 +593,18 @@ pub async fn build(
             to: params.to,
         });
     }
-    let filter = PeriodFilter::of(store, params.from, params.to).await?;
-    let filtered = filter.is_some();
-    let data = build_with(store, params, progress, filter).await?;
-    if filtered && !data.ledger.intact {
-        // A broken chain may hold index columns that disagree with their payloads: the rows
-        // are chosen by their payloads alone, as without a projection.
+    let Some(filter) = PeriodFilter::of(store, params.from, params.to).await? else {
         return build_with(store, params, progress, None).await;
+    };
+    let data = build_with(store, params, progress, Some(filter)).await?;
+    if !data.ledger.intact {
+        // A broken chain may hold index columns that disagree with their payloads: the rows
+        // are chosen by their payloads alone, as without a projection, and every row is read.
+        let whole = ReportParams {
+            chain: ChainScope::Whole,
+            ..params.clone()
+        };
+        return build_with(store, &whole, progress, None).await;
     }
     Ok(data)
 }
@@ -543,11 +614,10 @@ pub async fn build(
 /// contradictions), every row about one of those inquiries, and every row after the head seen
 /// before the projection was read (written while the report runs). The fold ignores every
 /// other row (events about inquiries it does not count), so the report is the same as folding
-/// the whole ledger; the rows left out are not even decoded. The chain is still checked
-/// row by row over the whole ledger.
+/// the whole ledger; the rows left out are not even decoded.
 pub struct PeriodFilter {
     after: i64,
-    ids: std::collections::HashSet<Box<str>>,
+    received: crate::store::ReceivedInPeriod,
 }
 
 impl PeriodFilter {
@@ -559,42 +629,69 @@ impl PeriodFilter {
     ) -> Result<Option<PeriodFilter>, StoreError> {
         let after = store.head().await?.map_or(0, |(seq, _)| seq);
         Ok(store
-            .ids_received(from, to)
+            .inquiries_received(from, to)
             .await?
-            .map(|ids| PeriodFilter { after, ids }))
+            .map(|received| PeriodFilter { after, received }))
     }
 
     /// How many inquiries of the period the projection names.
     pub fn inquiries(&self) -> usize {
-        self.ids.len()
+        self.received.ids.len()
     }
 
     fn keeps(&self, seq: i64, inquiry_id: Option<&str>) -> bool {
-        inquiry_id.is_none_or(|id| seq > self.after || self.ids.contains(id))
+        inquiry_id.is_none_or(|id| seq > self.after || self.received.ids.contains(id))
     }
 }
 
-/// [`build`], folding the rows `filter` keeps (all without one).
+/// What the reading task hands the folding thread, in seq order.
+enum Piece {
+    /// A page of rows, not decoded yet.
+    Page(LedgerPage),
+    /// Rows of the desk's record, decoded.
+    Record(Vec<(i64, Event)>),
+}
+
+/// What the reading task found about the chain.
+struct Checked {
+    verification: Verification,
+    /// The last row checked: `(seq, hash)`.
+    last: Option<(i64, String)>,
+    linked: Option<(i64, i64)>,
+    record_rows: u64,
+}
+
+/// [`build`], folding the rows `filter` keeps (all without one), reading as `params.chain`
+/// asks (all without a filter).
 async fn build_with(
     store: &Store,
     params: &ReportParams,
     progress: &mut (dyn FnMut(u64) + Send),
     filter: Option<PeriodFilter>,
 ) -> Result<ReportData, ReportError> {
-    let (pages, received) = std::sync::mpsc::sync_channel::<LedgerPage>(PAGES_IN_FLIGHT);
+    let (pieces, received) = std::sync::mpsc::sync_channel::<Piece>(PAGES_IN_FLIGHT);
     let (from, to) = (params.from, params.to);
+    let scope = match &filter {
+        Some(filter) => params.chain.into_scoped(filter.received.seqs),
+        None => Scoped::Whole,
+    };
     let folder = tokio::task::spawn_blocking(move || -> Result<PeriodFold, StoreError> {
         let mut fold = PeriodFold::new(from, to);
-        for page in received {
-            match &filter {
-                Some(filter) => {
+        for piece in received {
+            match (piece, &filter) {
+                (Piece::Page(page), Some(filter)) => {
                     for event in page.events_where(|seq, id| filter.keeps(seq, id)) {
                         fold.apply(&event?.1);
                     }
                 }
-                None => {
+                (Piece::Page(page), None) => {
                     for event in page.events() {
                         fold.apply(&event?.1);
+                    }
+                }
+                (Piece::Record(events), _) => {
+                    for (_, event) in &events {
+                        fold.apply(event);
                     }
                 }
             }
@@ -602,32 +699,32 @@ async fn build_with(
         Ok(fold)
     });
     let mut read = 0u64;
-    let mut last_seq = None;
-    let walked = store
-        .walk_verified(|page| {
-            read += page.len() as u64;
-            if let Some(seq) = page.last_seq() {
-                last_seq = Some(seq);
-            }
-            // A closed channel means the folder stopped at a corrupt row: its error is reported.
-            let _ = pages.send(page);
-            progress(read);
-            Ok::<(), StoreError>(())
-        })
-        .await;
-    drop(pages);
+    let mut send = |piece: Piece, rows: usize| {
+        read += rows as u64;
+        // A closed channel means the folder stopped at a corrupt row: its error is reported.
+        let _ = pieces.send(piece);
+        progress(read);
+    };
+    let checked = match scope {
+        Scoped::Whole => read_whole(store, &mut send).await,
+        Scoped::Rows(linked) => read_scoped(store, linked, &mut send).await,
+    };
+    drop(send);
+    drop(pieces);
     let fold = folder
         .await
         .map_err(|e| ReportError::Io(std::io::Error::other(e)))??;
-    let verification = walked?;
-    progress(read);
-    let ledger = match verification {
-        Verification::Intact { events, head_hash } => LedgerCheck {
+    let checked = checked?;
+    let ledger = match checked.verification {
+        Verification::Intact { events, .. } => LedgerCheck {
             intact: true,
             events,
-            head_seq: last_seq,
-            head_hash: Some(head_hash),
+            head_seq: checked.last.as_ref().map(|l| l.0),
+            head_hash: checked.last.map(|l| l.1),
             verification: "intact".to_string(),
+            scope: scope.chain(),
+            linked: checked.linked,
+            record_rows: checked.record_rows,
         },
         Verification::Broken {
             seq,
@@ -644,6 +741,9 @@ async fn build_with(
                 verification: format!(
                     "BROKEN at event {seq}: {problem} (expected {expected}, found {found})"
                 ),
+                scope: scope.chain(),
+                linked: checked.linked,
+                record_rows: checked.record_rows,
             }
         }
     };
@@ -702,6 +802,154 @@ async fn build_with(
     })
     .await
     .map_err(|e| ReportError::Io(std::io::Error::other(e)))
+}
+
+/// What a report reads: everything, or one seq range and the desk's record.
+#[derive(Clone, Copy)]
+enum Scoped {
+    Whole,
+    /// The seq range of the period's inquiries' rows (`None`: the period has none).
+    Rows(Option<(i64, i64)>),
+}
+
+impl ChainScope {
+    fn into_scoped(self, seqs: Option<(i64, i64)>) -> Scoped {
+        match self {
+            ChainScope::Whole => Scoped::Whole,
+            ChainScope::Period => Scoped::Rows(seqs),
+        }
+    }
+}
+
+impl Scoped {
+    fn chain(self) -> ChainScope {
+        match self {
+            Scoped::Whole => ChainScope::Whole,
+            Scoped::Rows(_) => ChainScope::Period,
+        }
+    }
+}
+
+/// Reads the whole ledger, checking every row link by link from the first.
+async fn read_whole(
+    store: &Store,
+    send: &mut impl FnMut(Piece, usize),
+) -> Result<Checked, StoreError> {
+    let mut last = None;
+    let verification = store
+        .walk_verified(|page| {
+            if let Some(seq) = page.last_seq() {
+                last = Some(seq);
+            }
+            let rows = page.len();
+            send(Piece::Page(page), rows);
+            Ok::<(), StoreError>(())
+        })
+        .await?;
+    let last = match (&verification, last) {
+        (Verification::Intact { head_hash, .. }, Some(seq)) => Some((seq, head_hash.clone())),
+        _ => None,
+    };
+    Ok(Checked {
+        verification,
+        last,
+        linked: None,
+        record_rows: 0,
+    })
+}
+
+/// Reads, in seq order, the desk's record before `linked`, the rows of `linked` checked link by
+/// link, and the record after them.
+async fn read_scoped(
+    store: &Store,
+    linked: Option<(i64, i64)>,
+    send: &mut impl FnMut(Piece, usize),
+) -> Result<Checked, StoreError> {
+    let mut checked = Checked {
+        verification: Verification::Intact {
+            events: 0,
+            head_hash: String::new(),
+        },
+        last: None,
+        linked: None,
+        record_rows: 0,
+    };
+    let Some((first, last)) = linked else {
+        read_record(store, (0, i64::MAX), send, &mut checked).await?;
+        return Ok(checked);
+    };
+    if !read_record(store, (0, first), send, &mut checked).await? {
+        return Ok(checked);
+    }
+    let mut pages = store.checked_range(first, last).await?;
+    let mut end = None;
+    while let Some(page) = pages.next().await? {
+        end = page.last_seq().or(end);
+        let rows = page.len();
+        send(Piece::Page(page), rows);
+    }
+    let (verification, _) = pages.finish();
+    checked.linked = Some((first, last));
+    match verification {
+        Verification::Intact { events, head_hash } if end == Some(last) => {
+            checked.last = Some((last, head_hash));
+            if let Verification::Intact { events: n, .. } = &mut checked.verification {
+                *n += events;
+            }
+        }
+        Verification::Intact { .. } => {
+            // The projection names rows the ledger does not hold.
+            checked.verification = Verification::Broken {
+                seq: end.map_or(first, |end| end + 1),
+                expected: String::new(),
+                found: String::new(),
+                problem: format!("the ledger ends before seq {last}"),
+            };
+            return Ok(checked);
+        }
+        broken => {
+            checked.verification = broken;
+            return Ok(checked);
+        }
+    }
+    read_record(store, (last, i64::MAX), send, &mut checked).await?;
+    Ok(checked)
+}
+
+/// Reads the desk's record with `after < seq < before` into `checked`; `false` when a row
+/// failed its check (the verdict is then in `checked`).
+async fn read_record(
+    store: &Store,
+    (mut after, before): (i64, i64),
+    send: &mut impl FnMut(Piece, usize),
+    checked: &mut Checked,
+) -> Result<bool, StoreError> {
+    loop {
+        let (rows, broken) = store.record_rows(after, before, RECORD_PAGE).await?;
+        let full = rows.len() as i64 == RECORD_PAGE;
+        checked.record_rows += rows.len() as u64;
+        if let Verification::Intact { events, .. } = &mut checked.verification {
+            *events += rows.len() as u64;
+        }
+        if let Some((seq, hash, _)) = rows.last() {
+            after = *seq;
+            if checked.last.as_ref().is_none_or(|l| l.0 < *seq) {
+                checked.last = Some((*seq, hash.clone()));
+            }
+        }
+        let count = rows.len();
+        send(
+            Piece::Record(rows.into_iter().map(|(seq, _, e)| (seq, e)).collect()),
+            count,
+        );
+        if let Some(broken) = broken {
+            checked.verification = broken;
+            return Ok(false);
+        }
+        if !full {
+            return Ok(true);
+        }
+    }
 }
 
 fn derive(

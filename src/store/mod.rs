@@ -138,7 +138,7 @@ use sqlx::SqlitePool;
 pub use chain::{ExpectedHead, GENESIS, LEDGER_FORMAT, Seals, format_instant, link_hash};
 pub use error::{StoreError, redact_url};
 pub use health::{WriteState, WriteStatus};
-pub use projection::{ProjectionQuery, ProjectionRow};
+pub use projection::{ProjectionQuery, ProjectionRow, ReceivedInPeriod};
 pub use signing::{PublicKey, Signer};
 
 use crate::sources::CursorUpdate;
@@ -892,6 +892,80 @@ impl Store {
         }
     }
 
+    /// The rows `first..=last`, a page at a time, each checked against the chain as it is read,
+    /// its predecessor's stored hash taken as it is: they are checked link by link and against
+    /// their hashes, the rows before and after them not at all (a report over one period
+    /// checks the rows it reads).
+    pub async fn checked_range(&self, first: i64, last: i64) -> Result<CheckedPages, StoreError> {
+        let before: Option<String> = if first <= 1 {
+            None
+        } else {
+            with_pool!(self, pool => sqlx::query_scalar(sql::HASH_AT)
+                .bind(first - 1)
+                .fetch_optional(pool)
+                .await
+                .map_err(StoreError::db("read a row's hash")))?
+        };
+        // No such row: the check from the first row names what is missing.
+        let (reader, checker) = match before {
+            Some(hash) => (
+                PageReader::between(self, first - 1, last),
+                ChainChecker::resume(None, first - 1, hash),
+            ),
+            None => (
+                PageReader::between(self, i64::MIN, last),
+                ChainChecker::new(None, None),
+            ),
+        };
+        Ok(CheckedPages {
+            reader,
+            checker,
+            broken: None,
+        })
+    }
+
+    /// Up to `limit` rows of the desk's record with `after < seq < before`, in seq order,
+    /// decoded: the policies, the monitor's own events (starts, heartbeats, stops, leader
+    /// changes, sources down and up, its alerts), contradictions and verifications, found by the
+    /// partial index `ledger_record` without walking the ledger. Each row is checked against its
+    /// own hash (its link to its neighbours is not: they are not read); the first that fails
+    /// ends the list, with its verdict.
+    pub async fn record_rows(
+        &self,
+        after: i64,
+        before: i64,
+        limit: i64,
+    ) -> Result<(Vec<(i64, String, Event)>, Option<Verification>), StoreError> {
+        let rows: Vec<RawRow> = with_pool!(self, pool => sqlx::query_as(sql::RECORD_ROWS)
+            .bind(after)
+            .bind(before)
+            .bind(limit)
+            .fetch_all(pool)
+            .await
+            .map_err(StoreError::db("read the desk's record")))?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (seq, recorded_at, kind, inquiry_id, payload, prev_hash, hash) in rows {
+            let row = RowRef {
+                seq,
+                recorded_at: &recorded_at,
+                kind: &kind,
+                inquiry_id: inquiry_id.as_deref(),
+                payload: &payload,
+                prev_hash: &prev_hash,
+                hash: &hash,
+            };
+            if let Err(broken) = ChainChecker::resume(None, seq - 1, prev_hash.clone()).check(row) {
+                return Ok((out, Some(broken)));
+            }
+            let event = decode_event(&kind, &payload).map_err(|e| StoreError::CorruptRow {
+                seq,
+                problem: format!("payload is not a known event: {e}"),
+            })?;
+            out.push((seq, hash, event));
+        }
+        Ok((out, None))
+    }
+
     /// The stored `kind` and `inquiry_id` columns of row `seq`, without decoding its payload
     /// (so it works on a tampered row); `None` if there is no such row. Used to name the event
     /// at a broken link.
@@ -1023,7 +1097,10 @@ fn chain_batch<'a>(
 /// the caller works on the current one (the database and the hashing then use two cores).
 struct PageReader {
     store: Store,
-    next: Option<tokio::task::JoinHandle<Result<LedgerPage, StoreError>>>,
+    /// The last seq to read.
+    until: i64,
+    /// The page being read, and how many rows it asked for.
+    next: Option<(tokio::task::JoinHandle<Result<LedgerPage, StoreError>>, i64)>,
 }
 
 impl PageReader {
@@ -1033,8 +1110,14 @@ impl PageReader {
 
     /// Reads the rows after `seq`.
     fn after(store: &Store, seq: i64) -> PageReader {
+        PageReader::between(store, seq, i64::MAX)
+    }
+
+    /// Reads the rows after `seq` up to `until` (included).
+    fn between(store: &Store, seq: i64, until: i64) -> PageReader {
         let mut reader = PageReader {
             store: store.clone(),
+            until,
             next: None,
         };
         reader.fetch(seq);
@@ -1042,15 +1125,21 @@ impl PageReader {
     }
 
     fn fetch(&mut self, after: i64) {
+        // Seqs have no gaps: the rows up to `until` are at most `until - after`.
+        let limit = PACKED_PAGE_ROWS.min(self.until.saturating_sub(after));
+        if limit <= 0 {
+            return;
+        }
         let store = self.store.clone();
-        self.next = Some(tokio::spawn(async move {
-            store.packed_page(after, PACKED_PAGE_ROWS).await
-        }));
+        self.next = Some((
+            tokio::spawn(async move { store.packed_page(after, limit).await }),
+            limit,
+        ));
     }
 
     /// The next page, or `None` after the last.
     async fn next(&mut self) -> Result<Option<LedgerPage>, StoreError> {
-        let Some(pending) = self.next.take() else {
+        let Some((pending, limit)) = self.next.take() else {
             return Ok(None);
         };
         let page = match pending.await {
@@ -1066,7 +1155,7 @@ impl PageReader {
                 }
             },
         };
-        if page.len() as i64 == PACKED_PAGE_ROWS
+        if page.len() as i64 == limit
             && let Some(last) = page.last_seq()
         {
             self.fetch(last);
@@ -1077,7 +1166,7 @@ impl PageReader {
 
 impl Drop for PageReader {
     fn drop(&mut self) {
-        if let Some(pending) = self.next.take() {
+        if let Some((pending, _)) = self.next.take() {
             pending.abort();
         }
     }

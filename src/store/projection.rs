@@ -432,27 +432,37 @@ impl Store {
             .transpose()
     }
 
-    /// The ids of the inquiries received in `[from, to)`, if the projection can say: `None`
-    /// when it cannot (no projection table in a ledger an older version wrote and nothing has
-    /// migrated yet, or a ledger whose projection is not built yet). Every inquiry whose first
-    /// event is at or before `head_seq` (read before this) is in the answer when received in
-    /// the period: its row was committed with that event.
-    pub async fn ids_received(
+    /// The inquiries received in `[from, to)`, if the projection can say: `None` when it cannot
+    /// (no projection table in a ledger an older version wrote and nothing has migrated yet,
+    /// or a ledger whose projection is not built yet). Every inquiry whose first event is at or
+    /// before `head_seq` (read before this) is in the answer when received in the period: its
+    /// row was committed with that event.
+    pub async fn inquiries_received(
         &self,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
-    ) -> Result<Option<HashSet<Box<str>>>, StoreError> {
+    ) -> Result<Option<ReceivedInPeriod>, StoreError> {
         match self.projection_missing().await {
             Ok(false) => {}
             Ok(true) | Err(_) => return Ok(None),
         }
-        let ids: Vec<String> = with_pool!(self, pool => sqlx::query_scalar(sql::IDS_RECEIVED)
+        let rows: Vec<(String, i64, i64)> = with_pool!(self, pool => sqlx::query_as(sql::IDS_RECEIVED)
             .bind(instant_key(from))
             .bind(instant_key(to))
             .fetch_all(pool)
             .await
             .map_err(StoreError::db("projection: inquiries of a period")))?;
-        Ok(Some(ids.into_iter().map(String::into_boxed_str).collect()))
+        let seqs = rows
+            .iter()
+            .map(|&(_, open, last)| (open, last))
+            .reduce(|(a, b), (open, last)| (a.min(open), b.max(last)));
+        Ok(Some(ReceivedInPeriod {
+            ids: rows
+                .into_iter()
+                .map(|(id, ..)| id.into_boxed_str())
+                .collect(),
+            seqs,
+        }))
     }
 
     /// Up to `limit` rows with `open_seq > after`, by `open_seq`.
@@ -521,6 +531,15 @@ pub async fn rebuild(
     target.mark_projection(sql::PROJECTION_BUILT).await?;
     target.analyze_projection().await?;
     Ok(done)
+}
+
+/// The inquiries a period received, as the projection says ([`Store::inquiries_received`]).
+#[derive(Debug, Clone, Default)]
+pub struct ReceivedInPeriod {
+    pub ids: HashSet<Box<str>>,
+    /// The seqs of the first and the last event about any of them; `None` when there are none.
+    /// Every ledger row about them is in this range.
+    pub seqs: Option<(i64, i64)>,
 }
 
 /// Writes the rows of the `dirty` inquiries as `tracker` holds them, in `open_seq` order.

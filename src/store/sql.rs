@@ -207,9 +207,10 @@ pub const INQUIRY_PAGE_STATE: &str = "SELECT open_seq, last_seq, json FROM inqui
        AND ($3 IS NULL OR language = $3) AND ($4 IS NULL OR received_at >= $4) \
      ORDER BY received_at DESC, id DESC LIMIT $7";
 
-/// The ids of the inquiries received in `[$1, $2)` (a report's period), by the received index.
+/// The inquiries received in `[$1, $2)` (a report's period), by the received index: each id
+/// with the seqs of its first and last event.
 pub const IDS_RECEIVED: &str =
-    "SELECT id FROM inquiries WHERE received_at >= $1 AND received_at < $2";
+    "SELECT id, open_seq, last_seq FROM inquiries WHERE received_at >= $1 AND received_at < $2";
 
 /// One inquiry by id (the newest row, should an id ever be reused): one seek of
 /// `inquiries_id` per bucket, `$2` the last bucket.
@@ -284,6 +285,21 @@ pub const PG_PACKED_PAGE: &str = "SELECT count(*), coalesce(string_agg(concat( \
 pub const FOR_INQUIRY: &str = "SELECT seq, recorded_at, kind, inquiry_id, payload, prev_hash, hash FROM ledger \
      WHERE seq BETWEEN $1 AND $2 AND inquiry_id = $3 ORDER BY seq";
 
+/// The stored hash of one row.
+pub const HASH_AT: &str = "SELECT hash FROM ledger WHERE seq = $1";
+
+/// Up to `$3` rows of the desk's record (policies, the monitor's own events, contradictions,
+/// verifications) with `$1 < seq < $2`, in seq order. The kind list is the partial index
+/// `ledger_record`'s predicate word for word, so that both databases use the index (a planner
+/// proves a query may use a partial index by matching its predicate).
+pub const RECORD_ROWS: &str = "SELECT seq, recorded_at, kind, inquiry_id, payload, prev_hash, hash FROM ledger \
+     WHERE kind IN ( \
+    'policy_activated', 'monitor_started', 'leader_changed', 'monitor_heartbeat', \
+    'monitor_stopped', 'source_down', 'source_up', 'evidence_contradicted', \
+    'monitor_alert_raised', 'monitor_alert_resolved', 'monitor_alert_escalated', \
+    'monitor_alert_delivered', 'monitor_alert_failed', 'ledger_verified' \
+) AND seq > $1 AND seq < $2 ORDER BY seq LIMIT $3";
+
 pub const CURSOR: &str = "SELECT value FROM cursors WHERE source = $1 AND key = $2";
 
 pub const CURSORS: &str = "SELECT key, value FROM cursors WHERE source = $1 ORDER BY key";
@@ -320,6 +336,26 @@ mod tests {
                 .count(),
             MAX_ROWS_PER_INSERT * LEDGER_COLUMNS
         );
+    }
+
+    #[test]
+    fn the_record_query_repeats_the_record_index_predicate() {
+        let list = |text: &str| -> Vec<String> {
+            let start = text.find("kind IN (").expect("a kind list") + "kind IN (".len();
+            let end = start + text[start..].find(')').expect("the list's end");
+            text[start..end]
+                .split(',')
+                .map(|kind| kind.trim().trim_matches('\'').to_string())
+                .collect()
+        };
+        let query = list(RECORD_ROWS);
+        assert_eq!(query.len(), 14);
+        for migration in [
+            include_str!("../../migrations/sqlite/0008_ledger_record_index.sql"),
+            include_str!("../../migrations/postgres/0005_ledger_record_index.sql"),
+        ] {
+            assert_eq!(list(migration), query);
+        }
     }
 
     #[test]
