@@ -1,12 +1,13 @@
 //! Compliance reports for auditors: every number derived from the ledger, nothing else.
 //!
 //! This module owns [`ReportData`] and the three renderers ([`html`], [`csv`], [`json`]).
-//! [`build`] reads the **whole** ledger once: each page is verified (the `audit verify` check)
-//! and folded (`fold`) into compact records of the inquiries *received* in the half-open
-//! period `[from, to)`. The store's inquiry projection says which inquiries those are, so only
-//! their rows (and the rows about no inquiry: policies, the monitor's record) are decoded and
-//! folded ([`PeriodFilter`]); a ledger without a projection is folded whole, to the same
-//! report. That is the population: every message or call received in the period
+//! [`build`] reads the ledger once, checking each row it reads against the chain, and folds
+//! (`fold`) the rows into compact records of the inquiries *received* in the half-open period
+//! `[from, to)`. The store's inquiry projection says which inquiries those are and which seq
+//! range holds their rows, so only that range and the desk's record (policies, the monitor's
+//! events, found through an index) are read, and only their rows decoded and folded
+//! ([`PeriodFilter`], [`ChainScope`]); a ledger without a projection is read and folded whole,
+//! to the same report. That is the population: every message or call received in the period
 //! is counted, answered or not, excluded or not. No SLA rule is re-implemented here: met and
 //! missed are what the tracker decided and recorded (`InquiryBreached`, the response's
 //! outcome), read field for field as [`Tracker::apply`](slawatch_core::tracker::Tracker::apply) reads
@@ -118,9 +119,10 @@ pub struct ReportParams {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ChainScope {
-    /// The rows it reads: its period's inquiries' rows, link by link over their seq range, and
-    /// the desk's record (policies, the monitor's events) each against its own hash. A month of
-    /// five years of history reads a sixtieth of the ledger. The whole chain is
+    /// The rows it reads: its period's inquiries' rows and the rows recorded around the period
+    /// ([`RECORDED_AROUND`]), link by link over the seq range that holds them, and the desk's
+    /// record (policies, the monitor's starts, stops and alerts) each against its own hash. A
+    /// month of five years of history reads about a sixtieth of the ledger. The whole chain is
     /// `slawatch audit verify`'s job, against the head the report names.
     #[default]
     Period,
@@ -508,13 +510,13 @@ impl LedgerCheck {
                 format!("every row (1 to {}), link by link", self.events)
             }
             (ChainScope::Period, Some((first, last))) => format!(
-                "rows {first} to {last} (the period's inquiries) link by link, and {} rows of \
+                "rows {first} to {last} (the period's) link by link, and {} rows of \
                  the desk's record each against its hash; the whole chain: `slawatch audit \
                  verify --expect` the head below",
                 self.record_rows
             ),
             (ChainScope::Period, None) => format!(
-                "{} rows of the desk's record each against its hash (no inquiry in the \
+                "{} rows of the desk's record each against its hash (no row in or around the \
                  period); the whole chain: `slawatch audit verify --expect` the head below",
                 self.record_rows
             ),
@@ -617,8 +619,19 @@ pub async fn build(
 /// the whole ledger; the rows left out are not even decoded.
 pub struct PeriodFilter {
     after: i64,
+    /// The rows a scoped read covers link by link: those about the period's inquiries, and
+    /// those recorded from [`RECORDED_AROUND`] before the period to as long after it (the
+    /// monitor's heartbeats, which say whether it was watching).
+    seqs: Option<(i64, i64)>,
     received: crate::store::ReceivedInPeriod,
 }
+
+/// How far before and after its period a report reads every row recorded: at least the
+/// heartbeats that say whether the monitor was watching at the period's edges (a heartbeat is
+/// due every [`crate::monitor::HEARTBEAT_EVERY`]; a silence longer than [`HEARTBEAT_SILENCE`]
+/// is a gap). Further out only the desk's record is read: its starts, stops and sources decide
+/// any longer gap across an edge.
+pub const RECORDED_AROUND: chrono::Duration = chrono::Duration::days(1);
 
 impl PeriodFilter {
     /// The filter for `[from, to)`; `None` when the store has no projection to choose by.
@@ -628,10 +641,21 @@ impl PeriodFilter {
         to: DateTime<Utc>,
     ) -> Result<Option<PeriodFilter>, StoreError> {
         let after = store.head().await?.map_or(0, |(seq, _)| seq);
-        Ok(store
-            .inquiries_received(from, to)
-            .await?
-            .map(|received| PeriodFilter { after, received }))
+        let Some(received) = store.inquiries_received(from, to).await? else {
+            return Ok(None);
+        };
+        let around = store
+            .recorded_between(from - RECORDED_AROUND, to + RECORDED_AROUND)
+            .await?;
+        let seqs = match (received.seqs, around) {
+            (Some((a, b)), Some((c, d))) => Some((a.min(c), b.max(d))),
+            (seqs, None) | (None, seqs) => seqs,
+        };
+        Ok(Some(PeriodFilter {
+            after,
+            seqs,
+            received,
+        }))
     }
 
     /// How many inquiries of the period the projection names.
@@ -672,7 +696,7 @@ async fn build_with(
     let (pieces, received) = std::sync::mpsc::sync_channel::<Piece>(PAGES_IN_FLIGHT);
     let (from, to) = (params.from, params.to);
     let scope = match &filter {
-        Some(filter) => params.chain.into_scoped(filter.received.seqs),
+        Some(filter) => params.chain.into_scoped(filter.seqs),
         None => Scoped::Whole,
     };
     let folder = tokio::task::spawn_blocking(move || -> Result<PeriodFold, StoreError> {

@@ -913,7 +913,7 @@ impl Store {
                 ChainChecker::resume(None, first - 1, hash),
             ),
             None => (
-                PageReader::between(self, i64::MIN, last),
+                PageReader::between(self, 0, last),
                 ChainChecker::new(None, None),
             ),
         };
@@ -978,6 +978,48 @@ impl Store {
             .into_iter()
             .find(|r| r.0 == seq)
             .map(|(_, _, kind, inquiry_id, ..)| (kind, inquiry_id)))
+    }
+
+    /// The seqs of the rows recorded in `[from, to)`, first and last; `None` when there are
+    /// none. Found by bisection on `recorded_at` (a few point reads), which commits stamp in
+    /// seq order; should the clock have stepped back between two commits, the answer is still
+    /// a range whose edges were recorded on either side of `from` and `to`.
+    pub async fn recorded_between(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Option<(i64, i64)>, StoreError> {
+        let Some((head, _)) = self.head().await? else {
+            return Ok(None);
+        };
+        let first = self.first_recorded_at_or_after(from, head).await?;
+        let last = self.first_recorded_at_or_after(to, head).await? - 1;
+        Ok((first <= last).then_some((first, last)))
+    }
+
+    /// The first seq in `1..=head` recorded at or after `at` (`head + 1` if none).
+    async fn first_recorded_at_or_after(
+        &self,
+        at: DateTime<Utc>,
+        head: i64,
+    ) -> Result<i64, StoreError> {
+        let at = format_instant(at);
+        let (mut low, mut high) = (1, head + 1);
+        while low < high {
+            let middle = low + (high - low) / 2;
+            let stamp: Option<String> = with_pool!(self, pool => sqlx::query_scalar(sql::RECORDED_AT)
+                    .bind(middle)
+                    .fetch_optional(pool)
+                    .await
+                    .map_err(StoreError::db("read when a row was recorded")))?;
+            // A missing row (a broken ledger) counts as recorded late: the range only widens.
+            if stamp.is_none_or(|stamp| stamp >= at) {
+                high = middle;
+            } else {
+                low = middle + 1;
+            }
+        }
+        Ok(low)
     }
 
     /// The last row's `(seq, hash)`, or `None` for an empty ledger.
@@ -1289,6 +1331,31 @@ mod tests {
     use slawatch_core::tracker::event::{
         InquiryKind, InquiryOpened, InquiryResponded, LanguageSource, Outcome, ResponseKind,
     };
+
+    /// The desk's record is found through its partial index, not by walking the ledger: the
+    /// planner matched the query's kind list to the index's predicate.
+    #[tokio::test]
+    async fn the_record_is_read_through_its_index() {
+        let store = Store::open("sqlite::memory:").await.expect("store");
+        let Store::Sqlite(pool) = &store else {
+            panic!("SQLite");
+        };
+        let plan: Vec<(i64, i64, i64, String)> =
+            sqlx::query_as(&format!("EXPLAIN QUERY PLAN {}", sql::RECORD_ROWS))
+                .bind(0i64)
+                .bind(i64::MAX)
+                .bind(10i64)
+                .fetch_all(pool)
+                .await
+                .expect("plan");
+        let plan: Vec<&str> = plan.iter().map(|row| row.3.as_str()).collect();
+        assert!(
+            plan.iter()
+                .any(|step| step.contains("USING INDEX ledger_record")
+                    || step.contains("USING COVERING INDEX ledger_record")),
+            "{plan:?}"
+        );
+    }
 
     #[test]
     fn the_quick_reading_of_common_events_is_the_event_reading() {

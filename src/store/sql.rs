@@ -288,17 +288,20 @@ pub const FOR_INQUIRY: &str = "SELECT seq, recorded_at, kind, inquiry_id, payloa
 /// The stored hash of one row.
 pub const HASH_AT: &str = "SELECT hash FROM ledger WHERE seq = $1";
 
-/// Up to `$3` rows of the desk's record (policies, the monitor's own events, contradictions,
-/// verifications) with `$1 < seq < $2`, in seq order. The kind list is the partial index
-/// `ledger_record`'s predicate word for word, so that both databases use the index (a planner
-/// proves a query may use a partial index by matching its predicate).
+/// Up to `$3` rows of the desk's record (policies, the monitor's starts, stops and alerts,
+/// sources down and up, contradictions) with `$1 < seq < $2`, in seq order. The kind list is
+/// the partial index `ledger_record`'s predicate word for word, so that both databases use the
+/// index (a planner proves a query may use a partial index by matching its predicate).
 pub const RECORD_ROWS: &str = "SELECT seq, recorded_at, kind, inquiry_id, payload, prev_hash, hash FROM ledger \
      WHERE kind IN ( \
-    'policy_activated', 'monitor_started', 'leader_changed', 'monitor_heartbeat', \
-    'monitor_stopped', 'source_down', 'source_up', 'evidence_contradicted', \
-    'monitor_alert_raised', 'monitor_alert_resolved', 'monitor_alert_escalated', \
-    'monitor_alert_delivered', 'monitor_alert_failed', 'ledger_verified' \
+    'policy_activated', 'monitor_started', 'leader_changed', 'monitor_stopped', \
+    'source_down', 'source_up', 'evidence_contradicted', 'monitor_alert_raised', \
+    'monitor_alert_resolved', 'monitor_alert_escalated', 'monitor_alert_delivered', \
+    'monitor_alert_failed' \
 ) AND seq > $1 AND seq < $2 ORDER BY seq LIMIT $3";
+
+/// When row `$1` was recorded (the commit's instant, as stored).
+pub const RECORDED_AT: &str = "SELECT recorded_at FROM ledger WHERE seq = $1";
 
 pub const CURSOR: &str = "SELECT value FROM cursors WHERE source = $1 AND key = $2";
 
@@ -349,7 +352,7 @@ mod tests {
                 .collect()
         };
         let query = list(RECORD_ROWS);
-        assert_eq!(query.len(), 14);
+        assert_eq!(query.len(), 12);
         for migration in [
             include_str!("../../migrations/sqlite/0008_ledger_record_index.sql"),
             include_str!("../../migrations/postgres/0005_ledger_record_index.sql"),
