@@ -495,8 +495,8 @@ pub struct LedgerCheck {
     /// What was checked: `whole` (every row from the first, link by link) or `period` (see
     /// [`ChainScope::Period`]).
     pub scope: ChainScope,
-    /// With `period`: the seq range checked link by link (`None`: the period has no inquiry
-    /// rows), and how many rows of the desk's record outside it were checked against their
+    /// With `period`: the seq range checked link by link (`None`: no row in or around the
+    /// period), and how many rows of the desk's record outside it were checked against their
     /// own hashes.
     pub linked: Option<(i64, i64)>,
     pub record_rows: u64,
@@ -832,7 +832,8 @@ async fn build_with(
 #[derive(Clone, Copy)]
 enum Scoped {
     Whole,
-    /// The seq range of the period's inquiries' rows (`None`: the period has none).
+    /// The seq range of the rows of the period and around it (`None`: there are none), and
+    /// the desk's record.
     Rows(Option<(i64, i64)>),
 }
 
