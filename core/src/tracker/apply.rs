@@ -168,7 +168,7 @@ impl Tracker {
                 self.index_message(external_id, thread_id, Some(digest));
                 if *role == LinkRole::Reply {
                     let thread = self.share_thread(thread_id);
-                    self.replied_in(thread, *at);
+                    self.record_of(&thread).replied(*at);
                 }
             }
             Event::ReplyUnmatched {
@@ -223,14 +223,10 @@ impl Tracker {
                     if self.open_in_thread.get(&*thread_id).map(|o| &o.id) == Some(&e.inquiry_id) {
                         self.open_in_thread.remove(&*thread_id);
                     }
-                    let answered = self
-                        .answered_in_thread
-                        .entry(thread_id.clone())
-                        .or_default();
-                    answered.reserve_exact(1);
-                    answered.push(e.inquiry_id.clone());
+                    let record = self.record_of(&thread_id);
+                    record.answered(&e.inquiry_id);
                     // A response in a thread makes later customer messages next replies.
-                    self.replied_in(thread_id, e.at);
+                    record.replied(e.at);
                 }
             }
             Event::InquiryReclassified {
@@ -253,8 +249,8 @@ impl Tracker {
                     if self.open_in_thread.get(&*thread).map(|o| &o.id) == Some(inquiry_id) {
                         self.open_in_thread.remove(&*thread);
                     }
-                    if let Some(answered) = self.answered_in_thread.get_mut(&*thread) {
-                        answered.retain(|id| id != inquiry_id);
+                    if let Some(record) = self.threads.get_mut(&*thread) {
+                        record.unanswer(inquiry_id);
                     }
                 }
             }
@@ -454,15 +450,6 @@ impl Tracker {
             // A resolution's delivery: the alert is gone already.
             Event::MonitorAlertDelivered { .. } => {}
         }
-    }
-
-    /// The desk replied in `thread` at `at`: customer messages delivered after its earliest
-    /// reply are next replies, whatever order they are read in.
-    fn replied_in(&mut self, thread: Arc<str>, at: chrono::DateTime<chrono::Utc>) {
-        self.replied_threads
-            .entry(thread)
-            .and_modify(|first| *first = (*first).min(at))
-            .or_insert(at);
     }
 
     /// The shared copy of a policy version (one per version, not one per inquiry).

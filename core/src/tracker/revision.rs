@@ -91,10 +91,10 @@ impl Tracker {
     /// The open and answered inquiries of `thread`, oldest first.
     fn clocks(&self, thread: &str) -> Vec<&Inquiry> {
         let mut clocks: Vec<&Inquiry> = self
-            .answered_in_thread
+            .threads
             .get(thread)
             .into_iter()
-            .flatten()
+            .flat_map(|t| t.answered.iter())
             .chain(self.open_in_thread.get(thread).map(|o| &o.id))
             .filter_map(|id| self.get(id))
             .collect();
@@ -140,7 +140,10 @@ impl Tracker {
     /// [`Tracker::answered_before`] with `thread`'s clocks already at hand.
     fn answered_among(&self, clocks: &[&Inquiry], thread: &str, at: DateTime<Utc>) -> bool {
         if clocks.is_empty() {
-            self.replied_threads.get(thread).is_some_and(|r| *r < at)
+            self.threads
+                .get(thread)
+                .and_then(|t| t.replied_at)
+                .is_some_and(|r| r < at)
         } else {
             clocks
                 .iter()

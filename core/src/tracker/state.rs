@@ -98,12 +98,6 @@ pub struct Tracker {
     pub(super) seen_digests: HashSet<u64>,
     /// Thread → its open inquiry.
     pub(super) open_in_thread: HashMap<Arc<str>, OpenSummary>,
-    /// Threads the desk has replied in, with its earliest reply: a customer message delivered
-    /// after it is a next reply.
-    pub(super) replied_threads: HashMap<Arc<str>, DateTime<Utc>>,
-    /// Thread → its answered inquiries: a customer message delivered before one of their
-    /// answers, but read after it, belongs to that inquiry (DESIGN.md "Evidence order").
-    pub(super) answered_in_thread: HashMap<Arc<str>, Vec<InquiryId>>,
     /// Replies read before the message they answer: referenced id → replies.
     pub(super) pending_replies: HashMap<String, Vec<PendingReply>>,
     /// Policy versions already recorded in the ledger.
@@ -112,8 +106,6 @@ pub struct Tracker {
     /// of the same message (another alias, a redelivery: other `Received:` lines, so another
     /// digest) is the same inquiry, not a new one.
     pub(super) sender_of: HashMap<u64, u64>,
-    /// Thread ids, shared by the indexes above.
-    pub(super) threads: HashSet<Arc<str>>,
     /// Customer email ↔ phone numbers, for answers across channels (`contacts` module).
     pub(super) contacts: Arc<super::contacts::ContactMap>,
     /// The monitor's own alerts still active, by id (`MonitorAlertRaised` → `…Resolved`).
@@ -121,10 +113,12 @@ pub struct Tracker {
     /// Each policy used so far with its record: the version is a hash of the parameters
     /// (canonical JSON, SHA-256), worked out once per policy, not for every new inquiry.
     pub(super) policy_records: Mutex<Vec<(Policy, PolicyRecord)>>,
-    /// Thread → what the indexes above hold of it: what leaves memory with it when it falls
-    /// outside the working set (`working_set.rs`).
+    /// Every thread in memory → its record: the desk's earliest reply in it, its answered
+    /// inquiries, and what the indexes above hold of it, which leaves memory with it when it
+    /// falls outside the working set (`working_set.rs`). The key is the shared copy of the
+    /// thread id the indexes above hold: one map, so each thread id is hashed and stored once.
     /// (Boxed: the map's buckets stay small, at a third of them empty.)
-    pub(super) members: HashMap<Arc<str>, Box<super::working_set::Members>>,
+    pub(super) threads: HashMap<Arc<str>, Box<super::working_set::ThreadRecord>>,
     /// Set while a thread's events are applied again (`working_set.rs`): what belongs to no
     /// thread is already as it stands.
     pub(super) restoring: bool,
@@ -152,16 +146,13 @@ impl Tracker {
             thread_of: HashMap::new(),
             seen_digests: HashSet::new(),
             open_in_thread: HashMap::new(),
-            replied_threads: HashMap::new(),
-            answered_in_thread: HashMap::new(),
             pending_replies: HashMap::new(),
             policies_seen: HashSet::new(),
             sender_of: HashMap::new(),
-            threads: HashSet::new(),
+            threads: HashMap::new(),
             contacts: Arc::default(),
             monitor_alerts: BTreeMap::new(),
             policy_records: Mutex::new(Vec::new()),
-            members: HashMap::new(),
             restoring: false,
             latest_evidence: None,
             last_seq: 0,

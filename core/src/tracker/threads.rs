@@ -28,7 +28,7 @@ impl Tracker {
         referenced_ids(mail).iter().find_map(|id| {
             self.thread_of
                 .get(id.as_str())
-                .or_else(|| self.threads.get(id.as_str()))
+                .or_else(|| self.threads.get_key_value(id.as_str()).map(|(k, _)| k))
                 .map(|t| t.to_string())
         })
     }
@@ -47,13 +47,13 @@ impl Tracker {
             .unwrap_or_else(|| external_id.to_string())
     }
 
-    /// The shared copy of a thread id.
+    /// The shared copy of a thread id; a new thread gets an empty record.
     pub(super) fn share_thread(&mut self, thread_id: &str) -> Arc<str> {
-        if let Some(shared) = self.threads.get(thread_id) {
+        if let Some((shared, _)) = self.threads.get_key_value(thread_id) {
             return shared.clone();
         }
         let shared: Arc<str> = Arc::from(thread_id);
-        self.threads.insert(shared.clone());
+        self.threads.insert(shared.clone(), Box::default());
         shared
     }
 
@@ -93,8 +93,9 @@ impl Tracker {
     /// The copy of `id` an answered inquiry of `thread` holds as its response (a reply linked
     /// after the response it gives): shared rather than held twice.
     fn response_id_in(&self, thread: &str, id: &str) -> Option<Arc<str>> {
-        self.answered_in_thread
+        self.threads
             .get(thread)?
+            .answered
             .iter()
             .filter_map(|i| self.inquiries.get(i)?.response_id.as_ref())
             .find(|r| ***r == *id)

@@ -31,6 +31,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::domain::InquiryId;
 use crate::tracker::alert::MonitorAlert;
 use crate::tracker::event::Event;
 use crate::tracker::inquiry::InquiryState;
@@ -39,32 +40,64 @@ use crate::tracker::phone::{call_external_id, thread_of_call};
 use crate::tracker::state::{PendingReply, Tracker, key64};
 use crate::tracker::threads::referenced_ids;
 
-/// What the indexes hold of one thread, so that it can leave memory in one piece.
+/// What memory holds of one thread: what the rules read of it, and what the indexes hold of
+/// it, so that it can leave memory in one piece. A month of threads is in memory at once, so
+/// the lists are boxed slices with no spare room (two words each, not three).
 #[derive(Debug, Clone)]
-pub(crate) struct Members {
+pub(crate) struct ThreadRecord {
+    /// The desk's earliest reply in the thread: a customer message delivered after it is a
+    /// next reply.
+    pub(super) replied_at: Option<DateTime<Utc>>,
+    /// Its answered inquiries, in the order they were answered: a customer message delivered
+    /// before one of their answers, but read after it, belongs to that inquiry (DESIGN.md
+    /// "Evidence order").
+    pub(super) answered: Box<[InquiryId]>,
     /// Message-IDs and call ids indexed to the thread (`thread_of` keys).
-    messages: Vec<Arc<str>>,
+    messages: Box<[Arc<str>]>,
     /// Digests of its messages and call records (`seen_digests`).
-    digests: Vec<u64>,
+    digests: Box<[u64]>,
     /// Its inquiries. (Its `sender_of` entries are those of its messages' keys.)
-    inquiries: Vec<crate::domain::InquiryId>,
+    inquiries: Box<[InquiryId]>,
     /// Ledger seqs of the events about it, in order.
-    seqs: Vec<i64>,
+    seqs: Box<[i64]>,
     /// Events applied and not yet in the ledger: such a thread stays.
     unnoted: u32,
     /// The latest instant its evidence speaks of.
     last_at: DateTime<Utc>,
 }
 
-impl Default for Members {
-    fn default() -> Members {
-        Members {
-            messages: Vec::new(),
-            digests: Vec::new(),
-            inquiries: Vec::new(),
-            seqs: Vec::new(),
+impl Default for ThreadRecord {
+    fn default() -> ThreadRecord {
+        ThreadRecord {
+            replied_at: None,
+            answered: Box::default(),
+            messages: Box::default(),
+            digests: Box::default(),
+            inquiries: Box::default(),
+            seqs: Box::default(),
             unnoted: 0,
             last_at: DateTime::<Utc>::MIN_UTC,
+        }
+    }
+}
+
+impl ThreadRecord {
+    /// The desk replied in the thread at `at`: its earliest reply stays.
+    pub(super) fn replied(&mut self, at: DateTime<Utc>) {
+        self.replied_at = Some(self.replied_at.map_or(at, |first| first.min(at)));
+    }
+
+    /// Inquiry `id` of the thread was answered.
+    pub(super) fn answered(&mut self, id: &InquiryId) {
+        push_exact(&mut self.answered, id.clone());
+    }
+
+    /// Inquiry `id` is not among its answered ones any more (merged into another).
+    pub(super) fn unanswer(&mut self, id: &InquiryId) {
+        if self.answered.contains(id) {
+            let mut answered = std::mem::take(&mut self.answered).into_vec();
+            answered.retain(|a| a != id);
+            self.answered = answered.into_boxed_slice();
         }
     }
 }
@@ -102,15 +135,15 @@ pub fn key_check() -> u64 {
 }
 
 impl Tracker {
-    /// The members entry of `thread`, created empty.
-    pub(super) fn members_of(&mut self, thread: &Arc<str>) -> &mut Members {
-        self.members.entry(thread.clone()).or_default()
+    /// The record of `thread`, created empty.
+    pub(super) fn record_of(&mut self, thread: &Arc<str>) -> &mut ThreadRecord {
+        self.threads.entry(thread.clone()).or_default()
     }
 
     /// The thread an event is about, once applied: the one it names, or its inquiry's.
     pub(super) fn thread_touched(&self, event: &Event) -> Option<Arc<str>> {
         match named_thread(event) {
-            Some(thread) => self.threads.get(thread).cloned(),
+            Some(thread) => self.threads.get_key_value(thread).map(|(k, _)| k.clone()),
             None => event
                 .inquiry_id()
                 .and_then(|id| self.inquiries.get(id))
@@ -128,10 +161,10 @@ impl Tracker {
         if at.is_some() {
             self.latest_evidence = self.latest_evidence.max(at);
         }
-        let members = self.members_of(&thread);
-        members.unnoted += 1;
+        let record = self.record_of(&thread);
+        record.unnoted += 1;
         if let Some(at) = at {
-            members.last_at = members.last_at.max(at);
+            record.last_at = record.last_at.max(at);
         }
     }
 
@@ -140,10 +173,10 @@ impl Tracker {
         let Some(thread) = self.thread_touched(event) else {
             return;
         };
-        let members = self.members_of(&thread);
-        members.unnoted = members.unnoted.saturating_sub(1);
-        if members.seqs.last().is_none_or(|last| *last < seq) {
-            push_exact(&mut members.seqs, seq);
+        let record = self.record_of(&thread);
+        record.unnoted = record.unnoted.saturating_sub(1);
+        if record.seqs.last().is_none_or(|last| *last < seq) {
+            push_exact(&mut record.seqs, seq);
         }
     }
 
@@ -154,16 +187,16 @@ impl Tracker {
         message: &Arc<str>,
         digest: Option<u64>,
     ) {
-        let members = self.members_of(thread);
-        push_exact(&mut members.messages, message.clone());
+        let record = self.record_of(thread);
+        push_exact(&mut record.messages, message.clone());
         if let Some(digest) = digest {
-            push_exact(&mut members.digests, digest);
+            push_exact(&mut record.digests, digest);
         }
     }
 
     /// Records an inquiry of `thread`.
-    pub(super) fn note_inquiry(&mut self, thread: &Arc<str>, id: &crate::domain::InquiryId) {
-        push_exact(&mut self.members_of(thread).inquiries, id.clone());
+    pub(super) fn note_inquiry(&mut self, thread: &Arc<str>, id: &InquiryId) {
+        push_exact(&mut self.record_of(thread).inquiries, id.clone());
     }
 
     /// The latest instant any evidence applied speaks of.
@@ -184,12 +217,12 @@ impl Tracker {
 
     /// Whether `thread` is in memory.
     pub fn holds_thread(&self, thread: &str) -> bool {
-        self.members.contains_key(thread)
+        self.threads.contains_key(thread)
     }
 
     /// How many threads are in memory.
     pub fn threads_held(&self) -> usize {
-        self.members.len()
+        self.threads.len()
     }
 
     /// The keys an observation may need that memory does not hold: the daemon looks them up
@@ -204,7 +237,7 @@ impl Tracker {
                 }
                 for id in std::iter::once(&mail.message_id).chain(referenced_ids(mail).iter()) {
                     if !self.thread_of.contains_key(id.as_str())
-                        && !self.threads.contains(id.as_str())
+                        && !self.threads.contains_key(id.as_str())
                     {
                         texts.push(id.clone());
                     }
@@ -218,7 +251,7 @@ impl Tracker {
                     texts.push(external);
                 }
                 let thread = thread_of_call(call);
-                if !self.members.contains_key(thread.as_str()) {
+                if !self.threads.contains_key(thread.as_str()) {
                     texts.push(thread);
                 }
                 let record = format!("call:{}:{}", call.source, call.record_id);
@@ -235,7 +268,7 @@ impl Tracker {
     }
 
     /// The key of inquiry `id` when memory does not hold it (an action on an old inquiry).
-    pub fn wanted_for_inquiry(&self, id: &crate::domain::InquiryId) -> Vec<u64> {
+    pub fn wanted_for_inquiry(&self, id: &InquiryId) -> Vec<u64> {
         if self.inquiries.contains_key(id) {
             Vec::new()
         } else {
@@ -247,7 +280,7 @@ impl Tracker {
     /// a thread evicted earlier in it): restored before it is applied.
     pub fn wanted_for_event(&self, event: &Event) -> Vec<u64> {
         match (named_thread(event), event.inquiry_id()) {
-            (Some(thread), _) if !self.members.contains_key(thread) => {
+            (Some(thread), _) if !self.threads.contains_key(thread) => {
                 keys_of(vec![thread.to_string()])
             }
             (None, Some(id)) if !self.inquiries.contains_key(id) => {
@@ -265,7 +298,7 @@ impl Tracker {
         for (seq, event) in events {
             if let Some(thread) = self.thread_touched(event)
                 && self
-                    .members
+                    .threads
                     .get(&thread)
                     .is_some_and(|m| m.seqs.binary_search(&seq).is_ok())
             {
@@ -281,7 +314,7 @@ impl Tracker {
     /// after `cutoff`; returns them for the store, largest first seq last.
     pub fn evict(&mut self, cutoff: DateTime<Utc>) -> Vec<EvictedThread> {
         let leaving: Vec<Arc<str>> = self
-            .members
+            .threads
             .iter()
             .filter(|(thread, m)| {
                 m.unnoted == 0
@@ -308,27 +341,30 @@ impl Tracker {
 
     /// Gives back the indexes' spare room once they hold fewer entries than they grew to (a
     /// replay holds many more inquiries between two evictions than the working set): called
-    /// after start-up and after evictions. Cheap when nothing shrank.
+    /// after start-up and after evictions. The maps cost nothing when nothing shrank; the
+    /// received-time index is rebuilt, one pass over it (a few milliseconds at a month of
+    /// inquiries).
     pub fn shrink_to_fit(&mut self) {
+        // Appended to in time order, the received-time index's nodes are left a little over
+        // half full; built again from its entries (in order already) they are full: about
+        // 40 bytes less an inquiry.
+        self.by_received = std::mem::take(&mut self.by_received).into_iter().collect();
         self.inquiries.shrink_to_fit();
         self.phone_listed.shrink_to_fit();
         self.thread_of.shrink_to_fit();
         self.seen_digests.shrink_to_fit();
         self.open_in_thread.shrink_to_fit();
-        self.replied_threads.shrink_to_fit();
-        self.answered_in_thread.shrink_to_fit();
         self.pending_replies.shrink_to_fit();
         self.sender_of.shrink_to_fit();
         self.threads.shrink_to_fit();
-        self.members.shrink_to_fit();
         self.responders.shrink_to_fit();
         self.sources.shrink_to_fit();
     }
 
     fn evict_thread(&mut self, thread: Arc<str>) -> EvictedThread {
-        let members = self.members.remove(&thread).map(|m| *m).unwrap_or_default();
+        let record = self.threads.remove(&thread).map(|m| *m).unwrap_or_default();
         let mut keys = vec![key64(&thread)];
-        for message in &members.messages {
+        for message in &record.messages {
             if self.thread_of.get(message).is_some_and(|t| *t == thread) {
                 self.thread_of.remove(message);
             }
@@ -338,25 +374,22 @@ impl Tracker {
             self.sender_of.remove(&key);
             keys.push(key);
         }
-        for digest in &members.digests {
+        for digest in &record.digests {
             self.seen_digests.remove(digest);
             keys.push(*digest);
         }
-        for id in &members.inquiries {
+        for id in &record.inquiries {
             if let Some(inquiry) = self.inquiries.remove(id) {
                 self.unlist(id, inquiry.received_at, inquiry.channel, &inquiry.source);
             }
             keys.push(key64(id.as_str()));
         }
-        self.answered_in_thread.remove(&thread);
-        self.replied_threads.remove(&thread);
-        self.threads.remove(&thread);
         keys.sort_unstable();
         keys.dedup();
         EvictedThread {
             thread: thread.to_string(),
             keys,
-            seqs: members.seqs,
+            seqs: record.seqs.into_vec(),
         }
     }
 
@@ -364,7 +397,7 @@ impl Tracker {
     /// ledger (the daemon takes it between commits).
     pub fn snapshot(&self) -> Snapshot {
         let threaded: HashSet<u64> = self
-            .members
+            .threads
             .values()
             .flat_map(|m| m.digests.iter().copied())
             .collect();
@@ -376,10 +409,10 @@ impl Tracker {
             .collect();
         loose_digests.sort_unstable();
         let mut threads: Vec<Vec<i64>> = self
-            .members
+            .threads
             .values()
             .filter(|m| !m.seqs.is_empty())
-            .map(|m| m.seqs.clone())
+            .map(|m| m.seqs.to_vec())
             .collect();
         threads.sort();
         let mut pending_replies: Vec<(String, Vec<PendingReply>)> = self
@@ -402,7 +435,7 @@ impl Tracker {
 
     /// Whether every event applied so far is in the ledger (a snapshot may be taken).
     pub fn all_noted(&self) -> bool {
-        self.members.values().all(|m| m.unnoted == 0)
+        self.threads.values().all(|m| m.unnoted == 0)
     }
 
     /// Starts from a snapshot's loose state; the daemon then [`restore`](Tracker::restore)s
@@ -437,9 +470,11 @@ fn named_thread(event: &Event) -> Option<&str> {
 
 /// Pushes with no spare capacity: a thread holds a handful of each, and a month of them is in
 /// memory at once.
-fn push_exact<T>(list: &mut Vec<T>, item: T) {
-    list.reserve_exact(1);
-    list.push(item);
+fn push_exact<T>(list: &mut Box<[T]>, item: T) {
+    let mut grown = std::mem::take(list).into_vec();
+    grown.reserve_exact(1);
+    grown.push(item);
+    *list = grown.into_boxed_slice();
 }
 
 fn keys_of(mut texts: Vec<String>) -> Vec<u64> {
