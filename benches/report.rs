@@ -153,14 +153,14 @@ async fn main() -> Result<(), StoreError> {
         for i in 0..n {
             inquiry(i, &policy.version(), &mut batch);
             if batch.len() >= BATCH {
-                commit(&store, &rules, &batch).await?;
+                commit(&store, &rules, &batch, recorded_at(i)).await?;
                 batch.clear();
             }
             if (i + 1).is_multiple_of(50_000) {
                 support::ledger::checkpoint(&store).await;
             }
         }
-        commit(&store, &rules, &batch).await?;
+        commit(&store, &rules, &batch, recorded_at(n)).await?;
         support::ledger::checkpoint(&store).await;
         eprintln!(
             "ledger : {n} inquiries written (with their projection rows) in {:.1} s",
@@ -251,10 +251,17 @@ async fn main() -> Result<(), StoreError> {
 /// Commits `batch` with its inquiries' projection rows, as the engine does: each inquiry's
 /// events are all in one batch, so a tracker of the batch alone holds them (and memory stays
 /// flat however large the ledger grows).
+/// When the batch ending with inquiry `i` is committed: as a daemon would, once its last
+/// answer is in (a late answer comes at most 40 minutes after receipt).
+fn recorded_at(i: usize) -> DateTime<Utc> {
+    t0() + Duration::seconds(i as i64 * 30) + Duration::minutes(45)
+}
+
 async fn commit(
     store: &Store,
     rules: &Arc<TrackerRules>,
     batch: &[Event],
+    recorded_at: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     let mut tracker = slawatch_core::tracker::Tracker::new(rules.clone());
     let mut ids = Vec::new();
@@ -269,7 +276,7 @@ async fn commit(
         .collect();
     store
         .commit_projected(
-            Utc::now(),
+            recorded_at,
             batch,
             &[],
             slawatch::store::Sealing::default(),

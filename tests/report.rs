@@ -455,6 +455,11 @@ async fn audit_verify_fails_on_an_appended_forged_row() {
 async fn report_figures_match_the_hand_computed_fixture() {
     let world = World::new(&fixture()).await;
     let json: Value = serde_json::from_str(&report(&world, "json", &[])).expect("json");
+    // The same figures, checking the whole chain.
+    let whole: Value =
+        serde_json::from_str(&report(&world, "json", &["--whole-chain"])).expect("json");
+    assert_eq!(whole["ledger"]["scope"], "whole");
+    assert_eq!(whole["totals"], json["totals"]);
     let t = &json["totals"];
     assert_eq!(t["received"], 6, "{t}");
     assert_eq!(t["excluded"], 1);
@@ -1045,6 +1050,13 @@ mod http {
             .append(chrono::Utc::now(), &super::fixture(), &[])
             .await
             .expect("append");
+        let rules = Arc::new(TrackerRules {
+            desk: DeskSettings::with_address("support@desk.example"),
+            policies: PolicySet::single(Policy::default()),
+        });
+        slawatch::store::projection::rebuild(&store, rules, &store)
+            .await
+            .expect("projection");
         let desk = DeskSettings {
             support_addresses: vec!["support@desk.example".into()],
             internal_domains: vec!["desk.example".into()],
@@ -1146,6 +1158,21 @@ mod http {
         let json: Value = serde_json::from_str(&body).expect("json");
         assert_eq!(json["totals"]["received"], 6);
         assert_eq!(json["totals"]["compliance"], 0.5);
+        // It checked the rows it read; `chain=whole` checks every row.
+        assert_eq!(json["ledger"]["scope"], "period");
+        assert!(json["ledger"]["linked"].is_array(), "{}", json["ledger"]);
+        let (status, _, body) = get(
+            &state,
+            &format!("{URI}&format=json&chain=whole"),
+            Some(READ),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let whole: Value = serde_json::from_str(&body).expect("json");
+        assert_eq!(whole["ledger"]["scope"], "whole");
+        assert_eq!(whole["ledger"]["intact"], true);
+        assert_eq!(whole["totals"], json["totals"]);
+        assert!(whole["ledger"]["events"].as_u64() > json["ledger"]["events"].as_u64());
         let (status, content_type, body) =
             get(&state, &format!("{URI}&format=csv&mask=true"), Some(READ)).await;
         assert_eq!(status, StatusCode::OK);
@@ -1163,6 +1190,7 @@ mod http {
             ("/api/v1/report?from=2026-03-03&to=2026-03-01", "to"),
             (&format!("{URI}&format=pdf"), "format"),
             (&format!("{URI}&tz=Mars/Base"), "tz"),
+            (&format!("{URI}&chain=all"), "chain"),
         ] {
             let (status, _, body) = get(&state, uri, Some(READ)).await;
             assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {body}");

@@ -40,8 +40,10 @@ impl Dice {
 fn history(seed: u64, inquiries: usize) -> Vec<(DateTime<Utc>, Event)> {
     let mut dice = Dice(seed);
     let policy = Policy::default();
-    let mut later = Policy::default();
-    later.target = std::time::Duration::from_secs(20 * 60);
+    let later = Policy {
+        target: std::time::Duration::from_secs(20 * 60),
+        ..Policy::default()
+    };
     let mut out = vec![
         (
             t0(),
@@ -162,7 +164,7 @@ fn history(seed: u64, inquiries: usize) -> Vec<(DateTime<Utc>, Event)> {
 }
 
 fn opened(id: &str, received: DateTime<Utc>, seen: DateTime<Utc>, policy: &str, i: usize) -> Event {
-    let channel = if i % 3 == 0 {
+    let channel = if i.is_multiple_of(3) {
         Channel::Phone
     } else {
         Channel::Email
@@ -337,8 +339,9 @@ async fn a_report_checks_every_row_it_reads_and_names_the_first_break() {
             .map(|r| r.seq)
             .expect("such a row")
     };
-    // (what is changed, whether the report reads it)
-    let cases: [(&str, &dyn Fn(&Event) -> bool, bool); 4] = [
+    /// What is changed, which row it is, and whether the report reads it.
+    type Case<'a> = (&'a str, &'a dyn Fn(&Event) -> bool, bool);
+    let cases: [Case; 4] = [
         (
             "an inquiry of the period",
             &|e| matches!(e, Event::InquiryOpened(o) if o.received_at >= from && o.received_at < to),

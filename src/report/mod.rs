@@ -733,7 +733,6 @@ async fn build_with(
         Scoped::Whole => read_whole(store, &mut send).await,
         Scoped::Rows(linked) => read_scoped(store, linked, &mut send).await,
     };
-    drop(send);
     drop(pieces);
     let fold = folder
         .await

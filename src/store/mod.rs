@@ -1340,14 +1340,16 @@ mod tests {
         let Store::Sqlite(pool) = &store else {
             panic!("SQLite");
         };
-        let plan: Vec<(i64, i64, i64, String)> =
-            sqlx::query_as(&format!("EXPLAIN QUERY PLAN {}", sql::RECORD_ROWS))
-                .bind(0i64)
-                .bind(i64::MAX)
-                .bind(10i64)
-                .fetch_all(pool)
-                .await
-                .expect("plan");
+        let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "EXPLAIN QUERY PLAN {}",
+            sql::RECORD_ROWS
+        )))
+        .bind(0i64)
+        .bind(i64::MAX)
+        .bind(10i64)
+        .fetch_all(pool)
+        .await
+        .expect("plan");
         let plan: Vec<&str> = plan.iter().map(|row| row.3.as_str()).collect();
         assert!(
             plan.iter()
