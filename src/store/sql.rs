@@ -354,8 +354,8 @@ mod tests {
         let query = list(RECORD_ROWS);
         assert_eq!(query.len(), 12);
         for migration in [
-            include_str!("../../migrations/sqlite/0008_ledger_record_index.sql"),
-            include_str!("../../migrations/postgres/0005_ledger_record_index.sql"),
+            include_str!("../../migrations/sqlite/0008_report_indexes.sql"),
+            include_str!("../../migrations/postgres/0005_report_indexes.sql"),
         ] {
             assert_eq!(list(migration), query);
         }
