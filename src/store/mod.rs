@@ -878,12 +878,25 @@ impl Store {
         key: Option<PublicKey>,
         after: Option<(i64, String)>,
     ) -> CheckedPages {
+        self.checked_until(key, after, i64::MAX)
+    }
+
+    /// [`Store::checked_pages`] up to seq `until` (included).
+    fn checked_until(
+        &self,
+        key: Option<PublicKey>,
+        after: Option<(i64, String)>,
+        until: i64,
+    ) -> CheckedPages {
         let (reader, checker) = match after {
             Some((seq, hash)) => (
-                PageReader::after(self, seq),
+                PageReader::between(self, seq, until),
                 ChainChecker::resume(key, seq, hash),
             ),
-            None => (PageReader::start(self), ChainChecker::new(key, None)),
+            None => (
+                PageReader::between(self, 0, until),
+                ChainChecker::new(key, None),
+            ),
         };
         CheckedPages {
             reader,
@@ -907,21 +920,7 @@ impl Store {
                 .map_err(StoreError::db("read a row's hash")))?
         };
         // No such row: the check from the first row names what is missing.
-        let (reader, checker) = match before {
-            Some(hash) => (
-                PageReader::between(self, first - 1, last),
-                ChainChecker::resume(None, first - 1, hash),
-            ),
-            None => (
-                PageReader::between(self, 0, last),
-                ChainChecker::new(None, None),
-            ),
-        };
-        Ok(CheckedPages {
-            reader,
-            checker,
-            broken: None,
-        })
+        Ok(self.checked_until(None, before.map(|hash| (first - 1, hash)), last))
     }
 
     /// Up to `limit` rows of the desk's record with `after < seq < before`, in seq order,
@@ -1147,12 +1146,7 @@ struct PageReader {
 
 impl PageReader {
     fn start(store: &Store) -> PageReader {
-        PageReader::after(store, i64::MIN)
-    }
-
-    /// Reads the rows after `seq`.
-    fn after(store: &Store, seq: i64) -> PageReader {
-        PageReader::between(store, seq, i64::MAX)
+        PageReader::between(store, i64::MIN, i64::MAX)
     }
 
     /// Reads the rows after `seq` up to `until` (included).
