@@ -35,6 +35,7 @@ pub mod config;
 pub mod daemon;
 pub mod engine;
 pub mod http;
+pub mod memory;
 pub mod monitor;
 pub mod notify;
 pub mod oauth2;

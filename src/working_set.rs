@@ -186,6 +186,9 @@ async fn restore(
         }
     }
     tracker.shrink_to_fit();
+    // The snapshot's and the pages' temporaries are freed by now; what would stay resident
+    // in threads that go idle goes back to the system.
+    crate::memory::release_freed();
     let (verification, seals) = pages.finish();
     Ok(Started {
         deadlines: Deadlines::of_open(&tracker),
@@ -472,6 +475,7 @@ impl Keeper {
             let evicted = tracker.evict(cutoff);
             if !evicted.is_empty() {
                 tracker.shrink_to_fit();
+                crate::memory::release_freed();
             }
             self.threads_at_eviction = tracker.threads_held();
             self.next_eviction = now + self.options.evict_every;
