@@ -259,8 +259,10 @@ path = "{{dir}}/maildir"
     );
     // More mail, then kill -9: the next start reads the snapshot and the rows after it.
     let head = d.metric("slawatch_ledger_head_seq").unwrap_or_default();
+    // Message-IDs of this run: a reused ledger already holds those of the runs before.
+    let run = support::daemon::unix_now();
     for k in 0..200 {
-        support::daemon::maildir_mail(dir.path(), support::daemon::unix_now(), &format!("k{k}"));
+        support::daemon::maildir_mail(dir.path(), run, &format!("k{k}-{run}"));
     }
     d.wait_for("the new mail in the ledger", Duration::from_secs(60), |d| {
         d.metric("slawatch_ledger_head_seq")

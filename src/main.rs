@@ -217,9 +217,9 @@ async fn open_for_reading(settings: &Settings) -> anyhow::Result<Option<Store>> 
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    slawatch::memory::disable_huge_pages();
     let cli = Cli::parse();
     init_tracing(&cli.log_format);
-    slawatch::memory::disable_huge_pages();
     // One TLS provider for the whole process (IMAP, HTTP clients): ring.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = match tokio::runtime::Runtime::new() {

@@ -13,14 +13,14 @@
 //!   restored and after each eviction from the working set.
 
 /// Transparent huge pages off for this process (Linux; elsewhere nothing to do), unless
-/// `MIMALLOC_ALLOW_THP` says otherwise. Called first thing in `main`, before the allocator
-/// has mapped more than its first arena pages.
+/// `MIMALLOC_ALLOW_THP` says otherwise. Called first thing in `main`: what the allocator maps
+/// before that (a few MiB) keeps its huge pages.
 pub fn disable_huge_pages() {
     #[cfg(any(target_os = "linux", target_os = "android"))]
-    if std::env::var_os("MIMALLOC_ALLOW_THP").is_none()
-        && let Err(e) = rustix::thread::disable_transparent_huge_pages(true)
-    {
-        tracing::debug!(error = %e, "Transparent huge pages stay on.");
+    if std::env::var_os("MIMALLOC_ALLOW_THP").is_none() {
+        // Before logging is set up, and nothing to say if it fails (a kernel without the
+        // setting): the memory is then what it was.
+        let _ = rustix::thread::disable_transparent_huge_pages(true);
     }
 }
 

@@ -12,7 +12,7 @@ use slawatch_core::tracker::event::Event;
 use slawatch_core::tracker::working_set::EvictedThread;
 use sqlx::Connection;
 
-use super::{Fencing, RawRow, Store, StoreError, chain, decode};
+use super::{Fencing, Store, StoreError, chain, read_event};
 
 /// Rows per archive `INSERT`.
 const ARCHIVE_ROWS: usize = 128;
@@ -95,8 +95,7 @@ fn lookup_statement(which: usize) -> &'static str {
                 placeholders()
             ),
             format!(
-                "SELECT seq, recorded_at, kind, inquiry_id, payload, prev_hash, hash FROM ledger \
-                 WHERE seq IN ({}) ORDER BY seq",
+                "SELECT seq, kind, payload FROM ledger WHERE seq IN ({}) ORDER BY seq",
                 placeholders()
             ),
         ]
@@ -258,7 +257,9 @@ impl Store {
     pub async fn events_at(&self, seqs: &[i64]) -> Result<Vec<(i64, Event)>, StoreError> {
         let mut out = Vec::with_capacity(seqs.len());
         for chunk in seqs.chunks(LOOKUP_CHUNK) {
-            let rows: Vec<RawRow> = with_pool!(self, pool => {
+            // The event alone: every column more is a copy per row, and a restore reads a
+            // month of rows.
+            let rows: Vec<(i64, String, String)> = with_pool!(self, pool => {
                 let mut query = sqlx::query_as(lookup_statement(1));
                 for seq in padded(chunk) {
                     query = query.bind(seq);
@@ -268,9 +269,8 @@ impl Store {
                     .await
                     .map_err(StoreError::db("read ledger rows by seq"))?
             });
-            for row in rows {
-                let entry = decode(row)?;
-                out.push((entry.seq, entry.event));
+            for (seq, kind, payload) in rows {
+                out.push(read_event(seq, &kind, &payload)?);
             }
         }
         if out.len() != seqs.len() {

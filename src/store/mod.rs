@@ -1242,28 +1242,26 @@ impl LedgerPage {
     ) -> impl Iterator<Item = Result<(i64, Event), StoreError>> + 'p {
         self.rows()
             .filter(move |row| keep(row.seq, row.inquiry_id))
-            .map(|row| {
-                decode_event(row.kind, row.payload)
-                    .map(|event| (row.seq, event))
-                    .map_err(|e| StoreError::CorruptRow {
-                        seq: row.seq,
-                        problem: format!("payload is not a known event: {e}"),
-                    })
-            })
+            .map(|row| read_event(row.seq, row.kind, row.payload))
     }
 
     /// Each row's seq and event, in seq order; a payload that is not a known event is a
     /// [`StoreError::CorruptRow`].
     pub fn events(&self) -> impl Iterator<Item = Result<(i64, Event), StoreError>> + '_ {
-        self.rows().map(|row| {
-            decode_event(row.kind, row.payload)
-                .map(|event| (row.seq, event))
-                .map_err(|e| StoreError::CorruptRow {
-                    seq: row.seq,
-                    problem: format!("payload is not a known event: {e}"),
-                })
-        })
+        self.rows()
+            .map(|row| read_event(row.seq, row.kind, row.payload))
     }
+}
+
+/// Row `seq`'s event ([`decode_event`]); a payload that is not a known event is a
+/// [`StoreError::CorruptRow`].
+fn read_event(seq: i64, kind: &str, payload: &str) -> Result<(i64, Event), StoreError> {
+    decode_event(kind, payload)
+        .map(|event| (seq, event))
+        .map_err(|e| StoreError::CorruptRow {
+            seq,
+            problem: format!("payload is not a known event: {e}"),
+        })
 }
 
 /// The event in `payload`. The two commonest kinds (an inquiry opened, an inquiry answered)
