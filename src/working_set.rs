@@ -475,11 +475,13 @@ impl Keeper {
             let evicted = tracker.evict(cutoff);
             if !evicted.is_empty() {
                 tracker.shrink_to_fit();
-                crate::memory::release_freed();
             }
             self.threads_at_eviction = tracker.threads_held();
+            drop(tracker);
             self.next_eviction = now + self.options.evict_every;
             if !evicted.is_empty() {
+                // What the evicted threads held goes back to the system (outside the lock).
+                crate::memory::release_freed();
                 tracing::debug!(
                     threads = evicted.len(),
                     held = self.threads_at_eviction,
