@@ -257,8 +257,8 @@ impl Store {
     pub async fn events_at(&self, seqs: &[i64]) -> Result<Vec<(i64, Event)>, StoreError> {
         let mut out = Vec::with_capacity(seqs.len());
         for chunk in seqs.chunks(LOOKUP_CHUNK) {
-            // The event alone: every column more is a copy per row, and a restore reads a
-            // month of rows.
+            // The seq, kind and event alone: every column more is a copy per row, and a restore
+            // reads a month of rows.
             let rows: Vec<(i64, String, String)> = with_pool!(self, pool => {
                 let mut query = sqlx::query_as(lookup_statement(1));
                 for seq in padded(chunk) {
