@@ -480,7 +480,8 @@ impl Keeper {
             drop(tracker);
             self.next_eviction = now + self.options.evict_every;
             if !evicted.is_empty() {
-                // What the evicted threads held goes back to the system (outside the lock).
+                // The indexes `shrink_to_fit` rebuilt, and the threads the last archive write
+                // let go, go back to the system (outside the lock).
                 crate::memory::release_freed();
                 tracing::debug!(
                     threads = evicted.len(),

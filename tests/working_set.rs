@@ -549,33 +549,14 @@ async fn history_that_left_memory_is_served_from_the_projection_on_postgresql() 
 /// `MIMALLOC_ALLOW_THP` decides instead. Read from the kernel's view of the running process.
 #[test]
 fn the_daemon_runs_without_transparent_huge_pages_unless_the_operator_allows_them() {
-    const CONFIG: &str = r#"
-[store]
-url = "sqlite://{dir}/ledger.db"
-[http]
-bind = "127.0.0.1:{port}"
-[desk]
-support_addresses = ["support@example.com"]
-[sources.mail]
-type = "maildir"
-path = "{dir}/maildir"
-"#;
+    use support::slawatchd::{Options, Slawatch};
     for (env, expected) in [(&[][..], "0"), (&[("MIMALLOC_ALLOW_THP", "1")][..], "1")] {
-        let dir = tempfile::tempdir().unwrap();
-        for sub in ["new", "cur", "tmp"] {
-            std::fs::create_dir_all(dir.path().join("maildir").join(sub)).unwrap();
-        }
-        let mut daemon = support::daemon::Daemon::configure(dir.path(), CONFIG, env);
-        daemon.start();
-        let pid = daemon.pid().unwrap();
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-        let enabled = status
-            .lines()
-            .find_map(|l| l.strip_prefix("THP_enabled:"))
-            .expect("the kernel reports THP_enabled for the process")
-            .trim()
-            .to_string();
-        assert!(daemon.stop(), "clean stop");
+        let daemon = Slawatch::start(Options {
+            env,
+            ..Options::default()
+        });
+        let enabled = support::process::status_field(daemon.pid().unwrap(), "THP_enabled:")
+            .expect("the kernel reports THP_enabled for the process");
         assert_eq!(enabled, expected, "THP_enabled with {env:?}");
     }
 }

@@ -14,10 +14,19 @@ pub fn cpu_seconds(pid: impl Display) -> Option<f64> {
     Some(ticks / 100.0)
 }
 
+/// The value of a line of `/proc/{pid}/status` (`"VmRSS:"`, `"THP_enabled:"`, …), as written.
+pub fn status_field(pid: impl Display, field: &str) -> Option<String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let value = status.lines().find_map(|l| l.strip_prefix(field))?;
+    Some(value.trim().to_string())
+}
+
 /// A memory line of `/proc/{pid}/status` (`"VmRSS:"`, `"VmHWM:"`, …) in MB.
 pub fn memory_mb(pid: impl Display, field: &str) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with(field))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    let kb: f64 = status_field(pid, field)?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
     Some(kb / 1024.0)
 }

@@ -239,6 +239,11 @@ scan_interval = "1s"
         s
     }
 
+    /// The daemon's process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(|p| p.0.id())
+    }
+
     /// The Maildir of the `inbox` source.
     pub fn maildir(&self) -> PathBuf {
         self.dir.path().join("Maildir")
